@@ -1,0 +1,271 @@
+//! The [`Device`] trait: protocol and state, nothing about ptys, timing or faults.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use crate::clock::SimClock;
+use crate::framer::Framing;
+use crate::line::LineConfig;
+use crate::settings::{LineEvent, LineSettings, Session};
+
+/// One frame a device sends, optionally after a delay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Wait this long (after the request, or after the previous reply) before sending.
+    pub delay: Duration,
+    /// The frame.
+    pub bytes: Bytes,
+    /// `true`: send `bytes` as they are, bypassing the framer's encoder (an echo of the raw
+    /// request, a deliberately malformed frame). `false`: encode them with the framer.
+    pub raw: bool,
+}
+
+impl Reply {
+    /// A frame to be encoded, sent at once.
+    pub fn frame(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            delay: Duration::ZERO,
+            bytes: bytes.into(),
+            raw: false,
+        }
+    }
+
+    /// Bytes sent exactly as given, bypassing the framer.
+    pub fn raw(bytes: impl Into<Bytes>) -> Self {
+        Self {
+            raw: true,
+            ..Self::frame(bytes)
+        }
+    }
+
+    /// The same reply after `delay`.
+    #[must_use]
+    pub fn after(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+/// The replies a device produces for one request: zero, one or many, in order.
+///
+/// The serving loop hands the same (cleared) buffer to every call, so replying allocates nothing
+/// beyond the frames themselves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replies {
+    items: Vec<Reply>,
+}
+
+impl Replies {
+    /// An empty set of replies.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reply with `frame` (encoded by the framer), at once.
+    pub fn push(&mut self, frame: impl Into<Bytes>) {
+        self.items.push(Reply::frame(frame));
+    }
+
+    /// Reply with `frame` after `delay`.
+    pub fn push_after(&mut self, delay: Duration, frame: impl Into<Bytes>) {
+        self.items.push(Reply::frame(frame).after(delay));
+    }
+
+    /// Send `bytes` exactly as given, bypassing the framer.
+    pub fn push_raw(&mut self, bytes: impl Into<Bytes>) {
+        self.items.push(Reply::raw(bytes));
+    }
+
+    /// Add a prepared [`Reply`].
+    pub fn push_reply(&mut self, reply: Reply) {
+        self.items.push(reply);
+    }
+
+    /// The replies so far.
+    #[must_use]
+    pub fn as_slice(&self) -> &[Reply] {
+        &self.items
+    }
+
+    /// Just the frames' bytes, for assertions in tests.
+    #[must_use]
+    pub fn frames(&self) -> Vec<&[u8]> {
+        self.items.iter().map(|r| r.bytes.as_ref()).collect()
+    }
+
+    /// Number of replies.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// No replies (the device stays silent).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Remove every reply.
+    pub fn clear(&mut self) {
+        self.items.clear();
+    }
+
+    /// Take the replies out, leaving the buffer empty.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Reply> {
+        self.items.drain(..)
+    }
+}
+
+/// What a device may know about where and when it runs.
+///
+/// Built by the serving loop; tests build one with [`Context::for_test`].
+#[derive(Debug)]
+pub struct Context {
+    /// The port's name (for logs, and for models whose answer depends on it).
+    name: Arc<str>,
+    /// The client's current line settings.
+    settings: watch::Receiver<LineSettings>,
+    /// Whether a client has the port open.
+    session: watch::Receiver<Session>,
+    /// The simulated wall clock.
+    clock: SimClock,
+    /// Seeded randomness, so that runs repeat.
+    rng: fastrand::Rng,
+}
+
+impl Context {
+    /// A context for a port called `name`.
+    #[must_use]
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        settings: watch::Receiver<LineSettings>,
+        session: watch::Receiver<Session>,
+        clock: SimClock,
+        seed: u64,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            settings,
+            session,
+            clock,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    /// A context for unit tests: 9600 8N1, no session information, the given clock, seed 0.
+    #[must_use]
+    pub fn for_test(clock: SimClock) -> Self {
+        let (_, settings) = watch::channel(LineSettings::default());
+        let (_, session) = watch::channel(Session::default());
+        Self::new("test", settings, session, clock, 0)
+    }
+
+    /// The port's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The client's line settings right now.
+    #[must_use]
+    pub fn settings(&self) -> LineSettings {
+        *self.settings.borrow()
+    }
+
+    /// A watch on the line settings (`changed().await` to wait for the client to change them).
+    #[must_use]
+    pub fn settings_watch(&self) -> watch::Receiver<LineSettings> {
+        self.settings.clone()
+    }
+
+    /// The session state right now.
+    #[must_use]
+    pub fn session(&self) -> Session {
+        *self.session.borrow()
+    }
+
+    /// A watch on the session state.
+    #[must_use]
+    pub fn session_watch(&self) -> watch::Receiver<Session> {
+        self.session.clone()
+    }
+
+    /// The simulated wall clock.
+    #[must_use]
+    pub fn clock(&self) -> &SimClock {
+        &self.clock
+    }
+
+    /// The seeded random source.
+    pub fn rng(&mut self) -> &mut fastrand::Rng {
+        &mut self.rng
+    }
+}
+
+/// An emulated device: protocol and state.
+///
+/// A device gets one decoded request frame at a time and pushes zero or more replies. It owns
+/// its state (`&mut self`): a serial line carries one request at a time, so there is no need
+/// for `Arc<Mutex<_>>` unless several ports share state on purpose (a parallel group of
+/// inverters: keep the shared part behind an `Arc<Mutex<_>>` in each device).
+///
+/// Implementations write plain `async fn`s; the trait spells out `+ Send` so that generic
+/// spawning works.
+///
+/// ```
+/// use serialtwin_core::{Context, Device, Replies};
+/// use bytes::Bytes;
+///
+/// struct Hello;
+///
+/// impl Device for Hello {
+///     type Error = std::convert::Infallible;
+///     async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies)
+///         -> Result<(), Self::Error>
+///     {
+///         if req.as_ref() == b"HELLO" { out.push("WORLD") }
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Device: Send + 'static {
+    /// Model-specific failure. The serving loop logs it and keeps serving.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// How this device frames requests and replies. Default: CRLF lines.
+    fn framing(&self) -> Framing {
+        Framing::default()
+    }
+
+    /// The line this device really has (baud, pacing, latency). Default: a plain port with no
+    /// line behaviour.
+    fn line(&self) -> LineConfig {
+        LineConfig::default()
+    }
+
+    /// Handle one request frame, pushing replies into `replies` (which arrives empty).
+    fn handle(
+        &mut self,
+        request: Bytes,
+        ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The next frame the device sends on its own (a meter streaming readings).
+    ///
+    /// The serving loop races this against incoming data and drops the future when a request
+    /// arrives first, so it **must be cancel-safe**: wait on an `Interval::tick`, a channel's
+    /// `recv`, a `Notify` — never half-update state across an `.await`. Default: never.
+    fn unprompted(&mut self, _ctx: &mut Context) -> impl Future<Output = Option<Reply>> + Send {
+        std::future::pending()
+    }
+
+    /// Something happened on the line (a client opened or closed the port, changed settings).
+    /// Default: nothing.
+    fn on_event(&mut self, _event: &LineEvent, _ctx: &mut Context) {}
+}

@@ -1,0 +1,20 @@
+//! serialtwin-core: emulated serial devices as real serial ports.
+//!
+//! # Layout
+//! - [`settings`]: line settings and line events (what the client did to the port).
+//! - [`framer`]: cutting bytes into frames ([`Framer`], [`LineFramer`], [`Framing`]).
+//! - [`device`]: the [`Device`] trait, [`Replies`] and the [`Context`] a device sees.
+//! - [`line`]: what the wire does to bytes (baud, pacing, latency).
+//! - [`clock`]: the simulated wall clock.
+
+pub mod clock;
+pub mod device;
+pub mod framer;
+pub mod line;
+pub mod settings;
+
+pub use crate::clock::SimClock;
+pub use crate::device::{Context, Device, Replies, Reply};
+pub use crate::framer::{BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator};
+pub use crate::line::{Latency, Line, LineConfig, Mismatch};
+pub use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, Session, StopBits};

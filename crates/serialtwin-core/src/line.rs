@@ -1,0 +1,251 @@
+//! The line: what a real wire does to bytes between the device and the client.
+//!
+//! It sits outside the device, after the framer's encoder, so every model gets it for free and a
+//! device's own tests need none of it. Today it knows the device's real baud rate (and what
+//! happens when the client's differs), pacing at that speed, and a response latency.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::settings::LineSettings;
+
+/// Longest batch of paced bytes released at once: pacing stays exact at 115200 baud too.
+const PACING_BATCH: Duration = Duration::from_millis(2);
+
+/// How long a device waits before it starts to answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Latency {
+    /// Answer at once.
+    #[default]
+    None,
+    /// Always this long.
+    Fixed(Duration),
+    /// Uniformly between `min` and `max`, drawn from the port's seeded random source.
+    Range {
+        /// Shortest latency.
+        min: Duration,
+        /// Longest latency.
+        max: Duration,
+    },
+}
+
+impl Latency {
+    /// Draw one latency.
+    #[must_use]
+    pub fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
+        match *self {
+            Self::None => Duration::ZERO,
+            Self::Fixed(d) => d,
+            Self::Range { min, max } if max > min => {
+                let span = u64::try_from((max - min).as_nanos()).unwrap_or(u64::MAX);
+                min + Duration::from_nanos(rng.u64(0..=span))
+            }
+            Self::Range { min, .. } => min,
+        }
+    }
+}
+
+/// What the device's UART makes of a client that runs at another baud rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mismatch {
+    /// Nothing: the pty delivers bytes whatever the settings (a plain port).
+    #[default]
+    Ignore,
+    /// The device hears nothing it can decode and stays silent.
+    Silence,
+    /// Both sides see garbage bytes, as a real UART at the wrong speed produces.
+    Garbage,
+}
+
+/// A device's line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct LineConfig {
+    /// The baud rate the device really runs at. `None`: whatever the client chooses.
+    pub baud: Option<u32>,
+    /// What happens when the client's baud rate differs from `baud`.
+    pub mismatch: Mismatch,
+    /// Release output no faster than the line's speed would carry it.
+    pub pace: bool,
+    /// Time before the first byte of an answer.
+    pub latency: Latency,
+}
+
+impl LineConfig {
+    /// A real UART line at `baud`: paced, answering a client at another speed with garbage.
+    #[must_use]
+    pub fn uart(baud: u32) -> Self {
+        Self {
+            baud: Some(baud),
+            mismatch: Mismatch::Garbage,
+            pace: true,
+            latency: Latency::None,
+        }
+    }
+
+    /// Whether a client at `settings` is at the wrong speed for this line.
+    #[must_use]
+    pub fn mismatched(&self, settings: &LineSettings) -> bool {
+        self.mismatch != Mismatch::Ignore && self.baud.is_some_and(|b| b != settings.baud)
+    }
+}
+
+/// The line stage of one port.
+#[derive(Debug)]
+pub struct Line {
+    config: LineConfig,
+    /// When the wire is free again (the end of the last paced byte).
+    busy_until: Option<Instant>,
+}
+
+impl Line {
+    /// A line with `config`.
+    #[must_use]
+    pub fn new(config: LineConfig) -> Self {
+        Self {
+            config,
+            busy_until: None,
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &LineConfig {
+        &self.config
+    }
+
+    /// Whether incoming bytes from a client at `settings` can be understood by the device.
+    #[must_use]
+    pub fn accepts_input(&self, settings: &LineSettings) -> bool {
+        !self.config.mismatched(settings)
+    }
+
+    /// Send `bytes` (an encoded reply) to `io` as the wire would, given the client's `settings`.
+    ///
+    /// # Errors
+    /// Any I/O error writing to `io`.
+    pub async fn transmit<T: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut T,
+        bytes: &[u8],
+        settings: &LineSettings,
+        rng: &mut fastrand::Rng,
+    ) -> std::io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let garbage;
+        let bytes = if self.config.mismatched(settings) {
+            match self.config.mismatch {
+                Mismatch::Silence | Mismatch::Ignore => return Ok(()),
+                Mismatch::Garbage => {
+                    garbage = garble(bytes, rng);
+                    &garbage[..]
+                }
+            }
+        } else {
+            bytes
+        };
+        if !self.config.pace {
+            io.write_all(bytes).await?;
+            return io.flush().await;
+        }
+        let wire = LineSettings {
+            baud: self.config.baud.unwrap_or(settings.baud),
+            ..*settings
+        };
+        let per_byte = Duration::from_secs_f64(
+            f64::from(wire.bits_per_char()) / f64::from(wire.baud.max(1)),
+        );
+        let per_batch = usize::try_from(PACING_BATCH.as_nanos() / per_byte.as_nanos().max(1))
+            .unwrap_or(1)
+            .max(1);
+        let now = Instant::now();
+        let start = self.busy_until.filter(|&t| t > now).unwrap_or(now);
+        let mut sent = 0usize;
+        for chunk in bytes.chunks(per_batch) {
+            let done = sent + chunk.len();
+            // A byte leaves once its last bit has been on the wire.
+            let due = start + per_byte * u32::try_from(done).unwrap_or(u32::MAX);
+            tokio::time::sleep_until(due).await;
+            io.write_all(chunk).await?;
+            io.flush().await?;
+            sent = done;
+            self.busy_until = Some(due);
+        }
+        Ok(())
+    }
+}
+
+/// What a UART at the wrong speed makes of `bytes`: about as many bytes, none of them right.
+fn garble(bytes: &[u8], rng: &mut fastrand::Rng) -> Vec<u8> {
+    bytes.iter().map(|&b| b ^ rng.u8(1..=255)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_spreads_bytes_over_their_wire_time() {
+        let mut line = Line::new(LineConfig::uart(2400));
+        let mut rng = fastrand::Rng::with_seed(1);
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let t0 = Instant::now();
+        line.transmit(&mut a, &[b'x'; 110], &LineSettings::new(2400), &mut rng)
+            .await
+            .unwrap();
+        // 110 bytes * 10 bits / 2400 baud = 458.3 ms
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_millis(458), "{took:?}");
+        assert!(took < Duration::from_millis(470), "{took:?}");
+        let mut buf = [0; 110];
+        tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn mismatch_policies() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let client = LineSettings::new(9600);
+        let mut silent = Line::new(LineConfig {
+            mismatch: Mismatch::Silence,
+            ..LineConfig::uart(2400)
+        });
+        let mut out = Vec::new();
+        silent.transmit(&mut out, b"hello", &client, &mut rng).await.unwrap();
+        assert!(out.is_empty());
+        assert!(!silent.accepts_input(&client));
+
+        let mut garbage = Line::new(LineConfig {
+            pace: false,
+            ..LineConfig::uart(2400)
+        });
+        garbage.transmit(&mut out, b"hello", &client, &mut rng).await.unwrap();
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().zip(b"hello").all(|(a, b)| a != b));
+
+        let mut plain = Line::new(LineConfig::default());
+        out.clear();
+        plain.transmit(&mut out, b"hello", &client, &mut rng).await.unwrap();
+        assert_eq!(out, b"hello");
+    }
+
+    #[test]
+    fn latency_range_is_seeded() {
+        let l = Latency::Range {
+            min: Duration::from_millis(10),
+            max: Duration::from_millis(20),
+        };
+        let a: Vec<_> = {
+            let mut r = fastrand::Rng::with_seed(7);
+            (0..10).map(|_| l.sample(&mut r)).collect()
+        };
+        let b: Vec<_> = {
+            let mut r = fastrand::Rng::with_seed(7);
+            (0..10).map(|_| l.sample(&mut r)).collect()
+        };
+        assert_eq!(a, b);
+        assert!(a.iter().all(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_millis(20)));
+    }
+}

@@ -1,0 +1,181 @@
+//! What the client has done to the line: its settings, and the events a port reports.
+//!
+//! A pty master can see the baud rate (including non-standard rates set through `BOTHER`), the
+//! stop bits and hardware/software flow control a client chose. It can **never** see parity or
+//! the data-bit count: the kernel's `pty_set_termios()` forces `CS8` and clears `PARENB` on every
+//! change, so a pty always reports 8 data bits and no parity whatever the client asked for.
+//! [`LineSettings::parity_visible`] says whether the transport could know.
+
+use std::fmt;
+
+/// Number of stop bits per character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum StopBits {
+    /// One stop bit.
+    #[default]
+    One,
+    /// Two stop bits (`CSTOPB`).
+    Two,
+}
+
+/// Parity bit per character.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Parity {
+    /// No parity bit.
+    #[default]
+    None,
+    /// Even parity.
+    Even,
+    /// Odd parity.
+    Odd,
+}
+
+/// Flow control the client enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum FlowControl {
+    /// No flow control.
+    #[default]
+    None,
+    /// RTS/CTS (`CRTSCTS`).
+    Hardware,
+    /// XON/XOFF (`IXON`).
+    Software,
+}
+
+/// The line settings as a transport sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LineSettings {
+    /// Bits per second (output speed), including non-standard rates.
+    pub baud: u32,
+    /// Data bits per character. Always 8 on a pty (see the module docs).
+    pub data_bits: u8,
+    /// Parity. Always [`Parity::None`] on a pty (see the module docs).
+    pub parity: Parity,
+    /// Stop bits.
+    pub stop_bits: StopBits,
+    /// Flow control.
+    pub flow: FlowControl,
+    /// Whether `parity` and `data_bits` were really observed (false on a pty).
+    pub parity_visible: bool,
+}
+
+impl LineSettings {
+    /// 8N1 at `baud`, no flow control, as a transport that sees everything would report it.
+    #[must_use]
+    pub const fn new(baud: u32) -> Self {
+        Self {
+            baud,
+            data_bits: 8,
+            parity: Parity::None,
+            stop_bits: StopBits::One,
+            flow: FlowControl::None,
+            parity_visible: true,
+        }
+    }
+
+    /// Bits on the wire per character: start + data + parity + stop.
+    #[must_use]
+    pub fn bits_per_char(&self) -> u32 {
+        let parity = u32::from(self.parity != Parity::None);
+        let stop = match self.stop_bits {
+            StopBits::One => 1,
+            StopBits::Two => 2,
+        };
+        1 + u32::from(self.data_bits) + parity + stop
+    }
+}
+
+impl Default for LineSettings {
+    fn default() -> Self {
+        Self::new(9600)
+    }
+}
+
+impl fmt::Display for LineSettings {
+    /// `2400 8N1`, with ` rtscts` / ` xonxoff` appended for flow control.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parity = match self.parity {
+            Parity::None => 'N',
+            Parity::Even => 'E',
+            Parity::Odd => 'O',
+        };
+        let stop = match self.stop_bits {
+            StopBits::One => 1,
+            StopBits::Two => 2,
+        };
+        write!(f, "{} {}{parity}{stop}", self.baud, self.data_bits)?;
+        match self.flow {
+            FlowControl::None => Ok(()),
+            FlowControl::Hardware => f.write_str(" rtscts"),
+            FlowControl::Software => f.write_str(" xonxoff"),
+        }
+    }
+}
+
+/// Something that happened on the line other than data.
+///
+/// A transport that cannot know an event simply never reports it (a `duplex` pipe reports none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineEvent {
+    /// A client opened the port (the first open of a session).
+    Opened,
+    /// The last client closed the port.
+    Closed,
+    /// The client changed its line settings (or opened the port, which applies them).
+    Settings(LineSettings),
+    /// The client flushed its queues (`tcflush`).
+    Flush {
+        /// The client discarded what it had not yet read (bytes the device sent).
+        input: bool,
+        /// The client discarded what it had not yet sent.
+        output: bool,
+    },
+    /// The client suspended (`false`) or resumed (`true`) output with `tcflow`.
+    Flow(bool),
+}
+
+impl fmt::Display for LineEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Opened => f.write_str("open"),
+            Self::Closed => f.write_str("close"),
+            Self::Settings(s) => write!(f, "settings {s}"),
+            Self::Flush { input, output } => match (input, output) {
+                (true, true) => f.write_str("flush both"),
+                (true, false) => f.write_str("flush input"),
+                (false, true) => f.write_str("flush output"),
+                (false, false) => f.write_str("flush"),
+            },
+            Self::Flow(true) => f.write_str("flow start"),
+            Self::Flow(false) => f.write_str("flow stop"),
+        }
+    }
+}
+
+/// Whether a client has the port open, as the device's context shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Session {
+    /// A client has the port open right now (`None`: the transport cannot tell).
+    pub open: Option<bool>,
+    /// How many client sessions have begun since the port was created.
+    pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_usual_shorthand() {
+        assert_eq!(LineSettings::new(2400).to_string(), "2400 8N1");
+        let s = LineSettings {
+            stop_bits: StopBits::Two,
+            flow: FlowControl::Hardware,
+            parity: Parity::Even,
+            ..LineSettings::new(19200)
+        };
+        assert_eq!(s.to_string(), "19200 8E2 rtscts");
+        assert_eq!(s.bits_per_char(), 12);
+        assert_eq!(LineSettings::new(9600).bits_per_char(), 10);
+    }
+}
