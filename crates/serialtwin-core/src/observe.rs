@@ -1,0 +1,103 @@
+//! The observer hook: everything the serving loop sees, in order.
+//!
+//! The traffic trace, the capture writer and a Rust test's assertions all hang here. Observers
+//! are called synchronously from the serving loop, so they must be cheap (format a line, push
+//! into a channel) and must never block.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::settings::LineEvent;
+
+/// Which way bytes went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the client to the device (a request).
+    Rx,
+    /// From the device to the client (a reply or an unprompted frame).
+    Tx,
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Rx => "rx",
+            Self::Tx => "tx",
+        })
+    }
+}
+
+/// What was seen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A decoded request frame (without its terminator), or the encoded bytes of a reply as
+    /// handed to the line stage.
+    Frame(Direction, Bytes),
+    /// A line event (open, close, settings, flush).
+    Event(LineEvent),
+    /// Input the framer discarded, and why.
+    FrameError(String),
+    /// The device's handler failed; it keeps serving.
+    HandlerError(String),
+}
+
+/// One observation, stamped with tokio's clock.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    /// When it was seen.
+    pub at: Instant,
+    /// The port's name.
+    pub port: Arc<str>,
+    /// What was seen.
+    pub seen: Seen,
+}
+
+/// Receives every observation of a port, in order.
+pub trait Observer: Send + Sync + 'static {
+    /// Called by the serving loop; must not block.
+    fn observe(&self, observation: &Observation);
+}
+
+impl<F: Fn(&Observation) + Send + Sync + 'static> Observer for F {
+    fn observe(&self, observation: &Observation) {
+        self(observation);
+    }
+}
+
+/// An observer that fans observations out on a `tokio::sync::broadcast` channel.
+///
+/// Subscribers that fall behind lose the oldest observations (and learn how many with
+/// `RecvError::Lagged`); the serving loop never waits for them.
+#[derive(Clone, Debug)]
+pub struct Broadcast {
+    tx: broadcast::Sender<Observation>,
+}
+
+impl Broadcast {
+    /// A channel keeping up to `capacity` observations for slow subscribers.
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// A new subscriber, seeing observations from now on.
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<Observation> {
+        self.tx.subscribe()
+    }
+}
+
+impl Observer for Broadcast {
+    fn observe(&self, observation: &Observation) {
+        // Only subscribers that exist get it; none is fine.
+        if self.tx.receiver_count() > 0 {
+            let _ = self.tx.send(observation.clone());
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! A pseudo-terminal as an emulated serial port. The one module allowed `unsafe` code.
+//!
+//! What the kernel does to a pty, and what this module does about it (see
+//! `shared/reference/pty-linux.md` for the evidence):
+//! - **EIO after a client closes.** The master fails with EIO while no slave descriptor is
+//!   open. We open the slave ourselves (`TIOCGPTPEER`, `O_NOCTTY`) and hold it for the port's
+//!   life, so clients can come and go and the device keeps its state.
+//! - **Cooked defaults.** A new pty echoes, turns `\r` into `\n` and swallows XON/XOFF bytes. We
+//!   put the line in raw mode from the master before anyone can open the slave.
+//! - **Settings and flushes in-band.** The master runs in packet mode (`TIOCPKT`) with `EXTPROC`
+//!   set, so every client `tcsetattr` arrives as a `TIOCPKT_IOCTL` status byte; we then read
+//!   the settings with `TCGETS2` (rustix's `tcgetattr`), which also sees `BOTHER` rates.
+//!   Parity and data bits are never visible: the kernel forces `CS8` and clears `PARENB`.
+//! - **Sessions.** Opens and closes of `/dev/pts/N` come from one process-wide inotify watcher
+//!   ([`sessions`]). When the last client leaves we discard output it will never read, clear an
+//!   exclusive lock (`TIOCEXCL`) it left, and tell the serving loop to drop its partial frame —
+//!   but only if no newer client can have started talking in between.
+
+mod sessions;
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{self, Poll, ready};
+use std::time::Instant;
+
+use rustix::ioctl::{Getter, Setter, ioctl, opcode};
+use rustix::pty::OpenptFlags;
+use rustix::termios::{
+    ControlModes, InputModes, LocalModes, OptionalActions, QueueSelector, SpecialCodeIndex,
+    Termios,
+};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tracing::{debug, warn};
+
+use self::sessions::{SessionLink, SessionNote};
+use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+use crate::transport::{PortEvent, Transport};
+
+/// `TIOCPKT`: packet mode on the master (`ioctl_tty(2)`).
+const TIOCPKT: rustix::ioctl::Opcode = 0x5420;
+/// `TIOCGEXCL`: read the exclusive-mode flag, `_IOR('T', 0x40, int)`.
+const TIOCGEXCL: rustix::ioctl::Opcode = opcode::read::<std::ffi::c_int>(b'T', 0x40);
+
+/// Packet-mode status bits (`TIOCPKT(2const)`).
+mod pkt {
+    pub(super) const FLUSHREAD: u8 = 0x01;
+    pub(super) const FLUSHWRITE: u8 = 0x02;
+    pub(super) const STOP: u8 = 0x04;
+    pub(super) const START: u8 = 0x08;
+    pub(super) const IOCTL: u8 = 0x40;
+}
+
+/// How to create a pty port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PtyOptions {
+    /// Baud rate the line starts at (a client that never sets its own sees this).
+    pub baud: u32,
+    /// Owner `(uid, gid)` of the slave node; `None` leaves devpts' default (the creating user).
+    pub owner: Option<(u32, u32)>,
+    /// Permission bits of the slave node (devpts creates it `0600` or `0620`); `None` leaves them.
+    pub mode: Option<u32>,
+}
+
+impl Default for PtyOptions {
+    fn default() -> Self {
+        Self {
+            baud: 9600,
+            owner: None,
+            mode: None,
+        }
+    }
+}
+
+/// A handle on the port's held slave descriptor, for looking at the line from the client's side
+/// (tests, diagnostics) without opening `/dev/pts/N` (which would count as a client).
+#[derive(Clone, Debug)]
+pub struct SlaveProbe {
+    slave: Arc<OwnedFd>,
+}
+
+impl SlaveProbe {
+    /// Whether exclusive mode (`TIOCEXCL`) is set on the line.
+    ///
+    /// # Errors
+    /// The `TIOCGEXCL` ioctl's error.
+    pub fn exclusive(&self) -> io::Result<bool> {
+        #[allow(unsafe_code)]
+        // SAFETY: TIOCGEXCL writes one `int` through the pointer `Getter` provides, which has room
+        // for exactly one `c_int`; the descriptor is a valid tty owned by `self.slave`.
+        let flag = unsafe { ioctl(&*self.slave, Getter::<TIOCGEXCL, std::ffi::c_int>::new()) }?;
+        Ok(flag != 0)
+    }
+
+    /// Bytes the device sent that no client has read yet.
+    ///
+    /// # Errors
+    /// The `FIONREAD` ioctl's error.
+    pub fn unread(&self) -> io::Result<u64> {
+        Ok(rustix::io::ioctl_fionread(&*self.slave)?)
+    }
+
+    /// The line settings as the client set them.
+    ///
+    /// # Errors
+    /// The `TCGETS2` ioctl's error.
+    pub fn settings(&self) -> io::Result<LineSettings> {
+        Ok(settings_of(&rustix::termios::tcgetattr(&*self.slave)?))
+    }
+}
+
+/// A pseudo-terminal whose slave (`/dev/pts/N`) is the emulated serial port.
+///
+/// Implements [`AsyncRead`], [`AsyncWrite`] and [`Transport`]. Reading yields the client's bytes
+/// with packet-mode headers stripped; line events are queued for [`Transport::poll_event`].
+#[derive(Debug)]
+pub struct PtyPort {
+    /// The nonblocking master, registered with tokio's reactor.
+    master: AsyncFd<OwnedFd>,
+    /// Our own slave descriptor: keeps the master from failing with EIO when clients close.
+    slave: Arc<OwnedFd>,
+    /// `/dev/pts/N`.
+    path: PathBuf,
+    /// Line events read in-band (packet status bytes), not yet taken by the serving loop.
+    events: VecDeque<PortEvent>,
+    /// The settings last reported.
+    settings: LineSettings,
+    /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
+    sessions: Option<SessionLink>,
+    /// When client data last arrived.
+    last_data: Instant,
+    /// We flushed the client's input queue ourselves; the status byte it causes is ours.
+    own_flush: bool,
+}
+
+impl PtyPort {
+    /// Open a new pty with `options`, raw, in packet mode, with its slave held and watched.
+    ///
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// The failing system call's error (`ENOSPC` when `kernel.pty.max` is reached, `EMFILE`
+    /// at `RLIMIT_NOFILE`).
+    pub fn open(options: &PtyOptions) -> io::Result<Self> {
+        let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+        let master = rustix::pty::openpt(flags)?;
+        rustix::pty::grantpt(&master)?;
+        rustix::pty::unlockpt(&master)?;
+        let path = PathBuf::from(
+            rustix::pty::ptsname(&master, Vec::new())?
+                .into_string()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "pts name not UTF-8"))?,
+        );
+        let slave = match rustix::pty::ioctl_tiocgptpeer(&master, flags) {
+            Ok(fd) => fd,
+            // Kernels before 4.13: open by name (there is no client yet to race with).
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOTTY) => rustix::fs::open(
+                &path,
+                rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+                rustix::fs::Mode::empty(),
+            )?,
+            Err(e) => return Err(e.into()),
+        };
+        if let Some((uid, gid)) = options.owner {
+            nix::unistd::fchown(
+                &slave,
+                Some(nix::unistd::Uid::from_raw(uid)),
+                Some(nix::unistd::Gid::from_raw(gid)),
+            )?;
+        }
+        if let Some(mode) = options.mode {
+            rustix::fs::fchmod(&slave, rustix::fs::Mode::from_raw_mode(mode))?;
+        }
+
+        let mut termios = rustix::termios::tcgetattr(&master)?;
+        raw_line(&mut termios, options.baud)?;
+        rustix::termios::tcsetattr(&master, OptionalActions::Now, &termios)?;
+        let settings = settings_of(&rustix::termios::tcgetattr(&master)?);
+        set_packet_mode(master.as_fd())?;
+        rustix::io::ioctl_fionbio(&master, true)?;
+
+        let sessions = match sessions::watch(&path) {
+            Ok(link) => Some(link),
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot watch for client sessions");
+                None
+            }
+        };
+        #[allow(unsafe_code)]
+        // SAFETY: `master` is an `OwnedFd` for a valid, open, nonblocking pty master. It moves
+        // into the `AsyncFd`, which owns it from here on; nothing else closes or replaces it
+        // while it is registered, and it is deregistered before it is closed (on drop).
+        let master = unsafe { AsyncFd::register(master) }.map_err(io::Error::from)?;
+        Ok(Self {
+            master,
+            slave: Arc::new(slave),
+            path,
+            events: VecDeque::new(),
+            settings,
+            sessions,
+            last_data: Instant::now(),
+            own_flush: false,
+        })
+    }
+
+    /// The slave's path, `/dev/pts/N`: what a client opens.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The line settings last seen.
+    #[must_use]
+    pub fn line_settings(&self) -> LineSettings {
+        self.settings
+    }
+
+    /// A probe on the held slave descriptor.
+    #[must_use]
+    pub fn probe(&self) -> SlaveProbe {
+        SlaveProbe {
+            slave: self.slave.clone(),
+        }
+    }
+
+    /// Whether a client has the port open (`None` if sessions cannot be watched).
+    #[must_use]
+    pub fn has_client(&self) -> Option<bool> {
+        self.sessions
+            .as_ref()
+            .map(|s| s.open_count.load(Ordering::SeqCst) > 0)
+    }
+
+    /// Discard what the device sent that no client has read.
+    ///
+    /// # Errors
+    /// The `tcflush` error.
+    pub fn discard_output(&self) -> io::Result<()> {
+        rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush)?;
+        Ok(())
+    }
+
+    /// Turn a packet-mode status byte into queued events.
+    fn on_status(&mut self, mut status: u8) {
+        if self.own_flush && status & pkt::FLUSHREAD != 0 {
+            self.own_flush = false;
+            status &= !pkt::FLUSHREAD;
+        }
+        if status & (pkt::FLUSHREAD | pkt::FLUSHWRITE) != 0 {
+            self.events.push_back(
+                LineEvent::Flush {
+                    input: status & pkt::FLUSHREAD != 0,
+                    output: status & pkt::FLUSHWRITE != 0,
+                }
+                .into(),
+            );
+        }
+        if status & pkt::STOP != 0 {
+            self.events.push_back(LineEvent::Flow(false).into());
+        }
+        if status & pkt::START != 0 {
+            self.events.push_back(LineEvent::Flow(true).into());
+        }
+        if status & pkt::IOCTL != 0 {
+            match rustix::termios::tcgetattr(self.master.get_ref()) {
+                Ok(t) => {
+                    let settings = settings_of(&t);
+                    if settings != self.settings {
+                        self.settings = settings;
+                        self.events.push_back(LineEvent::Settings(settings).into());
+                    }
+                }
+                Err(e) => warn!(path = %self.path.display(), error = %e, "cannot read settings"),
+            }
+        }
+    }
+
+    /// A client left. Clean up after it unless a newer client may already be talking.
+    fn on_closed(&mut self, seen_before: Instant) -> PortEvent {
+        let still_open = self
+            .sessions
+            .as_ref()
+            .is_some_and(|s| s.open_count.load(Ordering::SeqCst) > 0);
+        // Data that arrived after the watcher's read may come from a client that opened after
+        // it; its partial request and the reply to it must survive.
+        let quiet_since = self.last_data < seen_before;
+        let clean = !still_open && quiet_since;
+        if clean {
+            self.own_flush = true;
+            if let Err(e) = self.discard_output() {
+                warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
+            }
+            if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
+                warn!(path = %self.path.display(), error = %e, "cannot clear exclusive mode");
+            }
+        } else {
+            debug!(path = %self.path.display(), "client left but another may be active: no cleanup");
+        }
+        PortEvent {
+            event: LineEvent::Closed,
+            reset_input: clean,
+        }
+    }
+
+    /// Read from the master into `buf`, handling packet headers. Returns the data byte count
+    /// (0 only if `buf` has no room); events go to the queue, and if any were queued without
+    /// data this returns `Pending` after waking the task so they are taken first.
+    fn poll_read_packet(&mut self, cx: &mut task::Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let mut guard = ready!(self.master.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            let result = guard.try_io(|fd| {
+                rustix::io::read(fd.get_ref(), &mut *unfilled).map_err(io::Error::from)
+            });
+            match result {
+                Ok(Ok(0)) => return Poll::Ready(Ok(())),
+                Ok(Ok(n)) => {
+                    let status = unfilled[0];
+                    if status == 0 {
+                        // Data packet: drop the header byte.
+                        unfilled.copy_within(1..n, 0);
+                        buf.advance(n - 1);
+                        if n > 1 {
+                            self.last_data = Instant::now();
+                            return Poll::Ready(Ok(()));
+                        }
+                    } else {
+                        self.on_status(status);
+                        if !self.events.is_empty() {
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+impl AsyncRead for PtyPort {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.get_mut().poll_read_packet(cx, buf)
+    }
+}
+
+impl AsyncWrite for PtyPort {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            let mut guard = ready!(this.master.poll_write_ready(cx))?;
+            match guard.try_io(|fd| rustix::io::write(fd.get_ref(), buf).map_err(io::Error::from)) {
+                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => {}
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut task::Context<'_>) -> Poll<io::Result<()>> {
+        // Writes go straight into the line discipline; there is nothing of ours to flush.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut task::Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Transport for PtyPort {
+    fn poll_event(&mut self, cx: &mut task::Context<'_>) -> Poll<PortEvent> {
+        if let Some(event) = self.events.pop_front() {
+            return Poll::Ready(event);
+        }
+        let Some(sessions) = self.sessions.as_mut() else {
+            return Poll::Pending;
+        };
+        match sessions.notes.poll_recv(cx) {
+            Poll::Ready(Some(SessionNote::Opened)) => Poll::Ready(LineEvent::Opened.into()),
+            Poll::Ready(Some(SessionNote::Closed { seen_before })) => {
+                Poll::Ready(self.on_closed(seen_before))
+            }
+            Poll::Ready(None) => {
+                self.sessions = None;
+                Poll::Pending
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn settings(&self) -> Option<LineSettings> {
+        Some(self.settings)
+    }
+
+    fn client_present(&self) -> Option<bool> {
+        self.has_client()
+    }
+}
+
+/// Raw mode at `baud`, 8N1, no flow control, reads return as soon as a byte is there; `EXTPROC`
+/// so client `tcsetattr` calls are reported to the master in packet mode.
+fn raw_line(t: &mut Termios, baud: u32) -> io::Result<()> {
+    t.make_raw();
+    t.control_modes.remove(ControlModes::CSTOPB | ControlModes::CRTSCTS | ControlModes::PARENB);
+    t.control_modes.insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
+    t.input_modes.remove(InputModes::IXON | InputModes::IXOFF | InputModes::IXANY);
+    t.local_modes.insert(LocalModes::EXTPROC);
+    t.special_codes[SpecialCodeIndex::VMIN] = 1;
+    t.special_codes[SpecialCodeIndex::VTIME] = 0;
+    t.set_speed(baud)?;
+    Ok(())
+}
+
+fn set_packet_mode(master: BorrowedFd<'_>) -> io::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: TIOCPKT reads one `int` through the pointer `Setter` passes, which points at the
+    // `c_int` it owns; `master` is a valid pty master descriptor.
+    unsafe { ioctl(master, Setter::<TIOCPKT, std::ffi::c_int>::new(1)) }?;
+    Ok(())
+}
+
+/// The settings a client can be seen to have chosen.
+fn settings_of(t: &Termios) -> LineSettings {
+    let flow = if t.control_modes.contains(ControlModes::CRTSCTS) {
+        FlowControl::Hardware
+    } else if t.input_modes.contains(InputModes::IXON) {
+        FlowControl::Software
+    } else {
+        FlowControl::None
+    };
+    LineSettings {
+        baud: t.output_speed(),
+        data_bits: 8,
+        parity: Parity::None,
+        stop_bits: if t.control_modes.contains(ControlModes::CSTOPB) {
+            StopBits::Two
+        } else {
+            StopBits::One
+        },
+        flow,
+        parity_visible: false,
+    }
+}

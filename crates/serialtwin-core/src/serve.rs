@@ -1,0 +1,462 @@
+//! The serving loop: one transport, one framer, one line, one device.
+//!
+//! Generic over the [`Transport`], so the same device is served on a pty, a TCP socket or an
+//! in-memory `duplex` in a unit test. It stops when the [`CancellationToken`] fires, when the
+//! transport ends, or when the device panics (that port only; the panic is logged with the
+//! port's name and returned as [`ServeError::DevicePanicked`]).
+
+use std::future::poll_fn;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use crate::clock::SimClock;
+use crate::device::{Context, Device, Replies, Reply};
+use crate::framer::{BoxFramer, Framer, Framing};
+use crate::line::{Line, LineConfig};
+use crate::observe::{Direction, Observation, Observer, Seen};
+use crate::settings::{LineEvent, LineSettings, Session};
+use crate::transport::{PortEvent, Transport};
+
+/// Bytes reserved per read: small, because a serial request is small and every port pays it.
+const READ_CHUNK: usize = 128;
+
+/// Commands the outside world sends to a running port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Control {
+    /// Send these bytes to the client exactly as given (after the line stage).
+    SendRaw(Bytes),
+    /// Encode this frame with the port's framer and send it, as if the device had.
+    SendFrame(Bytes),
+}
+
+/// Why serving stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("i/o error on port {port}: {source}")]
+    Io {
+        /// The port's name.
+        port: Arc<str>,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device's handler panicked; this port stopped, the others go on.
+    #[error("device on port {port} panicked: {message}")]
+    DevicePanicked {
+        /// The port's name.
+        port: Arc<str>,
+        /// The panic message.
+        message: String,
+    },
+}
+
+/// How to serve one port.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// The port's name (logs, observations, the device's context).
+    pub name: Arc<str>,
+    /// Framing to use instead of the device's own.
+    pub framing: Option<Framing>,
+    /// Line to use instead of the device's own.
+    pub line: Option<LineConfig>,
+    /// The simulated wall clock the device sees.
+    pub clock: SimClock,
+    /// Seed of the port's random source.
+    pub seed: u64,
+    /// Who sees every frame and event.
+    pub observers: Vec<Arc<dyn Observer>>,
+}
+
+impl ServeConfig {
+    /// A configuration for a port called `name`: the device's framing and line, the real
+    /// clock, seed 0, no observers.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            framing: None,
+            line: None,
+            clock: SimClock::real(),
+            seed: 0,
+            observers: Vec::new(),
+        }
+    }
+
+    /// Add an observer.
+    #[must_use]
+    pub fn observe(mut self, observer: impl Observer) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("name", &self.name)
+            .field("framing", &self.framing)
+            .field("line", &self.line)
+            .field("clock", &self.clock)
+            .field("seed", &self.seed)
+            .field("observers", &self.observers.len())
+            .finish()
+    }
+}
+
+/// What one `recv` produced.
+enum Recv {
+    Data,
+    Event(PortEvent),
+    Eof,
+}
+
+/// Serve `device` on `io` until `cancel` fires or the transport ends.
+///
+/// Handler errors are logged (and observed) and serving goes on; an I/O error ends it.
+///
+/// # Errors
+/// [`ServeError::Io`] if the transport fails; [`ServeError::DevicePanicked`] if the device
+/// panicked.
+pub async fn serve<D: Device, T: Transport>(
+    device: D,
+    io: T,
+    config: ServeConfig,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    serve_with_control(device, io, config, cancel, None).await
+}
+
+/// [`serve`], also obeying [`Control`] commands from `control`.
+///
+/// # Errors
+/// As [`serve`].
+pub async fn serve_with_control<D: Device, T: Transport>(
+    device: D,
+    io: T,
+    config: ServeConfig,
+    cancel: CancellationToken,
+    control: Option<mpsc::Receiver<Control>>,
+) -> Result<(), ServeError> {
+    let framer = config.framing.clone().unwrap_or_else(|| device.framing()).build();
+    let line = Line::new(config.line.unwrap_or_else(|| device.line()));
+    let initial = io.settings().unwrap_or_else(|| LineSettings {
+        baud: line.config().baud.unwrap_or(LineSettings::default().baud),
+        ..LineSettings::default()
+    });
+    let (settings_tx, settings_rx) = watch::channel(initial);
+    let session = Session {
+        open: io.client_present(),
+        count: u64::from(io.client_present() == Some(true)),
+    };
+    let (session_tx, session_rx) = watch::channel(session);
+    let ctx = Context::new(
+        config.name.clone(),
+        settings_rx,
+        session_rx,
+        config.clock,
+        config.seed,
+    );
+    let mut server = Server {
+        device,
+        io,
+        framer,
+        line,
+        ctx,
+        settings_tx,
+        session_tx,
+        observers: config.observers,
+        name: config.name,
+        rx: BytesMut::with_capacity(READ_CHUNK),
+        tx: BytesMut::new(),
+        replies: Replies::new(),
+        last_rx: Instant::now(),
+        silence_frame: None,
+    };
+    server.run(cancel, control).await
+}
+
+/// The state of one serving loop.
+struct Server<D, T> {
+    device: D,
+    io: T,
+    framer: BoxFramer,
+    line: Line,
+    ctx: Context,
+    settings_tx: watch::Sender<LineSettings>,
+    session_tx: watch::Sender<Session>,
+    observers: Vec<Arc<dyn Observer>>,
+    name: Arc<str>,
+    /// Received bytes not yet decoded.
+    rx: BytesMut,
+    /// Encoding buffer, reused for every reply.
+    tx: BytesMut,
+    /// Reply buffer, reused for every request.
+    replies: Replies,
+    /// When bytes last arrived (for silence-delimited framing).
+    last_rx: Instant,
+    /// A frame the framer completed on a gap of silence, waiting to be answered.
+    silence_frame: Option<Bytes>,
+}
+
+impl<D: Device, T: Transport> Server<D, T> {
+    async fn run(
+        &mut self,
+        cancel: CancellationToken,
+        mut control: Option<mpsc::Receiver<Control>>,
+    ) -> Result<(), ServeError> {
+        loop {
+            // Decode and answer everything complete before waiting again.
+            while let Some(frame) = self.next_frame() {
+                let outcome = tokio::select! {
+                    biased;
+                    () = cancel.cancelled() => return Ok(()),
+                    r = self.answer(frame) => r,
+                };
+                outcome?;
+            }
+            let silence = self.silence_deadline();
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Ok(()),
+                r = recv(&mut self.io, &mut self.rx) => match r.map_err(|e| self.io_error(e))? {
+                    Recv::Data => self.last_rx = Instant::now(),
+                    Recv::Event(event) => self.on_event(event),
+                    Recv::Eof => {
+                        debug!(port = %self.name, "transport closed");
+                        return Ok(());
+                    }
+                },
+                cmd = recv_control(control.as_mut()) => {
+                    let Some(cmd) = cmd else {
+                        control = None;
+                        continue;
+                    };
+                    let outcome = tokio::select! {
+                        biased;
+                        () = cancel.cancelled() => return Ok(()),
+                        r = self.obey(cmd) => r,
+                    };
+                    outcome?;
+                }
+                () = sleep_until_opt(silence) => self.on_silence(),
+                reply = self.device.unprompted(&mut self.ctx) => {
+                    if let Some(reply) = reply {
+                        if self.io.client_present() == Some(false) {
+                            debug!(port = %self.name, "no client: unprompted frame dropped");
+                        } else {
+                            let outcome = tokio::select! {
+                                biased;
+                                () = cancel.cancelled() => return Ok(()),
+                                r = self.send(&reply) => r,
+                            };
+                            outcome?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn observe(&self, seen: Seen) {
+        if self.observers.is_empty() {
+            return;
+        }
+        let observation = Observation {
+            at: Instant::now(),
+            port: self.name.clone(),
+            seen,
+        };
+        for o in &self.observers {
+            o.observe(&observation);
+        }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> ServeError {
+        ServeError::Io {
+            port: self.name.clone(),
+            source,
+        }
+    }
+
+    /// The next complete frame, logging (and observing) discarded input.
+    fn next_frame(&mut self) -> Option<Bytes> {
+        if let Some(frame) = self.silence_frame.take() {
+            return Some(frame);
+        }
+        loop {
+            match self.framer.decode(&mut self.rx) {
+                Ok(frame) => return frame,
+                Err(e) => {
+                    warn!(port = %self.name, error = %e, "input discarded");
+                    self.observe(Seen::FrameError(e.to_string()));
+                }
+            }
+        }
+    }
+
+    fn silence_deadline(&self) -> Option<Instant> {
+        if self.rx.is_empty() {
+            return None;
+        }
+        let gap = self.framer.silence_gap(&self.ctx.settings())?;
+        Some(self.last_rx + gap)
+    }
+
+    fn on_silence(&mut self) {
+        match self.framer.on_silence(&mut self.rx) {
+            Ok(Some(frame)) => {
+                self.silence_frame = Some(frame);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(port = %self.name, error = %e, "input discarded after silence");
+                self.observe(Seen::FrameError(e.to_string()));
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: PortEvent) {
+        if event.reset_input {
+            self.framer.reset();
+            self.rx.clear();
+        }
+        match &event.event {
+            LineEvent::Opened => self.session_tx.send_modify(|s| {
+                s.open = Some(true);
+                s.count += 1;
+            }),
+            LineEvent::Closed => self.session_tx.send_modify(|s| s.open = Some(false)),
+            LineEvent::Settings(settings) => {
+                self.settings_tx.send_if_modified(|s| {
+                    let changed = s != settings;
+                    *s = *settings;
+                    changed
+                });
+            }
+            LineEvent::Flush { .. } | LineEvent::Flow(_) => {}
+        }
+        debug!(port = %self.name, event = %event.event, "line event");
+        self.device.on_event(&event.event, &mut self.ctx);
+        self.observe(Seen::Event(event.event));
+    }
+
+    /// Hand one request to the device and send its replies.
+    async fn answer(&mut self, frame: Bytes) -> Result<(), ServeError> {
+        self.observe(Seen::Frame(Direction::Rx, frame.clone()));
+        if !self.line.accepts_input(&self.ctx.settings()) {
+            debug!(port = %self.name, "client at the wrong baud rate: request not understood");
+            return Ok(());
+        }
+        self.replies.clear();
+        let handled = AssertUnwindSafe(self.device.handle(frame, &mut self.ctx, &mut self.replies))
+            .catch_unwind()
+            .await;
+        match handled {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(port = %self.name, error = %e, "device handler failed");
+                self.observe(Seen::HandlerError(e.to_string()));
+            }
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                error!(port = %self.name, %message, "device panicked; port stopped");
+                return Err(ServeError::DevicePanicked {
+                    port: self.name.clone(),
+                    message,
+                });
+            }
+        }
+        let latency = self.line.config().latency.sample(self.ctx.rng());
+        let mut replies = std::mem::take(&mut self.replies);
+        let mut first = true;
+        for reply in replies.drain() {
+            let wait = if first { latency + reply.delay } else { reply.delay };
+            first = false;
+            if wait > Duration::ZERO {
+                tokio::time::sleep(wait).await;
+            }
+            self.send(&reply).await?;
+        }
+        self.replies = replies;
+        Ok(())
+    }
+
+    async fn obey(&mut self, cmd: Control) -> Result<(), ServeError> {
+        match cmd {
+            Control::SendRaw(bytes) => self.send(&Reply::raw(bytes)).await,
+            Control::SendFrame(bytes) => self.send(&Reply::frame(bytes)).await,
+        }
+    }
+
+    /// Encode one reply and put it on the line.
+    async fn send(&mut self, reply: &Reply) -> Result<(), ServeError> {
+        self.tx.clear();
+        if reply.raw {
+            self.tx.extend_from_slice(&reply.bytes);
+        } else if let Err(e) = self.framer.encode(&reply.bytes, &mut self.tx) {
+            warn!(port = %self.name, error = %e, "reply could not be encoded; not sent");
+            self.observe(Seen::HandlerError(e.to_string()));
+            return Ok(());
+        }
+        let bytes = self.tx.split().freeze();
+        self.observe(Seen::Frame(Direction::Tx, bytes.clone()));
+        let settings = self.ctx.settings();
+        let Self { line, io, ctx, .. } = self;
+        line.transmit(io, &bytes, &settings, ctx.rng())
+            .await
+            .map_err(|e| self.io_error(e))
+    }
+}
+
+/// Read more bytes into `buf`, or take a line event, whichever the transport has first.
+async fn recv<T: Transport>(io: &mut T, buf: &mut BytesMut) -> std::io::Result<Recv> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+        buf.reserve(READ_CHUNK);
+    }
+    poll_fn(|cx| {
+        if let Poll::Ready(event) = io.poll_event(cx) {
+            return Poll::Ready(Ok(Recv::Event(event)));
+        }
+        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *io), cx, buf) {
+            Poll::Ready(Ok(0)) => Poll::Ready(Ok(Recv::Eof)),
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(Recv::Data)),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+async fn recv_control(control: Option<&mut mpsc::Receiver<Control>>) -> Option<Control> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

@@ -1,0 +1,94 @@
+//! What a device is served on: bytes both ways, plus the line events the transport can see.
+//!
+//! The serving loop is generic over [`Transport`]. A pty ([`crate::pty::PtyPort`]) reports
+//! sessions and settings; a TCP socket or an in-memory `duplex` reports nothing, and the same
+//! device runs on all of them unchanged. Any other `AsyncRead + AsyncWrite` is served by wrapping
+//! it in [`Plain`].
+
+use std::pin::Pin;
+use std::task::{self, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::settings::{LineEvent, LineSettings};
+
+/// A line event as a transport reports it to the serving loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortEvent {
+    /// What happened.
+    pub event: LineEvent,
+    /// The transport has discarded what the departed client left behind; the serving loop
+    /// must forget any partially received frame too.
+    pub reset_input: bool,
+}
+
+impl From<LineEvent> for PortEvent {
+    fn from(event: LineEvent) -> Self {
+        Self {
+            event,
+            reset_input: false,
+        }
+    }
+}
+
+/// A byte transport that may also report line events.
+///
+/// Every method has a default for transports that know nothing beyond bytes.
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The next line event, if one is pending. Default: never.
+    fn poll_event(&mut self, _cx: &mut task::Context<'_>) -> Poll<PortEvent> {
+        Poll::Pending
+    }
+
+    /// The line settings in force when serving starts. Default: unknown.
+    fn settings(&self) -> Option<LineSettings> {
+        None
+    }
+
+    /// Whether a client is there to read what the device sends (`None`: cannot tell).
+    /// Unprompted output is dropped when this says `Some(false)`, as real hardware's bytes are
+    /// when nobody listens.
+    fn client_present(&self) -> Option<bool> {
+        None
+    }
+}
+
+impl Transport for tokio::io::DuplexStream {}
+impl Transport for tokio::net::TcpStream {}
+impl Transport for tokio::net::UnixStream {}
+
+/// Serves any `AsyncRead + AsyncWrite` (a mock, a serial stream) as a [`Transport`] without
+/// line events.
+#[derive(Debug)]
+pub struct Plain<T>(pub T);
+
+impl<T: AsyncRead + Unpin> AsyncRead for Plain<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Plain<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Transport for Plain<T> {}
