@@ -1,0 +1,282 @@
+//! The serving loop over in-memory transports: no pty anywhere.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serialtwin_core::{
+    CodecFramer, Context, Device, Direction, Framing, Observation, Plain, Replies, Reply, Seen,
+    ServeConfig, ServeError, serve,
+};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A device with a little of everything: counts, echoes, replies 0/1/3 times, fails, panics.
+#[derive(Default)]
+struct Counter {
+    n: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("asked to fail")]
+struct Failed;
+
+impl Device for Counter {
+    type Error = Failed;
+
+    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Failed> {
+        match req.as_ref() {
+            b"NOPE" => {}
+            b"INC" => {
+                self.n += 1;
+                out.push(self.n.to_string());
+            }
+            b"DUMP" => {
+                for i in 0..3 {
+                    out.push(format!("{i}:{}", self.n));
+                }
+            }
+            b"SLOW" => out.push_after(Duration::from_secs(5), "late"),
+            b"FAIL" => return Err(Failed),
+            b"PANIC" => panic!("device bug"),
+            other => out.push_raw([b"?".as_slice(), other, b"\r\n"].concat()),
+        }
+        Ok(())
+    }
+}
+
+fn start<D: Device>(device: D, config: ServeConfig) -> (DuplexStream, CancellationToken, JoinHandle<Result<(), ServeError>>) {
+    let (client, server) = tokio::io::duplex(4096);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(serve(device, server, config, cancel.clone()));
+    (client, cancel, task)
+}
+
+async fn read_line(r: &mut BufReader<DuplexStream>) -> String {
+    let mut s = String::new();
+    tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut s))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    s
+}
+
+#[tokio::test]
+async fn zero_one_and_three_replies_and_state_kept() {
+    let (client, cancel, task) = start(Counter::default(), ServeConfig::new("t"));
+    let mut client = BufReader::new(client);
+    client.get_mut().write_all(b"NOPE\r\nINC\r\nINC\r\nDUMP\r\n").await.unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(read_line(&mut client).await);
+    }
+    assert_eq!(got, ["1\r\n", "2\r\n", "0:2\r\n", "1:2\r\n", "2:2\r\n"]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn delayed_reply_waits_its_delay() {
+    let (client, cancel, task) = start(Counter::default(), ServeConfig::new("t"));
+    let mut client = BufReader::new(client);
+    let t0 = tokio::time::Instant::now();
+    client.get_mut().write_all(b"SLOW\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "late\r\n");
+    assert!(t0.elapsed() >= Duration::from_secs(5));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn raw_replies_bypass_the_framer() {
+    let (client, cancel, task) = start(Counter::default(), ServeConfig::new("t"));
+    let mut client = BufReader::new(client);
+    client.get_mut().write_all(b"what\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "?what\r\n");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn handler_error_is_logged_and_serving_goes_on() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let config = ServeConfig::new("t").observe(move |o: &Observation| s2.lock().unwrap().push(o.seen.clone()));
+    let (client, cancel, task) = start(Counter::default(), config);
+    let mut client = BufReader::new(client);
+    client.get_mut().write_all(b"FAIL\r\nINC\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "1\r\n");
+    assert!(seen.lock().unwrap().contains(&Seen::HandlerError("asked to fail".into())));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn panic_stops_only_that_port() {
+    let (sick, _c1, sick_task) = start(Counter::default(), ServeConfig::new("sick"));
+    let (healthy, cancel, healthy_task) = start(Counter::default(), ServeConfig::new("healthy"));
+    let mut sick = BufReader::new(sick);
+    sick.get_mut().write_all(b"PANIC\r\n").await.unwrap();
+    let err = sick_task.await.unwrap().unwrap_err();
+    assert!(matches!(&err, ServeError::DevicePanicked { port, message } if &**port == "sick" && message == "device bug"), "{err}");
+    // The client of the dead port sees end of stream, not a hang.
+    let mut rest = String::new();
+    assert_eq!(sick.read_to_string(&mut rest).await.unwrap(), 0);
+
+    let mut healthy = BufReader::new(healthy);
+    healthy.get_mut().write_all(b"INC\r\n").await.unwrap();
+    assert_eq!(read_line(&mut healthy).await, "1\r\n");
+    cancel.cancel();
+    healthy_task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_stops_even_a_pending_delayed_reply() {
+    let (client, cancel, task) = start(Counter::default(), ServeConfig::new("t"));
+    let mut client = BufReader::new(client);
+    client.get_mut().write_all(b"SLOW\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing sent after cancellation: {rest:?}");
+}
+
+/// A meter that sends a reading every second without being asked.
+struct Meter {
+    tick: tokio::time::Interval,
+    reading: u32,
+}
+
+impl Device for Meter {
+    type Error = std::convert::Infallible;
+    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+        if req.as_ref() == b"RESET" {
+            self.reading = 0;
+            out.push("OK");
+        }
+        Ok(())
+    }
+    async fn unprompted(&mut self, _: &mut Context) -> Option<Reply> {
+        // Interval::tick is cancel-safe: a request arriving first loses no tick.
+        self.tick.tick().await;
+        self.reading += 1;
+        Some(Reply::frame(format!("READING {}", self.reading)))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn unprompted_frames_interleave_with_replies() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (client, cancel, task) = start(Meter { tick, reading: 0 }, ServeConfig::new("meter"));
+    let mut client = BufReader::new(client);
+    assert_eq!(read_line(&mut client).await, "READING 1\r\n");
+    assert_eq!(read_line(&mut client).await, "READING 2\r\n");
+    client.get_mut().write_all(b"RESET\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "OK\r\n");
+    assert_eq!(read_line(&mut client).await, "READING 1\r\n");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn observer_sees_every_frame_in_order() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let config = ServeConfig::new("obs").observe(move |o: &Observation| {
+        assert_eq!(&*o.port, "obs");
+        s2.lock().unwrap().push(o.seen.clone());
+    });
+    let (client, cancel, task) = start(Counter::default(), config);
+    let mut client = BufReader::new(client);
+    client.get_mut().write_all(b"INC\r\nNOPE\r\nDUMP\r\n").await.unwrap();
+    for _ in 0..4 {
+        read_line(&mut client).await;
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let rx = |s: &str| Seen::Frame(Direction::Rx, Bytes::copy_from_slice(s.as_bytes()));
+    let tx = |s: &str| Seen::Frame(Direction::Tx, Bytes::copy_from_slice(s.as_bytes()));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            rx("INC"),
+            tx("1\r\n"),
+            rx("NOPE"),
+            rx("DUMP"),
+            tx("0:1\r\n"),
+            tx("1:1\r\n"),
+            tx("2:1\r\n")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn overlong_garbage_is_discarded_and_the_stream_recovers() {
+    let (client, cancel, task) = start(Counter::default(), ServeConfig::new("t"));
+    let mut client = BufReader::new(client);
+    let garbage = vec![b'x'; 64 * 1024];
+    let writer = async {
+        client.get_mut().write_all(&garbage).await.unwrap();
+        client.get_mut().write_all(b"\r\nINC\r\n").await.unwrap();
+    };
+    writer.await;
+    assert_eq!(read_line(&mut client).await, "1\r\n");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_byte_script_with_tokio_test_mock() {
+    let io = tokio_test::io::Builder::new()
+        .read(b"INC\r\nDU")
+        .write(b"1\r\n")
+        .read(b"MP\r\n")
+        .write(b"0:1\r\n")
+        .write(b"1:1\r\n")
+        .write(b"2:1\r\n")
+        .build();
+    serve(Counter::default(), Plain(io), ServeConfig::new("mock"), CancellationToken::new())
+        .await
+        .unwrap();
+}
+
+/// A binary protocol through a stock tokio-util codec: 2-byte big-endian length prefix.
+struct Sum;
+
+impl Device for Sum {
+    type Error = std::convert::Infallible;
+    fn framing(&self) -> Framing {
+        Framing::new("u16-length", || {
+            CodecFramer::new(
+                || {
+                    tokio_util::codec::LengthDelimitedCodec::builder()
+                        .length_field_length(2)
+                        .max_frame_length(512)
+                        .new_codec()
+                },
+                512,
+            )
+        })
+    }
+    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+        let sum: u32 = req.iter().map(|&b| u32::from(b)).sum();
+        out.push(sum.to_be_bytes().to_vec());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn any_tokio_util_codec_plugs_in() {
+    let (mut client, cancel, task) = start(Sum, ServeConfig::new("bin"));
+    // Binary bytes including 0x00, 0x0d, 0x0a, 0xff.
+    client.write_all(&[0, 4, 0x00, 0x0d, 0x0a, 0xff]).await.unwrap();
+    let mut reply = [0u8; 6];
+    client.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply, [0, 4, 0, 0, 0x01, 0x16]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
