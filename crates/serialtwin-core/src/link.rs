@@ -1,0 +1,700 @@
+//! Links that behave: the stable name (`/tmp/serialtwin/ttyUSB0`) of a port whose pty may change.
+//!
+//! A client opens a port by a name that must outlive any one pty: unplugging and replugging a
+//! device closes its pty and opens a new one (a new `/dev/pts/N`), but the client's configured
+//! path stays the same. So the symlink belongs to the port's *slot*, a [`LinkSlot`], which:
+//!
+//! - holds an exclusive `flock` on a lock file beside the link (`<dir>/.<name>.serialtwin.lock`,
+//!   containing the holder's pid for humans) for as long as the slot lives, so two instances can
+//!   never fight over one name, and a killed instance's leftovers are recognisable as stale;
+//! - refuses to touch anything at the path that is not clearly a serialtwin link (a regular file,
+//!   a directory, somebody else's symlink);
+//! - re-points the link atomically (symlink to a temporary name in the same directory, then
+//!   `rename` over the link), so a client never sees the name missing during a replug;
+//! - on release removes the link only if it still points where we put it, then removes the lock
+//!   file while still holding the lock.
+//!
+//! Locks are `flock(2)` locks (through [`File::try_lock`]), which belong to the open file
+//! description: a second claim of the same path in the *same* process conflicts too, and the
+//! kernel drops the lock when the holder dies, however it dies.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, symlink};
+use std::path::{Path, PathBuf};
+
+use tracing::{debug, info, warn};
+
+/// Where the kernel's pseudo-terminal slaves live: a link into here is one of ours or a pty tool's.
+const PTS_DIR: &str = "/dev/pts";
+
+/// How often to retry when the lock file is replaced between opening and locking it.
+const LOCK_ATTEMPTS: u32 = 8;
+
+/// Why a link slot could not be claimed, pointed or released.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// Another live serialtwin instance (or another slot in this process) holds the link.
+    #[error("{} is in use by another serialtwin instance{}", .path.display(), holder(*.pid))]
+    Busy {
+        /// The link path that was asked for.
+        path: PathBuf,
+        /// The holder's pid as written in its lock file, if readable.
+        pid: Option<u32>,
+    },
+    /// Something that is not a serialtwin link is in the way; it was left untouched.
+    #[error("{} exists and is not a serialtwin link ({what}); refusing to touch it", .path.display())]
+    NotOurs {
+        /// The path in the way (the link, or its lock file).
+        path: PathBuf,
+        /// What was found there.
+        what: String,
+    },
+    /// The path has no file name (`/`, `..`), so there is nothing to name a link.
+    #[error("{} cannot name a link: it has no file name", .path.display())]
+    NoFileName {
+        /// The path that was asked for.
+        path: PathBuf,
+    },
+    /// The lock file kept being removed or replaced while we locked it.
+    #[error("lock file {} kept being replaced while locking it; giving up", .path.display())]
+    LockRace {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A filesystem call failed.
+    #[error("cannot {op} {}: {source}", .path.display())]
+    Io {
+        /// What we were doing.
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map_or_else(String::new, |pid| format!(" (pid {pid})"))
+}
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LinkError {
+    let path = path.to_owned();
+    move |source| LinkError::Io { op, path, source }
+}
+
+/// The claim on one port name: the lock that makes the name ours, and the link it names.
+///
+/// Dropping the slot releases it like [`LinkSlot::release`], logging instead of returning errors.
+#[derive(Debug)]
+pub struct LinkSlot {
+    /// The link clients open.
+    path: PathBuf,
+    /// `<dir>/.<name>.serialtwin.lock`.
+    lock_path: PathBuf,
+    /// `<dir>/.<name>.serialtwin.new`: where a new link is made before it is renamed over `path`.
+    temp_path: PathBuf,
+    /// The locked lock file; `None` once released.
+    lock: Option<File>,
+    /// What we last pointed the link at.
+    target: Option<PathBuf>,
+}
+
+impl LinkSlot {
+    /// Claim `path` for this process, so that only this slot may create, re-point or remove it.
+    ///
+    /// Creates the parent directories, then takes an exclusive, non-blocking lock on the lock file
+    /// beside the link and writes our pid into it. Refuses with [`LinkError::Busy`] if a live
+    /// holder has the lock, and with [`LinkError::NotOurs`] (creating nothing) if `path` is not a
+    /// symlink, or is a symlink that no serialtwin instance left: one with no lock file beside it
+    /// that points outside `/dev/pts`, or at a pty that still exists (socat and friends make such
+    /// links too). A leftover link of a killed instance (lock file present but unlocked), or a
+    /// dangling link into `/dev/pts`, is stale: it is removed at once, since its pty number may
+    /// already belong to somebody else's terminal.
+    ///
+    /// # Errors
+    /// [`LinkError::Busy`], [`LinkError::NotOurs`], [`LinkError::NoFileName`],
+    /// [`LinkError::LockRace`], or [`LinkError::Io`] when a filesystem call fails.
+    pub fn claim(path: impl Into<PathBuf>) -> Result<Self, LinkError> {
+        let path = path.into();
+        let Some(name) = path.file_name() else {
+            return Err(LinkError::NoFileName { path });
+        };
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let sibling = |suffix: &str| {
+            let mut file = OsString::from(".");
+            file.push(name);
+            file.push(suffix);
+            dir.join(file)
+        };
+        let lock_path = sibling(".serialtwin.lock");
+        let temp_path = sibling(".serialtwin.new");
+
+        fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        // Decide before creating anything, so a refusal leaves no lock file beside a stranger.
+        let lock_existed = fs::symlink_metadata(&lock_path).is_ok();
+        inspect(&path, lock_existed)?;
+
+        let lock = lock_file(&path, &lock_path)?;
+        let slot = Self {
+            path,
+            lock_path,
+            temp_path,
+            lock: Some(lock),
+            target: None,
+        };
+        // The name is ours now, but the path may have changed while we locked: look again.
+        // On refusal, dropping the slot removes the lock file we made and leaves the path alone.
+        if let Existing::Stale(old) = inspect(&slot.path, lock_existed)? {
+            info!(link = %slot.path.display(), old = %old.display(), "taking over a stale link");
+            remove_if_exists(&slot.path)?;
+        }
+        remove_if_exists(&slot.temp_path)?;
+        slot.write_pid()?;
+        debug!(link = %slot.path.display(), "claimed link slot");
+        Ok(slot)
+    }
+
+    /// Atomically point the link at `target`, replacing what it pointed at before.
+    ///
+    /// The new link is made under a temporary name in the same directory and renamed over the
+    /// old one, so a client opening the path sees either the old pty or the new, never nothing.
+    ///
+    /// # Errors
+    /// [`LinkError::NotOurs`] if something other than a symlink appeared at the path since the
+    /// claim (it is left alone), [`LinkError::Io`] if a filesystem call fails (the old link stays).
+    pub fn point_to(&mut self, target: &Path) -> Result<(), LinkError> {
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if !meta.file_type().is_symlink() => {
+                return Err(LinkError::NotOurs {
+                    path: self.path.clone(),
+                    what: describe(&meta).to_owned(),
+                });
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_error("inspect", &self.path)(err)),
+        }
+        remove_if_exists(&self.temp_path)?;
+        symlink(target, &self.temp_path).map_err(io_error("create symlink", &self.temp_path))?;
+        if let Err(err) = fs::rename(&self.temp_path, &self.path) {
+            if let Err(cleanup) = fs::remove_file(&self.temp_path) {
+                warn!(path = %self.temp_path.display(), error = %cleanup, "cannot remove temporary link");
+            }
+            return Err(io_error("rename link over", &self.path)(err));
+        }
+        debug!(link = %self.path.display(), target = %target.display(), "link re-pointed");
+        self.target = Some(target.to_owned());
+        Ok(())
+    }
+
+    /// Remove the link (the device was unplugged) but keep the slot, for a later
+    /// [`point_to`](Self::point_to). Only a link that still points at our target is removed.
+    ///
+    /// Returns whether a link was removed.
+    ///
+    /// # Errors
+    /// [`LinkError::Io`] if the link cannot be read or removed.
+    pub fn unlink(&mut self) -> Result<bool, LinkError> {
+        let Some(target) = self.target.take() else {
+            return Ok(false);
+        };
+        match fs::read_link(&self.path) {
+            Ok(current) if current == target => {
+                remove_if_exists(&self.path)?;
+                debug!(link = %self.path.display(), "link removed");
+                Ok(true)
+            }
+            Ok(current) => {
+                warn!(
+                    link = %self.path.display(),
+                    ours = %target.display(),
+                    now = %current.display(),
+                    "link was re-pointed by someone else; leaving it",
+                );
+                Ok(false)
+            }
+            // Gone, or replaced by something that is not a link: not ours to remove.
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(io_error("read link", &self.path)(err)),
+        }
+    }
+
+    /// The link's path, as claimed.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the link was last pointed at by this slot, if anything (and not since unlinked).
+    #[must_use]
+    pub fn target(&self) -> Option<&Path> {
+        self.target.as_deref()
+    }
+
+    /// Give the name back: remove the link if it still points at our target, then remove the lock
+    /// file while still holding the lock, then unlock. Dropping the slot does the same.
+    ///
+    /// # Errors
+    /// [`LinkError::Io`] if the link or the lock file cannot be removed; the lock is released anyway.
+    pub fn release(mut self) -> Result<(), LinkError> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Result<(), LinkError> {
+        let Some(lock) = self.lock.take() else {
+            return Ok(());
+        };
+        let link = self.unlink().map(drop);
+        if let Err(err) = fs::remove_file(&self.temp_path)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            warn!(path = %self.temp_path.display(), error = %err, "cannot remove temporary link");
+        }
+        // Remove the lock file only while we hold it, and only if it is still the one we locked:
+        // a claimant that opened it meanwhile then sees the name gone once it gets the lock, and retries.
+        let lock_file = match (lock.metadata(), fs::symlink_metadata(&self.lock_path)) {
+            (Ok(held), Ok(named)) if same_file(&held, &named) => fs::remove_file(&self.lock_path)
+                .map_err(io_error("remove lock file", &self.lock_path)),
+            (_, Err(err)) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            (Err(err), _) | (_, Err(err)) => {
+                Err(io_error("inspect lock file", &self.lock_path)(err))
+            }
+            (Ok(_), Ok(_)) => {
+                warn!(path = %self.lock_path.display(), "lock file was replaced by someone else; leaving it");
+                Ok(())
+            }
+        };
+        drop(lock); // Closing the only descriptor of this open file description unlocks it.
+        debug!(link = %self.path.display(), "released link slot");
+        link.and(lock_file)
+    }
+
+    fn write_pid(&self) -> Result<(), LinkError> {
+        let Some(lock) = &self.lock else {
+            return Ok(());
+        };
+        lock.set_len(0)
+            .and_then(|()| lock.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0))
+            .map_err(io_error("write pid to", &self.lock_path))
+    }
+}
+
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        if let Err(err) = self.teardown() {
+            warn!(link = %self.path.display(), error = %err, "releasing link slot");
+        }
+    }
+}
+
+/// What [`inspect`] found at a link path that we may take.
+enum Existing {
+    /// Nothing there.
+    Nothing,
+    /// A symlink left by a dead instance, pointing here.
+    Stale(PathBuf),
+}
+
+/// Decide whether whatever is at `path` may become ours. `lock_existed`: whether a lock file was
+/// beside it before we made one, i.e. whether some serialtwin instance once held this name.
+fn inspect(path: &Path, lock_existed: bool) -> Result<Existing, LinkError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Existing::Nothing),
+        Err(err) => return Err(io_error("inspect", path)(err)),
+    };
+    let not_ours = |what: String| LinkError::NotOurs {
+        path: path.to_owned(),
+        what,
+    };
+    if !meta.file_type().is_symlink() {
+        return Err(not_ours(describe(&meta).to_owned()));
+    }
+    let target = fs::read_link(path).map_err(io_error("read link", path))?;
+    if lock_existed {
+        return Ok(Existing::Stale(target));
+    }
+    let into_pts = target.starts_with(PTS_DIR) && target != Path::new(PTS_DIR);
+    if !into_pts {
+        return Err(not_ours(format!(
+            "a symlink to {} with no serialtwin lock file",
+            target.display()
+        )));
+    }
+    if fs::symlink_metadata(&target).is_ok() {
+        return Err(not_ours(format!(
+            "a symlink to the live pty {} with no serialtwin lock file",
+            target.display()
+        )));
+    }
+    Ok(Existing::Stale(target))
+}
+
+/// Open (creating it) and exclusively lock the lock file, making sure the file we locked is
+/// still the one the path names: a releaser removes it while holding the lock, so a lock on an
+/// unlinked file means nothing.
+fn lock_file(link: &Path, lock_path: &Path) -> Result<File, LinkError> {
+    for _ in 0..LOCK_ATTEMPTS {
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            // Never follow a symlink planted at the lock path (we write our pid into it).
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(lock_path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
+                return Err(LinkError::NotOurs {
+                    path: lock_path.to_owned(),
+                    what: "a symlink".to_owned(),
+                });
+            }
+            Err(err) => return Err(io_error("open lock file", lock_path)(err)),
+        };
+        let held = file
+            .metadata()
+            .map_err(io_error("inspect lock file", lock_path))?;
+        if !held.file_type().is_file() {
+            return Err(LinkError::NotOurs {
+                path: lock_path.to_owned(),
+                what: describe(&held).to_owned(),
+            });
+        }
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(LinkError::Busy {
+                    path: link.to_owned(),
+                    pid: read_pid(&file),
+                });
+            }
+            Err(TryLockError::Error(err)) => return Err(io_error("lock", lock_path)(err)),
+        }
+        match fs::symlink_metadata(lock_path) {
+            Ok(named) if same_file(&held, &named) => return Ok(file),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(io_error("inspect lock file", lock_path)(err)),
+        }
+        debug!(path = %lock_path.display(), "lock file replaced while locking it; retrying");
+    }
+    Err(LinkError::LockRace {
+        path: lock_path.to_owned(),
+    })
+}
+
+fn read_pid(file: &File) -> Option<u32> {
+    let mut text = String::new();
+    file.take(32).read_to_string(&mut text).ok()?;
+    text.trim().parse().ok()
+}
+
+fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), LinkError> {
+    match fs::remove_file(path) {
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(io_error("remove", path)(err)),
+        _ => Ok(()),
+    }
+}
+
+fn describe(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        "a regular file"
+    } else if kind.is_symlink() {
+        "a symlink"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_fifo() {
+        "a fifo"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a symlink"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Self {
+            static NEXT: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "serialtwin-link-{}-{name}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn entries(&self) -> Vec<String> {
+            entries(&self.0)
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const PTS_A: &str = "/dev/pts/424242";
+    const PTS_B: &str = "/dev/pts/424243";
+
+    #[test]
+    fn claim_and_point_create_parents_and_link() {
+        let scratch = Scratch::new("create");
+        let link = scratch.0.join("a/b/ttyUSB0");
+        let mut slot = LinkSlot::claim(&link).unwrap();
+        assert_eq!(slot.path(), link);
+        let lock = scratch.0.join("a/b/.ttyUSB0.serialtwin.lock");
+        assert_eq!(
+            fs::read_to_string(&lock).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        assert!(
+            fs::symlink_metadata(&link).is_err(),
+            "no link before point_to"
+        );
+
+        slot.point_to(Path::new(PTS_A)).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(PTS_A));
+        assert_eq!(slot.target(), Some(Path::new(PTS_A)));
+        assert_eq!(
+            entries(&scratch.0.join("a/b")),
+            [".ttyUSB0.serialtwin.lock", "ttyUSB0"]
+        );
+    }
+
+    #[test]
+    fn second_claim_in_process_is_busy() {
+        let scratch = Scratch::new("busy");
+        let link = scratch.0.join("ttyUSB0");
+        let _first = LinkSlot::claim(&link).unwrap();
+        match LinkSlot::claim(&link) {
+            Err(LinkError::Busy { path, pid }) => {
+                assert_eq!(path, link);
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        // The refused claim must not have disturbed the holder's lock file.
+        assert!(scratch.0.join(".ttyUSB0.serialtwin.lock").exists());
+    }
+
+    #[test]
+    fn regular_file_is_refused_and_untouched() {
+        let scratch = Scratch::new("file");
+        let link = scratch.0.join("ttyUSB0");
+        fs::write(&link, "precious").unwrap();
+        let err = LinkSlot::claim(&link).unwrap_err();
+        assert!(matches!(err, LinkError::NotOurs { .. }), "{err:?}");
+        assert!(err.to_string().contains("a regular file"), "{err}");
+        assert_eq!(fs::read_to_string(&link).unwrap(), "precious");
+        assert_eq!(scratch.entries(), ["ttyUSB0"], "no lock file left behind");
+    }
+
+    #[test]
+    fn directory_is_refused() {
+        let scratch = Scratch::new("dir");
+        let link = scratch.0.join("ttyUSB0");
+        fs::create_dir(&link).unwrap();
+        assert!(matches!(
+            LinkSlot::claim(&link),
+            Err(LinkError::NotOurs { .. })
+        ));
+        assert!(link.is_dir());
+    }
+
+    #[test]
+    fn foreign_symlink_is_refused() {
+        let scratch = Scratch::new("foreign");
+        let link = scratch.0.join("ttyUSB0");
+        symlink("/etc/hostname", &link).unwrap();
+        assert!(matches!(
+            LinkSlot::claim(&link),
+            Err(LinkError::NotOurs { .. })
+        ));
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/etc/hostname"));
+        assert_eq!(scratch.entries(), ["ttyUSB0"]);
+    }
+
+    #[test]
+    fn live_pty_link_without_lock_is_refused() {
+        // /dev/pts/ptmx always exists where devpts is mounted: stands in for a socat-made link.
+        if fs::symlink_metadata("/dev/pts/ptmx").is_err() {
+            return;
+        }
+        let scratch = Scratch::new("live");
+        let link = scratch.0.join("ttyUSB0");
+        symlink("/dev/pts/ptmx", &link).unwrap();
+        assert!(matches!(
+            LinkSlot::claim(&link),
+            Err(LinkError::NotOurs { .. })
+        ));
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/dev/pts/ptmx"));
+    }
+
+    #[test]
+    fn stale_link_of_killed_instance_is_taken_over() {
+        let scratch = Scratch::new("stale");
+        let link = scratch.0.join("ttyUSB0");
+        // A killed instance leaves its link and its lock file; the kernel dropped its flock.
+        // Even a live target is taken over: its pty number now belongs to someone else.
+        symlink("/dev/pts/ptmx", &link).unwrap();
+        fs::write(scratch.0.join(".ttyUSB0.serialtwin.lock"), "999999999\n").unwrap();
+        let mut slot = LinkSlot::claim(&link).unwrap();
+        assert!(
+            fs::symlink_metadata(&link).is_err(),
+            "stale link removed at once"
+        );
+        let pid = fs::read_to_string(scratch.0.join(".ttyUSB0.serialtwin.lock")).unwrap();
+        assert_eq!(pid, format!("{}\n", std::process::id()));
+        slot.point_to(Path::new(PTS_A)).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(PTS_A));
+    }
+
+    #[test]
+    fn dangling_pty_link_without_lock_is_taken_over() {
+        let scratch = Scratch::new("dangling");
+        let link = scratch.0.join("ttyUSB0");
+        symlink(PTS_B, &link).unwrap();
+        let _slot = LinkSlot::claim(&link).unwrap();
+        assert!(fs::symlink_metadata(&link).is_err());
+    }
+
+    #[test]
+    fn foreign_link_with_leftover_lock_is_ours() {
+        // The lock file says a serialtwin instance held this name, wherever it pointed.
+        let scratch = Scratch::new("leftover");
+        let link = scratch.0.join("ttyUSB0");
+        symlink("/somewhere/else", &link).unwrap();
+        fs::write(scratch.0.join(".ttyUSB0.serialtwin.lock"), "").unwrap();
+        let _slot = LinkSlot::claim(&link).unwrap();
+    }
+
+    #[test]
+    fn symlinked_lock_file_is_refused() {
+        let scratch = Scratch::new("locklink");
+        let victim = scratch.0.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        symlink(&victim, scratch.0.join(".ttyUSB0.serialtwin.lock")).unwrap();
+        let err = LinkSlot::claim(scratch.0.join("ttyUSB0")).unwrap_err();
+        assert!(matches!(err, LinkError::NotOurs { .. }), "{err:?}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn release_removes_link_and_lock_and_frees_the_name() {
+        let scratch = Scratch::new("release");
+        let link = scratch.0.join("ttyUSB0");
+        let mut slot = LinkSlot::claim(&link).unwrap();
+        slot.point_to(Path::new(PTS_A)).unwrap();
+        slot.release().unwrap();
+        assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+        let _again = LinkSlot::claim(&link).unwrap();
+    }
+
+    #[test]
+    fn drop_releases_too() {
+        let scratch = Scratch::new("drop");
+        let link = scratch.0.join("ttyUSB0");
+        {
+            let mut slot = LinkSlot::claim(&link).unwrap();
+            slot.point_to(Path::new(PTS_A)).unwrap();
+        }
+        assert!(scratch.entries().is_empty(), "{:?}", scratch.entries());
+    }
+
+    #[test]
+    fn release_leaves_a_link_re_pointed_by_someone_else() {
+        let scratch = Scratch::new("repointed");
+        let link = scratch.0.join("ttyUSB0");
+        let mut slot = LinkSlot::claim(&link).unwrap();
+        slot.point_to(Path::new(PTS_A)).unwrap();
+        let other = scratch.0.join("other");
+        symlink("/etc/hostname", &other).unwrap();
+        fs::rename(&other, &link).unwrap();
+        slot.release().unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("/etc/hostname"));
+        assert_eq!(scratch.entries(), ["ttyUSB0"], "lock file removed");
+    }
+
+    #[test]
+    fn replug_keeps_one_link() {
+        let scratch = Scratch::new("replug");
+        let link = scratch.0.join("ttyUSB0");
+        let mut slot = LinkSlot::claim(&link).unwrap();
+        slot.point_to(Path::new(PTS_A)).unwrap();
+        slot.point_to(Path::new(PTS_B)).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(PTS_B));
+        assert_eq!(scratch.entries(), [".ttyUSB0.serialtwin.lock", "ttyUSB0"]);
+    }
+
+    #[test]
+    fn unlink_keeps_the_slot() {
+        let scratch = Scratch::new("unplug");
+        let link = scratch.0.join("ttyUSB0");
+        let mut slot = LinkSlot::claim(&link).unwrap();
+        slot.point_to(Path::new(PTS_A)).unwrap();
+        assert!(slot.unlink().unwrap());
+        assert!(!slot.unlink().unwrap());
+        assert_eq!(scratch.entries(), [".ttyUSB0.serialtwin.lock"]);
+        assert!(matches!(
+            LinkSlot::claim(&link),
+            Err(LinkError::Busy { .. })
+        ));
+        slot.point_to(Path::new(PTS_B)).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(PTS_B));
+    }
+
+    #[test]
+    fn path_without_file_name_is_refused() {
+        assert!(matches!(
+            LinkSlot::claim("/"),
+            Err(LinkError::NoFileName { .. })
+        ));
+    }
+}
