@@ -226,16 +226,21 @@ impl Fleet {
         let name = spec.name;
         // Claim the link first: it is the step most likely to be refused, and it must not
         // cost a pty when it is.
+        let link_error = |source: LinkError| match &source {
+            LinkError::Io { source: io, .. } if limits::classify(io).is_some() => FleetError::Limit {
+                port: name.clone(),
+                source: limits::classify(io).unwrap_or(LimitError::SystemFiles),
+            },
+            _ => FleetError::Link {
+                port: name.clone(),
+                source,
+            },
+        };
         let mut slot = match &spec.link {
-            Some(path) => Some(LinkSlot::claim(path.clone()).map_err(|source| {
-                FleetError::Link {
-                    port: name.clone(),
-                    source,
-                }
-            })?),
+            Some(path) => Some(LinkSlot::claim(path.clone()).map_err(link_error)?),
             None => None,
         };
-        let port = PtyPort::open(&options).map_err(|source| match limits::classify(&source) {
+        let port = PtyPort::open(&options).map_err(|source| match limits::classify_pty(&source) {
             Some(limit) => FleetError::Limit {
                 port: name.clone(),
                 source: limit,
@@ -246,10 +251,7 @@ impl Fleet {
             },
         })?;
         if let Some(slot) = slot.as_mut() {
-            slot.point_to(port.path()).map_err(|source| FleetError::Link {
-                port: name.clone(),
-                source,
-            })?;
+            slot.point_to(port.path()).map_err(link_error)?;
         }
         let observations = Broadcast::new(OBSERVATION_BACKLOG);
         let mut config = ServeConfig::new(name.as_str());

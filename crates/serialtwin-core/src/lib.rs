@@ -26,3 +26,9 @@ pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_contr
 pub use crate::transport::{Plain, PortEvent, Transport};
 pub mod pty;
 pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
+pub mod fleet;
+pub use crate::fleet::{Fleet, FleetError, PortHandle, PortSpec};
+pub mod limits;
+pub mod link;
+pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
+pub use crate::link::{LinkError, LinkSlot};

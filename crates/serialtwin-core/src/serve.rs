@@ -251,16 +251,12 @@ impl<D: Device, T: Transport> Server<D, T> {
                 () = sleep_until_opt(silence) => self.on_silence(),
                 reply = self.device.unprompted(&mut self.ctx) => {
                     if let Some(reply) = reply {
-                        if self.io.client_present() == Some(false) {
-                            debug!(port = %self.name, "no client: unprompted frame dropped");
-                        } else {
-                            let outcome = tokio::select! {
-                                biased;
-                                () = cancel.cancelled() => return Ok(()),
-                                r = self.send(&reply) => r,
-                            };
-                            outcome?;
-                        }
+                        let outcome = tokio::select! {
+                            biased;
+                            () = cancel.cancelled() => return Ok(()),
+                            r = self.send(&reply) => r,
+                        };
+                        outcome?;
                     }
                 }
             }
@@ -410,6 +406,12 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
         let bytes = self.tx.split().freeze();
         self.observe(Seen::Frame(Direction::Tx, bytes.clone()));
+        if self.io.client_present() == Some(false) {
+            // Real hardware's bytes are lost when nobody listens; a pty would keep them for
+            // the next client instead.
+            debug!(port = %self.name, "no client: frame dropped");
+            return Ok(());
+        }
         let settings = self.ctx.settings();
         let Self { line, io, ctx, .. } = self;
         line.transmit(io, &bytes, &settings, ctx.rng())

@@ -26,7 +26,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{self, Poll, ready};
-use std::time::Instant;
 
 use rustix::ioctl::{Getter, Setter, ioctl, opcode};
 use rustix::pty::OpenptFlags;
@@ -132,9 +131,7 @@ pub struct PtyPort {
     settings: LineSettings,
     /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
     sessions: Option<SessionLink>,
-    /// When client data last arrived.
-    last_data: Instant,
-    /// We flushed the client's input queue ourselves; the status byte it causes is ours.
+    /// We flushed the line ourselves; the status byte it causes is ours, not the client's.
     own_flush: bool,
 }
 
@@ -203,7 +200,6 @@ impl PtyPort {
             events: VecDeque::new(),
             settings,
             sessions,
-            last_data: Instant::now(),
             own_flush: false,
         })
     }
@@ -228,28 +224,35 @@ impl PtyPort {
         }
     }
 
-    /// Whether a client has the port open (`None` if sessions cannot be watched).
+    /// Whether a client has the port open right now (`None` if sessions cannot be watched).
     #[must_use]
     pub fn has_client(&self) -> Option<bool> {
+        sessions::sync();
         self.sessions
             .as_ref()
             .map(|s| s.open_count.load(Ordering::SeqCst) > 0)
     }
 
-    /// Discard what the device sent that no client has read.
+    /// Discard both directions' bytes in flight: what the device sent that no client has read,
+    /// and what a client sent that the device has not read yet.
     ///
     /// # Errors
     /// The `tcflush` error.
-    pub fn discard_output(&self) -> io::Result<()> {
+    pub fn discard_in_flight(&mut self) -> io::Result<()> {
+        // The slave's input queue holds our output; the master's input queue holds the
+        // client's. (TCOFLUSH on the slave would only drop the master's flip buffers, not what
+        // its line discipline already holds.) The first flush raises a FLUSHREAD status byte.
+        self.own_flush = true;
         rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush)?;
+        rustix::termios::tcflush(self.master.get_ref(), QueueSelector::IFlush)?;
         Ok(())
     }
 
     /// Turn a packet-mode status byte into queued events.
     fn on_status(&mut self, mut status: u8) {
-        if self.own_flush && status & pkt::FLUSHREAD != 0 {
+        if self.own_flush && status & (pkt::FLUSHREAD | pkt::FLUSHWRITE) != 0 {
             self.own_flush = false;
-            status &= !pkt::FLUSHREAD;
+            status &= !(pkt::FLUSHREAD | pkt::FLUSHWRITE);
         }
         if status & (pkt::FLUSHREAD | pkt::FLUSHWRITE) != 0 {
             self.events.push_back(
@@ -280,19 +283,20 @@ impl PtyPort {
         }
     }
 
-    /// A client left. Clean up after it unless a newer client may already be talking.
-    fn on_closed(&mut self, seen_before: Instant) -> PortEvent {
-        let still_open = self
+    /// A client left. Clean up after it unless a newer client has opened since.
+    ///
+    /// Why this cannot discard a newer client's data: after `sync` every open that has
+    /// happened is counted. If the count is zero, any client that opens from now on opens after
+    /// this point, so it has not been answered yet (we answer nothing while in here) and none of
+    /// its bytes are in our buffer yet. What we flush and forget belongs to clients that left.
+    fn on_closed(&mut self) -> PortEvent {
+        sessions::sync();
+        let clean = self
             .sessions
             .as_ref()
-            .is_some_and(|s| s.open_count.load(Ordering::SeqCst) > 0);
-        // Data that arrived after the watcher's read may come from a client that opened after
-        // it; its partial request and the reply to it must survive.
-        let quiet_since = self.last_data < seen_before;
-        let clean = !still_open && quiet_since;
+            .is_some_and(|s| s.open_count.load(Ordering::SeqCst) == 0);
         if clean {
-            self.own_flush = true;
-            if let Err(e) = self.discard_output() {
+            if let Err(e) = self.discard_in_flight() {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
             }
             if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
@@ -329,7 +333,6 @@ impl PtyPort {
                         unfilled.copy_within(1..n, 0);
                         buf.advance(n - 1);
                         if n > 1 {
-                            self.last_data = Instant::now();
                             return Poll::Ready(Ok(()));
                         }
                     } else {
@@ -395,9 +398,7 @@ impl Transport for PtyPort {
         };
         match sessions.notes.poll_recv(cx) {
             Poll::Ready(Some(SessionNote::Opened)) => Poll::Ready(LineEvent::Opened.into()),
-            Poll::Ready(Some(SessionNote::Closed { seen_before })) => {
-                Poll::Ready(self.on_closed(seen_before))
-            }
+            Poll::Ready(Some(SessionNote::Closed)) => Poll::Ready(self.on_closed()),
             Poll::Ready(None) => {
                 self.sessions = None;
                 Poll::Pending

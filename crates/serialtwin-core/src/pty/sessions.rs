@@ -12,7 +12,6 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::Instant;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
@@ -24,12 +23,9 @@ use tracing::{debug, warn};
 pub(crate) enum SessionNote {
     /// The first client opened the port.
     Opened,
-    /// The last client closed the port. Every open that happened before `seen_before` was
-    /// already counted: a client that opened after it may be talking to the port already.
-    Closed {
-        /// An instant taken before the inotify read that reported the close.
-        seen_before: Instant,
-    },
+    /// The last client closed the port (another may have opened since: check the count
+    /// after [`sync`]).
+    Closed,
 }
 
 struct Entry {
@@ -128,17 +124,35 @@ fn run(watcher: &'static Watcher) {
                 return;
             }
         }
-        // Taken before the read: any open missing from this batch happened after it.
-        let seen_before = Instant::now();
+        if let Err(e) = drain(watcher) {
+            warn!(error = %e, "session watcher: read failed; sessions are no longer tracked");
+            return;
+        }
+    }
+}
+
+/// Bring every port's open count up to date with all opens and closes that have happened
+/// before this call (inotify queues them synchronously at open/close time). The serving side
+/// calls this before acting on "no client": a client that opened a moment ago is then counted.
+pub(crate) fn sync() {
+    if let Some(Ok(watcher)) = WATCHER.get()
+        && let Err(e) = drain(watcher)
+    {
+        warn!(error = %e, "session watcher: read failed");
+    }
+}
+
+/// Read and dispatch every queued inotify event. Holding the map lock across the read keeps
+/// events in order whichever thread drains them.
+fn drain(watcher: &'static Watcher) -> nix::Result<()> {
+    let mut ports = watcher.ports.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
         let events = match watcher.inotify.read_events() {
             Ok(events) => events,
-            Err(nix::Error::EAGAIN | nix::Error::EINTR) => continue,
-            Err(e) => {
-                warn!(error = %e, "session watcher: read failed; sessions are no longer tracked");
-                return;
-            }
+            Err(nix::Error::EAGAIN) => return Ok(()),
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e),
         };
-        let mut ports = watcher.ports.lock().unwrap_or_else(PoisonError::into_inner);
         for event in events {
             if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
                 warn!("session watcher: inotify queue overflowed; open/close events were lost");
@@ -160,7 +174,7 @@ fn run(watcher: &'static Watcher) {
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .unwrap_or(0);
                 if before == 1 {
-                    let _ = entry.tx.send(SessionNote::Closed { seen_before });
+                    let _ = entry.tx.send(SessionNote::Closed);
                 }
             } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                 debug!("session watcher: watch removed");

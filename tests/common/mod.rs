@@ -1,0 +1,122 @@
+//! Helpers shared by the integration tests: test devices, real clients, child processes.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serialtwin::{Context, Device, Observation, Replies, Seen};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialStream, StopBits};
+
+/// Safety net for every wait in these tests (never an assertion about speed).
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A fresh directory for this test's links.
+pub fn test_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "serialtwin-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Open `path` the way a user's Rust program would: tokio-serial at 2400 8N1.
+pub fn open_client(path: &Path) -> SerialStream {
+    tokio_serial::new(path.to_str().unwrap(), 2400)
+        .data_bits(DataBits::Eight)
+        .parity(Parity::None)
+        .stop_bits(StopBits::One)
+        .flow_control(FlowControl::None)
+        .open_native_async()
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// Write `request` and read one `\n`-terminated reply.
+pub async fn ask<S: AsyncReadExt + AsyncWriteExt + Unpin>(stream: &mut S, request: &[u8]) -> Vec<u8> {
+    stream.write_all(request).await.unwrap();
+    read_line(stream).await
+}
+
+/// Read up to and including `\n`.
+pub async fn read_line<S: AsyncReadExt + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut line = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut byte = [0u8; 1];
+        loop {
+            stream.read_exact(&mut byte).await.unwrap();
+            line.push(byte[0]);
+            if byte[0] == b'\n' {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no reply in time; got {:?}", String::from_utf8_lossy(&line)));
+    line
+}
+
+/// Wait for an observation matching `pred`.
+pub async fn wait_for(rx: &mut broadcast::Receiver<Observation>, pred: impl Fn(&Seen) -> bool) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match rx.recv().await {
+                Ok(o) if pred(&o.seen) => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("observations ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("observation in time");
+}
+
+/// Counts `INC`s; `LATE` is answered after a delay; anything else is echoed with a `?`.
+#[derive(Debug, Default)]
+pub struct Counter {
+    pub n: u64,
+}
+
+impl Device for Counter {
+    type Error = std::convert::Infallible;
+
+    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+        match req.as_ref() {
+            b"INC" => {
+                self.n += 1;
+                out.push(self.n.to_string());
+            }
+            b"LATE" => out.push_after(Duration::from_millis(300), "late reply"),
+            other => out.push([b"?".as_slice(), other].concat()),
+        }
+        Ok(())
+    }
+}
+
+/// Run one `#[ignore]`d test of this same test binary in a child process, with `env` set.
+pub fn child(test: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.env("SERIALTWIN_CHILD", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Whether this process is a child started by [`child`].
+pub fn is_child() -> bool {
+    std::env::var_os("SERIALTWIN_CHILD").is_some()
+}
+
+/// The number of open descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}

@@ -1,0 +1,177 @@
+//! Real ports, real clients: tokio-serial and bare `open(2)` on `/dev/pts/N` and its link.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+use common::{Counter, PATIENCE, ask, open_client, test_dir, wait_for};
+use serialtwin::{Fleet, LineEvent, PortSpec, Seen};
+use tokio::io::AsyncWriteExt;
+
+#[tokio::test]
+async fn tokio_serial_on_pty_and_link_state_kept_across_100_reopens() {
+    let dir = test_dir("reopen");
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(PortSpec::new("counter").link(dir.join("ttyUSB0")), Counter::default())
+        .unwrap();
+    assert!(port.pty().starts_with("/dev/pts/"));
+    assert_eq!(std::fs::read_link(port.link().unwrap()).unwrap(), port.pty());
+    for i in 1..=100u32 {
+        // Alternate between the slave path and the symlink, as different programs would.
+        let path = if i % 2 == 0 { port.pty() } else { port.link().unwrap() };
+        let mut client = open_client(path);
+        assert_eq!(ask(&mut client, b"INC\r\n").await, format!("{i}\r\n").as_bytes());
+        drop(client);
+    }
+    fleet.shutdown().await;
+    assert!(!dir.join("ttyUSB0").exists());
+}
+
+#[tokio::test]
+async fn garbage_without_terminator_then_a_valid_request_is_answered() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("g"), Counter::default()).unwrap();
+    let mut events = port.observations();
+    let mut client = open_client(port.pty());
+    let garbage: Vec<u8> = (0..64 * 1024).map(|i| b'A' + u8::try_from(i % 26).unwrap()).collect();
+    AsyncWriteExt::write_all(&mut client, &garbage).await.unwrap();
+    AsyncWriteExt::write_all(&mut client, b"\r\n").await.unwrap();
+    assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
+    wait_for(&mut events, |s| matches!(s, Seen::FrameError(e) if e.contains("longer than"))).await;
+    fleet.shutdown().await;
+}
+
+/// Open the slave as the simplest programs do: `open(2)`, no termios calls, no flushes.
+fn bare_open(path: &std::path::Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
+        .open(path)
+        .unwrap()
+}
+
+fn nothing_to_read(file: &mut std::fs::File) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(file.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[tokio::test]
+async fn a_reply_produced_after_the_client_left_is_not_read_by_the_next() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("late"), Counter::default()).unwrap();
+    let mut seen = port.observations();
+    let mut first = bare_open(port.pty());
+    first.write_all(b"LATE\r\n").unwrap();
+    wait_for(&mut seen, |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"LATE")).await;
+    drop(first);
+    // The device produces its reply 300 ms later, with nobody there.
+    wait_for(&mut seen, |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"late reply\r\n")).await;
+    let mut second = bare_open(port.pty());
+    assert_eq!(port.probe().unread().unwrap(), 0);
+    assert!(nothing_to_read(&mut second), "stale bytes delivered to the next client");
+    // And the port still answers the new client.
+    second.write_all(b"INC\r\n").unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while !got.ends_with(b"\n") {
+            let mut b = [0u8; 16];
+            match second.read(&mut b) {
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, b"1\r\n");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_reply_the_client_never_read_is_discarded_when_it_leaves() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("unread"), Counter::default()).unwrap();
+    let mut seen = port.observations();
+    let first = {
+        let mut f = bare_open(port.pty());
+        f.write_all(b"INC\r\n").unwrap();
+        f
+    };
+    wait_for(&mut seen, |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"1\r\n")).await;
+    tokio::time::timeout(PATIENCE, async {
+        while port.probe().unread().unwrap() < 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the reply waits in the line");
+    drop(first);
+    wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
+    assert_eq!(port.probe().unread().unwrap(), 0);
+    let mut second = bare_open(port.pty());
+    assert!(nothing_to_read(&mut second));
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_partial_request_of_a_departed_client_is_forgotten() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("partial"), Counter::default()).unwrap();
+    let mut seen = port.observations();
+    {
+        let mut f = bare_open(port.pty());
+        f.write_all(b"GARB").unwrap();
+    }
+    wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
+    let mut client = open_client(port.pty());
+    // Without the reset the device would see "GARBINC".
+    assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
+    fleet.shutdown().await;
+}
+
+/// Child half of the exclusive-lock test: open the port with tokio-serial (which sets
+/// `TIOCEXCL`), say so, and wait to be killed.
+#[tokio::test]
+#[ignore = "run as a child process by exclusive_lock_left_by_a_killed_client_is_cleared"]
+async fn child_hold_port_exclusively() {
+    if !common::is_child() {
+        return;
+    }
+    let path = std::env::var("SERIALTWIN_PORT").unwrap();
+    let _client = open_client(std::path::Path::new(&path));
+    println!("HOLDING");
+    std::io::stdout().flush().unwrap();
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+#[tokio::test]
+async fn exclusive_lock_left_by_a_killed_client_is_cleared() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("excl"), Counter::default()).unwrap();
+    let mut seen = port.observations();
+    let mut child = common::child(
+        "child_hold_port_exclusively",
+        &[("SERIALTWIN_PORT", port.pty().to_str().unwrap())],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 256];
+    while !text.contains("HOLDING") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "child ended early: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(port.probe().exclusive().unwrap(), "the client set TIOCEXCL");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
+    assert!(!port.probe().exclusive().unwrap(), "TIOCEXCL cleared after the client died");
+    fleet.shutdown().await;
+}
