@@ -116,7 +116,16 @@ pub fn is_child() -> bool {
     std::env::var_os("SERIALTWIN_CHILD").is_some()
 }
 
-/// The number of open descriptors of this process.
+/// The number of open descriptors of this process, not counting the process-wide inotify
+/// instance serialtwin creates with its first port (it lives as long as the process).
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            std::fs::read_link(e.path())
+                .map(|t| t.to_string_lossy() != "anon_inode:inotify")
+                .unwrap_or(false)
+        })
+        .count()
 }
