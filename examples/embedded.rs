@@ -19,7 +19,12 @@ struct Thermometer;
 impl Device for Thermometer {
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, req: Bytes, ctx: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        ctx: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
         if req.as_ref() == b"TEMP?" {
             let t = 20.0 + (ctx.clock().unix_seconds_f64() / 60.0).sin() * 2.0;
             out.push(format!("TEMP {t:.2}"));
@@ -41,7 +46,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = port.pty().to_str().unwrap().to_owned();
     let poller_stop = stop.clone();
     tasks.spawn(async move {
-        let serial = tokio_serial::new(path, 9600).open_native_async().expect("open port");
+        let serial = tokio_serial::new(path, 9600)
+            .open_native_async()
+            .expect("open port");
         let mut serial = BufReader::new(serial);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         for _ in 0..5 {
@@ -49,7 +56,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 () = poller_stop.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            serial.get_mut().write_all(b"TEMP?\r\n").await.expect("write");
+            serial
+                .get_mut()
+                .write_all(b"TEMP?\r\n")
+                .await
+                .expect("write");
             let mut line = String::new();
             serial.read_line(&mut line).await.expect("read");
             println!("poller: {}", line.trim_end());

@@ -11,8 +11,17 @@ struct Qpgs;
 impl Device for Qpgs {
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
-        out.push(if req.as_ref() == b"QPGS" { "correct result" } else { "I dont understand" });
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        out.push(if req.as_ref() == b"QPGS" {
+            "correct result"
+        } else {
+            "I dont understand"
+        });
         Ok(())
     }
 }
@@ -21,7 +30,11 @@ impl Device for Qpgs {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fleet = Fleet::new();
     let port = fleet.spawn(PortSpec::new("qpgs").link("/tmp/serialtwin/qpgs"), Qpgs)?;
-    println!("{} -> {}", port.link().unwrap().display(), port.pty().display());
+    println!(
+        "{} -> {}",
+        port.link().unwrap().display(),
+        port.pty().display()
+    );
     tokio::signal::ctrl_c().await?;
     fleet.shutdown().await;
     Ok(())

@@ -16,7 +16,12 @@ struct Named;
 impl Device for Named {
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, req: Bytes, ctx: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        ctx: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
         if req.as_ref() == b"ID?" {
             out.push(ctx.name().to_owned());
         }
@@ -30,20 +35,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("serialtwin-example-{}", std::process::id()));
     let fleet = Fleet::new();
     let ports = fleet
-        .spawn_all((0..PORTS).map(|i| (PortSpec::new(format!("dev{i}")).link(dir.join(format!("ttyUSB{i}"))), Named)))
+        .spawn_all((0..PORTS).map(|i| {
+            (
+                PortSpec::new(format!("dev{i}")).link(dir.join(format!("ttyUSB{i}"))),
+                Named,
+            )
+        }))
         .await?;
 
     let mut checks = tokio::task::JoinSet::new();
     for port in &ports {
-        let link = port.link().unwrap().to_str().unwrap().to_owned();
+        let path = port.link().unwrap().to_str().unwrap().to_owned();
         let name = port.name().to_owned();
         let mut seen = port.observations();
         checks.spawn(async move {
-            let serial = tokio_serial::new(link, 2400).open_native_async().expect("open");
+            let serial = tokio_serial::new(path, 2400)
+                .open_native_async()
+                .expect("open");
             let mut serial = BufReader::new(serial);
             serial.get_mut().write_all(b"ID?\r\n").await.expect("write");
             let mut line = String::new();
-            tokio::time::timeout(Duration::from_secs(10), serial.read_line(&mut line)).await.expect("in time").expect("read");
+            tokio::time::timeout(Duration::from_secs(10), serial.read_line(&mut line))
+                .await
+                .expect("in time")
+                .expect("read");
             assert_eq!(line, format!("{name}\r\n"));
             // What did the port see from the client?
             loop {
@@ -60,7 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("{PORTS} ports answered");
     fleet.shutdown().await;
-    assert!(std::fs::read_dir(&dir)?.next().is_none(), "every link removed");
+    assert!(
+        std::fs::read_dir(&dir)?.next().is_none(),
+        "every link removed"
+    );
     println!("all links removed");
     Ok(())
 }

@@ -43,11 +43,21 @@ async fn a_live_link_is_refused_to_a_second_instance() {
     let dir = test_dir("live");
     let link = dir.join("ttyUSB0");
     let first = Fleet::new();
-    let port = first.spawn(PortSpec::new("first").link(&link), Counter::default()).unwrap();
+    let port = first
+        .spawn(PortSpec::new("first").link(&link), Counter::default())
+        .unwrap();
     let second = Fleet::new();
-    let err = second.spawn(PortSpec::new("second").link(&link), Counter::default()).unwrap_err();
+    let err = second
+        .spawn(PortSpec::new("second").link(&link), Counter::default())
+        .unwrap_err();
     assert!(
-        matches!(&err, FleetError::Link { source: LinkError::Busy { .. }, .. }),
+        matches!(
+            &err,
+            FleetError::Link {
+                source: LinkError::Busy { .. },
+                ..
+            }
+        ),
         "{err}"
     );
     // The first instance's link is untouched and still works.
@@ -64,7 +74,9 @@ async fn a_regular_file_is_never_replaced() {
     let path = dir.join("ttyUSB0");
     std::fs::write(&path, b"precious").unwrap();
     let fleet = Fleet::new();
-    let err = fleet.spawn(PortSpec::new("p").link(&path), Counter::default()).unwrap_err();
+    let err = fleet
+        .spawn(PortSpec::new("p").link(&path), Counter::default())
+        .unwrap_err();
     assert!(matches!(&err, FleetError::Link { .. }), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), b"precious");
 }
@@ -78,19 +90,24 @@ async fn child_serve_on_link() {
     }
     let link = PathBuf::from(std::env::var("SERIALTWIN_LINK").unwrap());
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("doomed").link(&link), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("doomed").link(&link), Counter::default())
+        .unwrap();
     println!("READY {}", port.pty().display());
-    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    tokio::time::sleep(std::time::Duration::from_hours(1)).await;
 }
 
 #[tokio::test]
 async fn a_stale_link_of_a_killed_instance_is_taken_over() {
     let dir = test_dir("stale");
     let link = dir.join("ttyUSB0");
-    let mut child = common::child("child_serve_on_link", &[("SERIALTWIN_LINK", link.to_str().unwrap())])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::child(
+        "child_serve_on_link",
+        &[("SERIALTWIN_LINK", link.to_str().unwrap())],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     let mut out = child.stdout.take().unwrap();
     let mut text = String::new();
     let mut buf = [0u8; 256];
@@ -104,13 +121,18 @@ async fn a_stale_link_of_a_killed_instance_is_taken_over() {
     // The killed instance left its link (and lock file) behind.
     assert!(std::fs::symlink_metadata(&link).is_ok());
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("heir").link(&link), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("heir").link(&link), Counter::default())
+        .unwrap();
     assert_eq!(std::fs::read_link(&link).unwrap(), port.pty());
     let mut c = open_client(&link);
     assert_eq!(ask(&mut c, b"INC\r\n").await, b"1\r\n");
     drop(c);
     fleet.shutdown().await;
-    assert!(std::fs::symlink_metadata(&link).is_err(), "link removed at shutdown");
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "link removed at shutdown"
+    );
 }
 
 #[tokio::test]
@@ -118,11 +140,16 @@ async fn shutdown_leaves_a_link_that_someone_else_repointed() {
     let dir = test_dir("repointed");
     let link = dir.join("ttyUSB0");
     let fleet = Fleet::new();
-    fleet.spawn(PortSpec::new("p").link(&link), Counter::default()).unwrap();
+    fleet
+        .spawn(PortSpec::new("p").link(&link), Counter::default())
+        .unwrap();
     std::fs::remove_file(&link).unwrap();
     std::os::unix::fs::symlink("/dev/null", &link).unwrap();
     fleet.shutdown().await;
-    assert_eq!(std::fs::read_link(&link).unwrap(), PathBuf::from("/dev/null"));
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        PathBuf::from("/dev/null")
+    );
 }
 
 /// Child half of the limit tests: set the open-file limits from the environment, then try a
@@ -139,7 +166,10 @@ async fn child_big_fleet() {
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
     // What the CLI does at start.
     let raised = limits::raise_nofile_limit().unwrap();
-    println!("LIMIT {} -> {} (hard {})", raised.old_soft, raised.new_soft, raised.hard);
+    println!(
+        "LIMIT {} -> {} (hard {})",
+        raised.old_soft, raised.new_soft, raised.hard
+    );
     let n = env("SERIALTWIN_PORTS");
     let dir = PathBuf::from(std::env::var("SERIALTWIN_DIR").unwrap());
     let fds_before = common::open_fds();
@@ -168,7 +198,10 @@ async fn child_big_fleet() {
         }
     }
     let left = std::fs::read_dir(&dir).unwrap().count();
-    println!("LEFT links={left} fds={}", common::open_fds().saturating_sub(fds_before));
+    println!(
+        "LEFT links={left} fds={}",
+        common::open_fds().saturating_sub(fds_before)
+    );
 }
 
 fn run_big_fleet(soft: u64, hard: u64, ports: u64) -> String {
@@ -185,14 +218,21 @@ fn run_big_fleet(soft: u64, hard: u64, ports: u64) -> String {
     .output()
     .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "child failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
 #[test]
 fn a_thousand_ports_with_a_soft_limit_of_1024() {
     let hard = limits::nofile_limit().unwrap().hard;
-    assert!(hard >= 4096, "this test needs a hard RLIMIT_NOFILE of at least 4096, have {hard}");
+    assert!(
+        hard >= 4096,
+        "this test needs a hard RLIMIT_NOFILE of at least 4096, have {hard}"
+    );
     let out = run_big_fleet(1024, hard, 1000);
     assert!(out.contains("LIMIT 1024 -> "), "{out}");
     assert!(out.contains("OK 1000"), "{out}");
@@ -202,7 +242,10 @@ fn a_thousand_ports_with_a_soft_limit_of_1024() {
 #[test]
 fn a_hard_limit_of_256_fails_naming_rlimit_nofile_and_leaves_nothing() {
     let out = run_big_fleet(256, 256, 1000);
-    let err = out.lines().find(|l| l.starts_with("ERR ")).unwrap_or_else(|| panic!("{out}"));
+    let err = out
+        .lines()
+        .find(|l| l.starts_with("ERR "))
+        .unwrap_or_else(|| panic!("{out}"));
     assert!(err.contains("RLIMIT_NOFILE"), "{err}");
     assert!(out.contains("LEFT links=0 fds=0"), "{out}");
 }

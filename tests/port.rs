@@ -15,15 +15,28 @@ async fn tokio_serial_on_pty_and_link_state_kept_across_100_reopens() {
     let dir = test_dir("reopen");
     let fleet = Fleet::new();
     let port = fleet
-        .spawn(PortSpec::new("counter").link(dir.join("ttyUSB0")), Counter::default())
+        .spawn(
+            PortSpec::new("counter").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
         .unwrap();
     assert!(port.pty().starts_with("/dev/pts/"));
-    assert_eq!(std::fs::read_link(port.link().unwrap()).unwrap(), port.pty());
+    assert_eq!(
+        std::fs::read_link(port.link().unwrap()).unwrap(),
+        port.pty()
+    );
     for i in 1..=100u32 {
         // Alternate between the slave path and the symlink, as different programs would.
-        let path = if i % 2 == 0 { port.pty() } else { port.link().unwrap() };
+        let path = if i % 2 == 0 {
+            port.pty()
+        } else {
+            port.link().unwrap()
+        };
         let mut client = open_client(path);
-        assert_eq!(ask(&mut client, b"INC\r\n").await, format!("{i}\r\n").as_bytes());
+        assert_eq!(
+            ask(&mut client, b"INC\r\n").await,
+            format!("{i}\r\n").as_bytes()
+        );
         drop(client);
     }
     fleet.shutdown().await;
@@ -36,11 +49,21 @@ async fn garbage_without_terminator_then_a_valid_request_is_answered() {
     let port = fleet.spawn(PortSpec::new("g"), Counter::default()).unwrap();
     let mut events = port.observations();
     let mut client = open_client(port.pty());
-    let garbage: Vec<u8> = (0..64 * 1024).map(|i| b'A' + u8::try_from(i % 26).unwrap()).collect();
-    AsyncWriteExt::write_all(&mut client, &garbage).await.unwrap();
-    AsyncWriteExt::write_all(&mut client, b"\r\n").await.unwrap();
+    let garbage: Vec<u8> = (0..64 * 1024)
+        .map(|i| b'A' + u8::try_from(i % 26).unwrap())
+        .collect();
+    AsyncWriteExt::write_all(&mut client, &garbage)
+        .await
+        .unwrap();
+    AsyncWriteExt::write_all(&mut client, b"\r\n")
+        .await
+        .unwrap();
     assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
-    wait_for(&mut events, |s| matches!(s, Seen::FrameError(e) if e.contains("longer than"))).await;
+    wait_for(
+        &mut events,
+        |s| matches!(s, Seen::FrameError(e) if e.contains("longer than")),
+    )
+    .await;
     fleet.shutdown().await;
 }
 
@@ -62,17 +85,30 @@ fn nothing_to_read(file: &mut std::fs::File) -> bool {
 #[tokio::test]
 async fn a_reply_produced_after_the_client_left_is_not_read_by_the_next() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("late"), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("late"), Counter::default())
+        .unwrap();
     let mut seen = port.observations();
     let mut first = bare_open(port.pty());
     first.write_all(b"LATE\r\n").unwrap();
-    wait_for(&mut seen, |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"LATE")).await;
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"LATE"),
+    )
+    .await;
     drop(first);
     // The device produces its reply 300 ms later, with nobody there.
-    wait_for(&mut seen, |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"late reply\r\n")).await;
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"late reply\r\n"),
+    )
+    .await;
     let mut second = bare_open(port.pty());
     assert_eq!(port.probe().unread().unwrap(), 0);
-    assert!(nothing_to_read(&mut second), "stale bytes delivered to the next client");
+    assert!(
+        nothing_to_read(&mut second),
+        "stale bytes delivered to the next client"
+    );
     // And the port still answers the new client.
     second.write_all(b"INC\r\n").unwrap();
     let mut got = Vec::new();
@@ -94,14 +130,20 @@ async fn a_reply_produced_after_the_client_left_is_not_read_by_the_next() {
 #[tokio::test]
 async fn a_reply_the_client_never_read_is_discarded_when_it_leaves() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("unread"), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("unread"), Counter::default())
+        .unwrap();
     let mut seen = port.observations();
     let first = {
         let mut f = bare_open(port.pty());
         f.write_all(b"INC\r\n").unwrap();
         f
     };
-    wait_for(&mut seen, |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"1\r\n")).await;
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Frame(_, f) if f.as_ref() == b"1\r\n"),
+    )
+    .await;
     tokio::time::timeout(PATIENCE, async {
         while port.probe().unread().unwrap() < 3 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -120,7 +162,9 @@ async fn a_reply_the_client_never_read_is_discarded_when_it_leaves() {
 #[tokio::test]
 async fn a_partial_request_of_a_departed_client_is_forgotten() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("partial"), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("partial"), Counter::default())
+        .unwrap();
     let mut seen = port.observations();
     {
         let mut f = bare_open(port.pty());
@@ -145,13 +189,15 @@ async fn child_hold_port_exclusively() {
     let _client = open_client(std::path::Path::new(&path));
     println!("HOLDING");
     std::io::stdout().flush().unwrap();
-    tokio::time::sleep(Duration::from_secs(3600)).await;
+    tokio::time::sleep(Duration::from_hours(1)).await;
 }
 
 #[tokio::test]
 async fn exclusive_lock_left_by_a_killed_client_is_cleared() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("excl"), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("excl"), Counter::default())
+        .unwrap();
     let mut seen = port.observations();
     let mut child = common::child(
         "child_hold_port_exclusively",
@@ -172,6 +218,9 @@ async fn exclusive_lock_left_by_a_killed_client_is_cleared() {
     child.kill().unwrap();
     child.wait().unwrap();
     wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
-    assert!(!port.probe().exclusive().unwrap(), "TIOCEXCL cleared after the client died");
+    assert!(
+        !port.probe().exclusive().unwrap(),
+        "TIOCEXCL cleared after the client died"
+    );
     fleet.shutdown().await;
 }

@@ -40,7 +40,10 @@ pub fn open_client(path: &Path) -> SerialStream {
 }
 
 /// Write `request` and read one `\n`-terminated reply.
-pub async fn ask<S: AsyncReadExt + AsyncWriteExt + Unpin>(stream: &mut S, request: &[u8]) -> Vec<u8> {
+pub async fn ask<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    stream: &mut S,
+    request: &[u8],
+) -> Vec<u8> {
     stream.write_all(request).await.unwrap();
     read_line(stream).await
 }
@@ -87,7 +90,12 @@ pub struct Counter {
 impl Device for Counter {
     type Error = std::convert::Infallible;
 
-    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
         match req.as_ref() {
             b"INC" => {
                 self.n += 1;
@@ -103,7 +111,13 @@ impl Device for Counter {
 /// Run one `#[ignore]`d test of this same test binary in a child process, with `env` set.
 pub fn child(test: &str, env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--ignored", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        "--exact",
+        test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     cmd.env("SERIALTWIN_CHILD", "1");
     for (k, v) in env {
         cmd.env(k, v);
@@ -123,9 +137,7 @@ pub fn open_fds() -> usize {
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| {
-            std::fs::read_link(e.path())
-                .map(|t| t.to_string_lossy() != "anon_inode:inotify")
-                .unwrap_or(false)
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy() != "anon_inode:inotify")
         })
         .count()
 }

@@ -227,10 +227,12 @@ impl Fleet {
         // Claim the link first: it is the step most likely to be refused, and it must not
         // cost a pty when it is.
         let link_error = |source: LinkError| match &source {
-            LinkError::Io { source: io, .. } if limits::classify(io).is_some() => FleetError::Limit {
-                port: name.clone(),
-                source: limits::classify(io).unwrap_or(LimitError::SystemFiles),
-            },
+            LinkError::Io { source: io, .. } if limits::classify(io).is_some() => {
+                FleetError::Limit {
+                    port: name.clone(),
+                    source: limits::classify(io).unwrap_or(LimitError::SystemFiles),
+                }
+            }
             _ => FleetError::Link {
                 port: name.clone(),
                 source,
@@ -240,16 +242,17 @@ impl Fleet {
             Some(path) => Some(LinkSlot::claim(path.clone()).map_err(link_error)?),
             None => None,
         };
-        let port = PtyPort::open(&options).map_err(|source| match limits::classify_pty(&source) {
-            Some(limit) => FleetError::Limit {
-                port: name.clone(),
-                source: limit,
-            },
-            None => FleetError::Pty {
-                port: name.clone(),
-                source,
-            },
-        })?;
+        let port =
+            PtyPort::open(&options).map_err(|source| match limits::classify_pty(&source) {
+                Some(limit) => FleetError::Limit {
+                    port: name.clone(),
+                    source: limit,
+                },
+                None => FleetError::Pty {
+                    port: name.clone(),
+                    source,
+                },
+            })?;
         if let Some(slot) = slot.as_mut() {
             slot.point_to(port.path()).map_err(link_error)?;
         }
@@ -280,7 +283,9 @@ impl Fleet {
             let served = serve_with_control(device, port, config, stop, Some(control_rx));
             match std::panic::AssertUnwindSafe(served).catch_unwind().await {
                 Ok(Ok(())) => debug!(port = %port_name, "port stopped"),
-                Ok(Err(e @ ServeError::DevicePanicked { .. })) => error!(error = %e, "port stopped"),
+                Ok(Err(e @ ServeError::DevicePanicked { .. })) => {
+                    error!(error = %e, "port stopped");
+                }
                 Ok(Err(e)) => error!(error = %e, "port failed"),
                 Err(_) => error!(port = %port_name, "port task panicked; port stopped"),
             }

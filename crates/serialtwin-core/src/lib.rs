@@ -1,34 +1,51 @@
-//! serialtwin-core: emulated serial devices as real serial ports.
+//! serialtwin-core: emulated serial devices as real serial ports on Linux.
+//!
+//! One byte's journey:
+//! ```text
+//! client ── /dev/pts/N (link) ── pty master ─► PtyPort ─► Framer::decode ─► Device::handle
+//!                                   ▲                                          │ 0..n replies
+//!                                PtyPort ◄── Line (baud, pacing, latency) ◄── Framer::encode
+//! ```
 //!
 //! # Layout
-//! - [`settings`]: line settings and line events (what the client did to the port).
-//! - [`framer`]: cutting bytes into frames ([`Framer`], [`LineFramer`], [`Framing`]).
+//! - [`pty`]: the pty port ([`PtyPort`]): raw mode, held slave, packet mode, sessions. The only
+//!   module with `unsafe` code.
+//! - [`transport`]: what a device is served on ([`Transport`]); ptys, TCP, `duplex`, [`Plain`].
+//! - [`framer`]: cutting bytes into frames ([`Framer`], [`LineFramer`], [`Framing`],
+//!   [`CodecFramer`] for any tokio-util codec).
 //! - [`device`]: the [`Device`] trait, [`Replies`] and the [`Context`] a device sees.
 //! - [`line`]: what the wire does to bytes (baud, pacing, latency).
-//! - [`clock`]: the simulated wall clock.
+//! - [`serve`]: the serving loop ([`serve`](serve::serve)), generic over the transport.
+//! - [`observe`]: the observer hook for traces, captures and test assertions.
+//! - [`fleet`]: many ports on one runtime ([`Fleet`], [`PortHandle`]).
+//! - [`link`]: symlinks that belong to a port's slot ([`LinkSlot`]).
+//! - [`limits`]: open-file and pty limits, and errors that say how to raise them.
+//! - [`settings`], [`clock`]: line settings and events; the simulated wall clock.
 
 pub mod clock;
 pub mod device;
+pub mod fleet;
 pub mod framer;
+pub mod limits;
 pub mod line;
+pub mod link;
+pub mod observe;
+pub mod pty;
+pub mod serve;
 pub mod settings;
+pub mod transport;
 
 pub use crate::clock::SimClock;
 pub use crate::device::{Context, Device, Replies, Reply};
-pub use crate::framer::{BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator};
-pub use crate::line::{Latency, Line, LineConfig, Mismatch};
-pub use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, Session, StopBits};
-pub mod observe;
-pub mod serve;
-pub mod transport;
-pub use crate::observe::{Broadcast, Direction, Observation, Observer, Seen};
-pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
-pub use crate::transport::{Plain, PortEvent, Transport};
-pub mod pty;
-pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-pub mod fleet;
 pub use crate::fleet::{Fleet, FleetError, PortHandle, PortSpec};
-pub mod limits;
-pub mod link;
+pub use crate::framer::{
+    BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator,
+};
 pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
+pub use crate::line::{Latency, Line, LineConfig, Mismatch};
 pub use crate::link::{LinkError, LinkSlot};
+pub use crate::observe::{Broadcast, Direction, Observation, Observer, Seen};
+pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
+pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
+pub use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, Session, StopBits};
+pub use crate::transport::{Plain, PortEvent, Transport};

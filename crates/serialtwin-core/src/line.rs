@@ -39,7 +39,7 @@ impl Latency {
             Self::None => Duration::ZERO,
             Self::Fixed(d) => d,
             Self::Range { min, max } if max > min => {
-                let span = u64::try_from((max - min).as_nanos()).unwrap_or(u64::MAX);
+                let span = u64::try_from(max.saturating_sub(min).as_nanos()).unwrap_or(u64::MAX);
                 min + Duration::from_nanos(rng.u64(0..=span))
             }
             Self::Range { min, .. } => min,
@@ -155,9 +155,8 @@ impl Line {
             baud: self.config.baud.unwrap_or(settings.baud),
             ..*settings
         };
-        let per_byte = Duration::from_secs_f64(
-            f64::from(wire.bits_per_char()) / f64::from(wire.baud.max(1)),
-        );
+        let per_byte =
+            Duration::from_secs_f64(f64::from(wire.bits_per_char()) / f64::from(wire.baud.max(1)));
         let per_batch = usize::try_from(PACING_BATCH.as_nanos() / per_byte.as_nanos().max(1))
             .unwrap_or(1)
             .max(1);
@@ -201,7 +200,9 @@ mod tests {
         assert!(took >= Duration::from_millis(458), "{took:?}");
         assert!(took < Duration::from_millis(470), "{took:?}");
         let mut buf = [0; 110];
-        tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf).await.unwrap();
+        tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
@@ -213,7 +214,10 @@ mod tests {
             ..LineConfig::uart(2400)
         });
         let mut out = Vec::new();
-        silent.transmit(&mut out, b"hello", &client, &mut rng).await.unwrap();
+        silent
+            .transmit(&mut out, b"hello", &client, &mut rng)
+            .await
+            .unwrap();
         assert!(out.is_empty());
         assert!(!silent.accepts_input(&client));
 
@@ -221,13 +225,19 @@ mod tests {
             pace: false,
             ..LineConfig::uart(2400)
         });
-        garbage.transmit(&mut out, b"hello", &client, &mut rng).await.unwrap();
+        garbage
+            .transmit(&mut out, b"hello", &client, &mut rng)
+            .await
+            .unwrap();
         assert_eq!(out.len(), 5);
         assert!(out.iter().zip(b"hello").all(|(a, b)| a != b));
 
         let mut plain = Line::new(LineConfig::default());
         out.clear();
-        plain.transmit(&mut out, b"hello", &client, &mut rng).await.unwrap();
+        plain
+            .transmit(&mut out, b"hello", &client, &mut rng)
+            .await
+            .unwrap();
         assert_eq!(out, b"hello");
     }
 
@@ -246,6 +256,9 @@ mod tests {
             (0..10).map(|_| l.sample(&mut r)).collect()
         };
         assert_eq!(a, b);
-        assert!(a.iter().all(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_millis(20)));
+        assert!(
+            a.iter()
+                .all(|d| *d >= Duration::from_millis(10) && *d <= Duration::from_millis(20))
+        );
     }
 }

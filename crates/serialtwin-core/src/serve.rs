@@ -147,7 +147,11 @@ pub async fn serve_with_control<D: Device, T: Transport>(
     cancel: CancellationToken,
     control: Option<mpsc::Receiver<Control>>,
 ) -> Result<(), ServeError> {
-    let framer = config.framing.clone().unwrap_or_else(|| device.framing()).build();
+    let framer = config
+        .framing
+        .clone()
+        .unwrap_or_else(|| device.framing())
+        .build();
     let line = Line::new(config.line.unwrap_or_else(|| device.line()));
     let initial = io.settings().unwrap_or_else(|| LineSettings {
         baud: line.config().baud.unwrap_or(LineSettings::default().baud),
@@ -376,7 +380,11 @@ impl<D: Device, T: Transport> Server<D, T> {
         let mut replies = std::mem::take(&mut self.replies);
         let mut first = true;
         for reply in replies.drain() {
-            let wait = if first { latency + reply.delay } else { reply.delay };
+            let wait = if first {
+                latency + reply.delay
+            } else {
+                reply.delay
+            };
             first = false;
             if wait > Duration::ZERO {
                 tokio::time::sleep(wait).await;

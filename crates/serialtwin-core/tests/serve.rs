@@ -25,7 +25,12 @@ struct Failed;
 impl Device for Counter {
     type Error = Failed;
 
-    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Failed> {
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Failed> {
         match req.as_ref() {
             b"NOPE" => {}
             b"INC" => {
@@ -46,7 +51,14 @@ impl Device for Counter {
     }
 }
 
-fn start<D: Device>(device: D, config: ServeConfig) -> (DuplexStream, CancellationToken, JoinHandle<Result<(), ServeError>>) {
+fn start<D: Device>(
+    device: D,
+    config: ServeConfig,
+) -> (
+    DuplexStream,
+    CancellationToken,
+    JoinHandle<Result<(), ServeError>>,
+) {
     let (client, server) = tokio::io::duplex(4096);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(serve(device, server, config, cancel.clone()));
@@ -66,7 +78,11 @@ async fn read_line(r: &mut BufReader<DuplexStream>) -> String {
 async fn zero_one_and_three_replies_and_state_kept() {
     let (client, cancel, task) = start(Counter::default(), ServeConfig::new("t"));
     let mut client = BufReader::new(client);
-    client.get_mut().write_all(b"NOPE\r\nINC\r\nINC\r\nDUMP\r\n").await.unwrap();
+    client
+        .get_mut()
+        .write_all(b"NOPE\r\nINC\r\nINC\r\nDUMP\r\n")
+        .await
+        .unwrap();
     let mut got = Vec::new();
     for _ in 0..5 {
         got.push(read_line(&mut client).await);
@@ -102,12 +118,21 @@ async fn raw_replies_bypass_the_framer() {
 async fn handler_error_is_logged_and_serving_goes_on() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    let config = ServeConfig::new("t").observe(move |o: &Observation| s2.lock().unwrap().push(o.seen.clone()));
+    let config = ServeConfig::new("t")
+        .observe(move |o: &Observation| s2.lock().unwrap().push(o.seen.clone()));
     let (client, cancel, task) = start(Counter::default(), config);
     let mut client = BufReader::new(client);
-    client.get_mut().write_all(b"FAIL\r\nINC\r\n").await.unwrap();
+    client
+        .get_mut()
+        .write_all(b"FAIL\r\nINC\r\n")
+        .await
+        .unwrap();
     assert_eq!(read_line(&mut client).await, "1\r\n");
-    assert!(seen.lock().unwrap().contains(&Seen::HandlerError("asked to fail".into())));
+    assert!(
+        seen.lock()
+            .unwrap()
+            .contains(&Seen::HandlerError("asked to fail".into()))
+    );
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
@@ -119,7 +144,10 @@ async fn panic_stops_only_that_port() {
     let mut sick = BufReader::new(sick);
     sick.get_mut().write_all(b"PANIC\r\n").await.unwrap();
     let err = sick_task.await.unwrap().unwrap_err();
-    assert!(matches!(&err, ServeError::DevicePanicked { port, message } if &**port == "sick" && message == "device bug"), "{err}");
+    assert!(
+        matches!(&err, ServeError::DevicePanicked { port, message } if &**port == "sick" && message == "device bug"),
+        "{err}"
+    );
     // The client of the dead port sees end of stream, not a hang.
     let mut rest = String::new();
     assert_eq!(sick.read_to_string(&mut rest).await.unwrap(), 0);
@@ -152,7 +180,12 @@ struct Meter {
 
 impl Device for Meter {
     type Error = std::convert::Infallible;
-    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
         if req.as_ref() == b"RESET" {
             self.reading = 0;
             out.push("OK");
@@ -192,7 +225,11 @@ async fn observer_sees_every_frame_in_order() {
     });
     let (client, cancel, task) = start(Counter::default(), config);
     let mut client = BufReader::new(client);
-    client.get_mut().write_all(b"INC\r\nNOPE\r\nDUMP\r\n").await.unwrap();
+    client
+        .get_mut()
+        .write_all(b"INC\r\nNOPE\r\nDUMP\r\n")
+        .await
+        .unwrap();
     for _ in 0..4 {
         read_line(&mut client).await;
     }
@@ -239,9 +276,14 @@ async fn a_byte_script_with_tokio_test_mock() {
         .write(b"1:1\r\n")
         .write(b"2:1\r\n")
         .build();
-    serve(Counter::default(), Plain(io), ServeConfig::new("mock"), CancellationToken::new())
-        .await
-        .unwrap();
+    serve(
+        Counter::default(),
+        Plain(io),
+        ServeConfig::new("mock"),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
 }
 
 /// A binary protocol through a stock tokio-util codec: 2-byte big-endian length prefix.
@@ -262,7 +304,12 @@ impl Device for Sum {
             )
         })
     }
-    async fn handle(&mut self, req: Bytes, _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
         let sum: u32 = req.iter().map(|&b| u32::from(b)).sum();
         out.push(sum.to_be_bytes().to_vec());
         Ok(())
@@ -273,7 +320,10 @@ impl Device for Sum {
 async fn any_tokio_util_codec_plugs_in() {
     let (mut client, cancel, task) = start(Sum, ServeConfig::new("bin"));
     // Binary bytes including 0x00, 0x0d, 0x0a, 0xff.
-    client.write_all(&[0, 4, 0x00, 0x0d, 0x0a, 0xff]).await.unwrap();
+    client
+        .write_all(&[0, 4, 0x00, 0x0d, 0x0a, 0xff])
+        .await
+        .unwrap();
     let mut reply = [0u8; 6];
     client.read_exact(&mut reply).await.unwrap();
     assert_eq!(reply, [0, 4, 0, 0, 0x01, 0x16]);

@@ -35,7 +35,7 @@ impl<C> fmt::Debug for CodecFramer<C> {
         f.debug_struct("CodecFramer")
             .field("codec", &std::any::type_name::<C>())
             .field("max_len", &self.max_len)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

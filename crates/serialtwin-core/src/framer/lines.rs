@@ -139,7 +139,9 @@ impl Framer for LineFramer {
                     line.truncate(i);
                     let len = self.frame_len(&line);
                     if len > self.max_len {
-                        return Err(FrameError::TooLong { limit: self.max_len });
+                        return Err(FrameError::TooLong {
+                            limit: self.max_len,
+                        });
                     }
                     line.truncate(len);
                     return Ok(Some(line.freeze()));
@@ -150,7 +152,9 @@ impl Framer for LineFramer {
                     self.discarding = true;
                     buf.advance(window_end);
                     self.next_index = 0;
-                    return Err(FrameError::TooLong { limit: self.max_len });
+                    return Err(FrameError::TooLong {
+                        limit: self.max_len,
+                    });
                 }
                 (false, None) => {
                     self.next_index = buf.len();
@@ -193,6 +197,7 @@ mod tests {
         }
     }
 
+    #[expect(clippy::unnecessary_wraps, reason = "compared against decode results")]
     fn ok(s: &[u8]) -> Result<Bytes, String> {
         Ok(Bytes::copy_from_slice(s))
     }
@@ -222,17 +227,26 @@ mod tests {
     fn each_terminator() {
         let mut cr = LineFramer::new(Terminator::Cr, 64);
         let mut buf = BytesMut::new();
-        assert_eq!(feed(&mut cr, &mut buf, b"QPI\rQID\r"), vec![ok(b"QPI"), ok(b"QID")]);
+        assert_eq!(
+            feed(&mut cr, &mut buf, b"QPI\rQID\r"),
+            vec![ok(b"QPI"), ok(b"QID")]
+        );
 
         let mut lf = LineFramer::new(Terminator::Lf, 64);
         let mut buf = BytesMut::new();
         // A CR before LF is data for the LF framer.
-        assert_eq!(feed(&mut lf, &mut buf, b"a\r\nb\n"), vec![ok(b"a\r"), ok(b"b")]);
+        assert_eq!(
+            feed(&mut lf, &mut buf, b"a\r\nb\n"),
+            vec![ok(b"a\r"), ok(b"b")]
+        );
 
         let mut crlf = LineFramer::new(Terminator::CrLf, 64);
         let mut buf = BytesMut::new();
         // A lone CR is data; a bare LF still ends the line.
-        assert_eq!(feed(&mut crlf, &mut buf, b"a\rb\r\nc\n"), vec![ok(b"a\rb"), ok(b"c")]);
+        assert_eq!(
+            feed(&mut crlf, &mut buf, b"a\rb\r\nc\n"),
+            vec![ok(b"a\rb"), ok(b"c")]
+        );
     }
 
     #[test]

@@ -30,8 +30,7 @@ use std::task::{self, Poll, ready};
 use rustix::ioctl::{Getter, Setter, ioctl, opcode};
 use rustix::pty::OpenptFlags;
 use rustix::termios::{
-    ControlModes, InputModes, LocalModes, OptionalActions, QueueSelector, SpecialCodeIndex,
-    Termios,
+    ControlModes, InputModes, LocalModes, OptionalActions, QueueSelector, SpecialCodeIndex, Termios,
 };
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -314,7 +313,11 @@ impl PtyPort {
     /// Read from the master into `buf`, handling packet headers. Returns the data byte count
     /// (0 only if `buf` has no room); events go to the queue, and if any were queued without
     /// data this returns `Pending` after waking the task so they are taken first.
-    fn poll_read_packet(&mut self, cx: &mut task::Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read_packet(
+        &mut self,
+        cx: &mut task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
@@ -420,9 +423,12 @@ impl Transport for PtyPort {
 /// so client `tcsetattr` calls are reported to the master in packet mode.
 fn raw_line(t: &mut Termios, baud: u32) -> io::Result<()> {
     t.make_raw();
-    t.control_modes.remove(ControlModes::CSTOPB | ControlModes::CRTSCTS | ControlModes::PARENB);
-    t.control_modes.insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
-    t.input_modes.remove(InputModes::IXON | InputModes::IXOFF | InputModes::IXANY);
+    t.control_modes
+        .remove(ControlModes::CSTOPB | ControlModes::CRTSCTS | ControlModes::PARENB);
+    t.control_modes
+        .insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
+    t.input_modes
+        .remove(InputModes::IXON | InputModes::IXOFF | InputModes::IXANY);
     t.local_modes.insert(LocalModes::EXTPROC);
     t.special_codes[SpecialCodeIndex::VMIN] = 1;
     t.special_codes[SpecialCodeIndex::VTIME] = 0;
