@@ -1,0 +1,229 @@
+//! An emulated Voltronic PI30 inverter (Axpert, MPP-Solar, EASUN...), as mppsolar, `ESPHome`,
+//! NUT and friends talk to it.
+//!
+//! # Layout
+//! - [`crc`](self::crc): CRC-16/XMODEM with the two escape rules.
+//! - [`framer`](self::framer): `\r`-terminated frames; NUL padding between frames skipped.
+//! - [`config`](self::config): identity, variant, wire options, settings, plant (serde).
+//! - `plant`: sun, load, grid and battery, integrated over simulated time.
+//! - `commands`: the command table, query layouts and setter validation.
+//! - `shared`: the state a parallel group shares, and [`Pi30Handle`].
+//!
+//! # How a request is answered
+//! The framer hands over the frame without its `\r`. If its last two bytes are a valid
+//! checksum of the rest under either escape rule, the rest is the command. Otherwise:
+//! - a frame that is all printable ASCII and is, as a whole, a command of the variant is
+//!   answered as a command sent **without** a CRC (a person typing `QPIGS` in a terminal);
+//! - a frame whose bytes before the last two form a known command has a bad CRC: `(NAK`;
+//! - any other printable frame is an unknown command (the [`UnknownPolicy`]);
+//! - a frame with non-printable bytes that does not verify has a bad CRC: `(NAK`.
+//!
+//! A verified (or CRC-less) command the variant does not know gets the [`UnknownPolicy`]:
+//! `(NAK`, or the request echoed byte for byte. Setters answer `(ACK` or `(NAK`; a `(NAK`
+//! leaves every setting as it was.
+
+pub mod config;
+pub mod crc;
+pub mod framer;
+
+mod commands;
+mod plant;
+mod shared;
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use serialtwin_core::{Context, Device, Framing, LineConfig, Replies};
+
+pub use self::commands::command_names;
+pub use self::config::{
+    BatteryConfig, ConfigError, Equalization, Flags, Led, Pi30Config, PlantConfig, Settings,
+    UnknownPolicy, Variant,
+};
+pub use self::crc::CrcVariant;
+pub use self::framer::Pi30Framer;
+pub use self::plant::{ChargeStage, DayEnergy, STEP_SECS, Snapshot, UnitFlows};
+pub use self::shared::Pi30Handle;
+
+use self::commands::query::{self, View};
+use self::commands::{parse, setter};
+use self::plant::unix_f64;
+use self::shared::{System, lock};
+
+/// Payload of a positive setter reply.
+const ACK: &[u8] = b"(ACK";
+/// Payload of a negative reply.
+const NAK: &[u8] = b"(NAK";
+
+/// The framing called `name`: `pi30` (mppsolar's reply CRC) or `pi30-reference` (the
+/// Voltronic reference CRC); `pi30-mppsolar` is an alias of `pi30`.
+#[must_use]
+pub fn framing(name: &str) -> Option<Framing> {
+    let variant = match name {
+        "pi30" | "pi30-mppsolar" => CrcVariant::Mppsolar,
+        "pi30-reference" => CrcVariant::Reference,
+        _ => return None,
+    };
+    Some(framing_for(variant))
+}
+
+/// The PI30 framing whose replies carry `variant` checksums.
+#[must_use]
+pub fn framing_for(variant: CrcVariant) -> Framing {
+    let name = match variant {
+        CrcVariant::Mppsolar => "pi30",
+        CrcVariant::Reference => "pi30-reference",
+    };
+    Framing::new(name, move || Pi30Framer::new(variant))
+}
+
+/// One emulated PI30 unit, possibly one of a parallel group sharing a plant.
+#[derive(Debug)]
+pub struct Pi30 {
+    /// The configuration (shared by the group).
+    config: Arc<Pi30Config>,
+    /// Which unit of the group this port is.
+    unit: usize,
+    /// Plant and settings, shared by the group.
+    shared: Arc<Mutex<System>>,
+}
+
+impl Pi30 {
+    /// A single unit.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] if `config` cannot describe a unit.
+    pub fn new(config: Pi30Config) -> Result<Self, ConfigError> {
+        Ok(Self::group(config, 1)?.remove(0))
+    }
+
+    /// A parallel group of `n` units, one device per port, sharing one plant and battery.
+    /// Unit `i` answers QPGS for every unit, and QID with its own serial number
+    /// ([`Pi30Config::unit_serial`]).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] if `config` cannot describe a unit, or `n` is 0 or more than
+    /// `max_parallel_units` (or 10, the most one digit can address).
+    pub fn group(config: Pi30Config, n: usize) -> Result<Vec<Self>, ConfigError> {
+        config.validate()?;
+        let max = config.max_parallel_units.min(10);
+        if n == 0 || n > usize::from(max.max(1)) {
+            return Err(ConfigError::GroupSize { n, max });
+        }
+        let config = Arc::new(config);
+        let shared = Arc::new(Mutex::new(System::new(Arc::clone(&config), n)));
+        Ok((0..n)
+            .map(|unit| Self {
+                config: Arc::clone(&config),
+                unit,
+                shared: Arc::clone(&shared),
+            })
+            .collect())
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &Pi30Config {
+        &self.config
+    }
+
+    /// This unit's index in its group.
+    #[must_use]
+    pub fn unit(&self) -> usize {
+        self.unit
+    }
+
+    /// A handle for changing the plant's inputs at run time (shared by the whole group).
+    #[must_use]
+    pub fn control(&self) -> Pi30Handle {
+        Pi30Handle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The reply to `frame` (a request without its `\r`) at simulated Unix time `t`.
+    fn respond(&self, frame: &[u8], t: f64) -> Response {
+        let variant = self.config.variant;
+        let printable = |b: &[u8]| b.iter().all(u8::is_ascii_graphic);
+        let command = if let Some(body) = crc::strip_valid(frame) {
+            body
+        } else if printable(frame) && parse(frame, variant).is_some() {
+            frame
+        } else if frame.len() > 2 && parse(&frame[..frame.len() - 2], variant).is_some() {
+            return Response::Frame(NAK.to_vec());
+        } else if printable(frame) {
+            return Response::Unknown;
+        } else {
+            return Response::Frame(NAK.to_vec());
+        };
+        let Some(cmd) = parse(command, variant) else {
+            return Response::Unknown;
+        };
+        let mut sys = lock(&self.shared);
+        let snap = sys.observe(t);
+        if cmd.setter {
+            #[expect(clippy::cast_possible_truncation, reason = "simulated times fit i64")]
+            let now = t.floor() as i64;
+            let ok = setter::apply(&mut sys, self.unit, cmd.name, cmd.arg, now);
+            return Response::Frame(if ok { ACK } else { NAK }.to_vec());
+        }
+        let view = View {
+            cfg: &self.config,
+            sys: &sys,
+            unit: self.unit,
+            snap: &snap,
+        };
+        match query::answer(cmd.name, cmd.arg, &view) {
+            Some(payload) => {
+                let mut out = Vec::with_capacity(payload.len() + 1);
+                out.push(b'(');
+                out.extend_from_slice(payload.as_bytes());
+                Response::Frame(out)
+            }
+            None => Response::Frame(NAK.to_vec()),
+        }
+    }
+}
+
+/// What a request gets.
+enum Response {
+    /// A payload for the framer to checksum and terminate.
+    Frame(Vec<u8>),
+    /// An unknown command: the [`UnknownPolicy`] decides.
+    Unknown,
+}
+
+impl Device for Pi30 {
+    type Error = Infallible;
+
+    fn framing(&self) -> Framing {
+        framing_for(self.config.crc)
+    }
+
+    fn line(&self) -> LineConfig {
+        LineConfig::uart(2400)
+    }
+
+    async fn handle(
+        &mut self,
+        request: Bytes,
+        ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        let t = unix_f64(ctx.clock().now());
+        match self.respond(&request, t) {
+            Response::Frame(payload) => replies.push(payload),
+            Response::Unknown => match self.config.unknown_command {
+                UnknownPolicy::Nak => replies.push(NAK),
+                UnknownPolicy::Echo => {
+                    let mut echo = BytesMut::with_capacity(request.len() + 1);
+                    echo.extend_from_slice(&request);
+                    echo.extend_from_slice(b"\r");
+                    replies.push_raw(echo.freeze());
+                }
+            },
+        }
+        Ok(())
+    }
+}
