@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: test devices, real clients, child processes.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,50 @@
+//! A pinned Python venv under `target/` with the real clients (pyserial, mppsolar), created by
+//! the tests themselves the first time one needs it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The venv's directory, created and filled from `tests/python/requirements.txt` if needed.
+///
+/// Safe to call from parallel tests and test binaries: a file lock serialises creation.
+pub fn venv() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let requirements = root.join("tests/python/requirements.txt");
+    let dir = root.join("target/pyenv");
+    std::fs::create_dir_all(root.join("target")).unwrap();
+    let lock = File::create(root.join("target/pyenv.lock")).unwrap();
+    lock.lock().unwrap();
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
+        run(Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements));
+        std::fs::write(&stamp, wanted).unwrap();
+    }
+    lock.unlock().unwrap();
+    dir
+}
+
+/// The venv's python interpreter.
+pub fn python() -> PathBuf {
+    venv().join("bin/python")
+}
+
+/// The venv's `mppsolar` command.
+pub fn mppsolar() -> PathBuf {
+    venv().join("bin/mppsolar")
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
