@@ -1,0 +1,178 @@
+//! The dialogue as written in TOML (serde), before it is compiled into a [`Script`](super::Script).
+//!
+//! Values that can be wrong in ways serde cannot see (a regex, a template naming an unknown
+//! capture) keep their position in the file ([`Spanned`]), so that an error names the line and
+//! column of the offending value. That makes these types TOML-only: other serde formats cannot
+//! produce spans.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_spanned::Spanned;
+
+/// A scripted device's dialogue (`[device.script]` in a fleet config).
+///
+/// ```toml
+/// default = "I dont understand"     # anything no rule matches; leave out for silence
+///
+/// [[rule]]
+/// request = "QPGS"                  # the exact request (without the framing's terminator)
+/// reply = "correct result"
+/// ```
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptConfig {
+    /// Named state values and their starting values; templates read them as `{name}`, rules
+    /// change them with `set`.
+    #[serde(default)]
+    pub state: BTreeMap<String, Spanned<String>>,
+    /// The rules, tried in order; the first that matches (and is not used up) answers.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<Spanned<RuleConfig>>,
+    /// The reply to anything no rule matches. `None`: silence.
+    #[serde(default)]
+    pub default: Option<ReplySpec>,
+}
+
+/// One rule: a request pattern and what it does.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The exact request, with escapes (`\r`, `\x00`, ...).
+    pub request: Option<Spanned<String>>,
+    /// A regular expression the whole request must match; its captures are `{1}`, `{name}`.
+    pub regex: Option<Spanned<String>>,
+    /// The reply (or replies) every time the rule matches.
+    pub reply: Option<ReplySpec>,
+    /// Replies for the first match, the second, ...; after the last the rule is used up
+    /// (unless `cycle`).
+    pub sequence: Option<Spanned<Vec<ReplySpec>>>,
+    /// Start the sequence over after its last entry instead of using the rule up.
+    #[serde(default)]
+    pub cycle: bool,
+    /// The rule matches at most this many times, then is used up.
+    pub times: Option<u64>,
+    /// State values to set when the rule matches (templates, evaluated before the reply).
+    #[serde(default)]
+    pub set: BTreeMap<String, Spanned<String>>,
+}
+
+/// Zero or more reply frames, and where they were written.
+///
+/// In TOML: a string (one frame), a table (one frame with options) or an array of either
+/// (several frames; `[]` is silence). A table has exactly one of `text` (a template with
+/// escapes) or `hex` (bytes), and optionally `delay_ms` (wait before sending, after the request
+/// or the previous reply) and `raw` (send the bytes as they are, bypassing the framing).
+#[derive(Clone, Debug, Default)]
+pub struct ReplySpec {
+    /// The frames, in order.
+    pub items: Vec<ReplyItem>,
+    /// Where the value was written.
+    pub span: Range<usize>,
+}
+
+/// One reply frame.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyItem {
+    /// A template with escapes and `{name}` placeholders.
+    pub text: Option<String>,
+    /// Bytes in hex (`"00 1f ff"`), instead of `text`.
+    pub hex: Option<String>,
+    /// Milliseconds to wait before sending (after the request, or the previous reply).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Send exactly these bytes, bypassing the framing (no terminator, checksum...).
+    #[serde(default)]
+    pub raw: bool,
+}
+
+impl ReplyItem {
+    /// A plain text reply.
+    #[must_use]
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            text: Some(text.into()),
+            ..Self::default()
+        }
+    }
+}
+
+/// The reply list without its span.
+struct ReplyList(Vec<ReplyItem>);
+
+/// What a reply may be written as, for serde's messages.
+const EXPECTING: &str = "a reply: a string, a table {text|hex, delay_ms, raw}, or an array of them";
+
+impl<'de> Deserialize<'de> for ReplySpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<ReplyList>::deserialize(deserializer)?;
+        let span = spanned.span();
+        Ok(Self {
+            items: spanned.into_inner().0,
+            span,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplyList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+/// One item (a string or a table), as an element of a reply array.
+struct OneItem(ReplyItem);
+
+impl<'de> Deserialize<'de> for OneItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ItemVisitor).map(OneItem)
+    }
+}
+
+struct ListVisitor;
+
+impl<'de> Visitor<'de> for ListVisitor {
+    type Value = ReplyList;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(EXPECTING)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(ReplyList(vec![ReplyItem::text(v)]))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        ItemVisitor.visit_map(map).map(|item| ReplyList(vec![item]))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(OneItem(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(ReplyList(items))
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = ReplyItem;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a reply: a string or a table {text|hex, delay_ms, raw}")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(ReplyItem::text(v))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        ReplyItem::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+}
