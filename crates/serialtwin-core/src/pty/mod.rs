@@ -130,6 +130,9 @@ pub struct PtyPort {
     settings: LineSettings,
     /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
     sessions: Option<SessionLink>,
+    /// A client changed the settings and `ECHO` must be set again once it is done (see
+    /// [`PtyPort::rearm_echo`]).
+    rearm_pending: bool,
     /// We flushed the line ourselves; the status byte it causes is ours, not the client's.
     own_flush: bool,
 }
@@ -200,6 +203,7 @@ impl PtyPort {
             settings,
             sessions,
             own_flush: false,
+            rearm_pending: false,
         })
     }
 
@@ -269,6 +273,7 @@ impl PtyPort {
             self.events.push_back(LineEvent::Flow(true).into());
         }
         if status & pkt::IOCTL != 0 {
+            self.rearm_pending = true;
             match rustix::termios::tcgetattr(self.master.get_ref()) {
                 Ok(t) => {
                     let settings = settings_of(&t);
@@ -301,6 +306,9 @@ impl PtyPort {
             if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
                 warn!(path = %self.path.display(), error = %e, "cannot clear exclusive mode");
             }
+            if self.rearm_pending {
+                self.rearm_echo();
+            }
         } else {
             debug!(path = %self.path.display(), "client left but another may be active: no cleanup");
         }
@@ -308,6 +316,42 @@ impl PtyPort {
             event: LineEvent::Closed,
             reset_input: clean,
         }
+    }
+
+    /// Keep `ECHO` set on the line, so that the next client's `tcsetattr` always changes
+    /// something.
+    ///
+    /// Debian's (and Fedora's) glibc re-reads the settings after `TCSETS` and fails with EINVAL
+    /// when nothing changed. A pty discards `PARENB`, so a client that reopens with
+    /// `parity=EVEN` and otherwise the settings of last time (mppsolar reopens for every
+    /// command) fails every open but the first. Raw-mode clients (pyserial, cfmakeraw) always
+    /// clear `ECHO`; with `EXTPROC` set the line discipline does not echo anyway, so `ECHO` is
+    /// a harmless flag for us to set again after each client `tcsetattr`.
+    ///
+    /// When matters: not at once (glibc's check re-reads the settings right after `TCSETS`, and
+    /// our change landing in between would make it see "nothing changed"), and not only when
+    /// the client leaves (it may reopen before we notice). We re-arm when the client's next
+    /// bytes arrive — it has finished configuring by then — or when it leaves without
+    /// sending any. Nothing else of the client's settings is touched.
+    fn rearm_echo(&mut self) {
+        self.rearm_pending = false;
+        let Ok(mut t) = rustix::termios::tcgetattr(self.master.get_ref()) else {
+            return;
+        };
+        if t.local_modes.contains(LocalModes::ECHO) {
+            return;
+        }
+        t.local_modes.insert(LocalModes::ECHO);
+        if let Err(e) = rustix::termios::tcsetattr(self.master.get_ref(), OptionalActions::Now, &t)
+        {
+            warn!(path = %self.path.display(), error = %e, "cannot re-arm ECHO");
+        }
+    }
+
+    fn has_client_now(&self) -> bool {
+        self.sessions
+            .as_ref()
+            .is_some_and(|s| s.open_count.load(Ordering::SeqCst) > 0)
     }
 
     /// Read from the master into `buf`, handling packet headers. Returns the data byte count
@@ -336,6 +380,9 @@ impl PtyPort {
                         unfilled.copy_within(1..n, 0);
                         buf.advance(n - 1);
                         if n > 1 {
+                            if self.rearm_pending {
+                                self.rearm_echo();
+                            }
                             return Poll::Ready(Ok(()));
                         }
                     } else {
@@ -429,7 +476,9 @@ fn raw_line(t: &mut Termios, baud: u32) -> io::Result<()> {
         .insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
     t.input_modes
         .remove(InputModes::IXON | InputModes::IXOFF | InputModes::IXANY);
-    t.local_modes.insert(LocalModes::EXTPROC);
+    // EXTPROC: client tcsetattr calls are reported; it also stops the line discipline from
+    // echoing, so ECHO can stay set (see `PtyPort::rearm_echo`).
+    t.local_modes.insert(LocalModes::EXTPROC | LocalModes::ECHO);
     t.special_codes[SpecialCodeIndex::VMIN] = 1;
     t.special_codes[SpecialCodeIndex::VTIME] = 0;
     t.set_speed(baud)?;

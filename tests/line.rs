@@ -1,0 +1,94 @@
+//! The line as clients see it: settings, session hygiene for reopening clients, pacing.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Counter, PATIENCE, open_client, wait_for};
+use serialtwin::{Fleet, LineEvent, PortSpec, Seen};
+use tokio_serial::SerialPort;
+
+/// Run a Python snippet with the pinned venv; `argv[1]` is the port path.
+fn python(script: &str, port: &std::path::Path) -> String {
+    let out = Command::new(common::python::python())
+        .arg("-c")
+        .arg(script)
+        .arg(port)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyserial_parity_even_reopens_20_times() {
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(PortSpec::new("8e1"), Counter::default())
+        .unwrap();
+    let path = port.pty().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        python(
+            r#"
+import sys, serial
+for i in range(int(sys.argv[2]) if len(sys.argv) > 2 else 20):
+    try:
+        s = serial.Serial(sys.argv[1], 2400, parity=serial.PARITY_EVEN, timeout=5)
+    except Exception as e:
+        import os, termios
+        fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+        a = termios.tcgetattr(fd)
+        raise SystemExit(f"open {i + 1} failed: {e}; lflag={oct(a[3])} cflag={oct(a[2])}")
+    s.write(b"INC\r\n")
+    line = s.readline()
+    assert line == f"{i + 1}\r\n".encode(), (i, line)
+    s.close()
+print("reopened 20 times")
+"#,
+            &path,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("reopened 20 times"), "{out}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn settings_changes_are_seen_and_shown() {
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(PortSpec::new("settings"), Counter::default())
+        .unwrap();
+    let mut seen = port.observations();
+    let mut client = open_client(port.pty());
+    wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Opened)).await;
+    client.set_baud_rate(19200).unwrap();
+    client.set_stop_bits(tokio_serial::StopBits::Two).unwrap();
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Event(LineEvent::Settings(st)) if st.to_string() == "19200 8N2"),
+    )
+    .await;
+    // A non-standard rate (serialport sets every rate through BOTHER).
+    client.set_baud_rate(12_345).unwrap();
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Event(LineEvent::Settings(st)) if st.baud == 12_345),
+    )
+    .await;
+    assert_eq!(port.probe().settings().unwrap().baud, 12_345);
+    drop(client);
+    tokio::time::timeout(
+        PATIENCE,
+        wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)),
+    )
+    .await
+    .unwrap();
+    fleet.shutdown().await;
+}
