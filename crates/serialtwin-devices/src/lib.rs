@@ -6,6 +6,7 @@
 //! [`framing_by_name`] extends the core's named framings with the ones these models bring.
 
 pub mod pi30;
+pub mod scripted;
 
 use serialtwin_core::Framing;
 

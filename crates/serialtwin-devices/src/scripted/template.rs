@@ -54,7 +54,9 @@ impl Template {
                                      (write `{{{{` for a literal brace)"
                                 ));
                             }
-                            None => return Err("unclosed `{` (write `{{` for a literal brace)".into()),
+                            None => {
+                                return Err("unclosed `{` (write `{{` for a literal brace)".into());
+                            }
                         }
                     }
                     if name.is_empty() {
@@ -79,18 +81,6 @@ impl Template {
             pieces.push(Piece::Literal(literal));
         }
         Ok(Self { pieces })
-    }
-
-    /// The template's bytes when it has no placeholders.
-    pub(crate) fn literal(&self) -> Option<Vec<u8>> {
-        let mut out = Vec::new();
-        for piece in &self.pieces {
-            match piece {
-                Piece::Literal(b) => out.extend_from_slice(b),
-                _ => return None,
-            }
-        }
-        Some(out)
     }
 
     /// Fill in the placeholders: `group(i)` gives capture `i`, `state[i]` state value `i`.
@@ -133,7 +123,7 @@ pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
         .bytes()
         .filter(|b| !matches!(b, b' ' | b':' | b'-' | b'\t' | b'\n' | b'\r'))
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err("an odd number of hex digits".into());
     }
     digits
@@ -160,7 +150,9 @@ fn escape(
         Some('{') => b'{',
         Some('}') => b'}',
         Some('x') => {
-            let hex: String = (0..2).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+            let hex: String = (0..2)
+                .filter_map(|_| chars.next().map(|(_, c)| c))
+                .collect();
             u8::from_str_radix(&hex, 16)
                 .ok()
                 .filter(|_| hex.len() == 2)

@@ -1,0 +1,516 @@
+//! A device described as a dialogue instead of Rust: "on this request, answer that".
+//!
+//! The dialogue is written in TOML ([`ScriptConfig`], the `[device.script]` table of a fleet
+//! config), compiled once into a [`Script`] (regexes built, templates checked) and served by a
+//! [`Scripted`] device per port, which keeps its own state.
+//!
+//! ```toml
+//! default = "I dont understand"          # anything no rule matches; leave out for silence
+//! state = { volts = "0.000" }            # named values, read in templates as {volts}
+//!
+//! [[rule]]
+//! request = "QPGS"                       # the exact request (the framing's terminator removed)
+//! reply = "correct result"
+//!
+//! [[rule]]
+//! regex = 'VOLT (?<v>\d+\.\d{3})'        # matched against the whole request
+//! set = { volts = "{v}" }                # a setter...
+//! reply = "OK"
+//!
+//! [[rule]]
+//! request = "VOLT?"
+//! reply = "{volts}"                      # ...and its getter
+//!
+//! [[rule]]
+//! request = "READ"
+//! sequence = ["first", "second"]         # one answer per match; then the rule is used up
+//!
+//! [[rule]]
+//! request = '*RST'
+//! reply = [{ text = "resetting", delay_ms = 200 }, { hex = "06", raw = true }]
+//! ```
+//!
+//! # Matching
+//! Rules are tried in order and the first that matches and is not used up answers; anything
+//! else gets `default` (or nothing). `request` is compared byte for byte; `regex` must match the
+//! whole request (it is anchored at both ends; bytes that are not UTF-8 need `(?-u:\xFF)`).
+//! A rule with `times = N` is used up after N matches; one with a `sequence` after its last
+//! entry, unless `cycle = true`.
+//!
+//! # Replies
+//! A reply is a string, a table `{ text | hex, delay_ms, raw }`, or an array of those (several
+//! frames; `[]` for silence). Text is a template: `{name}` is a named capture of the rule's
+//! regex, then a state value; `{1}`, `{2}`... are numbered captures and `{0}` is the whole
+//! request; `{{` and `}}` are braces. Escapes give any byte: `\r`, `\n`, `\t`, `\0`, `\e`,
+//! `\\`, `\xNN` (TOML's basic strings know `\r`, `\n`, `\t` but not `\x`: use 'literal
+//! strings' for the others). Replies go through the port's framing (which adds the terminator)
+//! unless `raw = true`. A rule's `set` runs before its reply is rendered, so the reply sees the
+//! new values.
+
+mod config;
+mod template;
+
+use std::convert::Infallible;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use regex::bytes::{Captures, Regex};
+use serialtwin_core::{Context, Device, Framing, Replies, Reply};
+
+pub use self::config::{ReplyItem, ReplySpec, RuleConfig, ScriptConfig};
+pub use self::template::escape_bytes;
+
+use self::template::{Piece, Template, unescape, unhex};
+
+/// Why a dialogue cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}")]
+pub struct ScriptError {
+    /// Where in the TOML text the offending value is (a byte range), when known.
+    pub span: Option<Range<usize>>,
+    /// What is wrong.
+    pub kind: ScriptErrorKind,
+}
+
+/// What is wrong with a dialogue.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScriptErrorKind {
+    /// A rule has neither `request` nor `regex`.
+    #[error("a rule needs `request` (exact) or `regex`")]
+    NoPattern,
+    /// A rule has both `request` and `regex`.
+    #[error("a rule takes `request` or `regex`, not both")]
+    TwoPatterns,
+    /// A rule has both `reply` and `sequence`.
+    #[error("a rule takes `reply` or `sequence`, not both")]
+    ReplyAndSequence,
+    /// A `sequence` with no entries.
+    #[error("an empty `sequence` (use `reply = []` for silence)")]
+    EmptySequence,
+    /// A reply table without exactly one of `text` and `hex`.
+    #[error("a reply table needs exactly one of `text` and `hex`")]
+    TextOrHex,
+    /// The regex does not compile.
+    #[error("bad regex: {0}")]
+    Regex(String),
+    /// Bad escape, brace or hex digit.
+    #[error("{0}")]
+    Text(String),
+    /// A placeholder names nothing.
+    #[error("`{{{name}}}` is neither a capture of this rule's regex nor a state value")]
+    UnknownName {
+        /// The name in braces.
+        name: String,
+    },
+    /// A numbered placeholder beyond the regex's groups.
+    #[error("`{{{index}}}`: the pattern has only {groups} capture group(s)")]
+    NoSuchGroup {
+        /// The number in braces.
+        index: usize,
+        /// How many groups there are (not counting `{0}`).
+        groups: usize,
+    },
+    /// `set` names a value not declared in `state`.
+    #[error("`{name}` is not a state value (declare it in `state`)")]
+    UnknownState {
+        /// The name.
+        name: String,
+    },
+}
+
+impl ScriptError {
+    fn at(span: Range<usize>, kind: ScriptErrorKind) -> Self {
+        Self {
+            span: Some(span),
+            kind,
+        }
+    }
+}
+
+/// A compiled dialogue, shared by every port that runs it.
+#[derive(Debug)]
+pub struct Script {
+    rules: Vec<Rule>,
+    default: Vec<ReplyTemplate>,
+    state_names: Vec<String>,
+    initial: Vec<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Rule {
+    pattern: Pattern,
+    answer: Answer,
+    /// `(state index, value)`.
+    set: Vec<(usize, Template)>,
+    times: Option<u64>,
+}
+
+#[derive(Debug)]
+enum Pattern {
+    Exact(Vec<u8>),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+enum Answer {
+    Always(Vec<ReplyTemplate>),
+    Sequence {
+        steps: Vec<Vec<ReplyTemplate>>,
+        cycle: bool,
+    },
+}
+
+#[derive(Debug)]
+struct ReplyTemplate {
+    template: Template,
+    delay: Duration,
+    raw: bool,
+}
+
+impl Script {
+    /// Compile `config`: build the regexes, parse the templates and resolve their names.
+    ///
+    /// # Errors
+    /// The first [`ScriptError`], with the span of the offending value.
+    pub fn compile(config: &ScriptConfig) -> Result<Self, ScriptError> {
+        let state_names: Vec<String> = config.state.keys().cloned().collect();
+        let initial = config
+            .state
+            .values()
+            .map(|v| unescape(v.get_ref()).map_err(|e| text_error(v.span(), e)))
+            .collect::<Result<_, _>>()?;
+        let scope = Scope {
+            state: &state_names,
+            regex: None,
+        };
+        let default = match &config.default {
+            Some(spec) => replies(spec, &scope)?,
+            None => Vec::new(),
+        };
+        let rules = config
+            .rules
+            .iter()
+            .map(|rule| compile_rule(rule, &state_names))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            rules,
+            default,
+            state_names,
+            initial,
+        })
+    }
+
+    /// Names of the state values, in the order [`Scripted::state`] reports them.
+    #[must_use]
+    pub fn state_names(&self) -> &[String] {
+        &self.state_names
+    }
+
+    /// Number of rules.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// No rules (everything gets the default).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+/// What names a template may use.
+struct Scope<'a> {
+    state: &'a [String],
+    regex: Option<&'a Regex>,
+}
+
+impl Scope<'_> {
+    fn resolve(
+        &self,
+        mut template: Template,
+        span: &Range<usize>,
+    ) -> Result<Template, ScriptError> {
+        let groups = self.regex.map_or(0, |r| r.captures_len() - 1);
+        for piece in &mut template.pieces {
+            match piece {
+                Piece::Group(index) if *index > groups => {
+                    return Err(ScriptError::at(
+                        span.clone(),
+                        ScriptErrorKind::NoSuchGroup {
+                            index: *index,
+                            groups,
+                        },
+                    ));
+                }
+                Piece::Name(name) => {
+                    let group = self
+                        .regex
+                        .and_then(|r| r.capture_names().position(|n| n == Some(name.as_str())));
+                    *piece = if let Some(i) = group {
+                        Piece::Group(i)
+                    } else if let Some(i) = self.state.iter().position(|s| s == name) {
+                        Piece::State(i)
+                    } else {
+                        return Err(ScriptError::at(
+                            span.clone(),
+                            ScriptErrorKind::UnknownName {
+                                name: std::mem::take(name),
+                            },
+                        ));
+                    };
+                }
+                _ => {}
+            }
+        }
+        Ok(template)
+    }
+
+    fn template(&self, text: &str, span: &Range<usize>) -> Result<Template, ScriptError> {
+        let parsed = Template::parse(text).map_err(|e| text_error(span.clone(), e))?;
+        self.resolve(parsed, span)
+    }
+}
+
+fn text_error(span: Range<usize>, reason: String) -> ScriptError {
+    ScriptError::at(span, ScriptErrorKind::Text(reason))
+}
+
+fn compile_rule(
+    rule: &serde_spanned::Spanned<RuleConfig>,
+    state: &[String],
+) -> Result<Rule, ScriptError> {
+    let span = rule.span();
+    let rule = rule.get_ref();
+    let pattern = match (&rule.request, &rule.regex) {
+        (None, None) => return Err(ScriptError::at(span, ScriptErrorKind::NoPattern)),
+        (Some(_), Some(r)) => return Err(ScriptError::at(r.span(), ScriptErrorKind::TwoPatterns)),
+        (Some(exact), None) => {
+            Pattern::Exact(unescape(exact.get_ref()).map_err(|e| text_error(exact.span(), e))?)
+        }
+        (None, Some(re)) => Pattern::Regex(
+            Regex::new(&format!(r"\A(?:{})\z", re.get_ref())).map_err(|e| {
+                ScriptError::at(re.span(), ScriptErrorKind::Regex(regex_reason(&e)))
+            })?,
+        ),
+    };
+    let scope = Scope {
+        state,
+        regex: match &pattern {
+            Pattern::Regex(r) => Some(r),
+            Pattern::Exact(_) => None,
+        },
+    };
+    let answer = match (&rule.reply, &rule.sequence) {
+        (Some(_), Some(seq)) => {
+            return Err(ScriptError::at(
+                seq.span(),
+                ScriptErrorKind::ReplyAndSequence,
+            ));
+        }
+        (reply, None) => Answer::Always(match reply {
+            Some(spec) => replies(spec, &scope)?,
+            None => Vec::new(),
+        }),
+        (None, Some(seq)) if seq.get_ref().is_empty() => {
+            return Err(ScriptError::at(seq.span(), ScriptErrorKind::EmptySequence));
+        }
+        (None, Some(seq)) => Answer::Sequence {
+            steps: seq
+                .get_ref()
+                .iter()
+                .map(|spec| replies(spec, &scope))
+                .collect::<Result<_, _>>()?,
+            cycle: rule.cycle,
+        },
+    };
+    let set = rule
+        .set
+        .iter()
+        .map(|(name, value)| {
+            let index = state.iter().position(|s| s == name).ok_or_else(|| {
+                ScriptError::at(
+                    value.span(),
+                    ScriptErrorKind::UnknownState { name: name.clone() },
+                )
+            })?;
+            Ok((index, scope.template(value.get_ref(), &value.span())?))
+        })
+        .collect::<Result<_, ScriptError>>()?;
+    Ok(Rule {
+        pattern,
+        answer,
+        set,
+        times: rule.times,
+    })
+}
+
+fn replies(spec: &ReplySpec, scope: &Scope<'_>) -> Result<Vec<ReplyTemplate>, ScriptError> {
+    spec.items
+        .iter()
+        .map(|item| {
+            let template = match (&item.text, &item.hex) {
+                (Some(text), None) => scope.template(text, &spec.span)?,
+                (None, Some(hex)) => Template {
+                    pieces: vec![Piece::Literal(
+                        unhex(hex).map_err(|e| text_error(spec.span.clone(), e))?,
+                    )],
+                },
+                _ => {
+                    return Err(ScriptError::at(
+                        spec.span.clone(),
+                        ScriptErrorKind::TextOrHex,
+                    ));
+                }
+            };
+            Ok(ReplyTemplate {
+                template,
+                delay: Duration::from_millis(item.delay_ms),
+                raw: item.raw,
+            })
+        })
+        .collect()
+}
+
+/// The one-line reason of a regex error (the crate's message spans several lines).
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or_else(|| text.lines().last().unwrap_or("invalid"))
+        .to_owned()
+}
+
+/// A port running a [`Script`], with its own state and sequence positions.
+#[derive(Debug)]
+pub struct Scripted {
+    script: Arc<Script>,
+    framing: Framing,
+    state: Vec<Vec<u8>>,
+    /// Matches so far, per rule.
+    matched: Vec<u64>,
+}
+
+impl Scripted {
+    /// A device running `script`, framed as CRLF lines.
+    #[must_use]
+    pub fn new(script: Arc<Script>) -> Self {
+        Self {
+            state: script.initial.clone(),
+            matched: vec![0; script.rules.len()],
+            script,
+            framing: Framing::default(),
+        }
+    }
+
+    /// The same device framed by `framing`.
+    #[must_use]
+    pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// A state value right now.
+    #[must_use]
+    pub fn state(&self, name: &str) -> Option<&[u8]> {
+        let i = self.script.state_names.iter().position(|n| n == name)?;
+        Some(&self.state[i])
+    }
+
+    /// The replies to `request` (updating state and sequence positions).
+    pub fn answer(&mut self, request: &[u8], replies: &mut Replies) {
+        let script = Arc::clone(&self.script);
+        for (i, rule) in script.rules.iter().enumerate() {
+            let used = self.matched[i];
+            if rule.times.is_some_and(|n| used >= n) {
+                continue;
+            }
+            let step = match &rule.answer {
+                Answer::Always(r) => r,
+                Answer::Sequence { steps, cycle } => {
+                    let k = usize::try_from(used).unwrap_or(usize::MAX);
+                    match steps.get(if *cycle { k % steps.len() } else { k }) {
+                        Some(step) => step,
+                        None => continue,
+                    }
+                }
+            };
+            let captures = match &rule.pattern {
+                Pattern::Exact(bytes) if bytes == request => None,
+                Pattern::Regex(re) => match re.captures(request) {
+                    Some(c) => Some(c),
+                    None => continue,
+                },
+                Pattern::Exact(_) => continue,
+            };
+            self.matched[i] = used + 1;
+            let group = group_fn(request, captures.as_ref());
+            let new: Vec<(usize, Vec<u8>)> = rule
+                .set
+                .iter()
+                .map(|(index, value)| {
+                    let mut out = Vec::new();
+                    value.render(&group, &self.state, &mut out);
+                    (*index, out)
+                })
+                .collect();
+            for (index, value) in new {
+                self.state[index] = value;
+            }
+            render(step, &group, &self.state, replies);
+            return;
+        }
+        let group = group_fn(request, None);
+        render(&script.default, &group, &self.state, replies);
+    }
+}
+
+/// Capture `i` of the match (`0`: the whole request); a group that did not take part is empty.
+fn group_fn<'a>(
+    request: &'a [u8],
+    captures: Option<&'a Captures<'a>>,
+) -> impl Fn(usize) -> &'a [u8] {
+    move |i| match captures {
+        Some(c) => c.get(i).map_or(&[][..], |m| m.as_bytes()),
+        None if i == 0 => request,
+        None => &[],
+    }
+}
+
+fn render<'a>(
+    step: &[ReplyTemplate],
+    group: &impl Fn(usize) -> &'a [u8],
+    state: &[Vec<u8>],
+    replies: &mut Replies,
+) {
+    for reply in step {
+        let mut bytes = Vec::new();
+        reply.template.render(group, state, &mut bytes);
+        replies.push_reply(Reply {
+            delay: reply.delay,
+            bytes: Bytes::from(bytes),
+            raw: reply.raw,
+        });
+    }
+}
+
+impl Device for Scripted {
+    type Error = Infallible;
+
+    fn framing(&self) -> Framing {
+        self.framing.clone()
+    }
+
+    async fn handle(
+        &mut self,
+        request: Bytes,
+        _ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        self.answer(&request, replies);
+        Ok(())
+    }
+}

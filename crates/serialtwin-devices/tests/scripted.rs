@@ -1,0 +1,277 @@
+//! Scripted devices: dialogues from TOML, answered by calling `handle` directly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serialtwin_core::{Context, Device, Replies, SimClock};
+use serialtwin_devices::scripted::{Script, ScriptConfig, ScriptError, ScriptErrorKind, Scripted};
+
+fn device(toml_text: &str) -> Scripted {
+    let config: ScriptConfig = toml::from_str(toml_text).expect("valid TOML");
+    Scripted::new(Arc::new(Script::compile(&config).expect("valid script")))
+}
+
+fn compile_error(toml_text: &str) -> (ScriptError, String) {
+    let config: ScriptConfig = toml::from_str(toml_text).expect("valid TOML");
+    let err = Script::compile(&config).expect_err("script should be rejected");
+    let span = err.span.clone().expect("error has a span");
+    (err, toml_text[span].to_owned())
+}
+
+/// The frames `dev` sends for `request`.
+async fn ask(dev: &mut Scripted, request: &[u8]) -> Vec<Vec<u8>> {
+    let mut replies = Replies::new();
+    let mut ctx = Context::for_test(SimClock::real());
+    dev.handle(Bytes::copy_from_slice(request), &mut ctx, &mut replies)
+        .await
+        .unwrap();
+    replies.frames().into_iter().map(<[u8]>::to_vec).collect()
+}
+
+fn frames(list: &[&str]) -> Vec<Vec<u8>> {
+    list.iter().map(|s| s.as_bytes().to_vec()).collect()
+}
+
+#[tokio::test]
+async fn the_original_use_case_fits_in_a_handful_of_lines() {
+    let mut dev = device(
+        r#"
+        default = "I dont understand"
+        [[rule]]
+        request = "QPGS"
+        reply = "correct result"
+        "#,
+    );
+    assert_eq!(
+        ask(&mut dev, b"test2").await,
+        frames(&["I dont understand"])
+    );
+    assert_eq!(ask(&mut dev, b"QPGS").await, frames(&["correct result"]));
+    assert_eq!(
+        ask(&mut dev, b"QPGS ").await,
+        frames(&["I dont understand"])
+    );
+}
+
+#[tokio::test]
+async fn no_default_means_silence() {
+    let mut dev = device("[[rule]]\nrequest = 'A'\nreply = 'B'\n");
+    assert!(ask(&mut dev, b"X").await.is_empty());
+    assert_eq!(ask(&mut dev, b"A").await, frames(&["B"]));
+}
+
+#[tokio::test]
+async fn regex_captures_fill_the_reply() {
+    let mut dev = device(
+        r#"
+        [[rule]]
+        regex = 'ADD (\d+) (?<b>\d+)'
+        reply = "{1}+{b}={0}"
+        "#,
+    );
+    assert_eq!(ask(&mut dev, b"ADD 1 2").await, frames(&["1+2=ADD 1 2"]));
+    // Anchored at both ends: a longer request does not match.
+    assert!(ask(&mut dev, b"xADD 1 2").await.is_empty());
+    assert!(ask(&mut dev, b"ADD 1 2x").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_property_has_a_getter_and_a_setter() {
+    let mut dev = device(
+        r#"
+        state = { volts = "0.000" }
+        [[rule]]
+        regex = 'VOLT (?<v>\d+\.\d{3})'
+        set = { volts = "{v}" }
+        reply = "OK volts={volts}"
+        [[rule]]
+        regex = 'VOLT .*'
+        reply = "ERR"
+        [[rule]]
+        request = "VOLT?"
+        reply = "{volts}"
+        "#,
+    );
+    assert_eq!(ask(&mut dev, b"VOLT?").await, frames(&["0.000"]));
+    assert_eq!(
+        ask(&mut dev, b"VOLT 1.250").await,
+        frames(&["OK volts=1.250"])
+    );
+    assert_eq!(ask(&mut dev, b"VOLT?").await, frames(&["1.250"]));
+    assert_eq!(ask(&mut dev, b"VOLT lots").await, frames(&["ERR"]));
+    assert_eq!(ask(&mut dev, b"VOLT?").await, frames(&["1.250"]));
+    assert_eq!(dev.state("volts"), Some(&b"1.250"[..]));
+}
+
+#[tokio::test]
+async fn sequences_answer_in_turn_then_fall_through() {
+    let mut dev = device(
+        r#"
+        default = "none left"
+        [[rule]]
+        request = "READ"
+        sequence = ["first", ["second", "and more"], []]
+        [[rule]]
+        request = "NEXT"
+        sequence = ["a", "b"]
+        cycle = true
+        [[rule]]
+        request = "ONCE"
+        times = 1
+        reply = "only once"
+        "#,
+    );
+    assert_eq!(ask(&mut dev, b"READ").await, frames(&["first"]));
+    assert_eq!(
+        ask(&mut dev, b"READ").await,
+        frames(&["second", "and more"])
+    );
+    assert!(ask(&mut dev, b"READ").await.is_empty());
+    assert_eq!(ask(&mut dev, b"READ").await, frames(&["none left"]));
+    let cycled: Vec<_> = [
+        ask(&mut dev, b"NEXT").await,
+        ask(&mut dev, b"NEXT").await,
+        ask(&mut dev, b"NEXT").await,
+    ]
+    .concat();
+    assert_eq!(cycled, frames(&["a", "b", "a"]));
+    assert_eq!(ask(&mut dev, b"ONCE").await, frames(&["only once"]));
+    assert_eq!(ask(&mut dev, b"ONCE").await, frames(&["none left"]));
+}
+
+#[tokio::test]
+async fn a_learned_recording_is_repeated_rules() {
+    // What `learn` generates: one rule per exchange, each used once, in order.
+    let mut dev = device(
+        r#"
+        [[rule]]
+        request = "Q"
+        reply = "1"
+        times = 1
+        [[rule]]
+        request = "Q"
+        reply = "2"
+        times = 1
+        "#,
+    );
+    assert_eq!(ask(&mut dev, b"Q").await, frames(&["1"]));
+    assert_eq!(ask(&mut dev, b"Q").await, frames(&["2"]));
+    assert!(ask(&mut dev, b"Q").await.is_empty());
+}
+
+#[tokio::test]
+async fn replies_carry_any_bytes_delays_and_raw_frames() {
+    let mut dev = device(
+        r#"
+        [[rule]]
+        request = '\x00\xFFBIN\r'
+        reply = [
+            '\x00\x01\xfe\\',
+            { hex = "de ad be ef", raw = true, delay_ms = 250 },
+            { text = "{{braces}}", delay_ms = 5 },
+        ]
+        "#,
+    );
+    let mut replies = Replies::new();
+    let mut ctx = Context::for_test(SimClock::real());
+    dev.handle(Bytes::from_static(b"\x00\xffBIN\r"), &mut ctx, &mut replies)
+        .await
+        .unwrap();
+    let got = replies.as_slice();
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].bytes.as_ref(), b"\x00\x01\xfe\\");
+    assert!(!got[0].raw);
+    assert_eq!(got[0].delay, Duration::ZERO);
+    assert_eq!(got[1].bytes.as_ref(), b"\xde\xad\xbe\xef");
+    assert!(got[1].raw);
+    assert_eq!(got[1].delay, Duration::from_millis(250));
+    assert_eq!(got[2].bytes.as_ref(), b"{braces}");
+    assert_eq!(got[2].delay, Duration::from_millis(5));
+}
+
+#[tokio::test]
+async fn the_default_can_echo_the_request() {
+    let mut dev = device("default = 'ECHO {0}'\n");
+    assert_eq!(ask(&mut dev, b"hi").await, frames(&["ECHO hi"]));
+}
+
+#[tokio::test]
+async fn every_port_keeps_its_own_state() {
+    let config: ScriptConfig = toml::from_str(
+        "state = { n = '0' }\n[[rule]]\nregex = 'SET (.*)'\nset = { n = '{1}' }\n[[rule]]\nrequest = 'GET'\nreply = '{n}'\n",
+    )
+    .unwrap();
+    let script = Arc::new(Script::compile(&config).unwrap());
+    let mut a = Scripted::new(Arc::clone(&script));
+    let mut b = Scripted::new(script);
+    assert!(ask(&mut a, b"SET 7").await.is_empty());
+    assert_eq!(ask(&mut a, b"GET").await, frames(&["7"]));
+    assert_eq!(ask(&mut b, b"GET").await, frames(&["0"]));
+}
+
+#[test]
+fn mistakes_are_reported_at_the_offending_value() {
+    let (err, at) = compile_error("[[rule]]\nregex = '(unclosed'\nreply = 'x'\n");
+    assert!(matches!(err.kind, ScriptErrorKind::Regex(_)), "{err}");
+    assert_eq!(at, "'(unclosed'");
+    assert!(!err.to_string().contains('\n'), "one line: {err}");
+
+    let (err, at) = compile_error("[[rule]]\nrequest = 'A'\nreply = 'hello {who}'\n");
+    assert!(
+        matches!(err.kind, ScriptErrorKind::UnknownName { .. }),
+        "{err}"
+    );
+    assert_eq!(at, "'hello {who}'");
+
+    let (err, at) = compile_error("[[rule]]\nregex = 'A(.)'\nreply = '{2}'\n");
+    assert!(
+        matches!(
+            err.kind,
+            ScriptErrorKind::NoSuchGroup {
+                index: 2,
+                groups: 1
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(at, "'{2}'");
+
+    let (err, at) = compile_error("[[rule]]\nrequest = 'A'\nset = { nope = '1' }\n");
+    assert!(
+        matches!(err.kind, ScriptErrorKind::UnknownState { .. }),
+        "{err}"
+    );
+    assert_eq!(at, "'1'");
+
+    let (err, at) = compile_error("[[rule]]\nrequest = 'A\\q'\n");
+    assert!(matches!(err.kind, ScriptErrorKind::Text(_)), "{err}");
+    assert_eq!(at, "'A\\q'");
+
+    let (err, at) = compile_error("[[rule]]\nrequest = 'A'\nregex = 'A'\n");
+    assert!(matches!(err.kind, ScriptErrorKind::TwoPatterns), "{err}");
+    assert_eq!(at, "'A'");
+
+    let (err, _) = compile_error("[[rule]]\nreply = 'x'\n");
+    assert!(matches!(err.kind, ScriptErrorKind::NoPattern), "{err}");
+
+    let (err, at) = compile_error("[[rule]]\nrequest = 'A'\nreply = { hex = 'zz' }\n");
+    assert!(matches!(err.kind, ScriptErrorKind::Text(_)), "{err}");
+    assert_eq!(at, "{ hex = 'zz' }");
+}
+
+#[test]
+fn serde_rejects_unknown_keys_and_wrong_types_with_a_position() {
+    let err =
+        toml::from_str::<ScriptConfig>("[[rule]]\nrequest = 'A'\nrepley = 'x'\n").unwrap_err();
+    assert!(err.message().contains("unknown field `repley`"), "{err}");
+    assert_eq!(err.span().map(|s| s.start), Some(23));
+
+    let err = toml::from_str::<ScriptConfig>("[[rule]]\nrequest = 'A'\nreply = 5\n").unwrap_err();
+    assert!(err.message().contains("a reply"), "{err}");
+    assert_eq!(err.span().map(|s| s.start), Some(31));
+
+    let err = toml::from_str::<ScriptConfig>("[[rule]]\nrequest = 'A'\nreply = { txt = 'x' }\n")
+        .unwrap_err();
+    assert!(err.message().contains("unknown field `txt`"), "{err}");
+}
