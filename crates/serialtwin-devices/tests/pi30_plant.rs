@@ -167,7 +167,7 @@ async fn flat_battery_without_grid_cuts_off() {
     let at = |s| UNIX_EPOCH + Duration::from_secs(s);
     handle.set_grid_present(false, at(t));
     handle.set_soc(0.02, at(t));
-    assert_eq!(handle.snapshot(at(t)).soc, 0.02);
+    assert!((handle.snapshot(at(t)).soc - 0.02).abs() < 1e-9);
     let mut later = ctx_at(t + 600);
     assert_eq!(payload(&ask(&mut dev, &mut later, "QMOD").await), "S");
     let qpiws = payload(&ask(&mut dev, &mut later, "QPIWS").await);
@@ -206,7 +206,7 @@ async fn energy_counters() {
         (month - (day1 + day2)).abs() <= 1.0,
         "{month} vs {day1} + {day2}"
     );
-    assert_eq!(year, month);
+    assert!((year - month).abs() < 0.5);
     assert!((total - (1_000_000.0 + year)).abs() <= 1.0);
     let load1 = num(&payload(&ask(&mut dev, &mut ctx, "QLD20250305").await));
     let load_total = num(&payload(&ask(&mut dev, &mut ctx, "QLT").await));
@@ -215,7 +215,7 @@ async fn energy_counters() {
     let later = num(&payload(
         &ask(&mut dev, &mut ctx_at(next_noon + HOUR), "QED20250305").await,
     ));
-    assert_eq!(later, day1);
+    assert!((later - day1).abs() < 0.5);
 }
 
 /// A parallel group: one plant, every port answers QPGS0..QPGS2 the same, setters spread.
@@ -296,7 +296,7 @@ fn config_is_a_toml_table() {
     .unwrap();
     assert_eq!(cfg.variant, Variant::Pi30max);
     assert_eq!(cfg.battery.nominal_voltage, 24);
-    assert_eq!(cfg.battery.capacity_ah, 200.0);
+    assert!((cfg.battery.capacity_ah - 200.0).abs() < 1e-9);
     assert_eq!(cfg.settings.as_ref().unwrap().output_source_priority, 2);
     assert!(!cfg.settings.as_ref().unwrap().flags.buzzer);
     assert_eq!(cfg.factory_settings(), Settings::for_battery(24));

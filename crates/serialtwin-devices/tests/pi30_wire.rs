@@ -210,6 +210,7 @@ fn feed(f: &mut dyn Framer, buf: &mut BytesMut, bytes: &[u8]) -> Vec<Result<Byte
     }
 }
 
+#[expect(clippy::unnecessary_wraps, reason = "compared with `feed`'s results")]
 fn ok(b: &[u8]) -> Result<Bytes, String> {
     Ok(Bytes::copy_from_slice(b))
 }
