@@ -268,4 +268,14 @@ pub trait Device: Send + 'static {
     /// Something happened on the line (a client opened or closed the port, changed settings).
     /// Default: nothing.
     fn on_event(&mut self, _event: &LineEvent, _ctx: &mut Context) {}
+
+    /// Change a named value from outside while the device runs (a test or a scenario sets
+    /// `grid = off`, `soc = 20`).
+    ///
+    /// # Errors
+    /// A one-line reason when the key is unknown or the value invalid. Default: every key is
+    /// unknown.
+    fn set(&mut self, key: &str, _value: &str, _ctx: &mut Context) -> Result<(), String> {
+        Err(format!("this device has no settable value {key:?}"))
+    }
 }

@@ -6,7 +6,8 @@
 //! assert what the client sent), a control channel, and a probe on the line.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc};
@@ -22,7 +23,8 @@ use crate::line::LineConfig;
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::serve::{Control, ServeConfig, ServeError, serve_with_control};
+use crate::fault::Faults;
+use crate::serve::{Control, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.
 const OBSERVATION_BACKLOG: usize = 256;
@@ -82,6 +84,8 @@ pub struct PortSpec {
     pub seed: u64,
     /// Extra observers (a trace, a capture writer), besides the handle's own broadcast.
     pub observers: Vec<Arc<dyn Observer>>,
+    /// Faults injected from the start.
+    pub faults: Faults,
 }
 
 impl PortSpec {
@@ -97,6 +101,7 @@ impl PortSpec {
             clock: SimClock::real(),
             seed: 0,
             observers: Vec::new(),
+            faults: Faults::new(),
         }
     }
 
@@ -121,15 +126,22 @@ impl std::fmt::Debug for dyn Observer {
     }
 }
 
+/// The parts of a port that change when it is unplugged and plugged back in.
+#[derive(Debug)]
+struct Plugged {
+    /// The current pty, `None` while unplugged.
+    pty: Option<(PathBuf, SlaveProbe)>,
+}
+
 /// A running port.
 #[derive(Debug, Clone)]
 pub struct PortHandle {
     name: Arc<str>,
-    pty: PathBuf,
+    first_pty: PathBuf,
+    plugged: Arc<Mutex<Plugged>>,
     link: Option<PathBuf>,
     observations: Broadcast,
     control: mpsc::Sender<Control>,
-    probe: SlaveProbe,
     stop: CancellationToken,
     done: CancellationToken,
 }
@@ -141,10 +153,21 @@ impl PortHandle {
         &self.name
     }
 
-    /// The slave's path, `/dev/pts/N`.
+    /// The slave's path, `/dev/pts/N`, as the port was created. An unplugged port comes back
+    /// on a new pty (see [`current_pty`](Self::current_pty)); its link stays the same.
     #[must_use]
     pub fn pty(&self) -> &Path {
-        &self.pty
+        &self.first_pty
+    }
+
+    /// The pty the port is on now; `None` while it is unplugged.
+    #[must_use]
+    pub fn current_pty(&self) -> Option<PathBuf> {
+        self.lock().pty.as_ref().map(|(p, _)| p.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Plugged> {
+        self.plugged.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The symlink, if one was made.
@@ -153,10 +176,10 @@ impl PortHandle {
         self.link.as_deref()
     }
 
-    /// The path a client should open: the link if there is one, else the pty.
+    /// The path a client should open: the link if there is one, else the first pty.
     #[must_use]
     pub fn path(&self) -> &Path {
-        self.link.as_deref().unwrap_or(&self.pty)
+        self.link.as_deref().unwrap_or(&self.first_pty)
     }
 
     /// Every frame and line event seen on this port from now on, in order.
@@ -173,10 +196,26 @@ impl PortHandle {
         self.control.send(command).await.map_err(|e| e.0)
     }
 
-    /// A probe on the line from the client's side.
+    /// A probe on the current line from the client's side.
+    ///
+    /// # Panics
+    /// While the port is unplugged.
     #[must_use]
-    pub fn probe(&self) -> &SlaveProbe {
-        &self.probe
+    pub fn probe(&self) -> SlaveProbe {
+        self.lock()
+            .pty
+            .as_ref()
+            .map(|(_, probe)| probe.clone())
+            .expect("port is unplugged")
+    }
+
+    /// Pull the plug: the pty disappears (clients see a hangup), the link is removed, and
+    /// after `after` a new pty comes up under the same link with the device's state intact.
+    ///
+    /// # Errors
+    /// If the port has stopped.
+    pub async fn unplug(&self, after: Duration) -> Result<(), Control> {
+        self.control(Control::Unplug(after)).await
     }
 
     /// Stop this port only.
@@ -262,42 +301,37 @@ impl Fleet {
         config.line = Some(line);
         config.clock = spec.clock;
         config.seed = spec.seed;
+        config.faults = spec.faults;
         config.observers = spec.observers;
         config.observers.push(Arc::new(observations.clone()));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let stop = self.cancel.child_token();
         let done = CancellationToken::new();
+        let plugged = Arc::new(Mutex::new(Plugged {
+            pty: Some((port.path().to_owned(), port.probe())),
+        }));
         let handle = PortHandle {
             name: config.name.clone(),
-            pty: port.path().to_owned(),
+            first_pty: port.path().to_owned(),
+            plugged: plugged.clone(),
             link: spec.link,
             observations,
             control,
-            probe: port.probe(),
             stop: stop.clone(),
             done: done.clone(),
         };
-        let port_name = config.name.clone();
-        let task = async move {
+        let task = run_port(
+            Server::new(device, port, config),
+            options,
+            slot,
+            plugged,
+            stop,
+            control_rx,
+        );
+        self.tracker.spawn(async move {
             let _done = done.drop_guard();
-            let served = serve_with_control(device, port, config, stop, Some(control_rx));
-            match std::panic::AssertUnwindSafe(served).catch_unwind().await {
-                Ok(Ok(())) => debug!(port = %port_name, "port stopped"),
-                Ok(Err(e @ ServeError::DevicePanicked { .. })) => {
-                    error!(error = %e, "port stopped");
-                }
-                Ok(Err(e)) => error!(error = %e, "port failed"),
-                Err(_) => error!(port = %port_name, "port task panicked; port stopped"),
-            }
-            // The pty is closed by now (dropped with the serving loop); remove the link if it
-            // is still ours.
-            if let Some(slot) = slot
-                && let Err(e) = slot.release()
-            {
-                error!(port = %port_name, error = %e, "cannot remove link");
-            }
-        };
-        self.tracker.spawn(task);
+            task.await;
+        });
         Ok(handle)
     }
 
@@ -362,4 +396,110 @@ impl Fleet {
         self.tracker.close();
         self.tracker.wait().await;
     }
+}
+
+/// One port's task: serve, and after an unplug bring the port back on a new pty under the
+/// same link, until stopped.
+async fn run_port<D: Device>(
+    mut server: Server<D, PtyPort>,
+    options: PtyOptions,
+    mut slot: Option<LinkSlot>,
+    plugged: Arc<Mutex<Plugged>>,
+    stop: CancellationToken,
+    mut control: mpsc::Receiver<Control>,
+) {
+    let name = server.name.clone();
+    let mut control = Some(control_take(&mut control));
+    loop {
+        let served = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
+            .catch_unwind()
+            .await;
+        let after = match served {
+            Ok(Ok(Outcome::Done)) => {
+                debug!(port = %name, "port stopped");
+                break;
+            }
+            Ok(Ok(Outcome::Unplug(after))) => after,
+            Ok(Err(e @ ServeError::DevicePanicked { .. })) => {
+                error!(error = %e, "port stopped");
+                break;
+            }
+            Ok(Err(e)) => {
+                error!(error = %e, "port failed");
+                break;
+            }
+            Err(_) => {
+                error!(port = %name, "port task panicked; port stopped");
+                break;
+            }
+        };
+        if !unplug_and_replug(&mut server, &options, slot.as_mut(), &plugged, &stop, after).await {
+            break;
+        }
+    }
+    drop(server);
+    plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
+    // The pty is closed by now; remove the link if it is still ours.
+    if let Some(slot) = slot
+        && let Err(e) = slot.release()
+    {
+        error!(port = %name, error = %e, "cannot remove link");
+    }
+}
+
+fn control_take(rx: &mut mpsc::Receiver<Control>) -> mpsc::Receiver<Control> {
+    let (_, empty) = mpsc::channel(1);
+    std::mem::replace(rx, empty)
+}
+
+/// Close the pty (clients see a hangup), remove the link, wait, and come back on a new pty.
+/// Returns false if the port should stop instead.
+async fn unplug_and_replug<D: Device>(
+    server: &mut Server<D, PtyPort>,
+    options: &PtyOptions,
+    mut slot: Option<&mut LinkSlot>,
+    plugged: &Mutex<Plugged>,
+    stop: &CancellationToken,
+    after: Duration,
+) -> bool {
+    let name = server.name.clone();
+    info!(port = %name, after_ms = after.as_millis(), "unplugged");
+    // A placeholder pty takes the old one's place inside the server while unplugged; the old
+    // one is dropped here, which closes its master and our slave: the client sees a hangup.
+    let placeholder = match PtyPort::open(options) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(port = %name, error = %e, "cannot unplug: no pty for the placeholder");
+            return false;
+        }
+    };
+    drop(server.replug(placeholder));
+    plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
+    if let Some(slot) = slot.as_deref_mut()
+        && let Err(e) = slot.unlink()
+    {
+        error!(port = %name, error = %e, "cannot remove link while unplugged");
+    }
+    tokio::select! {
+        () = stop.cancelled() => return false,
+        () = tokio::time::sleep(after) => {}
+    }
+    let port = match PtyPort::open(options) {
+        Ok(p) => p,
+        Err(e) => {
+            error!(port = %name, error = %e, "cannot plug back in");
+            return false;
+        }
+    };
+    if let Some(slot) = slot
+        && let Err(e) = slot.point_to(port.path())
+    {
+        error!(port = %name, error = %e, "cannot re-point link");
+        return false;
+    }
+    info!(port = %name, pty = %port.path().display(), "plugged back in");
+    plugged.lock().unwrap_or_else(PoisonError::into_inner).pty =
+        Some((port.path().to_owned(), port.probe()));
+    drop(server.replug(port));
+    true
 }

@@ -15,6 +15,7 @@
 //!   [`CodecFramer`] for any tokio-util codec).
 //! - [`device`]: the [`Device`] trait, [`Replies`] and the [`Context`] a device sees.
 //! - [`line`]: what the wire does to bytes (baud, pacing, latency).
+//! - [`fault`]: injected faults (dropped, corrupted, delayed replies; unplugging).
 //! - [`serve`]: the serving loop ([`serve`](serve::serve)), generic over the transport.
 //! - [`observe`]: the observer hook for traces, captures and test assertions.
 //! - [`fleet`]: many ports on one runtime ([`Fleet`], [`PortHandle`]).
@@ -24,6 +25,7 @@
 
 pub mod clock;
 pub mod device;
+pub mod fault;
 pub mod fleet;
 pub mod framer;
 pub mod limits;
@@ -37,6 +39,7 @@ pub mod transport;
 
 pub use crate::clock::SimClock;
 pub use crate::device::{Context, Device, Replies, Reply};
+pub use crate::fault::{FaultKind, FaultRule, Faults, When};
 pub use crate::fleet::{Fleet, FleetError, PortHandle, PortSpec};
 pub use crate::framer::{
     BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator,

@@ -43,6 +43,8 @@ pub enum Seen {
     FrameError(String),
     /// The device's handler failed; it keeps serving.
     HandlerError(String),
+    /// An injected fault hit the next frame sent.
+    Fault(crate::fault::FaultKind),
 }
 
 /// One observation, stamped with tokio's clock.

@@ -20,6 +20,7 @@ use tracing::{debug, error, warn};
 
 use crate::clock::SimClock;
 use crate::device::{Context, Device, Replies, Reply};
+use crate::fault::{self, FaultKind, FaultRule, Faults};
 use crate::framer::{BoxFramer, Framer, Framing};
 use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
@@ -30,13 +31,46 @@ use crate::transport::{PortEvent, Transport};
 const READ_CHUNK: usize = 128;
 
 /// Commands the outside world sends to a running port.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Control {
     /// Send these bytes to the client exactly as given (after the line stage).
     SendRaw(Bytes),
     /// Encode this frame with the port's framer and send it, as if the device had.
     SendFrame(Bytes),
+    /// Add a fault rule.
+    Fault(FaultRule),
+    /// Remove every fault rule.
+    ClearFaults,
+    /// Pull the plug now; the port comes back after this long (ports served by a [`Fleet`]
+    /// only; elsewhere the serving loop ends).
+    ///
+    /// [`Fleet`]: crate::fleet::Fleet
+    Unplug(Duration),
+    /// Change a device value by name (see [`Device::set`]); the reply says whether it took.
+    Set {
+        /// The value's name, e.g. `grid`.
+        key: String,
+        /// The new value, e.g. `off`.
+        value: String,
+        /// Where the outcome goes.
+        reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    },
+}
+
+impl PartialEq for Control {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::SendRaw(a), Self::SendRaw(b)) | (Self::SendFrame(a), Self::SendFrame(b)) => a == b,
+            (Self::Fault(a), Self::Fault(b)) => a == b,
+            (Self::ClearFaults, Self::ClearFaults) => true,
+            (Self::Unplug(a), Self::Unplug(b)) => a == b,
+            (Self::Set { key: k1, value: v1, .. }, Self::Set { key: k2, value: v2, .. }) => {
+                k1 == k2 && v1 == v2
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Why serving stopped abnormally.
@@ -76,6 +110,8 @@ pub struct ServeConfig {
     pub seed: u64,
     /// Who sees every frame and event.
     pub observers: Vec<Arc<dyn Observer>>,
+    /// Faults injected from the start.
+    pub faults: Faults,
 }
 
 impl ServeConfig {
@@ -89,6 +125,7 @@ impl ServeConfig {
             clock: SimClock::real(),
             seed: 0,
             observers: Vec::new(),
+            faults: Faults::new(),
         }
     }
 
@@ -109,8 +146,19 @@ impl std::fmt::Debug for ServeConfig {
             .field("clock", &self.clock)
             .field("seed", &self.seed)
             .field("observers", &self.observers.len())
+            .field("faults", &self.faults)
             .finish()
     }
+}
+
+/// Why a serving session ended without error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Cancelled, or the transport ended.
+    Done,
+    /// An unplug was asked for: the owner closes the transport and brings a new one after
+    /// this long.
+    Unplug(Duration),
 }
 
 /// What one `recv` produced.
@@ -147,59 +195,36 @@ pub async fn serve_with_control<D: Device, T: Transport>(
     cancel: CancellationToken,
     control: Option<mpsc::Receiver<Control>>,
 ) -> Result<(), ServeError> {
-    let framer = config
-        .framing
-        .clone()
-        .unwrap_or_else(|| device.framing())
-        .build();
-    let line = Line::new(config.line.unwrap_or_else(|| device.line()));
-    let initial = io.settings().unwrap_or_else(|| LineSettings {
-        baud: line.config().baud.unwrap_or(LineSettings::default().baud),
-        ..LineSettings::default()
-    });
-    let (settings_tx, settings_rx) = watch::channel(initial);
-    let session = Session {
-        open: io.client_present(),
-        count: u64::from(io.client_present() == Some(true)),
-    };
-    let (session_tx, session_rx) = watch::channel(session);
-    let ctx = Context::new(
-        config.name.clone(),
-        settings_rx,
-        session_rx,
-        config.clock,
-        config.seed,
-    );
-    let mut server = Server {
-        device,
-        io,
-        framer,
-        line,
-        ctx,
-        settings_tx,
-        session_tx,
-        observers: config.observers,
-        name: config.name,
-        rx: BytesMut::with_capacity(READ_CHUNK),
-        tx: BytesMut::new(),
-        replies: Replies::new(),
-        last_rx: Instant::now(),
-        silence_frame: None,
-    };
-    server.run(cancel, control).await
+    let mut server = Server::new(device, io, config);
+    let mut control = control;
+    match server.run(&cancel, &mut control).await? {
+        Outcome::Done => Ok(()),
+        Outcome::Unplug(_) => {
+            warn!(port = %server.name, "unplug asked for on a transport that cannot come back: serving ends");
+            Ok(())
+        }
+    }
 }
 
-/// The state of one serving loop.
-struct Server<D, T> {
+/// The state of one serving loop. It outlives its transport: after an unplug the owner
+/// puts a new transport in with [`Server::replug`], and the device's state, the faults and
+/// the context go on.
+pub(crate) struct Server<D, T> {
     device: D,
     io: T,
+    /// The injected faults.
+    faults: Faults,
+    /// The request being answered (for per-command faults); `None` while sending unprompted.
+    request: Option<Bytes>,
+    /// Set when a fault pulled the plug; the loop returns [`Outcome::Unplug`].
+    unplug: Option<Duration>,
     framer: BoxFramer,
     line: Line,
     ctx: Context,
     settings_tx: watch::Sender<LineSettings>,
     session_tx: watch::Sender<Session>,
     observers: Vec<Arc<dyn Observer>>,
-    name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// Received bytes not yet decoded.
     rx: BytesMut,
     /// Encoding buffer, reused for every reply.
@@ -213,12 +238,86 @@ struct Server<D, T> {
 }
 
 impl<D: Device, T: Transport> Server<D, T> {
-    async fn run(
+    pub(crate) fn new(device: D, io: T, config: ServeConfig) -> Self {
+        let framer = config
+            .framing
+            .clone()
+            .unwrap_or_else(|| device.framing())
+            .build();
+        let line = Line::new(config.line.unwrap_or_else(|| device.line()));
+        let initial = io.settings().unwrap_or_else(|| LineSettings {
+            baud: line.config().baud.unwrap_or(LineSettings::default().baud),
+            ..LineSettings::default()
+        });
+        let (settings_tx, settings_rx) = watch::channel(initial);
+        let session = Session {
+            open: io.client_present(),
+            count: u64::from(io.client_present() == Some(true)),
+        };
+        let (session_tx, session_rx) = watch::channel(session);
+        let ctx = Context::new(
+            config.name.clone(),
+            settings_rx,
+            session_rx,
+            config.clock,
+            config.seed,
+        );
+        Self {
+            device,
+            io,
+            faults: config.faults,
+            request: None,
+            unplug: None,
+            framer,
+            line,
+            ctx,
+            settings_tx,
+            session_tx,
+            observers: config.observers,
+            name: config.name,
+            rx: BytesMut::with_capacity(READ_CHUNK),
+            tx: BytesMut::new(),
+            replies: Replies::new(),
+            last_rx: Instant::now(),
+            silence_frame: None,
+        }
+    }
+
+    /// Put a new transport in after an unplug; returns the old one.
+    pub(crate) fn replug(&mut self, io: T) -> T {
+        self.rx.clear();
+        self.framer.reset();
+        self.silence_frame = None;
+        if let Some(settings) = io.settings() {
+            self.settings_tx.send_replace(settings);
+        }
+        self.session_tx.send_modify(|s| s.open = io.client_present());
+        std::mem::replace(&mut self.io, io)
+    }
+
+    pub(crate) async fn run(
         &mut self,
-        cancel: CancellationToken,
-        mut control: Option<mpsc::Receiver<Control>>,
+        cancel: &CancellationToken,
+        control: &mut Option<mpsc::Receiver<Control>>,
+    ) -> Result<Outcome, ServeError> {
+        self.unplug = None;
+        let outcome = self.run_until_unplug(cancel, control).await;
+        match (outcome, self.unplug.take()) {
+            (Ok(()), Some(after)) => Ok(Outcome::Unplug(after)),
+            (Ok(()), None) => Ok(Outcome::Done),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    async fn run_until_unplug(
+        &mut self,
+        cancel: &CancellationToken,
+        control: &mut Option<mpsc::Receiver<Control>>,
     ) -> Result<(), ServeError> {
         loop {
+            if self.unplug.is_some() {
+                return Ok(());
+            }
             // Decode and answer everything complete before waiting again.
             while let Some(frame) = self.next_frame() {
                 let outcome = tokio::select! {
@@ -242,7 +341,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 },
                 cmd = recv_control(control.as_mut()) => {
                     let Some(cmd) = cmd else {
-                        control = None;
+                        *control = None;
                         continue;
                     };
                     let outcome = tokio::select! {
@@ -255,6 +354,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 () = sleep_until_opt(silence) => self.on_silence(),
                 reply = self.device.unprompted(&mut self.ctx) => {
                     if let Some(reply) = reply {
+                        self.request = None;
                         let outcome = tokio::select! {
                             biased;
                             () = cancel.cancelled() => return Ok(()),
@@ -353,6 +453,7 @@ impl<D: Device, T: Transport> Server<D, T> {
     /// Hand one request to the device and send its replies.
     async fn answer(&mut self, frame: Bytes) -> Result<(), ServeError> {
         self.observe(Seen::Frame(Direction::Rx, frame.clone()));
+        self.request = Some(frame.clone());
         if !self.line.accepts_input(&self.ctx.settings()) {
             debug!(port = %self.name, "client at the wrong baud rate: request not understood");
             return Ok(());
@@ -390,16 +491,37 @@ impl<D: Device, T: Transport> Server<D, T> {
                 tokio::time::sleep(wait).await;
             }
             self.send(&reply).await?;
+            if self.unplug.is_some() {
+                break;
+            }
         }
         self.replies = replies;
         Ok(())
     }
 
     async fn obey(&mut self, cmd: Control) -> Result<(), ServeError> {
+        self.request = None;
         match cmd {
-            Control::SendRaw(bytes) => self.send(&Reply::raw(bytes)).await,
-            Control::SendFrame(bytes) => self.send(&Reply::frame(bytes)).await,
+            Control::SendRaw(bytes) => return self.send(&Reply::raw(bytes)).await,
+            Control::SendFrame(bytes) => return self.send(&Reply::frame(bytes)).await,
+            Control::Fault(rule) => {
+                debug!(port = %self.name, ?rule, "fault added");
+                self.faults.add(rule);
+            }
+            Control::ClearFaults => self.faults.clear(),
+            Control::Unplug(after) => self.unplug = Some(after),
+            Control::Set { key, value, reply } => {
+                let result = self.device.set(&key, &value, &mut self.ctx);
+                match &result {
+                    Ok(()) => debug!(port = %self.name, %key, %value, "device value set"),
+                    Err(e) => warn!(port = %self.name, %key, %value, error = %e, "device value not set"),
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
         }
+        Ok(())
     }
 
     /// Encode one reply and put it on the line.
@@ -414,6 +536,25 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
         let bytes = self.tx.split().freeze();
         self.observe(Seen::Frame(Direction::Tx, bytes.clone()));
+        let chunks = if self.faults.is_empty() {
+            vec![bytes]
+        } else {
+            let kinds = self.faults.draw(self.request.as_deref(), self.ctx.rng());
+            for kind in &kinds {
+                match *kind {
+                    FaultKind::Delay(extra) => tokio::time::sleep(extra).await,
+                    FaultKind::Unplug(after) => {
+                        self.observe(Seen::Fault(*kind));
+                        self.unplug = Some(after);
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+                self.observe(Seen::Fault(*kind));
+            }
+            let checksum = self.framer.checksum_range(&bytes);
+            fault::apply(&kinds, bytes, checksum, self.ctx.rng())
+        };
         if self.io.client_present() == Some(false) {
             // Real hardware's bytes are lost when nobody listens; a pty would keep them for
             // the next client instead.
@@ -421,10 +562,13 @@ impl<D: Device, T: Transport> Server<D, T> {
             return Ok(());
         }
         let settings = self.ctx.settings();
-        let Self { line, io, ctx, .. } = self;
-        line.transmit(io, &bytes, &settings, ctx.rng())
-            .await
-            .map_err(|e| self.io_error(e))
+        for chunk in chunks {
+            let Self { line, io, ctx, .. } = self;
+            line.transmit(io, &chunk, &settings, ctx.rng())
+                .await
+                .map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
     }
 }
 

@@ -73,6 +73,12 @@ pub trait Framer: Send + 'static {
     /// Forget any partial frame (the client that sent it has gone). The caller clears the buffer.
     fn reset(&mut self) {}
 
+    /// Where the checksum is in an encoded frame, if the protocol has one (the
+    /// "break the checksum" fault changes those bytes).
+    fn checksum_range(&self, _encoded: &[u8]) -> Option<std::ops::Range<usize>> {
+        None
+    }
+
     /// The longest frame this framer accepts; the serving loop sizes its buffers from it.
     fn max_frame_len(&self) -> usize;
 }
@@ -92,6 +98,9 @@ impl<F: Framer + ?Sized> Framer for Box<F> {
     }
     fn reset(&mut self) {
         (**self).reset();
+    }
+    fn checksum_range(&self, encoded: &[u8]) -> Option<std::ops::Range<usize>> {
+        (**self).checksum_range(encoded)
     }
     fn max_frame_len(&self) -> usize {
         (**self).max_frame_len()

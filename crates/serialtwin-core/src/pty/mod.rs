@@ -295,10 +295,7 @@ impl PtyPort {
     /// its bytes are in our buffer yet. What we flush and forget belongs to clients that left.
     fn on_closed(&mut self) -> PortEvent {
         sessions::sync();
-        let clean = self
-            .sessions
-            .as_ref()
-            .is_some_and(|s| s.open_count.load(Ordering::SeqCst) == 0);
+        let clean = self.sessions.is_some() && !self.has_client_now();
         if clean {
             if let Err(e) = self.discard_in_flight() {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");

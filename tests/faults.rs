@@ -1,0 +1,160 @@
+//! Injected faults as a client sees them, on real ports.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Counter, PATIENCE, ask, open_client, test_dir, wait_for};
+use serialtwin::{Control, FaultKind, FaultRule, Fleet, PortSpec, Seen};
+use tokio::io::AsyncReadExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unplug_is_a_hangup_and_the_same_link_comes_back_with_state() {
+    let dir = test_dir("unplug");
+    let link = dir.join("ttyUSB0");
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("usb").link(&link), Counter::default()).unwrap();
+    let mut client = open_client(&link);
+    assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
+    port.unplug(Duration::from_millis(500)).await.unwrap();
+    // The client sees the hangup: end of stream or EIO, not a hang.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf)).await.expect("hangup seen");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(client);
+    // Reconnect logic: retry the same link until it is back.
+    let reopened = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if std::fs::read_link(&link).is_ok()
+                && let Ok(c) = tokio_serial::SerialPortBuilderExt::open_native_async(
+                    tokio_serial::new(link.to_str().unwrap(), 2400),
+                )
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("port back");
+    let mut client = reopened;
+    assert_eq!(ask(&mut client, b"INC\r\n").await, b"2\r\n", "device state survives the unplug");
+    // (The kernel may hand out the same /dev/pts number again: it reuses the lowest free one.)
+    assert_eq!(std::fs::read_link(&link).unwrap(), port.current_pty().unwrap());
+    drop(client);
+    fleet.shutdown().await;
+    assert!(std::fs::symlink_metadata(&link).is_err());
+}
+
+/// Run a pyserial snippet from the pinned venv against `port`.
+fn pyserial(script: &str, port: &std::path::Path) -> String {
+    let out = Command::new(common::python::python())
+        .arg("-c")
+        .arg(script)
+        .arg(port)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "python failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+async fn with_fault(kind: FaultKind, script: &'static str) -> String {
+    let fleet = Fleet::new();
+    let mut spec = PortSpec::new("faulty");
+    spec.faults.add(FaultRule::next(kind, 1).for_command(&b"INC"[..]));
+    let port = fleet.spawn(spec, Counter::default()).unwrap();
+    let path = port.pty().to_owned();
+    let out = tokio::task::spawn_blocking(move || pyserial(script, &path)).await.unwrap();
+    fleet.shutdown().await;
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_reply_still_arrives_with_a_long_timeout() {
+    let out = with_fault(
+        FaultKind::Delay(Duration::from_millis(1500)),
+        r#"
+import sys, time, serial
+s = serial.Serial(sys.argv[1], 2400, timeout=5)
+t0 = time.monotonic()
+s.write(b"INC\r\n")
+print(repr(s.readline()), time.monotonic() - t0 >= 1.5)
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), "b'1\\r\\n' True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicated_reply_arrives_twice() {
+    let out = with_fault(
+        FaultKind::Duplicate,
+        r#"
+import sys, serial
+s = serial.Serial(sys.argv[1], 2400, timeout=2)
+s.write(b"INC\r\n")
+print(repr(s.readline()), repr(s.readline()))
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), r"b'1\r\n' b'1\r\n'");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_arrives_before_the_reply() {
+    let out = with_fault(
+        FaultKind::Noise,
+        r#"
+import sys, serial
+s = serial.Serial(sys.argv[1], 2400, timeout=2)
+s.write(b"INC\r\n")
+line = s.readline()
+print(len(line) > 3, line.endswith(b"1\r\n"))
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), "True True");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_reply_never_comes_and_the_next_one_does() {
+    let out = with_fault(
+        FaultKind::Drop,
+        r#"
+import sys, serial
+s = serial.Serial(sys.argv[1], 2400, timeout=1)
+s.write(b"INC\r\n")
+first = s.readline()
+s.write(b"INC\r\n")
+print(repr(first), repr(s.readline()))
+"#,
+    )
+    .await;
+    assert_eq!(out.trim(), r"b'' b'2\r\n'");
+}
+
+#[tokio::test]
+async fn faults_can_be_injected_at_run_time_and_are_observed() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("rt"), Counter::default()).unwrap();
+    let mut seen = port.observations();
+    port.control(Control::Fault(FaultRule::next(FaultKind::Truncate, 1))).await.unwrap();
+    let mut client = open_client(port.pty());
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"INC\r\nINC\r\n").await.unwrap();
+    wait_for(&mut seen, |s| *s == Seen::Fault(FaultKind::Truncate)).await;
+    // The truncated "1\r\n" is "1" or "1\r"; the next reply is whole.
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while !got.ends_with(b"2\r\n") {
+            let mut b = [0u8; 8];
+            let n = client.read(&mut b).await.unwrap();
+            got.extend_from_slice(&b[..n]);
+        }
+    })
+    .await
+    .unwrap();
+    assert!(got == b"12\r\n" || got == b"1\r2\r\n", "{got:?}");
+    fleet.shutdown().await;
+}
