@@ -1,0 +1,257 @@
+//! Issue 7's benchmark: how close serialtwin gets to the kernel's pty limit, side by side.
+//!
+//! ```text
+//! cargo bench --bench pty_fleet                     # full run (~1.5 min)
+//! cargo bench --bench pty_fleet -- --quick          # short run (< 30 s)
+//! cargo bench --bench pty_fleet -- --json out.json  # JSON path (default target/bench/pty_fleet.json)
+//! cargo bench --bench pty_fleet -- --rt multi       # serialtwin on a 2-worker multi_thread runtime
+//! cargo bench --bench pty_fleet -- --ports 100,1000 --reps 3 --secs 1
+//! ```
+//!
+//! Two servers, each in a child process (the bench re-executes itself with `--serve KIND`):
+//! - **limit**: one thread, level-triggered epoll over plain raw ptys, answering `QPIGS\r\n`
+//!   with a fixed 110-byte line — no runtime, no framing layer, what a C responder would do;
+//! - **serialtwin**: a [`serialtwin::Fleet`] of minimal devices through the public API (the
+//!   device pushes the 108-byte payload, the default CRLF framer adds `\r\n`), on a
+//!   `current_thread` runtime by default — the same single thread the limit gets.
+//!
+//! One client (this process, one thread, epoll over every slave, raw and nonblocking) drives
+//! both with a closed loop, one request outstanding per port, alternating the servers window by
+//! window (ABBA) so that a noisy machine hurts both alike. Nothing is pinned. See
+//! `docs/performance.md` for the numbers and what moved them.
+
+#[path = "pty_fleet/child.rs"]
+mod child;
+#[path = "pty_fleet/client.rs"]
+mod client;
+#[path = "pty_fleet/report.rs"]
+mod report;
+#[path = "pty_fleet/server.rs"]
+mod server;
+
+use std::time::{Duration, Instant};
+
+use crate::child::ServerChild;
+use crate::client::Client;
+use crate::report::{Point, RunInfo, ServerRun};
+
+/// The request: a PI30 general-status query.
+pub(crate) const REQUEST: &[u8] = b"QPIGS\r\n";
+/// The reply on the wire: 108 bytes of payload and `\r\n`.
+pub(crate) const REPLY: &[u8] =
+    b"(230.0 50.0 230.0 50.0 0460 0361 009 401 54.30 012 088 0036 0008 \
+101.5 54.30 00000 00110110 00 00 00435 0101\r\n";
+/// The reply's payload, what the serialtwin device pushes.
+pub(crate) const PAYLOAD: &[u8] = REPLY.split_at(REPLY.len() - 2).0;
+const _: () = assert!(REPLY.len() == 110 && PAYLOAD.len() == 108);
+
+/// Which tokio runtime the serialtwin server runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// One thread, like the limit.
+    CurrentThread,
+    /// Two workers (one per CPU here).
+    MultiThread,
+}
+
+impl Runtime {
+    fn name(self) -> &'static str {
+        match self {
+            Self::CurrentThread => "current_thread",
+            Self::MultiThread => "multi_thread",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "current" | "current_thread" => Some(Self::CurrentThread),
+            "multi" | "multi_thread" => Some(Self::MultiThread),
+            _ => None,
+        }
+    }
+}
+
+/// Command-line options.
+#[derive(Debug)]
+struct Options {
+    quick: bool,
+    json: String,
+    ports: Vec<usize>,
+    reps: usize,
+    window: Duration,
+    warmup: Duration,
+    throughput: Duration,
+    runtime: Runtime,
+    serve: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut o = Options {
+        quick: false,
+        json: "target/bench/pty_fleet.json".into(),
+        ports: vec![1, 10, 100, 1000],
+        reps: 5,
+        window: Duration::from_secs(2),
+        warmup: Duration::from_millis(500),
+        throughput: Duration::from_secs(1),
+        runtime: Runtime::CurrentThread,
+        serve: None,
+    };
+    let mut reps = None;
+    let mut secs = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--quick" => o.quick = true,
+            "--json" => o.json = value("--json")?,
+            "--ports" => {
+                o.ports = value("--ports")?
+                    .split(',')
+                    .map(|n| n.trim().parse().map_err(|e| format!("--ports: {e}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--reps" => {
+                reps = Some(
+                    value("--reps")?
+                        .parse()
+                        .map_err(|e| format!("--reps: {e}"))?,
+                );
+            }
+            "--secs" => {
+                secs = Some(
+                    value("--secs")?
+                        .parse::<f64>()
+                        .map_err(|e| format!("--secs: {e}"))?,
+                );
+            }
+            "--rt" => {
+                let v = value("--rt")?;
+                o.runtime =
+                    Runtime::parse(&v).ok_or_else(|| format!("--rt: {v:?} (current or multi)"))?;
+            }
+            "--serve" => o.serve = Some(value("--serve")?),
+            // cargo bench passes --bench; libtest-style filters mean nothing here.
+            "--bench" => {}
+            other => eprintln!("pty_fleet: ignoring argument {other:?}"),
+        }
+    }
+    if o.quick {
+        o.reps = 3;
+        o.window = Duration::from_millis(400);
+        o.warmup = Duration::from_millis(200);
+        o.throughput = Duration::from_millis(300);
+    }
+    if let Some(r) = reps {
+        o.reps = r;
+    }
+    if let Some(s) = secs {
+        o.window = Duration::try_from_secs_f64(s).map_err(|e| format!("--secs: {e}"))?;
+    }
+    o.reps = o.reps.max(1);
+    Ok(o)
+}
+
+/// Measure both servers at `ports` ports.
+fn point(o: &Options, ports: usize, throughput: bool) -> std::io::Result<Point> {
+    let mut servers = [
+        ServerChild::spawn("limit", o.runtime)?,
+        ServerChild::spawn("serialtwin", o.runtime)?,
+    ];
+    let mut runs = [
+        ServerRun {
+            ports,
+            ..ServerRun::default()
+        },
+        ServerRun {
+            ports,
+            ..ServerRun::default()
+        },
+    ];
+    let mut clients = Vec::new();
+    for (server, run) in servers.iter_mut().zip(&mut runs) {
+        run.rss_before = server.rss();
+        let (up, paths) = server.open(ports)?;
+        run.bring_up = up;
+        clients.push(Client::open(&paths)?);
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.closed_loop(o.warmup, &mut || servers[i].cpu_ns())?;
+    }
+    for rep in 0..o.reps {
+        let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let window = clients[i].closed_loop(o.window, &mut || servers[i].cpu_ns())?;
+            runs[i].windows.push(window);
+        }
+    }
+    for (i, run) in runs.iter_mut().enumerate() {
+        run.rss_after = servers[i].rss();
+    }
+    if throughput {
+        for (i, run) in runs.iter_mut().enumerate() {
+            run.down_bps = Some(clients[i].pipelined_down(o.throughput)?);
+            run.up_bps = Some(clients[i].stream_up(o.throughput)?);
+        }
+    }
+    for (i, run) in runs.iter_mut().enumerate() {
+        run.teardown = servers[i].close()?;
+        run.corrupt = clients[i].corrupt;
+        debug_assert_eq!(clients[i].len(), ports);
+    }
+    drop(clients);
+    for server in servers {
+        server.finish();
+    }
+    let [limit, serialtwin] = runs;
+    Ok(Point {
+        ports,
+        limit,
+        serialtwin,
+    })
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let o = parse_args()?;
+    if let Some(kind) = &o.serve {
+        return server::run(kind, o.runtime);
+    }
+    let started = Instant::now();
+    let mut points = Vec::new();
+    for (i, &n) in o.ports.iter().enumerate() {
+        eprintln!("pty_fleet: {n} ports ...");
+        points.push(point(&o, n, i == 0)?);
+    }
+    let info = RunInfo {
+        runtime: o.runtime.name(),
+        reps: o.reps,
+        window: o.window,
+        warmup: o.warmup,
+        quick: o.quick,
+        cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        kernel: command_output("uname", &["-r"]),
+        commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
+        total: started.elapsed(),
+    };
+    print!("{}", report::table(&info, &points));
+    let json = report::json(&info, &points);
+    if let Some(dir) = std::path::Path::new(&o.json).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&o.json, json)?;
+    println!("JSON written to {}", o.json);
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The parent's handle on a server child: spawn, commands, and readings from `/proc/<pid>`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Runtime;
+
+/// A server running in a child process of ours.
+pub(crate) struct ServerChild {
+    /// `limit` or `serialtwin`.
+    pub(crate) kind: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ServerChild {
+    /// Start `kind` and wait until it is ready.
+    pub(crate) fn spawn(kind: &'static str, runtime: Runtime) -> std::io::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["--serve", kind, "--rt", runtime.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(
+            child
+                .stdout
+                .take()
+                .ok_or_else(|| std::io::Error::other("no stdout"))?,
+        );
+        let mut this = Self {
+            kind,
+            child,
+            stdin,
+            stdout,
+        };
+        let line = this.read_line()?;
+        if line != "ready" {
+            return Err(std::io::Error::other(format!(
+                "{kind}: expected ready, got {line:?}"
+            )));
+        }
+        Ok(this)
+    }
+
+    fn read_line(&mut self) -> std::io::Result<String> {
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other(format!(
+                "{}: server exited",
+                self.kind
+            )));
+        }
+        Ok(line.trim_end().to_owned())
+    }
+
+    fn command(&mut self, command: &str) -> std::io::Result<String> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("stdin closed"))?;
+        writeln!(stdin, "{command}")?;
+        stdin.flush()?;
+        self.read_line()
+    }
+
+    /// Open `n` ports; their slave paths and the time the server took.
+    pub(crate) fn open(&mut self, n: usize) -> std::io::Result<(Duration, Vec<String>)> {
+        let line = self.command(&format!("open {n}"))?;
+        let mut words = line.split(' ');
+        let (Some("opened"), Some(ns)) = (words.next(), words.next()) else {
+            return Err(std::io::Error::other(format!(
+                "{}: bad answer {line:?}",
+                self.kind
+            )));
+        };
+        let ns: u64 = ns.parse().map_err(std::io::Error::other)?;
+        let paths: Vec<String> = words.map(str::to_owned).collect();
+        if paths.len() != n {
+            return Err(std::io::Error::other(format!(
+                "{}: {} paths for {n} ports",
+                self.kind,
+                paths.len()
+            )));
+        }
+        Ok((Duration::from_nanos(ns), paths))
+    }
+
+    /// Close every port; the time the server took.
+    pub(crate) fn close(&mut self) -> std::io::Result<Duration> {
+        let line = self.command("close")?;
+        let ns = line
+            .strip_prefix("closed ")
+            .and_then(|ns| ns.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("{}: bad answer {line:?}", self.kind)))?;
+        Ok(Duration::from_nanos(ns))
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub(crate) fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    }
+
+    /// CPU time of every thread of the server process so far, in nanoseconds (the sum of the
+    /// threads' `schedstat` run times; `stat`'s utime+stime at 10 ms resolution as a fallback).
+    pub(crate) fn cpu_ns(&self) -> u64 {
+        let pid = self.child.id();
+        let mut total = 0u64;
+        let mut found = false;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                    continue;
+                };
+                if let Some(ns) = s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
+                    total += ns;
+                    found = true;
+                }
+            }
+        }
+        if found && total > 0 {
+            return total;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (ticks(11) + ticks(12)) * 10_000_000
+    }
+
+    /// Close stdin (the child exits), and wait for it; kill it if it lingers.
+    pub(crate) fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => break,
+            }
+        }
+        eprintln!("pty_fleet: {} server did not exit; killing it", self.kind);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! The server side, run in a child process (the bench re-executes itself with `--serve KIND`).
+//!
+//! Both servers speak the same tiny protocol with the parent on stdin/stdout, one line each:
+//! - the child prints `ready` once it is set up (runtime built, nothing opened);
+//! - `open N` → the child opens `N` ports and prints `opened <ns> <path>...` (ns: bring-up time);
+//! - `close` → the child closes every port and prints `closed <ns>` (ns: teardown time);
+//! - end of stdin → the child exits.
+//!
+//! Running each server in its own process gives both the same footing: the parent reads each
+//! one's CPU time and resident memory from `/proc/<pid>`, and neither shares an allocator or a
+//! scheduler with the client.
+
+use std::convert::Infallible;
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use bytes::Bytes;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use rustix::io::Errno;
+use rustix::pty::OpenptFlags;
+use rustix::termios::OptionalActions;
+use serialtwin::{Context, Device, Fleet, PortSpec, Replies};
+
+use crate::{PAYLOAD, REPLY, REQUEST, Runtime};
+
+/// Longest request line either server buffers before discarding it (both use 1024, the core's
+/// default line limit).
+const MAX_LINE: usize = 1024;
+
+/// Run as a server child until stdin closes.
+pub(crate) fn run(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    // Die with the parent, whatever way it goes.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    match kind {
+        "limit" => limit(),
+        "serialtwin" => serialtwin(runtime),
+        other => Err(format!("unknown server kind {other:?}").into()),
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // The parent reads line by line; a lost parent ends us through the death signal anyway.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn opened(elapsed: std::time::Duration, paths: impl Iterator<Item = String>) {
+    let mut line = format!("opened {}", elapsed.as_nanos());
+    for p in paths {
+        line.push(' ');
+        line.push_str(&p);
+    }
+    say(&line);
+}
+
+// ---------------------------------------------------------------------------------------------
+// serialtwin: the public API, one device per port.
+
+/// The minimal device: answers `QPIGS` with the fixed payload; the CRLF framer adds `\r\n`.
+struct Qpigs;
+
+impl Device for Qpigs {
+    type Error = Infallible;
+
+    async fn handle(
+        &mut self,
+        request: Bytes,
+        _ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Result<(), Infallible> {
+        if request.as_ref() == &REQUEST[..REQUEST.len() - 2] {
+            replies.push(Bytes::from_static(PAYLOAD));
+        }
+        Ok(())
+    }
+}
+
+fn serialtwin(runtime: Runtime) -> Result<(), Box<dyn std::error::Error>> {
+    let rt = match runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?,
+    };
+    // Commands come from a plain thread reading stdin, so that the runtime's threads do nothing
+    // but serve.
+    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })?;
+    rt.block_on(async move {
+        let fleet = Fleet::new();
+        let mut handles = Vec::new();
+        say("ready");
+        while let Some(command) = commands.recv().await {
+            let mut words = command.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("open"), Some(n)) => {
+                    let n: usize = n.parse()?;
+                    let start = Instant::now();
+                    handles = fleet
+                        .spawn_all((0..n).map(|i| (PortSpec::new(format!("p{i}")), Qpigs)))
+                        .await?;
+                    // Let every port's task start before calling the ports up.
+                    tokio::task::yield_now().await;
+                    let elapsed = start.elapsed();
+                    opened(
+                        elapsed,
+                        handles.iter().map(|h| h.pty().display().to_string()),
+                    );
+                }
+                (Some("close"), None) => {
+                    let start = Instant::now();
+                    fleet.shutdown().await;
+                    handles.clear();
+                    say(&format!("closed {}", start.elapsed().as_nanos()));
+                }
+                _ => return Err(format!("bad command {command:?}").into()),
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error>>(())
+    })?;
+    // The stdin thread has ended (that is how we got here); the runtime drops with no task left.
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The limit: one thread, level-triggered epoll over plain raw ptys, no runtime.
+
+/// One raw pty served by the limit responder.
+struct RawPort {
+    master: OwnedFd,
+    /// A partial request line carried over to the next read (rarely used: requests arrive whole).
+    carry: Vec<u8>,
+    /// Reply bytes the pty would not take yet (never used in the closed loop).
+    out: Vec<u8>,
+    /// Whether we are registered for `EPOLLOUT` too.
+    want_out: bool,
+}
+
+/// The epoll token of stdin; ports use their index.
+const STDIN_TOKEN: u64 = u64::MAX;
+
+fn open_raw_pty() -> std::io::Result<(OwnedFd, String)> {
+    let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
+    let master = rustix::pty::openpt(flags)?;
+    rustix::pty::grantpt(&master)?;
+    rustix::pty::unlockpt(&master)?;
+    let path = rustix::pty::ptsname(&master, Vec::new())?
+        .into_string()
+        .map_err(|_| std::io::Error::other("pts name not UTF-8"))?;
+    // Raw mode on the line (the master sets the slave's termios), as the core does.
+    let mut t = rustix::termios::tcgetattr(&master)?;
+    t.make_raw();
+    rustix::termios::tcsetattr(&master, OptionalActions::Now, &t)?;
+    rustix::io::ioctl_fionbio(&master, true)?;
+    Ok((master, path))
+}
+
+fn limit() -> Result<(), Box<dyn std::error::Error>> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    let stdin = std::io::stdin();
+    epoll.add(
+        stdin.as_fd(),
+        EpollEvent::new(EpollFlags::EPOLLIN, STDIN_TOKEN),
+    )?;
+    let mut ports: Vec<RawPort> = Vec::new();
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut buf = [0u8; 4096];
+    let mut replies: Vec<u8> = Vec::new();
+    let mut commands: Vec<u8> = Vec::new();
+    say("ready");
+    loop {
+        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for event in &events[..n] {
+            let token = event.data();
+            if token == STDIN_TOKEN {
+                let got = rustix::io::read(&stdin, &mut buf[..])?;
+                if got == 0 {
+                    return Ok(());
+                }
+                commands.extend_from_slice(&buf[..got]);
+                while let Some(end) = commands.iter().position(|&b| b == b'\n') {
+                    let line = String::from_utf8_lossy(&commands[..end]).into_owned();
+                    commands.drain(..=end);
+                    limit_command(&line, &epoll, &mut ports)?;
+                }
+                continue;
+            }
+            let Ok(index) = usize::try_from(token) else {
+                continue;
+            };
+            let Some(port) = ports.get_mut(index) else {
+                continue;
+            };
+            let flags = event.events();
+            if flags.contains(EpollFlags::EPOLLOUT) && !port.out.is_empty() {
+                flush_out(port, &epoll, token)?;
+            }
+            if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
+                serve_raw(port, &epoll, token, &mut buf, &mut replies)?;
+            }
+        }
+    }
+}
+
+fn limit_command(
+    line: &str,
+    epoll: &Epoll,
+    ports: &mut Vec<RawPort>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("open"), Some(n)) => {
+            let n: usize = n.parse()?;
+            let start = Instant::now();
+            let mut paths = Vec::with_capacity(n);
+            for i in 0..n {
+                let (master, path) = open_raw_pty()?;
+                epoll.add(
+                    &master,
+                    EpollEvent::new(EpollFlags::EPOLLIN, u64::try_from(i)?),
+                )?;
+                ports.push(RawPort {
+                    master,
+                    carry: Vec::new(),
+                    out: Vec::new(),
+                    want_out: false,
+                });
+                paths.push(path);
+            }
+            opened(start.elapsed(), paths.into_iter());
+        }
+        (Some("close"), None) => {
+            let start = Instant::now();
+            // Closing a descriptor removes it from the epoll set.
+            ports.clear();
+            ports.shrink_to_fit();
+            say(&format!("closed {}", start.elapsed().as_nanos()));
+        }
+        _ => return Err(format!("bad command {line:?}").into()),
+    }
+    Ok(())
+}
+
+/// Read what the client sent, answer every complete `QPIGS` line with one write.
+fn serve_raw(
+    port: &mut RawPort,
+    epoll: &Epoll,
+    token: u64,
+    buf: &mut [u8; 4096],
+    replies: &mut Vec<u8>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let n = match rustix::io::read(&port.master, &mut buf[..]) {
+        Err(Errno::IO) | Ok(0) => {
+            // The client went away for good: stop watching this port.
+            let _ = epoll.delete(&port.master);
+            return Ok(());
+        }
+        Ok(n) => n,
+        Err(Errno::AGAIN | Errno::INTR) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut count = 0usize;
+    let mut rest: &[u8] = &buf[..n];
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..end];
+        let whole = if port.carry.is_empty() {
+            line
+        } else {
+            port.carry.extend_from_slice(line);
+            &port.carry[..]
+        };
+        if whole.strip_suffix(b"\r").unwrap_or(whole) == &REQUEST[..REQUEST.len() - 2] {
+            count += 1;
+        }
+        port.carry.clear();
+        rest = &rest[end + 1..];
+    }
+    if !rest.is_empty() {
+        if port.carry.len() + rest.len() > MAX_LINE {
+            port.carry.clear();
+        } else {
+            port.carry.extend_from_slice(rest);
+        }
+    }
+    if count == 0 {
+        return Ok(());
+    }
+    if !port.out.is_empty() {
+        // Keep order behind what is already waiting.
+        for _ in 0..count {
+            port.out.extend_from_slice(REPLY);
+        }
+        return Ok(());
+    }
+    let bytes: &[u8] = if count == 1 {
+        REPLY
+    } else {
+        replies.clear();
+        for _ in 0..count {
+            replies.extend_from_slice(REPLY);
+        }
+        replies
+    };
+    let written = match rustix::io::write(&port.master, bytes) {
+        Ok(w) => w,
+        Err(Errno::AGAIN | Errno::INTR) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    if written < bytes.len() {
+        port.out.extend_from_slice(&bytes[written..]);
+        if !port.want_out {
+            port.want_out = true;
+            epoll.modify(
+                &port.master,
+                &mut EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLOUT, token),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn flush_out(
+    port: &mut RawPort,
+    epoll: &Epoll,
+    token: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    match rustix::io::write(&port.master, &port.out) {
+        Ok(w) => {
+            port.out.drain(..w);
+        }
+        Err(Errno::AGAIN | Errno::INTR) => {}
+        Err(e) => return Err(e.into()),
+    }
+    if port.out.is_empty() && port.want_out {
+        port.want_out = false;
+        epoll.modify(
+            &port.master,
+            &mut EpollEvent::new(EpollFlags::EPOLLIN, token),
+        )?;
+    }
+    Ok(())
+}
