@@ -1,1 +1,71 @@
-fn main(){}
+//! `serialtwin`: emulated serial devices on real serial ports.
+//!
+//! # Layout
+//! - `cli`: the command line (clap).
+//! - `config`: the fleet config file: parsing, validation, positions of errors.
+//! - `models`: the built-in models and the device enum the fleet runs.
+//! - `clients`: how well-known clients read a port's path (mppsolar's substring rules).
+//! - `trace`: the `--trace` observer.
+//! - `run`: `serialtwin run` (signals, limits, readiness output, shutdown).
+
+mod cli;
+mod clients;
+mod config;
+mod models;
+mod run;
+mod trace;
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+use crate::config::ConfigError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Check(args) => run::check(&args),
+        Command::Models => {
+            models::list();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Logs on stderr: `RUST_LOG` if set, else info (more with -v, less with -q).
+fn init_logging(verbose: u8, quiet: u8) {
+    let level = match (verbose, quiet) {
+        (0, 0) => "info",
+        (1, _) => "debug",
+        (_, 0) => "trace",
+        (_, 1) => "warn",
+        _ => "error",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "warn,serialtwin={level},serialtwin_core={level},serialtwin_devices={level}"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}

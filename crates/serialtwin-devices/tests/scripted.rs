@@ -275,3 +275,12 @@ fn serde_rejects_unknown_keys_and_wrong_types_with_a_position() {
         .unwrap_err();
     assert!(err.message().contains("unknown field `txt`"), "{err}");
 }
+
+#[tokio::test]
+async fn state_can_be_set_from_outside() {
+    let mut dev = device("state = { mode = 'A' }\n[[rule]]\nrequest = 'MODE?'\nreply = '{mode}'\n");
+    let mut ctx = Context::for_test(SimClock::real());
+    dev.set("mode", r"B\x21", &mut ctx).unwrap();
+    assert_eq!(ask(&mut dev, b"MODE?").await, frames(&["B!"]));
+    assert!(dev.set("nope", "1", &mut ctx).unwrap_err().contains("mode"));
+}

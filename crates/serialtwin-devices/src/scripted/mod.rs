@@ -513,4 +513,21 @@ impl Device for Scripted {
         self.answer(&request, replies);
         Ok(())
     }
+
+    /// Set the state value `key` (escapes allowed in `value`).
+    fn set(&mut self, key: &str, value: &str, _ctx: &mut Context) -> Result<(), String> {
+        let i = self
+            .script
+            .state_names
+            .iter()
+            .position(|n| n == key)
+            .ok_or_else(|| {
+                format!(
+                    "no state value {key:?} (this script has: {})",
+                    self.script.state_names.join(", ")
+                )
+            })?;
+        self.state[i] = unescape(value)?;
+        Ok(())
+    }
 }

@@ -1,0 +1,92 @@
+//! The command line: subcommands, flags, and the examples `--help` shows.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Emulated serial devices on real serial ports (ptys with stable symlinks).
+#[derive(Debug, Parser)]
+#[command(name = "serialtwin", version, propagate_version = true, after_help = MAIN_EXAMPLES)]
+pub(crate) struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Less log output on stderr (-q: warnings only, -qq: errors only).
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub(crate) quiet: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Start every device of a config file (or the default PI30 inverter) until a signal.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
+    /// Validate a config file without starting anything; warn about risky link paths.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// List the built-in device models.
+    #[command(after_help = MODELS_EXAMPLES)]
+    Models,
+}
+
+/// `serialtwin run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The fleet config (TOML). Without one: a PI30 inverter at `/tmp/serialtwin/ttyUSB0`.
+    pub(crate) config: Option<PathBuf>,
+    /// When ready, print one JSON object per port and a final `{"ready": N}` on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Log every frame and line event on stderr (`--trace=hex` shows bytes as hex).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "text")]
+    pub(crate) trace: Option<TraceFormat>,
+}
+
+/// `serialtwin check`.
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The fleet config (TOML) to validate.
+    pub(crate) config: PathBuf,
+}
+
+/// How `--trace` shows bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TraceFormat {
+    /// Text, with control bytes escaped (`\r`, `\x00`).
+    Text,
+    /// Hex bytes.
+    Hex,
+}
+
+const MAIN_EXAMPLES: &str = "\
+Examples:
+  serialtwin run                      # a PI30 inverter at /tmp/serialtwin/ttyUSB0
+  serialtwin run fleet.toml --trace   # the devices of fleet.toml, showing the traffic
+  serialtwin check fleet.toml         # validate without starting anything
+  serialtwin models                   # the built-in models";
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  serialtwin run
+      One PI30 inverter; then: mppsolar -p /tmp/serialtwin/ttyUSB0 -P PI30 -c QPIGS
+  serialtwin run examples/qpgs.toml --trace
+      A scripted device answering QPGS, every frame logged on stderr
+  serialtwin run fleet.toml --json > ports.jsonl
+      Scripts wait for the final {\"ready\": N} line
+
+Stops on SIGINT, SIGTERM or SIGHUP, removing every link it made. Exit status: 0 after a
+signal, 1 if the ports cannot be started, 2 for a bad config.";
+
+const CHECK_EXAMPLES: &str = "\
+Examples:
+  serialtwin check examples/fleet.toml
+      Prints the ports it would start; errors as FILE:LINE:COLUMN: REASON (exit status 2)";
+
+const MODELS_EXAMPLES: &str = "\
+Examples:
+  serialtwin models
+      One line per model: its name (the `model` key of a [[device]]) and what it emulates";

@@ -1,0 +1,525 @@
+//! The `serialtwin` command, run as a subprocess the way a user runs it, talked to by real
+//! clients (pyserial, tokio-serial, mppsolar) through the links it makes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::Signal;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_serial::SerialPortBuilderExt;
+
+use common::{PATIENCE, leftovers, run_to_end, start, work_dir, write_config};
+
+/// Open `path` as a Rust program would: tokio-serial at 2400 8N1.
+fn open(path: &Path) -> tokio_serial::SerialStream {
+    tokio_serial::new(path.to_str().unwrap(), 2400)
+        .open_native_async()
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+}
+
+/// Write `request`, read up to and including `end`.
+async fn ask<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    s: &mut S,
+    request: &[u8],
+    end: u8,
+) -> Vec<u8> {
+    s.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut b = [0u8; 1];
+        while reply.last() != Some(&end) {
+            s.read_exact(&mut b).await.unwrap();
+            reply.push(b[0]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no reply; got {:?}", String::from_utf8_lossy(&reply)));
+    reply
+}
+
+/// Assert a clean stop: exit status 0, nothing more on stdout, every link gone.
+fn assert_clean_stop(status: std::process::ExitStatus, extra: &[String], links: &[PathBuf]) {
+    assert!(status.success(), "exit status {status}");
+    assert!(extra.is_empty(), "stdout after readiness: {extra:?}");
+    for link in links {
+        assert!(
+            std::fs::symlink_metadata(link).is_err(),
+            "{} is still there",
+            link.display()
+        );
+    }
+}
+
+/// The shipped example, with its link moved into `dir`.
+fn qpgs_example(dir: &Path) -> (PathBuf, PathBuf) {
+    let example = common::workspace().join("examples/qpgs.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    let link = dir.join("ttyUSB0");
+    let text = text.replace("/tmp/serialtwin/ttyUSB0", link.to_str().unwrap());
+    (write_config(dir, "qpgs.toml", &text), link)
+}
+
+#[test]
+fn the_original_use_case_with_pyserial() {
+    let dir = work_dir("qpgs");
+    let (config, link) = qpgs_example(&dir);
+    let run = start(&dir, &[config.to_str().unwrap(), "--trace"]);
+    assert_eq!(run.ports.len(), 1);
+    assert_eq!(run.ports[0]["name"], "qpgs");
+    assert_eq!(run.ports[0]["model"], "scripted");
+    assert_eq!(run.ports[0]["link"], link.to_str().unwrap());
+    assert!(
+        run.ports[0]["pty"]
+            .as_str()
+            .unwrap()
+            .starts_with("/dev/pts/")
+    );
+
+    let script = r"
+import sys
+from serial import Serial
+s = Serial(sys.argv[1], 2400, timeout=1)
+s.write(b'test2\r\n')
+print(repr(s.readline()))
+s.write(b'QPGS\r\n')
+print(repr(s.readline()))
+s.close()
+";
+    let out = common::python(script, &[link.to_str().unwrap()]);
+    assert_eq!(out, "b'I dont understand\\r\\n'\nb'correct result\\r\\n'\n");
+
+    let stderr_before_stop = run.stderr();
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &[link]);
+    // The trace saw the line: opened, settings, both requests and replies.
+    let trace = stderr_before_stop;
+    for needle in [
+        " qpgs -- open",
+        " qpgs -- settings 2400 8N1",
+        r#" qpgs rx "test2""#,
+        r#" qpgs tx "I dont understand\r\n""#,
+        r#" qpgs rx "QPGS""#,
+        r#" qpgs tx "correct result\r\n""#,
+    ] {
+        assert!(trace.contains(needle), "trace lacks {needle:?}:\n{trace}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_copies_all_answer() {
+    let dir = work_dir("fifty");
+    let config = write_config(
+        &dir,
+        "fifty.toml",
+        &format!(
+            r#"
+[[device]]
+name = "echo{{n}}"
+model = "scripted"
+link = "{}/ttyUSB{{n}}"
+count = 50
+
+[device.script]
+default = "?"
+rule = [{{ regex = 'PING (\d+)', reply = "PONG {{1}}" }}]
+"#,
+            dir.display()
+        ),
+    );
+    let run = start(&dir, &[config.to_str().unwrap()]);
+    assert_eq!(run.ports.len(), 50);
+    let links = run.links();
+    for (i, (port, link)) in run.ports.iter().zip(&links).enumerate() {
+        assert_eq!(port["name"], format!("echo{i}"));
+        assert_eq!(link, &dir.join(format!("ttyUSB{i}")));
+    }
+    let mut clients: Vec<_> = links.iter().map(|l| open(l)).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        let reply = ask(client, format!("PING {i}\r\n").as_bytes(), b'\n').await;
+        assert_eq!(reply, format!("PONG {i}\r\n").as_bytes());
+    }
+    drop(clients);
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &links);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pi30_and_scripted_side_by_side_stop_on_sigterm() {
+    let dir = work_dir("mixed");
+    let config = write_config(
+        &dir,
+        "mixed.toml",
+        &format!(
+            r#"
+[[device]]
+model = "pi30"
+link = "{dir}/ttyUSB0"
+[device.pi30]
+serial = "12345678901234"
+
+[[device]]
+model = "scripted"
+link = "{dir}/ttyUSB-meter"
+framing = "cr"
+[device.script]
+state = {{ volts = "0.000" }}
+[[device.script.rule]]
+regex = 'VOLT (?<v>\d+\.\d{{3}})'
+set = {{ volts = "{{v}}" }}
+reply = "OK"
+[[device.script.rule]]
+request = "VOLT?"
+reply = "{{volts}}"
+"#,
+            dir = dir.display()
+        ),
+    );
+    let run = start(&dir, &[config.to_str().unwrap()]);
+    assert_eq!(
+        run.ports[0]["name"], "ttyUSB0",
+        "name defaults to the link's file name"
+    );
+    assert_eq!(run.ports[0]["model"], "pi30");
+    assert_eq!(run.ports[1]["model"], "scripted");
+    let links = run.links();
+
+    // The inverter, in its own framing (CR, CRC; a command typed without CRC is accepted).
+    let mut inverter = open(&links[0]);
+    let reply = ask(&mut inverter, b"QID\r", b'\r').await;
+    assert!(
+        reply.starts_with(b"(12345678901234"),
+        "{:?}",
+        String::from_utf8_lossy(&reply)
+    );
+
+    // The meter: a setter and a getter, CR framing.
+    let mut meter = open(&links[1]);
+    assert_eq!(ask(&mut meter, b"VOLT?\r", b'\r').await, b"0.000\r");
+    assert_eq!(ask(&mut meter, b"VOLT 1.250\r", b'\r').await, b"OK\r");
+    assert_eq!(ask(&mut meter, b"VOLT?\r", b'\r').await, b"1.250\r");
+    drop((inverter, meter));
+
+    let (status, extra) = run.stop_with(Signal::SIGTERM);
+    assert_clean_stop(status, &extra, &links);
+}
+
+#[test]
+fn sighup_stops_too_and_the_table_is_for_people() {
+    let dir = work_dir("hup");
+    let (config, link) = qpgs_example(&dir);
+    // Without --json: the table.
+    let mut child = std::process::Command::new(common::bin())
+        .args(["run", config.to_str().unwrap(), "-q"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::fs::symlink_metadata(&link).is_err() {
+        assert!(std::time::Instant::now() < deadline, "link never appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    // The link exists once its port is spawned; readiness output follows at once, and a signal
+    // arriving in between is not lost (handlers are installed before the first port).
+    nix::sys::signal::kill(pid, Signal::SIGHUP).unwrap();
+    let status = child.wait().unwrap();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        std::fs::symlink_metadata(&link).is_err(),
+        "link left behind"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("MODEL") && lines[0].ends_with("LINK")
+    );
+    assert!(
+        lines[1].starts_with("qpgs ") && lines[1].contains("/dev/pts/"),
+        "{stdout}"
+    );
+    assert!(lines[1].ends_with(link.to_str().unwrap()));
+}
+
+#[test]
+fn a_busy_link_fails_with_status_1_and_leaves_nothing() {
+    let dir = work_dir("busy");
+    let (config, link) = qpgs_example(&dir);
+    let first = start(&dir, &[config.to_str().unwrap()]);
+
+    // A second instance: its first port would be fine, its second collides with the first's.
+    let other = dir.join("other");
+    let second = write_config(
+        &dir,
+        "second.toml",
+        &format!(
+            "[[device]]\nmodel = 'scripted'\nlink = '{}/ttyUSB7'\nscript = {{}}\n\n\
+             [[device]]\nmodel = 'scripted'\nlink = '{}'\nscript = {{}}\n",
+            other.display(),
+            link.display()
+        ),
+    );
+    let out = run_to_end(&dir, &["run", "--json", second.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("in use by another serialtwin instance"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "no readiness: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(leftovers(&other), Vec::<PathBuf>::new());
+    // The first instance is untouched.
+    assert!(std::fs::symlink_metadata(&link).is_ok());
+    let (status, extra) = first.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &[link]);
+}
+
+/// One bad config: its text (`{dir}` for the work directory), the line and column of the
+/// offending value, and words of the reason.
+struct Bad {
+    text: &'static str,
+    line: usize,
+    col: usize,
+    reason: &'static str,
+}
+
+const BAD: &[Bad] = &[
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlnk = '{dir}/a'\nscript = {}\n",
+        line: 3,
+        col: 1,
+        reason: "unknown field `lnk`",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\ncount = 'three'\n",
+        line: 4,
+        col: 9,
+        reason: "invalid type",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi31'\nlink = '{dir}/ttyUSB0'\n",
+        line: 2,
+        col: 9,
+        reason: "unknown model `pi31`",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\n\
+               [[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n",
+        line: 8,
+        col: 8,
+        reason: "duplicate link",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB{n}'\ncount = 3\n\n\
+               [[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB2'\nscript = {}\n\
+               [device.line]\nbaud = 9600\n",
+        line: 1,
+        col: 1,
+        reason: "needs its dialogue",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB{n}'\ncount = 3\nscript = {}\n\n\
+               [[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB2'\nscript = {}\n",
+        line: 9,
+        col: 8,
+        reason: "duplicate link",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\n\n\
+               [device.script]\ndefault = 'x'\n\n\
+               [[device.script.rule]]\nregex = 'QPGS(\\d+'\nreply = 'ok'\n",
+        line: 9,
+        col: 9,
+        reason: "bad regex: unclosed group",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\n\n\
+               [device.script]\nrule = [{ request = 'A', reply = 'hi {name}' }]\n",
+        line: 6,
+        col: 34,
+        reason: "`{name}` is neither a capture",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\n\
+               [device.pi30]\nserial = 12345\n",
+        line: 6,
+        col: 10,
+        reason: "invalid type: integer",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\n\
+               [device.pi30.battery]\nnominal_voltag = 48\n",
+        line: 6,
+        col: 1,
+        reason: "unknown field `nominal_voltag`",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\nframing = 'crlf2'\n",
+        line: 4,
+        col: 11,
+        reason: "unknown framing `crlf2`",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\ncount = 2\n",
+        line: 3,
+        col: 8,
+        reason: "needs {n} when count = 2",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
+               [device.pi30]\nserial = '1'\n",
+        line: 5,
+        col: 1,
+        reason: "[device.pi30] does not apply to model `scripted`",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nmode = 'rw-rw----'\nscript = {}\n",
+        line: 4,
+        col: 8,
+        reason: "`mode` must be permission bits",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
+               [device.line]\nlatency_ms = [50, 10]\n",
+        line: 6,
+        col: 14,
+        reason: "`latency_ms` must be",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\n[device.script]\n\
+               rule = [{ request = 'A', reply = 'B' }]\n[[device.script.rule]]\n",
+        line: 6,
+        col: 17,
+        reason: "duplicate key",
+    },
+    Bad {
+        text: "# nothing here\n",
+        line: 1,
+        col: 1,
+        reason: "no devices",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = 'ttyUSB0\n",
+        line: 3,
+        col: 16,
+        reason: "invalid literal string",
+    },
+];
+
+#[test]
+fn bad_configs_are_rejected_at_the_offending_value() {
+    for (i, bad) in BAD.iter().enumerate() {
+        let dir = work_dir("bad");
+        let text = bad.text.replace("{dir}", dir.to_str().unwrap());
+        let config = write_config(&dir, &format!("bad{i}.toml"), &text);
+        let config = config.to_str().unwrap();
+        for command in ["run", "check"] {
+            let out = run_to_end(&dir, &[command, config]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let context = format!("case {i} ({command}):\n{text}\n---\n{stderr}");
+            assert_eq!(out.status.code(), Some(2), "{context}");
+            let prefix = format!("error: {config}:{}:{}: ", bad.line, bad.col);
+            let line = stderr
+                .lines()
+                .find(|l| l.starts_with("error: "))
+                .unwrap_or_else(|| panic!("no error line; {context}"));
+            assert!(line.starts_with(&prefix), "want {prefix:?}; {context}");
+            assert!(
+                line.contains(bad.reason),
+                "want reason {:?}; {context}",
+                bad.reason
+            );
+            assert_eq!(
+                stderr.lines().filter(|l| !l.trim().is_empty()).count(),
+                1,
+                "one line; {context}"
+            );
+            assert!(out.stdout.is_empty(), "{context}");
+            assert_eq!(leftovers(&dir), Vec::<PathBuf>::new(), "{context}");
+        }
+    }
+}
+
+#[test]
+fn check_warns_about_paths_mppsolar_misreads() {
+    let dir = work_dir("warn");
+    let config = write_config(
+        &dir,
+        "warn.toml",
+        &format!(
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/latest/ttyUSB0'\n\n\
+             [[device]]\nmodel = 'pi30'\nlink = '{dir}/esphome/ttyUSB9'\n\n\
+             [[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB1'\n",
+            dir = dir.display()
+        ),
+    );
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stderr}");
+    assert!(
+        warnings[0].contains(":3:8: ") && warnings[0].contains("`test`"),
+        "{stderr}"
+    );
+    assert!(warnings[0].contains("canned test data"), "{stderr}");
+    assert!(
+        warnings[1].contains(":7:8: ") && warnings[1].contains("ttyUSB"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("3 port(s), 2 warning(s)"), "{stdout}");
+    assert_eq!(
+        leftovers(&dir),
+        Vec::<PathBuf>::new(),
+        "check starts nothing"
+    );
+}
+
+#[test]
+fn the_example_configs_are_valid() {
+    let root = common::workspace();
+    for example in ["examples/fleet.toml", "examples/qpgs.toml"] {
+        let out = run_to_end(&root, &["check", example]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{example}: {stderr}");
+        assert!(!stderr.contains("warning"), "{example}: {stderr}");
+    }
+}
+
+#[test]
+fn models_and_help() {
+    let dir = work_dir("help");
+    let out = run_to_end(&dir, &["models"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, ["pi30", "scripted"]);
+    for sub in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check", "--help"],
+        &["models", "--help"],
+    ] {
+        let out = run_to_end(&dir, sub);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub:?}");
+        assert!(
+            stdout.contains("Examples:\n  serialtwin "),
+            "{sub:?}:\n{stdout}"
+        );
+    }
+}

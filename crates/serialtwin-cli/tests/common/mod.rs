@@ -1,0 +1,247 @@
+//! Helpers for running the `serialtwin` binary the way a user does.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Safety net for every wait (never an assertion about speed).
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_serialtwin")
+}
+
+/// A fresh directory for one test's config and links. Its path avoids every substring
+/// mppsolar reads as something other than a serial port (`test`, `esp`, `:`...).
+pub fn work_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "serialtwin-cli-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Write `text` as `dir/name` and return its path.
+pub fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every entry of `dir` (recursively) except the config files, for "nothing left behind".
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            found.extend(leftovers(&path));
+        } else if path
+            .extension()
+            .is_none_or(|e| e != "toml" && e != "log" && e != "py")
+        {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A `serialtwin run` in the background, killed if the test ends early.
+pub struct Running {
+    child: Child,
+    /// The `--json` port lines.
+    pub ports: Vec<Value>,
+    /// Where its stderr goes.
+    pub stderr_path: PathBuf,
+    /// Its stdout lines after readiness.
+    rest: mpsc::Receiver<String>,
+}
+
+/// Start `serialtwin run --json <args>` in `dir` and wait for its readiness lines.
+///
+/// # Panics
+/// If it exits or takes too long before `{"ready": N}`.
+pub fn start(dir: &Path, args: &[&str]) -> Running {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let stderr_path = dir.join(format!("stderr-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+    let mut child = Command::new(bin())
+        .arg("run")
+        .arg("--json")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut running = Running {
+        child,
+        ports: Vec::new(),
+        stderr_path,
+        rest: rx,
+    };
+    loop {
+        let line = match running.rest.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(e) => panic!("no readiness ({e}); stderr:\n{}", running.stderr()),
+        };
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line:?}"));
+        if let Some(n) = value.get("ready") {
+            assert_eq!(n.as_u64(), Some(running.ports.len() as u64), "ready count");
+            break;
+        }
+        running.ports.push(value);
+    }
+    running
+}
+
+impl Running {
+    /// The links of all ports.
+    pub fn links(&self) -> Vec<PathBuf> {
+        self.ports
+            .iter()
+            .map(|p| PathBuf::from(p["link"].as_str().expect("port has a link")))
+            .collect()
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Send `signal`.
+    pub fn signal(&self, signal: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        kill(pid, signal).unwrap();
+    }
+
+    /// Send `signal`, wait for the exit status, and return it with whatever was printed on
+    /// stdout after readiness (which should be nothing).
+    pub fn stop_with(mut self, signal: Signal) -> (ExitStatus, Vec<String>) {
+        self.signal(signal);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.rest.iter().collect());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not stop; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `serialtwin <args>` to its end (in `dir`), with a time limit.
+pub fn run_to_end(dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serialtwin {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The pinned Python venv under `target/` with the real clients (pyserial, mppsolar), shared
+/// with the root package's tests: same requirements file, same lock, same stamp.
+pub fn venv() -> PathBuf {
+    let root = workspace();
+    let requirements = root.join("tests/python/requirements.txt");
+    let dir = root.join("target/pyenv");
+    std::fs::create_dir_all(root.join("target")).unwrap();
+    let lock = File::create(root.join("target/pyenv.lock")).unwrap();
+    lock.lock().unwrap();
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        check_run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
+        check_run(
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements),
+        );
+        std::fs::write(&stamp, wanted).unwrap();
+    }
+    lock.unlock().unwrap();
+    dir
+}
+
+fn check_run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Run a Python script with the venv's interpreter; its stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = check_run(
+        Command::new(venv().join("bin/python"))
+            .arg("-c")
+            .arg(script)
+            .args(args),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
