@@ -89,11 +89,11 @@ s.close()
     let out = common::python(script, &[link.to_str().unwrap()]);
     assert_eq!(out, "b'I dont understand\\r\\n'\nb'correct result\\r\\n'\n");
 
-    let stderr_before_stop = run.stderr();
+    let stderr_path = run.stderr_path.clone();
     let (status, extra) = run.stop_with(Signal::SIGINT);
     assert_clean_stop(status, &extra, &[link]);
     // The trace saw the line: opened, settings, both requests and replies.
-    let trace = stderr_before_stop;
+    let trace = std::fs::read_to_string(stderr_path).unwrap();
     for needle in [
         " qpgs -- open",
         " qpgs -- settings 2400 8N1",
@@ -127,7 +127,8 @@ rule = [{{ regex = 'PING (\d+)', reply = "PONG {{1}}" }}]
             dir.display()
         ),
     );
-    let run = start(&dir, &[config.to_str().unwrap()]);
+    // -v: debug logs, all on stderr; stdout stays JSON only.
+    let run = start(&dir, &[config.to_str().unwrap(), "-v"]);
     assert_eq!(run.ports.len(), 50);
     let links = run.links();
     for (i, (port, link)) in run.ports.iter().zip(&links).enumerate() {
@@ -202,6 +203,68 @@ reply = "{{volts}}"
 
     let (status, extra) = run.stop_with(Signal::SIGTERM);
     assert_clean_stop(status, &extra, &links);
+}
+
+#[test]
+fn the_default_inverter_answers_mppsolar() {
+    let link = Path::new("/tmp/serialtwin/ttyUSB0");
+    let dir = work_dir("default");
+    let run = start(&dir, &[]);
+    assert!(
+        run.ports.len() == 1 && run.ports[0]["link"] == link.to_str().unwrap(),
+        "{:?}\n{}",
+        run.ports,
+        run.stderr()
+    );
+    assert_eq!(run.ports[0]["model"], "pi30");
+    // mppsolar as a user runs it: no --porttype, the link's path alone makes it serial.
+    let out = std::process::Command::new(common::venv().join("bin/mppsolar"))
+        .args([
+            "-p",
+            link.to_str().unwrap(),
+            "-P",
+            "PI30",
+            "-o",
+            "json",
+            "-c",
+            "QID",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#""serial_number": "92932004102453""#),
+        "mppsolar said:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &[link.to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_hex_shows_every_byte() {
+    let dir = work_dir("hex");
+    let config = write_config(
+        &dir,
+        "hex.toml",
+        &format!(
+            "[[device]]\nname = 'bin'\nmodel = 'scripted'\nlink = '{}/ttyUSB0'\n\n\
+             [device.script]\nrule = [{{ request = 'GO', reply = {{ hex = '00 ff 0d 0a', raw = true }} }}]\n",
+            dir.display()
+        ),
+    );
+    let run = start(&dir, &[config.to_str().unwrap(), "--trace=hex"]);
+    let links = run.links();
+    let mut client = open(&links[0]);
+    assert_eq!(ask(&mut client, b"GO\r\n", b'\n').await, b"\x00\xff\r\n");
+    drop(client);
+    let stderr_path = run.stderr_path.clone();
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &links);
+    // Every trace line is written by the time it exits.
+    let stderr = std::fs::read_to_string(stderr_path).unwrap();
+    assert!(stderr.contains(" bin rx 47 4f\n"), "{stderr}");
+    assert!(stderr.contains(" bin tx 00 ff 0d 0a\n"), "{stderr}");
 }
 
 #[test]
