@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serialtwin_core::{Device, Framing, Latency, LineConfig, Mismatch, SimClock};
-use serialtwin_devices::pi30::{Pi30, Pi30Config};
+use serialtwin_devices::pi30::{ConfigError as Pi30Error, Pi30, Pi30Config};
 use serialtwin_devices::scripted::{Script, ScriptConfig, Scripted};
 use toml::{Spanned, Value};
 
@@ -192,6 +192,17 @@ impl Locator<'_> {
         }
     }
 
+    /// The span of the value at `path` inside `[[device]]` number `device`, if it is written.
+    fn value_span(&self, device: usize, path: &[&str]) -> Option<Range<usize>> {
+        let doc = toml::de::DeTable::parse(self.text).ok()?;
+        let root = toml::de::DeValue::Table(doc.into_inner());
+        let mut value = root.get("device")?.get_ref().get(device)?;
+        for key in path {
+            value = value.get_ref().get(*key)?;
+        }
+        Some(value.span())
+    }
+
     fn warning(&self, span: &Range<usize>, message: &str) -> Warning {
         let (line, col) = self.position(span.start);
         Warning(format!("{}:{line}:{col}: {message}", self.file))
@@ -208,9 +219,9 @@ fn plan(here: &Locator<'_>, raw: &RawFleet) -> Result<Plan, ConfigError> {
     // Where each link and name was claimed, for duplicates.
     let mut links: HashMap<PathBuf, (String, usize)> = HashMap::new();
     let mut names: HashMap<String, usize> = HashMap::new();
-    for device in &raw.device {
+    for (index, device) in raw.device.iter().enumerate() {
         let first_port = ports.len();
-        device_ports(here, device, &mut ports)?;
+        device_ports(here, index, device, &mut ports)?;
         let d = device.get_ref();
         for port in &ports[first_port..] {
             let (line, _) = here.position(device.span().start);
@@ -289,6 +300,7 @@ fn clock(here: &Locator<'_>, raw: Option<&RawClock>) -> Result<SimClock, ConfigE
 /// The ports of one `[[device]]`, appended to `ports`.
 fn device_ports(
     here: &Locator<'_>,
+    index: usize,
     device: &Spanned<RawDevice>,
     ports: &mut Vec<PortPlan>,
 ) -> Result<(), ConfigError> {
@@ -358,7 +370,7 @@ fn device_ports(
     };
     let owner = d.owner.as_ref().map(|o| owner(here, o)).transpose()?;
     let mode = d.mode.as_ref().map(|m| mode(here, m)).transpose()?;
-    let mut devices = devices(here, device, model.name, count)?;
+    let mut devices = devices(here, index, device, model.name, count)?;
     let line_config = d
         .line
         .as_ref()
@@ -425,6 +437,7 @@ fn check_template(
 /// The model's devices, one per copy.
 fn devices(
     here: &Locator<'_>,
+    index: usize,
     device: &Spanned<RawDevice>,
     model: &str,
     count: u32,
@@ -438,21 +451,38 @@ fn devices(
                 .as_ref()
                 .map(|c| c.get_ref().clone())
                 .unwrap_or_default();
-            let span = d.pi30.as_ref().map_or(d.model.span(), Spanned::span);
+            let table = d.pi30.as_ref().map_or(d.model.span(), Spanned::span);
+            // Point at the value the model rejects when it is written, else at the table.
+            let at = |e: &Pi30Error| {
+                let key: &[&str] = match e {
+                    Pi30Error::BatteryVoltage(_) => &["pi30", "battery", "nominal_voltage"],
+                    Pi30Error::FieldCount {
+                        command: "QPIGS", ..
+                    } => &["pi30", "qpigs_fields"],
+                    Pi30Error::FieldCount { .. } => &["pi30", "qpiri_fields"],
+                    Pi30Error::Text(name) => &["pi30", name],
+                    Pi30Error::GroupSize { .. } => &[],
+                };
+                let span = Some(key)
+                    .filter(|k| !k.is_empty())
+                    .and_then(|k| here.value_span(index, k))
+                    .unwrap_or_else(|| table.clone());
+                here.error(&span, e.to_string())
+            };
             if let Some(parallel) = &d.parallel
                 && *parallel.get_ref()
             {
-                let group = Pi30::group(config, n)
-                    .map_err(|e| here.error(&parallel.span(), e.to_string()))?;
+                let group = Pi30::group(config, n).map_err(|e| match e {
+                    Pi30Error::GroupSize { .. } => here.error(&parallel.span(), e.to_string()),
+                    e => at(&e),
+                })?;
                 return Ok(group.into_iter().map(AnyDevice::Pi30).collect());
             }
-            // Validate once; copies share the (validated) settings.
-            Pi30::new(config.clone()).map_err(|e| here.error(&span, e.to_string()))?;
             (0..n)
                 .map(|_| {
                     Pi30::new(config.clone())
                         .map(AnyDevice::Pi30)
-                        .map_err(|e| here.error(&span, e.to_string()))
+                        .map_err(|e| at(&e))
                 })
                 .collect()
         }

@@ -463,6 +463,19 @@ const BAD: &[Bad] = &[
         reason: "duplicate key",
     },
     Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\n\
+               [device.pi30]\nbattery = { nominal_voltage = 36 }\n",
+        line: 6,
+        col: 31,
+        reason: "battery nominal voltage must be 12, 24 or 48",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB{n}'\ncount = 11\nparallel = true\n",
+        line: 5,
+        col: 12,
+        reason: "a parallel group has 1 to",
+    },
+    Bad {
         text: "# nothing here\n",
         line: 1,
         col: 1,
