@@ -14,13 +14,17 @@ async fn unplug_is_a_hangup_and_the_same_link_comes_back_with_state() {
     let dir = test_dir("unplug");
     let link = dir.join("ttyUSB0");
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("usb").link(&link), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("usb").link(&link), Counter::default())
+        .unwrap();
     let mut client = open_client(&link);
     assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
     port.unplug(Duration::from_millis(500)).await.unwrap();
     // The client sees the hangup: end of stream or EIO, not a hang.
     let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf)).await.expect("hangup seen");
+    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf))
+        .await
+        .expect("hangup seen");
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     drop(client);
     // Reconnect logic: retry the same link until it is back.
@@ -39,9 +43,16 @@ async fn unplug_is_a_hangup_and_the_same_link_comes_back_with_state() {
     .await
     .expect("port back");
     let mut client = reopened;
-    assert_eq!(ask(&mut client, b"INC\r\n").await, b"2\r\n", "device state survives the unplug");
+    assert_eq!(
+        ask(&mut client, b"INC\r\n").await,
+        b"2\r\n",
+        "device state survives the unplug"
+    );
     // (The kernel may hand out the same /dev/pts number again: it reuses the lowest free one.)
-    assert_eq!(std::fs::read_link(&link).unwrap(), port.current_pty().unwrap());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        port.current_pty().unwrap()
+    );
     drop(client);
     fleet.shutdown().await;
     assert!(std::fs::symlink_metadata(&link).is_err());
@@ -56,17 +67,24 @@ fn pyserial(script: &str, port: &std::path::Path) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "python failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
 async fn with_fault(kind: FaultKind, script: &'static str) -> String {
     let fleet = Fleet::new();
     let mut spec = PortSpec::new("faulty");
-    spec.faults.add(FaultRule::next(kind, 1).for_command(&b"INC"[..]));
+    spec.faults
+        .add(FaultRule::next(kind, 1).for_command(&b"INC"[..]));
     let port = fleet.spawn(spec, Counter::default()).unwrap();
     let path = port.pty().to_owned();
-    let out = tokio::task::spawn_blocking(move || pyserial(script, &path)).await.unwrap();
+    let out = tokio::task::spawn_blocking(move || pyserial(script, &path))
+        .await
+        .unwrap();
     fleet.shutdown().await;
     out
 }
@@ -138,11 +156,17 @@ print(repr(first), repr(s.readline()))
 #[tokio::test]
 async fn faults_can_be_injected_at_run_time_and_are_observed() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("rt"), Counter::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("rt"), Counter::default())
+        .unwrap();
     let mut seen = port.observations();
-    port.control(Control::Fault(FaultRule::next(FaultKind::Truncate, 1))).await.unwrap();
+    port.control(Control::Fault(FaultRule::next(FaultKind::Truncate, 1)))
+        .await
+        .unwrap();
     let mut client = open_client(port.pty());
-    tokio::io::AsyncWriteExt::write_all(&mut client, b"INC\r\nINC\r\n").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"INC\r\nINC\r\n")
+        .await
+        .unwrap();
     wait_for(&mut seen, |s| *s == Seen::Fault(FaultKind::Truncate)).await;
     // The truncated "1\r\n" is "1" or "1\r"; the next reply is whole.
     let mut got = Vec::new();

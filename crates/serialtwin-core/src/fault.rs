@@ -260,7 +260,9 @@ mod tests {
             let mut f = Faults::new();
             f.add(FaultRule::probability(FaultKind::Corrupt, 0.5));
             let mut rng = fastrand::Rng::with_seed(seed);
-            (0..64).map(|_| f.draw(None, &mut rng).len()).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| f.draw(None, &mut rng).len())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(9), draw(9));
         let hits: usize = draw(9).iter().sum();
@@ -274,13 +276,25 @@ mod tests {
         assert!(apply(&[FaultKind::Drop], reply.clone(), None, &mut rng).is_empty());
         let dup = apply(&[FaultKind::Duplicate], reply.clone(), None, &mut rng);
         assert_eq!(dup, [reply.clone(), reply.clone()]);
-        let broken = apply(&[FaultKind::BreakChecksum], reply.clone(), Some(4..6), &mut rng);
+        let broken = apply(
+            &[FaultKind::BreakChecksum],
+            reply.clone(),
+            Some(4..6),
+            &mut rng,
+        );
         assert_eq!(&broken[0][..4], b"(ACK");
         assert_ne!(&broken[0][4..6], b"9 ");
         assert_eq!(broken[0][6], b'\r');
         let corrupt = apply(&[FaultKind::Corrupt], reply.clone(), None, &mut rng);
         assert_eq!(corrupt[0].len(), reply.len());
-        assert_eq!(corrupt[0].iter().zip(reply.iter()).filter(|(a, b)| a != b).count(), 1);
+        assert_eq!(
+            corrupt[0]
+                .iter()
+                .zip(reply.iter())
+                .filter(|(a, b)| a != b)
+                .count(),
+            1
+        );
         let cut = apply(&[FaultKind::Truncate], reply.clone(), None, &mut rng);
         assert!(cut[0].len() < reply.len() && reply.starts_with(&cut[0]));
         let noisy = apply(&[FaultKind::Noise], reply.clone(), None, &mut rng);
@@ -291,8 +305,14 @@ mod tests {
     #[test]
     fn parse_names() {
         assert_eq!(FaultKind::parse("break-crc"), Ok(FaultKind::BreakChecksum));
-        assert_eq!(FaultKind::parse("delay:1500"), Ok(FaultKind::Delay(Duration::from_millis(1500))));
-        assert_eq!(FaultKind::parse("unplug:2000ms"), Ok(FaultKind::Unplug(Duration::from_secs(2))));
+        assert_eq!(
+            FaultKind::parse("delay:1500"),
+            Ok(FaultKind::Delay(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            FaultKind::parse("unplug:2000ms"),
+            Ok(FaultKind::Unplug(Duration::from_secs(2)))
+        );
         assert!(FaultKind::parse("explode").is_err());
     }
 }

@@ -17,13 +17,13 @@ use tracing::{debug, error, info};
 
 use crate::clock::SimClock;
 use crate::device::Device;
+use crate::fault::Faults;
 use crate::framer::Framing;
 use crate::limits::{self, LimitError};
 use crate::line::LineConfig;
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::fault::Faults;
 use crate::serve::{Control, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.

@@ -61,13 +61,20 @@ pub enum Control {
 impl PartialEq for Control {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
-            (Self::SendRaw(a), Self::SendRaw(b)) | (Self::SendFrame(a), Self::SendFrame(b)) => a == b,
+            (Self::SendRaw(a), Self::SendRaw(b)) | (Self::SendFrame(a), Self::SendFrame(b)) => {
+                a == b
+            }
             (Self::Fault(a), Self::Fault(b)) => a == b,
             (Self::ClearFaults, Self::ClearFaults) => true,
             (Self::Unplug(a), Self::Unplug(b)) => a == b,
-            (Self::Set { key: k1, value: v1, .. }, Self::Set { key: k2, value: v2, .. }) => {
-                k1 == k2 && v1 == v2
-            }
+            (
+                Self::Set {
+                    key: k1, value: v1, ..
+                },
+                Self::Set {
+                    key: k2, value: v2, ..
+                },
+            ) => k1 == k2 && v1 == v2,
             _ => false,
         }
     }
@@ -291,7 +298,8 @@ impl<D: Device, T: Transport> Server<D, T> {
         if let Some(settings) = io.settings() {
             self.settings_tx.send_replace(settings);
         }
-        self.session_tx.send_modify(|s| s.open = io.client_present());
+        self.session_tx
+            .send_modify(|s| s.open = io.client_present());
         std::mem::replace(&mut self.io, io)
     }
 
@@ -514,7 +522,9 @@ impl<D: Device, T: Transport> Server<D, T> {
                 let result = self.device.set(&key, &value, &mut self.ctx);
                 match &result {
                     Ok(()) => debug!(port = %self.name, %key, %value, "device value set"),
-                    Err(e) => warn!(port = %self.name, %key, %value, error = %e, "device value not set"),
+                    Err(e) => {
+                        warn!(port = %self.name, %key, %value, error = %e, "device value not set")
+                    }
                 }
                 if let Some(reply) = reply {
                     let _ = reply.send(result);

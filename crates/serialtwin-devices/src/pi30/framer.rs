@@ -138,4 +138,10 @@ impl Framer for Pi30Framer {
     fn max_frame_len(&self) -> usize {
         self.max_len
     }
+
+    /// The two CRC bytes before the final `\r`.
+    fn checksum_range(&self, encoded: &[u8]) -> Option<std::ops::Range<usize>> {
+        (encoded.len() >= 3 && encoded.ends_with(b"\r"))
+            .then(|| encoded.len() - 3..encoded.len() - 1)
+    }
 }

@@ -226,4 +226,35 @@ impl Device for Pi30 {
         }
         Ok(())
     }
+
+    /// Plant inputs a test or a scenario can change while the inverter runs:
+    /// `grid` = `on`/`off`, `soc` = battery state of charge in percent (0-100).
+    fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String> {
+        let at = ctx.clock().now();
+        match key {
+            "grid" => {
+                let present = match value {
+                    "on" | "true" | "1" | "present" => true,
+                    "off" | "false" | "0" | "lost" => false,
+                    _ => return Err(format!("grid must be on or off, not {value:?}")),
+                };
+                self.control().set_grid_present(present, at);
+                Ok(())
+            }
+            "soc" => {
+                let percent: f64 = value
+                    .trim_end_matches('%')
+                    .parse()
+                    .map_err(|_| format!("soc must be a percentage, not {value:?}"))?;
+                if !(0.0..=100.0).contains(&percent) {
+                    return Err(format!("soc must be between 0 and 100, not {percent}"));
+                }
+                self.control().set_soc(percent / 100.0, at);
+                Ok(())
+            }
+            _ => Err(format!(
+                "the pi30 model has no settable value {key:?} (try grid, soc)"
+            )),
+        }
+    }
 }

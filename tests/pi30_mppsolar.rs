@@ -1,0 +1,359 @@
+//! The emulated PI30 inverter against the real client, mppsolar 0.16.56 (pinned venv), on real
+//! ports: every query of both protocol definitions, setters, NAKs, the hidraw code path.
+//!
+//! mppsolar exits 0 even on CRC, NAK and timeout errors, so every answer is checked for
+//! `error`, `validity_check` and `warning` keys, and values are compared with what the device
+//! sent (mppsolar silently turns unparseable numbers into 0).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use bytes::Bytes;
+use serde_json::Value;
+use serialtwin::devices::pi30::{Pi30, Pi30Config};
+use serialtwin::{
+    Context, Device, Direction, Fleet, PortHandle, PortSpec, Replies, Seen, SimClock,
+};
+
+/// 2025-03-05 12:00 UTC: noon, the sun is up.
+const NOON: u64 = 1_741_176_000;
+/// A serial number no canned mppsolar answer has.
+const SERIAL: &str = "96332309100452";
+
+fn config(variant: &str) -> Pi30Config {
+    toml::from_str(&format!(
+        r#"
+variant = "{variant}"
+serial = "{SERIAL}"
+[plant]
+start_unix = {start}
+"#,
+        start = NOON - 12 * 3600
+    ))
+    .unwrap()
+}
+
+/// The clock is frozen at noon, so the plant answers the same bytes however long mppsolar
+/// takes, and a twin device can say what the port sent.
+fn frozen() -> SimClock {
+    SimClock::at_unix(NOON, 0.0)
+}
+
+fn spawn(fleet: &Fleet, variant: &str) -> PortHandle {
+    let mut spec = PortSpec::new(format!("inv-{variant}"));
+    spec.clock = frozen();
+    fleet
+        .spawn(spec, Pi30::new(config(variant)).unwrap())
+        .unwrap()
+}
+
+/// What a twin of the device answers `command` with: the payload fields after `(`.
+async fn twin_fields(variant: &str, command: &str) -> Vec<String> {
+    let mut twin = Pi30::new(config(variant)).unwrap();
+    let mut ctx = Context::for_test(frozen());
+    let mut replies = Replies::new();
+    twin.handle(
+        Bytes::copy_from_slice(command.as_bytes()),
+        &mut ctx,
+        &mut replies,
+    )
+    .await
+    .unwrap();
+    let payload = String::from_utf8_lossy(replies.frames()[0]).into_owned();
+    let payload = payload.strip_prefix('(').unwrap_or(&payload).to_owned();
+    payload.split(' ').map(str::to_owned).collect()
+}
+
+/// Run mppsolar on `port` with `args` in a blocking thread; one JSON object per command.
+async fn mppsolar(port: &Path, protocol: &str, commands: &[&str], porttype: &str) -> Vec<Value> {
+    let mut cmd = Command::new(common::python::mppsolar());
+    cmd.arg("-p")
+        .arg(port)
+        .args(["--porttype", porttype, "-P", protocol, "-o", "json", "-c"])
+        .arg(commands.join("#"));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mppsolar failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let values: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .flat_map(|l| serde_json::Deserializer::from_str(l).into_iter::<Value>())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        values.len(),
+        commands.len(),
+        "one answer per command:\n{stdout}"
+    );
+    values
+}
+
+/// No error of any kind, and the answer is to `command`.
+fn assert_clean(v: &Value, command: &str) {
+    for key in ["error", "ERROR", "validity_check", "warning"] {
+        assert!(v.get(key).is_none(), "{command}: {key} in {v}");
+    }
+    assert_eq!(v["_command"], command, "{v}");
+    let data = v
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.starts_with('_'))
+        .count();
+    assert!(data > 0, "{command}: no data in {v}");
+}
+
+fn num(fields: &[String], i: usize) -> f64 {
+    fields[i]
+        .parse()
+        .unwrap_or_else(|_| panic!("field {i} of {fields:?}"))
+}
+
+fn rx_count(seen: &mut tokio::sync::broadcast::Receiver<serialtwin::Observation>) -> usize {
+    let mut n = 0;
+    while let Ok(o) = seen.try_recv() {
+        if matches!(o.seen, Seen::Frame(Direction::Rx, _)) {
+            n += 1;
+        }
+    }
+    n
+}
+
+const PI30_QUERIES: &[&str] = &[
+    "QPI", "QID", "QVFW", "QVFW2", "QPIGS", "QPIRI", "QMOD", "QPIWS", "QFLAG", "QDI", "QMCHGCR",
+    "QMUCHGCR", "QBOOT", "QOPM", "QPGS0", "Q1", "QMN", "QGMN", "QBMS",
+];
+
+const PI30MAX_QUERIES: &[&str] = &[
+    "QPI",
+    "QID",
+    "QSID",
+    "QVFW",
+    "QVFW3",
+    "QPIGS",
+    "QPIGS2",
+    "QPIRI",
+    "QMOD",
+    "QPIWS",
+    "QFLAG",
+    "QDI",
+    "QMCHGCR",
+    "QMUCHGCR",
+    "QBOOT",
+    "QOPM",
+    "QPGS0",
+    "Q1",
+    "QMN",
+    "QGMN",
+    "QBMS",
+    "QT",
+    "QET",
+    "QEY2025",
+    "QEM202503",
+    "QED20250305",
+    "QLT",
+    "QLY2025",
+    "QLM202503",
+    "QLD20250305",
+    "QBEQI",
+    "QLED",
+    "QCHPT",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppsolar_pi30_every_query() {
+    let fleet = Fleet::new();
+    let port = spawn(&fleet, "pi30");
+    let mut seen = port.observations();
+    let answers = mppsolar(port.pty(), "PI30", PI30_QUERIES, "serial").await;
+    for (v, q) in answers.iter().zip(PI30_QUERIES) {
+        assert_clean(v, q);
+    }
+    // It really talked to our port, not to mppsolar's canned test data.
+    assert_eq!(rx_count(&mut seen), PI30_QUERIES.len());
+    let by = |c: &str| &answers[PI30_QUERIES.iter().position(|q| *q == c).unwrap()];
+    assert_eq!(by("QID")["serial_number"], SERIAL);
+    assert_eq!(by("QPI")["protocol_id"], "PI30");
+
+    let qpigs = twin_fields("pi30", "QPIGS").await;
+    assert_eq!(qpigs.len(), 21);
+    let g = by("QPIGS");
+    for (key, i) in [
+        ("ac_input_voltage", 0),
+        ("ac_input_frequency", 1),
+        ("ac_output_voltage", 2),
+        ("ac_output_apparent_power", 4),
+        ("ac_output_active_power", 5),
+        ("ac_output_load", 6),
+        ("bus_voltage", 7),
+        ("battery_voltage", 8),
+        ("battery_charging_current", 9),
+        ("battery_capacity", 10),
+        ("inverter_heat_sink_temperature", 11),
+        ("pv_input_current_for_battery", 12),
+        ("pv_input_voltage", 13),
+        ("battery_voltage_from_scc", 14),
+        ("battery_discharge_current", 15),
+        ("pv_input_power", 19),
+    ] {
+        assert_eq!(g[key].as_f64().unwrap(), num(&qpigs, i), "QPIGS {key}");
+    }
+    assert!(num(&qpigs, 19) > 0.0, "PV produces at noon");
+
+    let qpiri = twin_fields("pi30", "QPIRI").await;
+    assert_eq!(qpiri.len(), 27);
+    let r = by("QPIRI");
+    for (key, i) in [
+        ("ac_output_apparent_power", 5),
+        ("battery_recharge_voltage", 8),
+        ("battery_under_voltage", 9),
+        ("battery_bulk_charge_voltage", 10),
+        ("battery_float_charge_voltage", 11),
+        ("max_ac_charging_current", 13),
+        ("max_charging_current", 14),
+        ("battery_redischarge_voltage", 22),
+    ] {
+        assert_eq!(r[key].as_f64().unwrap(), num(&qpiri, i), "QPIRI {key}");
+    }
+    assert_eq!(by("QPGS0")["serial_number"], SERIAL);
+    let qmn = twin_fields("pi30", "QMN").await;
+    assert_eq!(by("QMN")["model_name"], qmn[0].as_str());
+    let qvfw = twin_fields("pi30", "QVFW").await;
+    assert_eq!(by("QVFW")["main_cpu_firmware_version"], qvfw[0].as_str());
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppsolar_pi30max_every_query() {
+    let fleet = Fleet::new();
+    let port = spawn(&fleet, "pi30max");
+    let mut seen = port.observations();
+    let answers = mppsolar(port.pty(), "PI30MAX", PI30MAX_QUERIES, "serial").await;
+    for (v, q) in answers.iter().zip(PI30MAX_QUERIES) {
+        assert_clean(v, q);
+    }
+    assert_eq!(rx_count(&mut seen), PI30MAX_QUERIES.len());
+    assert_eq!(answers[2]["serial_number"], SERIAL, "QSID");
+    let by = |c: &str| &answers[PI30MAX_QUERIES.iter().position(|q| *q == c).unwrap()];
+    assert_eq!(by("QID")["serial_number"], SERIAL);
+    // mppsolar 0.16.56 crashes formatting its own QOPPT definition (also on its canned test
+    // reply), so QOPPT is checked through its raw output: the reply passed the CRC check.
+    let port_path = port.pty().to_owned();
+    let raw = tokio::task::spawn_blocking(move || {
+        Command::new(common::python::mppsolar())
+            .arg("-p")
+            .arg(port_path)
+            .args([
+                "--porttype",
+                "serial",
+                "-P",
+                "PI30MAX",
+                "-o",
+                "raw",
+                "-c",
+                "QOPPT",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let raw = String::from_utf8_lossy(&raw.stdout).into_owned();
+    let qoppt = twin_fields("pi30max", "QOPPT").await.join(" ");
+    assert!(
+        raw.contains("raw_response") && raw.contains(&qoppt),
+        "{raw}"
+    );
+    assert!(!raw.contains("validity") && !raw.contains("rror"), "{raw}");
+
+    let qpigs = twin_fields("pi30max", "QPIGS").await;
+    assert_eq!(qpigs.len(), 24, "PI30MAX's QPIGS is longer");
+    assert_eq!(
+        by("QPIGS")["ac_input_voltage"].as_f64().unwrap(),
+        num(&qpigs, 0)
+    );
+    assert_eq!(
+        by("QPIGS")["pv1_input_voltage"].as_f64().unwrap(),
+        num(&qpigs, 13)
+    );
+    assert_eq!(
+        by("QPIGS")["pv1_charging_power"].as_f64().unwrap(),
+        num(&qpigs, 19)
+    );
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppsolar_setters_show_in_later_queries_and_bad_ones_are_nakd() {
+    let fleet = Fleet::new();
+    let port = spawn(&fleet, "pi30");
+    let commands = [
+        "POP01",
+        "PCP03",
+        "PBCV44.0",
+        "PBFT54.0",
+        "MUCHGC030",
+        "PEb",
+        "PDa",
+        "QPIRI",
+        "QFLAG",
+        "POP05",
+        "PBCV99.9",
+        "QPIRI",
+    ];
+    let answers = mppsolar(port.pty(), "PI30", &commands, "serial").await;
+    for (v, c) in answers.iter().zip(&commands).take(7) {
+        assert_clean(v, c);
+    }
+    let ack = |i: usize, key: &str| assert_eq!(answers[i][key], "ACK", "{}", answers[i]);
+    ack(0, "pop");
+    ack(1, "pcp");
+    ack(2, "pbcv");
+    let qpiri = &answers[7];
+    assert_eq!(qpiri["output_source_priority"], "Solar first");
+    assert_eq!(
+        qpiri["charger_source_priority"],
+        "Only solar charging permitted"
+    );
+    assert_eq!(qpiri["battery_recharge_voltage"], 44.0);
+    assert_eq!(qpiri["battery_float_charge_voltage"], 54.0);
+    assert_eq!(qpiri["max_ac_charging_current"], 30);
+    let qflag = &answers[8];
+    assert_clean(qflag, "QFLAG");
+    assert_eq!(qflag["overload_bypass"], "enabled", "{qflag}");
+    assert_eq!(qflag["buzzer"], "disabled", "{qflag}");
+    // Invalid setters: NAK, and nothing changed.
+    assert_eq!(answers[9]["validity_check"], "Error: NAK", "{}", answers[9]);
+    assert_eq!(
+        answers[10]["validity_check"], "Error: NAK",
+        "{}",
+        answers[10]
+    );
+    assert_eq!(answers[11]["output_source_priority"], "Solar first");
+    assert_eq!(answers[11]["battery_recharge_voltage"], 44.0);
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppsolar_hidraw_path_pads_requests_with_nuls() {
+    let fleet = Fleet::new();
+    let port = spawn(&fleet, "pi30");
+    let mut seen = port.observations();
+    let commands = ["QPIGS", "QID", "QMOD"];
+    let answers = mppsolar(port.pty(), "PI30", &commands, "hidraw").await;
+    for (v, c) in answers.iter().zip(&commands) {
+        assert_clean(v, c);
+    }
+    assert_eq!(answers[1]["serial_number"], SERIAL);
+    // The NUL padding reached the port and was skipped by the framer.
+    assert_eq!(rx_count(&mut seen), commands.len());
+    fleet.shutdown().await;
+}
