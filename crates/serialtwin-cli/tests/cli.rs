@@ -163,6 +163,7 @@ serial = "12345678901234"
 model = "scripted"
 link = "{dir}/ttyUSB-meter"
 framing = "cr"
+mode = "0640"
 [device.script]
 state = {{ volts = "0.000" }}
 [[device.script.rule]]
@@ -184,6 +185,11 @@ reply = "{{volts}}"
     assert_eq!(run.ports[0]["model"], "pi30");
     assert_eq!(run.ports[1]["model"], "scripted");
     let links = run.links();
+    let meter_pty = run.ports[1]["pty"].as_str().unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(meter_pty).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o640, "the pty has the configured mode");
 
     // The inverter, in its own framing (CR, CRC; a command typed without CRC is accepted).
     let mut inverter = open(&links[0]);
