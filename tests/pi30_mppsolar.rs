@@ -357,3 +357,165 @@ async fn mppsolar_hidraw_path_pads_requests_with_nuls() {
     assert_eq!(rx_count(&mut seen), commands.len());
     fleet.shutdown().await;
 }
+
+// ---- The line as mppsolar and pyserial see it (issue: a line that behaves) ----
+
+use serialtwin::{FaultKind, FaultRule, Latency, LineConfig, Mismatch};
+use std::time::Duration;
+
+fn spawn_with(fleet: &Fleet, name: &str, tweak: impl FnOnce(&mut PortSpec)) -> PortHandle {
+    let mut spec = PortSpec::new(name);
+    spec.clock = frozen();
+    tweak(&mut spec);
+    fleet
+        .spawn(spec, Pi30::new(config("pi30")).unwrap())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppsolar_sees_a_broken_crc_and_a_dropped_reply_as_faulty_hardware() {
+    let fleet = Fleet::new();
+    let port = spawn_with(&fleet, "faulty", |spec| {
+        spec.faults
+            .add(FaultRule::next(FaultKind::BreakChecksum, 1).for_command(&b"QPIGS"[..]));
+        spec.faults
+            .add(FaultRule::next(FaultKind::Drop, 1).for_command(&b"QID"[..]));
+    });
+    let answers = mppsolar(
+        port.pty(),
+        "PI30",
+        &["QPIGS", "QID", "QPI", "QID"],
+        "serial",
+    )
+    .await;
+    assert_eq!(
+        answers[0]["validity_check"], "Error: Invalid response CRCs",
+        "{}",
+        answers[0]
+    );
+    assert_eq!(
+        answers[1]["validity_check"], "Error: Response to short",
+        "{}",
+        answers[1]
+    );
+    assert_clean(&answers[2], "QPI");
+    assert_eq!(
+        answers[3]["serial_number"], SERIAL,
+        "the fault was for one reply only"
+    );
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_qpiri_after_08s_latency_misses_mppsolars_1s_window() {
+    let fleet = Fleet::new();
+    let slow = spawn_with(&fleet, "slow", |spec| {
+        spec.line = Some(LineConfig {
+            latency: Latency::Fixed(Duration::from_millis(800)),
+            ..LineConfig::uart(2400)
+        });
+    });
+    let prompt = spawn_with(&fleet, "prompt", |_| {});
+    let (late, on_time) = tokio::join!(
+        mppsolar(slow.pty(), "PI30", &["QPIRI"], "serial"),
+        mppsolar(prompt.pty(), "PI30", &["QPIRI"], "serial"),
+    );
+    // 104 bytes at 2400 baud take 0.43 s: started 0.8 s late, the reply is cut mid-frame.
+    assert_eq!(
+        late[0]["validity_check"], "Error: Invalid response CRCs",
+        "{}",
+        late[0]
+    );
+    assert_clean(&on_time[0], "QPIRI");
+    fleet.shutdown().await;
+}
+
+/// A pyserial snippet in the pinned venv; `argv[1]` is the port.
+async fn pyserial(script: &'static str, port: &Path) -> String {
+    let mut cmd = Command::new(common::python::python());
+    cmd.arg("-c").arg(script).arg(port);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_110_byte_reply_at_2400_baud_takes_its_wire_time() {
+    let fleet = Fleet::new();
+    let port = spawn_with(&fleet, "paced", |_| {});
+    let out = pyserial(
+        r#"
+import sys, time, serial
+s = serial.Serial(sys.argv[1], 2400, timeout=5)
+t0 = time.monotonic()
+s.write(b"QPIGS\xb7\xa9\r")
+reply = s.read_until(b"\r")
+print(len(reply), time.monotonic() - t0)
+"#,
+        port.pty(),
+    )
+    .await;
+    let mut parts = out.split_whitespace();
+    assert_eq!(parts.next(), Some("110"));
+    let took: f64 = parts.next().unwrap().parse().unwrap();
+    // 110 bytes x 10 bits / 2400 baud = 0.458 s: pacing, not one late write.
+    assert!(took >= 0.45, "a 110-byte reply arrived in {took} s");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_at_the_wrong_baud_gets_garbage_or_silence() {
+    let fleet = Fleet::new();
+    let garbage = spawn_with(&fleet, "garbage", |_| {});
+    let silent = spawn_with(&fleet, "silent", |spec| {
+        spec.line = Some(LineConfig {
+            mismatch: Mismatch::Silence,
+            ..LineConfig::uart(2400)
+        });
+    });
+    let script = r#"
+import sys, serial
+for baud in (9600, 2400):
+    s = serial.Serial(sys.argv[1], baud, timeout=1.5)
+    s.write(b"QPI\xbe\xac\r")
+    print(baud, repr(s.read(8)))
+    s.close()
+"#;
+    let (g, s) = tokio::join!(
+        pyserial(script, garbage.pty()),
+        pyserial(script, silent.pty())
+    );
+    let lines: Vec<&str> = g.lines().collect();
+    assert!(
+        lines[0].starts_with("9600 b'") && lines[0] != "9600 b''",
+        "{g}"
+    );
+    assert!(!lines[0].contains("PI30"), "garbage, not the reply: {g}");
+    assert_eq!(lines[1], r"2400 b'(PI30\x9a\x0b\r'", "{g}");
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines[0], "9600 b''", "{s}");
+    assert_eq!(lines[1], r"2400 b'(PI30\x9a\x0b\r'", "{s}");
+    fleet.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mppsolar_reopening_for_20_commands_with_baud_checking_gets_every_answer() {
+    let fleet = Fleet::new();
+    let port = spawn_with(&fleet, "reopen", |_| {});
+    let commands = [
+        "QPI", "QID", "QMOD", "QPIWS", "QFLAG", "QMN", "QGMN", "QBOOT", "QOPM", "QVFW", "QPI",
+        "QID", "QMOD", "QPIWS", "QFLAG", "QMN", "QGMN", "QBOOT", "QOPM", "QVFW",
+    ];
+    let answers = mppsolar(port.pty(), "PI30", &commands, "serial").await;
+    for (v, c) in answers.iter().zip(&commands) {
+        assert_clean(v, c);
+    }
+    fleet.shutdown().await;
+}

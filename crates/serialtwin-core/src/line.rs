@@ -55,7 +55,8 @@ pub enum Mismatch {
     Ignore,
     /// The device hears nothing it can decode and stays silent.
     Silence,
-    /// Both sides see garbage bytes, as a real UART at the wrong speed produces.
+    /// The client gets garbage bytes instead of the device's answers, as a UART at the wrong
+    /// speed produces.
     Garbage,
 }
 
@@ -115,10 +116,12 @@ impl Line {
         &self.config
     }
 
-    /// Whether incoming bytes from a client at `settings` can be understood by the device.
+    /// Whether incoming bytes from a client at `settings` reach the device. Under
+    /// [`Mismatch::Silence`] a client at the wrong speed is not heard at all; under
+    /// [`Mismatch::Garbage`] the device answers and its answer arrives garbled.
     #[must_use]
     pub fn accepts_input(&self, settings: &LineSettings) -> bool {
-        !self.config.mismatched(settings)
+        !(self.config.mismatched(settings) && self.config.mismatch == Mismatch::Silence)
     }
 
     /// Send `bytes` (an encoded reply) to `io` as the wire would, given the client's `settings`.
@@ -231,6 +234,7 @@ mod tests {
             .unwrap();
         assert_eq!(out.len(), 5);
         assert!(out.iter().zip(b"hello").all(|(a, b)| a != b));
+        assert!(garbage.accepts_input(&client));
 
         let mut plain = Line::new(LineConfig::default());
         out.clear();
