@@ -174,19 +174,26 @@ fn ready(handles: &[PortHandle], models: &[&str], json: bool) -> anyhow::Result<
         }
         writeln!(out, "{}", serde_json::json!({ "ready": handles.len() }))?;
     } else {
-        let width = handles
-            .iter()
-            .map(|h| h.name().len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        writeln!(out, "{:<width$}  {:<9} {:<12} LINK", "NAME", "MODEL", "PTY")?;
+        let column = |texts: &mut dyn Iterator<Item = usize>, title: &str| {
+            texts.max().unwrap_or(0).max(title.len())
+        };
+        let name_w = column(&mut handles.iter().map(|h| h.name().len()), "NAME");
+        let model_w = column(&mut models.iter().map(|m| m.len()), "MODEL");
+        let pty_w = column(
+            &mut handles.iter().map(|h| h.pty().as_os_str().len()),
+            "PTY",
+        );
+        writeln!(
+            out,
+            "{:<name_w$}  {:<model_w$}  {:<pty_w$}  LINK",
+            "NAME", "MODEL", "PTY"
+        )?;
         for (h, model) in handles.iter().zip(models) {
             writeln!(
                 out,
-                "{:<width$}  {model:<9} {:<12} {}",
+                "{:<name_w$}  {model:<model_w$}  {:<pty_w$}  {}",
                 h.name(),
-                h.pty().display(),
+                h.pty().display().to_string(),
                 link(h).unwrap_or_else(|| "-".into())
             )?;
         }
