@@ -193,8 +193,8 @@ fn damage(byte: u8, rng: &mut fastrand::Rng) -> u8 {
 /// (empty: dropped). `checksum` is where the framer says the checksum is.
 pub(crate) fn apply(
     kinds: &[FaultKind],
-    encoded: Bytes,
-    checksum: Option<Range<usize>>,
+    encoded: &Bytes,
+    checksum: Option<&Range<usize>>,
     rng: &mut fastrand::Rng,
 ) -> Vec<Bytes> {
     let mut bytes = BytesMut::from(encoded.as_ref());
@@ -209,7 +209,7 @@ pub(crate) fn apply(
             }
             FaultKind::BreakChecksum if !bytes.is_empty() => {
                 let range = checksum
-                    .clone()
+                    .cloned()
                     .filter(|r| r.end <= bytes.len() && !r.is_empty())
                     .unwrap_or(bytes.len().saturating_sub(2)..bytes.len().saturating_sub(1));
                 for i in range {
@@ -273,19 +273,14 @@ mod tests {
     fn byte_faults() {
         let mut rng = fastrand::Rng::with_seed(3);
         let reply = Bytes::from_static(b"(ACK9 \r");
-        assert!(apply(&[FaultKind::Drop], reply.clone(), None, &mut rng).is_empty());
-        let dup = apply(&[FaultKind::Duplicate], reply.clone(), None, &mut rng);
+        assert!(apply(&[FaultKind::Drop], &reply, None, &mut rng).is_empty());
+        let dup = apply(&[FaultKind::Duplicate], &reply, None, &mut rng);
         assert_eq!(dup, [reply.clone(), reply.clone()]);
-        let broken = apply(
-            &[FaultKind::BreakChecksum],
-            reply.clone(),
-            Some(4..6),
-            &mut rng,
-        );
+        let broken = apply(&[FaultKind::BreakChecksum], &reply, Some(&(4..6)), &mut rng);
         assert_eq!(&broken[0][..4], b"(ACK");
         assert_ne!(&broken[0][4..6], b"9 ");
         assert_eq!(broken[0][6], b'\r');
-        let corrupt = apply(&[FaultKind::Corrupt], reply.clone(), None, &mut rng);
+        let corrupt = apply(&[FaultKind::Corrupt], &reply, None, &mut rng);
         assert_eq!(corrupt[0].len(), reply.len());
         assert_eq!(
             corrupt[0]
@@ -295,9 +290,9 @@ mod tests {
                 .count(),
             1
         );
-        let cut = apply(&[FaultKind::Truncate], reply.clone(), None, &mut rng);
+        let cut = apply(&[FaultKind::Truncate], &reply, None, &mut rng);
         assert!(cut[0].len() < reply.len() && reply.starts_with(&cut[0]));
-        let noisy = apply(&[FaultKind::Noise], reply.clone(), None, &mut rng);
+        let noisy = apply(&[FaultKind::Noise], &reply, None, &mut rng);
         assert_eq!(noisy.len(), 2);
         assert!(!noisy[0].contains(&b'(') && noisy[1] == reply);
     }

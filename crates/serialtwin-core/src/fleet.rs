@@ -411,10 +411,10 @@ async fn run_port<D: Device>(
     let name = server.name.clone();
     let mut control = Some(control_take(&mut control));
     loop {
-        let served = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
+        let outcome = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
             .catch_unwind()
             .await;
-        let after = match served {
+        let after = match outcome {
             Ok(Ok(Outcome::Done)) => {
                 debug!(port = %name, "port stopped");
                 break;

@@ -523,7 +523,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 match &result {
                     Ok(()) => debug!(port = %self.name, %key, %value, "device value set"),
                     Err(e) => {
-                        warn!(port = %self.name, %key, %value, error = %e, "device value not set")
+                        warn!(port = %self.name, %key, %value, error = %e, "device value not set");
                     }
                 }
                 if let Some(reply) = reply {
@@ -563,7 +563,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 self.observe(Seen::Fault(*kind));
             }
             let checksum = self.framer.checksum_range(&bytes);
-            fault::apply(&kinds, bytes, checksum, self.ctx.rng())
+            fault::apply(&kinds, &bytes, checksum.as_ref(), self.ctx.rng())
         };
         if self.io.client_present() == Some(false) {
             // Real hardware's bytes are lost when nobody listens; a pty would keep them for
