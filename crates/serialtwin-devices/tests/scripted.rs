@@ -284,3 +284,49 @@ async fn state_can_be_set_from_outside() {
     assert_eq!(ask(&mut dev, b"MODE?").await, frames(&["B!"]));
     assert!(dev.set("nope", "1", &mut ctx).unwrap_err().contains("mode"));
 }
+
+#[tokio::test]
+async fn a_generated_script_round_trips_through_toml() {
+    use serde_spanned::Spanned;
+    use serialtwin_devices::scripted::{ReplyItem, ReplySpec, RuleConfig};
+    // What a generator (`learn`) builds: one rule per exchange, used once each, in order.
+    let rule = |request: &str, reply: ReplySpec| {
+        Spanned::new(
+            0..0,
+            RuleConfig {
+                request: Some(Spanned::new(0..0, request.to_owned())),
+                reply: Some(reply),
+                times: Some(1),
+                ..RuleConfig::default()
+            },
+        )
+    };
+    let config = ScriptConfig {
+        default: Some(ReplySpec::new(vec![ReplyItem::text("?")])),
+        rules: vec![
+            rule("QPGS", ReplySpec::new(vec![ReplyItem::text("one")])),
+            rule(
+                "QPGS",
+                ReplySpec::new(vec![
+                    ReplyItem::text("two"),
+                    ReplyItem {
+                        hex: Some("00 ff".into()),
+                        raw: true,
+                        delay_ms: 20,
+                        ..ReplyItem::default()
+                    },
+                ]),
+            ),
+        ],
+        ..ScriptConfig::default()
+    };
+    let text = toml::to_string(&config).unwrap();
+    assert!(text.contains("[[rule]]"), "{text}");
+    let mut dev = device(&text);
+    assert_eq!(ask(&mut dev, b"QPGS").await, frames(&["one"]));
+    assert_eq!(
+        ask(&mut dev, b"QPGS").await,
+        [b"two".to_vec(), vec![0x00, 0xff]]
+    );
+    assert_eq!(ask(&mut dev, b"QPGS").await, frames(&["?"]));
+}

@@ -10,7 +10,7 @@ use std::fmt;
 use std::ops::Range;
 
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_spanned::Spanned;
 
 /// A scripted device's dialogue (`[device.script]` in a fleet config).
@@ -22,42 +22,50 @@ use serde_spanned::Spanned;
 /// request = "QPGS"                  # the exact request (without the framing's terminator)
 /// reply = "correct result"
 /// ```
-#[derive(Clone, Debug, Default, Deserialize)]
+///
+/// It serialises back to the same TOML (`toml::to_string`), which is how a generator such as
+/// `learn` can write one.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScriptConfig {
     /// Named state values and their starting values; templates read them as `{name}`, rules
     /// change them with `set`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub state: BTreeMap<String, Spanned<String>>,
-    /// The rules, tried in order; the first that matches (and is not used up) answers.
-    #[serde(default, rename = "rule")]
-    pub rules: Vec<Spanned<RuleConfig>>,
     /// The reply to anything no rule matches. `None`: silence.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<ReplySpec>,
+    /// The rules, tried in order; the first that matches (and is not used up) answers.
+    #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Spanned<RuleConfig>>,
 }
 
 /// One rule: a request pattern and what it does.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// The exact request, with escapes (`\r`, `\x00`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<Spanned<String>>,
     /// A regular expression the whole request must match; its captures are `{1}`, `{name}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub regex: Option<Spanned<String>>,
+    /// State values to set when the rule matches (templates, evaluated before the reply).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, Spanned<String>>,
     /// The reply (or replies) every time the rule matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reply: Option<ReplySpec>,
     /// Replies for the first match, the second, ...; after the last the rule is used up
     /// (unless `cycle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub sequence: Option<Spanned<Vec<ReplySpec>>>,
     /// Start the sequence over after its last entry instead of using the rule up.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cycle: bool,
     /// The rule matches at most this many times, then is used up.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
-    /// State values to set when the rule matches (templates, evaluated before the reply).
-    #[serde(default)]
-    pub set: BTreeMap<String, Spanned<String>>,
 }
 
 /// Zero or more reply frames, and where they were written.
@@ -75,28 +83,73 @@ pub struct ReplySpec {
 }
 
 /// One reply frame.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplyItem {
     /// A template with escapes and `{name}` placeholders.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// Bytes in hex (`"00 1f ff"`), instead of `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hex: Option<String>,
     /// Milliseconds to wait before sending (after the request, or the previous reply).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub delay_ms: u64,
     /// Send exactly these bytes, bypassing the framing (no terminator, checksum...).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw: bool,
 }
 
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl ReplyItem {
+    /// Whether this is plain text with no options (written as a bare string).
+    fn is_plain(&self) -> bool {
+        self.text.is_some() && self.hex.is_none() && self.delay_ms == 0 && !self.raw
+    }
+
     /// A plain text reply.
     #[must_use]
     pub fn text(text: impl Into<String>) -> Self {
         Self {
             text: Some(text.into()),
             ..Self::default()
+        }
+    }
+}
+
+impl ReplySpec {
+    /// Replies from items (for a generator; the span is empty).
+    #[must_use]
+    pub fn new(items: Vec<ReplyItem>) -> Self {
+        Self { items, span: 0..0 }
+    }
+}
+
+impl Serialize for ReplySpec {
+    /// The shortest form: a bare string for one plain text reply, else an array of strings
+    /// and tables.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self.items.as_slice() {
+            [one] if one.is_plain() => serializer.serialize_str(one.text.as_deref().unwrap_or("")),
+            items => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    if item.is_plain() {
+                        seq.serialize_element(item.text.as_deref().unwrap_or(""))?;
+                    } else {
+                        seq.serialize_element(item)?;
+                    }
+                }
+                seq.end()
+            }
         }
     }
 }
