@@ -49,8 +49,8 @@ pub(crate) struct RunArgs {
 /// `serialtwin check`.
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
-    /// The fleet config (TOML) to validate.
-    pub(crate) config: PathBuf,
+    /// The fleet config (TOML) to validate. Without one: the default config.
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// How `--trace` shows bytes.
@@ -84,7 +84,9 @@ signal, 1 if the ports cannot be started, 2 for a bad config.";
 const CHECK_EXAMPLES: &str = "\
 Examples:
   serialtwin check examples/fleet.toml
-      Prints the ports it would start; errors as FILE:LINE:COLUMN: REASON (exit status 2)";
+      Prints the ports it would start; errors as FILE:LINE:COLUMN: REASON (exit status 2)
+  serialtwin check
+      The same for the default config `serialtwin run` uses without one";
 
 const MODELS_EXAMPLES: &str = "\
 Examples:

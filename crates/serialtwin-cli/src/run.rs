@@ -38,7 +38,13 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
 /// # Errors
 /// A [`ConfigError`](config::ConfigError).
 pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
-    let plan = config::load(&args.config)?;
+    let (plan, name) = match &args.config {
+        Some(path) => (config::load(path)?, path.display().to_string()),
+        None => (
+            config::parse(config::DEFAULT_NAME, config::DEFAULT_CONFIG)?,
+            config::DEFAULT_NAME.to_owned(),
+        ),
+    };
     for w in &plan.warnings {
         eprintln!("warning: {w}");
     }
@@ -52,8 +58,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "{}: ok, {} port(s){}",
-        args.config.display(),
+        "{name}: ok, {} port(s){}",
         plan.ports.len(),
         match plan.warnings.len() {
             0 => String::new(),

@@ -571,6 +571,14 @@ fn check_warns_about_paths_mppsolar_misreads() {
 #[test]
 fn the_example_configs_are_valid() {
     let root = common::workspace();
+    // The default config: its link reads as serial to mppsolar (no warning).
+    let out = run_to_end(&root, &["check"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    assert!(
+        stdout.contains("pi30       /tmp/serialtwin/ttyUSB0"),
+        "{stdout}"
+    );
     for example in ["examples/fleet.toml", "examples/qpgs.toml"] {
         let out = run_to_end(&root, &["check", example]);
         let stderr = String::from_utf8_lossy(&out.stderr);
