@@ -249,3 +249,41 @@ fn a_hard_limit_of_256_fails_naming_rlimit_nofile_and_leaves_nothing() {
     assert!(err.contains("RLIMIT_NOFILE"), "{err}");
     assert!(out.contains("LEFT links=0 fds=0"), "{out}");
 }
+
+/// Two ports, one shared state: a parallel group's devices share a plant the same way.
+#[tokio::test]
+async fn devices_on_different_ports_share_state() {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use serialtwin::{Context, Device, Replies};
+
+    struct Shared(Arc<Mutex<u32>>);
+    impl Device for Shared {
+        type Error = std::convert::Infallible;
+        async fn handle(
+            &mut self,
+            _: Bytes,
+            _: &mut Context,
+            out: &mut Replies,
+        ) -> Result<(), Self::Error> {
+            let mut n = self.0.lock().unwrap();
+            *n += 1;
+            out.push(n.to_string());
+            Ok(())
+        }
+    }
+    let total = Arc::new(Mutex::new(0));
+    let fleet = Fleet::new();
+    let a = fleet
+        .spawn(PortSpec::new("a"), Shared(total.clone()))
+        .unwrap();
+    let b = fleet
+        .spawn(PortSpec::new("b"), Shared(total.clone()))
+        .unwrap();
+    let (mut ca, mut cb) = (open_client(a.pty()), open_client(b.pty()));
+    assert_eq!(ask(&mut ca, b"X\r\n").await, b"1\r\n");
+    assert_eq!(ask(&mut cb, b"X\r\n").await, b"2\r\n");
+    assert_eq!(ask(&mut ca, b"X\r\n").await, b"3\r\n");
+    fleet.shutdown().await;
+}

@@ -523,3 +523,37 @@ async fn mppsolar_reopening_for_20_commands_with_baud_checking_gets_every_answer
     }
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parallel_group_answers_qpgs_consistently_from_every_port() {
+    let fleet = Fleet::new();
+    let units = Pi30::group(config("pi30"), 3).unwrap();
+    let ports: Vec<PortHandle> = units
+        .into_iter()
+        .enumerate()
+        .map(|(i, unit)| {
+            let mut spec = PortSpec::new(format!("unit{i}"));
+            spec.clock = frozen();
+            fleet.spawn(spec, unit).unwrap()
+        })
+        .collect();
+    let commands = ["QPGS0", "QPGS1", "QPGS2"];
+    let mut seen = Vec::new();
+    for port in &ports {
+        let answers = mppsolar(port.pty(), "PI30", &commands, "serial").await;
+        for (v, c) in answers.iter().zip(&commands) {
+            assert_clean(v, c);
+        }
+        seen.push(answers);
+    }
+    assert_eq!(seen[0], seen[1], "unit 0 and unit 1 agree");
+    assert_eq!(seen[0], seen[2], "unit 0 and unit 2 agree");
+    // Each unit reports its own serial number in its slot.
+    let serials: Vec<&Value> = seen[0].iter().map(|v| &v["serial_number"]).collect();
+    assert_eq!(serials[0], SERIAL);
+    assert!(
+        serials[0] != serials[1] && serials[1] != serials[2],
+        "{serials:?}"
+    );
+    fleet.shutdown().await;
+}
