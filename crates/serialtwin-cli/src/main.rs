@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             if e.downcast_ref::<ConfigError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -46,6 +46,21 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error and its causes on one line, leaving out a cause its parent already quotes.
+fn chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Logs on stderr: `RUST_LOG` if set, else info (more with -v, less with -q).

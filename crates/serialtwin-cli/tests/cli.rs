@@ -334,9 +334,12 @@ fn a_busy_link_fails_with_status_1_and_leaves_nothing() {
     let out = run_to_end(&dir, &["run", "--json", second.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("in use by another serialtwin instance"),
-        "{stderr}"
+    assert_eq!(
+        stderr
+            .matches("in use by another serialtwin instance")
+            .count(),
+        1,
+        "one clear line: {stderr}"
     );
     assert!(
         out.stdout.is_empty(),
