@@ -224,3 +224,41 @@ async fn exclusive_lock_left_by_a_killed_client_is_cleared() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_open_is_seen_before_its_first_frame() {
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(PortSpec::new("order"), Counter::default())
+        .unwrap();
+    let mut seen = port.observations();
+    for round in 1..=20u32 {
+        let mut client = bare_open(port.pty());
+        client.write_all(b"INC\r\n").unwrap();
+        let mut order = Vec::new();
+        tokio::time::timeout(PATIENCE, async {
+            while !matches!(
+                order.last(),
+                Some(Seen::Frame(serialtwin::Direction::Rx, _))
+            ) {
+                let o = seen.recv().await.unwrap();
+                if matches!(
+                    o.seen,
+                    Seen::Event(LineEvent::Opened) | Seen::Frame(serialtwin::Direction::Rx, _)
+                ) {
+                    order.push(o.seen);
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            order.first(),
+            Some(&Seen::Event(LineEvent::Opened)),
+            "round {round}: {order:?}"
+        );
+        drop(client);
+        wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
+    }
+    fleet.shutdown().await;
+}

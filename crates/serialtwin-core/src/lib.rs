@@ -19,11 +19,13 @@
 //! - [`serve`]: the serving loop ([`serve`](serve::serve)), generic over the transport.
 //! - [`observe`]: the observer hook for traces, captures and test assertions.
 //! - [`fleet`]: many ports on one runtime ([`Fleet`], [`PortHandle`]).
+//! - [`control`]: run-time control over a Unix socket, and scenario timelines.
 //! - [`link`]: symlinks that belong to a port's slot ([`LinkSlot`]).
 //! - [`limits`]: open-file and pty limits, and errors that say how to raise them.
 //! - [`settings`], [`clock`]: line settings and events; the simulated wall clock.
 
 pub mod clock;
+pub mod control;
 pub mod device;
 pub mod fault;
 pub mod fleet;

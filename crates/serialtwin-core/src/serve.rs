@@ -340,7 +340,14 @@ impl<D: Device, T: Transport> Server<D, T> {
                 biased;
                 () = cancel.cancelled() => return Ok(()),
                 r = recv(&mut self.io, &mut self.rx) => match r.map_err(|e| self.io_error(e))? {
-                    Recv::Data => self.last_rx = Instant::now(),
+                    Recv::Data => {
+                        self.last_rx = Instant::now();
+                        // Events the transport learned while reading (a client's open)
+                        // come before the frames in the bytes just read.
+                        while let Some(event) = pending_event(&mut self.io) {
+                            self.on_event(event);
+                        }
+                    }
                     Recv::Event(event) => self.on_event(event),
                     Recv::Eof => {
                         debug!(port = %self.name, "transport closed");
@@ -599,6 +606,16 @@ async fn recv<T: Transport>(io: &mut T, buf: &mut BytesMut) -> std::io::Result<R
         }
     })
     .await
+}
+
+/// A line event the transport already has, without waiting.
+fn pending_event<T: Transport>(io: &mut T) -> Option<PortEvent> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match io.poll_event(&mut cx) {
+        Poll::Ready(event) => Some(event),
+        Poll::Pending => None,
+    }
 }
 
 async fn recv_control(control: Option<&mut mpsc::Receiver<Control>>) -> Option<Control> {

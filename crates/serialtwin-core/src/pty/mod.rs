@@ -380,6 +380,12 @@ impl PtyPort {
                             if self.rearm_pending {
                                 self.rearm_echo();
                             }
+                            if self.sessions.is_some() && !self.has_client_now() {
+                                // Data from a client we have not counted yet: bring the
+                                // session count up to date so its `open` is reported before
+                                // its first frame.
+                                sessions::sync();
+                            }
                             return Poll::Ready(Ok(()));
                         }
                     } else {

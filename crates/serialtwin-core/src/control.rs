@@ -1,0 +1,553 @@
+//! Run-time control from outside the process: a small line protocol over a Unix socket.
+//!
+//! A test or a person changes a running fleet without restarting it: inject a fault, pull a
+//! port's plug, change a device value (grid lost, battery at 20 %). One command per line, one
+//! reply line per command (`ok …` or `error: …`):
+//!
+//! ```text
+//! list                                   ports, one per line after "ok"
+//! fault <port|*> <kind> [next=N|p=P] [cmd=PREFIX]
+//!                                        kind: drop corrupt break-crc truncate noise duplicate
+//!                                              delay:<ms> unplug:<ms>
+//! clear <port|*>                         remove every fault rule
+//! unplug <port|*> <ms>                   pull the plug now; back after <ms>
+//! set <port|*> <key> <value>             a device value, e.g. `set inv0 grid off`
+//! send <port> <text>                     send a frame as if the device had (escapes: \r \n \xHH)
+//! ```
+//!
+//! The same commands make up a scenario's timeline (`at 30s: set inv0 grid off`), so what a test
+//! does interactively can be written down and run unattended.
+//!
+//! The socket is created inside a directory only the owner can enter (`0700`) and is itself
+//! `0600`: anyone who can write to it controls the fleet.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::fault::{FaultKind, FaultRule, When};
+use crate::fleet::PortHandle;
+use crate::serve::Control;
+
+/// Longest command line accepted.
+const MAX_LINE: usize = 4096;
+
+/// A parsed control command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// List the ports.
+    List,
+    /// Add a fault rule to the ports.
+    Fault(Target, FaultRule),
+    /// Remove every fault rule.
+    Clear(Target),
+    /// Pull the plug; back after the duration.
+    Unplug(Target, Duration),
+    /// Set a device value.
+    Set(Target, String, String),
+    /// Send a frame as if the device had.
+    Send(String, Bytes),
+}
+
+/// Which ports a command is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Every port.
+    All,
+    /// The port with this name.
+    Port(String),
+}
+
+impl Target {
+    fn parse(s: &str) -> Self {
+        if s == "*" {
+            Self::All
+        } else {
+            Self::Port(s.to_owned())
+        }
+    }
+}
+
+/// Why a command was not carried out.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ControlError {
+    /// The line is not a command.
+    #[error("{0}")]
+    Syntax(String),
+    /// No port has that name.
+    #[error("no port named {0:?}")]
+    NoSuchPort(String),
+    /// The port has stopped.
+    #[error("port {0:?} has stopped")]
+    Stopped(String),
+    /// The device refused the value.
+    #[error("port {port:?}: {reason}")]
+    Refused {
+        /// The port.
+        port: String,
+        /// The device's reason.
+        reason: String,
+    },
+}
+
+fn syntax(msg: impl Into<String>) -> ControlError {
+    ControlError::Syntax(msg.into())
+}
+
+/// Parse a duration: `1500ms`, `2s`, `1.5s`, `3m`, or bare milliseconds.
+///
+/// # Errors
+/// A message naming the text that is not a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("bad duration {s:?} (e.g. 1500ms, 2s, 3m)");
+    let (num, scale) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 0.001)
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(v * scale).map_err(|_| bad())
+}
+
+/// Undo `\r`, `\n`, `\t`, `\\` and `\xHH` escapes.
+///
+/// # Errors
+/// A message naming a malformed escape.
+pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match bytes.next() {
+            Some(b'r') => out.push(b'\r'),
+            Some(b'n') => out.push(b'\n'),
+            Some(b't') => out.push(b'\t'),
+            Some(b'0') => out.push(0),
+            Some(b'\\') => out.push(b'\\'),
+            Some(b'x') => {
+                let hi = bytes.next();
+                let lo = bytes.next();
+                let hex = [hi.unwrap_or(b' '), lo.unwrap_or(b' ')];
+                let hex =
+                    std::str::from_utf8(&hex).map_err(|_| format!("bad \\x escape in {s:?}"))?;
+                out.push(
+                    u8::from_str_radix(hex, 16).map_err(|_| format!("bad \\x escape in {s:?}"))?,
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "bad escape in {s:?} (use \\r \\n \\t \\0 \\\\ \\xHH)"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Command {
+    /// Parse one command line.
+    ///
+    /// # Errors
+    /// [`ControlError::Syntax`] with a one-line reason.
+    pub fn parse(line: &str) -> Result<Self, ControlError> {
+        let line = line.trim();
+        let mut words = line.split_whitespace();
+        let verb = words.next().ok_or_else(|| syntax("empty command"))?;
+        let mut need = |what: &str| {
+            words
+                .next()
+                .map(str::to_owned)
+                .ok_or_else(|| syntax(format!("{verb}: missing {what}")))
+        };
+        let cmd = match verb {
+            "list" => Self::List,
+            "clear" => Self::Clear(Target::parse(&need("port")?)),
+            "unplug" => {
+                let port = Target::parse(&need("port")?);
+                let after = parse_duration(&need("duration")?).map_err(syntax)?;
+                Self::Unplug(port, after)
+            }
+            "set" => {
+                let port = Target::parse(&need("port")?);
+                let key = need("key")?;
+                let value = need("value")?;
+                Self::Set(port, key, value)
+            }
+            "send" => {
+                let port = need("port")?;
+                // The rest of the line, verbatim, is the frame.
+                let rest = line
+                    .splitn(3, char::is_whitespace)
+                    .nth(2)
+                    .ok_or_else(|| syntax("send: missing text"))?;
+                Self::Send(port, Bytes::from(unescape(rest).map_err(syntax)?))
+            }
+            "fault" => {
+                let port = Target::parse(&need("port")?);
+                let kind = FaultKind::parse(&need("kind")?).map_err(syntax)?;
+                let mut rule = FaultRule::next(kind, 1);
+                for opt in words {
+                    match opt.split_once('=') {
+                        Some(("next", n)) => {
+                            rule.when = When::Next(
+                                n.parse().map_err(|_| syntax(format!("bad count {n:?}")))?,
+                            );
+                        }
+                        Some(("p", p)) => {
+                            let p: f64 = p
+                                .parse()
+                                .map_err(|_| syntax(format!("bad probability {p:?}")))?;
+                            if !(0.0..=1.0).contains(&p) {
+                                return Err(syntax(format!("probability {p} not in 0..=1")));
+                            }
+                            rule.when = When::Probability(p);
+                        }
+                        Some(("cmd", c)) => {
+                            rule.command = Some(Bytes::from(unescape(c).map_err(syntax)?));
+                        }
+                        _ => {
+                            return Err(syntax(format!(
+                                "fault: unknown option {opt:?} (next=N, p=P, cmd=PREFIX)"
+                            )));
+                        }
+                    }
+                }
+                Self::Fault(port, rule)
+            }
+            other => {
+                return Err(syntax(format!(
+                    "unknown command {other:?} (list, fault, clear, unplug, set, send)"
+                )));
+            }
+        };
+        Ok(cmd)
+    }
+}
+
+/// The ports a control server or a timeline acts on, by name.
+#[derive(Clone, Debug, Default)]
+pub struct Ports {
+    by_name: BTreeMap<String, PortHandle>,
+}
+
+impl Ports {
+    /// The ports of `handles`.
+    pub fn new(handles: impl IntoIterator<Item = PortHandle>) -> Self {
+        Self {
+            by_name: handles
+                .into_iter()
+                .map(|h| (h.name().to_owned(), h))
+                .collect(),
+        }
+    }
+
+    fn select(&self, target: &Target) -> Result<Vec<&PortHandle>, ControlError> {
+        match target {
+            Target::All => Ok(self.by_name.values().collect()),
+            Target::Port(name) => self
+                .by_name
+                .get(name)
+                .map(|h| vec![h])
+                .ok_or_else(|| ControlError::NoSuchPort(name.clone())),
+        }
+    }
+
+    /// Carry out `command`; the reply text on success.
+    ///
+    /// # Errors
+    /// [`ControlError`] for an unknown port, a stopped port, or a value the device refused.
+    pub async fn execute(&self, command: Command) -> Result<String, ControlError> {
+        let stopped = |h: &PortHandle| ControlError::Stopped(h.name().to_owned());
+        match command {
+            Command::List => Ok(self
+                .by_name
+                .values()
+                .map(|h| {
+                    let pty = h
+                        .current_pty()
+                        .map_or_else(|| "unplugged".to_owned(), |p| p.display().to_string());
+                    let link = h
+                        .link()
+                        .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+                    format!("{} {pty} {link}", h.name())
+                })
+                .collect::<Vec<_>>()
+                .join("\n")),
+            Command::Fault(target, rule) => {
+                for h in self.select(&target)? {
+                    h.control(Control::Fault(rule.clone()))
+                        .await
+                        .map_err(|_| stopped(h))?;
+                }
+                Ok(String::new())
+            }
+            Command::Clear(target) => {
+                for h in self.select(&target)? {
+                    h.control(Control::ClearFaults)
+                        .await
+                        .map_err(|_| stopped(h))?;
+                }
+                Ok(String::new())
+            }
+            Command::Unplug(target, after) => {
+                for h in self.select(&target)? {
+                    h.unplug(after).await.map_err(|_| stopped(h))?;
+                }
+                Ok(String::new())
+            }
+            Command::Set(target, key, value) => {
+                for h in self.select(&target)? {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    h.control(Control::Set {
+                        key: key.clone(),
+                        value: value.clone(),
+                        reply: Some(tx),
+                    })
+                    .await
+                    .map_err(|_| stopped(h))?;
+                    rx.await
+                        .map_err(|_| stopped(h))?
+                        .map_err(|reason| ControlError::Refused {
+                            port: h.name().to_owned(),
+                            reason,
+                        })?;
+                }
+                Ok(String::new())
+            }
+            Command::Send(port, frame) => {
+                let target = Target::Port(port);
+                for h in self.select(&target)? {
+                    h.control(Control::SendFrame(frame.clone()))
+                        .await
+                        .map_err(|_| stopped(h))?;
+                }
+                Ok(String::new())
+            }
+        }
+    }
+
+    /// Parse and carry out one line; the reply line (`ok…` or `error: …`).
+    pub async fn execute_line(&self, line: &str) -> String {
+        match Command::parse(line) {
+            Ok(cmd) => match self.execute(cmd).await {
+                Ok(text) if text.is_empty() => "ok".to_owned(),
+                Ok(text) => format!("ok\n{text}"),
+                Err(e) => format!("error: {e}"),
+            },
+            Err(e) => format!("error: {e}"),
+        }
+    }
+}
+
+/// Serve the control protocol on a Unix socket at `path` until `cancel` fires.
+///
+/// The parent directory is created `0700` if missing; an existing socket file at `path` is
+/// replaced only if nothing listens on it. The socket file is removed when serving ends.
+///
+/// # Errors
+/// If the socket cannot be bound (another instance is listening there, or no permission).
+pub async fn serve_socket(
+    path: &Path,
+    ports: Ports,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = bind_owner_only(path)?;
+    let _cleanup = RemoveOnDrop(path.to_owned());
+    loop {
+        let (stream, _) = tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted?,
+        };
+        let ports = ports.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                r = session(stream, &ports) => if let Err(e) = r {
+                    debug!(error = %e, "control session ended");
+                },
+            }
+        });
+    }
+}
+
+async fn session(stream: UnixStream, ports: &Ports) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(tokio::io::AsyncReadExt::take(read, 1 << 20)).lines();
+    while let Some(line) = lines.next_line().await? {
+        let reply = if line.len() > MAX_LINE {
+            "error: line too long".to_owned()
+        } else if line.trim().is_empty() {
+            continue;
+        } else {
+            ports.execute_line(&line).await
+        };
+        write.write_all(reply.as_bytes()).await?;
+        write.write_all(b"\n").await?;
+    }
+    Ok(())
+}
+
+fn bind_owner_only(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running instance", path.display()),
+            ));
+        }
+        warn!(path = %path.display(), "removing a stale control socket");
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Send one command line to the control socket at `path` and return the reply.
+///
+/// # Errors
+/// If the socket cannot be reached.
+pub async fn request(path: &Path, line: &str) -> std::io::Result<String> {
+    let stream = UnixStream::connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(line.trim().as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    write.shutdown().await?;
+    let mut reply = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut BufReader::new(read), &mut reply).await?;
+    Ok(reply.trim_end().to_owned())
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// One timed command of a scenario.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineStep {
+    /// When, from the start of the run.
+    pub at: Duration,
+    /// What.
+    pub command: Command,
+}
+
+/// Run a scenario: each step's command at its time (tokio time, so paused tests drive it).
+/// Errors are logged and the timeline goes on.
+pub async fn run_timeline(steps: Vec<TimelineStep>, ports: Ports, cancel: CancellationToken) {
+    let start = tokio::time::Instant::now();
+    let mut steps = steps;
+    steps.sort_by_key(|s| s.at);
+    for step in steps {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep_until(start + step.at) => {}
+        }
+        match ports.execute(step.command.clone()).await {
+            Ok(_) => debug!(at = ?step.at, command = ?step.command, "timeline step done"),
+            Err(e) => warn!(at = ?step.at, error = %e, "timeline step failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        assert_eq!(Command::parse("list"), Ok(Command::List));
+        assert_eq!(
+            Command::parse("fault inv0 break-crc next=3 cmd=QPIGS"),
+            Ok(Command::Fault(
+                Target::Port("inv0".into()),
+                FaultRule::next(FaultKind::BreakChecksum, 3).for_command(&b"QPIGS"[..])
+            ))
+        );
+        assert_eq!(
+            Command::parse("fault * drop p=0.25"),
+            Ok(Command::Fault(
+                Target::All,
+                FaultRule::probability(FaultKind::Drop, 0.25)
+            ))
+        );
+        assert_eq!(
+            Command::parse("unplug inv0 2s"),
+            Ok(Command::Unplug(
+                Target::Port("inv0".into()),
+                Duration::from_secs(2)
+            ))
+        );
+        assert_eq!(
+            Command::parse("set inv0 grid off"),
+            Ok(Command::Set(
+                Target::Port("inv0".into()),
+                "grid".into(),
+                "off".into()
+            ))
+        );
+        assert_eq!(
+            Command::parse(r"send m1 READING 1\x00\r"),
+            Ok(Command::Send(
+                "m1".into(),
+                Bytes::from_static(b"READING 1\x00\r")
+            ))
+        );
+    }
+
+    #[test]
+    fn rejects_with_a_reason() {
+        for (line, needle) in [
+            ("", "empty"),
+            ("explode inv0", "unknown command"),
+            ("fault inv0", "missing kind"),
+            ("fault inv0 melt", "unknown fault"),
+            ("fault inv0 drop p=2", "not in 0..=1"),
+            ("fault inv0 drop when=now", "unknown option"),
+            ("unplug inv0 soon", "bad duration"),
+            ("set inv0 grid", "missing value"),
+            (r"send inv0 \q", "bad escape"),
+        ] {
+            let err = Command::parse(line).unwrap_err().to_string();
+            assert!(err.contains(needle), "{line:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("-1s").is_err());
+    }
+}
