@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::{Counter, ask, open_client, test_dir, wait_for};
@@ -40,7 +41,6 @@ async fn the_control_socket_sets_values_injects_faults_and_lists_ports() {
     })
     .await
     .unwrap();
-    use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
         0o600
