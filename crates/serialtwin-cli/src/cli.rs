@@ -31,6 +31,20 @@ pub(crate) enum Command {
     /// List the built-in device models.
     #[command(after_help = MODELS_EXAMPLES)]
     Models,
+    /// Send a control command to a running `serialtwin run` (faults, unplug, device values).
+    #[command(after_help = CTL_EXAMPLES)]
+    Ctl(CtlArgs),
+}
+
+/// `serialtwin ctl`.
+#[derive(Debug, Args)]
+pub(crate) struct CtlArgs {
+    /// The control socket. Default: the per-user one `serialtwin run` opens.
+    #[arg(long)]
+    pub(crate) socket: Option<PathBuf>,
+    /// The command, e.g. `fault inv0 break-crc next=3` (see the examples below).
+    #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<String>,
 }
 
 /// `serialtwin run`.
@@ -44,6 +58,14 @@ pub(crate) struct RunArgs {
     /// Log every frame and line event on stderr (`--trace=hex` shows bytes as hex).
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     pub(crate) trace: Option<TraceFormat>,
+    /// The control socket for `serialtwin ctl` (created 0600 in a 0700 directory). Default:
+    /// `$XDG_RUNTIME_DIR/serialtwin/control.sock` or `/tmp/serialtwin-<uid>/control.sock`,
+    /// skipped with a warning if another instance has it.
+    #[arg(long, conflicts_with = "no_control")]
+    pub(crate) control: Option<PathBuf>,
+    /// Do not open a control socket.
+    #[arg(long)]
+    pub(crate) no_control: bool,
 }
 
 /// `serialtwin check`.
@@ -87,6 +109,22 @@ Examples:
       Prints the ports it would start; errors as FILE:LINE:COLUMN: REASON (exit status 2)
   serialtwin check
       The same for the default config `serialtwin run` uses without one";
+
+const CTL_EXAMPLES: &str = "\
+Commands (one per call; `*` for every port):
+  list                                      the ports and their ptys
+  fault <port> <kind> [next=N|p=P] [cmd=PREFIX]
+        kinds: drop corrupt break-crc truncate noise duplicate delay:<ms> unplug:<ms>
+  clear <port>                              remove every fault rule
+  unplug <port> <duration>                  pull the plug; back after e.g. 2s
+  set <port> <key> <value>                  a device value (pi30: grid on|off, soc 0-100)
+  send <port> <text>                        send a frame as if the device had (\\r \\xHH)
+
+Examples:
+  serialtwin ctl fault inverter break-crc next=3 cmd=QPIGS
+  serialtwin ctl set inverter grid off
+  serialtwin ctl unplug inverter 5s
+  serialtwin ctl --socket /run/user/1000/serialtwin/control.sock list";
 
 const MODELS_EXAMPLES: &str = "\
 Examples:

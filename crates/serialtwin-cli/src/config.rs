@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serialtwin_core::{Device, Framing, Latency, LineConfig, Mismatch, SimClock};
+use serialtwin_core::control::{Command as ControlCommand, Target, TimelineStep, parse_duration};
+use serialtwin_core::{Device, Faults, Framing, Latency, LineConfig, Mismatch, SimClock};
 use serialtwin_devices::pi30::{ConfigError as Pi30Error, Pi30, Pi30Config};
 use serialtwin_devices::scripted::{Script, ScriptConfig, Scripted};
 use toml::{Spanned, Value};
@@ -72,6 +73,8 @@ pub(crate) struct Plan {
     pub(crate) clock: SimClock,
     /// Things worth a warning.
     pub(crate) warnings: Vec<Warning>,
+    /// The scenario: control commands at times from the start.
+    pub(crate) timeline: Vec<TimelineStep>,
 }
 
 /// One port to start.
@@ -85,6 +88,7 @@ pub(crate) struct PortPlan {
     pub(crate) framing: Option<Framing>,
     pub(crate) line: Option<LineConfig>,
     pub(crate) seed: u64,
+    pub(crate) faults: Faults,
     pub(crate) device: AnyDevice,
 }
 
@@ -97,6 +101,17 @@ struct RawFleet {
     device: Vec<Spanned<RawDevice>>,
     /// `[clock]`.
     clock: Option<RawClock>,
+    /// `[[timeline]]` steps.
+    #[serde(default)]
+    timeline: Vec<RawStep>,
+}
+
+/// One `[[timeline]]` step: `at = "30s"`, `run = "set inv0 grid off"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at: Spanned<String>,
+    run: Spanned<String>,
 }
 
 /// `[clock]`: the simulated wall clock.
@@ -124,6 +139,9 @@ struct RawDevice {
     seed: Option<u64>,
     parallel: Option<Spanned<bool>>,
     line: Option<RawLine>,
+    /// Fault rules in the control syntax without the port: `"drop next=1 cmd=QPIGS"`.
+    #[serde(default)]
+    faults: Vec<Spanned<String>>,
     pi30: Option<Spanned<Pi30Config>>,
     script: Option<Spanned<ScriptConfig>>,
 }
@@ -223,6 +241,10 @@ fn plan(here: &Locator<'_>, raw: &RawFleet) -> Result<Plan, ConfigError> {
         let first_port = ports.len();
         device_ports(here, index, device, &mut ports)?;
         let d = device.get_ref();
+        let rules = faults(here, &d.faults)?;
+        for port in &mut ports[first_port..] {
+            port.faults = rules.clone();
+        }
         for port in &ports[first_port..] {
             let (line, _) = here.position(device.span().start);
             if let Some(link) = &port.link {
@@ -253,11 +275,56 @@ fn plan(here: &Locator<'_>, raw: &RawFleet) -> Result<Plan, ConfigError> {
             }
         }
     }
+    let timeline = timeline(here, &raw.timeline, &names)?;
     Ok(Plan {
         ports,
         clock,
         warnings,
+        timeline,
     })
+}
+
+/// `[[timeline]]`: each step's time and command, with ports that exist.
+fn timeline(
+    here: &Locator<'_>,
+    raw: &[RawStep],
+    names: &HashMap<String, usize>,
+) -> Result<Vec<TimelineStep>, ConfigError> {
+    raw.iter()
+        .map(|step| {
+            let at =
+                parse_duration(step.at.get_ref()).map_err(|e| here.error(&step.at.span(), e))?;
+            let command = ControlCommand::parse(step.run.get_ref())
+                .map_err(|e| here.error(&step.run.span(), e.to_string()))?;
+            let target = match &command {
+                ControlCommand::Fault(t, _)
+                | ControlCommand::Clear(t)
+                | ControlCommand::Unplug(t, _)
+                | ControlCommand::Set(t, _, _) => t.clone(),
+                ControlCommand::Send(port, _) => Target::Port(port.clone()),
+                ControlCommand::List => Target::All,
+            };
+            if let Target::Port(port) = &target
+                && !names.contains_key(port)
+            {
+                return Err(here.error(&step.run.span(), format!("no port named `{port}`")));
+            }
+            Ok(TimelineStep { at, command })
+        })
+        .collect()
+}
+
+/// `faults = [...]` of one `[[device]]`.
+fn faults(here: &Locator<'_>, raw: &[Spanned<String>]) -> Result<Faults, ConfigError> {
+    let mut faults = Faults::new();
+    for rule in raw {
+        let parsed = ControlCommand::parse(&format!("fault - {}", rule.get_ref()))
+            .map_err(|e| here.error(&rule.span(), e.to_string()))?;
+        if let ControlCommand::Fault(_, rule) = parsed {
+            faults.add(rule);
+        }
+    }
+    Ok(faults)
 }
 
 fn clock(here: &Locator<'_>, raw: Option<&RawClock>) -> Result<SimClock, ConfigError> {
@@ -402,6 +469,7 @@ fn device_ports(
             framing: framing.clone(),
             line: line_config,
             seed: d.seed.unwrap_or(0).wrapping_add(u64::from(index)),
+            faults: Faults::new(),
             device,
         });
     }

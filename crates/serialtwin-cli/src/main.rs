@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Check(args) => run::check(&args),
+        Command::Ctl(args) => run::ctl(&args),
         Command::Models => {
             models::list();
             Ok(())

@@ -1,15 +1,16 @@
 //! `serialtwin run` and `serialtwin check`.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use serialtwin_core::control::{self, Ports};
 use serialtwin_core::{Fleet, PortHandle, PortSpec, limits};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{debug, info, warn};
 
-use crate::cli::{CheckArgs, RunArgs};
+use crate::cli::{CheckArgs, CtlArgs, RunArgs};
 use crate::config::{self, Plan};
 use crate::trace::Trace;
 
@@ -118,6 +119,7 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
         spec.line = p.line;
         spec.seed = p.seed;
         spec.clock = plan.clock;
+        spec.faults = p.faults;
         if let Some(o) = &observer {
             spec.observers.push(o.clone());
         }
@@ -136,7 +138,20 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
             return Err(e).context("cannot start the ports (nothing was left behind)");
         }
     };
+    let ports = Ports::new(handles.iter().cloned());
+    let control = start_control(args, ports.clone(), fleet.cancellation()).await?;
+    let timeline = tokio::spawn(control::run_timeline(
+        plan.timeline,
+        ports,
+        fleet.cancellation(),
+    ));
     ready(&handles, &models, args.json)?;
+    if let Some(control) = &control {
+        info!(
+            "control: serialtwin ctl --socket {} list",
+            control.display()
+        );
+    }
     info!(
         ports = handles.len(),
         "ready; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP"
@@ -145,6 +160,7 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
     let which = signals.recv().await;
     info!("{which}: stopping every port");
     fleet.shutdown().await;
+    let _ = timeline.await;
     drop(handles);
     if let Some((t, writer)) = trace {
         drop(t);
@@ -152,6 +168,88 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
     }
     info!("stopped; links removed");
     Ok(())
+}
+
+/// The control socket: `--control PATH` (must work), or the per-user default (best effort:
+/// a second instance runs without one), or none with `--no-control`.
+async fn start_control(
+    args: &RunArgs,
+    ports: Ports,
+    cancel: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<PathBuf>> {
+    if args.no_control {
+        return Ok(None);
+    }
+    let (path, required) = match &args.control {
+        Some(path) => (path.clone(), true),
+        None => (control_default(), false),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let socket = path.clone();
+    tokio::spawn(async move {
+        let result = control::serve_socket_ready(&socket, ports, cancel, tx).await;
+        if let Err(e) = result {
+            debug!(error = %e, "control socket ended");
+        }
+    });
+    match rx.await {
+        Ok(Ok(())) => {
+            info!(socket = %path.display(), "control socket ready (serialtwin ctl)");
+            Ok(Some(path))
+        }
+        Ok(Err(e)) if required => Err(anyhow::anyhow!(
+            "cannot open the control socket {}: {e}",
+            path.display()
+        )),
+        Ok(Err(e)) => {
+            warn!(socket = %path.display(), "no control socket: {e}; use --control PATH");
+            Ok(None)
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/serialtwin/control.sock`, else `/tmp/serialtwin-<uid>/control.sock`.
+pub(crate) fn control_default() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("serialtwin/control.sock"),
+        _ => std::env::temp_dir()
+            .join(format!("serialtwin-{}", nix::unistd::getuid()))
+            .join("control.sock"),
+    }
+}
+
+/// `serialtwin ctl`: send one command to a running instance and print the reply.
+///
+/// # Errors
+/// If the socket cannot be reached, or the instance answered with an error.
+pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
+    let path = args.socket.clone().unwrap_or_else(control_default);
+    let line = args.command.join(" ");
+    let reply = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?
+        .block_on(control::request(&path, &line))
+        .with_context(|| {
+            format!(
+                "cannot reach {} (is `serialtwin run` running?)",
+                path.display()
+            )
+        })?;
+    match reply.strip_prefix("ok") {
+        Some(rest) => {
+            let rest = rest.trim_start_matches('\n');
+            if !rest.is_empty() {
+                println!("{rest}");
+            }
+            Ok(())
+        }
+        None => Err(anyhow::anyhow!(
+            "{}",
+            reply.strip_prefix("error: ").unwrap_or(&reply)
+        )),
+    }
 }
 
 /// One port in `--json` readiness output.

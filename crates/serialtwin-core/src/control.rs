@@ -371,6 +371,37 @@ pub async fn serve_socket(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = bind_owner_only(path)?;
+    accept_loop(listener, path, ports, cancel).await
+}
+
+/// [`serve_socket`], telling `ready` whether the socket could be bound before serving on it.
+///
+/// # Errors
+/// Accept errors after the socket is up (a bind error goes to `ready` instead).
+pub async fn serve_socket_ready(
+    path: &Path,
+    ports: Ports,
+    cancel: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<std::io::Result<()>>,
+) -> std::io::Result<()> {
+    match bind_owner_only(path) {
+        Ok(listener) => {
+            let _ = ready.send(Ok(()));
+            accept_loop(listener, path, ports, cancel).await
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            Ok(())
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: UnixListener,
+    path: &Path,
+    ports: Ports,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
     let _cleanup = RemoveOnDrop(path.to_owned());
     loop {
         let (stream, _) = tokio::select! {
