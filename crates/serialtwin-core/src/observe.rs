@@ -5,7 +5,7 @@
 //! into a channel) and must never block.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -74,9 +74,14 @@ impl<F: Fn(&Observation) + Send + Sync + 'static> Observer for F {
 ///
 /// Subscribers that fall behind lose the oldest observations (and learn how many with
 /// `RecvError::Lagged`); the serving loop never waits for them.
+///
+/// The channel is created on the first [`subscribe`](Self::subscribe): a broadcast channel
+/// allocates all its slots up front, and most ports of a big fleet are never watched, so
+/// until then a port pays one atomic load per observation and no memory.
 #[derive(Clone, Debug)]
 pub struct Broadcast {
-    tx: broadcast::Sender<Observation>,
+    capacity: usize,
+    tx: Arc<OnceLock<broadcast::Sender<Observation>>>,
 }
 
 impl Broadcast {
@@ -84,22 +89,27 @@ impl Broadcast {
     #[must_use]
     pub fn new(capacity: usize) -> Self {
         Self {
-            tx: broadcast::channel(capacity.max(1)).0,
+            capacity: capacity.max(1),
+            tx: Arc::new(OnceLock::new()),
         }
     }
 
     /// A new subscriber, seeing observations from now on.
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<Observation> {
-        self.tx.subscribe()
+        self.tx
+            .get_or_init(|| broadcast::channel(self.capacity).0)
+            .subscribe()
     }
 }
 
 impl Observer for Broadcast {
     fn observe(&self, observation: &Observation) {
         // Only subscribers that exist get it; none is fine.
-        if self.tx.receiver_count() > 0 {
-            let _ = self.tx.send(observation.clone());
+        if let Some(tx) = self.tx.get()
+            && tx.receiver_count() > 0
+        {
+            let _ = tx.send(observation.clone());
         }
     }
 }

@@ -322,6 +322,10 @@ impl<D: Device, T: Transport> Server<D, T> {
         cancel: &CancellationToken,
         control: &mut Option<mpsc::Receiver<Control>>,
     ) -> Result<(), ServeError> {
+        // One cancellation future for the whole loop: building one per `select!` costs a lock
+        // and a waiter registration each time.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             if self.unplug.is_some() {
                 return Ok(());
@@ -330,7 +334,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             while let Some(frame) = self.next_frame() {
                 let outcome = tokio::select! {
                     biased;
-                    () = cancel.cancelled() => return Ok(()),
+                    () = &mut cancelled => return Ok(()),
                     r = self.answer(frame) => r,
                 };
                 outcome?;
@@ -338,7 +342,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             let silence = self.silence_deadline();
             tokio::select! {
                 biased;
-                () = cancel.cancelled() => return Ok(()),
+                () = &mut cancelled => return Ok(()),
                 r = recv(&mut self.io, &mut self.rx) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
                         self.last_rx = Instant::now();
@@ -361,7 +365,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                     };
                     let outcome = tokio::select! {
                         biased;
-                        () = cancel.cancelled() => return Ok(()),
+                        () = &mut cancelled => return Ok(()),
                         r = self.obey(cmd) => r,
                     };
                     outcome?;
@@ -372,7 +376,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                         self.request = None;
                         let outcome = tokio::select! {
                             biased;
-                            () = cancel.cancelled() => return Ok(()),
+                            () = &mut cancelled => return Ok(()),
                             r = self.send(&reply) => r,
                         };
                         outcome?;

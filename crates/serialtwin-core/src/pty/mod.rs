@@ -230,10 +230,15 @@ impl PtyPort {
     /// Whether a client has the port open right now (`None` if sessions cannot be watched).
     #[must_use]
     pub fn has_client(&self) -> Option<bool> {
+        self.sessions.as_ref()?;
+        // A client counted as present needs no sync (one inotify read and a global lock saved
+        // per reply): if it has in fact just closed, the reply goes to a line nobody reads and
+        // `on_closed` discards it before the next client can see it.
+        if self.has_client_now() {
+            return Some(true);
+        }
         sessions::sync();
-        self.sessions
-            .as_ref()
-            .map(|s| s.open_count.load(Ordering::SeqCst) > 0)
+        Some(self.has_client_now())
     }
 
     /// Discard both directions' bytes in flight: what the device sent that no client has read,
@@ -365,6 +370,7 @@ impl PtyPort {
         loop {
             let mut guard = ready!(self.master.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
+            let room = unfilled.len();
             let result = guard.try_io(|fd| {
                 rustix::io::read(fd.get_ref(), &mut *unfilled).map_err(io::Error::from)
             });
@@ -373,6 +379,12 @@ impl PtyPort {
                 Ok(Ok(n)) => {
                     let status = unfilled[0];
                     if status == 0 {
+                        // A short data read drained the master: skip the EAGAIN read that
+                        // would otherwise find that out (tokio's own `PollEvented` does the
+                        // same). Only for data: a status packet is 1 byte with data behind it.
+                        if n < room {
+                            guard.clear_ready();
+                        }
                         // Data packet: drop the header byte.
                         unfilled.copy_within(1..n, 0);
                         buf.advance(n - 1);
