@@ -54,3 +54,10 @@ pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
 pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
 pub use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, Session, StopBits};
 pub use crate::transport::{Plain, PortEvent, Transport};
+
+// Issue 6: captures and the tap.
+pub mod capture;
+pub mod tap;
+
+pub use crate::capture::{Capture, CaptureError, CaptureWriter, Header as CaptureHeader, Record};
+pub use crate::tap::{Cutter, Tap, TapEnd, TapError, Upstream};

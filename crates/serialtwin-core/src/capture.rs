@@ -1,0 +1,902 @@
+//! Captures: a recorded conversation on a serial line, as JSON lines.
+//!
+//! One record per line, each a JSON object with a `type`. The first is a `header`; after it come
+//! `chunk`s (bytes exactly as they were read, in either direction), `frame`s (the same bytes cut
+//! by a framer), and line events (`open`, `close`, `settings`, `flush`, `flow`, `error`). Every
+//! record after the header carries `t`, seconds since the capture started on a monotonic clock,
+//! with microsecond precision. Bytes are lossless in `hex`, with a readable `text` beside them
+//! for people (`\r`, `\n`, `\t`, `\\` and `\xNN` escapes):
+//!
+//! ```text
+//! {"type":"header","format":"serialtwin-capture","version":1,"started":"2026-06-21T12:00:00.000000Z","framing":"pi30","upstream":"/dev/ttyUSB0"}
+//! {"type":"open","t":0.000113}
+//! {"type":"settings","t":0.000131,"baud":2400,"data_bits":8,"parity":"none","stop_bits":1,"flow":"none","parity_visible":false}
+//! {"type":"chunk","t":0.101012,"dir":"rx","hex":"5150494753b7a90d","text":"QPIGS\xb7\xa9\r"}
+//! {"type":"frame","t":0.101020,"dir":"rx","hex":"5150494753b7a9","text":"QPIGS\xb7\xa9"}
+//! ```
+//!
+//! A `frame` is what an [`Observer`] sees as [`Seen::Frame`]: a request (`rx`) as the device
+//! gets it from the framer (terminator removed), a reply (`tx`) exactly as it went on the wire
+//! (checksum and terminator included). Full details: `docs/capture.md`.
+//!
+//! [`CaptureWriter`] streams records to a file from its own thread, writing each whole line
+//! with one `write(2)` as soon as it is made, so a capture survives the recording process being
+//! killed (even with SIGKILL) up to the last record handed over. [`read`] accepts such a file:
+//! an incomplete last line is set aside ([`Capture::truncated`]), not an error.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::observe::{Direction, Observation, Observer, Seen};
+use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+
+/// The `format` of a capture header.
+pub const FORMAT: &str = "serialtwin-capture";
+/// The capture format version this crate writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Why a capture cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    /// The file could not be opened, read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The capture file.
+        path: PathBuf,
+        /// The system error.
+        #[source]
+        source: io::Error,
+    },
+    /// A complete line in the middle of the file is not a capture record.
+    #[error("{}:{line}: not a capture record: {reason}", .path.display())]
+    Record {
+        /// The capture file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a capture of a version this crate reads.
+    #[error("{}: {reason}", .path.display())]
+    Format {
+        /// The capture file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The first record: what was recorded, and when.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The format version, [`VERSION`].
+    pub version: u32,
+    /// Wall-clock time at `t = 0`, RFC 3339 in UTC.
+    pub started: String,
+    /// The framing frames were cut with (`pi30`, `crlf`...), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<String>,
+    /// The device side: a serial port's path or `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// The link the client opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// The device side's line settings when the capture started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<SettingsRecord>,
+    /// What wrote the capture (`serialtwin 0.1.0 tap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+}
+
+impl Header {
+    /// A header stamped with the current wall-clock time.
+    #[must_use]
+    pub fn now() -> Self {
+        Self {
+            format: FORMAT.to_owned(),
+            version: VERSION,
+            started: format!("{:.6}", jiff::Timestamp::now()),
+            ..Self::default()
+        }
+    }
+}
+
+/// Line settings as a record field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsRecord {
+    /// Bits per second.
+    pub baud: u32,
+    /// Data bits (always 8 as seen on a pty).
+    pub data_bits: u8,
+    /// `none`, `even` or `odd`.
+    pub parity: ParityName,
+    /// 1 or 2.
+    pub stop_bits: u8,
+    /// `none`, `hardware` or `software`.
+    pub flow: FlowName,
+    /// Whether parity and data bits were really seen (false on a pty).
+    #[serde(default)]
+    pub parity_visible: bool,
+}
+
+/// Parity, as written in a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[expect(missing_docs, reason = "the variants are the parities' names")]
+pub enum ParityName {
+    None,
+    Even,
+    Odd,
+}
+
+/// Flow control, as written in a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[expect(missing_docs, reason = "the variants are the flow controls' names")]
+pub enum FlowName {
+    None,
+    Hardware,
+    Software,
+}
+
+impl From<LineSettings> for SettingsRecord {
+    fn from(s: LineSettings) -> Self {
+        Self {
+            baud: s.baud,
+            data_bits: s.data_bits,
+            parity: match s.parity {
+                Parity::None => ParityName::None,
+                Parity::Even => ParityName::Even,
+                Parity::Odd => ParityName::Odd,
+            },
+            stop_bits: match s.stop_bits {
+                StopBits::One => 1,
+                StopBits::Two => 2,
+            },
+            flow: match s.flow {
+                FlowControl::None => FlowName::None,
+                FlowControl::Hardware => FlowName::Hardware,
+                FlowControl::Software => FlowName::Software,
+            },
+            parity_visible: s.parity_visible,
+        }
+    }
+}
+
+impl From<SettingsRecord> for LineSettings {
+    fn from(s: SettingsRecord) -> Self {
+        Self {
+            baud: s.baud,
+            data_bits: s.data_bits,
+            parity: match s.parity {
+                ParityName::None => Parity::None,
+                ParityName::Even => Parity::Even,
+                ParityName::Odd => Parity::Odd,
+            },
+            stop_bits: if s.stop_bits == 2 {
+                StopBits::Two
+            } else {
+                StopBits::One
+            },
+            flow: match s.flow {
+                FlowName::None => FlowControl::None,
+                FlowName::Hardware => FlowControl::Hardware,
+                FlowName::Software => FlowControl::Software,
+            },
+            parity_visible: s.parity_visible,
+        }
+    }
+}
+
+/// Bytes that went one way at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Data {
+    /// Seconds since the capture started.
+    pub t: Duration,
+    /// `rx`: client to device; `tx`: device to client.
+    pub dir: Direction,
+    /// The bytes.
+    pub bytes: Bytes,
+}
+
+/// One record of a capture (after the header).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// Bytes exactly as one read returned them.
+    Chunk(Data),
+    /// One frame (see the module docs for what `rx` and `tx` frames hold).
+    Frame(Data),
+    /// A line event.
+    Event {
+        /// Seconds since the capture started.
+        t: Duration,
+        /// What happened.
+        event: LineEvent,
+    },
+    /// Something went wrong (a frame discarded, the upstream failed); for people.
+    Error {
+        /// Seconds since the capture started.
+        t: Duration,
+        /// What.
+        message: String,
+    },
+}
+
+impl Record {
+    /// When it happened.
+    #[must_use]
+    pub fn t(&self) -> Duration {
+        match self {
+            Self::Chunk(d) | Self::Frame(d) => d.t,
+            Self::Event { t, .. } | Self::Error { t, .. } => *t,
+        }
+    }
+}
+
+/// The JSON shape of a record (internal: [`Record`] is the API).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Wire {
+    Header(Header),
+    Chunk(WireData),
+    Frame(WireData),
+    Open {
+        t: f64,
+    },
+    Close {
+        t: f64,
+    },
+    Settings {
+        t: f64,
+        #[serde(flatten)]
+        settings: SettingsRecord,
+    },
+    Flush {
+        t: f64,
+        input: bool,
+        output: bool,
+    },
+    Flow {
+        t: f64,
+        running: bool,
+    },
+    Error {
+        t: f64,
+        message: String,
+    },
+    /// Anything a later version adds: skipped.
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireData {
+    t: f64,
+    dir: WireDir,
+    /// Lossless. A hand-written record may leave it out and give only `text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hex: Option<String>,
+    /// For people; read only when `hex` is missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WireDir {
+    Rx,
+    Tx,
+}
+
+/// Seconds with microsecond precision.
+fn seconds(d: Duration) -> f64 {
+    // Whole microseconds, so the written number has at most six decimals.
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "exact below 2^53 µs (285 years)"
+    )]
+    let s = micros as f64 / 1e6;
+    s
+}
+
+fn duration(t: f64) -> Result<Duration, String> {
+    if !(t.is_finite() && t >= 0.0) {
+        return Err(format!("bad time {t}"));
+    }
+    Ok(Duration::from_micros(
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked finite and non-negative; saturates"
+        )]
+        {
+            (t * 1e6).round() as u64
+        },
+    ))
+}
+
+impl Data {
+    fn to_wire(&self) -> WireData {
+        WireData {
+            t: seconds(self.t),
+            dir: match self.dir {
+                Direction::Rx => WireDir::Rx,
+                Direction::Tx => WireDir::Tx,
+            },
+            hex: Some(hex(&self.bytes)),
+            text: Some(escape(&self.bytes)),
+        }
+    }
+
+    fn from_wire(w: &WireData) -> Result<Self, String> {
+        let bytes = match (&w.hex, &w.text) {
+            (Some(h), _) => unhex(h)?,
+            (None, Some(text)) => unescape(text)?,
+            (None, None) => return Err("a chunk or frame needs `hex` or `text`".into()),
+        };
+        Ok(Self {
+            t: duration(w.t)?,
+            dir: match w.dir {
+                WireDir::Rx => Direction::Rx,
+                WireDir::Tx => Direction::Tx,
+            },
+            bytes: Bytes::from(bytes),
+        })
+    }
+}
+
+impl Record {
+    fn to_wire(&self) -> Wire {
+        match self {
+            Self::Chunk(d) => Wire::Chunk(d.to_wire()),
+            Self::Frame(d) => Wire::Frame(d.to_wire()),
+            Self::Error { t, message } => Wire::Error {
+                t: seconds(*t),
+                message: message.clone(),
+            },
+            Self::Event { t, event } => {
+                let t = seconds(*t);
+                match event {
+                    LineEvent::Opened => Wire::Open { t },
+                    LineEvent::Closed => Wire::Close { t },
+                    LineEvent::Settings(s) => Wire::Settings {
+                        t,
+                        settings: (*s).into(),
+                    },
+                    LineEvent::Flush { input, output } => Wire::Flush {
+                        t,
+                        input: *input,
+                        output: *output,
+                    },
+                    LineEvent::Flow(running) => Wire::Flow {
+                        t,
+                        running: *running,
+                    },
+                }
+            }
+        }
+    }
+
+    fn from_wire(w: Wire) -> Result<Option<Self>, String> {
+        let event = |t: f64, event| {
+            Ok(Some(Self::Event {
+                t: duration(t)?,
+                event,
+            }))
+        };
+        match w {
+            Wire::Header(_) => Err("a second header".into()),
+            Wire::Chunk(d) => Ok(Some(Self::Chunk(Data::from_wire(&d)?))),
+            Wire::Frame(d) => Ok(Some(Self::Frame(Data::from_wire(&d)?))),
+            Wire::Open { t } => event(t, LineEvent::Opened),
+            Wire::Close { t } => event(t, LineEvent::Closed),
+            Wire::Settings { t, settings } => event(t, LineEvent::Settings(settings.into())),
+            Wire::Flush { t, input, output } => event(t, LineEvent::Flush { input, output }),
+            Wire::Flow { t, running } => event(t, LineEvent::Flow(running)),
+            Wire::Error { t, message } => Ok(Some(Self::Error {
+                t: duration(t)?,
+                message,
+            })),
+            Wire::Unknown => Ok(None),
+        }
+    }
+
+    /// The record as one JSON line (no newline).
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.to_wire()).unwrap_or_default()
+    }
+}
+
+/// `bytes` as lowercase hex digits, no separators.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Hex digits (spaces allowed between bytes) back to bytes.
+///
+/// # Errors
+/// A reason for an odd count or a non-hex digit.
+pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err("an odd number of hex digits".into());
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let s = std::str::from_utf8(pair).map_err(|_| "not a hex digit".to_owned())?;
+            u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
+        })
+        .collect()
+}
+
+/// `bytes` as readable text: printable ASCII as is, `\r`, `\n`, `\t`, `\\`, else `\xNN`.
+#[must_use]
+pub fn escape(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            b'\t' => s.push_str("\\t"),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(char::from(b)),
+            _ => {
+                let _ = write!(s, "\\x{b:02x}");
+            }
+        }
+    }
+    s
+}
+
+/// The inverse of [`escape`] (also `\0` and `\e`).
+///
+/// # Errors
+/// A reason for an unknown or malformed escape.
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('r') => b'\r',
+            Some('n') => b'\n',
+            Some('t') => b'\t',
+            Some('0') => 0,
+            Some('e') => 0x1b,
+            Some('\\') => b'\\',
+            Some('x') => {
+                let digits: String = chars.by_ref().take(2).collect();
+                u8::from_str_radix(&digits, 16)
+                    .ok()
+                    .filter(|_| digits.len() == 2)
+                    .ok_or_else(|| format!("`\\x{digits}`: write `\\x` and two hex digits"))?
+            }
+            Some(c) => return Err(format!("unknown escape `\\{c}`")),
+            None => return Err("a lone `\\` at the end".into()),
+        });
+    }
+    Ok(out)
+}
+
+/// A capture read back.
+#[derive(Clone, Debug, Default)]
+pub struct Capture {
+    /// The header.
+    pub header: Header,
+    /// Every record after the header, in file order.
+    pub records: Vec<Record>,
+    /// An incomplete last line (the writer was killed mid-record), set aside: its 1-based line
+    /// number and length in bytes.
+    pub truncated: Option<(usize, usize)>,
+    /// Records of types this version does not know, skipped.
+    pub skipped: usize,
+}
+
+impl Capture {
+    /// The frames, in order.
+    pub fn frames(&self) -> impl Iterator<Item = &Data> {
+        self.records.iter().filter_map(|r| match r {
+            Record::Frame(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// The chunks, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &Data> {
+        self.records.iter().filter_map(|r| match r {
+            Record::Chunk(d) => Some(d),
+            _ => None,
+        })
+    }
+}
+
+/// Read the capture at `path`.
+///
+/// A last line that is incomplete — no newline and not a whole record, as a writer killed
+/// mid-record leaves it — is set aside in [`Capture::truncated`]; everything before it is read.
+///
+/// # Errors
+/// [`CaptureError`]: the file cannot be read, does not start with a capture header, or has a
+/// malformed record before its last line.
+pub fn read(path: &Path) -> Result<Capture, CaptureError> {
+    let text = std::fs::read(path).map_err(|source| CaptureError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parse capture `text` (what [`read`] reads; `path` names it in errors).
+///
+/// # Errors
+/// As [`read`].
+pub fn parse(path: &Path, text: &[u8]) -> Result<Capture, CaptureError> {
+    let bad = |line: usize, reason: String| CaptureError::Record {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    let mut capture = Capture::default();
+    let mut header = None;
+    let ends_in_newline = text.last() == Some(&b'\n');
+    let lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+    // `split` yields an empty piece after a final newline.
+    let count = if ends_in_newline {
+        lines.len() - 1
+    } else {
+        lines.len()
+    };
+    for (i, line) in lines.iter().take(count).enumerate() {
+        let number = i + 1;
+        let last = number == count;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let wire: Wire = match serde_json::from_slice(line) {
+            Ok(w) => w,
+            Err(_) if last && !ends_in_newline => {
+                capture.truncated = Some((number, line.len()));
+                break;
+            }
+            Err(e) => return Err(bad(number, e.to_string())),
+        };
+        if header.is_none() {
+            match wire {
+                Wire::Header(h) => {
+                    if h.format != FORMAT {
+                        return Err(CaptureError::Format {
+                            path: path.to_owned(),
+                            reason: format!("format `{}`, not `{FORMAT}`", h.format),
+                        });
+                    }
+                    if h.version > VERSION {
+                        return Err(CaptureError::Format {
+                            path: path.to_owned(),
+                            reason: format!(
+                                "capture version {} is newer than this serialtwin reads ({VERSION})",
+                                h.version
+                            ),
+                        });
+                    }
+                    header = Some(h);
+                    continue;
+                }
+                _ => {
+                    return Err(CaptureError::Format {
+                        path: path.to_owned(),
+                        reason: "not a serialtwin capture: the first record is not a header".into(),
+                    });
+                }
+            }
+        }
+        match Record::from_wire(wire).map_err(|e| bad(number, e))? {
+            Some(r) => capture.records.push(r),
+            None => capture.skipped += 1,
+        }
+    }
+    capture.header = header.ok_or_else(|| CaptureError::Format {
+        path: path.to_owned(),
+        reason: "empty: no capture header".into(),
+    })?;
+    Ok(capture)
+}
+
+/// Streams records to a capture file, one flushed line each, from its own thread.
+///
+/// It is an [`Observer`]: frames, line events and errors a serving loop or a tap sees become
+/// records. Chunks (raw reads) come through [`chunk`](Self::chunk). Clones share the file;
+/// [`close`](Self::close) writes what is queued and stops.
+#[derive(Clone, Debug)]
+pub struct CaptureWriter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// `t = 0`.
+    origin: Instant,
+    /// Lines for the writer thread; `None` once closed.
+    tx: Mutex<Option<mpsc::Sender<String>>>,
+    /// The writer thread, joined by `close`.
+    thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
+}
+
+impl CaptureWriter {
+    /// Create (truncate) `path` and write `header` into it; `t = 0` is now.
+    ///
+    /// Must be called within a tokio runtime, or with tokio's clock otherwise usable.
+    ///
+    /// # Errors
+    /// [`CaptureError::Io`] if the file cannot be created or written.
+    pub fn create(path: impl Into<PathBuf>, header: &Header) -> Result<Self, CaptureError> {
+        let path = path.into();
+        let io_error = |source| CaptureError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::create(&path).map_err(io_error)?;
+        let mut line = serde_json::to_string(&Wire::Header(header.clone()))
+            .map_err(|e| io_error(io::Error::other(e)))?;
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(io_error)?;
+        let (tx, rx) = mpsc::channel::<String>();
+        let thread = std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || {
+                // Unbuffered: each record is one write(2), in the kernel before the next.
+                for line in rx {
+                    file.write_all(line.as_bytes())?;
+                }
+                file.flush()
+            })
+            .map_err(io_error)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                origin: Instant::now(),
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    /// The capture file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// `at` as a capture time.
+    #[must_use]
+    pub fn since_start(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.inner.origin)
+    }
+
+    /// Record `record`.
+    pub fn record(&self, record: &Record) {
+        let mut line = record.to_json();
+        line.push('\n');
+        if let Some(tx) = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            // A failed writer thread has reported its error to `close`.
+            let _ = tx.send(line);
+        }
+    }
+
+    /// Record bytes exactly as one read returned them.
+    pub fn chunk(&self, at: Instant, dir: Direction, bytes: Bytes) {
+        self.record(&Record::Chunk(Data {
+            t: self.since_start(at),
+            dir,
+            bytes,
+        }));
+    }
+
+    /// Write what is queued and stop recording; later records are dropped.
+    ///
+    /// # Errors
+    /// The first write error the writer thread met.
+    pub fn close(&self) -> Result<(), CaptureError> {
+        drop(
+            self.inner
+                .tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let io_error = |source| CaptureError::Io {
+            path: self.inner.path.clone(),
+            source,
+        };
+        match thread.map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(io_error(e)),
+            Some(Err(_)) => Err(io_error(io::Error::other("capture writer panicked"))),
+        }
+    }
+}
+
+impl Observer for CaptureWriter {
+    fn observe(&self, o: &Observation) {
+        let t = self.since_start(o.at);
+        let record = match &o.seen {
+            Seen::Frame(dir, bytes) => Record::Frame(Data {
+                t,
+                dir: *dir,
+                bytes: bytes.clone(),
+            }),
+            Seen::Event(event) => Record::Event {
+                t,
+                event: event.clone(),
+            },
+            Seen::FrameError(e) => Record::Error {
+                t,
+                message: format!("frame error: {e}"),
+            },
+            Seen::HandlerError(e) => Record::Error {
+                t,
+                message: format!("device error: {e}"),
+            },
+            Seen::Fault(kind) => Record::Error {
+                t,
+                message: format!("fault: {kind:?}"),
+            },
+        };
+        self.record(&record);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_byte() -> Bytes {
+        (0..=255u8).collect::<Vec<_>>().into()
+    }
+
+    #[test]
+    fn escapes_round_trip_every_byte() {
+        let all = every_byte();
+        assert_eq!(unescape(&escape(&all)).unwrap(), all);
+        assert_eq!(unhex(&hex(&all)).unwrap(), all);
+        assert_eq!(escape(b"QPIGS\xb7\xa9\r"), r"QPIGS\xb7\xa9\r");
+    }
+
+    #[test]
+    fn times_have_microsecond_precision() {
+        for micros in [0, 1, 101_012, 300_000, 3_600_000_001] {
+            let d = Duration::from_micros(micros);
+            let json = Record::Error {
+                t: d,
+                message: String::new(),
+            }
+            .to_json();
+            let t = json
+                .split("\"t\":")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap();
+            assert!(t.split('.').nth(1).is_none_or(|f| f.len() <= 6), "{json}");
+            assert_eq!(duration(t.parse().unwrap()).unwrap(), d);
+        }
+    }
+
+    #[tokio::test]
+    async fn writer_then_reader_is_lossless() {
+        let dir = std::env::temp_dir().join(format!("capture-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("all.jsonl");
+        let mut header = Header::now();
+        header.framing = Some("lf".into());
+        let writer = CaptureWriter::create(&path, &header).unwrap();
+        let all = every_byte();
+        let start = Instant::now();
+        writer.chunk(start, Direction::Rx, all.clone());
+        let events = [
+            LineEvent::Opened,
+            LineEvent::Settings(LineSettings::new(2400)),
+            LineEvent::Flush {
+                input: true,
+                output: false,
+            },
+            LineEvent::Flow(false),
+            LineEvent::Closed,
+        ];
+        for e in &events {
+            writer.observe(&Observation {
+                at: start,
+                port: "p".into(),
+                seen: Seen::Event(e.clone()),
+            });
+        }
+        writer.observe(&Observation {
+            at: start,
+            port: "p".into(),
+            seen: Seen::Frame(Direction::Tx, all.slice(128..)),
+        });
+        writer.close().unwrap();
+        writer.chunk(start, Direction::Tx, all.clone()); // after close: dropped
+
+        let capture = read(&path).unwrap();
+        assert_eq!(capture.header, header);
+        assert_eq!(capture.truncated, None);
+        assert_eq!(capture.records.len(), 2 + events.len());
+        assert!(matches!(&capture.records[0], Record::Chunk(d) if d.bytes == all));
+        for (r, e) in capture.records[1..].iter().zip(&events) {
+            assert!(
+                matches!(r, Record::Event { event, .. } if event == e),
+                "{r:?}"
+            );
+        }
+        assert_eq!(capture.frames().next().unwrap().bytes, all.slice(128..));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_cut_last_line_is_set_aside_and_the_rest_read() {
+        let text = concat!(
+            r#"{"type":"header","format":"serialtwin-capture","version":1,"started":"x"}"#,
+            "\n",
+            r#"{"type":"frame","t":0.5,"dir":"rx","text":"QPIGS"}"#,
+            "\n",
+            r#"{"type":"future-thing","t":0.6}"#,
+            "\n",
+            r#"{"type":"frame","t":0.7,"dir":"tx","hex":"28"#,
+        );
+        let c = parse(Path::new("c"), text.as_bytes()).unwrap();
+        assert_eq!(c.records.len(), 1);
+        assert_eq!(c.skipped, 1);
+        assert_eq!(c.truncated, Some((4, 44)));
+        // A broken line that is not the last is an error with its line number.
+        let broken = text.replace(r#""text":"QPIGS"}"#, r#""text":"QPI"#);
+        let e = parse(Path::new("c"), broken.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("c:2: not a capture record"),
+            "{e}"
+        );
+        // Not a capture at all.
+        assert!(parse(Path::new("c"), b"{\"type\":\"open\",\"t\":0}\n").is_err());
+        assert!(parse(Path::new("c"), b"").is_err());
+    }
+}

@@ -1,0 +1,450 @@
+//! The tap: a client-facing port on one side, the real device on the other, everything recorded.
+//!
+//! ```text
+//! client ── /dev/pts/N (link) ── PtyPort ──► Tap ──► upstream (serial port, pty, TCP)
+//!                                        ◄──     ◄──
+//!                                     observers (trace), capture (chunks, frames, events)
+//! ```
+//!
+//! Every byte passes both ways unchanged, as soon as it is read. Beside that, each direction
+//! has its own framer (built from one [`Framing`]) that cuts the stream into frames for the
+//! observers and the capture: requests (`rx`) as the device would be handed them, replies
+//! (`tx`) as the exact wire bytes the framer consumed. When the client changes its line
+//! settings the upstream is asked to follow ([`Upstream::follow`]).
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::capture::{CaptureWriter, Record};
+use crate::framer::{BoxFramer, Framing};
+use crate::observe::{Direction, Observation, Observer, Seen};
+use crate::settings::{LineEvent, LineSettings};
+use crate::transport::{PortEvent, Transport};
+
+/// Read buffer size per direction.
+const CHUNK: usize = 4096;
+
+/// The device side of a tap.
+pub trait Upstream: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The client changed its line settings to `settings` (as its port sees them: on a pty
+    /// parity and data bits are never visible). Apply what applies; return the settings now in
+    /// force, if known. Default: nothing to apply (a socket, a pipe).
+    ///
+    /// # Errors
+    /// Why the settings could not be applied; the tap logs it, records it and carries on.
+    fn follow(&mut self, _settings: &LineSettings) -> io::Result<Option<LineSettings>> {
+        Ok(None)
+    }
+}
+
+impl Upstream for tokio::net::TcpStream {}
+impl Upstream for tokio::net::UnixStream {}
+impl Upstream for tokio::io::DuplexStream {}
+impl Upstream for crate::pty::PtyPort {}
+
+/// Why a tap stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// Reading from or writing to the device side failed.
+    #[error("upstream: {0}")]
+    Upstream(#[source] io::Error),
+    /// Reading from or writing to the client side failed.
+    #[error("client side: {0}")]
+    Client(#[source] io::Error),
+}
+
+/// How a tap ended without error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TapEnd {
+    /// Cancelled.
+    Cancelled,
+    /// The upstream closed its end (end of file).
+    UpstreamClosed,
+    /// The client side closed its end (a socket or pipe; a pty never does).
+    ClientClosed,
+}
+
+/// A tap between a client-facing transport and an upstream.
+pub struct Tap {
+    name: Arc<str>,
+    framing: Option<Framing>,
+    observers: Vec<Arc<dyn Observer>>,
+    capture: Option<CaptureWriter>,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("name", &self.name)
+            .field("framing", &self.framing)
+            .field("observers", &self.observers.len())
+            .field("capture", &self.capture)
+            .finish()
+    }
+}
+
+impl Tap {
+    /// A tap called `name` (the port name observers see), without framing or observers.
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            framing: None,
+            observers: Vec::new(),
+            capture: None,
+        }
+    }
+
+    /// Cut both directions into frames with `framing` (one framer per direction).
+    #[must_use]
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = Some(framing);
+        self
+    }
+
+    /// Add an observer (a trace); it sees frames, events and errors.
+    #[must_use]
+    pub fn observe(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observers.push(observer);
+        self
+    }
+
+    /// Record chunks, frames, events and errors to `capture`.
+    #[must_use]
+    pub fn capture(mut self, capture: CaptureWriter) -> Self {
+        self.capture = Some(capture);
+        self
+    }
+
+    fn emit(&self, at: Instant, seen: Seen) {
+        let observation = Observation {
+            at,
+            port: self.name.clone(),
+            seen,
+        };
+        if let Some(c) = &self.capture {
+            c.observe(&observation);
+        }
+        for o in &self.observers {
+            o.observe(&observation);
+        }
+    }
+
+    /// Pass bytes between `client` and `upstream` until `cancel` fires or a side closes.
+    ///
+    /// # Errors
+    /// [`TapError`] when a side fails; it is recorded to the capture first.
+    pub async fn run<C, U>(
+        &self,
+        mut client: C,
+        mut upstream: U,
+        cancel: &CancellationToken,
+    ) -> Result<TapEnd, TapError>
+    where
+        C: Transport,
+        U: Upstream,
+    {
+        let mut rx = self.framing.as_ref().map(Cutter::new);
+        let mut tx = self.framing.as_ref().map(Cutter::new);
+        let mut from_client = vec![0u8; CHUNK];
+        let mut from_upstream = vec![0u8; CHUNK];
+        if let Some(settings) = client.settings() {
+            debug!(tap = %self.name, %settings, "client side starts at");
+        }
+        let result = loop {
+            let step = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break Ok(TapEnd::Cancelled),
+                step = poll_fn(|cx| {
+                    if let Poll::Ready(event) = client.poll_event(cx) {
+                        return Poll::Ready(Step::Event(event));
+                    }
+                    let mut buf = ReadBuf::new(&mut from_client);
+                    match Pin::new(&mut client).poll_read(cx, &mut buf) {
+                        Poll::Ready(Ok(())) => Poll::Ready(Step::Client(Ok(buf.filled().len()))),
+                        Poll::Ready(Err(e)) => Poll::Ready(Step::Client(Err(e))),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }) => step,
+                n = upstream.read(&mut from_upstream) => Step::Upstream(n),
+            };
+            let at = Instant::now();
+            match step {
+                Step::Event(event) => self.on_event(at, event, &mut upstream, rx.as_mut()),
+                Step::Client(Ok(0)) => break Ok(TapEnd::ClientClosed),
+                Step::Client(Ok(n)) => {
+                    let bytes = Bytes::copy_from_slice(&from_client[..n]);
+                    if let Some(c) = &self.capture {
+                        c.chunk(at, Direction::Rx, bytes.clone());
+                    }
+                    if let Err(e) = upstream.write_all(&bytes).await {
+                        break Err(TapError::Upstream(e));
+                    }
+                    if let Some(cutter) = rx.as_mut() {
+                        self.cut(at, Direction::Rx, cutter, &bytes);
+                    }
+                }
+                Step::Client(Err(e)) => break Err(TapError::Client(e)),
+                Step::Upstream(Ok(0)) => break Ok(TapEnd::UpstreamClosed),
+                Step::Upstream(Ok(n)) => {
+                    let bytes = Bytes::copy_from_slice(&from_upstream[..n]);
+                    if let Some(c) = &self.capture {
+                        c.chunk(at, Direction::Tx, bytes.clone());
+                    }
+                    // Nobody there to read it: a real line's bytes would be lost too, and
+                    // queueing them would hand stale bytes to the next client.
+                    if client.client_present() == Some(false) {
+                        debug!(tap = %self.name, bytes = n, "no client: device output dropped");
+                    } else if let Err(e) = client.write_all(&bytes).await {
+                        break Err(TapError::Client(e));
+                    }
+                    if let Some(cutter) = tx.as_mut() {
+                        self.cut(at, Direction::Tx, cutter, &bytes);
+                    }
+                }
+                Step::Upstream(Err(e)) => break Err(TapError::Upstream(e)),
+            }
+        };
+        let at = Instant::now();
+        match &result {
+            Ok(TapEnd::Cancelled) => {}
+            Ok(end) => self.note(at, format!("tap stopped: {end:?}")),
+            Err(e) => self.note(at, format!("tap stopped: {e}")),
+        }
+        result
+    }
+
+    fn note(&self, at: Instant, message: String) {
+        if let Some(c) = &self.capture {
+            c.record(&Record::Error {
+                t: c.since_start(at),
+                message,
+            });
+        }
+    }
+
+    fn on_event<U: Upstream>(
+        &self,
+        at: Instant,
+        event: PortEvent,
+        upstream: &mut U,
+        rx: Option<&mut Cutter>,
+    ) {
+        if event.reset_input
+            && let Some(cutter) = rx
+        {
+            cutter.reset();
+        }
+        if let LineEvent::Settings(settings) = event.event {
+            match upstream.follow(&settings) {
+                Ok(Some(applied)) => info!(tap = %self.name, %applied, "upstream follows"),
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(tap = %self.name, %settings, error = %e, "upstream cannot follow");
+                    self.emit(at, Seen::Event(event.event));
+                    self.note(at, format!("upstream cannot follow {settings}: {e}"));
+                    return;
+                }
+            }
+        }
+        self.emit(at, Seen::Event(event.event));
+    }
+
+    fn cut(&self, at: Instant, dir: Direction, cutter: &mut Cutter, bytes: &[u8]) {
+        for item in cutter.feed(bytes) {
+            match item {
+                Ok((frame, wire)) => {
+                    let shown = match dir {
+                        Direction::Rx => frame,
+                        Direction::Tx => wire,
+                    };
+                    self.emit(at, Seen::Frame(dir, shown));
+                }
+                Err(e) => self.emit(at, Seen::FrameError(format!("{dir}: {e}"))),
+            }
+        }
+    }
+}
+
+enum Step {
+    Event(PortEvent),
+    Client(io::Result<usize>),
+    Upstream(io::Result<usize>),
+}
+
+/// One direction's framer and its buffer: bytes in, frames out.
+///
+/// Each frame comes with the exact bytes the framer consumed for it (terminator, checksum, and
+/// any filler before it), so a reply can be replayed byte for byte.
+pub struct Cutter {
+    framer: BoxFramer,
+    buf: BytesMut,
+    /// Bytes at the front of `buf` already consumed by calls that produced no frame (a
+    /// discarded overlong frame), to be counted into the next frame's wire bytes: kept so that
+    /// wire bytes concatenate back to the stream.
+    pending: BytesMut,
+}
+
+impl std::fmt::Debug for Cutter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cutter")
+            .field("buffered", &self.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A frame and its wire bytes, or why input was discarded.
+pub type Cut = Result<(Bytes, Bytes), crate::framer::FrameError>;
+
+impl Cutter {
+    /// A cutter with a fresh framer of `framing`.
+    #[must_use]
+    pub fn new(framing: &Framing) -> Self {
+        Self {
+            framer: framing.build(),
+            buf: BytesMut::new(),
+            pending: BytesMut::new(),
+        }
+    }
+
+    /// Add `bytes`; return every frame now complete, in order.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<Cut> {
+        self.buf.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            let before = self.buf.clone();
+            match self.framer.decode(&mut self.buf) {
+                Ok(Some(frame)) => {
+                    let used = before.len() - self.buf.len();
+                    self.pending.extend_from_slice(&before[..used]);
+                    out.push(Ok((frame, self.pending.split().freeze())));
+                }
+                Ok(None) => {
+                    let used = before.len() - self.buf.len();
+                    self.pending.extend_from_slice(&before[..used]);
+                    break;
+                }
+                Err(e) => {
+                    let used = before.len() - self.buf.len();
+                    self.pending.extend_from_slice(&before[..used]);
+                    out.push(Err(e));
+                    if self.buf.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Forget a partial frame.
+    pub fn reset(&mut self) {
+        self.framer.reset();
+        self.buf.clear();
+        self.pending.clear();
+    }
+
+    /// Bytes buffered that are not yet part of a frame.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len() + self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture;
+    use crate::framer::Terminator;
+    use crate::transport::Plain;
+    use std::sync::Mutex;
+
+    #[test]
+    fn cutter_frames_and_wire_bytes_concatenate_back() {
+        let framing = Framing::lines(Terminator::CrLf, 8);
+        let mut cutter = Cutter::new(&framing);
+        let mut frames = Vec::new();
+        let mut wire = Vec::new();
+        let mut errors = 0;
+        for piece in [&b"AB\r"[..], b"\nCD\r\n", b"0123456789abc\r\nE", b"F\r\n"] {
+            for cut in cutter.feed(piece) {
+                match cut {
+                    Ok((f, w)) => {
+                        frames.push(f);
+                        wire.extend_from_slice(&w);
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+        }
+        assert_eq!(frames, [&b"AB"[..], b"CD", b"EF"]);
+        assert_eq!(errors, 1);
+        assert_eq!(wire, b"AB\r\nCD\r\n0123456789abc\r\nEF\r\n");
+        assert_eq!(cutter.buffered(), 0);
+    }
+
+    /// Every byte value, both ways, through a tap over in-memory pipes: passed unchanged and
+    /// recorded losslessly.
+    #[tokio::test]
+    async fn every_byte_passes_unchanged_and_is_recorded() {
+        let dir = std::env::temp_dir().join(format!("tap-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tap.jsonl");
+        let writer = CaptureWriter::create(&path, &capture::Header::now()).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let tap = Tap::new("t")
+            .framing(Framing::lines(Terminator::Lf, 1024))
+            .capture(writer.clone())
+            .observe(Arc::new(move |o: &Observation| {
+                log.lock().unwrap().push(o.seen.clone());
+            }));
+        let (mut client, client_side) = tokio::io::duplex(4096);
+        let (upstream, mut device) = tokio::io::duplex(4096);
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let running =
+            tokio::spawn(async move { tap.run(Plain(client_side), upstream, &stop).await });
+
+        let all: Vec<u8> = (0..=255u8).collect();
+        let reversed: Vec<u8> = all.iter().rev().copied().collect();
+        client.write_all(&all).await.unwrap();
+        let mut got = vec![0; 256];
+        device.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, all);
+        device.write_all(&reversed).await.unwrap();
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, reversed);
+        cancel.cancel();
+        assert_eq!(running.await.unwrap().unwrap(), TapEnd::Cancelled);
+        writer.close().unwrap();
+
+        let c = capture::read(&path).unwrap();
+        let stream = |dir| -> Vec<u8> {
+            c.chunks()
+                .filter(|d| d.dir == dir)
+                .flat_map(|d| d.bytes.to_vec())
+                .collect()
+        };
+        assert_eq!(stream(Direction::Rx), all);
+        assert_eq!(stream(Direction::Tx), reversed);
+        // The LF framer cut each direction at 0x0a: rx frame 0x00..=0x09, tx wire 0xff..=0x0a.
+        let frames: Vec<_> = c.frames().map(|d| (d.dir, d.bytes.clone())).collect();
+        assert_eq!(
+            frames,
+            [
+                (Direction::Rx, Bytes::from(all[..10].to_vec())),
+                (Direction::Tx, Bytes::from(reversed[..=245].to_vec())),
+            ]
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
