@@ -22,3 +22,7 @@ pub fn framing_by_name(name: &str) -> Option<Framing> {
 pub fn framing_names() -> &'static [&'static str] {
     &["pi30", "pi30-mppsolar", "pi30-reference"]
 }
+
+// Issue 6: devices from captures.
+pub mod learn;
+pub mod replay;

@@ -1,0 +1,352 @@
+//! A device built from a capture: it answers the way the recorded device did.
+//!
+//! The capture is read as a [`Conversation`]: each request frame with the reply frames that
+//! followed it. Replies go out exactly as recorded, byte for byte (checksum and terminator
+//! included, bypassing the framer's encoder).
+//!
+//! # Matching (normal mode)
+//! 1. **Exact**: the request's bytes equal a recorded request's.
+//! 2. **Normalised**: both sides reduced to their leading printable-ASCII text (cut at the first
+//!    byte outside 0x20–0x7E, which drops a binary checksum), trimmed of surrounding whitespace,
+//!    upper-cased. With a PI30 framing a valid trailing CRC is removed first, even when its
+//!    bytes are printable (`QMOD` has CRC `I\xc1`). `qpigs` typed in a terminal finds
+//!    `QPIGS\xb7\xa9`. A request whose normalised form is empty is only matched exactly.
+//! 3. Otherwise the **fallback**: silence (the default), `(NAK` through the framing, or a given
+//!    frame.
+//!
+//! # Order
+//! The same request seen several times replays its different replies in recorded order: the
+//! n-th time a request comes, it gets the replies that followed its n-th recorded occurrence
+//! (so QPIRI before and after a POP02, or a drifting QPIGS, come back in order). When a request's
+//! recorded replies are exhausted it **sticks at the last** (the device's latest state), or
+//! cycles back to the first with [`ReplayOptions::cycle`]. Exact and normalised matches keep
+//! separate positions.
+//!
+//! # Strict mode
+//! The conversation is replayed in recorded order as a whole: the next request must match the
+//! next recorded request (exactly or normalised). A request that does not is a [`Deviation`]:
+//! it is answered with the fallback, reported as the handler's error (a `!! device error:` line
+//! in a trace) and kept in the [`ReplayReport`]; the position does not move, so a client that
+//! sends one extra request is back in step afterwards.
+
+mod conversation;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serialtwin_core::capture::escape;
+use serialtwin_core::{Context, Device, Framing, Replies, Reply};
+use tracing::{debug, warn};
+
+pub use self::conversation::{Conversation, ConversationError, Exchange, FrameSource};
+
+/// What to answer a request the capture never saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Fallback {
+    /// Nothing (a real device that does not understand often says nothing).
+    #[default]
+    Silence,
+    /// `(NAK` through the framing: what a PI30 inverter answers to an unknown command.
+    Nak,
+    /// This frame, through the framing.
+    Frame(Bytes),
+}
+
+impl Fallback {
+    /// `silence`, `nak`, or any other text as a frame (escapes `\r`, `\xNN`... allowed).
+    ///
+    /// # Errors
+    /// A malformed escape.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Ok(match text {
+            "silence" => Self::Silence,
+            "nak" => Self::Nak,
+            other => Self::Frame(serialtwin_core::capture::unescape(other)?.into()),
+        })
+    }
+
+    fn push(&self, replies: &mut Replies) {
+        match self {
+            Self::Silence => {}
+            Self::Nak => replies.push(Bytes::from_static(b"(NAK")),
+            Self::Frame(f) => replies.push(f.clone()),
+        }
+    }
+}
+
+/// How a replay behaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplayOptions {
+    /// Send each reply after the delay it was recorded with; otherwise at once.
+    pub timing: bool,
+    /// What unseen requests get.
+    pub fallback: Fallback,
+    /// Replay the conversation in order and report where the client deviates.
+    pub strict: bool,
+    /// After a request's last recorded reply, start over at its first (default: stick at the
+    /// last).
+    pub cycle: bool,
+}
+
+/// Where a client left the recorded conversation (strict mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deviation {
+    /// Index of the exchange expected next (0-based).
+    pub exchange: usize,
+    /// The request expected, and when it was recorded; `None` past the end.
+    pub expected: Option<(Bytes, Duration)>,
+    /// What the client sent.
+    pub got: Bytes,
+}
+
+impl fmt::Display for Deviation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.expected {
+            Some((want, at)) => write!(
+                f,
+                "strict replay: client deviates at exchange {} (recorded at {:.6} s): \
+                 expected \"{}\", got \"{}\"",
+                self.exchange + 1,
+                at.as_secs_f64(),
+                escape(want),
+                escape(&self.got)
+            ),
+            None => write!(
+                f,
+                "strict replay: client goes on after the recorded conversation's {} exchanges: \
+                 got \"{}\"",
+                self.exchange,
+                escape(&self.got)
+            ),
+        }
+    }
+}
+
+/// A deviation, as the device's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReplayError(pub Deviation);
+
+/// What a replay has done so far; shared with whoever started it.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    inner: Mutex<Counts>,
+}
+
+/// The counts in a [`ReplayReport`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests answered from an exact match.
+    pub exact: u64,
+    /// Requests answered from a normalised match.
+    pub normalised: u64,
+    /// Requests answered with the fallback (unseen, or deviating).
+    pub fallback: u64,
+    /// Strict mode: exchanges replayed in order.
+    pub in_order: usize,
+    /// Strict mode: where the client deviated.
+    pub deviations: Vec<Deviation>,
+}
+
+impl ReplayReport {
+    /// The counts now.
+    #[must_use]
+    pub fn counts(&self) -> Counts {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Leading printable-ASCII text, trimmed, upper-cased (see the module docs).
+#[must_use]
+pub fn normalise(request: &[u8]) -> Vec<u8> {
+    let end = request
+        .iter()
+        .position(|b| !(0x20..=0x7e).contains(b))
+        .unwrap_or(request.len());
+    request[..end].trim_ascii().to_ascii_uppercase()
+}
+
+/// [`normalise`] as `framing` needs it: for a PI30 framing, after removing a valid CRC.
+#[must_use]
+pub fn normalise_for(framing: &str, request: &[u8]) -> Vec<u8> {
+    if framing.starts_with("pi30")
+        && let Some(command) = crate::pi30::crc::strip_valid(request)
+    {
+        return normalise(command);
+    }
+    normalise(request)
+}
+
+/// A device answering from a recorded conversation.
+#[derive(Debug)]
+pub struct Replay {
+    conversation: Arc<Conversation>,
+    framing: Framing,
+    options: ReplayOptions,
+    /// Exchange indices by exact request, and where each request's next reply is.
+    exact: HashMap<Bytes, (Vec<usize>, usize)>,
+    /// The same by normalised request.
+    normal: HashMap<Vec<u8>, (Vec<usize>, usize)>,
+    /// Strict mode: the next exchange expected.
+    next: usize,
+    report: Arc<ReplayReport>,
+}
+
+impl Replay {
+    /// A device replaying `conversation`, framed by `framing`.
+    #[must_use]
+    pub fn new(conversation: Arc<Conversation>, framing: Framing, options: ReplayOptions) -> Self {
+        let mut exact: HashMap<Bytes, (Vec<usize>, usize)> = HashMap::new();
+        let mut normal: HashMap<Vec<u8>, (Vec<usize>, usize)> = HashMap::new();
+        for (i, ex) in conversation.exchanges.iter().enumerate() {
+            exact.entry(ex.request.clone()).or_default().0.push(i);
+            let key = normalise_for(framing.name(), &ex.request);
+            if !key.is_empty() {
+                normal.entry(key).or_default().0.push(i);
+            }
+        }
+        Self {
+            conversation,
+            framing,
+            options,
+            exact,
+            normal,
+            next: 0,
+            report: Arc::default(),
+        }
+    }
+
+    /// The report this device keeps.
+    #[must_use]
+    pub fn report(&self) -> Arc<ReplayReport> {
+        Arc::clone(&self.report)
+    }
+
+    /// The conversation.
+    #[must_use]
+    pub fn conversation(&self) -> &Conversation {
+        &self.conversation
+    }
+
+    fn push_exchange(&self, index: usize, replies: &mut Replies) {
+        for (delay, bytes) in &self.conversation.exchanges[index].replies {
+            let delay = if self.options.timing {
+                *delay
+            } else {
+                Duration::ZERO
+            };
+            replies.push_reply(Reply::raw(bytes.clone()).after(delay));
+        }
+    }
+
+    /// The exchange to answer `request` with in normal mode, and whether it matched exactly.
+    fn lookup(&mut self, request: &Bytes) -> Option<(usize, bool)> {
+        let cycle = self.options.cycle;
+        let take = |(list, pos): &mut (Vec<usize>, usize)| {
+            let i = if cycle {
+                list[*pos % list.len()]
+            } else {
+                list[(*pos).min(list.len() - 1)]
+            };
+            *pos += 1;
+            i
+        };
+        if let Some(entry) = self.exact.get_mut(request) {
+            return Some((take(entry), true));
+        }
+        let key = normalise_for(self.framing.name(), request);
+        if key.is_empty() {
+            return None;
+        }
+        self.normal.get_mut(&key).map(|e| (take(e), false))
+    }
+
+    /// The replies to `request`.
+    ///
+    /// # Errors
+    /// In strict mode, the [`ReplayError`] of a deviation (its fallback is pushed).
+    pub fn answer(&mut self, request: &Bytes, replies: &mut Replies) -> Result<(), ReplayError> {
+        if self.options.strict {
+            return self.answer_strict(request, replies);
+        }
+        if let Some((i, exact)) = self.lookup(request) {
+            let mut counts = self.report.lock();
+            if exact {
+                counts.exact += 1;
+            } else {
+                counts.normalised += 1;
+            }
+            drop(counts);
+            debug!(exchange = i + 1, exact, "replaying");
+            self.push_exchange(i, replies);
+        } else {
+            self.report.lock().fallback += 1;
+            debug!(request = %escape(request), "not in the capture: fallback");
+            self.options.fallback.push(replies);
+        }
+        Ok(())
+    }
+
+    fn answer_strict(&mut self, request: &Bytes, replies: &mut Replies) -> Result<(), ReplayError> {
+        let expected = self.conversation.exchanges.get(self.next);
+        let matched = expected.and_then(|ex| {
+            if ex.request == *request {
+                Some(true)
+            } else {
+                let key = normalise_for(self.framing.name(), request);
+                (!key.is_empty() && key == normalise_for(self.framing.name(), &ex.request))
+                    .then_some(false)
+            }
+        });
+        if let Some(exact) = matched {
+            let i = self.next;
+            self.next += 1;
+            let mut counts = self.report.lock();
+            counts.in_order = self.next;
+            if exact {
+                counts.exact += 1;
+            } else {
+                counts.normalised += 1;
+            }
+            drop(counts);
+            self.push_exchange(i, replies);
+            return Ok(());
+        }
+        let deviation = Deviation {
+            exchange: self.next,
+            expected: expected.map(|ex| (ex.request.clone(), ex.at)),
+            got: request.clone(),
+        };
+        warn!("{deviation}");
+        let mut counts = self.report.lock();
+        counts.fallback += 1;
+        counts.deviations.push(deviation.clone());
+        drop(counts);
+        self.options.fallback.push(replies);
+        Err(ReplayError(deviation))
+    }
+}
+
+impl Device for Replay {
+    type Error = ReplayError;
+
+    fn framing(&self) -> Framing {
+        self.framing.clone()
+    }
+
+    async fn handle(
+        &mut self,
+        request: Bytes,
+        _ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        self.answer(&request, replies)
+    }
+}
