@@ -34,6 +34,15 @@ pub(crate) enum Command {
     /// Send a control command to a running `serialtwin run` (faults, unplug, device values).
     #[command(after_help = CTL_EXAMPLES)]
     Ctl(CtlArgs),
+    /// Put a new pty in front of a real device: pass every byte, trace it, record a capture.
+    #[command(after_help = crate::tap::TAP_EXAMPLES)]
+    Tap(crate::tap::TapArgs),
+    /// Serve an emulated device built from a capture: it answers as the recorded device did.
+    #[command(after_help = crate::replay::REPLAY_EXAMPLES)]
+    Replay(crate::replay::ReplayArgs),
+    /// Turn a capture into a scripted device (a fleet config to run and edit).
+    #[command(after_help = crate::learn::LEARN_EXAMPLES)]
+    Learn(crate::learn::LearnArgs),
 }
 
 /// `serialtwin ctl`.
@@ -89,7 +98,10 @@ Examples:
   serialtwin run                      # a PI30 inverter at /tmp/serialtwin/ttyUSB0
   serialtwin run fleet.toml --trace   # the devices of fleet.toml, showing the traffic
   serialtwin check fleet.toml         # validate without starting anything
-  serialtwin models                   # the built-in models";
+  serialtwin models                   # the built-in models
+  serialtwin tap --upstream /dev/ttyUSB0 --link /tmp/serialtwin/ttyUSB0 --capture c.jsonl --framing pi30
+  serialtwin replay c.jsonl           # a device answering as the recorded one did
+  serialtwin learn c.jsonl -o dev.toml  # the same as an editable scripted device";
 
 const RUN_EXAMPLES: &str = "\
 Examples:

@@ -7,12 +7,16 @@
 //! - `clients`: how well-known clients read a port's path (mppsolar's substring rules).
 //! - `trace`: the `--trace` observer.
 //! - `run`: `serialtwin run` (signals, limits, readiness output, shutdown).
+//! - `tap`, `replay`, `learn`: record a real device, replay a capture, learn a scripted device.
 
 mod cli;
 mod clients;
 mod config;
+mod learn;
 mod models;
+mod replay;
 mod run;
+mod tap;
 mod trace;
 
 use std::io::IsTerminal as _;
@@ -31,6 +35,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Check(args) => run::check(&args),
         Command::Ctl(args) => run::ctl(&args),
+        Command::Tap(args) => tap::tap(&args),
+        Command::Replay(args) => replay::replay(&args),
+        Command::Learn(args) => learn::learn(&args),
         Command::Models => {
             models::list();
             Ok(())

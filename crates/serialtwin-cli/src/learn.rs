@@ -1,0 +1,75 @@
+//! `serialtwin learn CAPTURE -o device.toml`: a capture turned into an editable scripted device.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use serialtwin_devices::learn::{LearnOptions, learn as learn_toml};
+use tracing::info;
+
+use crate::config;
+use crate::replay::{DEFAULT_LINK, conversation};
+
+/// `serialtwin learn`.
+#[derive(Debug, Args)]
+pub(crate) struct LearnArgs {
+    /// The capture to learn from.
+    pub(crate) capture: PathBuf,
+    /// The fleet config to write (`-`: stdout).
+    #[arg(short, long, default_value = "-")]
+    pub(crate) output: PathBuf,
+    /// The framing (default: the capture's).
+    #[arg(long)]
+    pub(crate) framing: Option<String>,
+    /// The device's port name.
+    #[arg(long, default_value = "learned")]
+    pub(crate) name: String,
+    /// The device's link.
+    #[arg(long, default_value = DEFAULT_LINK)]
+    pub(crate) link: String,
+    /// Keep the recorded reply delays (`delay_ms`).
+    #[arg(long)]
+    pub(crate) timing: bool,
+    /// Sequences start over after their last reply (default: the last reply repeats).
+    #[arg(long)]
+    pub(crate) cycle: bool,
+}
+
+pub(crate) const LEARN_EXAMPLES: &str = "\
+Examples:
+  serialtwin learn inverter.jsonl -o inverter.toml && serialtwin run inverter.toml
+      A scripted device answering as the recorded one did; edit inverter.toml from there";
+
+/// `serialtwin learn`.
+///
+/// # Errors
+/// A capture that cannot be read or has no requests, or an output that cannot be written.
+pub(crate) fn learn(args: &LearnArgs) -> anyhow::Result<()> {
+    let (conversation, framing) = conversation(&args.capture, args.framing.as_deref())?;
+    let options = LearnOptions {
+        name: args.name.clone(),
+        link: Some(args.link.clone()),
+        source: args.capture.display().to_string(),
+        timing: args.timing,
+        cycle: args.cycle,
+    };
+    let text = learn_toml(&conversation, &framing, &options);
+    // What we write must load: a failure here is a bug in `learn`, caught before a person
+    // finds it.
+    config::parse("<learned config>", &text)
+        .context("the learned config does not load (a bug in serialtwin learn)")?;
+    if args.output.as_os_str() == "-" {
+        std::io::stdout().lock().write_all(text.as_bytes())?;
+    } else {
+        std::fs::write(&args.output, &text)
+            .with_context(|| format!("cannot write {}", args.output.display()))?;
+        info!(
+            exchanges = conversation.exchanges.len(),
+            "wrote {}; run it with: serialtwin run {}",
+            args.output.display(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}
