@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::{Counter, PATIENCE, ask, open_client, test_dir, wait_for};
@@ -60,19 +59,7 @@ async fn unplug_is_a_hangup_and_the_same_link_comes_back_with_state() {
 
 /// Run a pyserial snippet from the pinned venv against `port`.
 fn pyserial(script: &str, port: &std::path::Path) -> String {
-    let out = Command::new(common::python::python())
-        .arg("-c")
-        .arg(script)
-        .arg(port)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::python::run_script(script, &[port])
 }
 
 async fn with_fault(kind: FaultKind, script: &'static str) -> String {

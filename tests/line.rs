@@ -2,27 +2,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Counter, PATIENCE, open_client, wait_for};
 use serialtwin::{Fleet, LineEvent, PortSpec, Seen};
 use tokio_serial::SerialPort;
 
 /// Run a Python snippet with the pinned venv; `argv[1]` is the port path.
 fn python(script: &str, port: &std::path::Path) -> String {
-    let out = Command::new(common::python::python())
-        .arg("-c")
-        .arg(script)
-        .arg(port)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "python failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    common::python::run_script(script, &[port])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -436,18 +436,10 @@ async fn paced_qpiri_after_08s_latency_misses_mppsolars_1s_window() {
 
 /// A pyserial snippet in the pinned venv; `argv[1]` is the port.
 async fn pyserial(script: &'static str, port: &Path) -> String {
-    let mut cmd = Command::new(common::python::python());
-    cmd.arg("-c").arg(script).arg(port);
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    let port = port.to_owned();
+    tokio::task::spawn_blocking(move || common::python::run_script(script, &[port]))
         .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "python failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
+
+#[path = "../../../../tests/common/python.rs"]
+pub mod python;
 use nix::unistd::Pid;
 use serde_json::Value;
 
@@ -200,28 +203,9 @@ pub fn workspace() -> PathBuf {
 }
 
 /// The pinned Python venv under `target/` with the real clients (pyserial, mppsolar), shared
-/// with the root package's tests: same requirements file, same lock, same stamp.
+/// with the root package's tests.
 pub fn venv() -> PathBuf {
-    let root = workspace();
-    let requirements = root.join("tests/python/requirements.txt");
-    let dir = root.join("target/pyenv");
-    std::fs::create_dir_all(root.join("target")).unwrap();
-    let lock = File::create(root.join("target/pyenv.lock")).unwrap();
-    lock.lock().unwrap();
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    let stamp = dir.join("requirements.installed");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&dir);
-        check_run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
-        check_run(
-            Command::new(dir.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-                .arg(&requirements),
-        );
-        std::fs::write(&stamp, wanted).unwrap();
-    }
-    lock.unlock().unwrap();
-    dir
+    python::venv()
 }
 
 fn check_run(cmd: &mut Command) -> Output {
