@@ -278,9 +278,11 @@ impl PtyPort {
             self.events.push_back(LineEvent::Flow(true).into());
         }
         if status & pkt::IOCTL != 0 {
-            self.rearm_pending = true;
             match rustix::termios::tcgetattr(self.master.get_ref()) {
                 Ok(t) => {
+                    // Only a client's change clears ECHO; our own re-arm (which raises this
+                    // status byte too) leaves nothing to do.
+                    self.rearm_pending = !t.local_modes.contains(LocalModes::ECHO);
                     let settings = settings_of(&t);
                     if settings != self.settings {
                         self.settings = settings;
@@ -302,14 +304,16 @@ impl PtyPort {
         sessions::sync();
         let clean = self.sessions.is_some() && !self.has_client_now();
         if clean {
+            // First, so that it lands as close to the sync as possible: a client that opens
+            // after the sync must not have its own `tcsetattr` overtaken.
+            if self.rearm_pending {
+                self.rearm_echo();
+            }
             if let Err(e) = self.discard_in_flight() {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
             }
             if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
                 warn!(path = %self.path.display(), error = %e, "cannot clear exclusive mode");
-            }
-            if self.rearm_pending {
-                self.rearm_echo();
             }
         } else {
             debug!(path = %self.path.display(), "client left but another may be active: no cleanup");
