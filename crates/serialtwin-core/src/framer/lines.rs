@@ -98,6 +98,13 @@ impl LineFramer {
         self.terminator
     }
 
+    /// Whether the front of the next buffer handed to `decode` is the start of a frame (no
+    /// partial frame is pending): where protocols that pad between frames skip their padding.
+    #[must_use]
+    pub fn is_between_frames(&self) -> bool {
+        self.next_index == 0 && !self.discarding
+    }
+
     /// Length of the frame ending at index `end` (exclusive of the found terminator byte).
     fn frame_len(&self, line: &[u8]) -> usize {
         match self.terminator {

@@ -6,7 +6,7 @@
 //! person) is protocol, not framing.
 
 use bytes::{Buf, Bytes, BytesMut};
-use serialtwin_core::{FrameError, Framer};
+use serialtwin_core::{FrameError, Framer, LineFramer, Terminator};
 
 use super::crc::CrcVariant;
 
@@ -28,12 +28,8 @@ pub const DEFAULT_MAX_LEN: usize = 256;
 pub struct Pi30Framer {
     /// How reply checksums are escaped.
     variant: CrcVariant,
-    /// Longest accepted frame, `\r` excluded.
-    max_len: usize,
-    /// Where the next search for `\r` starts, so a partial frame is never rescanned.
-    next_index: usize,
-    /// True while dropping the rest of an overlong frame (its error was already reported).
-    discarding: bool,
+    /// CR-terminated, bounded, incremental line cutting (the core's).
+    lines: LineFramer,
 }
 
 impl Pi30Framer {
@@ -49,9 +45,7 @@ impl Pi30Framer {
     pub fn with_max_len(variant: CrcVariant, max_len: usize) -> Self {
         Self {
             variant,
-            max_len: max_len.max(1),
-            next_index: 0,
-            discarding: false,
+            lines: LineFramer::new(Terminator::Cr, max_len.max(1)),
         }
     }
 
@@ -70,54 +64,14 @@ fn is_filler(b: u8) -> bool {
 impl Framer for Pi30Framer {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         loop {
-            if !self.discarding && self.next_index == 0 {
+            if self.lines.is_between_frames() {
                 let filler = buf.iter().take_while(|&&b| is_filler(b)).count();
                 buf.advance(filler);
             }
-            // Never look further than one frame plus its terminator.
-            let window_end = buf.len().min(self.max_len + 1);
-            let found = buf[self.next_index.min(window_end)..window_end]
-                .iter()
-                .position(|&b| b == b'\r')
-                .map(|i| i + self.next_index);
-            match (self.discarding, found) {
-                // The end of an overlong frame: drop it with its `\r` and carry on.
-                (true, Some(i)) => {
-                    buf.advance(i + 1);
-                    self.discarding = false;
-                    self.next_index = 0;
-                }
-                // Still inside an overlong frame.
-                (true, None) => {
-                    buf.advance(window_end);
-                    self.next_index = 0;
-                    if buf.is_empty() {
-                        return Ok(None);
-                    }
-                }
+            match self.lines.decode(buf)? {
                 // A bare `\r` (a person pressing Enter): nothing to answer.
-                (false, Some(0)) => {
-                    buf.advance(1);
-                    self.next_index = 0;
-                }
-                (false, Some(i)) => {
-                    self.next_index = 0;
-                    let frame = buf.split_to(i);
-                    buf.advance(1);
-                    return Ok(Some(frame.freeze()));
-                }
-                (false, None) if buf.len() > self.max_len => {
-                    self.discarding = true;
-                    buf.advance(window_end);
-                    self.next_index = 0;
-                    return Err(FrameError::TooLong {
-                        limit: self.max_len,
-                    });
-                }
-                (false, None) => {
-                    self.next_index = buf.len();
-                    return Ok(None);
-                }
+                Some(frame) if frame.is_empty() => {}
+                other => return Ok(other),
             }
         }
     }
@@ -131,12 +85,11 @@ impl Framer for Pi30Framer {
     }
 
     fn reset(&mut self) {
-        self.next_index = 0;
-        self.discarding = false;
+        self.lines.reset();
     }
 
     fn max_frame_len(&self) -> usize {
-        self.max_len
+        self.lines.max_frame_len()
     }
 
     /// The two CRC bytes before the final `\r`.
