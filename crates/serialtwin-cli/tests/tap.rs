@@ -1,0 +1,449 @@
+//! `serialtwin tap`, `replay` and `learn` end to end, with no hardware: an emulated PI30
+//! inverter (`serialtwin run`) stands in for the real device, and mppsolar is the client.
+#![allow(missing_docs)]
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_serialtwin")
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The pinned venv at `<workspace>/target/pyenv` (the same one the workspace tests use),
+/// created under a file lock if needed.
+fn mppsolar() -> PathBuf {
+    let root = workspace();
+    let requirements = root.join("tests/python/requirements.txt");
+    let dir = root.join("target/pyenv");
+    std::fs::create_dir_all(root.join("target")).unwrap();
+    let lock = File::create(root.join("target/pyenv.lock")).unwrap();
+    lock.lock().unwrap();
+    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let stamp = dir.join("requirements.installed");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
+        ok(Command::new("python3").args(["-m", "venv"]).arg(&dir));
+        ok(Command::new(dir.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements));
+        std::fs::write(&stamp, wanted).unwrap();
+    }
+    lock.unlock().unwrap();
+    dir.join("bin/mppsolar")
+}
+
+/// A fresh directory whose path mppsolar cannot misread.
+fn work_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "serialtwin-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A `serialtwin` subcommand running in the background until stopped (killed if dropped).
+struct Background {
+    child: Option<Child>,
+    ready: Vec<Value>,
+    stderr: PathBuf,
+}
+
+impl Background {
+    /// Start `serialtwin <args> --json` and wait for `{"ready": N}`.
+    fn start(dir: &Path, tag: &str, args: &[&str]) -> Self {
+        let stderr = dir.join(format!("{tag}.log"));
+        let mut child = Command::new(bin())
+            .args(args)
+            .arg("--json")
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut ready = Vec::new();
+        loop {
+            let Ok(line) = rx.recv_timeout(PATIENCE) else {
+                let _ = child.kill();
+                panic!(
+                    "{args:?} not ready:\n{}",
+                    std::fs::read_to_string(&stderr).unwrap_or_default()
+                );
+            };
+            let v: Value = serde_json::from_str(&line).unwrap();
+            if v.get("ready").is_some() {
+                break;
+            }
+            ready.push(v);
+        }
+        Self {
+            child: Some(child),
+            ready,
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.as_ref().unwrap().id()).unwrap())
+    }
+
+    /// Send `signal` and wait for the exit; returns (success, stderr).
+    fn stop(mut self, signal: Signal) -> (bool, String) {
+        kill(self.pid(), signal).unwrap();
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "no exit after {signal:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            status.success(),
+            std::fs::read_to_string(&self.stderr).unwrap(),
+        )
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// mppsolar's output for `command` on `port` (always `--porttype serial`).
+fn ask(mppsolar: &Path, port: &Path, command: &str) -> String {
+    let out: Output = Command::new(mppsolar)
+        .arg("-p")
+        .arg(port)
+        .args(["--porttype", "serial", "-P", "PI30", "-c", command])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.trim_start().starts_with("error") || l.contains("validity_check")),
+        "{command}: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+/// The capture's records of `type` (and direction), as `(dir, bytes)`.
+fn frames(path: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "frame")
+        .map(|v| {
+            let hex = v["hex"].as_str().unwrap();
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
+            (v["dir"].as_str().unwrap().to_owned(), bytes)
+        })
+        .collect()
+}
+
+/// Queries and setters; QPIRI before and after POP02, QPIGS three times while the plant drifts.
+const COMMANDS: &[&str] = &[
+    "QPIGS", "QPIRI", "QMOD", "QPIWS", "POP02", "QPIRI", "PBCV44.0", "QPIGS", "QFLAG", "QPIGS",
+];
+
+fn inverter(dir: &Path) -> (Background, PathBuf) {
+    let link = dir.join("dev/ttyUSB9");
+    let config = dir.join("inverter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[clock]\nspeed = 600.0\n\n[[device]]\nname = \"inverter\"\nmodel = \"pi30\"\nlink = \"{}\"\n",
+            link.display()
+        ),
+    )
+    .unwrap();
+    let run = Background::start(
+        dir,
+        "inverter",
+        &["run", config.to_str().unwrap(), "--trace"],
+    );
+    (run, link)
+}
+
+#[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one story: record, replay, learn, deviate, each step checking the last"
+)]
+fn tap_records_mppsolar_and_replay_and_learn_answer_byte_for_byte() {
+    let mppsolar = mppsolar();
+    let dir = work_dir("tap");
+    let (inverter, upstream) = inverter(&dir);
+
+    // 1. Tap in front of the inverter; mppsolar talks through the tap's link.
+    let tap_link = dir.join("tap/ttyUSB0");
+    let capture = dir.join("inverter.jsonl");
+    let tap = Background::start(
+        &dir,
+        "tap",
+        &[
+            "tap",
+            "--upstream",
+            upstream.to_str().unwrap(),
+            "--link",
+            tap_link.to_str().unwrap(),
+            "--capture",
+            capture.to_str().unwrap(),
+            "--framing",
+            "pi30",
+            "--trace",
+        ],
+    );
+    assert_eq!(tap.ready[0]["link"], tap_link.to_str().unwrap());
+    let through_tap: Vec<String> = COMMANDS
+        .iter()
+        .map(|c| ask(&mppsolar, &tap_link, c))
+        .collect();
+    let (ok, log) = tap.stop(Signal::SIGTERM);
+    assert!(ok, "{log}");
+    assert!(!tap_link.exists(), "the tap removes its link");
+    assert!(log.contains("tap rx \"QPIGS"), "the live trace: {log}");
+    drop(inverter);
+
+    // The capture holds every request and a reply to each, and drifting QPIGS replies.
+    let recorded = frames(&capture);
+    let requests: Vec<String> = recorded
+        .iter()
+        .filter(|(d, _)| d == "rx")
+        .map(|(_, b)| String::from_utf8_lossy(&b[..b.len() - 2]).into_owned())
+        .collect();
+    assert_eq!(requests, COMMANDS);
+    let replies: Vec<&Vec<u8>> = recorded
+        .iter()
+        .filter(|(d, _)| d == "tx")
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(replies.len(), COMMANDS.len());
+    assert_ne!(
+        replies[1], replies[5],
+        "QPIRI before and after POP02 differ"
+    );
+    assert_ne!(through_tap[1], through_tap[5]);
+    assert_eq!(replies[4].as_slice(), b"(ACK9 \r");
+
+    // 2. Replay, strictly in order, recording its own side: byte-identical replies.
+    let replay_link = dir.join("replay/ttyUSB0");
+    let replayed = dir.join("replayed.jsonl");
+    let replay = Background::start(
+        &dir,
+        "replay",
+        &[
+            "replay",
+            capture.to_str().unwrap(),
+            "--link",
+            replay_link.to_str().unwrap(),
+            "--strict",
+            "--capture-to",
+            replayed.to_str().unwrap(),
+        ],
+    );
+    let from_replay: Vec<String> = COMMANDS
+        .iter()
+        .map(|c| ask(&mppsolar, &replay_link, c))
+        .collect();
+    let (ok, log) = replay.stop(Signal::SIGTERM);
+    assert!(ok, "strict replay without deviation exits 0: {log}");
+    assert_eq!(from_replay, through_tap, "mppsolar sees the same answers");
+    assert_eq!(frames(&replayed), recorded, "the same bytes both ways");
+
+    // 3. Learn a scripted device and run it: mppsolar sees the same answers again.
+    let learned = dir.join("learned.toml");
+    let learned_link = dir.join("learned/ttyUSB0");
+    let out = Command::new(bin())
+        .args(["learn", capture.to_str().unwrap(), "-o"])
+        .arg(&learned)
+        .args(["--link", learned_link.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&learned).unwrap();
+    assert!(text.contains("sequence = ["), "{text}");
+    let run = Background::start(
+        &dir,
+        "learned",
+        &["run", learned.to_str().unwrap(), "--trace=hex"],
+    );
+    let from_learned: Vec<String> = COMMANDS
+        .iter()
+        .map(|c| ask(&mppsolar, &learned_link, c))
+        .collect();
+    let (ok, log) = run.stop(Signal::SIGTERM);
+    assert!(ok, "{log}");
+    assert_eq!(from_learned, through_tap, "{text}");
+    // Byte for byte: the hex trace of the learned device's replies is the recorded bytes.
+    let hex_replies: Vec<Vec<u8>> = log
+        .lines()
+        .filter_map(|l| l.split_once(" learned tx ").map(|(_, h)| h))
+        .map(|h| {
+            h.split(' ')
+                .map(|b| u8::from_str_radix(b, 16).unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(hex_replies.iter().collect::<Vec<_>>(), replies);
+
+    // 4. A client that deviates from the recorded conversation fails a strict replay.
+    let replay = Background::start(
+        &dir,
+        "strict",
+        &[
+            "replay",
+            capture.to_str().unwrap(),
+            "--link",
+            replay_link.to_str().unwrap(),
+            "--strict",
+            "--fallback",
+            "nak",
+            "--trace",
+        ],
+    );
+    ask(&mppsolar, &replay_link, "QPIGS");
+    // The recording has QPIRI here: the deviation gets the fallback, (NAK.
+    let out = Command::new(&mppsolar)
+        .arg("-p")
+        .arg(&replay_link)
+        .args(["--porttype", "serial", "-P", "PI30", "-c", "QMOD"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NAK"));
+    let (ok, log) = replay.stop(Signal::SIGTERM);
+    assert!(!ok, "strict replay with a deviation exits non-zero");
+    assert!(
+        log.contains("deviates at exchange 2") && log.contains("expected \"QPIRI"),
+        "{log}"
+    );
+    assert!(log.contains("!! device error: strict replay"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_killed_tap_leaves_a_capture_replay_accepts() {
+    let mppsolar = mppsolar();
+    let dir = work_dir("kill");
+    let (inverter, upstream) = inverter(&dir);
+    let tap_link = dir.join("tap/ttyUSB0");
+    let capture = dir.join("killed.jsonl");
+    let tap = Background::start(
+        &dir,
+        "tap",
+        &[
+            "tap",
+            "--upstream",
+            upstream.to_str().unwrap(),
+            "--link",
+            tap_link.to_str().unwrap(),
+            "--capture",
+            capture.to_str().unwrap(),
+            "--framing",
+            "pi30",
+        ],
+    );
+    let qpigs = ask(&mppsolar, &tap_link, "QPIGS");
+    let qmod = ask(&mppsolar, &tap_link, "QMOD");
+    // A client at 9600 baud, two stop bits: the upstream follows.
+    let python = mppsolar.with_file_name("python");
+    let status = Command::new(python)
+        .args([
+            "-c",
+            "import serial, sys; s = serial.Serial(sys.argv[1], 9600, stopbits=2); s.close()",
+        ])
+        .arg(&tap_link)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(&capture)
+        .unwrap()
+        .contains(r#""type":"settings","t""#)
+    {
+        assert!(Instant::now() < deadline, "no settings record");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, _) = tap.stop(Signal::SIGKILL);
+    assert!(!ok);
+    let (_, inverter_log) = inverter.stop(Signal::SIGTERM);
+    assert!(
+        inverter_log.contains("inverter -- settings 9600 8N2"),
+        "{inverter_log}"
+    );
+    let text = std::fs::read(&capture).unwrap();
+    assert!(
+        text.ends_with(b"\n"),
+        "every record handed over was written whole"
+    );
+    assert!(
+        String::from_utf8_lossy(&text)
+            .contains(r#""baud":9600,"data_bits":8,"parity":"none","stop_bits":2"#)
+    );
+    assert_eq!(frames(&capture).len(), 4);
+
+    // Also cut it in the middle of its last record, as a kill during a write would.
+    let cut = dir.join("cut.jsonl");
+    std::fs::write(&cut, &text[..text.len() - 10]).unwrap();
+    let replay_link = dir.join("replay/ttyUSB0");
+    for (file, warns) in [(&capture, false), (&cut, true)] {
+        let replay = Background::start(
+            &dir,
+            "replay",
+            &[
+                "replay",
+                file.to_str().unwrap(),
+                "--link",
+                replay_link.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(ask(&mppsolar, &replay_link, "QPIGS"), qpigs);
+        if !warns {
+            assert_eq!(ask(&mppsolar, &replay_link, "QMOD"), qmod);
+        }
+        let (ok, log) = replay.stop(Signal::SIGTERM);
+        assert!(ok, "{log}");
+        assert_eq!(
+            log.contains("the last record is incomplete"),
+            warns,
+            "{log}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
