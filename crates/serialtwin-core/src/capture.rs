@@ -24,7 +24,6 @@
 //! killed (even with SIGKILL) up to the last record handed over. [`read`] accepts such a file:
 //! an incomplete last line is set aside ([`Capture::truncated`]), not an error.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -37,6 +36,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use crate::escape::{escape, hex, unescape, unhex};
 use crate::observe::{Direction, Observation, Observer, Seen};
 use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
 
@@ -422,87 +422,6 @@ impl Record {
     pub fn to_json(&self) -> String {
         serde_json::to_string(&self.to_wire()).unwrap_or_default()
     }
-}
-
-/// `bytes` as lowercase hex digits, no separators.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-/// Hex digits (spaces allowed between bytes) back to bytes.
-///
-/// # Errors
-/// A reason for an odd count or a non-hex digit.
-pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if !digits.len().is_multiple_of(2) {
-        return Err("an odd number of hex digits".into());
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).map_err(|_| "not a hex digit".to_owned())?;
-            u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
-        })
-        .collect()
-}
-
-/// `bytes` as readable text: printable ASCII as is, `\r`, `\n`, `\t`, `\\`, else `\xNN`.
-#[must_use]
-pub fn escape(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            b'\t' => s.push_str("\\t"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(char::from(b)),
-            _ => {
-                let _ = write!(s, "\\x{b:02x}");
-            }
-        }
-    }
-    s
-}
-
-/// The inverse of [`escape`] (also `\0` and `\e`).
-///
-/// # Errors
-/// A reason for an unknown or malformed escape.
-pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        out.push(match chars.next() {
-            Some('r') => b'\r',
-            Some('n') => b'\n',
-            Some('t') => b'\t',
-            Some('0') => 0,
-            Some('e') => 0x1b,
-            Some('\\') => b'\\',
-            Some('x') => {
-                let digits: String = chars.by_ref().take(2).collect();
-                u8::from_str_radix(&digits, 16)
-                    .ok()
-                    .filter(|_| digits.len() == 2)
-                    .ok_or_else(|| format!("`\\x{digits}`: write `\\x` and two hex digits"))?
-            }
-            Some(c) => return Err(format!("unknown escape `\\{c}`")),
-            None => return Err("a lone `\\` at the end".into()),
-        });
-    }
-    Ok(out)
 }
 
 /// A capture read back.

@@ -32,6 +32,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::escape::unescape;
 use crate::fault::{FaultKind, FaultRule, When};
 use crate::fleet::PortHandle;
 use crate::serve::Control;
@@ -123,44 +124,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Duration::try_from_secs_f64(v * scale).map_err(|_| bad())
-}
-
-/// Undo `\r`, `\n`, `\t`, `\\` and `\xHH` escapes.
-///
-/// # Errors
-/// A message naming a malformed escape.
-pub fn unescape(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(b'r') => out.push(b'\r'),
-            Some(b'n') => out.push(b'\n'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'0') => out.push(0),
-            Some(b'\\') => out.push(b'\\'),
-            Some(b'x') => {
-                let hi = bytes.next();
-                let lo = bytes.next();
-                let hex = [hi.unwrap_or(b' '), lo.unwrap_or(b' ')];
-                let hex =
-                    std::str::from_utf8(&hex).map_err(|_| format!("bad \\x escape in {s:?}"))?;
-                out.push(
-                    u8::from_str_radix(hex, 16).map_err(|_| format!("bad \\x escape in {s:?}"))?,
-                );
-            }
-            _ => {
-                return Err(format!(
-                    "bad escape in {s:?} (use \\r \\n \\t \\0 \\\\ \\xHH)"
-                ));
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl Command {
@@ -566,7 +529,7 @@ mod tests {
             ("fault inv0 drop when=now", "unknown option"),
             ("unplug inv0 soon", "bad duration"),
             ("set inv0 grid", "missing value"),
-            (r"send inv0 \q", "bad escape"),
+            (r"send inv0 \q", "unknown escape"),
         ] {
             let err = Command::parse(line).unwrap_err().to_string();
             assert!(err.contains(needle), "{line:?}: {err}");

@@ -27,6 +27,7 @@
 pub mod clock;
 pub mod control;
 pub mod device;
+pub mod escape;
 pub mod fault;
 pub mod fleet;
 pub mod framer;

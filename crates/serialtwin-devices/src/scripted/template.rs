@@ -4,7 +4,6 @@
 //! backslash in "basic strings"): `\r`, `\n`, `\t`, `\0`, `\e` (ESC), `\\`, `\xNN` (any byte).
 //! In templates `{name}` is a placeholder and `{{` / `}}` are literal braces.
 
-use std::fmt::Write as _;
 
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,20 +118,8 @@ pub(crate) fn unescape(text: &str) -> Result<Vec<u8>, String> {
 
 /// Bytes written as hex digits, optionally separated by spaces, `:` or `-` (`"00 1f FF"`).
 pub(crate) fn unhex(text: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = text
-        .bytes()
-        .filter(|b| !matches!(b, b' ' | b':' | b'-' | b'\t' | b'\n' | b'\r'))
-        .collect();
-    if !digits.len().is_multiple_of(2) {
-        return Err("an odd number of hex digits".into());
-    }
-    digits
-        .chunks(2)
-        .map(|pair| {
-            let s = std::str::from_utf8(pair).map_err(|_| "not a hex digit".to_owned())?;
-            u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
-        })
-        .collect()
+    let digits: String = text.chars().filter(|c| !matches!(c, ':' | '-')).collect();
+    serialtwin_core::escape::unhex(&digits)
 }
 
 /// The escape after a backslash.
@@ -170,23 +157,7 @@ fn escape(
 }
 
 /// `bytes` as readable text: printable ASCII as is, everything else escaped as above.
-#[must_use]
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            b'\t' => s.push_str("\\t"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(char::from(b)),
-            _ => {
-                let _ = write!(s, "\\x{b:02x}");
-            }
-        }
-    }
-    s
-}
+pub use serialtwin_core::escape::escape as escape_bytes;
 
 #[cfg(test)]
 mod tests {
