@@ -68,7 +68,7 @@ async fn settings_changes_are_seen_and_shown() {
         |s| matches!(s, Seen::Event(LineEvent::Settings(st)) if st.baud == 12_345),
     )
     .await;
-    assert_eq!(port.probe().settings().unwrap().baud, 12_345);
+    assert_eq!(port.probe().unwrap().settings().unwrap().baud, 12_345);
     drop(client);
     tokio::time::timeout(
         PATIENCE,

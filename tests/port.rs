@@ -104,7 +104,7 @@ async fn a_reply_produced_after_the_client_left_is_not_read_by_the_next() {
     )
     .await;
     let mut second = bare_open(port.pty());
-    assert_eq!(port.probe().unread().unwrap(), 0);
+    assert_eq!(port.probe().unwrap().unread().unwrap(), 0);
     assert!(
         nothing_to_read(&mut second),
         "stale bytes delivered to the next client"
@@ -145,7 +145,7 @@ async fn a_reply_the_client_never_read_is_discarded_when_it_leaves() {
     )
     .await;
     tokio::time::timeout(PATIENCE, async {
-        while port.probe().unread().unwrap() < 3 {
+        while port.probe().unwrap().unread().unwrap() < 3 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })
@@ -153,7 +153,7 @@ async fn a_reply_the_client_never_read_is_discarded_when_it_leaves() {
     .expect("the reply waits in the line");
     drop(first);
     wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
-    assert_eq!(port.probe().unread().unwrap(), 0);
+    assert_eq!(port.probe().unwrap().unread().unwrap(), 0);
     let mut second = bare_open(port.pty());
     assert!(nothing_to_read(&mut second));
     fleet.shutdown().await;
@@ -214,12 +214,15 @@ async fn exclusive_lock_left_by_a_killed_client_is_cleared() {
         assert!(n > 0, "child ended early: {text}");
         text.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(port.probe().exclusive().unwrap(), "the client set TIOCEXCL");
+    assert!(
+        port.probe().unwrap().exclusive().unwrap(),
+        "the client set TIOCEXCL"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
     assert!(
-        !port.probe().exclusive().unwrap(),
+        !port.probe().unwrap().exclusive().unwrap(),
         "TIOCEXCL cleared after the client died"
     );
     fleet.shutdown().await;

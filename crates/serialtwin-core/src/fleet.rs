@@ -196,17 +196,11 @@ impl PortHandle {
         self.control.send(command).await.map_err(|e| e.0)
     }
 
-    /// A probe on the current line from the client's side.
-    ///
-    /// # Panics
-    /// While the port is unplugged.
+    /// A probe on the current line from the client's side; `None` while the port is
+    /// unplugged or after it stopped.
     #[must_use]
-    pub fn probe(&self) -> SlaveProbe {
-        self.lock()
-            .pty
-            .as_ref()
-            .map(|(_, probe)| probe.clone())
-            .expect("port is unplugged")
+    pub fn probe(&self) -> Option<SlaveProbe> {
+        self.lock().pty.as_ref().map(|(_, probe)| probe.clone())
     }
 
     /// Pull the plug: the pty disappears (clients see a hangup), the link is removed, and

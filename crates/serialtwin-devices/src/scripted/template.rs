@@ -4,7 +4,6 @@
 //! backslash in "basic strings"): `\r`, `\n`, `\t`, `\0`, `\e` (ESC), `\\`, `\xNN` (any byte).
 //! In templates `{name}` is a placeholder and `{{` / `}}` are literal braces.
 
-
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Piece {
