@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +30,8 @@ use crate::transport::{PortEvent, Transport};
 
 /// Bytes reserved per read: small, because a serial request is small and every port pays it.
 const READ_CHUNK: usize = 128;
+/// The most a read grows to while a client streams (each full read doubles the room).
+const MAX_READ_CHUNK: usize = 4096;
 
 /// Commands the outside world sends to a running port.
 #[derive(Debug)]
@@ -242,6 +245,11 @@ pub(crate) struct Server<D, T> {
     last_rx: Instant,
     /// A frame the framer completed on a gap of silence, waiting to be answered.
     silence_frame: Option<Bytes>,
+    /// Encoded replies waiting to go out in one write (see [`Server::coalescing`]).
+    coalesced: BytesMut,
+    /// How much room the next read gets: small while requests are small, growing while reads
+    /// keep filling it (a client streaming data), back to small once they do not.
+    read_chunk: usize,
 }
 
 impl<D: Device, T: Transport> Server<D, T> {
@@ -287,6 +295,8 @@ impl<D: Device, T: Transport> Server<D, T> {
             replies: Replies::new(),
             last_rx: Instant::now(),
             silence_frame: None,
+            coalesced: BytesMut::new(),
+            read_chunk: READ_CHUNK,
         }
     }
 
@@ -339,11 +349,18 @@ impl<D: Device, T: Transport> Server<D, T> {
                 };
                 outcome?;
             }
+            // Replies to everything that one read brought go out in one write.
+            let outcome = tokio::select! {
+                biased;
+                () = &mut cancelled => return Ok(()),
+                r = self.flush_coalesced() => r,
+            };
+            outcome?;
             let silence = self.silence_deadline();
             tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(()),
-                r = recv(&mut self.io, &mut self.rx) => match r.map_err(|e| self.io_error(e))? {
+                r = recv(&mut self.io, &mut self.rx, &mut self.read_chunk) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
                         self.last_rx = Instant::now();
                         // Events the transport learned while reading (a client's open)
@@ -507,6 +524,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             };
             first = false;
             if wait > Duration::ZERO {
+                self.flush_coalesced().await?;
                 tokio::time::sleep(wait).await;
             }
             self.send(&reply).await?;
@@ -516,6 +534,30 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
         self.replies = replies;
         Ok(())
+    }
+
+    /// Whether replies can be gathered and written together: only when the line does nothing
+    /// to them (no pacing, no latency, no faults, no baud mismatch).
+    fn coalescing(&self, settings: &LineSettings) -> bool {
+        let line = self.line.config();
+        !line.pace
+            && line.latency == crate::line::Latency::None
+            && self.faults.is_empty()
+            && !line.mismatched(settings)
+    }
+
+    /// Write the gathered replies, if any, in one write.
+    async fn flush_coalesced(&mut self) -> Result<(), ServeError> {
+        if self.coalesced.is_empty() {
+            return Ok(());
+        }
+        let result = async {
+            self.io.write_all(&self.coalesced).await?;
+            self.io.flush().await
+        }
+        .await;
+        self.coalesced.clear();
+        result.map_err(|e| self.io_error(e))
     }
 
     async fn obey(&mut self, cmd: Control) -> Result<(), ServeError> {
@@ -583,6 +625,11 @@ impl<D: Device, T: Transport> Server<D, T> {
             return Ok(());
         }
         let settings = self.ctx.settings();
+        if chunks.len() == 1 && self.coalescing(&settings) {
+            self.coalesced.extend_from_slice(&chunks[0]);
+            return Ok(());
+        }
+        self.flush_coalesced().await?;
         for chunk in chunks {
             let Self { line, io, ctx, .. } = self;
             line.transmit(io, &chunk, &settings, ctx.rng())
@@ -594,17 +641,29 @@ impl<D: Device, T: Transport> Server<D, T> {
 }
 
 /// Read more bytes into `buf`, or take a line event, whichever the transport has first.
-async fn recv<T: Transport>(io: &mut T, buf: &mut BytesMut) -> std::io::Result<Recv> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
+async fn recv<T: Transport>(
+    io: &mut T,
+    buf: &mut BytesMut,
+    chunk: &mut usize,
+) -> std::io::Result<Recv> {
+    if buf.capacity() - buf.len() < *chunk / 2 {
+        buf.reserve(*chunk);
     }
+    let room = buf.capacity() - buf.len();
     poll_fn(|cx| {
         if let Poll::Ready(event) = io.poll_event(cx) {
             return Poll::Ready(Ok(Recv::Event(event)));
         }
         match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *io), cx, buf) {
             Poll::Ready(Ok(0)) => Poll::Ready(Ok(Recv::Eof)),
-            Poll::Ready(Ok(_)) => Poll::Ready(Ok(Recv::Data)),
+            Poll::Ready(Ok(n)) => {
+                *chunk = if n >= room {
+                    (*chunk * 2).min(MAX_READ_CHUNK)
+                } else {
+                    READ_CHUNK
+                };
+                Poll::Ready(Ok(Recv::Data))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => Poll::Pending,
         }

@@ -330,3 +330,71 @@ async fn any_tokio_util_codec_plugs_in() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// Counts the writes a transport gets.
+struct CountingWrites {
+    inner: DuplexStream,
+    writes: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl tokio::io::AsyncRead for CountingWrites {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for CountingWrites {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn replies_to_pipelined_requests_go_out_in_one_write() {
+    let (mut client, server) = tokio::io::duplex(4096);
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let io = Plain(CountingWrites {
+        inner: server,
+        writes: writes.clone(),
+    });
+    // All requests arrive before serving starts, so one read brings them all.
+    client.write_all(b"INC\r\nINC\r\nDUMP\r\n").await.unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(serve(
+        Counter::default(),
+        io,
+        ServeConfig::new("c"),
+        cancel.clone(),
+    ));
+    let mut client = BufReader::new(client);
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(read_line(&mut client).await);
+    }
+    assert_eq!(got, ["1\r\n", "2\r\n", "0:2\r\n", "1:2\r\n", "2:2\r\n"]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
