@@ -240,10 +240,21 @@ pub fn classify(err: &io::Error) -> Option<LimitError> {
 /// Like [`classify`], for an error from opening a pty (`posix_openpt`, `/dev/ptmx`): there
 /// `ENOSPC` means the system ran out of ptys and becomes [`LimitError::Ptys`], naming
 /// `kernel.pty.max`. (A `rustix::io::Errno` or `nix::Errno` converts with `io::Error::from`.)
+///
+/// At the limit Linux 6.18 also answers `EAGAIN` (seen when ptys closed a moment earlier are
+/// still being released): that counts as the limit too when `kernel.pty.nr` is at
+/// `kernel.pty.max`.
 #[must_use]
 pub fn classify_pty(err: &io::Error) -> Option<LimitError> {
-    if err.raw_os_error() == Some(Errno::ENOSPC as i32) {
+    let errno = err.raw_os_error();
+    if errno == Some(Errno::ENOSPC as i32) {
         return Some(LimitError::Ptys { usage: pty_usage() });
+    }
+    if errno == Some(Errno::EAGAIN as i32)
+        && let Some(usage) = pty_usage()
+        && usage.in_use + 1 >= usage.max
+    {
+        return Some(LimitError::Ptys { usage: Some(usage) });
     }
     classify(err)
 }

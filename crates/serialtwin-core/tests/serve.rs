@@ -398,3 +398,76 @@ async fn replies_to_pipelined_requests_go_out_in_one_write() {
     task.await.unwrap().unwrap();
     assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+/// A binary protocol whose frames end by silence (as Modbus RTU's do): everything received
+/// before a 5 ms gap is one frame.
+struct SilenceFramer;
+
+impl serialtwin_core::Framer for SilenceFramer {
+    fn decode(
+        &mut self,
+        _buf: &mut bytes::BytesMut,
+    ) -> Result<Option<Bytes>, serialtwin_core::FrameError> {
+        Ok(None)
+    }
+    fn encode(
+        &mut self,
+        frame: &[u8],
+        dst: &mut bytes::BytesMut,
+    ) -> Result<(), serialtwin_core::FrameError> {
+        dst.extend_from_slice(frame);
+        Ok(())
+    }
+    fn silence_gap(&self, _: &serialtwin_core::LineSettings) -> Option<Duration> {
+        Some(Duration::from_millis(5))
+    }
+    fn on_silence(
+        &mut self,
+        buf: &mut bytes::BytesMut,
+    ) -> Result<Option<Bytes>, serialtwin_core::FrameError> {
+        Ok(Some(buf.split().freeze()))
+    }
+    fn max_frame_len(&self) -> usize {
+        256
+    }
+}
+
+/// Answers each frame with its length and its bytes reversed.
+struct Reverse;
+
+impl Device for Reverse {
+    type Error = std::convert::Infallible;
+    fn framing(&self) -> Framing {
+        Framing::new("silence", || SilenceFramer)
+    }
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        let mut reply = vec![u8::try_from(req.len()).unwrap()];
+        reply.extend(req.iter().rev());
+        out.push(reply);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gap_of_silence_ends_a_binary_frame() {
+    let (mut client, cancel, task) = start(Reverse, ServeConfig::new("rtu"));
+    // One frame in two writes 1 ms apart (no gap), then a gap.
+    client.write_all(&[0x01, 0x03]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    client.write_all(&[0x00, 0x0d, 0xff]).await.unwrap();
+    let mut reply = [0u8; 6];
+    client.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply, [5, 0xff, 0x0d, 0x00, 0x03, 0x01]);
+    // The next frame after another gap is separate.
+    client.write_all(&[0xaa]).await.unwrap();
+    let mut reply = [0u8; 2];
+    client.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply, [1, 0xaa]);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
