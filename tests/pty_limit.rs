@@ -32,9 +32,7 @@ async fn running_out_of_ptys_names_kernel_pty_max_and_cleans_up() {
             )
         }))
         .await;
-    let err = result
-        .err()
-        .expect("more ports than kernel.pty.max cannot all be made");
+    let err = result.expect_err("more ports than kernel.pty.max cannot all be made");
     let message = err.to_string();
     if raised.new_soft >= fds_needed {
         assert!(matches!(err, FleetError::Limit { .. }), "{message}");
