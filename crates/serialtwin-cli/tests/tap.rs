@@ -13,38 +13,19 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
+#[path = "../../../tests/common/python.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod python;
+
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_serialtwin")
 }
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The pinned venv at `<workspace>/target/pyenv` (the same one the workspace tests use),
-/// created under a file lock if needed.
+/// The pinned venv's mppsolar (the venv the workspace tests share).
 fn mppsolar() -> PathBuf {
-    let root = workspace();
-    let requirements = root.join("tests/python/requirements.txt");
-    let dir = root.join("target/pyenv");
-    std::fs::create_dir_all(root.join("target")).unwrap();
-    let lock = File::create(root.join("target/pyenv.lock")).unwrap();
-    lock.lock().unwrap();
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    let stamp = dir.join("requirements.installed");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(&dir);
-        let ok = |cmd: &mut Command| assert!(cmd.status().unwrap().success(), "{cmd:?}");
-        ok(Command::new("python3").args(["-m", "venv"]).arg(&dir));
-        ok(Command::new(dir.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-            .arg(&requirements));
-        std::fs::write(&stamp, wanted).unwrap();
-    }
-    lock.unlock().unwrap();
-    dir.join("bin/mppsolar")
+    python::mppsolar()
 }
 
 /// A fresh directory whose path mppsolar cannot misread.
