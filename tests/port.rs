@@ -265,3 +265,75 @@ async fn a_clients_open_is_seen_before_its_first_frame() {
     }
     fleet.shutdown().await;
 }
+
+/// Streams 1 KiB readings as fast as it can, and answers `INC` like the counter.
+struct Firehose {
+    counter: Counter,
+    tick: tokio::time::Interval,
+}
+
+impl serialtwin::Device for Firehose {
+    type Error = std::convert::Infallible;
+    async fn handle(
+        &mut self,
+        req: bytes::Bytes,
+        ctx: &mut serialtwin::Context,
+        out: &mut serialtwin::Replies,
+    ) -> Result<(), Self::Error> {
+        self.counter.handle(req, ctx, out).await
+    }
+    async fn unprompted(&mut self, _: &mut serialtwin::Context) -> Option<serialtwin::Reply> {
+        self.tick.tick().await;
+        Some(serialtwin::Reply::frame(vec![b'x'; 1024]))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_and_leaves_does_not_hang_the_port() {
+    let fleet = Fleet::new();
+    let tick = tokio::time::interval(Duration::from_millis(1));
+    let port = fleet
+        .spawn(
+            PortSpec::new("hose"),
+            Firehose {
+                counter: Counter::default(),
+                tick,
+            },
+        )
+        .unwrap();
+    let mut seen = port.observations();
+    let sloth = bare_open(port.pty());
+    // Wait until the line is full (the client's 4 KiB read buffer, then the kernel's buffers
+    // behind it) and the device is blocked writing: no frame goes out for a while.
+    tokio::time::timeout(PATIENCE, async {
+        while port.probe().unwrap().unread().unwrap() < 4000 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_millis(300), seen.recv()).await {
+                Err(_) => return,
+                Ok(Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                Ok(Err(e)) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .expect("the line fills up");
+    drop(sloth);
+    wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
+    // The port is not stuck: a new client gets its answer among the readings.
+    let mut client = open_client(port.pty());
+    AsyncWriteExt::write_all(&mut client, b"INC\r\n")
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if common::read_line(&mut client).await == b"1\r\n" {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("an answer");
+    fleet.shutdown().await;
+}

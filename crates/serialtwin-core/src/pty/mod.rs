@@ -40,6 +40,9 @@ use self::sessions::{SessionLink, SessionNote};
 use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
 use crate::transport::{PortEvent, Transport};
 
+/// How often a write blocked on a full line looks again whether its client is still there.
+const WRITE_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// `TIOCPKT`: packet mode on the master (`ioctl_tty(2)`).
 const TIOCPKT: rustix::ioctl::Opcode = 0x5420;
 /// `TIOCGEXCL`: read the exclusive-mode flag, `_IOR('T', 0x40, int)`.
@@ -133,6 +136,9 @@ pub struct PtyPort {
     /// A client changed the settings and `ECHO` must be set again once it is done (see
     /// [`PtyPort::rearm_echo`]).
     rearm_pending: bool,
+    /// While a write waits for a client that does not read: when to look again whether it is
+    /// still there.
+    write_recheck: Option<Pin<Box<tokio::time::Sleep>>>,
     /// We flushed the line ourselves; the status byte it causes is ours, not the client's.
     own_flush: bool,
 }
@@ -204,6 +210,7 @@ impl PtyPort {
             sessions,
             own_flush: false,
             rearm_pending: false,
+            write_recheck: None,
         })
     }
 
@@ -360,6 +367,34 @@ impl PtyPort {
             .is_some_and(|s| s.open_count.load(Ordering::SeqCst) > 0)
     }
 
+    /// The line is full (about 18 KiB the client has not read). A real UART would go on
+    /// sending into the void; here the bytes would wait for the next client. With no client
+    /// there, drop them (report them written). With one, wait for it to read — but look again
+    /// every [`WRITE_RECHECK`], because if it leaves while we wait, no readiness event will
+    /// ever come and the port would hang.
+    fn poll_blocked_write(
+        &mut self,
+        cx: &mut task::Context<'_>,
+        len: usize,
+    ) -> Poll<io::Result<usize>> {
+        if self.has_client() == Some(false) {
+            debug!(path = %self.path.display(), len, "line full and no client: output dropped");
+            self.write_recheck = None;
+            return Poll::Ready(Ok(len));
+        }
+        let recheck = self
+            .write_recheck
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_RECHECK)));
+        if recheck.as_mut().poll(cx).is_ready() {
+            recheck
+                .as_mut()
+                .reset(tokio::time::Instant::now() + WRITE_RECHECK);
+            // Registers the timer's waker again.
+            let _ = recheck.as_mut().poll(cx);
+        }
+        Poll::Pending
+    }
+
     /// Read from the master into `buf`, handling packet headers. Returns the data byte count
     /// (0 only if `buf` has no room); events go to the queue, and if any were queued without
     /// data this returns `Pending` after waking the task so they are taken first.
@@ -438,10 +473,16 @@ impl AsyncWrite for PtyPort {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         loop {
-            let mut guard = ready!(this.master.poll_write_ready(cx))?;
+            let mut guard = match this.master.poll_write_ready(cx) {
+                Poll::Ready(guard) => guard?,
+                Poll::Pending => return this.poll_blocked_write(cx, buf.len()),
+            };
             match guard.try_io(|fd| rustix::io::write(fd.get_ref(), buf).map_err(io::Error::from)) {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(result) => return Poll::Ready(result),
+                Ok(result) => {
+                    this.write_recheck = None;
+                    return Poll::Ready(result);
+                }
                 Err(_would_block) => {}
             }
         }
