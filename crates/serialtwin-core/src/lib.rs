@@ -14,9 +14,9 @@
 //! - [`framer`]: cutting bytes into frames ([`Framer`], [`LineFramer`], [`Framing`],
 //!   [`CodecFramer`] for any tokio-util codec).
 //! - [`device`]: the [`Device`] trait, [`Replies`] and the [`Context`] a device sees.
-//! - [`line`]: what the wire does to bytes (baud, pacing, latency).
+//! - [`line`](mod@line): what the wire does to bytes (baud, pacing, latency).
 //! - [`fault`]: injected faults (dropped, corrupted, delayed replies; unplugging).
-//! - [`serve`]: the serving loop ([`serve`](serve::serve)), generic over the transport.
+//! - [`serve`](mod@serve): the serving loop ([`serve()`]), generic over the transport.
 //! - [`observe`]: the observer hook for traces, captures and test assertions.
 //! - [`fleet`]: many ports on one runtime ([`Fleet`], [`PortHandle`]).
 //! - [`control`]: run-time control over a Unix socket, and scenario timelines.

@@ -12,7 +12,7 @@
 //!   the settings with `TCGETS2` (rustix's `tcgetattr`), which also sees `BOTHER` rates.
 //!   Parity and data bits are never visible: the kernel forces `CS8` and clears `PARENB`.
 //! - **Sessions.** Opens and closes of `/dev/pts/N` come from one process-wide inotify watcher
-//!   ([`sessions`]). When the last client leaves we discard output it will never read, clear an
+//!   (`sessions`). When the last client leaves we discard output it will never read, clear an
 //!   exclusive lock (`TIOCEXCL`) it left, and tell the serving loop to drop its partial frame —
 //!   but only if no newer client can have started talking in between.
 

@@ -2,9 +2,9 @@
 //! NUT and friends talk to it.
 //!
 //! # Layout
-//! - [`crc`](self::crc): CRC-16/XMODEM with the two escape rules.
-//! - [`framer`](self::framer): `\r`-terminated frames; NUL padding between frames skipped.
-//! - [`config`](self::config): identity, variant, wire options, settings, plant (serde).
+//! - [`crc`]: CRC-16/XMODEM with the two escape rules.
+//! - [`framer`]: `\r`-terminated frames; NUL padding between frames skipped.
+//! - [`config`]: identity, variant, wire options, settings, plant (serde).
 //! - `plant`: sun, load, grid and battery, integrated over simulated time.
 //! - `commands`: the command table, query layouts and setter validation.
 //! - `shared`: the state a parallel group shares, and [`Pi30Handle`].
