@@ -120,12 +120,6 @@ impl PortSpec {
     }
 }
 
-impl std::fmt::Debug for dyn Observer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Observer")
-    }
-}
-
 /// The parts of a port that change when it is unplugged and plugged back in.
 #[derive(Debug)]
 struct Plugged {
@@ -400,10 +394,10 @@ async fn run_port<D: Device>(
     mut slot: Option<LinkSlot>,
     plugged: Arc<Mutex<Plugged>>,
     stop: CancellationToken,
-    mut control: mpsc::Receiver<Control>,
+    control: mpsc::Receiver<Control>,
 ) {
     let name = server.name.clone();
-    let mut control = Some(control_take(&mut control));
+    let mut control = Some(control);
     loop {
         let outcome = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
             .catch_unwind()
@@ -439,11 +433,6 @@ async fn run_port<D: Device>(
     {
         error!(port = %name, error = %e, "cannot remove link");
     }
-}
-
-fn control_take(rx: &mut mpsc::Receiver<Control>) -> mpsc::Receiver<Control> {
-    let (_, empty) = mpsc::channel(1);
-    std::mem::replace(rx, empty)
 }
 
 /// Close the pty (clients see a hangup), remove the link, wait, and come back on a new pty.

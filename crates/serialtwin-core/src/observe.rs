@@ -64,6 +64,12 @@ pub trait Observer: Send + Sync + 'static {
     fn observe(&self, observation: &Observation);
 }
 
+impl fmt::Debug for dyn Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 impl<F: Fn(&Observation) + Send + Sync + 'static> Observer for F {
     fn observe(&self, observation: &Observation) {
         self(observation);
