@@ -24,7 +24,7 @@ use crate::line::LineConfig;
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::serve::{Control, Outcome, ServeConfig, ServeError, Server};
+use crate::serve::{Control, ControlRx, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.
 const OBSERVATION_BACKLOG: usize = 256;
@@ -135,7 +135,7 @@ pub struct PortHandle {
     plugged: Arc<Mutex<Plugged>>,
     link: Option<PathBuf>,
     observations: Broadcast,
-    control: mpsc::Sender<Control>,
+    control: mpsc::Sender<Box<Control>>,
     stop: CancellationToken,
     done: CancellationToken,
 }
@@ -187,7 +187,7 @@ impl PortHandle {
     /// # Errors
     /// If the port has stopped.
     pub async fn control(&self, command: Control) -> Result<(), Control> {
-        self.control.send(command).await.map_err(|e| e.0)
+        self.control.send(Box::new(command)).await.map_err(|e| *e.0)
     }
 
     /// A probe on the current line from the client's side; `None` while the port is
@@ -394,10 +394,10 @@ async fn run_port<D: Device>(
     mut slot: Option<LinkSlot>,
     plugged: Arc<Mutex<Plugged>>,
     stop: CancellationToken,
-    control: mpsc::Receiver<Control>,
+    control: mpsc::Receiver<Box<Control>>,
 ) {
     let name = server.name.clone();
-    let mut control = Some(control);
+    let mut control = Some(ControlRx::Boxed(control));
     loop {
         let outcome = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
             .catch_unwind()

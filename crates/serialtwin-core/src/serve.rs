@@ -206,7 +206,7 @@ pub async fn serve_with_control<D: Device, T: Transport>(
     control: Option<mpsc::Receiver<Control>>,
 ) -> Result<(), ServeError> {
     let mut server = Server::new(device, io, config);
-    let mut control = control;
+    let mut control = control.map(ControlRx::Plain);
     match server.run(&cancel, &mut control).await? {
         Outcome::Done => Ok(()),
         Outcome::Unplug(_) => {
@@ -316,7 +316,7 @@ impl<D: Device, T: Transport> Server<D, T> {
     pub(crate) async fn run(
         &mut self,
         cancel: &CancellationToken,
-        control: &mut Option<mpsc::Receiver<Control>>,
+        control: &mut Option<ControlRx>,
     ) -> Result<Outcome, ServeError> {
         self.unplug = None;
         let outcome = self.run_until_unplug(cancel, control).await;
@@ -330,7 +330,7 @@ impl<D: Device, T: Transport> Server<D, T> {
     async fn run_until_unplug(
         &mut self,
         cancel: &CancellationToken,
-        control: &mut Option<mpsc::Receiver<Control>>,
+        control: &mut Option<ControlRx>,
     ) -> Result<(), ServeError> {
         // One cancellation future for the whole loop: building one per `select!` costs a lock
         // and a waiter registration each time.
@@ -681,9 +681,21 @@ fn pending_event<T: Transport>(io: &mut T) -> Option<PortEvent> {
     }
 }
 
-async fn recv_control(control: Option<&mut mpsc::Receiver<Control>>) -> Option<Control> {
+/// Where a serving loop's [`Control`] commands come from. Fleets send them boxed: a channel
+/// allocates its slots up front, and one pointer a slot instead of a whole `Control` is ~2 KiB
+/// less per port.
+#[derive(Debug)]
+pub(crate) enum ControlRx {
+    /// From [`serve_with_control`]'s caller.
+    Plain(mpsc::Receiver<Control>),
+    /// From a [`PortHandle`](crate::fleet::PortHandle).
+    Boxed(mpsc::Receiver<Box<Control>>),
+}
+
+async fn recv_control(control: Option<&mut ControlRx>) -> Option<Control> {
     match control {
-        Some(rx) => rx.recv().await,
+        Some(ControlRx::Plain(rx)) => rx.recv().await,
+        Some(ControlRx::Boxed(rx)) => rx.recv().await.map(|c| *c),
         None => std::future::pending().await,
     }
 }
