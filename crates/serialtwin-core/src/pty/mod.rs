@@ -24,7 +24,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::task::{self, Poll, ready};
 
 use rustix::ioctl::{Getter, Setter, ioctl, opcode};
@@ -362,9 +361,7 @@ impl PtyPort {
     }
 
     fn has_client_now(&self) -> bool {
-        self.sessions
-            .as_ref()
-            .is_some_and(|s| s.open_count.load(Ordering::SeqCst) > 0)
+        self.sessions.as_ref().is_some_and(|s| s.open_count() > 0)
     }
 
     /// The line is full (about 18 KiB the client has not read). A real UART would go on
@@ -506,13 +503,9 @@ impl Transport for PtyPort {
         let Some(sessions) = self.sessions.as_mut() else {
             return Poll::Pending;
         };
-        match sessions.notes.poll_recv(cx) {
-            Poll::Ready(Some(SessionNote::Opened)) => Poll::Ready(LineEvent::Opened.into()),
-            Poll::Ready(Some(SessionNote::Closed)) => Poll::Ready(self.on_closed()),
-            Poll::Ready(None) => {
-                self.sessions = None;
-                Poll::Pending
-            }
+        match sessions.poll_note(cx) {
+            Poll::Ready(SessionNote::Opened) => Poll::Ready(LineEvent::Opened.into()),
+            Poll::Ready(SessionNote::Closed) => Poll::Ready(self.on_closed()),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -13,10 +13,34 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
+use futures::task::AtomicWaker;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
+
+/// What the watcher knows about one port, shared with the port without a channel: sessions
+/// strictly alternate (a first open, then a last close), so two counters say what happened
+/// since the port last looked, in order, in a few bytes per port.
+#[derive(Debug, Default)]
+pub(crate) struct SessionState {
+    /// Client descriptors currently open.
+    pub(crate) open_count: AtomicU32,
+    /// Sessions begun (the count went from 0 to 1).
+    pub(crate) opened: AtomicU32,
+    /// Sessions ended (the count went from 1 to 0).
+    pub(crate) closed: AtomicU32,
+    /// The port's task, woken when either counter moves.
+    pub(crate) waker: AtomicWaker,
+}
+
+struct Entry {
+    state: Arc<SessionState>,
+}
+
+struct Watcher {
+    inotify: Inotify,
+    ports: Mutex<HashMap<WatchDescriptor, Entry>>,
+}
 
 /// A change in whether a client has the port open.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,30 +52,58 @@ pub(crate) enum SessionNote {
     Closed,
 }
 
-struct Entry {
-    tx: mpsc::UnboundedSender<SessionNote>,
-    open_count: Arc<AtomicU32>,
-}
-
-struct Watcher {
-    inotify: Inotify,
-    ports: Mutex<HashMap<WatchDescriptor, Entry>>,
-}
-
 /// The port's end of the watcher.
 pub(crate) struct SessionLink {
-    /// Session changes, in the order inotify reported them.
-    pub(crate) notes: mpsc::UnboundedReceiver<SessionNote>,
-    /// How many client descriptors the watcher currently counts as open.
-    pub(crate) open_count: Arc<AtomicU32>,
+    /// Shared with the watcher.
+    pub(crate) state: Arc<SessionState>,
+    /// Sessions begun that the port has reported.
+    seen_opened: u32,
+    /// Sessions ended that the port has reported.
+    seen_closed: u32,
     wd: WatchDescriptor,
     watcher: &'static Watcher,
+}
+
+impl SessionLink {
+    /// The next session change, in order, if there is one; otherwise register to be woken.
+    pub(crate) fn poll_note(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<SessionNote> {
+        if let Some(note) = self.take_note() {
+            return std::task::Poll::Ready(note);
+        }
+        self.state.waker.register(cx.waker());
+        // A change that landed between the look and the registration.
+        self.take_note()
+            .map_or(std::task::Poll::Pending, std::task::Poll::Ready)
+    }
+
+    fn take_note(&mut self) -> Option<SessionNote> {
+        let opened = self.state.opened.load(Ordering::SeqCst);
+        let closed = self.state.closed.load(Ordering::SeqCst);
+        // Sessions alternate: while as many have ended as begun, the next change is an open.
+        if self.seen_opened == self.seen_closed && opened != self.seen_opened {
+            self.seen_opened = self.seen_opened.wrapping_add(1);
+            Some(SessionNote::Opened)
+        } else if self.seen_opened != self.seen_closed && closed != self.seen_closed {
+            self.seen_closed = self.seen_closed.wrapping_add(1);
+            Some(SessionNote::Closed)
+        } else {
+            None
+        }
+    }
+
+    /// How many client descriptors the watcher currently counts as open.
+    pub(crate) fn open_count(&self) -> u32 {
+        self.state.open_count.load(Ordering::SeqCst)
+    }
 }
 
 impl std::fmt::Debug for SessionLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLink")
-            .field("open_count", &self.open_count.load(Ordering::Relaxed))
+            .field("open_count", &self.open_count())
             .finish_non_exhaustive()
     }
 }
@@ -89,8 +141,7 @@ fn watcher() -> std::io::Result<&'static Watcher> {
 /// Start watching the slave at `path` for client opens and closes.
 pub(crate) fn watch(path: &Path) -> std::io::Result<SessionLink> {
     let watcher = watcher()?;
-    let (tx, notes) = mpsc::unbounded_channel();
-    let open_count = Arc::new(AtomicU32::new(0));
+    let state = Arc::new(SessionState::default());
     // Hold the map lock across add_watch so the reader cannot see an event for this wd before
     // the entry exists.
     let mut ports = watcher.ports.lock().unwrap_or_else(PoisonError::into_inner);
@@ -101,14 +152,14 @@ pub(crate) fn watch(path: &Path) -> std::io::Result<SessionLink> {
     ports.insert(
         wd,
         Entry {
-            tx,
-            open_count: open_count.clone(),
+            state: state.clone(),
         },
     );
     drop(ports);
     Ok(SessionLink {
-        notes,
-        open_count,
+        state,
+        seen_opened: 0,
+        seen_closed: 0,
         wd,
         watcher,
     })
@@ -161,20 +212,23 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
             let Some(entry) = ports.get(&event.wd) else {
                 continue;
             };
+            let state = &entry.state;
             if event.mask.contains(AddWatchFlags::IN_OPEN) {
-                if entry.open_count.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let _ = entry.tx.send(SessionNote::Opened);
+                if state.open_count.fetch_add(1, Ordering::SeqCst) == 0 {
+                    state.opened.fetch_add(1, Ordering::SeqCst);
+                    state.waker.wake();
                 }
             } else if event
                 .mask
                 .intersects(AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_CLOSE_NOWRITE)
             {
-                let before = entry
+                let before = state
                     .open_count
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .unwrap_or(0);
                 if before == 1 {
-                    let _ = entry.tx.send(SessionNote::Closed);
+                    state.closed.fetch_add(1, Ordering::SeqCst);
+                    state.waker.wake();
                 }
             } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                 debug!("session watcher: watch removed");
