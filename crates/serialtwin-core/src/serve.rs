@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -231,8 +231,6 @@ pub(crate) struct Server<D, T> {
     framer: BoxFramer,
     line: Line,
     ctx: Context,
-    settings_tx: watch::Sender<LineSettings>,
-    session_tx: watch::Sender<Session>,
     observers: Vec<Arc<dyn Observer>>,
     pub(crate) name: Arc<str>,
     /// Received bytes not yet decoded.
@@ -264,16 +262,16 @@ impl<D: Device, T: Transport> Server<D, T> {
             baud: line.config().baud.unwrap_or(LineSettings::default().baud),
             ..LineSettings::default()
         });
-        let (settings_tx, settings_rx) = watch::channel(initial);
+
         let session = Session {
             open: io.client_present(),
             count: u64::from(io.client_present() == Some(true)),
         };
-        let (session_tx, session_rx) = watch::channel(session);
+
         let ctx = Context::new(
             config.name.clone(),
-            settings_rx,
-            session_rx,
+            initial,
+            session,
             config.clock,
             config.seed,
         );
@@ -286,8 +284,6 @@ impl<D: Device, T: Transport> Server<D, T> {
             framer,
             line,
             ctx,
-            settings_tx,
-            session_tx,
             observers: config.observers,
             name: config.name,
             rx: BytesMut::with_capacity(READ_CHUNK),
@@ -306,10 +302,13 @@ impl<D: Device, T: Transport> Server<D, T> {
         self.framer.reset();
         self.silence_frame = None;
         if let Some(settings) = io.settings() {
-            self.settings_tx.send_replace(settings);
+            self.ctx.set_settings(settings);
         }
-        self.session_tx
-            .send_modify(|s| s.open = io.client_present());
+        let session = Session {
+            open: io.client_present(),
+            ..self.ctx.session()
+        };
+        self.ctx.set_session(session);
         std::mem::replace(&mut self.io, io)
     }
 
@@ -345,7 +344,9 @@ impl<D: Device, T: Transport> Server<D, T> {
                 let outcome = tokio::select! {
                     biased;
                     () = &mut cancelled => return Ok(()),
-                    r = self.answer(frame) => r,
+                    // Boxed: the answer's future (the device's handler, pacing, delays) is the
+                    // largest state of this loop, and every idle port would carry its room.
+                    r = Box::pin(self.answer(frame)) => r,
                 };
                 outcome?;
             }
@@ -383,7 +384,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                     let outcome = tokio::select! {
                         biased;
                         () = &mut cancelled => return Ok(()),
-                        r = self.obey(cmd) => r,
+                        r = Box::pin(self.obey(cmd)) => r,
                     };
                     outcome?;
                 }
@@ -394,7 +395,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                         let outcome = tokio::select! {
                             biased;
                             () = &mut cancelled => return Ok(()),
-                            r = self.send(&reply) => r,
+                            r = Box::pin(self.send(&reply)) => r,
                         };
                         outcome?;
                     }
@@ -467,18 +468,21 @@ impl<D: Device, T: Transport> Server<D, T> {
             self.rx.clear();
         }
         match &event.event {
-            LineEvent::Opened => self.session_tx.send_modify(|s| {
-                s.open = Some(true);
-                s.count += 1;
-            }),
-            LineEvent::Closed => self.session_tx.send_modify(|s| s.open = Some(false)),
-            LineEvent::Settings(settings) => {
-                self.settings_tx.send_if_modified(|s| {
-                    let changed = s != settings;
-                    *s = *settings;
-                    changed
+            LineEvent::Opened => {
+                let s = self.ctx.session();
+                self.ctx.set_session(Session {
+                    open: Some(true),
+                    count: s.count + 1,
                 });
             }
+            LineEvent::Closed => {
+                let s = self.ctx.session();
+                self.ctx.set_session(Session {
+                    open: Some(false),
+                    ..s
+                });
+            }
+            LineEvent::Settings(settings) => self.ctx.set_settings(*settings),
             LineEvent::Flush { .. } | LineEvent::Flow(_) => {}
         }
         debug!(port = %self.name, event = %event.event, "line event");
