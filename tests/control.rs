@@ -16,7 +16,7 @@ async fn the_control_socket_sets_values_injects_faults_and_lists_ports() {
     let dir = test_dir("control");
     let fleet = Fleet::new();
     let mut spec = PortSpec::new("inv0");
-    spec.clock = SimClock::at_unix(1_741_176_000, 0.0);
+    spec.serve.clock = SimClock::at_unix(1_741_176_000, 0.0);
     let config: Pi30Config = toml::from_str("[plant]\nstart_unix = 1741132800").unwrap();
     let inv = fleet.spawn(spec, Pi30::new(config).unwrap()).unwrap();
     let counter = fleet

@@ -65,7 +65,8 @@ fn pyserial(script: &str, port: &std::path::Path) -> String {
 async fn with_fault(kind: FaultKind, script: &'static str) -> String {
     let fleet = Fleet::new();
     let mut spec = PortSpec::new("faulty");
-    spec.faults
+    spec.serve
+        .faults
         .add(FaultRule::next(kind, 1).for_command(&b"INC"[..]));
     let port = fleet.spawn(spec, Counter::default()).unwrap();
     let path = port.pty().to_owned();

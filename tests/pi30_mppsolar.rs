@@ -47,7 +47,7 @@ fn frozen() -> SimClock {
 
 fn spawn(fleet: &Fleet, variant: &str) -> PortHandle {
     let mut spec = PortSpec::new(format!("inv-{variant}"));
-    spec.clock = frozen();
+    spec.serve.clock = frozen();
     fleet
         .spawn(spec, Pi30::new(config(variant)).unwrap())
         .unwrap()
@@ -369,7 +369,7 @@ use std::time::Duration;
 
 fn spawn_with(fleet: &Fleet, name: &str, tweak: impl FnOnce(&mut PortSpec)) -> PortHandle {
     let mut spec = PortSpec::new(name);
-    spec.clock = frozen();
+    spec.serve.clock = frozen();
     tweak(&mut spec);
     fleet
         .spawn(spec, Pi30::new(config("pi30")).unwrap())
@@ -380,9 +380,11 @@ fn spawn_with(fleet: &Fleet, name: &str, tweak: impl FnOnce(&mut PortSpec)) -> P
 async fn mppsolar_sees_a_broken_crc_and_a_dropped_reply_as_faulty_hardware() {
     let fleet = Fleet::new();
     let port = spawn_with(&fleet, "faulty", |spec| {
-        spec.faults
+        spec.serve
+            .faults
             .add(FaultRule::next(FaultKind::BreakChecksum, 1).for_command(&b"QPIGS"[..]));
-        spec.faults
+        spec.serve
+            .faults
             .add(FaultRule::next(FaultKind::Drop, 1).for_command(&b"QID"[..]));
     });
     let answers = mppsolar(
@@ -414,7 +416,7 @@ async fn mppsolar_sees_a_broken_crc_and_a_dropped_reply_as_faulty_hardware() {
 async fn paced_qpiri_after_08s_latency_misses_mppsolars_1s_window() {
     let fleet = Fleet::new();
     let slow = spawn_with(&fleet, "slow", |spec| {
-        spec.line = Some(LineConfig {
+        spec.serve.line = Some(LineConfig {
             latency: Latency::Fixed(Duration::from_millis(800)),
             ..LineConfig::uart(2400)
         });
@@ -471,7 +473,7 @@ async fn a_client_at_the_wrong_baud_gets_garbage_or_silence() {
     let fleet = Fleet::new();
     let garbage = spawn_with(&fleet, "garbage", |_| {});
     let silent = spawn_with(&fleet, "silent", |spec| {
-        spec.line = Some(LineConfig {
+        spec.serve.line = Some(LineConfig {
             mismatch: Mismatch::Silence,
             ..LineConfig::uart(2400)
         });
@@ -525,7 +527,7 @@ async fn a_parallel_group_answers_qpgs_consistently_from_every_port() {
         .enumerate()
         .map(|(i, unit)| {
             let mut spec = PortSpec::new(format!("unit{i}"));
-            spec.clock = frozen();
+            spec.serve.clock = frozen();
             fleet.spawn(spec, unit).unwrap()
         })
         .collect();

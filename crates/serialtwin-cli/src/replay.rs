@@ -180,12 +180,12 @@ async fn serve(
         None => None,
     };
     let mut spec = PortSpec::new("replay").link(args.link.clone());
-    spec.framing = Some(framing);
+    spec.serve.framing = Some(framing);
     if let Some((t, _)) = &trace {
-        spec.observers.push(Arc::new(t.clone()));
+        spec.serve.observers.push(Arc::new(t.clone()));
     }
     if let Some(c) = &capture {
-        spec.observers.push(Arc::new(c.clone()));
+        spec.serve.observers.push(Arc::new(c.clone()));
     }
     let fleet = Fleet::new();
     let handle = fleet

@@ -115,13 +115,13 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
         spec.link = p.link;
         spec.owner = p.owner;
         spec.mode = p.mode;
-        spec.framing = p.framing;
-        spec.line = p.line;
-        spec.seed = p.seed;
-        spec.clock = plan.clock;
-        spec.faults = p.faults;
+        spec.serve.framing = p.framing;
+        spec.serve.line = p.line;
+        spec.serve.seed = p.seed;
+        spec.serve.clock = plan.clock;
+        spec.serve.faults = p.faults;
         if let Some(o) = &observer {
-            spec.observers.push(o.clone());
+            spec.serve.observers.push(o.clone());
         }
         (spec, p.device)
     });

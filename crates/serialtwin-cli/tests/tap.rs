@@ -28,6 +28,29 @@ fn mppsolar() -> PathBuf {
     python::mppsolar()
 }
 
+/// `serialtwin tap` in front of `upstream`, PI30 framing, link and capture as given.
+fn start_tap(
+    dir: &Path,
+    upstream: &Path,
+    link: &Path,
+    capture: &Path,
+    extra: &[&str],
+) -> Background {
+    let mut args = vec![
+        "tap",
+        "--upstream",
+        upstream.to_str().unwrap(),
+        "--link",
+        link.to_str().unwrap(),
+        "--capture",
+        capture.to_str().unwrap(),
+        "--framing",
+        "pi30",
+    ];
+    args.extend_from_slice(extra);
+    Background::start(dir, "tap", &args)
+}
+
 /// A fresh directory whose path mppsolar cannot misread.
 fn work_dir(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -195,22 +218,7 @@ fn tap_records_mppsolar_and_replay_and_learn_answer_byte_for_byte() {
     // 1. Tap in front of the inverter; mppsolar talks through the tap's link.
     let tap_link = dir.join("tap/ttyUSB0");
     let capture = dir.join("inverter.jsonl");
-    let tap = Background::start(
-        &dir,
-        "tap",
-        &[
-            "tap",
-            "--upstream",
-            upstream.to_str().unwrap(),
-            "--link",
-            tap_link.to_str().unwrap(),
-            "--capture",
-            capture.to_str().unwrap(),
-            "--framing",
-            "pi30",
-            "--trace",
-        ],
-    );
+    let tap = start_tap(&dir, &upstream, &tap_link, &capture, &["--trace"]);
     assert_eq!(tap.ready[0]["link"], tap_link.to_str().unwrap());
     let through_tap: Vec<String> = COMMANDS
         .iter()
@@ -345,21 +353,7 @@ fn a_killed_tap_leaves_a_capture_replay_accepts() {
     let (inverter, upstream) = inverter(&dir);
     let tap_link = dir.join("tap/ttyUSB0");
     let capture = dir.join("killed.jsonl");
-    let tap = Background::start(
-        &dir,
-        "tap",
-        &[
-            "tap",
-            "--upstream",
-            upstream.to_str().unwrap(),
-            "--link",
-            tap_link.to_str().unwrap(),
-            "--capture",
-            capture.to_str().unwrap(),
-            "--framing",
-            "pi30",
-        ],
-    );
+    let tap = start_tap(&dir, &upstream, &tap_link, &capture, &[]);
     let qpigs = ask(&mppsolar, &tap_link, "QPIGS");
     let qmod = ask(&mppsolar, &tap_link, "QMOD");
     // A client at 9600 baud, two stop bits: the upstream follows.

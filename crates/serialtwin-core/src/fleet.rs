@@ -15,12 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
-use crate::clock::SimClock;
 use crate::device::Device;
-use crate::fault::Faults;
-use crate::framer::Framing;
 use crate::limits::{self, LimitError};
-use crate::line::LineConfig;
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
@@ -63,45 +59,28 @@ pub enum FleetError {
     },
 }
 
-/// How to put one device on a port.
+/// How to put one device on a port: where the port appears, plus how it is served.
 #[derive(Clone, Debug)]
 pub struct PortSpec {
-    /// The port's name (logs, observations, the device's context).
-    pub name: String,
     /// A symlink to create to the pty (`/tmp/serialtwin/ttyUSB0`), if any.
     pub link: Option<PathBuf>,
     /// Owner `(uid, gid)` of the slave node.
     pub owner: Option<(u32, u32)>,
     /// Permission bits of the slave node.
     pub mode: Option<u32>,
-    /// Framing instead of the device's own.
-    pub framing: Option<Framing>,
-    /// Line instead of the device's own.
-    pub line: Option<LineConfig>,
-    /// The simulated wall clock the device sees.
-    pub clock: SimClock,
-    /// Seed of the port's random source.
-    pub seed: u64,
-    /// Extra observers (a trace, a capture writer), besides the handle's own broadcast.
-    pub observers: Vec<Arc<dyn Observer>>,
-    /// Faults injected from the start.
-    pub faults: Faults,
+    /// The port's name, framing and line overrides, clock, seed, observers and faults (the
+    /// fleet adds the observer behind [`PortHandle::observations`]).
+    pub serve: ServeConfig,
 }
 
 impl PortSpec {
     /// A port called `name`, no link, the device's framing and line, the real clock.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
-            name: name.into(),
             link: None,
             owner: None,
             mode: None,
-            framing: None,
-            line: None,
-            clock: SimClock::real(),
-            seed: 0,
-            observers: Vec::new(),
-            faults: Faults::new(),
+            serve: ServeConfig::new(name.into()),
         }
     }
 
@@ -115,7 +94,7 @@ impl PortSpec {
     /// Add an observer.
     #[must_use]
     pub fn observe(mut self, observer: impl Observer) -> Self {
-        self.observers.push(Arc::new(observer));
+        self.serve = self.serve.observe(observer);
         self
     }
 }
@@ -244,13 +223,13 @@ impl Fleet {
     /// # Errors
     /// [`FleetError`]; nothing is left behind (no pty, no link, no descriptor).
     pub fn spawn<D: Device>(&self, spec: PortSpec, device: D) -> Result<PortHandle, FleetError> {
-        let line = spec.line.unwrap_or_else(|| device.line());
+        let line = spec.serve.line.unwrap_or_else(|| device.line());
         let options = PtyOptions {
             baud: line.baud.unwrap_or(PtyOptions::default().baud),
             owner: spec.owner,
             mode: spec.mode,
         };
-        let name = spec.name;
+        let name = spec.serve.name.to_string();
         // Claim the link first: it is the step most likely to be refused, and it must not
         // cost a pty when it is.
         let link_error = |source: LinkError| match &source {
@@ -284,13 +263,8 @@ impl Fleet {
             slot.point_to(port.path()).map_err(link_error)?;
         }
         let observations = Broadcast::new(OBSERVATION_BACKLOG);
-        let mut config = ServeConfig::new(name.as_str());
-        config.framing = spec.framing;
+        let mut config = spec.serve;
         config.line = Some(line);
-        config.clock = spec.clock;
-        config.seed = spec.seed;
-        config.faults = spec.faults;
-        config.observers = spec.observers;
         config.observers.push(Arc::new(observations.clone()));
         let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
         let stop = self.cancel.child_token();
