@@ -144,13 +144,15 @@ async fn a_timeline_runs_unattended() {
             command: Command::parse(r"send t HELLO").unwrap(),
         },
     ];
+    // The client is there before the timeline starts: unprompted output with no client is
+    // dropped, so opening after the timeline would race its 100 ms.
+    let mut client = open_client(port.pty());
     let cancel = CancellationToken::new();
     let timeline = tokio::spawn(control::run_timeline(
         steps,
         Ports::new([port.clone()]),
         cancel.clone(),
     ));
-    let mut client = open_client(port.pty());
     timeline.await.unwrap();
     wait_for(&mut seen, |s| *s == Seen::Fault(FaultKind::Duplicate)).await;
     // The unprompted HELLO went out twice (the duplicate fault hit it).
