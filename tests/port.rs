@@ -351,3 +351,62 @@ async fn a_client_that_never_reads_and_leaves_does_not_hang_the_port() {
     .expect("an answer");
     fleet.shutdown().await;
 }
+
+/// Answers `DUMP` with 2,000 numbered lines (about 26 KiB: more than the line holds).
+struct Dumper;
+
+impl serialtwin::Device for Dumper {
+    type Error = std::convert::Infallible;
+    async fn handle(
+        &mut self,
+        req: bytes::Bytes,
+        _: &mut serialtwin::Context,
+        out: &mut serialtwin::Replies,
+    ) -> Result<(), Self::Error> {
+        if req.as_ref() == b"DUMP" {
+            for i in 0..2000 {
+                out.push(format!("line {i:05}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_larger_than_the_line_arrives_whole_once_the_client_reads() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("dump"), Dumper).unwrap();
+    let mut client = open_client(port.pty());
+    AsyncWriteExt::write_all(&mut client, b"DUMP\r\n")
+        .await
+        .unwrap();
+    // Not reading yet: the line fills and the device's write waits for room.
+    tokio::time::timeout(PATIENCE, async {
+        while port.probe().unwrap().unread().unwrap() < 4000 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the line fills up");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Now read: the waiting write must learn that there is room again, and nothing is lost.
+    let expected: Vec<u8> = (0..2000)
+        .flat_map(|i| format!("line {i:05}\r\n").into_bytes())
+        .collect();
+    let mut got = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        while got.len() < expected.len() {
+            let mut buf = [0u8; 4096];
+            let n = tokio::io::AsyncReadExt::read(&mut client, &mut buf)
+                .await
+                .unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the whole reply arrives");
+    assert_eq!(got, expected);
+    // And the port still answers.
+    assert_eq!(ask(&mut client, b"DUMP\r\n").await, b"line 00000\r\n");
+    fleet.shutdown().await;
+}

@@ -32,7 +32,7 @@ use rustix::termios::{
     ControlModes, InputModes, LocalModes, OptionalActions, QueueSelector, SpecialCodeIndex, Termios,
 };
 use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tracing::{debug, warn};
 
 use self::sessions::{SessionLink, SessionNote};
@@ -120,8 +120,12 @@ impl SlaveProbe {
 /// with packet-mode headers stripped; line events are queued for [`Transport::poll_event`].
 #[derive(Debug)]
 pub struct PtyPort {
-    /// The nonblocking master, registered with tokio's reactor.
+    /// The nonblocking master, registered with tokio's reactor for reading only.
     master: AsyncFd<OwnedFd>,
+    /// A duplicate of the master registered for write readiness, only while a write waits for
+    /// room. Registered for good, `EPOLLOUT` would wake the reactor each time the client reads
+    /// a reply — one event per round trip for nothing, since the line nearly always has room.
+    writer: Option<AsyncFd<OwnedFd>>,
     /// Our own slave descriptor: keeps the master from failing with EIO when clients close.
     slave: Arc<OwnedFd>,
     /// `/dev/pts/N`.
@@ -199,9 +203,11 @@ impl PtyPort {
         // SAFETY: `master` is an `OwnedFd` for a valid, open, nonblocking pty master. It moves
         // into the `AsyncFd`, which owns it from here on; nothing else closes or replaces it
         // while it is registered, and it is deregistered before it is closed (on drop).
-        let master = unsafe { AsyncFd::register(master) }.map_err(io::Error::from)?;
+        let master = unsafe { AsyncFd::register_with_interest(master, Interest::READABLE) }
+            .map_err(io::Error::from)?;
         Ok(Self {
             master,
+            writer: None,
             slave: Arc::new(slave),
             path,
             events: VecDeque::new(),
@@ -360,6 +366,17 @@ impl PtyPort {
         }
     }
 
+    /// Register a duplicate of the master for write readiness (see [`PtyPort::writer`]).
+    fn register_writer(&self) -> io::Result<AsyncFd<OwnedFd>> {
+        let dup = rustix::io::fcntl_dupfd_cloexec(self.master.get_ref(), 0)?;
+        #[allow(unsafe_code)]
+        // SAFETY: `dup` is an `OwnedFd` for a valid, open, nonblocking descriptor of the pty
+        // master (a duplicate shares the open file and its flags). It moves into the `AsyncFd`,
+        // which owns it from here on and deregisters it before closing it (on drop). A
+        // duplicate is its own epoll registration, so the master's stays as it is.
+        unsafe { AsyncFd::register_with_interest(dup, Interest::WRITABLE) }.map_err(io::Error::from)
+    }
+
     fn has_client_now(&self) -> bool {
         self.sessions.as_ref().is_some_and(|s| s.open_count() > 0)
     }
@@ -377,6 +394,7 @@ impl PtyPort {
         if self.has_client() == Some(false) {
             debug!(path = %self.path.display(), len, "line full and no client: output dropped");
             self.write_recheck = None;
+            self.writer = None;
             return Poll::Ready(Ok(len));
         }
         let recheck = self
@@ -470,13 +488,30 @@ impl AsyncWrite for PtyPort {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         loop {
-            let mut guard = match this.master.poll_write_ready(cx) {
-                Poll::Ready(guard) => guard?,
-                Poll::Pending => return this.poll_blocked_write(cx, buf.len()),
+            // Straight to the line: it nearly always has room. Only a full line makes us ask
+            // the reactor for write readiness.
+            if this.writer.is_none() {
+                match rustix::io::write(this.master.get_ref(), buf) {
+                    Ok(n) => {
+                        this.write_recheck = None;
+                        return Poll::Ready(Ok(n));
+                    }
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(rustix::io::Errno::AGAIN) => this.writer = Some(this.register_writer()?),
+                    Err(e) => return Poll::Ready(Err(e.into())),
+                }
+            }
+            let ready = this.writer.as_ref().map(|w| w.poll_write_ready(cx));
+            let mut guard = match ready {
+                Some(Poll::Ready(guard)) => guard?,
+                Some(Poll::Pending) => return this.poll_blocked_write(cx, buf.len()),
+                None => continue,
             };
             match guard.try_io(|fd| rustix::io::write(fd.get_ref(), buf).map_err(io::Error::from)) {
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(result) => {
+                    // Room again: stop listening for it.
+                    this.writer = None;
                     this.write_recheck = None;
                     return Poll::Ready(result);
                 }
