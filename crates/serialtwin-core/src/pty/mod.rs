@@ -42,6 +42,13 @@ use crate::transport::{PortEvent, Transport};
 /// How often a write blocked on a full line looks again whether its client is still there.
 const WRITE_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The flag we keep set on the line so that every client `tcsetattr` changes something (see
+/// [`PtyPort::rearm_echo`]). `ECHONL` because raw-mode clients (cfmakeraw, pyserial) clear it
+/// and it does nothing outside canonical mode. Not `ECHO`: any of `ECHO`, `ICRNL`, `ISIG` and
+/// the like takes the line discipline off its raw fast path (`real_raw`, one copy per reply)
+/// and onto a byte-by-byte one.
+const CANARY: LocalModes = LocalModes::ECHONL;
+
 /// `TIOCPKT`: packet mode on the master (`ioctl_tty(2)`).
 const TIOCPKT: rustix::ioctl::Opcode = 0x5420;
 /// `TIOCGEXCL`: read the exclusive-mode flag, `_IOR('T', 0x40, int)`.
@@ -136,7 +143,7 @@ pub struct PtyPort {
     settings: LineSettings,
     /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
     sessions: Option<SessionLink>,
-    /// A client changed the settings and `ECHO` must be set again once it is done (see
+    /// A client changed the settings and [`CANARY`] must be set again once it is done (see
     /// [`PtyPort::rearm_echo`]).
     rearm_pending: bool,
     /// While a write waits for a client that does not read: when to look again whether it is
@@ -292,9 +299,9 @@ impl PtyPort {
         if status & pkt::IOCTL != 0 {
             match rustix::termios::tcgetattr(self.master.get_ref()) {
                 Ok(t) => {
-                    // Only a client's change clears ECHO; our own re-arm (which raises this
-                    // status byte too) leaves nothing to do.
-                    self.rearm_pending = !t.local_modes.contains(LocalModes::ECHO);
+                    // Only a client's change clears the canary; our own re-arm (which raises
+                    // this status byte too) leaves nothing to do.
+                    self.rearm_pending = !t.local_modes.contains(CANARY);
                     let settings = settings_of(&t);
                     if settings != self.settings {
                         self.settings = settings;
@@ -336,15 +343,15 @@ impl PtyPort {
         }
     }
 
-    /// Keep `ECHO` set on the line, so that the next client's `tcsetattr` always changes
+    /// Keep [`CANARY`] set on the line, so that the next client's `tcsetattr` always changes
     /// something.
     ///
     /// Debian's (and Fedora's) glibc re-reads the settings after `TCSETS` and fails with EINVAL
     /// when nothing changed. A pty discards `PARENB`, so a client that reopens with
     /// `parity=EVEN` and otherwise the settings of last time (mppsolar reopens for every
     /// command) fails every open but the first. Raw-mode clients (pyserial, cfmakeraw) always
-    /// clear `ECHO`; with `EXTPROC` set the line discipline does not echo anyway, so `ECHO` is
-    /// a harmless flag for us to set again after each client `tcsetattr`.
+    /// clear the canary, which does nothing on a non-canonical line, so it is ours to set again
+    /// after each client `tcsetattr`.
     ///
     /// When matters: not at once (glibc's check re-reads the settings right after `TCSETS`, and
     /// our change landing in between would make it see "nothing changed"), and not only when
@@ -356,13 +363,13 @@ impl PtyPort {
         let Ok(mut t) = rustix::termios::tcgetattr(self.master.get_ref()) else {
             return;
         };
-        if t.local_modes.contains(LocalModes::ECHO) {
+        if t.local_modes.contains(CANARY) {
             return;
         }
-        t.local_modes.insert(LocalModes::ECHO);
+        t.local_modes.insert(CANARY);
         if let Err(e) = rustix::termios::tcsetattr(self.master.get_ref(), OptionalActions::Now, &t)
         {
-            warn!(path = %self.path.display(), error = %e, "cannot re-arm ECHO");
+            warn!(path = %self.path.display(), error = %e, "cannot re-arm the ECHONL canary");
         }
     }
 
@@ -564,9 +571,8 @@ fn raw_line(t: &mut Termios, baud: u32) -> io::Result<()> {
         .insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
     t.input_modes
         .remove(InputModes::IXON | InputModes::IXOFF | InputModes::IXANY);
-    // EXTPROC: client tcsetattr calls are reported; it also stops the line discipline from
-    // echoing, so ECHO can stay set (see `PtyPort::rearm_echo`).
-    t.local_modes.insert(LocalModes::EXTPROC | LocalModes::ECHO);
+    // EXTPROC: client tcsetattr calls are reported. The canary: see `PtyPort::rearm_echo`.
+    t.local_modes.insert(LocalModes::EXTPROC | CANARY);
     t.special_codes[SpecialCodeIndex::VMIN] = 1;
     t.special_codes[SpecialCodeIndex::VTIME] = 0;
     t.set_speed(baud)?;
