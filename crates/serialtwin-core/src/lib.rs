@@ -31,6 +31,7 @@ pub mod escape;
 pub mod fault;
 pub mod fleet;
 pub mod framer;
+mod gate;
 pub mod limits;
 pub mod line;
 pub mod link;

@@ -62,6 +62,12 @@ pub struct Observation {
 pub trait Observer: Send + Sync + 'static {
     /// Called by the serving loop; must not block.
     fn observe(&self, observation: &Observation);
+
+    /// Whether anyone could see an observation now. The serving loop builds none (no clock
+    /// read, no copies) while every observer of its port says no. The default is yes.
+    fn is_watching(&self) -> bool {
+        true
+    }
 }
 
 impl fmt::Debug for dyn Observer {
@@ -117,5 +123,9 @@ impl Observer for Broadcast {
         {
             let _ = tx.send(observation.clone());
         }
+    }
+
+    fn is_watching(&self) -> bool {
+        self.tx.get().is_some()
     }
 }

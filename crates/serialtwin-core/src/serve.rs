@@ -16,13 +16,14 @@ use futures::FutureExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, error, warn};
 
 use crate::clock::SimClock;
 use crate::device::{Context, Device, Replies, Reply};
 use crate::fault::{self, FaultKind, FaultRule, Faults};
 use crate::framer::{BoxFramer, Framer, Framing};
+use crate::gate::Gate;
 use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
 use crate::settings::{LineEvent, LineSettings, Session};
@@ -331,10 +332,14 @@ impl<D: Device, T: Transport> Server<D, T> {
         cancel: &CancellationToken,
         control: &mut Option<ControlRx>,
     ) -> Result<(), ServeError> {
-        // One cancellation future for the whole loop: building one per `select!` costs a lock
-        // and a waiter registration each time.
-        let cancelled = cancel.cancelled();
-        tokio::pin!(cancelled);
+        // One cancellation future for the whole loop, and it and the control channel behind
+        // gates: they are polled only after they woke the task, not on every pass (see `gate`).
+        let future = std::pin::pin!(cancel.cancelled());
+        let mut cancelled = Cancelled {
+            future,
+            gate: Gate::new(),
+        };
+        let control_gate = Gate::new();
         loop {
             if self.unplug.is_some() {
                 return Ok(());
@@ -343,7 +348,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             while let Some(frame) = self.next_frame() {
                 let outcome = tokio::select! {
                     biased;
-                    () = &mut cancelled => return Ok(()),
+                    () = cancelled.wait() => return Ok(()),
                     // Boxed: the answer's future (the device's handler, pacing, delays) is the
                     // largest state of this loop, and every idle port would carry its room.
                     r = Box::pin(self.answer(frame)) => r,
@@ -353,14 +358,14 @@ impl<D: Device, T: Transport> Server<D, T> {
             // Replies to everything that one read brought go out in one write.
             let outcome = tokio::select! {
                 biased;
-                () = &mut cancelled => return Ok(()),
+                () = cancelled.wait() => return Ok(()),
                 r = self.flush_coalesced() => r,
             };
             outcome?;
             let silence = self.silence_deadline();
             tokio::select! {
                 biased;
-                () = &mut cancelled => return Ok(()),
+                () = cancelled.wait() => return Ok(()),
                 r = recv(&mut self.io, &mut self.rx, &mut self.read_chunk) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
                         self.last_rx = Instant::now();
@@ -376,14 +381,17 @@ impl<D: Device, T: Transport> Server<D, T> {
                         return Ok(());
                     }
                 },
-                cmd = recv_control(control.as_mut()) => {
+                cmd = poll_fn(|cx| match control.as_mut() {
+                    Some(rx) => control_gate.poll(cx, |cx| rx.poll_recv(cx)),
+                    None => Poll::Pending,
+                }) => {
                     let Some(cmd) = cmd else {
                         *control = None;
                         continue;
                     };
                     let outcome = tokio::select! {
                         biased;
-                        () = &mut cancelled => return Ok(()),
+                        () = cancelled.wait() => return Ok(()),
                         r = Box::pin(self.obey(cmd)) => r,
                     };
                     outcome?;
@@ -394,7 +402,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                         self.request = None;
                         let outcome = tokio::select! {
                             biased;
-                            () = &mut cancelled => return Ok(()),
+                            () = cancelled.wait() => return Ok(()),
                             r = Box::pin(self.send(&reply)) => r,
                         };
                         outcome?;
@@ -404,14 +412,20 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
     }
 
-    fn observe(&self, seen: Seen) {
-        if self.observers.is_empty() {
+    /// Whether any observer is watching now.
+    fn watched(&self) -> bool {
+        self.observers.iter().any(|o| o.is_watching())
+    }
+
+    /// Tell the observers what was seen; `seen` is only called if one of them is watching.
+    fn observe(&self, seen: impl FnOnce() -> Seen) {
+        if !self.watched() {
             return;
         }
         let observation = Observation {
             at: Instant::now(),
             port: self.name.clone(),
-            seen,
+            seen: seen(),
         };
         for o in &self.observers {
             o.observe(&observation);
@@ -435,7 +449,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 Ok(frame) => return frame,
                 Err(e) => {
                     warn!(port = %self.name, error = %e, "input discarded");
-                    self.observe(Seen::FrameError(e.to_string()));
+                    self.observe(|| Seen::FrameError(e.to_string()));
                 }
             }
         }
@@ -457,7 +471,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             Ok(None) => {}
             Err(e) => {
                 warn!(port = %self.name, error = %e, "input discarded after silence");
-                self.observe(Seen::FrameError(e.to_string()));
+                self.observe(|| Seen::FrameError(e.to_string()));
             }
         }
     }
@@ -487,12 +501,12 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
         debug!(port = %self.name, event = %event.event, "line event");
         self.device.on_event(&event.event, &mut self.ctx);
-        self.observe(Seen::Event(event.event));
+        self.observe(|| Seen::Event(event.event));
     }
 
     /// Hand one request to the device and send its replies.
     async fn answer(&mut self, frame: Bytes) -> Result<(), ServeError> {
-        self.observe(Seen::Frame(Direction::Rx, frame.clone()));
+        self.observe(|| Seen::Frame(Direction::Rx, frame.clone()));
         self.request = Some(frame.clone());
         if !self.line.accepts_input(&self.ctx.settings()) {
             debug!(port = %self.name, "client at the wrong baud rate: request not understood");
@@ -506,7 +520,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 warn!(port = %self.name, error = %e, "device handler failed");
-                self.observe(Seen::HandlerError(e.to_string()));
+                self.observe(|| Seen::HandlerError(e.to_string()));
             }
             Err(panic) => {
                 let message = panic_message(panic.as_ref());
@@ -593,16 +607,36 @@ impl<D: Device, T: Transport> Server<D, T> {
 
     /// Encode one reply and put it on the line.
     async fn send(&mut self, reply: &Reply) -> Result<(), ServeError> {
+        if self.faults.is_empty() && !self.watched() && self.coalescing(&self.ctx.settings()) {
+            // The common case: nothing to apply and nobody to show the frame to, so encode
+            // straight into the pending write — no copy, no allocation.
+            if self.io.client_present() == Some(false) {
+                debug!(port = %self.name, "no client: frame dropped");
+                return Ok(());
+            }
+            let start = self.coalesced.len();
+            let encoded = if reply.raw {
+                self.coalesced.extend_from_slice(&reply.bytes);
+                Ok(())
+            } else {
+                self.framer.encode(&reply.bytes, &mut self.coalesced)
+            };
+            if let Err(e) = encoded {
+                self.coalesced.truncate(start);
+                warn!(port = %self.name, error = %e, "reply could not be encoded; not sent");
+            }
+            return Ok(());
+        }
         self.tx.clear();
         if reply.raw {
             self.tx.extend_from_slice(&reply.bytes);
         } else if let Err(e) = self.framer.encode(&reply.bytes, &mut self.tx) {
             warn!(port = %self.name, error = %e, "reply could not be encoded; not sent");
-            self.observe(Seen::HandlerError(e.to_string()));
+            self.observe(|| Seen::HandlerError(e.to_string()));
             return Ok(());
         }
         let bytes = self.tx.split().freeze();
-        self.observe(Seen::Frame(Direction::Tx, bytes.clone()));
+        self.observe(|| Seen::Frame(Direction::Tx, bytes.clone()));
         let chunks = if self.faults.is_empty() {
             vec![bytes]
         } else {
@@ -611,13 +645,13 @@ impl<D: Device, T: Transport> Server<D, T> {
                 match *kind {
                     FaultKind::Delay(extra) => tokio::time::sleep(extra).await,
                     FaultKind::Unplug(after) => {
-                        self.observe(Seen::Fault(*kind));
+                        self.observe(|| Seen::Fault(*kind));
                         self.unplug = Some(after);
                         return Ok(());
                     }
                     _ => {}
                 }
-                self.observe(Seen::Fault(*kind));
+                self.observe(|| Seen::Fault(*kind));
             }
             let checksum = self.framer.checksum_range(&bytes);
             fault::apply(&kinds, &bytes, checksum.as_ref(), self.ctx.rng())
@@ -696,11 +730,25 @@ pub(crate) enum ControlRx {
     Boxed(mpsc::Receiver<Box<Control>>),
 }
 
-async fn recv_control(control: Option<&mut ControlRx>) -> Option<Control> {
-    match control {
-        Some(ControlRx::Plain(rx)) => rx.recv().await,
-        Some(ControlRx::Boxed(rx)) => rx.recv().await.map(|c| *c),
-        None => std::future::pending().await,
+impl ControlRx {
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Control>> {
+        match self {
+            Self::Plain(rx) => rx.poll_recv(cx),
+            Self::Boxed(rx) => rx.poll_recv(cx).map(|c| c.map(|c| *c)),
+        }
+    }
+}
+
+/// The serving loop's cancellation: one future, polled through its [`Gate`] only.
+struct Cancelled<'p, 't> {
+    future: std::pin::Pin<&'p mut WaitForCancellationFuture<'t>>,
+    gate: Gate,
+}
+
+impl Cancelled<'_, '_> {
+    fn wait(&mut self) -> impl Future<Output = ()> {
+        let Self { future, gate } = self;
+        poll_fn(move |cx| gate.poll(cx, |cx| future.as_mut().poll(cx)))
     }
 }
 
