@@ -5,7 +5,8 @@
 //! into a channel) and must never block.
 
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Waker;
 
 use bytes::Bytes;
 use tokio::sync::broadcast;
@@ -65,8 +66,18 @@ pub trait Observer: Send + Sync + 'static {
 
     /// Whether anyone could see an observation now. The serving loop builds none (no clock
     /// read, no copies) while every observer of its port says no. The default is yes.
+    ///
+    /// The loop asks once, then again only after the waker given to
+    /// [`when_watched`](Self::when_watched) fired: an observer whose answer can turn from no
+    /// to yes must wake it.
     fn is_watching(&self) -> bool {
         true
+    }
+
+    /// Wake `waker` whenever [`is_watching`](Self::is_watching) may have turned true. The
+    /// default does nothing (the default answer never changes).
+    fn when_watched(&self, waker: &Waker) {
+        let _ = waker;
     }
 }
 
@@ -93,7 +104,14 @@ impl<F: Fn(&Observation) + Send + Sync + 'static> Observer for F {
 #[derive(Clone, Debug)]
 pub struct Broadcast {
     capacity: usize,
-    tx: Arc<OnceLock<broadcast::Sender<Observation>>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    tx: OnceLock<broadcast::Sender<Observation>>,
+    /// Serving loops to wake on the first subscription (see [`Observer::when_watched`]).
+    waiting: Mutex<Vec<Waker>>,
 }
 
 impl Broadcast {
@@ -102,23 +120,38 @@ impl Broadcast {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            tx: Arc::new(OnceLock::new()),
+            shared: Arc::default(),
         }
     }
 
-    /// A new subscriber, seeing observations from now on.
+    /// A new subscriber, seeing observations from now on: the serving loop learns of it before
+    /// it looks at anything that happens after this returns.
     #[must_use]
     pub fn subscribe(&self) -> broadcast::Receiver<Observation> {
-        self.tx
+        let rx = self
+            .shared
+            .tx
             .get_or_init(|| broadcast::channel(self.capacity).0)
-            .subscribe()
+            .subscribe();
+        for waker in self.waiting().drain(..) {
+            waker.wake();
+        }
+        rx
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
+        // A panic while holding this lock leaves a plain list of wakers: still usable.
+        self.shared
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 impl Observer for Broadcast {
     fn observe(&self, observation: &Observation) {
         // Only subscribers that exist get it; none is fine.
-        if let Some(tx) = self.tx.get()
+        if let Some(tx) = self.shared.tx.get()
             && tx.receiver_count() > 0
         {
             let _ = tx.send(observation.clone());
@@ -126,6 +159,16 @@ impl Observer for Broadcast {
     }
 
     fn is_watching(&self) -> bool {
-        self.tx.get().is_some()
+        self.shared.tx.get().is_some()
+    }
+
+    fn when_watched(&self, waker: &Waker) {
+        // Under the lock, so that a subscription either is seen here or drains this waker.
+        let mut waiting = self.waiting();
+        if self.shared.tx.get().is_some() {
+            waker.wake_by_ref();
+        } else if !waiting.iter().any(|w| w.will_wake(waker)) {
+            waiting.push(waker.clone());
+        }
     }
 }

@@ -23,7 +23,7 @@ use crate::clock::SimClock;
 use crate::device::{Context, Device, Replies, Reply};
 use crate::fault::{self, FaultKind, FaultRule, Faults};
 use crate::framer::{BoxFramer, Framer, Framing};
-use crate::gate::Gate;
+use crate::gate::{Gates, Source};
 use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
 use crate::settings::{LineEvent, LineSettings, Session};
@@ -246,6 +246,10 @@ pub(crate) struct Server<D, T> {
     silence_frame: Option<Bytes>,
     /// Encoded replies waiting to go out in one write (see [`Server::coalescing`]).
     coalesced: BytesMut,
+    /// Cancellation, control and the observers' interest, looked at only after they woke us.
+    gates: Gates,
+    /// Whether an observer was watching when last asked (asked again when the watch gate opens).
+    watching: std::cell::Cell<bool>,
     /// How much room the next read gets: small while requests are small, growing while reads
     /// keep filling it (a client streaming data), back to small once they do not.
     read_chunk: usize,
@@ -276,6 +280,10 @@ impl<D: Device, T: Transport> Server<D, T> {
             config.clock,
             config.seed,
         );
+        let gates = Gates::new();
+        for o in &config.observers {
+            o.when_watched(gates.waker(Source::Watch));
+        }
         Self {
             device,
             io,
@@ -294,6 +302,8 @@ impl<D: Device, T: Transport> Server<D, T> {
             silence_frame: None,
             coalesced: BytesMut::new(),
             read_chunk: READ_CHUNK,
+            gates,
+            watching: std::cell::Cell::new(false),
         }
     }
 
@@ -335,11 +345,12 @@ impl<D: Device, T: Transport> Server<D, T> {
         // One cancellation future for the whole loop, and it and the control channel behind
         // gates: they are polled only after they woke the task, not on every pass (see `gate`).
         let future = std::pin::pin!(cancel.cancelled());
+        // A new cancellation future and perhaps a new control channel: look at all of them.
+        self.gates.open_all();
         let mut cancelled = Cancelled {
             future,
-            gate: Gate::new(),
+            gates: self.gates.clone(),
         };
-        let control_gate = Gate::new();
         loop {
             if self.unplug.is_some() {
                 return Ok(());
@@ -382,7 +393,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                     }
                 },
                 cmd = poll_fn(|cx| match control.as_mut() {
-                    Some(rx) => control_gate.poll(cx, |cx| rx.poll_recv(cx)),
+                    Some(rx) => self.gates.poll(Source::Control, cx, |cx| rx.poll_recv(cx)),
                     None => Poll::Pending,
                 }) => {
                     let Some(cmd) = cmd else {
@@ -412,9 +423,13 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
     }
 
-    /// Whether any observer is watching now.
+    /// Whether any observer is watching now (asked again only after one said it may be).
     fn watched(&self) -> bool {
-        self.observers.iter().any(|o| o.is_watching())
+        if self.gates.take(Source::Watch) {
+            self.watching
+                .set(self.observers.iter().any(|o| o.is_watching()));
+        }
+        self.watching.get()
     }
 
     /// Tell the observers what was seen; `seen` is only called if one of them is watching.
@@ -739,16 +754,17 @@ impl ControlRx {
     }
 }
 
-/// The serving loop's cancellation: one future, polled through its [`Gate`] only.
+/// The serving loop's cancellation: one future, polled through its gate only.
 struct Cancelled<'p, 't> {
     future: std::pin::Pin<&'p mut WaitForCancellationFuture<'t>>,
-    gate: Gate,
+    /// The serving loop's gates (a clone: the loop borrows itself mutably meanwhile).
+    gates: Gates,
 }
 
 impl Cancelled<'_, '_> {
     fn wait(&mut self) -> impl Future<Output = ()> {
-        let Self { future, gate } = self;
-        poll_fn(move |cx| gate.poll(cx, |cx| future.as_mut().poll(cx)))
+        let Self { future, gates } = self;
+        poll_fn(move |cx| gates.poll(Source::Cancel, cx, |cx| future.as_mut().poll(cx)))
     }
 }
 

@@ -471,3 +471,37 @@ async fn a_gap_of_silence_ends_a_binary_frame() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_broadcast_subscribed_while_serving_sees_what_follows() {
+    let watch = serialtwin_core::Broadcast::new(16);
+    let mut config = ServeConfig::new("late");
+    config.observers.push(Arc::new(watch.clone()));
+    let (client, cancel, task) = start(Counter::default(), config);
+    let mut client = BufReader::new(client);
+    // Served while nobody watches: the loop has decided that there is nobody to tell.
+    client.get_mut().write_all(b"INC\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "1\r\n");
+    let mut seen = watch.subscribe();
+    client.get_mut().write_all(b"INC\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "2\r\n");
+    let mut frames = Vec::new();
+    while frames.len() < 2 {
+        let o = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("observed in time")
+            .unwrap();
+        if let Seen::Frame(direction, bytes) = o.seen {
+            frames.push((direction, bytes));
+        }
+    }
+    assert_eq!(
+        frames,
+        [
+            (Direction::Rx, Bytes::from_static(b"INC")),
+            (Direction::Tx, Bytes::from_static(b"2\r\n")),
+        ]
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -430,14 +430,27 @@ impl PtyPort {
         }
         loop {
             let mut guard = ready!(self.master.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            let room = unfilled.len();
+            let start = buf.filled().len();
+            #[allow(unsafe_code)]
+            // SAFETY: the spare room is only handed to read(2), which writes it and never
+            // de-initialises anything. (Not `initialize_unfilled`: zeroing the room before
+            // every read is a memset per request for nothing.)
+            let spare = unsafe { buf.unfilled_mut() };
+            let room = spare.len();
             let result = guard.try_io(|fd| {
-                rustix::io::read(fd.get_ref(), &mut *unfilled).map_err(io::Error::from)
+                rustix::io::read(fd.get_ref(), &mut *spare)
+                    .map(|(got, _)| got.len())
+                    .map_err(io::Error::from)
             });
             match result {
                 Ok(Ok(0)) => return Poll::Ready(Ok(())),
                 Ok(Ok(n)) => {
+                    #[allow(unsafe_code)]
+                    // SAFETY: read(2) initialised the first `n` bytes of the spare room.
+                    unsafe {
+                        buf.assume_init(n);
+                    }
+                    let unfilled = &mut buf.initialized_mut()[start..start + n];
                     let status = unfilled[0];
                     if status == 0 {
                         // A short data read drained the master: skip the EAGAIN read that
