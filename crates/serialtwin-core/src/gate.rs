@@ -5,9 +5,11 @@
 //! a mutex (the cancellation token's tree node) and a channel pop each time, and asking every
 //! observer whether anyone is watching costs a few pointer chases — each a cache miss once a
 //! fleet has more ports than the caches hold. These sources change a handful of times in a
-//! port's life. [`Gates`] gives each of them a waker of its own and a bit that the waker sets;
-//! a source is looked at again only once its bit is set. Per pass that leaves one waker
-//! registration and one atomic swap, on one cache line shared by all the sources.
+//! port's life. [`Gates`] hands them a waker of their own that sets a bit per source; a source
+//! is looked at again only once its bit is set. Per pass that leaves one waker registration
+//! and one atomic load, on one cache line. (One waker for all the sources, which opens every
+//! gate: a wake is rare, and a spurious look costs less than an allocation per source on
+//! every port of a fleet.)
 //!
 //! The one rule: a source behind a gate must be polled through that gate and nowhere else,
 //! or its wake-ups would reach the task without setting its bit.
@@ -29,47 +31,37 @@ pub(crate) enum Source {
     Watch = 2,
 }
 
-const SOURCES: [Source; 3] = [Source::Cancel, Source::Control, Source::Watch];
-
 impl Source {
     const fn bit(self) -> u8 {
         1 << self as u8
     }
 }
 
-/// One gate per [`Source`]: its own waker, and whether it fired since the source was last
-/// looked at. Clones share the gates.
+/// One gate per [`Source`], and the waker that opens them. Clones share the gates.
 #[derive(Clone, Debug)]
 pub(crate) struct Gates {
     shared: Arc<Shared>,
-    /// Each source's waker, made once: sources keep it and skip re-registering while
+    /// The sources' waker, made once: sources keep it and skip re-registering while
     /// `will_wake` says it is the same.
-    wakers: [Waker; SOURCES.len()],
+    waker: Waker,
 }
 
 #[derive(Debug)]
 struct Shared {
-    /// One bit per source: set when its waker fired (or the gate was opened).
+    /// One bit per source: set when the waker fired (or the gates were opened).
     open: AtomicU8,
-    /// The task to wake when a bit is set.
+    /// The task to wake when the sources' waker fires.
     task: AtomicWaker,
 }
 
-/// The waker of one source.
-#[derive(Debug)]
-struct SourceWaker {
-    shared: Arc<Shared>,
-    bit: u8,
-}
-
-impl Wake for SourceWaker {
+impl Wake for Shared {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.shared.open.fetch_or(self.bit, Ordering::Release);
-        self.shared.task.wake();
+        self.open.store(u8::MAX, Ordering::Release);
+        self.task.wake();
     }
 }
 
@@ -80,13 +72,8 @@ impl Gates {
             open: AtomicU8::new(u8::MAX),
             task: AtomicWaker::new(),
         });
-        let wakers = SOURCES.map(|source| {
-            Waker::from(Arc::new(SourceWaker {
-                shared: shared.clone(),
-                bit: source.bit(),
-            }))
-        });
-        Self { shared, wakers }
+        let waker = Waker::from(shared.clone());
+        Self { shared, waker }
     }
 
     /// Open every gate: each source is looked at again (for instance a new future that has
@@ -95,9 +82,9 @@ impl Gates {
         self.shared.open.store(u8::MAX, Ordering::Release);
     }
 
-    /// The waker that opens `source`'s gate.
-    pub(crate) fn waker(&self, source: Source) -> &Waker {
-        &self.wakers[source as usize]
+    /// The waker to hand to a source: it opens the gates.
+    pub(crate) fn waker(&self) -> &Waker {
+        &self.waker
     }
 
     /// Whether `source`'s gate is open, closing it. Does not register the task: for sources
@@ -111,7 +98,7 @@ impl Gates {
     }
 
     /// Poll `source` with `poll` if its gate is open (closing it), else `Pending`; either way
-    /// the task behind `cx` is woken when the source's waker fires.
+    /// the task behind `cx` is woken when the gates' waker fires.
     ///
     /// A source that was ready is polled again next time: a channel may hold more.
     pub(crate) fn poll<T>(
@@ -125,7 +112,7 @@ impl Gates {
         if !self.take(source) {
             return Poll::Pending;
         }
-        let result = poll(&mut Context::from_waker(self.waker(source)));
+        let result = poll(&mut Context::from_waker(&self.waker));
         if result.is_ready() {
             self.shared.open.fetch_or(source.bit(), Ordering::Release);
         }
@@ -170,14 +157,13 @@ mod tests {
         for _ in 0..3 {
             assert!(gates.poll(Source::Cancel, &mut cx, &mut poll).is_pending());
         }
-        // Another source's wake does not open this gate, but does wake the task.
-        gates.waker(Source::Control).wake_by_ref();
-        assert_eq!(task_wakes.load(Ordering::SeqCst), 1);
+        // Looking at another source does not open this one.
+        assert!(gates.take(Source::Watch));
         assert!(gates.poll(Source::Cancel, &mut cx, &mut poll).is_pending());
         token.cancel();
-        assert_eq!(task_wakes.load(Ordering::SeqCst), 2, "the task is woken");
+        assert_eq!(task_wakes.load(Ordering::SeqCst), 1, "the task is woken");
         assert!(gates.poll(Source::Cancel, &mut cx, &mut poll).is_ready());
-        assert_eq!(polls, 2, "polled at first and after its own wake only");
+        assert_eq!(polls, 2, "polled at first and after the wake only");
     }
 
     #[test]
@@ -185,9 +171,10 @@ mod tests {
         let gates = Gates::new();
         assert!(gates.take(Source::Watch), "open at first");
         assert!(!gates.take(Source::Watch));
-        gates.waker(Source::Watch).wake_by_ref();
+        gates.waker().wake_by_ref();
         assert!(gates.take(Source::Watch));
         assert!(!gates.take(Source::Watch));
+        assert!(gates.take(Source::Control), "a wake opens every gate");
         gates.open_all();
         assert!(gates.take(Source::Watch) && gates.take(Source::Cancel));
     }

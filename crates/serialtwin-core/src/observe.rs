@@ -111,7 +111,37 @@ pub struct Broadcast {
 struct Shared {
     tx: OnceLock<broadcast::Sender<Observation>>,
     /// Serving loops to wake on the first subscription (see [`Observer::when_watched`]).
-    waiting: Mutex<Vec<Waker>>,
+    waiting: Mutex<Waiting>,
+}
+
+/// The wakers waiting for a first subscription: nearly always the one port's, kept without
+/// an allocation.
+#[derive(Debug, Default)]
+enum Waiting {
+    #[default]
+    None,
+    One(Waker),
+    Many(Vec<Waker>),
+}
+
+impl Waiting {
+    fn add(&mut self, waker: &Waker) {
+        match self {
+            Self::None => *self = Self::One(waker.clone()),
+            Self::One(w) if w.will_wake(waker) => {}
+            Self::One(w) => *self = Self::Many(vec![w.clone(), waker.clone()]),
+            Self::Many(ws) if ws.iter().any(|w| w.will_wake(waker)) => {}
+            Self::Many(ws) => ws.push(waker.clone()),
+        }
+    }
+
+    fn wake_all(&mut self) {
+        match std::mem::take(self) {
+            Self::None => {}
+            Self::One(w) => w.wake(),
+            Self::Many(ws) => ws.into_iter().for_each(Waker::wake),
+        }
+    }
 }
 
 impl Broadcast {
@@ -133,14 +163,12 @@ impl Broadcast {
             .tx
             .get_or_init(|| broadcast::channel(self.capacity).0)
             .subscribe();
-        for waker in self.waiting().drain(..) {
-            waker.wake();
-        }
+        self.waiting().wake_all();
         rx
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waker>> {
-        // A panic while holding this lock leaves a plain list of wakers: still usable.
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // A panic while holding this lock leaves a list of wakers: still usable.
         self.shared
             .waiting
             .lock()
@@ -167,8 +195,49 @@ impl Observer for Broadcast {
         let mut waiting = self.waiting();
         if self.shared.tx.get().is_some() {
             waker.wake_by_ref();
-        } else if !waiting.iter().any(|w| w.will_wake(waker)) {
-            waiting.push(waker.clone());
+        } else {
+            waiting.add(waker);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Counting(AtomicUsize);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (Arc<Counting>, Waker) {
+        let c = Arc::new(Counting(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn the_first_subscription_wakes_every_waiting_loop_once() {
+        let b = Broadcast::new(4);
+        let (one, w1) = counting();
+        let (two, w2) = counting();
+        b.when_watched(&w1);
+        b.when_watched(&w1);
+        b.when_watched(&w2);
+        assert!(!b.is_watching());
+        let _rx = b.subscribe();
+        assert!(b.is_watching());
+        assert_eq!(one.0.load(Ordering::SeqCst), 1);
+        assert_eq!(two.0.load(Ordering::SeqCst), 1);
+        // Asked after the fact: woken at once.
+        b.when_watched(&w1);
+        assert_eq!(one.0.load(Ordering::SeqCst), 2);
+        let _again = b.subscribe();
+        assert_eq!(two.0.load(Ordering::SeqCst), 1, "nobody waits any more");
     }
 }

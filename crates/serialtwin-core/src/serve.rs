@@ -282,7 +282,7 @@ impl<D: Device, T: Transport> Server<D, T> {
         );
         let gates = Gates::new();
         for o in &config.observers {
-            o.when_watched(gates.waker(Source::Watch));
+            o.when_watched(gates.waker());
         }
         Self {
             device,

@@ -132,7 +132,8 @@ pub struct PtyPort {
     /// A duplicate of the master registered for write readiness, only while a write waits for
     /// room. Registered for good, `EPOLLOUT` would wake the reactor each time the client reads
     /// a reply — one event per round trip for nothing, since the line nearly always has room.
-    writer: Option<AsyncFd<OwnedFd>>,
+    /// (Boxed: every idle port would carry its room otherwise.)
+    writer: Option<Box<AsyncFd<OwnedFd>>>,
     /// Our own slave descriptor: keeps the master from failing with EIO when clients close.
     slave: Arc<OwnedFd>,
     /// `/dev/pts/N`.
@@ -517,7 +518,9 @@ impl AsyncWrite for PtyPort {
                         return Poll::Ready(Ok(n));
                     }
                     Err(rustix::io::Errno::INTR) => continue,
-                    Err(rustix::io::Errno::AGAIN) => this.writer = Some(this.register_writer()?),
+                    Err(rustix::io::Errno::AGAIN) => {
+                        this.writer = Some(Box::new(this.register_writer()?));
+                    }
                     Err(e) => return Poll::Ready(Err(e.into())),
                 }
             }
