@@ -366,6 +366,12 @@ impl<D: Device, T: Transport> Server<D, T> {
                 };
                 outcome?;
             }
+            // An idle port keeps no buffers: the next read takes a fresh one from the
+            // allocator, which hands back memory another port just freed — still in the
+            // cache — where a buffer of its own would have gone cold in a big fleet.
+            if self.rx.is_empty() {
+                self.rx = BytesMut::new();
+            }
             // Replies to everything that one read brought go out in one write.
             let outcome = tokio::select! {
                 biased;
@@ -589,7 +595,8 @@ impl<D: Device, T: Transport> Server<D, T> {
             self.io.flush().await
         }
         .await;
-        self.coalesced.clear();
+        // Not `clear`: see the read buffer in `run_until_unplug`.
+        self.coalesced = BytesMut::new();
         result.map_err(|e| self.io_error(e))
     }
 
