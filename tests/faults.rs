@@ -57,6 +57,63 @@ async fn unplug_is_a_hangup_and_the_same_link_comes_back_with_state() {
     assert!(std::fs::symlink_metadata(&link).is_err());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplug_fault_loses_the_requests_already_sent_and_the_port_comes_back() {
+    let dir = test_dir("unplugfault");
+    let link = dir.join("ttyUSB0");
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(PortSpec::new("usb").link(&link), Counter::default())
+        .unwrap();
+    port.control(Control::Fault(FaultRule::next(
+        FaultKind::Unplug(Duration::from_millis(300)),
+        1,
+    )))
+    .await
+    .unwrap();
+    let mut seen = port.observations();
+    let mut client = open_client(&link);
+    // Three requests in one write: the first one's answer pulls the plug, and the other two
+    // go with the line, as they would on real hardware.
+    tokio::io::AsyncWriteExt::write_all(&mut client, b"INC\r\nINC\r\nINC\r\n")
+        .await
+        .unwrap();
+    wait_for(&mut seen, |s| {
+        *s == Seen::Fault(FaultKind::Unplug(Duration::from_millis(300)))
+    })
+    .await;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf))
+        .await
+        .expect("hangup seen");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "no answer, a hangup: {read:?}"
+    );
+    drop(client);
+    let mut client = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if std::fs::read_link(&link).is_ok_and(|p| Some(p) == port.current_pty())
+                && let Ok(c) = tokio_serial::SerialPortBuilderExt::open_native_async(
+                    tokio_serial::new(link.to_str().unwrap(), 2400),
+                )
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("port back");
+    assert_eq!(
+        ask(&mut client, b"INC\r\n").await,
+        b"2\r\n",
+        "only the first request reached the device before the plug was pulled"
+    );
+    drop(client);
+    fleet.shutdown().await;
+}
+
 /// Run a pyserial snippet from the pinned venv against `port`.
 fn pyserial(script: &str, port: &std::path::Path) -> String {
     common::python::run_script(script, &[port])

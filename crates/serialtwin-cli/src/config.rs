@@ -151,6 +151,7 @@ struct RawDevice {
 #[serde(deny_unknown_fields)]
 struct RawLine {
     baud: Option<u32>,
+    format: Option<Spanned<String>>,
     pace: Option<bool>,
     mismatch: Option<RawMismatch>,
     latency_ms: Option<Spanned<Value>>,
@@ -652,6 +653,11 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
     let mut line = own;
     if let Some(baud) = raw.baud {
         line.baud = Some(baud);
+    }
+    if let Some(format) = &raw.format {
+        line.format = Some(format.get_ref().parse().map_err(
+            |e: serialtwin_core::BadCharFormat| here.error(&format.span(), e.to_string()),
+        )?);
     }
     if let Some(pace) = raw.pace {
         line.pace = pace;

@@ -273,6 +273,41 @@ async fn trace_hex_shows_every_byte() {
     assert!(stderr.contains(" bin tx 00 ff 0d 0a\n"), "{stderr}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_line_decides_who_is_understood() {
+    let dir = work_dir("line");
+    let config = write_config(
+        &dir,
+        "line.toml",
+        &format!(
+            "[[device]]\nname = 'meter'\nmodel = 'scripted'\nlink = '{}/ttyUSB0'\n\n\
+             [device.script]\nrule = [{{ request = 'PING', reply = 'PONG' }}]\n\n\
+             [device.line]\nbaud = 9600\nformat = '8E1'\npace = false\nmismatch = 'garbage'\n",
+            dir.display()
+        ),
+    );
+    let run = start(&dir, &[config.to_str().unwrap()]);
+    let links = run.links();
+    // At the configured 9600: understood.
+    let mut right = tokio_serial::new(links[0].to_str().unwrap(), 9600)
+        .open_native_async()
+        .unwrap();
+    assert_eq!(ask(&mut right, b"PING\r\n", b'\n').await, b"PONG\r\n");
+    drop(right);
+    // At 2400: the same number of bytes, none of them right (a UART at the wrong speed).
+    let mut wrong = open(&links[0]);
+    wrong.write_all(b"PING\r\n").await.unwrap();
+    let mut got = [0u8; 6];
+    tokio::time::timeout(PATIENCE, wrong.read_exact(&mut got))
+        .await
+        .expect("garbage in time")
+        .unwrap();
+    assert!(got.iter().zip(b"PONG\r\n").all(|(a, b)| a != b), "{got:?}");
+    drop(wrong);
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &links);
+}
+
 #[test]
 fn sighup_stops_too_and_the_table_is_for_people() {
     let dir = work_dir("hup");
@@ -465,6 +500,13 @@ const BAD: &[Bad] = &[
         reason: "`latency_ms` must be",
     },
     Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
+               [device.line]\nformat = '8X1'\n",
+        line: 6,
+        col: 10,
+        reason: "bad character format \"8X1\"",
+    },
+    Bad {
         text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\n[device.script]\n\
                rule = [{ request = 'A', reply = 'B' }]\n[[device.script.rule]]\n",
         line: 6,
@@ -606,6 +648,10 @@ fn models_and_help() {
         &["run", "--help"],
         &["check", "--help"],
         &["models", "--help"],
+        &["ctl", "--help"],
+        &["tap", "--help"],
+        &["replay", "--help"],
+        &["learn", "--help"],
     ] {
         let out = run_to_end(&dir, sub);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -49,7 +49,7 @@ pub use crate::framer::{
     BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator,
 };
 pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
-pub use crate::line::{Latency, Line, LineConfig, Mismatch};
+pub use crate::line::{BadCharFormat, CharFormat, Latency, Line, LineConfig, Mismatch};
 pub use crate::link::{LinkError, LinkSlot};
 pub use crate::observe::{Broadcast, Direction, Observation, Observer, Seen};
 pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};

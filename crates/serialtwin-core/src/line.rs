@@ -1,15 +1,16 @@
 //! The line: what a real wire does to bytes between the device and the client.
 //!
 //! It sits outside the device, after the framer's encoder, so every model gets it for free and a
-//! device's own tests need none of it. Today it knows the device's real baud rate (and what
-//! happens when the client's differs), pacing at that speed, and a response latency.
+//! device's own tests need none of it. It knows the device's real baud rate (and what happens
+//! when the client's differs), its character format, pacing at that speed and format, and a
+//! response latency.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::settings::LineSettings;
+use crate::settings::{LineSettings, Parity, StopBits};
 
 /// Longest batch of paced bytes released at once: pacing stays exact at 115200 baud too.
 const PACING_BATCH: Duration = Duration::from_millis(2);
@@ -60,11 +61,101 @@ pub enum Mismatch {
     Garbage,
 }
 
+/// A UART's character format: data bits, parity and stop bits, written the usual way (`8N1`,
+/// `7E1`, `8E2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CharFormat {
+    /// Data bits per character, 5 to 8.
+    pub data_bits: u8,
+    /// The parity bit.
+    pub parity: Parity,
+    /// Stop bits.
+    pub stop_bits: StopBits,
+}
+
+impl CharFormat {
+    /// 8 data bits, no parity, 1 stop bit.
+    pub const N81: Self = Self {
+        data_bits: 8,
+        parity: Parity::None,
+        stop_bits: StopBits::One,
+    };
+
+    /// Bits on the wire per character: start + data + parity + stop.
+    #[must_use]
+    pub fn bits_per_char(&self) -> u32 {
+        let settings = LineSettings {
+            data_bits: self.data_bits,
+            parity: self.parity,
+            stop_bits: self.stop_bits,
+            ..LineSettings::default()
+        };
+        settings.bits_per_char()
+    }
+}
+
+impl std::fmt::Display for CharFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parity = match self.parity {
+            Parity::None => 'N',
+            Parity::Even => 'E',
+            Parity::Odd => 'O',
+        };
+        let stop = match self.stop_bits {
+            StopBits::One => 1,
+            StopBits::Two => 2,
+        };
+        write!(f, "{}{parity}{stop}", self.data_bits)
+    }
+}
+
+/// A character format that is not `<data bits 5-8><N|E|O><stop bits 1|2>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad character format {0:?}: expected data bits 5-8, parity N, E or O, stop bits 1 or 2 (like 8N1 or 7E1)"
+)]
+pub struct BadCharFormat(String);
+
+impl std::str::FromStr for CharFormat {
+    type Err = BadCharFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadCharFormat(s.to_owned());
+        let &[data, parity, stop] = s.as_bytes() else {
+            return Err(bad());
+        };
+        let data_bits = match data {
+            b'5'..=b'8' => data - b'0',
+            _ => return Err(bad()),
+        };
+        let parity = match parity.to_ascii_uppercase() {
+            b'N' => Parity::None,
+            b'E' => Parity::Even,
+            b'O' => Parity::Odd,
+            _ => return Err(bad()),
+        };
+        let stop_bits = match stop {
+            b'1' => StopBits::One,
+            b'2' => StopBits::Two,
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            data_bits,
+            parity,
+            stop_bits,
+        })
+    }
+}
+
 /// A device's line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct LineConfig {
     /// The baud rate the device really runs at. `None`: whatever the client chooses.
     pub baud: Option<u32>,
+    /// The character format the device's UART really uses, which sets how long each byte takes
+    /// on the wire when pacing. `None`: the client's stop bits, 8 data bits and no parity (a
+    /// pty never shows a client's parity or data bits).
+    pub format: Option<CharFormat>,
     /// What happens when the client's baud rate differs from `baud`.
     pub mismatch: Mismatch,
     /// Release output no faster than the line's speed would carry it.
@@ -74,11 +165,12 @@ pub struct LineConfig {
 }
 
 impl LineConfig {
-    /// A real UART line at `baud`: paced, answering a client at another speed with garbage.
+    /// A real 8N1 UART line at `baud`: paced, answering a client at another speed with garbage.
     #[must_use]
     pub fn uart(baud: u32) -> Self {
         Self {
             baud: Some(baud),
+            format: Some(CharFormat::N81),
             mismatch: Mismatch::Garbage,
             pace: true,
             latency: Latency::None,
@@ -154,12 +246,14 @@ impl Line {
             io.write_all(bytes).await?;
             return io.flush().await;
         }
-        let wire = LineSettings {
-            baud: self.config.baud.unwrap_or(settings.baud),
-            ..*settings
-        };
-        let per_byte =
-            Duration::from_secs_f64(f64::from(wire.bits_per_char()) / f64::from(wire.baud.max(1)));
+        // The device's own speed and format: a client's choice of stop bits does not change
+        // how fast the device's UART sends.
+        let baud = self.config.baud.unwrap_or(settings.baud);
+        let bits = self
+            .config
+            .format
+            .map_or_else(|| settings.bits_per_char(), |f| f.bits_per_char());
+        let per_byte = Duration::from_secs_f64(f64::from(bits) / f64::from(baud.max(1)));
         let per_batch = usize::try_from(PACING_BATCH.as_nanos() / per_byte.as_nanos().max(1))
             .unwrap_or(1)
             .max(1);
@@ -206,6 +300,43 @@ mod tests {
         tokio::io::AsyncReadExt::read_exact(&mut b, &mut buf)
             .await
             .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_counts_the_devices_parity_and_stop_bits_not_the_clients() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut line = Line::new(LineConfig {
+            format: Some("8E2".parse().unwrap()),
+            ..LineConfig::uart(1200)
+        });
+        let (mut a, _b) = tokio::io::duplex(4096);
+        let t0 = Instant::now();
+        // The client says 8N1 (all a pty can show); the device's UART sends 12 bits a byte.
+        line.transmit(&mut a, &[0u8; 100], &LineSettings::new(1200), &mut rng)
+            .await
+            .unwrap();
+        // 100 bytes * 12 bits / 1200 baud = 1 s
+        let took = t0.elapsed();
+        assert!(took >= Duration::from_secs(1), "{took:?}");
+        assert!(took < Duration::from_millis(1010), "{took:?}");
+    }
+
+    #[test]
+    fn char_formats_parse_and_print() {
+        for (text, bits) in [
+            ("8N1", 10),
+            ("7E1", 10),
+            ("8E2", 12),
+            ("5O1", 8),
+            ("8o2", 12),
+        ] {
+            let f: CharFormat = text.parse().unwrap();
+            assert_eq!(f.bits_per_char(), bits, "{text}");
+            assert_eq!(f.to_string(), text.to_ascii_uppercase());
+        }
+        for bad in ["", "8N", "9N1", "8X1", "8N3", "8N11", "4N1"] {
+            assert!(bad.parse::<CharFormat>().is_err(), "{bad:?}");
+        }
     }
 
     #[tokio::test]

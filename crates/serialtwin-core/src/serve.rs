@@ -357,6 +357,11 @@ impl<D: Device, T: Transport> Server<D, T> {
             }
             // Decode and answer everything complete before waiting again.
             while let Some(frame) = self.next_frame() {
+                if self.unplug.is_some() {
+                    // Pulled out mid-batch: requests the client already sent are lost with
+                    // the line (`replug` forgets them), as on real hardware.
+                    return Ok(());
+                }
                 let outcome = tokio::select! {
                     biased;
                     () = cancelled.wait() => return Ok(()),

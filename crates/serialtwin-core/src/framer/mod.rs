@@ -79,7 +79,8 @@ pub trait Framer: Send + 'static {
         None
     }
 
-    /// The longest frame this framer accepts; the serving loop sizes its buffers from it.
+    /// The longest frame this framer accepts. Longer input is discarded and reported, which
+    /// is what bounds a port's receive buffer whatever a client sends.
     fn max_frame_len(&self) -> usize;
 }
 
