@@ -146,53 +146,8 @@ run = "fault inv break-crc next=1 cmd=QMOD"
     assert_eq!(got, b"PONG\r");
     drop(meter);
 
-    // The timeline's fault: one QMOD answer (whenever the step has run) has a broken CRC.
-    let crc_ok = |reply: &[u8]| {
-        let body = &reply[..reply.len() - 1];
-        serialtwin_devices::pi30::crc::strip_valid(body).is_some()
-    };
-    tokio::time::timeout(PATIENCE, async {
-        while crc_ok(&ask_cr(&links[0], b"QMOD\x49\xc1\r").await) {}
-    })
-    .await
-    .expect("the timeline's fault hits one QMOD");
-    assert!(
-        crc_ok(&ask_cr(&links[0], b"QMOD\x49\xc1\r").await),
-        "once only"
-    );
-
-    // Unplugging a running port: its client sees a hangup, and the link comes back.
-    let mut inv = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
-        links[0].to_str().unwrap(),
-        2400,
-    ))
-    .unwrap();
-    let (ok, text) = ctl(&socket, &["unplug", "inv", "300ms"]);
-    assert!(ok, "{text}");
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(PATIENCE, inv.read(&mut buf))
-        .await
-        .expect("hangup seen");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-    drop(inv);
-    tokio::time::timeout(PATIENCE, async {
-        loop {
-            let (_, list) = ctl(&socket, &["list"]);
-            let back = list.lines().any(|l| l.starts_with("inv /dev/pts/"))
-                && std::fs::read_link(&links[0])
-                    .is_ok_and(|p| list.contains(&*p.to_string_lossy()));
-            if back {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the port comes back");
-    assert_eq!(
-        ask_cr(&links[0], b"QPI\xbe\xac\r").await,
-        b"(PI30\x9a\x0b\r"
-    );
+    timeline_fault_is_seen(&links[0]).await;
+    unplug_through_ctl(&socket, &links[0]).await;
 
     let (status, extra) = run.stop_with(Signal::SIGINT);
     assert!(status.success(), "{status:?}");
@@ -203,6 +158,53 @@ run = "fault inv break-crc next=1 cmd=QMOD"
         !ok && text.contains("is `serialtwin run` running?"),
         "{text}"
     );
+}
+
+/// The config's timeline put a broken CRC on one QMOD answer, whenever its step ran.
+async fn timeline_fault_is_seen(link: &Path) {
+    // The timeline's fault: one QMOD answer (whenever the step has run) has a broken CRC.
+    let crc_ok = |reply: &[u8]| {
+        let body = &reply[..reply.len() - 1];
+        serialtwin_devices::pi30::crc::strip_valid(body).is_some()
+    };
+    tokio::time::timeout(PATIENCE, async {
+        while crc_ok(&ask_cr(link, b"QMOD\x49\xc1\r").await) {}
+    })
+    .await
+    .expect("the timeline's fault hits one QMOD");
+    assert!(crc_ok(&ask_cr(link, b"QMOD\x49\xc1\r").await), "once only");
+}
+
+/// `serialtwin ctl unplug` on a running port: its client sees a hangup, the link comes back.
+async fn unplug_through_ctl(socket: &Path, link: &Path) {
+    // Unplugging a running port: its client sees a hangup, and the link comes back.
+    let mut inv = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
+        link.to_str().unwrap(),
+        2400,
+    ))
+    .unwrap();
+    let (ok, text) = ctl(socket, &["unplug", "inv", "300ms"]);
+    assert!(ok, "{text}");
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, inv.read(&mut buf))
+        .await
+        .expect("hangup seen");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(inv);
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (_, list) = ctl(socket, &["list"]);
+            let back = list.lines().any(|l| l.starts_with("inv /dev/pts/"))
+                && std::fs::read_link(link).is_ok_and(|p| list.contains(&*p.to_string_lossy()));
+            if back {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the port comes back");
+    assert_eq!(ask_cr(link, b"QPI\xbe\xac\r").await, b"(PI30\x9a\x0b\r");
 }
 
 #[test]
