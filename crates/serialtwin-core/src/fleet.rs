@@ -421,8 +421,7 @@ async fn unplug_and_replug<D: Device>(
 ) -> bool {
     let name = server.name.clone();
     info!(port = %name, after_ms = after.as_millis(), "unplugged");
-    // A placeholder pty takes the old one's place inside the server while unplugged; the old
-    // one is dropped here, which closes its master and our slave: the client sees a hangup.
+    // A placeholder pty takes the old one's place inside the server while unplugged.
     let placeholder = match PtyPort::open(options) {
         Ok(p) => p,
         Err(e) => {
@@ -430,13 +429,16 @@ async fn unplug_and_replug<D: Device>(
             return false;
         }
     };
-    drop(server.replug(placeholder));
+    // The port is gone before anyone can see the hangup: whoever reacts to it finds no link
+    // and an unplugged port, never the dying pty.
     plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
     if let Some(slot) = slot.as_deref_mut()
         && let Err(e) = slot.unlink()
     {
         error!(port = %name, error = %e, "cannot remove link while unplugged");
     }
+    // Dropping the old pty closes its master and our slave: the client sees a hangup.
+    drop(server.replug(placeholder));
     tokio::select! {
         () = stop.cancelled() => return false,
         () = tokio::time::sleep(after) => {}
