@@ -78,3 +78,87 @@ async fn settings_changes_are_seen_and_shown() {
     .unwrap();
     fleet.shutdown().await;
 }
+
+/// Tells the client what the device itself has seen: its context's settings and session, and
+/// the line events handed to `on_event`.
+#[derive(Default)]
+struct Witness {
+    events: Vec<String>,
+}
+
+impl serialtwin::Device for Witness {
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        req: bytes::Bytes,
+        ctx: &mut serialtwin::Context,
+        out: &mut serialtwin::Replies,
+    ) -> Result<(), Self::Error> {
+        match req.as_ref() {
+            b"HOW" => {
+                let session = ctx.session();
+                out.push(format!(
+                    "{} open={:?} sessions={}",
+                    ctx.settings(),
+                    session.open,
+                    session.count
+                ));
+            }
+            b"EVENTS" => out.push(self.events.join(",")),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_event(&mut self, event: &LineEvent, _ctx: &mut serialtwin::Context) {
+        self.events.push(event.to_string());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_sees_settings_sessions_flow_control_and_flushes() {
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(PortSpec::new("witness"), Witness::default())
+        .unwrap();
+    let mut seen = port.observations();
+    let mut first = open_client(port.pty());
+    assert_eq!(
+        common::ask(&mut first, b"HOW\r\n").await,
+        b"2400 8N1 open=Some(true) sessions=1\r\n"
+    );
+    drop(first);
+    wait_for(&mut seen, |s| *s == Seen::Event(LineEvent::Closed)).await;
+
+    let mut client = tokio_serial::SerialPortBuilderExt::open_native_async(
+        tokio_serial::new(port.pty().to_str().unwrap(), 9600)
+            .flow_control(tokio_serial::FlowControl::Hardware),
+    )
+    .unwrap();
+    assert_eq!(
+        common::ask(&mut client, b"HOW\r\n").await,
+        b"9600 8N1 rtscts open=Some(true) sessions=2\r\n"
+    );
+    // A client's tcflush(TCIOFLUSH) reaches the device as a line event.
+    client.clear(tokio_serial::ClearBuffer::All).unwrap();
+    wait_for(&mut seen, |s| {
+        matches!(s, Seen::Event(LineEvent::Flush { .. }))
+    })
+    .await;
+    let events = String::from_utf8(common::ask(&mut client, b"EVENTS\r\n").await).unwrap();
+    let events: Vec<&str> = events.trim_end().split(',').collect();
+    assert_eq!(
+        events[..3],
+        ["open", "settings 2400 8N1", "close"],
+        "{events:?}"
+    );
+    assert!(events[3..].contains(&"open"), "{events:?}");
+    assert!(
+        events[3..].contains(&"settings 9600 8N1 rtscts"),
+        "{events:?}"
+    );
+    assert_eq!(events.last(), Some(&"flush both"), "{events:?}");
+    drop(client);
+    fleet.shutdown().await;
+}

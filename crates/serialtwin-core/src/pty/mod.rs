@@ -277,7 +277,27 @@ impl PtyPort {
     }
 
     /// Turn a packet-mode status byte into queued events.
+    /// Queue the session changes that happened before now (a client's open above all), so
+    /// that they come before the in-band events about to be queued: a client opens the port
+    /// before it configures or flushes it, whichever way the news reaches us first.
+    fn queue_session_changes(&mut self) {
+        if self.sessions.is_none() {
+            return;
+        }
+        if !self.has_client_now() {
+            sessions::sync();
+        }
+        while let Some(note) = self.sessions.as_mut().and_then(SessionLink::take_note) {
+            let event = match note {
+                SessionNote::Opened => LineEvent::Opened.into(),
+                SessionNote::Closed => self.on_closed(),
+            };
+            self.events.push_back(event);
+        }
+    }
+
     fn on_status(&mut self, mut status: u8) {
+        self.queue_session_changes();
         if self.own_flush && status & (pkt::FLUSHREAD | pkt::FLUSHWRITE) != 0 {
             self.own_flush = false;
             status &= !(pkt::FLUSHREAD | pkt::FLUSHWRITE);

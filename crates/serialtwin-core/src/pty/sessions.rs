@@ -79,7 +79,8 @@ impl SessionLink {
             .map_or(std::task::Poll::Pending, std::task::Poll::Ready)
     }
 
-    fn take_note(&mut self) -> Option<SessionNote> {
+    /// The next session change, in order, if there is one (no waker registered).
+    pub(crate) fn take_note(&mut self) -> Option<SessionNote> {
         let opened = self.state.opened.load(Ordering::SeqCst);
         let closed = self.state.closed.load(Ordering::SeqCst);
         // Sessions alternate: while as many have ended as begun, the next change is an open.
