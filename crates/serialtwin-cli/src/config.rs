@@ -469,7 +469,7 @@ fn device_ports(
             mode,
             framing: framing.clone(),
             line: line_config,
-            seed: d.seed.unwrap_or(0).wrapping_add(u64::from(index)),
+            seed: port_seed(d, usize::try_from(index).unwrap_or(usize::MAX)),
             faults: Faults::new(),
             device,
         });
@@ -501,6 +501,13 @@ fn check_template(
         return Err(here.error(&value.span(), "`link` is empty"));
     }
     Ok(())
+}
+
+/// The seed of copy `i` of a `[[device]]`: its `seed` (default 0) plus `i`.
+fn port_seed(d: &RawDevice, i: usize) -> u64 {
+    d.seed
+        .unwrap_or(0)
+        .wrapping_add(u64::try_from(i).unwrap_or(u64::MAX))
 }
 
 /// The model's devices, one per copy.
@@ -541,17 +548,21 @@ fn devices(
             if let Some(parallel) = &d.parallel
                 && *parallel.get_ref()
             {
+                let mut config = config;
+                config.plant.seed = config.plant.seed.wrapping_add(port_seed(d, 0));
                 let group = Pi30::group(config, n).map_err(|e| match e {
                     Pi30Error::GroupSize { .. } => here.error(&parallel.span(), e.to_string()),
                     e => at(&e),
                 })?;
                 return Ok(group.into_iter().map(AnyDevice::Pi30).collect());
             }
+            // Each copy's plant gets the port's seed on top of the configured one, so copies
+            // (and ports given their own `seed`) do not share one load and cloud pattern.
             (0..n)
-                .map(|_| {
-                    Pi30::new(config.clone())
-                        .map(AnyDevice::Pi30)
-                        .map_err(|e| at(&e))
+                .map(|i| {
+                    let mut config = config.clone();
+                    config.plant.seed = config.plant.seed.wrapping_add(port_seed(d, i));
+                    Pi30::new(config).map(AnyDevice::Pi30).map_err(|e| at(&e))
                 })
                 .collect()
         }
@@ -690,4 +701,59 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
         })?;
     }
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plant_seeds(plan: &Plan) -> Vec<(u64, u64)> {
+        plan.ports
+            .iter()
+            .map(|p| match &p.device {
+                AnyDevice::Pi30(d) => (p.seed, d.config().plant.seed),
+                AnyDevice::Scripted(_) => panic!("not a pi30"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn copies_get_their_own_seed_and_their_own_plant() {
+        let plan = parse(
+            "t.toml",
+            "[[device]]\nmodel = 'pi30'\ncount = 3\nseed = 10\nlink = '/tmp/x/ttyUSB{n}'\n\
+             [device.pi30.plant]\nseed = 100\n",
+        )
+        .unwrap();
+        assert_eq!(plant_seeds(&plan), [(10, 110), (11, 111), (12, 112)]);
+        // A parallel group shares one plant: it gets the first copy's seed.
+        let plan = parse(
+            "t.toml",
+            "[[device]]\nmodel = 'pi30'\ncount = 2\nparallel = true\nlink = '/tmp/x/ttyUSB{n}'\n",
+        )
+        .unwrap();
+        assert_eq!(plant_seeds(&plan), [(0, 0), (1, 0)]);
+    }
+
+    #[test]
+    fn the_line_table_overrides_the_models_line() {
+        let plan = parse(
+            "t.toml",
+            "[[device]]\nmodel = 'pi30'\nlink = '/tmp/x/ttyUSB0'\n\
+             [device.line]\nbaud = 9600\nformat = '7E1'\npace = false\nmismatch = 'silence'\nlatency_ms = [5, 9]\n",
+        )
+        .unwrap();
+        let line = plan.ports[0].line.unwrap();
+        assert_eq!(line.baud, Some(9600));
+        assert_eq!(line.format.map(|f| f.to_string()).as_deref(), Some("7E1"));
+        assert!(!line.pace);
+        assert_eq!(line.mismatch, Mismatch::Silence);
+        assert_eq!(
+            line.latency,
+            Latency::Range {
+                min: Duration::from_millis(5),
+                max: Duration::from_millis(9)
+            }
+        );
+    }
 }
