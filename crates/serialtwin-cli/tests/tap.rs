@@ -422,3 +422,89 @@ fn a_killed_tap_leaves_a_capture_replay_accepts() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_tcp_upstream_is_tapped_byte_for_byte() {
+    use std::io::{Read, Write};
+    // The "device" is a serial server on TCP: it answers each CR-terminated line with
+    // `OK:<line>` and a binary byte, as a Moxa-style serial-to-Ethernet box would pass it on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte).unwrap_or(0) == 1 {
+            if byte[0] == b'\r' {
+                let mut reply = b"OK:".to_vec();
+                reply.extend_from_slice(&line);
+                reply.extend_from_slice(b"\xff\r");
+                stream.write_all(&reply).unwrap();
+                line.clear();
+            } else {
+                line.push(byte[0]);
+            }
+        }
+    });
+    let dir = work_dir("tcp");
+    let link = dir.join("tap/ttyUSB0");
+    let capture = dir.join("tcp.jsonl");
+    let tap = Background::start(
+        &dir,
+        "tap",
+        &[
+            "tap",
+            "--upstream",
+            &address,
+            "--link",
+            link.to_str().unwrap(),
+            "--capture",
+            capture.to_str().unwrap(),
+            "--framing",
+            "cr",
+        ],
+    );
+    let mut client = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&link)
+        .unwrap();
+    let mut got = Vec::new();
+    for request in [&b"PING\r"[..], b"\x00\x01\r"] {
+        client.write_all(request).unwrap();
+        let mut byte = [0u8; 1];
+        loop {
+            // Never block past the safety net.
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&client),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(30_000u16)).unwrap();
+            assert!(ready > 0, "no reply in time; got {got:?}");
+            client.read_exact(&mut byte).unwrap();
+            got.push(byte[0]);
+            if byte[0] == b'\r' {
+                break;
+            }
+        }
+    }
+    assert_eq!(got, b"OK:PING\xff\rOK:\x00\x01\xff\r");
+    drop(client);
+    let deadline = Instant::now() + PATIENCE;
+    while frames(&capture).len() < 4 {
+        assert!(Instant::now() < deadline, "frames not recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ok, log) = tap.stop(Signal::SIGTERM);
+    assert!(ok, "{log}");
+    assert_eq!(
+        frames(&capture),
+        [
+            ("rx".to_owned(), b"PING".to_vec()),
+            ("tx".to_owned(), b"OK:PING\xff\r".to_vec()),
+            ("rx".to_owned(), b"\x00\x01".to_vec()),
+            ("tx".to_owned(), b"OK:\x00\x01\xff\r".to_vec()),
+        ]
+    );
+    server.join().unwrap();
+}
