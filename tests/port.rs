@@ -410,3 +410,55 @@ async fn a_reply_larger_than_the_line_arrives_whole_once_the_client_reads() {
     assert_eq!(ask(&mut client, b"DUMP\r\n").await, b"line 00000\r\n");
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn owner_and_mode_are_set_on_the_slave_and_kept_across_an_unplug() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let me = nix::unistd::geteuid();
+    // Giving a node away needs CAP_CHOWN; otherwise give it to ourselves (still a real chown).
+    let (uid, gid) = if me.is_root() {
+        (65_534, 65_534)
+    } else {
+        (me.as_raw(), nix::unistd::getegid().as_raw())
+    };
+    let fleet = Fleet::new();
+    let mut spec = PortSpec::new("owned");
+    spec.owner = Some((uid, gid));
+    spec.mode = Some(0o660);
+    let port = fleet.spawn(spec, Counter::default()).unwrap();
+    let check = |path: &std::path::Path| {
+        let meta = std::fs::metadata(path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "{}", path.display());
+        assert_eq!(
+            meta.permissions().mode() & 0o7777,
+            0o660,
+            "{}",
+            path.display()
+        );
+    };
+    check(port.pty());
+    // A client on the old pty learns when it is gone (the port reads as unplugged by then).
+    let mut client = open_client(port.pty());
+    port.unplug(Duration::from_millis(50)).await.unwrap();
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(
+        PATIENCE,
+        tokio::io::AsyncReadExt::read(&mut client, &mut buf),
+    )
+    .await
+    .expect("hangup seen");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(client);
+    let back = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let Some(p) = port.current_pty() {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("plugged back in");
+    check(&back);
+    fleet.shutdown().await;
+}
