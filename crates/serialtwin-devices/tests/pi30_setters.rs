@@ -240,3 +240,27 @@ async fn dat_sets_the_clock() {
     let mut later = ctx_at(NOON + 3661);
     assert_eq!(field(&mut dev, &mut later, "QT", 0).await, "20300101010101");
 }
+
+/// `PBATCD`'s second flag decides whether the battery carries the load at night (SBU
+/// priority): on, the unit runs on battery and QPIGS shows a discharge current; off, it takes
+/// the load from the grid and the discharge current is 0.
+#[tokio::test(start_paused = true)]
+async fn pbatcd_decides_whether_the_battery_carries_the_load_at_night() {
+    let night = common::START + 3600;
+    let mut dev = Pi30::new(config_for(Variant::Pi30)).unwrap();
+    let mut ctx = ctx_at(night);
+    assert_eq!(ask(&mut dev, &mut ctx, "POP02").await, ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0).await, "B");
+    let discharge: f64 = field(&mut dev, &mut ctx, "QPIGS", 15)
+        .await
+        .parse()
+        .unwrap();
+    assert!(discharge > 0.0, "discharging on battery: {discharge}");
+
+    assert_eq!(ask(&mut dev, &mut ctx, "PBATCD101").await, ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0).await, "L");
+    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 15).await, "00000");
+
+    assert_eq!(ask(&mut dev, &mut ctx, "PBATCD111").await, ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0).await, "B");
+}
