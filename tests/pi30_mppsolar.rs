@@ -72,6 +72,16 @@ async fn twin_fields(variant: &str, command: &str) -> Vec<String> {
 
 /// Run mppsolar on `port` with `args` in a blocking thread; one JSON object per command.
 async fn mppsolar(port: &Path, protocol: &str, commands: &[&str], porttype: &str) -> Vec<Value> {
+    mppsolar_both(port, protocol, commands, porttype).await.0
+}
+
+/// As [`mppsolar`], and the same answers with their keys in mppsolar's order.
+async fn mppsolar_both(
+    port: &Path,
+    protocol: &str,
+    commands: &[&str],
+    porttype: &str,
+) -> (Vec<Value>, Vec<Ordered>) {
     let mut cmd = Command::new(common::python::mppsolar());
     cmd.arg("-p")
         .arg(port)
@@ -97,7 +107,13 @@ async fn mppsolar(port: &Path, protocol: &str, commands: &[&str], porttype: &str
         commands.len(),
         "one answer per command:\n{stdout}"
     );
-    values
+    let ordered = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .flat_map(|l| serde_json::Deserializer::from_str(l).into_iter::<Ordered>())
+        .map(Result::unwrap)
+        .collect();
+    (values, ordered)
 }
 
 /// No error of any kind, and the answer is to `command`.
@@ -113,6 +129,81 @@ fn assert_clean(v: &Value, command: &str) {
         .filter(|k| !k.starts_with('_'))
         .count();
     assert!(data > 0, "{command}: no data in {v}");
+}
+
+/// A JSON object with its keys in the order mppsolar wrote them (its definition's field order).
+struct Ordered(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Ordered(entries))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// Field by field: mppsolar's answer to `command` (its data keys, in order) against the raw
+/// fields the twin device sent. Where mppsolar gives a number, it must be the number sent;
+/// where it gives the field's text, the text sent. (Options it names, like "Utility first",
+/// are compared by count only: one key per field.) Returns how many fields were compared.
+///
+/// Where mppsolar splits a field of flag bits into one key per bit (QPIGS, `QPGSn`, QPIWS), the
+/// keys stop lining up with the fields: then the fields before the first such field are
+/// compared.
+fn assert_fields(command: &str, answer: &Ordered, twin: &[String]) -> usize {
+    let data: Vec<&(String, Value)> = answer
+        .0
+        .iter()
+        .filter(|(k, _)| !k.starts_with('_'))
+        .collect();
+    // A reply may end in a space (PI30MAX's QPIGS2): no field there.
+    let mut twin = twin;
+    while twin.last().is_some_and(String::is_empty) {
+        twin = &twin[..twin.len() - 1];
+    }
+    let flags = twin
+        .iter()
+        .position(|f| f.len() >= 8 && f.bytes().all(|b| b == b'0' || b == b'1'));
+    let aligned = match flags {
+        _ if data.len() == twin.len() => twin.len(),
+        Some(i) => i,
+        // The energy queries: mppsolar adds the year, month and day it asked for.
+        None if data.len() > twin.len() => twin.len(),
+        None => panic!(
+            "{command}: keys {:?} do not line up with fields {twin:?}",
+            data.iter().map(|(k, _)| k).collect::<Vec<_>>()
+        ),
+    };
+    let mut compared = 0;
+    for ((key, value), sent) in data.iter().map(|e| (&e.0, &e.1)).zip(&twin[..aligned]) {
+        match value {
+            Value::Number(n) => {
+                let sent: f64 = sent
+                    .parse()
+                    .unwrap_or_else(|_| panic!("{command} {key}: sent {sent:?}, got {n}"));
+                assert_eq!(n.as_f64().unwrap(), sent, "{command} {key}");
+                compared += 1;
+            }
+            Value::String(text) if text == sent => compared += 1,
+            _ => {}
+        }
+    }
+    compared
 }
 
 fn num(fields: &[String], i: usize) -> f64 {
@@ -178,12 +269,18 @@ async fn mppsolar_pi30_every_query() {
     let fleet = Fleet::new();
     let port = spawn(&fleet, "pi30");
     let mut seen = port.observations();
-    let answers = mppsolar(port.pty(), "PI30", PI30_QUERIES, "serial").await;
+    let (answers, ordered) = mppsolar_both(port.pty(), "PI30", PI30_QUERIES, "serial").await;
     for (v, q) in answers.iter().zip(PI30_QUERIES) {
         assert_clean(v, q);
     }
     // It really talked to our port, not to mppsolar's canned test data.
     assert_eq!(rx_count(&mut seen), PI30_QUERIES.len());
+    let mut compared = 0;
+    for (q, answer) in PI30_QUERIES.iter().zip(&ordered) {
+        compared += assert_fields(q, answer, &twin_fields("pi30", q).await);
+    }
+    // Every field mppsolar reports as the number or text it was sent (110 with 0.16.56).
+    assert!(compared >= 110, "{compared} fields compared");
     let by = |c: &str| &answers[PI30_QUERIES.iter().position(|q| *q == c).unwrap()];
     assert_eq!(by("QID")["serial_number"], SERIAL);
     assert_eq!(by("QPI")["protocol_id"], "PI30");
@@ -241,11 +338,17 @@ async fn mppsolar_pi30max_every_query() {
     let fleet = Fleet::new();
     let port = spawn(&fleet, "pi30max");
     let mut seen = port.observations();
-    let answers = mppsolar(port.pty(), "PI30MAX", PI30MAX_QUERIES, "serial").await;
+    let (answers, ordered) = mppsolar_both(port.pty(), "PI30MAX", PI30MAX_QUERIES, "serial").await;
     for (v, q) in answers.iter().zip(PI30MAX_QUERIES) {
         assert_clean(v, q);
     }
     assert_eq!(rx_count(&mut seen), PI30MAX_QUERIES.len());
+    let mut compared = 0;
+    for (q, answer) in PI30MAX_QUERIES.iter().zip(&ordered) {
+        compared += assert_fields(q, answer, &twin_fields("pi30max", q).await);
+    }
+    // (136 with 0.16.56.)
+    assert!(compared >= 136, "{compared} fields compared");
     assert_eq!(answers[2]["serial_number"], SERIAL, "QSID");
     let by = |c: &str| &answers[PI30MAX_QUERIES.iter().position(|q| *q == c).unwrap()];
     assert_eq!(by("QID")["serial_number"], SERIAL);
