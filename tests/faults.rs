@@ -227,3 +227,76 @@ async fn faults_can_be_injected_at_run_time_and_are_observed() {
     assert!(got == b"12\r\n" || got == b"1\r2\r\n", "{got:?}");
     fleet.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_reply_differs_in_one_byte_and_the_next_is_whole() {
+    let out = with_fault(
+        FaultKind::Corrupt,
+        r#"
+import sys, serial
+s = serial.Serial(sys.argv[1], 2400, timeout=2)
+s.write(b"INC\r\n")
+bad = s.read(3)
+s.write(b"INC\r\n")
+print(repr(bad), repr(s.readline()))
+"#,
+    )
+    .await;
+    let (bad, good) = out.trim().split_once(' ').unwrap();
+    assert_ne!(bad, r"b'1\r\n'", "{out}");
+    assert_eq!(good, r"b'2\r\n'", "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probability_fault_hits_about_its_share_and_is_seeded() {
+    // p = 0.5 over 40 requests, twice with the same seed: the same replies are dropped.
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let fleet = Fleet::new();
+        let mut spec = PortSpec::new("coin");
+        spec.serve.seed = 42;
+        spec.serve
+            .faults
+            .add(FaultRule::probability(FaultKind::Drop, 0.5));
+        let port = fleet.spawn(spec, Counter::default()).unwrap();
+        let mut seen = port.observations();
+        let mut client = open_client(port.pty());
+        // Observations of each exchange: the request, the reply, then the drop if it hit.
+        let mut log = Vec::new();
+        for i in 0..=40 {
+            tokio::io::AsyncWriteExt::write_all(&mut client, b"INC\r\n")
+                .await
+                .unwrap();
+            // Wait for the reply's frame (the 41st request only marks the end of the 40th).
+            tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let seen = seen.recv().await.unwrap().seen;
+                    let done = match &seen {
+                        Seen::Frame(serialtwin::Direction::Tx, _) => i < 40,
+                        Seen::Frame(serialtwin::Direction::Rx, _) => i == 40,
+                        _ => false,
+                    };
+                    log.push(seen);
+                    if done {
+                        return;
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        }
+        let answered: Vec<bool> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Seen::Frame(serialtwin::Direction::Tx, _)))
+            .map(|(i, _)| log.get(i + 1) != Some(&Seen::Fault(FaultKind::Drop)))
+            .collect();
+        assert_eq!(answered.len(), 40);
+        let hits = answered.iter().filter(|a| !**a).count();
+        assert!((5..=35).contains(&hits), "{hits} of 40 dropped");
+        runs.push(answered);
+        drop(client);
+        fleet.shutdown().await;
+    }
+    assert_eq!(runs[0], runs[1], "the same seed drops the same replies");
+}

@@ -505,3 +505,36 @@ async fn a_broadcast_subscribed_while_serving_sees_what_follows() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_device_serves_over_tcp_too() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            serve(Counter::default(), stream, ServeConfig::new("tcp"), cancel).await
+        }
+    });
+    let stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut client = BufReader::new(stream);
+    for want in ["1\r\n", "2\r\n"] {
+        client.get_mut().write_all(b"INC\r\n").await.unwrap();
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), client.read_line(&mut line))
+            .await
+            .expect("reply in time")
+            .unwrap();
+        assert_eq!(line, want);
+    }
+    // The client hangs up: serving ends by itself.
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("serving ends")
+        .unwrap()
+        .unwrap();
+    assert!(!cancel.is_cancelled());
+}
