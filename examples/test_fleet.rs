@@ -80,5 +80,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "every link removed"
     );
     println!("all links removed");
+    std::fs::remove_dir(&dir)?;
     Ok(())
 }

@@ -2,10 +2,10 @@
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 pub mod python;
+pub mod scratch;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,17 +17,9 @@ use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialSt
 /// Safety net for every wait in these tests (never an assertion about speed).
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A fresh directory for this test's links.
-pub fn test_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "serialtwin-test-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for this test's links, removed when it is done.
+pub fn test_dir(tag: &str) -> scratch::Scratch {
+    scratch::scratch("serialtwin-test", tag)
 }
 
 /// Open `path` the way a user's Rust program would: tokio-serial at 2400 8N1.

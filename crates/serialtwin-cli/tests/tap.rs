@@ -6,12 +6,15 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+
+#[path = "../../../tests/common/scratch.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod scratch;
 
 #[path = "../../../tests/common/python.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -51,17 +54,9 @@ fn start_tap(
     Background::start(dir, "tap", &args)
 }
 
-/// A fresh directory whose path mppsolar cannot misread.
-fn work_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "serialtwin-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory whose path mppsolar cannot misread (removed when the test is done).
+fn work_dir(tag: &str) -> scratch::Scratch {
+    scratch::scratch("serialtwin", tag)
 }
 
 /// A `serialtwin` subcommand running in the background until stopped (killed if dropped).

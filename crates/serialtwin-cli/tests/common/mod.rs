@@ -13,6 +13,8 @@ use nix::sys::signal::{Signal, kill};
 
 #[path = "../../../../tests/common/python.rs"]
 pub mod python;
+#[path = "../../../../tests/common/scratch.rs"]
+pub mod scratch;
 use nix::unistd::Pid;
 use serde_json::Value;
 
@@ -24,18 +26,11 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_serialtwin")
 }
 
-/// A fresh directory for one test's config and links. Its path avoids every substring
-/// mppsolar reads as something other than a serial port (`test`, `esp`, `:`...).
-pub fn work_dir(tag: &str) -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "serialtwin-cli-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test's config and links (removed when it is done). Its path
+/// avoids every substring mppsolar reads as something other than a serial port (`test`,
+/// `esp`, `:`...).
+pub fn work_dir(tag: &str) -> scratch::Scratch {
+    scratch::scratch("serialtwin-cli", tag)
 }
 
 /// Write `text` as `dir/name` and return its path.
