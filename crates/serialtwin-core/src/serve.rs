@@ -390,10 +390,14 @@ impl<D: Device, T: Transport> Server<D, T> {
                 () = cancelled.wait() => return Ok(()),
                 r = recv(&mut self.io, &mut self.rx, &mut self.read_chunk) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
-                        self.last_rx = Instant::now();
+                        // Only silence-delimited framing needs to know when (a clock read
+                        // per request otherwise).
+                        if self.framer.silence_gap(&self.ctx.settings()).is_some() {
+                            self.last_rx = Instant::now();
+                        }
                         // Events the transport learned while reading (a client's open)
                         // come before the frames in the bytes just read.
-                        while let Some(event) = pending_event(&mut self.io) {
+                        while let Some(event) = self.io.take_event() {
                             self.on_event(event);
                         }
                     }
@@ -533,7 +537,8 @@ impl<D: Device, T: Transport> Server<D, T> {
     /// Hand one request to the device and send its replies.
     async fn answer(&mut self, frame: Bytes) -> Result<(), ServeError> {
         self.observe(|| Seen::Frame(Direction::Rx, frame.clone()));
-        self.request = Some(frame.clone());
+        // Kept for per-command faults only (a reference count less per request otherwise).
+        self.request = (!self.faults.is_empty()).then(|| frame.clone());
         if !self.line.accepts_input(&self.ctx.settings()) {
             debug!(port = %self.name, "client at the wrong baud rate: request not understood");
             return Ok(());
@@ -734,16 +739,6 @@ async fn recv<T: Transport>(
         }
     })
     .await
-}
-
-/// A line event the transport already has, without waiting.
-fn pending_event<T: Transport>(io: &mut T) -> Option<PortEvent> {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    match io.poll_event(&mut cx) {
-        Poll::Ready(event) => Some(event),
-        Poll::Pending => None,
-    }
 }
 
 /// Where a serving loop's [`Control`] commands come from. Fleets send them boxed: a channel

@@ -40,6 +40,20 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         Poll::Pending
     }
 
+    /// A line event that is already pending, without arranging to be woken for the next.
+    /// The serving loop asks after every read, so that an event learned while reading (a
+    /// client's open) comes before the frames just read. Default: [`poll_event`] with a
+    /// no-op waker.
+    ///
+    /// [`poll_event`]: Transport::poll_event
+    fn take_event(&mut self) -> Option<PortEvent> {
+        let mut cx = task::Context::from_waker(std::task::Waker::noop());
+        match self.poll_event(&mut cx) {
+            Poll::Ready(event) => Some(event),
+            Poll::Pending => None,
+        }
+    }
+
     /// The line settings in force when serving starts. Default: unknown.
     fn settings(&self) -> Option<LineSettings> {
         None

@@ -588,6 +588,18 @@ impl Transport for PtyPort {
         }
     }
 
+    fn take_event(&mut self) -> Option<PortEvent> {
+        // As `poll_event`, without registering a waker: after every read this is cheaper
+        // than swapping the session watcher's waker for a no-op one and back.
+        if let Some(event) = self.events.pop_front() {
+            return Some(event);
+        }
+        match self.sessions.as_mut()?.take_note()? {
+            SessionNote::Opened => Some(LineEvent::Opened.into()),
+            SessionNote::Closed => Some(self.on_closed()),
+        }
+    }
+
     fn settings(&self) -> Option<LineSettings> {
         Some(self.settings)
     }
