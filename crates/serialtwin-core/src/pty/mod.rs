@@ -200,7 +200,7 @@ impl PtyPort {
         set_packet_mode(master.as_fd())?;
         rustix::io::ioctl_fionbio(&master, true)?;
 
-        let sessions = match sessions::watch(&path) {
+        let sessions = match sessions::watch(&path, std::os::fd::AsRawFd::as_raw_fd(&slave)) {
             Ok(link) => Some(link),
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot watch for client sessions");

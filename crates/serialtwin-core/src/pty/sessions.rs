@@ -8,8 +8,8 @@
 //! any one tokio runtime: test suites create many).
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
-use std::path::Path;
+use std::os::fd::{AsFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
@@ -35,6 +35,10 @@ pub(crate) struct SessionState {
 
 struct Entry {
     state: Arc<SessionState>,
+    /// The slave's path, `/dev/pts/N`.
+    path: PathBuf,
+    /// Our own descriptor of the slave (not a client's; see [`recount`]).
+    held: RawFd,
 }
 
 struct Watcher {
@@ -139,8 +143,9 @@ fn watcher() -> std::io::Result<&'static Watcher> {
     w.map_err(std::io::Error::from)
 }
 
-/// Start watching the slave at `path` for client opens and closes.
-pub(crate) fn watch(path: &Path) -> std::io::Result<SessionLink> {
+/// Start watching the slave at `path` for client opens and closes; `held` is our own
+/// descriptor of it, which is not a client.
+pub(crate) fn watch(path: &Path, held: RawFd) -> std::io::Result<SessionLink> {
     let watcher = watcher()?;
     let state = Arc::new(SessionState::default());
     // Hold the map lock across add_watch so the reader cannot see an event for this wd before
@@ -154,6 +159,8 @@ pub(crate) fn watch(path: &Path) -> std::io::Result<SessionLink> {
         wd,
         Entry {
             state: state.clone(),
+            path: path.to_owned(),
+            held,
         },
     );
     drop(ports);
@@ -194,6 +201,96 @@ pub(crate) fn sync() {
     }
 }
 
+/// Who has which pts open, as `/proc/*/fd` shows it: `(pid, fd, path)` for every descriptor
+/// of a `/dev/pts/N`, and whether some process's descriptors could not be read (another
+/// user's, without the privilege).
+struct ProcScan {
+    open: Vec<(u32, RawFd, PathBuf)>,
+    incomplete: bool,
+}
+
+fn clients_from_proc() -> ProcScan {
+    let mut scan = ProcScan {
+        open: Vec::new(),
+        incomplete: false,
+    };
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        scan.incomplete = true;
+        return scan;
+    };
+    for proc in procs.flatten() {
+        let Some(pid) = proc
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let fds = match std::fs::read_dir(proc.path().join("fd")) {
+            Ok(fds) => fds,
+            // Gone meanwhile: nothing open.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(_) => {
+                scan.incomplete = true;
+                continue;
+            }
+        };
+        for fd in fds.flatten() {
+            let Some(n) = fd
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && target.starts_with("/dev/pts/")
+            {
+                scan.open.push((pid, n, target));
+            }
+        }
+    }
+    scan
+}
+
+/// Set every port's open count from `scan` (after lost events), and tell each port about a
+/// session that began or ended meanwhile. Our own descriptor of each slave is not a client.
+/// When some processes could not be looked at, a port that seemed in use keeps its count
+/// rather than be declared free: replies to a client we cannot see must not be dropped.
+///
+/// Not exact: an open or close that happens while `/proc` is read may be counted both by the
+/// scan and by its own event. That is a count off by one after a rare overflow, where without
+/// this every event lost in the overflow would stay lost.
+fn recount(ports: &HashMap<WatchDescriptor, Entry>, scan: &ProcScan) {
+    let me = std::process::id();
+    for entry in ports.values() {
+        let found = scan
+            .open
+            .iter()
+            .filter(|(pid, fd, path)| *path == entry.path && !(*pid == me && *fd == entry.held))
+            .count();
+        let found = u32::try_from(found).unwrap_or(u32::MAX);
+        let state = &entry.state;
+        let before = state.open_count.load(Ordering::SeqCst);
+        if found == 0 && before > 0 && scan.incomplete {
+            continue;
+        }
+        state.open_count.store(found, Ordering::SeqCst);
+        match (before, found) {
+            (0, 1..) => {
+                state.opened.fetch_add(1, Ordering::SeqCst);
+                state.waker.wake();
+            }
+            (1.., 0) => {
+                state.closed.fetch_add(1, Ordering::SeqCst);
+                state.waker.wake();
+            }
+            _ => {}
+        }
+        debug!(path = %entry.path.display(), before, found, "session count taken from /proc");
+    }
+}
+
 /// Read and dispatch every queued inotify event. Holding the map lock across the read keeps
 /// events in order whichever thread drains them.
 fn drain(watcher: &'static Watcher) -> nix::Result<()> {
@@ -207,8 +304,20 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
         };
         for event in events {
             if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                warn!("session watcher: inotify queue overflowed; open/close events were lost");
-                continue;
+                warn!(
+                    "session watcher: inotify queue overflowed; open/close events were lost: \
+                     counting clients from /proc"
+                );
+                // What is still queued is older than the count about to be made: drop it.
+                loop {
+                    match watcher.inotify.read_events() {
+                        Ok(_) | Err(nix::Error::EINTR) => {}
+                        Err(nix::Error::EAGAIN) => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                recount(&ports, &clients_from_proc());
+                break;
             }
             let Some(entry) = ports.get(&event.wd) else {
                 continue;
@@ -236,5 +345,59 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
                 ports.remove(&event.wd);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pty::{PtyOptions, PtyPort};
+
+    fn counts(port: &PtyPort) -> (u32, u32, u32) {
+        let s = &port.sessions.as_ref().unwrap().state;
+        (
+            s.open_count.load(Ordering::SeqCst),
+            s.opened.load(Ordering::SeqCst),
+            s.closed.load(Ordering::SeqCst),
+        )
+    }
+
+    fn recount_now() {
+        let watcher = watcher().unwrap();
+        let ports = watcher.ports.lock().unwrap_or_else(PoisonError::into_inner);
+        recount(&ports, &clients_from_proc());
+    }
+
+    fn lose_events(port: &PtyPort, open_count: u32) {
+        let s = &port.sessions.as_ref().unwrap().state;
+        s.open_count.store(open_count, Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn after_lost_events_the_count_comes_from_proc_and_the_port_hears_of_it() {
+        let port = PtyPort::open(&PtyOptions::default()).unwrap();
+        // Our own slave descriptor is not a client.
+        recount_now();
+        assert_eq!(counts(&port), (0, 0, 0));
+
+        let client = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(port.path())
+            .unwrap();
+        sync();
+        assert_eq!(counts(&port), (1, 1, 0));
+        // The open was lost: the count is wrong until the recount, which reports a new session.
+        lose_events(&port, 0);
+        recount_now();
+        assert_eq!(counts(&port), (1, 2, 0));
+
+        drop(client);
+        sync();
+        assert_eq!(counts(&port), (0, 2, 1));
+        // A close lost while the count said two clients: the recount ends the session.
+        lose_events(&port, 2);
+        recount_now();
+        assert_eq!(counts(&port), (0, 2, 2));
     }
 }
