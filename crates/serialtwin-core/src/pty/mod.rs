@@ -152,6 +152,11 @@ pub struct PtyPort {
     write_recheck: Option<Pin<Box<tokio::time::Sleep>>>,
     /// We flushed the line ourselves; the status byte it causes is ours, not the client's.
     own_flush: bool,
+    /// Client bytes read while cleaning up after a departed client, kept because a newer
+    /// client had opened by then (see [`PtyPort::drain_departed_input`]); read before the fd.
+    carry: Vec<u8>,
+    /// Status bytes read at the same time, handled before anything else is read.
+    deferred_status: Vec<u8>,
 }
 
 impl PtyPort {
@@ -222,6 +227,8 @@ impl PtyPort {
             settings,
             sessions,
             own_flush: false,
+            carry: Vec::new(),
+            deferred_status: Vec::new(),
             rearm_pending: false,
             write_recheck: None,
         })
@@ -276,7 +283,6 @@ impl PtyPort {
         Ok(())
     }
 
-    /// Turn a packet-mode status byte into queued events.
     /// Queue the session changes that happened before now (a client's open above all), so
     /// that they come before the in-band events about to be queued: a client opens the port
     /// before it configures or flushes it, whichever way the news reaches us first.
@@ -296,6 +302,7 @@ impl PtyPort {
         }
     }
 
+    /// Turn a packet-mode status byte into queued events.
     fn on_status(&mut self, mut status: u8) {
         self.queue_session_changes();
         if self.own_flush && status & (pkt::FLUSHREAD | pkt::FLUSHWRITE) != 0 {
@@ -339,7 +346,10 @@ impl PtyPort {
     /// Why this cannot discard a newer client's data: after `sync` every open that has
     /// happened is counted. If the count is zero, any client that opens from now on opens after
     /// this point, so it has not been answered yet (we answer nothing while in here) and none of
-    /// its bytes are in our buffer yet. What we flush and forget belongs to clients that left.
+    /// its bytes are in our buffer yet. Our output is flushed (it was all for clients that
+    /// left). The client's side is not flushed blindly: a client that opens right after the
+    /// sync may already have written its request into it (seen under load with a client that
+    /// reopens for every command); [`PtyPort::drain_departed_input`] tells the two apart.
     fn on_closed(&mut self) -> PortEvent {
         sessions::sync();
         let clean = self.sessions.is_some() && !self.has_client_now();
@@ -349,9 +359,11 @@ impl PtyPort {
             if self.rearm_pending {
                 self.rearm_echo();
             }
-            if let Err(e) = self.discard_in_flight() {
+            self.own_flush = true;
+            if let Err(e) = rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush) {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
             }
+            self.drain_departed_input();
             if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
                 warn!(path = %self.path.display(), error = %e, "cannot clear exclusive mode");
             }
@@ -362,6 +374,39 @@ impl PtyPort {
             event: LineEvent::Closed,
             reset_input: clean,
         }
+    }
+
+    /// Read what clients wrote that we have not read yet, after the last one left. If no
+    /// client has opened by the time it is read, it is the departed client's (a new client
+    /// opens before it writes, and its open is counted synchronously): drop it. Otherwise it
+    /// may be the new client's first request: keep it, to be read as usual.
+    fn drain_departed_input(&mut self) {
+        let opened_before = self.sessions_opened();
+        let mut data = Vec::new();
+        let mut status = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match rustix::io::read(self.master.get_ref(), &mut buf[..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if buf[0] == 0 => data.extend_from_slice(&buf[1..n]),
+                Ok(_) => status.push(buf[0]),
+            }
+        }
+        sessions::sync();
+        let newer_client = self.sessions_opened() != opened_before || self.has_client_now();
+        if newer_client {
+            self.carry.extend_from_slice(&data);
+        } else if !data.is_empty() {
+            debug!(path = %self.path.display(), bytes = data.len(), "departed client's unread input dropped");
+        }
+        // Settings changes and flushes are kept either way, in order, for the next read.
+        self.deferred_status.extend_from_slice(&status);
+    }
+
+    fn sessions_opened(&self) -> u32 {
+        self.sessions.as_ref().map_or(0, |s| {
+            s.state.opened.load(std::sync::atomic::Ordering::SeqCst)
+        })
     }
 
     /// Keep [`CANARY`] set on the line, so that the next client's `tcsetattr` always changes
@@ -447,6 +492,22 @@ impl PtyPort {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // What the departure cleanup read ahead (rare): its status bytes, then its data.
+        if !self.deferred_status.is_empty() {
+            for status in std::mem::take(&mut self.deferred_status) {
+                self.on_status(status);
+            }
+            if !self.events.is_empty() {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        if !self.carry.is_empty() {
+            let n = self.carry.len().min(buf.remaining());
+            buf.put_slice(&self.carry[..n]);
+            self.carry.drain(..n);
             return Poll::Ready(Ok(()));
         }
         loop {
@@ -655,5 +716,52 @@ fn settings_of(t: &Termios) -> LineSettings {
         },
         flow,
         parity_visible: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use super::*;
+
+    fn client(path: &Path) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::NOCTTY.bits().cast_signed())
+            .open(path)
+            .unwrap()
+    }
+
+    /// The departure cleanup against a client that reopens at once: what the departed client
+    /// left unread is dropped, but a request a newer client wrote before the cleanup read the
+    /// line is kept and read as usual.
+    #[tokio::test]
+    async fn departure_cleanup_keeps_a_newer_clients_request() {
+        let mut port = PtyPort::open(&PtyOptions::default()).unwrap();
+        let mut gone = client(port.path());
+        gone.write_all(b"PARTIAL").unwrap();
+        drop(gone);
+        sessions::sync();
+        port.drain_departed_input();
+        assert!(port.carry.is_empty(), "{:?}", port.carry);
+
+        // Between the cleanup's count and its read of the line, a new client opens and asks.
+        let mut next = client(port.path());
+        next.write_all(b"INC\r\n").unwrap();
+        port.drain_departed_input();
+        assert_eq!(port.carry, b"INC\r\n");
+        let mut got = [0u8; 16];
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read(&mut port, &mut got),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(&got[..n], b"INC\r\n");
+        drop(next);
     }
 }
