@@ -67,7 +67,8 @@ pub fn run_script<A: AsRef<OsStr>>(script: &str, args: &[A]) -> String {
     stdout
 }
 
-fn run(cmd: &mut Command) {
+/// Run `cmd` to the end; its output, or a panic with everything it printed.
+pub fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -75,4 +76,5 @@ fn run(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }

@@ -66,23 +66,40 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
             out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             continue;
         }
-        out.push(match chars.next() {
-            Some('r') => b'\r',
-            Some('n') => b'\n',
-            Some('t') => b'\t',
-            Some('0') => 0,
-            Some('e') => 0x1b,
-            Some('\\') => b'\\',
-            Some('x') => {
-                let digits: String = chars.by_ref().take(2).collect();
-                u8::from_str_radix(&digits, 16)
-                    .ok()
-                    .filter(|_| digits.len() == 2)
-                    .ok_or_else(|| format!("`\\x{digits}`: write `\\x` and two hex digits"))?
-            }
-            Some(c) => return Err(format!("unknown escape `\\{c}`")),
-            None => return Err("a lone `\\` at the end".into()),
-        });
+        out.push(unescape_one(chars.next(), || chars.next())?);
     }
     Ok(out)
+}
+
+/// The byte an escape stands for, given the character after the backslash (`None`: the text
+/// ended there) and a source of the characters after it (for `\xNN`). Shared with formats
+/// that add escapes of their own, such as scripted-device templates.
+///
+/// # Errors
+/// A reason for an unknown or malformed escape.
+pub fn unescape_one(
+    after_backslash: Option<char>,
+    mut next: impl FnMut() -> Option<char>,
+) -> Result<u8, String> {
+    Ok(match after_backslash {
+        Some('r') => b'\r',
+        Some('n') => b'\n',
+        Some('t') => b'\t',
+        Some('0') => 0,
+        Some('e') => 0x1b,
+        Some('\\') => b'\\',
+        Some('x') => {
+            let digits: String = (0..2).map_while(|_| next()).collect();
+            u8::from_str_radix(&digits, 16)
+                .ok()
+                .filter(|_| digits.len() == 2)
+                .ok_or_else(|| format!("`\\x{digits}`: write `\\x` and two hex digits"))?
+        }
+        Some(c) => {
+            return Err(format!(
+                "unknown escape `\\{c}` (known: \\r \\n \\t \\0 \\e \\\\ \\xNN)"
+            ));
+        }
+        None => return Err("a lone `\\` at the end".into()),
+    })
 }

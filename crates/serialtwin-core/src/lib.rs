@@ -49,12 +49,14 @@ pub use crate::framer::{
     BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator,
 };
 pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
-pub use crate::line::{BadCharFormat, CharFormat, Latency, Line, LineConfig, Mismatch};
+pub use crate::line::{Latency, Line, LineConfig, Mismatch};
 pub use crate::link::{LinkError, LinkSlot};
 pub use crate::observe::{Broadcast, Direction, Observation, Observer, Seen};
 pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
 pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
-pub use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, Session, StopBits};
+pub use crate::settings::{
+    BadCharFormat, CharFormat, FlowControl, LineEvent, LineSettings, Parity, Session, StopBits,
+};
 pub use crate::transport::{Plain, PortEvent, Transport};
 
 // Issue 6: captures and the tap.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::settings::{LineSettings, Parity, StopBits};
+use crate::settings::{CharFormat, LineSettings};
 
 /// Longest batch of paced bytes released at once: pacing stays exact at 115200 baud too.
 const PACING_BATCH: Duration = Duration::from_millis(2);
@@ -59,92 +59,6 @@ pub enum Mismatch {
     /// The client gets garbage bytes instead of the device's answers, as a UART at the wrong
     /// speed produces.
     Garbage,
-}
-
-/// A UART's character format: data bits, parity and stop bits, written the usual way (`8N1`,
-/// `7E1`, `8E2`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct CharFormat {
-    /// Data bits per character, 5 to 8.
-    pub data_bits: u8,
-    /// The parity bit.
-    pub parity: Parity,
-    /// Stop bits.
-    pub stop_bits: StopBits,
-}
-
-impl CharFormat {
-    /// 8 data bits, no parity, 1 stop bit.
-    pub const N81: Self = Self {
-        data_bits: 8,
-        parity: Parity::None,
-        stop_bits: StopBits::One,
-    };
-
-    /// Bits on the wire per character: start + data + parity + stop.
-    #[must_use]
-    pub fn bits_per_char(&self) -> u32 {
-        let settings = LineSettings {
-            data_bits: self.data_bits,
-            parity: self.parity,
-            stop_bits: self.stop_bits,
-            ..LineSettings::default()
-        };
-        settings.bits_per_char()
-    }
-}
-
-impl std::fmt::Display for CharFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let parity = match self.parity {
-            Parity::None => 'N',
-            Parity::Even => 'E',
-            Parity::Odd => 'O',
-        };
-        let stop = match self.stop_bits {
-            StopBits::One => 1,
-            StopBits::Two => 2,
-        };
-        write!(f, "{}{parity}{stop}", self.data_bits)
-    }
-}
-
-/// A character format that is not `<data bits 5-8><N|E|O><stop bits 1|2>`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "bad character format {0:?}: expected data bits 5-8, parity N, E or O, stop bits 1 or 2 (like 8N1 or 7E1)"
-)]
-pub struct BadCharFormat(String);
-
-impl std::str::FromStr for CharFormat {
-    type Err = BadCharFormat;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || BadCharFormat(s.to_owned());
-        let &[data, parity, stop] = s.as_bytes() else {
-            return Err(bad());
-        };
-        let data_bits = match data {
-            b'5'..=b'8' => data - b'0',
-            _ => return Err(bad()),
-        };
-        let parity = match parity.to_ascii_uppercase() {
-            b'N' => Parity::None,
-            b'E' => Parity::Even,
-            b'O' => Parity::Odd,
-            _ => return Err(bad()),
-        };
-        let stop_bits = match stop {
-            b'1' => StopBits::One,
-            b'2' => StopBits::Two,
-            _ => return Err(bad()),
-        };
-        Ok(Self {
-            data_bits,
-            parity,
-            stop_bits,
-        })
-    }
 }
 
 /// A device's line.

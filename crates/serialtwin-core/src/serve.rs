@@ -22,7 +22,7 @@ use tracing::{debug, error, warn};
 use crate::clock::SimClock;
 use crate::device::{Context, Device, Replies, Reply};
 use crate::fault::{self, FaultKind, FaultRule, Faults};
-use crate::framer::{BoxFramer, Framer, Framing};
+use crate::framer::{BoxFramer, FrameError, Framer, Framing};
 use crate::gate::{Gates, Source};
 use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
@@ -637,6 +637,11 @@ impl<D: Device, T: Transport> Server<D, T> {
         Ok(())
     }
 
+    fn unencodable(&self, e: &FrameError) {
+        warn!(port = %self.name, error = %e, "reply could not be encoded; not sent");
+        self.observe(|| Seen::HandlerError(e.to_string()));
+    }
+
     /// Encode one reply and put it on the line.
     async fn send(&mut self, reply: &Reply) -> Result<(), ServeError> {
         if self.faults.is_empty() && !self.watched() && self.coalescing(&self.ctx.settings()) {
@@ -646,25 +651,14 @@ impl<D: Device, T: Transport> Server<D, T> {
                 debug!(port = %self.name, "no client: frame dropped");
                 return Ok(());
             }
-            let start = self.coalesced.len();
-            let encoded = if reply.raw {
-                self.coalesced.extend_from_slice(&reply.bytes);
-                Ok(())
-            } else {
-                self.framer.encode(&reply.bytes, &mut self.coalesced)
-            };
-            if let Err(e) = encoded {
-                self.coalesced.truncate(start);
-                warn!(port = %self.name, error = %e, "reply could not be encoded; not sent");
+            if let Err(e) = encode(&mut self.framer, reply, &mut self.coalesced) {
+                self.unencodable(&e);
             }
             return Ok(());
         }
         self.tx.clear();
-        if reply.raw {
-            self.tx.extend_from_slice(&reply.bytes);
-        } else if let Err(e) = self.framer.encode(&reply.bytes, &mut self.tx) {
-            warn!(port = %self.name, error = %e, "reply could not be encoded; not sent");
-            self.observe(|| Seen::HandlerError(e.to_string()));
+        if let Err(e) = encode(&mut self.framer, reply, &mut self.tx) {
+            self.unencodable(&e);
             return Ok(());
         }
         let bytes = self.tx.split().freeze();
@@ -708,6 +702,22 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
         Ok(())
     }
+}
+
+/// Append `reply` to `dst` as it goes on the wire: framed, or as given when raw. On an error
+/// `dst` is left as it was.
+fn encode(framer: &mut BoxFramer, reply: &Reply, dst: &mut BytesMut) -> Result<(), FrameError> {
+    let start = dst.len();
+    let encoded = if reply.raw {
+        dst.extend_from_slice(&reply.bytes);
+        Ok(())
+    } else {
+        framer.encode(&reply.bytes, dst)
+    };
+    if encoded.is_err() {
+        dst.truncate(start);
+    }
+    encoded
 }
 
 /// Read more bytes into `buf`, or take a line event, whichever the transport has first.

@@ -73,15 +73,20 @@ impl LineSettings {
         }
     }
 
+    /// The character format the settings describe (`8N1`...).
+    #[must_use]
+    pub fn format(&self) -> CharFormat {
+        CharFormat {
+            data_bits: self.data_bits,
+            parity: self.parity,
+            stop_bits: self.stop_bits,
+        }
+    }
+
     /// Bits on the wire per character: start + data + parity + stop.
     #[must_use]
     pub fn bits_per_char(&self) -> u32 {
-        let parity = u32::from(self.parity != Parity::None);
-        let stop = match self.stop_bits {
-            StopBits::One => 1,
-            StopBits::Two => 2,
-        };
-        1 + u32::from(self.data_bits) + parity + stop
+        self.format().bits_per_char()
     }
 }
 
@@ -94,6 +99,49 @@ impl Default for LineSettings {
 impl fmt::Display for LineSettings {
     /// `2400 8N1`, with ` rtscts` / ` xonxoff` appended for flow control.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.baud, self.format())?;
+        match self.flow {
+            FlowControl::None => Ok(()),
+            FlowControl::Hardware => f.write_str(" rtscts"),
+            FlowControl::Software => f.write_str(" xonxoff"),
+        }
+    }
+}
+
+/// A UART's character format: data bits, parity and stop bits, written the usual way (`8N1`,
+/// `7E1`, `8E2`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CharFormat {
+    /// Data bits per character, 5 to 8.
+    pub data_bits: u8,
+    /// The parity bit.
+    pub parity: Parity,
+    /// Stop bits.
+    pub stop_bits: StopBits,
+}
+
+impl CharFormat {
+    /// 8 data bits, no parity, 1 stop bit.
+    pub const N81: Self = Self {
+        data_bits: 8,
+        parity: Parity::None,
+        stop_bits: StopBits::One,
+    };
+
+    /// Bits on the wire per character: start + data + parity + stop.
+    #[must_use]
+    pub fn bits_per_char(&self) -> u32 {
+        let parity = u32::from(self.parity != Parity::None);
+        let stop = match self.stop_bits {
+            StopBits::One => 1,
+            StopBits::Two => 2,
+        };
+        1 + u32::from(self.data_bits) + parity + stop
+    }
+}
+
+impl fmt::Display for CharFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let parity = match self.parity {
             Parity::None => 'N',
             Parity::Even => 'E',
@@ -103,12 +151,45 @@ impl fmt::Display for LineSettings {
             StopBits::One => 1,
             StopBits::Two => 2,
         };
-        write!(f, "{} {}{parity}{stop}", self.baud, self.data_bits)?;
-        match self.flow {
-            FlowControl::None => Ok(()),
-            FlowControl::Hardware => f.write_str(" rtscts"),
-            FlowControl::Software => f.write_str(" xonxoff"),
-        }
+        write!(f, "{}{parity}{stop}", self.data_bits)
+    }
+}
+
+/// A character format that is not `<data bits 5-8><N|E|O><stop bits 1|2>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad character format {0:?}: expected data bits 5-8, parity N, E or O, stop bits 1 or 2 (like 8N1 or 7E1)"
+)]
+pub struct BadCharFormat(String);
+
+impl std::str::FromStr for CharFormat {
+    type Err = BadCharFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadCharFormat(s.to_owned());
+        let &[data, parity, stop] = s.as_bytes() else {
+            return Err(bad());
+        };
+        let data_bits = match data {
+            b'5'..=b'8' => data - b'0',
+            _ => return Err(bad()),
+        };
+        let parity = match parity.to_ascii_uppercase() {
+            b'N' => Parity::None,
+            b'E' => Parity::Even,
+            b'O' => Parity::Odd,
+            _ => return Err(bad()),
+        };
+        let stop_bits = match stop {
+            b'1' => StopBits::One,
+            b'2' => StopBits::Two,
+            _ => return Err(bad()),
+        };
+        Ok(Self {
+            data_bits,
+            parity,
+            stop_bits,
+        })
     }
 }
 

@@ -203,20 +203,9 @@ pub fn venv() -> PathBuf {
     python::venv()
 }
 
-fn check_run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 /// Run a Python script with the venv's interpreter; its stdout.
 pub fn python(script: &str, args: &[&str]) -> String {
-    let out = check_run(
+    let out = python::run(
         Command::new(venv().join("bin/python"))
             .arg("-c")
             .arg(script)

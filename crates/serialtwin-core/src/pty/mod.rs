@@ -43,7 +43,7 @@ use crate::transport::{PortEvent, Transport};
 const WRITE_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The flag we keep set on the line so that every client `tcsetattr` changes something (see
-/// [`PtyPort::rearm_echo`]). `ECHONL` because raw-mode clients (cfmakeraw, pyserial) clear it
+/// [`PtyPort::rearm_canary`]). `ECHONL` because raw-mode clients (cfmakeraw, pyserial) clear it
 /// and it does nothing outside canonical mode. Not `ECHO`: any of `ECHO`, `ICRNL`, `ISIG` and
 /// the like takes the line discipline off its raw fast path (`real_raw`, one copy per reply)
 /// and onto a byte-by-byte one.
@@ -145,7 +145,7 @@ pub struct PtyPort {
     /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
     sessions: Option<SessionLink>,
     /// A client changed the settings and [`CANARY`] must be set again once it is done (see
-    /// [`PtyPort::rearm_echo`]).
+    /// [`PtyPort::rearm_canary`]).
     rearm_pending: bool,
     /// While a write waits for a client that does not read: when to look again whether it is
     /// still there.
@@ -268,19 +268,12 @@ impl PtyPort {
         Some(self.has_client_now())
     }
 
-    /// Discard both directions' bytes in flight: what the device sent that no client has read,
-    /// and what a client sent that the device has not read yet.
-    ///
-    /// # Errors
-    /// The `tcflush` error.
-    pub fn discard_in_flight(&mut self) -> io::Result<()> {
-        // The slave's input queue holds our output; the master's input queue holds the
-        // client's. (TCOFLUSH on the slave would only drop the master's flip buffers, not what
-        // its line discipline already holds.) The first flush raises a FLUSHREAD status byte.
-        self.own_flush = true;
-        rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush)?;
-        rustix::termios::tcflush(self.master.get_ref(), QueueSelector::IFlush)?;
-        Ok(())
+    /// The line event for a session change (a departure also gets its cleanup).
+    fn session_event(&mut self, note: SessionNote) -> PortEvent {
+        match note {
+            SessionNote::Opened => LineEvent::Opened.into(),
+            SessionNote::Closed => self.on_closed(),
+        }
     }
 
     /// Queue the session changes that happened before now (a client's open above all), so
@@ -294,10 +287,7 @@ impl PtyPort {
             sessions::sync();
         }
         while let Some(note) = self.sessions.as_mut().and_then(SessionLink::take_note) {
-            let event = match note {
-                SessionNote::Opened => LineEvent::Opened.into(),
-                SessionNote::Closed => self.on_closed(),
-            };
+            let event = self.session_event(note);
             self.events.push_back(event);
         }
     }
@@ -357,7 +347,7 @@ impl PtyPort {
             // First, so that it lands as close to the sync as possible: a client that opens
             // after the sync must not have its own `tcsetattr` overtaken.
             if self.rearm_pending {
-                self.rearm_echo();
+                self.rearm_canary();
             }
             self.own_flush = true;
             if let Err(e) = rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush) {
@@ -424,7 +414,7 @@ impl PtyPort {
     /// the client leaves (it may reopen before we notice). We re-arm when the client's next
     /// bytes arrive — it has finished configuring by then — or when it leaves without
     /// sending any. Nothing else of the client's settings is touched.
-    fn rearm_echo(&mut self) {
+    fn rearm_canary(&mut self) {
         self.rearm_pending = false;
         let Ok(mut t) = rustix::termios::tcgetattr(self.master.get_ref()) else {
             return;
@@ -546,7 +536,7 @@ impl PtyPort {
                         buf.advance(n - 1);
                         if n > 1 {
                             if self.rearm_pending {
-                                self.rearm_echo();
+                                self.rearm_canary();
                             }
                             if self.sessions.is_some() && !self.has_client_now() {
                                 // Data from a client we have not counted yet: bring the
@@ -642,11 +632,7 @@ impl Transport for PtyPort {
         let Some(sessions) = self.sessions.as_mut() else {
             return Poll::Pending;
         };
-        match sessions.poll_note(cx) {
-            Poll::Ready(SessionNote::Opened) => Poll::Ready(LineEvent::Opened.into()),
-            Poll::Ready(SessionNote::Closed) => Poll::Ready(self.on_closed()),
-            Poll::Pending => Poll::Pending,
-        }
+        sessions.poll_note(cx).map(|note| self.session_event(note))
     }
 
     fn take_event(&mut self) -> Option<PortEvent> {
@@ -655,10 +641,8 @@ impl Transport for PtyPort {
         if let Some(event) = self.events.pop_front() {
             return Some(event);
         }
-        match self.sessions.as_mut()?.take_note()? {
-            SessionNote::Opened => Some(LineEvent::Opened.into()),
-            SessionNote::Closed => Some(self.on_closed()),
-        }
+        let note = self.sessions.as_mut()?.take_note()?;
+        Some(self.session_event(note))
     }
 
     fn settings(&self) -> Option<LineSettings> {
@@ -680,7 +664,7 @@ fn raw_line(t: &mut Termios, baud: u32) -> io::Result<()> {
         .insert(ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL);
     t.input_modes
         .remove(InputModes::IXON | InputModes::IXOFF | InputModes::IXANY);
-    // EXTPROC: client tcsetattr calls are reported. The canary: see `PtyPort::rearm_echo`.
+    // EXTPROC: client tcsetattr calls are reported. The canary: see `PtyPort::rearm_canary`.
     t.local_modes.insert(LocalModes::EXTPROC | CANARY);
     t.special_codes[SpecialCodeIndex::VMIN] = 1;
     t.special_codes[SpecialCodeIndex::VTIME] = 0;

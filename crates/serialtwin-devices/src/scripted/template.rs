@@ -127,29 +127,9 @@ fn escape(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let byte = match chars.next().map(|(_, c)| c) {
-        Some('r') => b'\r',
-        Some('n') => b'\n',
-        Some('t') => b'\t',
-        Some('0') => 0,
-        Some('e') => 0x1b,
-        Some('\\') => b'\\',
         Some('{') => b'{',
         Some('}') => b'}',
-        Some('x') => {
-            let hex: String = (0..2)
-                .filter_map(|_| chars.next().map(|(_, c)| c))
-                .collect();
-            u8::from_str_radix(&hex, 16)
-                .ok()
-                .filter(|_| hex.len() == 2)
-                .ok_or_else(|| format!("`\\x{hex}`: write `\\x` and two hex digits"))?
-        }
-        Some(c) => {
-            return Err(format!(
-                "unknown escape `\\{c}` (known: \\r \\n \\t \\0 \\e \\\\ \\xNN)"
-            ));
-        }
-        None => return Err("a lone `\\` at the end".into()),
+        other => serialtwin_core::escape::unescape_one(other, || chars.next().map(|(_, c)| c))?,
     };
     out.push(byte);
     Ok(())
