@@ -14,9 +14,10 @@
 //! The one rule: a source behind a gate must be polled through that gate and nowhere else,
 //! or its wake-ups would reach the task without setting its bit.
 
+use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::task::{Context, Poll, RawWakerVTable, Wake, Waker};
 
 use futures::task::AtomicWaker;
 
@@ -51,7 +52,7 @@ struct Shared {
     /// One bit per source: set when the waker fired (or the gates were opened).
     open: AtomicU8,
     /// The task to wake when the sources' waker fires.
-    task: AtomicWaker,
+    task: WakerSlot,
 }
 
 impl Wake for Shared {
@@ -70,7 +71,7 @@ impl Gates {
     pub(crate) fn new() -> Self {
         let shared = Arc::new(Shared {
             open: AtomicU8::new(u8::MAX),
-            task: AtomicWaker::new(),
+            task: WakerSlot::default(),
         });
         let waker = Waker::from(shared.clone());
         Self { shared, waker }
@@ -120,6 +121,49 @@ impl Gates {
     }
 }
 
+/// An [`AtomicWaker`] that does not register again a waker it already holds.
+///
+/// A serving loop registers the same task's waker several times per request (each gate, the
+/// session counters), and `AtomicWaker::register` takes two atomic read-modify-writes each
+/// time even when nothing changed. Here a waker that is still held — no wake took it since —
+/// costs two loads. The held waker's identity (its data and vtable pointers, what
+/// [`Waker::will_wake`] compares) is kept beside it; a wake clears it before taking the waker.
+#[derive(Debug, Default)]
+pub(crate) struct WakerSlot {
+    waker: AtomicWaker,
+    /// Data pointer of the waker `waker` holds, null once a wake may have taken it.
+    held: AtomicPtr<()>,
+    /// Its vtable (written only by the registering side, before `held`).
+    held_vtable: AtomicPtr<RawWakerVTable>,
+}
+
+impl WakerSlot {
+    /// Make sure `waker` is the one woken next.
+    ///
+    /// Skipping is safe: if `held` still names `waker`, no wake has run its first step yet,
+    /// and a wake running now wakes `waker` itself.
+    pub(crate) fn register(&self, waker: &Waker) {
+        let data = waker.data().cast_mut();
+        let vtable = ptr::from_ref(waker.vtable()).cast_mut();
+        if self.held.load(Ordering::Acquire) == data
+            && self.held_vtable.load(Ordering::Relaxed) == vtable
+        {
+            return;
+        }
+        // Named before registering: a wake in between clears the name, and the next
+        // registration is made in full.
+        self.held_vtable.store(vtable, Ordering::Relaxed);
+        self.held.store(data, Ordering::Release);
+        self.waker.register(waker);
+    }
+
+    /// Wake the waker held, if any.
+    pub(crate) fn wake(&self) {
+        self.held.store(ptr::null_mut(), Ordering::Release);
+        self.waker.wake();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::pin::pin;
@@ -164,6 +208,47 @@ mod tests {
         assert_eq!(task_wakes.load(Ordering::SeqCst), 1, "the task is woken");
         assert!(gates.poll(Source::Cancel, &mut cx, &mut poll).is_ready());
         assert_eq!(polls, 2, "polled at first and after the wake only");
+    }
+
+    #[test]
+    fn a_waker_slot_wakes_the_latest_waker_once_per_registration() {
+        let slot = WakerSlot::default();
+        let (a_wakes, a) = counting_waker();
+        let (b_wakes, b) = counting_waker();
+        slot.wake();
+        // Registered again and again while held: one wake reaches it, once.
+        for _ in 0..3 {
+            slot.register(&a);
+        }
+        slot.wake();
+        slot.wake();
+        assert_eq!(a_wakes.load(Ordering::SeqCst), 1);
+        // After a wake took it, the same waker must be registered in full again.
+        slot.register(&a);
+        slot.wake();
+        assert_eq!(a_wakes.load(Ordering::SeqCst), 2);
+        // Another waker replaces a held one.
+        slot.register(&a);
+        slot.register(&b);
+        slot.wake();
+        assert_eq!(
+            (
+                a_wakes.load(Ordering::SeqCst),
+                b_wakes.load(Ordering::SeqCst)
+            ),
+            (2, 1)
+        );
+        // And back: the skip compares with the waker held now, not with one seen before.
+        slot.register(&b);
+        slot.register(&a);
+        slot.wake();
+        assert_eq!(
+            (
+                a_wakes.load(Ordering::SeqCst),
+                b_wakes.load(Ordering::SeqCst)
+            ),
+            (3, 1)
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod observe;
 pub mod pty;
 pub mod serve;
 pub mod settings;
+mod spare;
 pub mod transport;
 
 pub use crate::clock::SimClock;

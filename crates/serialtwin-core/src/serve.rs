@@ -7,13 +7,13 @@
 
 use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -27,6 +27,7 @@ use crate::gate::{Gates, Source};
 use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
 use crate::settings::{LineEvent, LineSettings, Session};
+use crate::spare::Spare;
 use crate::transport::{PortEvent, Transport};
 
 /// Bytes reserved per read: small, because a serial request is small and every port pays it.
@@ -172,11 +173,21 @@ pub(crate) enum Outcome {
     Unplug(Duration),
 }
 
-/// What one `recv` produced.
+/// What one read of the transport produced.
 enum Recv {
     Data,
     Event(PortEvent),
     Eof,
+}
+
+/// What ended a [`Server::wait`].
+enum Wake {
+    Cancelled,
+    Read(std::io::Result<Recv>),
+    /// A command, or `None` once the channel closed.
+    Control(Option<Control>),
+    Silence,
+    Unprompted(Option<Reply>),
 }
 
 /// Serve `device` on `io` until `cancel` fires or the transport ends.
@@ -362,33 +373,25 @@ impl<D: Device, T: Transport> Server<D, T> {
                     // the line (`replug` forgets them), as on real hardware.
                     return Ok(());
                 }
-                let outcome = tokio::select! {
-                    biased;
-                    () = cancelled.wait() => return Ok(()),
-                    // Boxed: the answer's future (the device's handler, pacing, delays) is the
-                    // largest state of this loop, and every idle port would carry its room.
-                    r = Box::pin(self.answer(frame)) => r,
-                };
-                outcome?;
+                if self.answer(frame, &mut cancelled).await?.is_none() {
+                    return Ok(());
+                }
             }
-            // An idle port keeps no buffers: the next read takes a fresh one from the
-            // allocator, which hands back memory another port just freed — still in the
-            // cache — where a buffer of its own would have gone cold in a big fleet.
-            if self.rx.is_empty() {
-                self.rx = BytesMut::new();
-            }
+            // An idle port keeps no buffers (see `spare`).
+            Spare::Read.give_back(&mut self.rx);
             // Replies to everything that one read brought go out in one write.
-            let outcome = tokio::select! {
-                biased;
-                () = cancelled.wait() => return Ok(()),
-                r = self.flush_coalesced() => r,
-            };
-            outcome?;
-            let silence = self.silence_deadline();
-            tokio::select! {
-                biased;
-                () = cancelled.wait() => return Ok(()),
-                r = recv(&mut self.io, &mut self.rx, &mut self.read_chunk) => match r.map_err(|e| self.io_error(e))? {
+            if !self.coalesced.is_empty()
+                && cancelled
+                    .or(self.flush_coalesced())
+                    .await
+                    .transpose()?
+                    .is_none()
+            {
+                return Ok(());
+            }
+            match self.wait(&mut cancelled, control).await {
+                Wake::Cancelled => return Ok(()),
+                Wake::Read(r) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
                         // Only silence-delimited framing needs to know when (a clock read
                         // per request otherwise).
@@ -407,35 +410,78 @@ impl<D: Device, T: Transport> Server<D, T> {
                         return Ok(());
                     }
                 },
-                cmd = poll_fn(|cx| match control.as_mut() {
-                    Some(rx) => self.gates.poll(Source::Control, cx, |cx| rx.poll_recv(cx)),
-                    None => Poll::Pending,
-                }) => {
-                    let Some(cmd) = cmd else {
-                        *control = None;
-                        continue;
-                    };
-                    let outcome = tokio::select! {
-                        biased;
-                        () = cancelled.wait() => return Ok(()),
-                        r = Box::pin(self.obey(cmd)) => r,
-                    };
-                    outcome?;
+                Wake::Control(None) => *control = None,
+                Wake::Control(Some(cmd)) => {
+                    if cancelled
+                        .or(Box::pin(self.obey(cmd)))
+                        .await
+                        .transpose()?
+                        .is_none()
+                    {
+                        return Ok(());
+                    }
                 }
-                () = sleep_until_opt(silence) => self.on_silence(),
-                reply = self.device.unprompted(&mut self.ctx) => {
-                    if let Some(reply) = reply {
-                        self.request = None;
-                        let outcome = tokio::select! {
-                            biased;
-                            () = cancelled.wait() => return Ok(()),
-                            r = Box::pin(self.send(&reply)) => r,
-                        };
-                        outcome?;
+                Wake::Silence => self.on_silence(),
+                Wake::Unprompted(None) => {}
+                Wake::Unprompted(Some(reply)) => {
+                    self.request = None;
+                    if cancelled
+                        .or(Box::pin(self.send(&reply)))
+                        .await
+                        .transpose()?
+                        .is_none()
+                    {
+                        return Ok(());
                     }
                 }
             }
         }
+    }
+
+    /// Wait for the next thing to do: cancellation, input or a line event, a control command,
+    /// the end of a silence gap, or an unprompted frame from the device — looked at in that
+    /// order. One `poll_fn` rather than a `select!`: this runs twice per request, and every
+    /// instruction here is paid by every port.
+    async fn wait(
+        &mut self,
+        cancelled: &mut Cancelled<'_, '_>,
+        control: &mut Option<ControlRx>,
+    ) -> Wake {
+        let silence = self.silence_deadline();
+        let Self {
+            device,
+            ctx,
+            io,
+            rx,
+            read_chunk,
+            gates,
+            ..
+        } = self;
+        // The device's future lives for the whole wait (it must be cancel-safe, not restarted
+        // on every wake-up); a timer exists only while a silence gap is running.
+        let mut unprompted = std::pin::pin!(device.unprompted(ctx));
+        let mut silence = std::pin::pin!(silence.map(tokio::time::sleep_until));
+        poll_fn(|cx| {
+            if cancelled.poll(cx).is_ready() {
+                return Poll::Ready(Wake::Cancelled);
+            }
+            if let Poll::Ready(r) = poll_recv(io, rx, read_chunk, cx) {
+                return Poll::Ready(Wake::Read(r));
+            }
+            if let Some(control) = control.as_mut()
+                && let Poll::Ready(cmd) =
+                    gates.poll(Source::Control, cx, |cx| control.poll_recv(cx))
+            {
+                return Poll::Ready(Wake::Control(cmd));
+            }
+            if let Some(sleep) = silence.as_mut().as_pin_mut()
+                && sleep.poll(cx).is_ready()
+            {
+                return Poll::Ready(Wake::Silence);
+            }
+            unprompted.as_mut().poll(cx).map(Wake::Unprompted)
+        })
+        .await
     }
 
     /// Whether any observer is watching now (asked again only after one said it may be).
@@ -474,7 +520,8 @@ impl<D: Device, T: Transport> Server<D, T> {
         if let Some(frame) = self.silence_frame.take() {
             return Some(frame);
         }
-        loop {
+        // A framer is asked only when there are bytes to look at (once per request less).
+        while !self.rx.is_empty() {
             match self.framer.decode(&mut self.rx) {
                 Ok(frame) => return frame,
                 Err(e) => {
@@ -483,6 +530,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 }
             }
         }
+        None
     }
 
     fn silence_deadline(&self) -> Option<Instant> {
@@ -534,19 +582,34 @@ impl<D: Device, T: Transport> Server<D, T> {
         self.observe(|| Seen::Event(event.event));
     }
 
-    /// Hand one request to the device and send its replies.
-    async fn answer(&mut self, frame: Bytes) -> Result<(), ServeError> {
+    /// Hand one request to the device and send its replies; `None` if cancelled meanwhile.
+    ///
+    /// The handler's future is awaited in place, not boxed: it is the one await nearly every
+    /// request makes, and most handlers finish in their first poll. What can wait longer
+    /// (latency, delayed replies, faults, pacing) goes through [`Server::deliver`], boxed.
+    async fn answer(
+        &mut self,
+        frame: Bytes,
+        cancelled: &mut Cancelled<'_, '_>,
+    ) -> Result<Option<()>, ServeError> {
         self.observe(|| Seen::Frame(Direction::Rx, frame.clone()));
         // Kept for per-command faults only (a reference count less per request otherwise).
         self.request = (!self.faults.is_empty()).then(|| frame.clone());
         if !self.line.accepts_input(&self.ctx.settings()) {
             debug!(port = %self.name, "client at the wrong baud rate: request not understood");
-            return Ok(());
+            return Ok(Some(()));
         }
         self.replies.clear();
-        let handled = AssertUnwindSafe(self.device.handle(frame, &mut self.ctx, &mut self.replies))
-            .catch_unwind()
-            .await;
+        let Self {
+            device,
+            ctx,
+            replies,
+            ..
+        } = self;
+        let handled = AssertUnwindSafe(device.handle(frame, ctx, replies)).catch_unwind();
+        let Some(handled) = cancelled.or(handled).await else {
+            return Ok(None);
+        };
         match handled {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
@@ -562,7 +625,31 @@ impl<D: Device, T: Transport> Server<D, T> {
                 });
             }
         }
+        if self.replies.is_empty() {
+            return Ok(Some(()));
+        }
         let latency = self.line.config().latency.sample(self.ctx.rng());
+        if latency.is_zero()
+            && self.replies.as_slice().iter().all(|r| r.delay.is_zero())
+            && self.sends_directly()
+        {
+            // The common case: every reply goes out with the next write, encoded in place.
+            let mut replies = std::mem::take(&mut self.replies);
+            for reply in replies.drain() {
+                self.send_directly(&reply);
+            }
+            self.replies = replies;
+            return Ok(Some(()));
+        }
+        cancelled
+            .or(Box::pin(self.deliver(latency)))
+            .await
+            .transpose()
+    }
+
+    /// Send the device's replies through the line stage and the faults, each after its delay
+    /// (the first also after the line's `latency`).
+    async fn deliver(&mut self, latency: Duration) -> Result<(), ServeError> {
         let mut replies = std::mem::take(&mut self.replies);
         let mut first = true;
         for reply in replies.drain() {
@@ -597,16 +684,20 @@ impl<D: Device, T: Transport> Server<D, T> {
 
     /// Write the gathered replies, if any, in one write.
     async fn flush_coalesced(&mut self) -> Result<(), ServeError> {
-        if self.coalesced.is_empty() {
-            return Ok(());
-        }
-        let result = async {
-            self.io.write_all(&self.coalesced).await?;
-            self.io.flush().await
-        }
+        let mut written = 0;
+        let result = poll_fn(|cx| {
+            while written < self.coalesced.len() {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.coalesced[written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                written += n;
+            }
+            Pin::new(&mut self.io).poll_flush(cx)
+        })
         .await;
-        // Not `clear`: see the read buffer in `run_until_unplug`.
-        self.coalesced = BytesMut::new();
+        self.coalesced.clear();
+        Spare::Write.give_back(&mut self.coalesced);
         result.map_err(|e| self.io_error(e))
     }
 
@@ -642,18 +733,29 @@ impl<D: Device, T: Transport> Server<D, T> {
         self.observe(|| Seen::HandlerError(e.to_string()));
     }
 
+    /// Whether a reply can go straight into the pending write: nothing to apply and nobody
+    /// to show the frame to.
+    fn sends_directly(&self) -> bool {
+        self.faults.is_empty() && !self.watched() && self.coalescing(&self.ctx.settings())
+    }
+
+    /// Encode `reply` straight into the pending write — no copy, no allocation (see
+    /// [`Server::sends_directly`]).
+    fn send_directly(&mut self, reply: &Reply) {
+        if self.io.client_present() == Some(false) {
+            debug!(port = %self.name, "no client: frame dropped");
+            return;
+        }
+        Spare::Write.reserve(&mut self.coalesced, reply.bytes.len() + 8);
+        if let Err(e) = encode(&mut self.framer, reply, &mut self.coalesced) {
+            self.unencodable(&e);
+        }
+    }
+
     /// Encode one reply and put it on the line.
     async fn send(&mut self, reply: &Reply) -> Result<(), ServeError> {
-        if self.faults.is_empty() && !self.watched() && self.coalescing(&self.ctx.settings()) {
-            // The common case: nothing to apply and nobody to show the frame to, so encode
-            // straight into the pending write — no copy, no allocation.
-            if self.io.client_present() == Some(false) {
-                debug!(port = %self.name, "no client: frame dropped");
-                return Ok(());
-            }
-            if let Err(e) = encode(&mut self.framer, reply, &mut self.coalesced) {
-                self.unencodable(&e);
-            }
+        if self.sends_directly() {
+            self.send_directly(reply);
             return Ok(());
         }
         self.tx.clear();
@@ -690,6 +792,7 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
         let settings = self.ctx.settings();
         if chunks.len() == 1 && self.coalescing(&settings) {
+            Spare::Write.reserve(&mut self.coalesced, chunks[0].len());
             self.coalesced.extend_from_slice(&chunks[0]);
             return Ok(());
         }
@@ -721,34 +824,31 @@ fn encode(framer: &mut BoxFramer, reply: &Reply, dst: &mut BytesMut) -> Result<(
 }
 
 /// Read more bytes into `buf`, or take a line event, whichever the transport has first.
-async fn recv<T: Transport>(
+fn poll_recv<T: Transport>(
     io: &mut T,
     buf: &mut BytesMut,
     chunk: &mut usize,
-) -> std::io::Result<Recv> {
+    cx: &mut std::task::Context<'_>,
+) -> Poll<std::io::Result<Recv>> {
+    if let Poll::Ready(event) = io.poll_event(cx) {
+        return Poll::Ready(Ok(Recv::Event(event)));
+    }
     if buf.capacity() - buf.len() < *chunk / 2 {
-        buf.reserve(*chunk);
+        Spare::Read.reserve(buf, *chunk);
     }
     let room = buf.capacity() - buf.len();
-    poll_fn(|cx| {
-        if let Poll::Ready(event) = io.poll_event(cx) {
-            return Poll::Ready(Ok(Recv::Event(event)));
+    match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)) {
+        Ok(0) => Poll::Ready(Ok(Recv::Eof)),
+        Ok(n) => {
+            *chunk = if n >= room {
+                (*chunk * 2).min(MAX_READ_CHUNK)
+            } else {
+                READ_CHUNK
+            };
+            Poll::Ready(Ok(Recv::Data))
         }
-        match tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut *io), cx, buf) {
-            Poll::Ready(Ok(0)) => Poll::Ready(Ok(Recv::Eof)),
-            Poll::Ready(Ok(n)) => {
-                *chunk = if n >= room {
-                    (*chunk * 2).min(MAX_READ_CHUNK)
-                } else {
-                    READ_CHUNK
-                };
-                Poll::Ready(Ok(Recv::Data))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+        Err(e) => Poll::Ready(Err(e)),
+    }
 }
 
 /// Where a serving loop's [`Control`] commands come from. Fleets send them boxed: a channel
@@ -779,16 +879,21 @@ struct Cancelled<'p, 't> {
 }
 
 impl Cancelled<'_, '_> {
-    fn wait(&mut self) -> impl Future<Output = ()> {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
         let Self { future, gates } = self;
-        poll_fn(move |cx| gates.poll(Source::Cancel, cx, |cx| future.as_mut().poll(cx)))
+        gates.poll(Source::Cancel, cx, |cx| future.as_mut().poll(cx))
     }
-}
 
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+    /// `fut`'s output, or `None` if cancellation comes first (looked at before each poll).
+    async fn or<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        poll_fn(|cx| {
+            if self.poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            fut.as_mut().poll(cx).map(Some)
+        })
+        .await
     }
 }
 

@@ -172,6 +172,51 @@ async fn cancellation_stops_even_a_pending_delayed_reply() {
     assert!(rest.is_empty(), "nothing sent after cancellation: {rest:?}");
 }
 
+/// A device whose handler itself waits (a lookup, a lock shared with other ports) before it
+/// answers: the serving loop awaits it in place, not boxed, so this is the path to prove.
+struct Thinker;
+
+impl Device for Thinker {
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        if req.as_ref() == b"THINK" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        out.push(req);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_that_waits_is_answered_in_order_and_can_be_cancelled() {
+    let (client, cancel, task) = start(Thinker, ServeConfig::new("t"));
+    let mut client = BufReader::new(client);
+    let t0 = tokio::time::Instant::now();
+    client
+        .get_mut()
+        .write_all(b"THINK\r\nQUICK\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut client).await, "THINK\r\n");
+    assert!(t0.elapsed() >= Duration::from_secs(3));
+    assert_eq!(read_line(&mut client).await, "QUICK\r\n");
+
+    // Cancelled while the handler waits: the port stops without its reply.
+    client.get_mut().write_all(b"THINK\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "nothing sent after cancellation: {rest:?}");
+}
+
 /// A meter that sends a reading every second without being asked.
 struct Meter {
     tick: tokio::time::Interval,

@@ -142,16 +142,17 @@ impl Framer for LineFramer {
                 }
                 (false, Some(i)) => {
                     self.next_index = 0;
-                    let mut line = buf.split_to(i + 1);
-                    line.truncate(i);
-                    let len = self.frame_len(&line);
+                    let len = self.frame_len(&buf[..i]);
                     if len > self.max_len {
+                        buf.advance(i + 1);
                         return Err(FrameError::TooLong {
                             limit: self.max_len,
                         });
                     }
-                    line.truncate(len);
-                    return Ok(Some(line.freeze()));
+                    let line = buf.split_to(len).freeze();
+                    // The terminator.
+                    buf.advance(i + 1 - len);
+                    return Ok(Some(line));
                 }
                 (false, None) if buf.len() > self.max_len + self.terminator.bytes().len() - 1 => {
                     // No terminator within the limit: this line is too long. Start discarding

@@ -13,10 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use futures::task::AtomicWaker;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use tracing::{debug, warn};
+
+use crate::gate::WakerSlot;
 
 /// What the watcher knows about one port, shared with the port without a channel: sessions
 /// strictly alternate (a first open, then a last close), so two counters say what happened
@@ -30,7 +31,7 @@ pub(crate) struct SessionState {
     /// Sessions ended (the count went from 1 to 0).
     pub(crate) closed: AtomicU32,
     /// The port's task, woken when either counter moves.
-    pub(crate) waker: AtomicWaker,
+    pub(crate) waker: WakerSlot,
 }
 
 struct Entry {
