@@ -42,8 +42,8 @@ pub enum FrameError {
 /// Cuts a byte stream into frames, and encodes frames into bytes.
 ///
 /// Implementations must be incremental: `decode` is called after every read with everything
-/// received so far and must not rescan what it already looked at. It is never called with an
-/// empty buffer.
+/// received so far and must not rescan what it already looked at. The serving loop does not
+/// call it with an empty buffer (a framer should still answer `Ok(None)` to one).
 pub trait Framer: Send + 'static {
     /// Take one complete frame off the front of `buf`, if there is one.
     ///
