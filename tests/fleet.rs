@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use common::{Counter, ask, open_client, test_dir};
 use serialtwin::{Fleet, FleetError, LinkError, PortSpec, limits};
+use tokio::io::AsyncWriteExt;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_devices_answer_concurrently() {
@@ -285,5 +286,100 @@ async fn devices_on_different_ports_share_state() {
     assert_eq!(ask(&mut ca, b"X\r\n").await, b"1\r\n");
     assert_eq!(ask(&mut cb, b"X\r\n").await, b"2\r\n");
     assert_eq!(ask(&mut ca, b"X\r\n").await, b"3\r\n");
+    fleet.shutdown().await;
+}
+
+/// Keeps every request it was sent (a recorder, a device with a history): the frames it holds
+/// share memory with buffers the serving loops lend each other, so they must never change.
+struct Keeper {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
+}
+
+impl serialtwin::Device for Keeper {
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        request: bytes::Bytes,
+        _: &mut serialtwin::Context,
+        replies: &mut serialtwin::Replies,
+    ) -> Result<(), Self::Error> {
+        let mut kept = self.kept.lock().unwrap();
+        kept.push(request);
+        replies.push(kept.len().to_string());
+        Ok(())
+    }
+}
+
+/// The request port `port` sends in `round`.
+fn request(port: usize, round: usize) -> String {
+    format!("P{port}R{round}{}", "x".repeat((port + round) % 17))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_a_device_keeps_stay_intact_while_many_ports_serve() {
+    const PORTS: usize = 40;
+    const ROUNDS: usize = 25;
+    let fleet = Fleet::new();
+    let kept: Vec<_> = (0..PORTS).map(|_| std::sync::Arc::default()).collect();
+    let ports = fleet
+        .spawn_all(kept.iter().enumerate().map(|(i, kept)| {
+            (
+                PortSpec::new(format!("keeper{i}")),
+                Keeper {
+                    kept: std::sync::Arc::clone(kept),
+                },
+            )
+        }))
+        .await
+        .unwrap();
+    let clients = ports.iter().enumerate().map(|(port, p)| {
+        let path = p.pty().to_owned();
+        tokio::spawn(async move {
+            let mut c = open_client(&path);
+            let mut count = 0;
+            for round in 1..=ROUNDS {
+                // Lengths vary so that frames land at different offsets of the lent buffers;
+                // every third round sends two requests in one write.
+                let one = request(port, round);
+                if round % 3 == 0 {
+                    c.write_all(format!("{one}\r\n{one}b\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    for _ in 0..2 {
+                        count += 1;
+                        assert_eq!(
+                            common::read_line(&mut c).await,
+                            format!("{count}\r\n").as_bytes()
+                        );
+                    }
+                } else {
+                    count += 1;
+                    let reply = ask(&mut c, format!("{one}\r\n").as_bytes()).await;
+                    assert_eq!(reply, format!("{count}\r\n").as_bytes());
+                }
+            }
+        })
+    });
+    for c in futures::future::join_all(clients).await {
+        c.unwrap();
+    }
+    for (port, kept) in kept.iter().enumerate() {
+        let mut expected = Vec::new();
+        for round in 1..=ROUNDS {
+            let one = request(port, round);
+            if round % 3 == 0 {
+                expected.push(format!("{one}b"));
+            }
+            expected.insert(expected.len() - usize::from(round % 3 == 0), one);
+        }
+        let got: Vec<String> = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        assert_eq!(got, expected, "port {port}");
+    }
     fleet.shutdown().await;
 }
