@@ -282,18 +282,15 @@ impl Fleet {
             stop: stop.clone(),
             done: done.clone(),
         };
-        let task = run_port(
+        self.tracker.spawn(run_port(
             Server::new(device, port, config),
             options,
             slot,
             plugged,
             stop,
             control_rx,
-        );
-        self.tracker.spawn(async move {
-            let _done = done.drop_guard();
-            task.await;
-        });
+            done,
+        ));
         Ok(handle)
     }
 
@@ -361,15 +358,20 @@ impl Fleet {
 }
 
 /// One port's task: serve, and after an unplug bring the port back on a new pty under the
-/// same link, until stopped.
+/// same link, until stopped; `done` fires when it has (however it ends).
 async fn run_port<D: Device>(
-    mut server: Server<D, PtyPort>,
+    server: Server<D, PtyPort>,
     options: PtyOptions,
-    mut slot: Option<LinkSlot>,
+    slot: Option<LinkSlot>,
     plugged: Arc<Mutex<Plugged>>,
     stop: CancellationToken,
     control: mpsc::Receiver<Box<Control>>,
+    done: CancellationToken,
 ) {
+    // Fires last, even on a panic: everything else is moved into locals declared after it, so
+    // the pty is closed and the link gone before anyone waiting on `done` hears.
+    let _done = done.drop_guard();
+    let (mut server, mut slot, plugged, stop) = (server, slot, plugged, stop);
     let name = server.name.clone();
     let mut control = Some(ControlRx::Boxed(control));
     loop {

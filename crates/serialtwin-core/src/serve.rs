@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Poll, ready};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::FutureExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -334,25 +334,13 @@ impl<D: Device, T: Transport> Server<D, T> {
         std::mem::replace(&mut self.io, io)
     }
 
+    /// Serve until cancelled, the transport ends, or an unplug is asked for.
     pub(crate) async fn run(
         &mut self,
         cancel: &CancellationToken,
         control: &mut Option<ControlRx>,
     ) -> Result<Outcome, ServeError> {
         self.unplug = None;
-        let outcome = self.run_until_unplug(cancel, control).await;
-        match (outcome, self.unplug.take()) {
-            (Ok(()), Some(after)) => Ok(Outcome::Unplug(after)),
-            (Ok(()), None) => Ok(Outcome::Done),
-            (Err(e), _) => Err(e),
-        }
-    }
-
-    async fn run_until_unplug(
-        &mut self,
-        cancel: &CancellationToken,
-        control: &mut Option<ControlRx>,
-    ) -> Result<(), ServeError> {
         // One cancellation future for the whole loop, and it and the control channel behind
         // gates: they are polled only after they woke the task, not on every pass (see `gate`).
         let future = std::pin::pin!(cancel.cancelled());
@@ -364,17 +352,17 @@ impl<D: Device, T: Transport> Server<D, T> {
         };
         loop {
             if self.unplug.is_some() {
-                return Ok(());
+                return Ok(self.outcome());
             }
             // Decode and answer everything complete before waiting again.
             while let Some(frame) = self.next_frame() {
                 if self.unplug.is_some() {
                     // Pulled out mid-batch: requests the client already sent are lost with
                     // the line (`replug` forgets them), as on real hardware.
-                    return Ok(());
+                    return Ok(self.outcome());
                 }
                 if self.answer(frame, &mut cancelled).await?.is_none() {
-                    return Ok(());
+                    return Ok(self.outcome());
                 }
             }
             // An idle port keeps no buffers (see `spare`).
@@ -387,10 +375,10 @@ impl<D: Device, T: Transport> Server<D, T> {
                     .transpose()?
                     .is_none()
             {
-                return Ok(());
+                return Ok(self.outcome());
             }
             match self.wait(&mut cancelled, control).await {
-                Wake::Cancelled => return Ok(()),
+                Wake::Cancelled => return Ok(self.outcome()),
                 Wake::Read(r) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
                         // Only silence-delimited framing needs to know when (a clock read
@@ -407,7 +395,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                     Recv::Event(event) => self.on_event(event),
                     Recv::Eof => {
                         debug!(port = %self.name, "transport closed");
-                        return Ok(());
+                        return Ok(self.outcome());
                     }
                 },
                 Wake::Control(None) => *control = None,
@@ -418,7 +406,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                         .transpose()?
                         .is_none()
                     {
-                        return Ok(());
+                        return Ok(self.outcome());
                     }
                 }
                 Wake::Silence => self.on_silence(),
@@ -431,10 +419,18 @@ impl<D: Device, T: Transport> Server<D, T> {
                         .transpose()?
                         .is_none()
                     {
-                        return Ok(());
+                        return Ok(self.outcome());
                     }
                 }
             }
+        }
+    }
+
+    /// How a session that ended without error ended.
+    fn outcome(&mut self) -> Outcome {
+        match self.unplug.take() {
+            Some(after) => Outcome::Unplug(after),
+            None => Outcome::Done,
         }
     }
 
@@ -683,22 +679,35 @@ impl<D: Device, T: Transport> Server<D, T> {
     }
 
     /// Write the gathered replies, if any, in one write.
-    async fn flush_coalesced(&mut self) -> Result<(), ServeError> {
-        let mut written = 0;
-        let result = poll_fn(|cx| {
-            while written < self.coalesced.len() {
-                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.coalesced[written..]))?;
-                if n == 0 {
-                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-                }
-                written += n;
-            }
-            Pin::new(&mut self.io).poll_flush(cx)
+    fn flush_coalesced(&mut self) -> impl Future<Output = Result<(), ServeError>> {
+        // A plain `poll_fn`, not an `async fn` around one: one state less to step through on
+        // every request.
+        poll_fn(|cx| {
+            let result = ready!(self.poll_flush_coalesced(cx));
+            // On an error too: what could not be written is lost with the line.
+            self.coalesced.clear();
+            Spare::Write.give_back(&mut self.coalesced);
+            Poll::Ready(result.map_err(|e| self.io_error(e)))
         })
-        .await;
-        self.coalesced.clear();
-        Spare::Write.give_back(&mut self.coalesced);
-        result.map_err(|e| self.io_error(e))
+    }
+
+    fn poll_flush_coalesced(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        while !self.coalesced.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.coalesced))?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            if n == self.coalesced.len() {
+                self.coalesced.clear();
+            } else {
+                // Rare (a full line): only then does the buffer's start move.
+                self.coalesced.advance(n);
+            }
+        }
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     async fn obey(&mut self, cmd: Control) -> Result<(), ServeError> {
@@ -884,11 +893,16 @@ impl Cancelled<'_, '_> {
         gates.poll(Source::Cancel, cx, |cx| future.as_mut().poll(cx))
     }
 
-    /// `fut`'s output, or `None` if cancellation comes first (looked at before each poll).
+    /// `fut`'s output, or `None` if cancellation comes first: looked at before every poll but
+    /// the first. Every caller starts `fut` in the task poll in which [`Server::wait`] (or a
+    /// previous `or`) just looked at cancellation, so looking again then would only cost time;
+    /// a cancellation that lands in between is seen at the next look, at the latest when the
+    /// loop waits again after this read's requests.
     async fn or<F: Future>(&mut self, fut: F) -> Option<F::Output> {
         let mut fut = std::pin::pin!(fut);
+        let mut first = true;
         poll_fn(|cx| {
-            if self.poll(cx).is_ready() {
+            if !std::mem::take(&mut first) && self.poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
             fut.as_mut().poll(cx).map(Some)
