@@ -6,6 +6,7 @@
 //! cargo bench --bench pty_fleet -- --json out.json  # JSON path (default target/bench/pty_fleet.json)
 //! cargo bench --bench pty_fleet -- --rt multi       # serialtwin on a 2-worker multi_thread runtime
 //! cargo bench --bench pty_fleet -- --ports 100,1000 --reps 3 --secs 1
+//! cargo bench --bench pty_fleet -- --against bare   # the limit vs a variant (see below)
 //! ```
 //!
 //! Two servers, each in a child process (the bench re-executes itself with `--serve KIND`):
@@ -14,6 +15,11 @@
 //! - **serialtwin**: a [`serialtwin::Fleet`] of minimal devices through the public API (the
 //!   device pushes the 108-byte payload, the default CRLF framer adds `\r\n`), on a
 //!   `current_thread` runtime by default — the same single thread the limit gets.
+//!
+//! `--against bare|api` replaces serialtwin with a yardstick, to see where the gap to the limit
+//! comes from: `bare` is the least a tokio program can do on serialtwin's pty (a task per port:
+//! read, count lines, write the reply), `api` the same through serialtwin's framer, `Device` and
+//! `Replies` and nothing else (no cancellation, control, events, observers, faults or line).
 //!
 //! One client (this process, one thread, epoll over every slave, raw and nonblocking) drives
 //! both with a closed loop, one request outstanding per port, alternating the servers window by
@@ -82,6 +88,8 @@ struct Options {
     warmup: Duration,
     throughput: Duration,
     runtime: Runtime,
+    /// The server measured against the limit: `serialtwin`, or a yardstick variant.
+    against: &'static str,
     serve: Option<String>,
 }
 
@@ -96,6 +104,7 @@ fn parse_args() -> Result<Options, String> {
         warmup: Duration::from_millis(500),
         throughput: Duration::from_secs(1),
         runtime: Runtime::CurrentThread,
+        against: "serialtwin",
         serve: None,
     };
     let mut reps = None;
@@ -131,6 +140,15 @@ fn parse_args() -> Result<Options, String> {
                 o.runtime =
                     Runtime::parse(&v).ok_or_else(|| format!("--rt: {v:?} (current or multi)"))?;
             }
+            "--against" => {
+                let v = value("--against")?;
+                o.against = match v.as_str() {
+                    "serialtwin" => "serialtwin",
+                    "bare" => "bare",
+                    "api" => "api",
+                    _ => return Err(format!("--against: {v:?} (serialtwin, bare or api)")),
+                };
+            }
             "--serve" => o.serve = Some(value("--serve")?),
             // cargo bench passes --bench; libtest-style filters mean nothing here.
             "--bench" => {}
@@ -157,7 +175,7 @@ fn parse_args() -> Result<Options, String> {
 fn point(o: &Options, ports: usize, throughput: bool) -> std::io::Result<Point> {
     let mut servers = [
         ServerChild::spawn("limit", o.runtime)?,
-        ServerChild::spawn("serialtwin", o.runtime)?,
+        ServerChild::spawn(o.against, o.runtime)?,
     ];
     let mut runs = [
         ServerRun {
@@ -234,6 +252,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         points.push(point(&o, n, i == 0)?);
     }
     let info = RunInfo {
+        against: o.against,
         runtime: o.runtime.name(),
         reps: o.reps,
         window: o.window,

@@ -118,6 +118,8 @@ pub(crate) struct Point {
 /// How the run was configured.
 #[derive(Debug)]
 pub(crate) struct RunInfo {
+    /// The server measured against the limit (`serialtwin`, or a yardstick variant).
+    pub(crate) against: &'static str,
     pub(crate) runtime: &'static str,
     pub(crate) reps: usize,
     pub(crate) window: Duration,
@@ -138,8 +140,9 @@ pub(crate) fn table(info: &RunInfo, points: &[Point]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\npty_fleet: raw epoll responder (limit) vs serialtwin ({} runtime); {} x {:.1} s windows per point, \
+        "\npty_fleet: raw epoll responder (limit) vs {} ({} runtime); {} x {:.1} s windows per point, \
          median [min-max]; {} CPUs; commit {}",
+        info.against,
         info.runtime,
         info.reps,
         info.window.as_secs_f64(),
@@ -164,7 +167,7 @@ pub(crate) fn table(info: &RunInfo, points: &[Point]) -> String {
     for p in points {
         let l = p.limit.summary();
         let s = p.serialtwin.summary();
-        for (name, x) in [("limit", &l), ("serialtwin", &s)] {
+        for (name, x) in [("limit", &l), (info.against, &s)] {
             let _ = writeln!(
                 out,
                 "{:>5}  {:<10} {:>9.0} {:>19} {:>8.1} {:>8.1} {:>9.2} {:>10.0} {:>7} {:>11.0} {:>5.0}%",
@@ -203,11 +206,13 @@ fn footer(out: &mut String, info: &RunInfo, points: &[Point]) {
     if let Some(p) = points.iter().max_by_key(|p| p.ports) {
         let _ = writeln!(
             out,
-            "\n{} ports: bring-up limit {:.1} ms, serialtwin {:.1} ms; teardown limit {:.1} ms, serialtwin {:.1} ms",
+            "\n{} ports: bring-up limit {:.1} ms, {} {:.1} ms; teardown limit {:.1} ms, {} {:.1} ms",
             p.ports,
             ms(p.limit.bring_up),
+            info.against,
             ms(p.serialtwin.bring_up),
             ms(p.limit.teardown),
+            info.against,
             ms(p.serialtwin.teardown)
         );
     }
@@ -215,15 +220,17 @@ fn footer(out: &mut String, info: &RunInfo, points: &[Point]) {
         let mb = |v: Option<f64>| v.unwrap_or(f64::NAN) / 1e6;
         let _ = writeln!(
             out,
-            "one port, device->client (16 requests pipelined): limit {:.2} MB/s, serialtwin {:.2} MB/s (ratio {:.2})",
+            "one port, device->client (16 requests pipelined): limit {:.2} MB/s, {} {:.2} MB/s (ratio {:.2})",
             mb(p.limit.down_bps),
+            info.against,
             mb(p.serialtwin.down_bps),
             ratio(mb(p.serialtwin.down_bps), mb(p.limit.down_bps))
         );
         let _ = writeln!(
             out,
-            "one port, client->device (64-byte lines streamed): limit {:.2} MB/s, serialtwin {:.2} MB/s (ratio {:.2})",
+            "one port, client->device (64-byte lines streamed): limit {:.2} MB/s, {} {:.2} MB/s (ratio {:.2})",
             mb(p.limit.up_bps),
+            info.against,
             mb(p.serialtwin.up_bps),
             ratio(mb(p.serialtwin.up_bps), mb(p.limit.up_bps))
         );
@@ -235,7 +242,15 @@ fn footer(out: &mut String, info: &RunInfo, points: &[Point]) {
     if corrupt > 0 {
         let _ = writeln!(out, "WARNING: {corrupt} replies had unexpected bytes");
     }
-    let _ = writeln!(out, "\ntargets (issue 7; informative, never asserted):");
+    if info.against == "serialtwin" {
+        let _ = writeln!(out, "\ntargets (issue 7; informative, never asserted):");
+    } else {
+        let _ = writeln!(
+            out,
+            "\ntargets (issue 7, for serialtwin; shown for the {} yardstick):",
+            info.against
+        );
+    }
     for t in targets(points) {
         let _ = writeln!(
             out,
@@ -421,6 +436,7 @@ pub(crate) fn json(info: &RunInfo, points: &[Point]) -> String {
         ("commit", J::Str(info.commit.clone())),
         ("kernel", J::Str(info.kernel.clone())),
         ("cpus", J::Num(f64_of_usize(info.cpus))),
+        ("against", J::Str(info.against.into())),
         ("runtime", J::Str(info.runtime.into())),
         ("quick", J::Bool(info.quick)),
         ("repetitions", J::Num(f64_of_usize(info.reps))),

@@ -15,12 +15,15 @@ use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use rustix::io::Errno;
 use rustix::pty::OpenptFlags;
 use rustix::termios::OptionalActions;
-use serialtwin::{Context, Device, Fleet, PortSpec, Replies};
+use serialtwin::framer::Framer as _;
+use serialtwin::pty::{PtyOptions, PtyPort};
+use serialtwin::{Context, Device, Fleet, Framing, PortSpec, Replies, SimClock};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{PAYLOAD, REPLY, REQUEST, Runtime};
 
@@ -34,7 +37,7 @@ pub(crate) fn run(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     match kind {
         "limit" => limit(),
-        "serialtwin" => serialtwin(runtime),
+        "serialtwin" | "bare" | "api" => on_tokio(kind, runtime),
         other => Err(format!("unknown server kind {other:?}").into()),
     }
 }
@@ -77,7 +80,126 @@ impl Device for Qpigs {
     }
 }
 
-fn serialtwin(runtime: Runtime) -> Result<(), Box<dyn std::error::Error>> {
+/// The ports a tokio server child has open.
+enum Served {
+    /// serialtwin itself: a fleet of [`Qpigs`] devices, and their handles (kept, as a user
+    /// would).
+    Fleet {
+        fleet: Fleet,
+        _handles: Vec<serialtwin::PortHandle>,
+    },
+    /// A variant: one plain task per port (see [`bare`] and [`api`]).
+    Tasks(Vec<tokio::task::JoinHandle<()>>),
+}
+
+impl Served {
+    /// Open `n` ports of `kind`; their slave paths.
+    async fn open(kind: &str, n: usize) -> Result<(Self, Vec<String>), Box<dyn std::error::Error>> {
+        if kind == "serialtwin" {
+            let fleet = Fleet::new();
+            let handles = fleet
+                .spawn_all((0..n).map(|i| (PortSpec::new(format!("p{i}")), Qpigs)))
+                .await?;
+            let paths = handles
+                .iter()
+                .map(|h| h.pty().display().to_string())
+                .collect();
+            return Ok((
+                Self::Fleet {
+                    fleet,
+                    _handles: handles,
+                },
+                paths,
+            ));
+        }
+        let mut tasks = Vec::with_capacity(n);
+        let mut paths = Vec::with_capacity(n);
+        for _ in 0..n {
+            let port = PtyPort::open(&PtyOptions::default())?;
+            paths.push(port.path().display().to_string());
+            tasks.push(if kind == "bare" {
+                tokio::spawn(bare(port))
+            } else {
+                tokio::spawn(api(port))
+            });
+        }
+        Ok((Self::Tasks(tasks), paths))
+    }
+
+    async fn close(self) {
+        match self {
+            Self::Fleet { fleet, .. } => fleet.shutdown().await,
+            Self::Tasks(tasks) => {
+                for t in &tasks {
+                    t.abort();
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+            }
+        }
+    }
+}
+
+/// The `bare` variant: the least a tokio program can do on serialtwin's own pty (packet mode,
+/// held slave, session watching): read, count request lines, write the fixed reply for each.
+/// It measures what a task per port costs before any serving logic.
+async fn bare(mut port: PtyPort) {
+    let mut buf = [0u8; 128];
+    loop {
+        let Ok(n) = port.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        for _ in buf[..n].iter().filter(|&&b| b == b'\n') {
+            if port.write_all(REPLY).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The `api` variant: the same port served through serialtwin's APIs and nothing else — the
+/// default framer's `decode` into `Bytes`, [`Qpigs`]'s `handle`, [`Replies`], the framer's
+/// `encode`, one write per read; a read and a write buffer per port. No cancellation, control,
+/// line events, observers, faults or line stage: what the APIs cost by themselves.
+async fn api(mut port: PtyPort) {
+    let mut framer = Framing::default().build();
+    let mut device = Qpigs;
+    let mut ctx = Context::for_test(SimClock::real());
+    let mut replies = Replies::new();
+    let mut rx = BytesMut::with_capacity(128);
+    let mut tx = BytesMut::with_capacity(256);
+    loop {
+        if rx.capacity() - rx.len() < 64 {
+            rx.reserve(128);
+        }
+        match std::future::poll_fn(|cx| {
+            tokio_util::io::poll_read_buf(std::pin::Pin::new(&mut port), cx, &mut rx)
+        })
+        .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        while let Ok(Some(frame)) = framer.decode(&mut rx) {
+            replies.clear();
+            let Ok(()) = device.handle(frame, &mut ctx, &mut replies).await;
+            for reply in replies.drain() {
+                let _ = framer.encode(&reply.bytes, &mut tx);
+            }
+        }
+        if port.write_all(&tx).await.is_err() {
+            return;
+        }
+        tx.clear();
+    }
+}
+
+/// A tokio server child: `serialtwin`, or one of the variants `bare` and `api`.
+fn on_tokio(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error::Error>> {
     let rt = match runtime {
         Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -101,8 +223,7 @@ fn serialtwin(runtime: Runtime) -> Result<(), Box<dyn std::error::Error>> {
             }
         })?;
     rt.block_on(async move {
-        let fleet = Fleet::new();
-        let mut handles = Vec::new();
+        let mut served = None;
         say("ready");
         while let Some(command) = commands.recv().await {
             let mut words = command.split_whitespace();
@@ -110,21 +231,17 @@ fn serialtwin(runtime: Runtime) -> Result<(), Box<dyn std::error::Error>> {
                 (Some("open"), Some(n)) => {
                     let n: usize = n.parse()?;
                     let start = Instant::now();
-                    handles = fleet
-                        .spawn_all((0..n).map(|i| (PortSpec::new(format!("p{i}")), Qpigs)))
-                        .await?;
+                    let (ports, paths) = Served::open(kind, n).await?;
+                    served = Some(ports);
                     // Let every port's task start before calling the ports up.
                     tokio::task::yield_now().await;
-                    let elapsed = start.elapsed();
-                    opened(
-                        elapsed,
-                        handles.iter().map(|h| h.pty().display().to_string()),
-                    );
+                    opened(start.elapsed(), paths.into_iter());
                 }
                 (Some("close"), None) => {
                     let start = Instant::now();
-                    fleet.shutdown().await;
-                    handles.clear();
+                    if let Some(ports) = served.take() {
+                        ports.close().await;
+                    }
                     say(&format!("closed {}", start.elapsed().as_nanos()));
                 }
                 _ => return Err(format!("bad command {command:?}").into()),
