@@ -16,6 +16,17 @@ valgrind; nothing in CI runs it.
 
 At one port the server parks (epoll_wait) once per round trip, so the count includes the
 runtime's park; a fleet under load parks once per many.
+
+`--ports N` spreads the round trips over N ports in turn (still one request at a time), so each
+port's state has gone cold by its next turn; `--cache` adds callgrind's cache simulation and
+prints first-level data read/write and instruction misses per round trip — the per-port lines a
+request has to fetch, and how much code its path runs through:
+
+    python3 benches/pty_fleet/instructions.py <binary> --ports 300 --n 2000 --cache
+    python3 benches/pty_fleet/instructions.py <binary> --ports 300 --n 2000 --cache --serve bare
+
+Take --n well above --ports (a few thousand): the opens and first requests of many ports are
+costly and uneven, and with too few round trips their share does not cancel out.
 """
 
 import argparse
@@ -30,9 +41,12 @@ REQUEST = b"QPIGS\r\n"
 REPLY_LEN = 110
 
 
-def run(binary, serve, n, out):
+def run(binary, serve, n, ports, cache, out):
+    tool = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if cache:
+        tool.append("--cache-sim=yes")
     child = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "--serve", serve],
+        tool + [binary, "--serve", serve],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -40,14 +54,18 @@ def run(binary, serve, n, out):
     )
     if child.stdout.readline().strip() != "ready":
         sys.exit("the server child did not start")
-    child.stdin.write("open 1\n")
+    child.stdin.write(f"open {ports}\n")
     child.stdin.flush()
     words = child.stdout.readline().split()
-    if len(words) != 3 or words[0] != "opened":
-        sys.exit(f"unexpected answer to open: {words}")
-    fd = os.open(words[2], os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd)
-    for _ in range(n):
+    if len(words) != 2 + ports or words[0] != "opened":
+        sys.exit(f"unexpected answer to open: {words[:4]}")
+    fds = []
+    for path in words[2:]:
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+        fds.append(fd)
+    for i in range(n):
+        fd = fds[i % ports]
         os.write(fd, REQUEST)
         got = b""
         while len(got) < REPLY_LEN:
@@ -57,29 +75,42 @@ def run(binary, serve, n, out):
             got += chunk
         if len(got) != REPLY_LEN or not got.endswith(b"\r\n"):
             sys.exit(f"unexpected reply: {got!r}")
-    os.close(fd)
+    for fd in fds:
+        os.close(fd)
     child.stdin.write("close\n")
     child.stdin.flush()
     child.stdout.readline()
     child.stdin.close()
     child.wait()
     with open(out) as f:
-        return int(re.search(r"^totals: (\d+)", f.read(), re.M).group(1))
+        text = f.read()
+    events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
+    totals = map(int, re.search(r"^totals: (.*)$", text, re.M).group(1).split())
+    return dict(zip(events, totals))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("binary", help="the pty_fleet bench binary")
-    p.add_argument("--serve", default="serialtwin", choices=["serialtwin", "limit"])
+    p.add_argument("--serve", default="serialtwin", choices=["serialtwin", "limit", "bare", "api"])
     p.add_argument("--n", type=int, default=1000, help="round trips of the short run")
+    p.add_argument("--ports", type=int, default=1, help="ports the round trips take turns on")
+    p.add_argument("--cache", action="store_true", help="simulate the caches, print misses")
     p.add_argument("--keep", help="directory to keep the two callgrind profiles in")
     args = p.parse_args()
     directory = args.keep or tempfile.mkdtemp(prefix="instructions-")
     os.makedirs(directory, exist_ok=True)
-    short = run(args.binary, args.serve, args.n, os.path.join(directory, f"{args.serve}.short.out"))
-    long = run(args.binary, args.serve, 5 * args.n, os.path.join(directory, f"{args.serve}.long.out"))
-    per = (long - short) / (4 * args.n)
-    print(f"{args.serve}: {per:.0f} instructions per round trip (one port, callgrind)")
+    runs = [
+        run(args.binary, args.serve, k * args.n, args.ports, args.cache,
+            os.path.join(directory, f"{args.serve}.{k}.out"))
+        for k in (1, 5)
+    ]
+    per = {e: (runs[1][e] - runs[0][e]) / (4 * args.n) for e in runs[0]}
+    line = f"{args.serve}: {per['Ir']:.0f} instructions per round trip"
+    if args.cache:
+        line += (f"; first-level misses per round trip: data read {per['D1mr']:.1f}, "
+                 f"data write {per['D1mw']:.1f}, instruction {per['I1mr']:.1f}")
+    print(f"{line} ({args.ports} port(s), callgrind)")
 
 
 if __name__ == "__main__":
