@@ -5,7 +5,8 @@ The round-trip rates of `cargo bench --bench pty_fleet` drift with the VM's spee
 counts do not. This runs one server child of the bench (`--serve limit` or `--serve serialtwin`)
 under `valgrind --tool=callgrind` with one port, makes N round trips from here (request
 `QPIGS\\r\\n`, the 110-byte reply), and again with 5 N, and prints the difference per round
-trip: the server's user-space instructions for one request, start-up excluded. It needs
+trip: the server's user-space instructions for one request (its main thread's), start-up
+excluded. It needs
 valgrind; nothing in CI runs it.
 
     cargo bench --bench pty_fleet --no-run            # prints the bench binary's path
@@ -42,7 +43,10 @@ REPLY_LEN = 110
 
 
 def run(binary, serve, n, ports, cache, out):
-    tool = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    # One profile per thread; only the main thread's is read: it runs the server (the runtime's
+    # `block_on`, or the limit's loop). The others (stdin, the session watcher) work at the
+    # opens and closes only, unevenly from run to run.
+    tool = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
     if cache:
         tool.append("--cache-sim=yes")
     child = subprocess.Popen(
@@ -82,7 +86,7 @@ def run(binary, serve, n, ports, cache, out):
     child.stdout.readline()
     child.stdin.close()
     child.wait()
-    with open(out) as f:
+    with open(f"{out}-01") as f:
         text = f.read()
     events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
     totals = map(int, re.search(r"^totals: (.*)$", text, re.M).group(1).split())
