@@ -596,14 +596,17 @@ impl<D: Device, T: Transport> Server<D, T> {
             return Ok(Some(()));
         }
         self.replies.clear();
-        let Self {
-            device,
-            ctx,
-            replies,
-            ..
-        } = self;
-        let handled = AssertUnwindSafe(device.handle(frame, ctx, replies)).catch_unwind();
-        let Some(handled) = cancelled.or(handled).await else {
+        let handled = {
+            let Self {
+                device,
+                ctx,
+                replies,
+                ..
+            } = self;
+            let handling = AssertUnwindSafe(device.handle(frame, ctx, replies)).catch_unwind();
+            cancelled.or(std::pin::pin!(handling)).await
+        };
+        let Some(handled) = handled else {
             return Ok(None);
         };
         match handled {
@@ -898,16 +901,17 @@ impl Cancelled<'_, '_> {
     /// previous `or`) just looked at cancellation, so looking again then would only cost time;
     /// a cancellation that lands in between is seen at the next look, at the latest when the
     /// loop waits again after this read's requests.
-    async fn or<F: Future>(&mut self, fut: F) -> Option<F::Output> {
-        let mut fut = std::pin::pin!(fut);
+    ///
+    /// `fut` comes pinned by the caller (or boxed): a plain `poll_fn` then, not an `async fn`
+    /// around one — one state less to step through on every request.
+    fn or<F: Future + Unpin>(&mut self, mut fut: F) -> impl Future<Output = Option<F::Output>> {
         let mut first = true;
-        poll_fn(|cx| {
+        poll_fn(move |cx| {
             if !std::mem::take(&mut first) && self.poll(cx).is_ready() {
                 return Poll::Ready(None);
             }
-            fut.as_mut().poll(cx).map(Some)
+            Pin::new(&mut fut).poll(cx).map(Some)
         })
-        .await
     }
 }
 
