@@ -33,6 +33,7 @@ costly and uneven, and with too few round trips their share does not cancel out.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,8 @@ def run(binary, serve, n, ports, cache, out):
 
 
 def main():
+    if shutil.which("valgrind") is None:
+        sys.exit("instructions.py needs valgrind (apt install valgrind); nothing else uses it")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("binary", help="the pty_fleet bench binary")
     p.add_argument("--serve", default="serialtwin", choices=["serialtwin", "limit", "bare", "api"])
