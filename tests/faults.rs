@@ -4,7 +4,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Counter, PATIENCE, ask, open_client, test_dir, wait_for};
+use common::{
+    Counter, PATIENCE, ask, expect_hangup, open_client, reopen_when_back, test_dir, wait_for,
+};
 use serialtwin::{Control, FaultKind, FaultRule, Fleet, PortSpec, Seen};
 use tokio::io::AsyncReadExt;
 
@@ -20,28 +22,10 @@ async fn unplug_is_a_hangup_and_the_same_link_comes_back_with_state() {
     assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
     port.unplug(Duration::from_millis(500)).await.unwrap();
     // The client sees the hangup: end of stream or EIO, not a hang.
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf))
-        .await
-        .expect("hangup seen");
-    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    expect_hangup(&mut client).await;
     drop(client);
     // Reconnect logic: retry the same link until it is back.
-    let reopened = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if std::fs::read_link(&link).is_ok()
-                && let Ok(c) = tokio_serial::SerialPortBuilderExt::open_native_async(
-                    tokio_serial::new(link.to_str().unwrap(), 2400),
-                )
-            {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("port back");
-    let mut client = reopened;
+    let mut client = reopen_when_back(&link, &port).await;
     assert_eq!(
         ask(&mut client, b"INC\r\n").await,
         b"2\r\n",
@@ -82,29 +66,9 @@ async fn an_unplug_fault_loses_the_requests_already_sent_and_the_port_comes_back
         *s == Seen::Fault(FaultKind::Unplug(Duration::from_millis(300)))
     })
     .await;
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf))
-        .await
-        .expect("hangup seen");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "no answer, a hangup: {read:?}"
-    );
+    expect_hangup(&mut client).await;
     drop(client);
-    let mut client = tokio::time::timeout(PATIENCE, async {
-        loop {
-            if std::fs::read_link(&link).is_ok_and(|p| Some(p) == port.current_pty())
-                && let Ok(c) = tokio_serial::SerialPortBuilderExt::open_native_async(
-                    tokio_serial::new(link.to_str().unwrap(), 2400),
-                )
-            {
-                return c;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("port back");
+    let mut client = reopen_when_back(&link, &port).await;
     assert_eq!(
         ask(&mut client, b"INC\r\n").await,
         b"2\r\n",

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serialtwin::{Context, Device, Observation, Replies, Seen};
+use serialtwin::{Context, Device, Observation, PortHandle, Replies, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 use tokio_serial::{DataBits, FlowControl, Parity, SerialPortBuilderExt, SerialStream, StopBits};
@@ -40,6 +40,35 @@ pub async fn ask<S: AsyncReadExt + AsyncWriteExt + Unpin>(
 ) -> Vec<u8> {
     stream.write_all(request).await.unwrap();
     read_line(stream).await
+}
+
+/// Wait for `client` to see its port go away: end of stream or an error (EIO), not a hang.
+pub async fn expect_hangup<S: AsyncReadExt + Unpin>(client: &mut S) {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(PATIENCE, client.read(&mut buf))
+        .await
+        .expect("hangup seen");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "no answer, a hangup: {read:?}"
+    );
+}
+
+/// Open `link` again once it leads to `port`'s new pty after an unplug, retrying the way a
+/// client's reconnect logic would.
+pub async fn reopen_when_back(link: &Path, port: &PortHandle) -> SerialStream {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if std::fs::read_link(link).is_ok_and(|p| Some(p) == port.current_pty())
+                && let Ok(c) = tokio_serial::new(link.to_str().unwrap(), 2400).open_native_async()
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("port back")
 }
 
 /// Read up to and including `\n`.

@@ -758,7 +758,8 @@ impl<D: Device, T: Transport> Server<D, T> {
             debug!(port = %self.name, "no client: frame dropped");
             return;
         }
-        Spare::Write.reserve(&mut self.coalesced, reply.bytes.len() + 8);
+        // Room for the payload; the framer reserves what it adds around it.
+        Spare::Write.reserve(&mut self.coalesced, reply.bytes.len());
         if let Err(e) = encode(&mut self.framer, reply, &mut self.coalesced) {
             self.unencodable(&e);
         }
