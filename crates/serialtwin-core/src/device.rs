@@ -290,6 +290,34 @@ pub trait Device: Send + 'static {
         replies: &mut Replies,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Answer `request` at once, without waiting: the synchronous twin of [`Device::handle`],
+    /// for the many devices whose answer never waits on anything (PI30 among them).
+    ///
+    /// `None` (the default) means "not here": the request goes to [`Device::handle`]. Return
+    /// `None` before changing any state, since the same request then goes to `handle`.
+    ///
+    /// Why it exists: a port whose device answers here, with nothing else going on (no faults,
+    /// no pacing or latency, nobody observing, no silence-framed protocol), is served by its
+    /// fleet's shared lane — one epoll over many ports, each request read, answered and
+    /// written in one function call, with no task woken per request. That is most of the cost
+    /// of serving a request on a busy fleet. Anything else the port has to do (a control
+    /// command, a client opening or closing, cancellation) takes it back to its own task.
+    ///
+    /// A device that answers here **must not also send unprompted frames**: its
+    /// [`Device::unprompted`] future is not polled while the port is on the lane. Keep the
+    /// default `None` for such devices.
+    ///
+    /// # Errors
+    /// `Some(Err(_))`: as an error from [`Device::handle`] (logged; serving goes on).
+    fn handle_now(
+        &mut self,
+        _request: &[u8],
+        _ctx: &mut Context,
+        _replies: &mut Replies,
+    ) -> Option<Result<(), Self::Error>> {
+        None
+    }
+
     /// The next frame the device sends on its own (a meter streaming readings).
     ///
     /// The serving loop races this against incoming data and drops the future when a request

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -19,6 +20,7 @@ use crate::device::Device;
 use crate::limits::{self, LimitError};
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
+use crate::pty::lane::{Lanes, Seat};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
 use crate::serve::{Control, ControlRx, Outcome, ServeConfig, ServeError, Server};
 
@@ -203,16 +205,34 @@ impl PortHandle {
 }
 
 /// Many ports on the current tokio runtime.
+///
+/// Each port has a task of its own. Ports whose device answers without waiting
+/// ([`Device::handle_now`]) are served, while nothing else goes on at them, by the fleet's
+/// shared lanes instead: one task and one epoll set per few hundred ports, no task woken per
+/// request (see `docs/performance.md`). Their own task takes them back for anything else.
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// `None`: every port is served by its own task only.
+    lanes: Option<Lanes>,
 }
 
 impl Fleet {
     /// An empty fleet.
     #[must_use]
     pub fn new() -> Self {
+        Self {
+            lanes: Some(Lanes::default()),
+            ..Self::default()
+        }
+    }
+
+    /// An empty fleet whose ports are all served by their own tasks, never by a shared lane:
+    /// for comparing the two, or for a device that answers in [`Device::handle_now`] and still
+    /// sends unprompted frames (which a lane would hold back).
+    #[must_use]
+    pub fn without_lanes() -> Self {
         Self::default()
     }
 
@@ -283,13 +303,14 @@ impl Fleet {
             done: done.clone(),
         };
         self.tracker.spawn(run_port(
-            Server::new(device, port, config),
+            Box::new(Server::new(device, port, config)),
             options,
             slot,
             plugged,
             stop,
             control_rx,
             done,
+            self.lanes.clone(),
         ));
         Ok(handle)
     }
@@ -347,6 +368,7 @@ impl Fleet {
         self.tracker.close();
         self.tracker.wait().await;
         self.tracker.reopen();
+        self.lanes_gone().await;
     }
 
     /// Stop every port, close every pty, remove every link, and wait for all of it.
@@ -354,19 +376,34 @@ impl Fleet {
         self.cancel.cancel();
         self.tracker.close();
         self.tracker.wait().await;
+        self.lanes_gone().await;
+    }
+
+    /// With every port stopped, the lanes end too (with their last seat): wait for that, so
+    /// that nothing of the fleet is left open.
+    async fn lanes_gone(&self) {
+        if let Some(lanes) = &self.lanes {
+            lanes.wait().await;
+        }
     }
 }
 
-/// One port's task: serve, and after an unplug bring the port back on a new pty under the
-/// same link, until stopped; `done` fires when it has (however it ends).
+/// One port's task: serve (lending the port to a lane while it is quiet), and after an unplug
+/// bring the port back on a new pty under the same link, until stopped; `done` fires when it
+/// has (however it ends).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the port's parts, moved into its task in one go"
+)]
 async fn run_port<D: Device>(
-    server: Server<D, PtyPort>,
+    server: Box<Server<D, PtyPort>>,
     options: PtyOptions,
     slot: Option<LinkSlot>,
     plugged: Arc<Mutex<Plugged>>,
     stop: CancellationToken,
     control: mpsc::Receiver<Box<Control>>,
     done: CancellationToken,
+    lanes: Option<Lanes>,
 ) {
     // Fires last, even on a panic: everything else is moved into locals declared after it, so
     // the pty is closed and the link gone before anyone waiting on `done` hears.
@@ -374,11 +411,27 @@ async fn run_port<D: Device>(
     let (mut server, mut slot, plugged, stop) = (server, slot, plugged, stop);
     let name = server.name.clone();
     let mut control = Some(ControlRx::Boxed(control));
+    // Taken when the port is first quiet enough to lend: a device that never answers in
+    // `handle_now` costs no lane.
+    let mut seat = None;
+    if lanes.is_some() {
+        server.lend_when(PtyPort::can_lend);
+    }
     loop {
         let outcome = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
             .catch_unwind()
             .await;
         let after = match outcome {
+            Ok(Ok(Outcome::Lend)) => {
+                if seat.is_none() {
+                    seat = lanes.as_ref().and_then(Lanes::seat);
+                }
+                match &seat {
+                    Some(seat) => server = lend(server, seat, &stop, control.as_ref()).await,
+                    None => server.stop_lending(),
+                }
+                continue;
+            }
             Ok(Ok(Outcome::Done)) => {
                 debug!(port = %name, "port stopped");
                 break;
@@ -401,6 +454,7 @@ async fn run_port<D: Device>(
             break;
         }
     }
+    drop(seat);
     drop(server);
     plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
     // The pty is closed by now; remove the link if it is still ours.
@@ -409,6 +463,43 @@ async fn run_port<D: Device>(
     {
         error!(port = %name, error = %e, "cannot remove link");
     }
+}
+
+/// Lend the port to its lane until the lane gives it back or anything else wakes this task (a
+/// control command, an observer, cancellation, a client opening or closing the port); then it
+/// is the task's again. See `pty::lane`.
+async fn lend<D: Device>(
+    server: Box<Server<D, PtyPort>>,
+    seat: &Seat<Server<D, PtyPort>>,
+    stop: &CancellationToken,
+    control: Option<&ControlRx>,
+) -> Box<Server<D, PtyPort>> {
+    let mut cancelled = std::pin::pin!(stop.cancelled());
+    let mut home = Some(server);
+    std::future::poll_fn(|cx| {
+        if let Some(mut server) = home.take() {
+            // Every wake-up meant for the task reaches it from here on, so that it can take
+            // the port back: cancellation, the gates' sources, the session watcher, the lane.
+            if cancelled.as_mut().poll(cx).is_ready() || !server.ready_to_lend(cx, control) {
+                return Poll::Ready(server);
+            }
+            return match seat.lend(server, cx.waker()) {
+                Ok(()) => Poll::Pending,
+                Err(mut server) => {
+                    server.stop_lending();
+                    Poll::Ready(server)
+                }
+            };
+        }
+        // Woken: by the lane giving the port back, or by something only the task handles.
+        seat.register(cx.waker());
+        match seat.take_back() {
+            Some(server) => Poll::Ready(server),
+            // Not lent: nothing else takes a port from its seat, so this does not happen.
+            None => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Close the pty (clients see a hangup), remove the link, wait, and come back on a new pty.

@@ -88,6 +88,16 @@ impl Gates {
         &self.waker
     }
 
+    /// Whether `source`'s gate is open (leaving it so).
+    pub(crate) fn is_open(&self, source: Source) -> bool {
+        self.shared.open.load(Ordering::Acquire) & source.bit() != 0
+    }
+
+    /// Make sure the task behind `waker` is woken when the sources' waker fires.
+    pub(crate) fn register(&self, waker: &Waker) {
+        self.shared.task.register(waker);
+    }
+
     /// Whether `source`'s gate is open, closing it. Does not register the task: for sources
     /// that are only looked at when something else woke the task anyway.
     pub(crate) fn take(&self, source: Source) -> bool {

@@ -26,6 +26,9 @@ use crate::framer::{BoxFramer, FrameError, Framer, Framing};
 use crate::gate::{Gates, Source};
 use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
+use crate::pty::PtyPort;
+use crate::pty::ReadNow;
+use crate::pty::lane::{Lent, Step};
 use crate::settings::{LineEvent, LineSettings, Session};
 use crate::spare::Spare;
 use crate::transport::{PortEvent, Transport};
@@ -171,6 +174,20 @@ pub(crate) enum Outcome {
     /// An unplug was asked for: the owner closes the transport and brings a new one after
     /// this long.
     Unplug(Duration),
+    /// Nothing to do but wait, and nothing a lane cannot do: the owner may lend the port to
+    /// its lane (see [`crate::pty::lane`]), and calls `run` again when it has it back.
+    Lend,
+}
+
+/// What answering a request without waiting left to do.
+enum Answered {
+    /// Nothing: the replies, if any, are in the pending write.
+    Done,
+    /// Replies that wait or pass through the line stage or faults: [`Server::deliver`] them,
+    /// the first after this latency.
+    Deliver(Duration),
+    /// The device panicked (logged): the port stops with this message.
+    Panicked(String),
 }
 
 /// What one read of the transport produced.
@@ -220,7 +237,8 @@ pub async fn serve_with_control<D: Device, T: Transport>(
     let mut server = Server::new(device, io, config);
     let mut control = control.map(ControlRx::Plain);
     match server.run(&cancel, &mut control).await? {
-        Outcome::Done => Ok(()),
+        // (`Lend` is never returned here: this server has no lane.)
+        Outcome::Done | Outcome::Lend => Ok(()),
         Outcome::Unplug(_) => {
             warn!(port = %server.name, "unplug asked for on a transport that cannot come back: serving ends");
             Ok(())
@@ -264,6 +282,14 @@ pub(crate) struct Server<D, T> {
     /// How much room the next read gets: small while requests are small, growing while reads
     /// keep filling it (a client streaming data), back to small once they do not.
     read_chunk: usize,
+    /// Whether the device answered the last request in [`Device::handle_now`].
+    answers_now: bool,
+    /// Whether the transport can go to a lane now; `None`: this server is never lent.
+    can_lend: Option<fn(&T) -> bool>,
+    /// Replies a lane left for the task to deliver, and the first one's latency.
+    undelivered: Option<Duration>,
+    /// A panic seen on a lane, for the task to report.
+    panicked: Option<String>,
 }
 
 impl<D: Device, T: Transport> Server<D, T> {
@@ -315,7 +341,17 @@ impl<D: Device, T: Transport> Server<D, T> {
             read_chunk: READ_CHUNK,
             gates,
             watching: std::cell::Cell::new(false),
+            answers_now: false,
+            can_lend: None,
+            undelivered: None,
+            panicked: None,
         }
+    }
+
+    /// Let [`Server::run`] return [`Outcome::Lend`] when the port is quiet and `can_lend` says
+    /// the transport may go too.
+    pub(crate) fn lend_when(&mut self, can_lend: fn(&T) -> bool) {
+        self.can_lend = Some(can_lend);
     }
 
     /// Put a new transport in after an unplug; returns the old one.
@@ -351,6 +387,19 @@ impl<D: Device, T: Transport> Server<D, T> {
             gates: self.gates.clone(),
         };
         loop {
+            // What a lane left for the task (see `Lent for Server`).
+            if let Some(message) = self.panicked.take() {
+                return Err(self.device_panicked(message));
+            }
+            if let Some(latency) = self.undelivered.take()
+                && cancelled
+                    .or(Box::pin(self.deliver(latency)))
+                    .await
+                    .transpose()?
+                    .is_none()
+            {
+                return Ok(self.outcome());
+            }
             if self.unplug.is_some() {
                 return Ok(self.outcome());
             }
@@ -376,6 +425,9 @@ impl<D: Device, T: Transport> Server<D, T> {
                     .is_none()
             {
                 return Ok(self.outcome());
+            }
+            if self.lendable(control.as_ref()) {
+                return Ok(Outcome::Lend);
             }
             match self.wait(&mut cancelled, control).await {
                 Wake::Cancelled => return Ok(self.outcome()),
@@ -423,6 +475,40 @@ impl<D: Device, T: Transport> Server<D, T> {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether the port could be served by a lane now: a device that answers without waiting,
+    /// nothing pending, nothing to apply to replies, nobody watching, no silence framing, no
+    /// source waiting to be looked at, and a transport that says it can go.
+    fn lendable(&self, control: Option<&ControlRx>) -> bool {
+        self.can_lend.is_some()
+            && self.answers_now
+            && self.unplug.is_none()
+            && self.silence_frame.is_none()
+            && self.coalesced.is_empty()
+            && self.gates_quiet(control)
+            && self.quiet_now()
+    }
+
+    /// Whether cancellation and the control channel have nothing the task has not seen.
+    pub(crate) fn gates_quiet(&self, control: Option<&ControlRx>) -> bool {
+        !self.gates.is_open(Source::Cancel)
+            && (control.is_none() || !self.gates.is_open(Source::Control))
+    }
+
+    /// What a lane needs of the port, looked at again after each of its requests: replies go
+    /// straight out, the framer does not cut on silence, the transport can stay.
+    fn quiet_now(&self) -> bool {
+        self.sends_directly()
+            && self.framer.silence_gap(&self.ctx.settings()).is_none()
+            && self.can_lend.is_some_and(|can_lend| can_lend(&self.io))
+    }
+
+    fn device_panicked(&self, message: String) -> ServeError {
+        ServeError::DevicePanicked {
+            port: self.name.clone(),
+            message,
         }
     }
 
@@ -580,52 +666,94 @@ impl<D: Device, T: Transport> Server<D, T> {
 
     /// Hand one request to the device and send its replies; `None` if cancelled meanwhile.
     ///
-    /// The handler's future is awaited in place, not boxed: it is the one await nearly every
-    /// request makes, and most handlers finish in their first poll. What can wait longer
+    /// A device that answers in [`Device::handle_now`] is answered without an await. Otherwise
+    /// the handler's future is awaited in place, not boxed: it is the one await nearly every
+    /// such request makes, and most handlers finish in their first poll. What can wait longer
     /// (latency, delayed replies, faults, pacing) goes through [`Server::deliver`], boxed.
     async fn answer(
         &mut self,
         frame: Bytes,
         cancelled: &mut Cancelled<'_, '_>,
     ) -> Result<Option<()>, ServeError> {
+        let answered = match self.answer_now(frame) {
+            Ok(answered) => answered,
+            Err(frame) => {
+                let handled = {
+                    let Self {
+                        device,
+                        ctx,
+                        replies,
+                        ..
+                    } = self;
+                    let handling =
+                        AssertUnwindSafe(device.handle(frame, ctx, replies)).catch_unwind();
+                    cancelled.or(std::pin::pin!(handling)).await
+                };
+                let Some(handled) = handled else {
+                    return Ok(None);
+                };
+                match handled {
+                    Ok(result) => self.handled(result),
+                    Err(panic) => self.panicking(panic.as_ref()),
+                }
+            }
+        };
+        match answered {
+            Answered::Done => Ok(Some(())),
+            Answered::Deliver(latency) => cancelled
+                .or(Box::pin(self.deliver(latency)))
+                .await
+                .transpose(),
+            Answered::Panicked(message) => Err(self.device_panicked(message)),
+        }
+    }
+
+    /// Answer `frame` without waiting, if the device can ([`Device::handle_now`]); else give
+    /// it back for [`Device::handle`].
+    fn answer_now(&mut self, frame: Bytes) -> Result<Answered, Bytes> {
         self.observe(|| Seen::Frame(Direction::Rx, frame.clone()));
         // Kept for per-command faults only (a reference count less per request otherwise).
         self.request = (!self.faults.is_empty()).then(|| frame.clone());
         if !self.line.accepts_input(&self.ctx.settings()) {
             debug!(port = %self.name, "client at the wrong baud rate: request not understood");
-            return Ok(Some(()));
+            return Ok(Answered::Done);
         }
         self.replies.clear();
-        let handled = {
-            let Self {
-                device,
-                ctx,
-                replies,
-                ..
-            } = self;
-            let handling = AssertUnwindSafe(device.handle(frame, ctx, replies)).catch_unwind();
-            cancelled.or(std::pin::pin!(handling)).await
-        };
-        let Some(handled) = handled else {
-            return Ok(None);
-        };
-        match handled {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                warn!(port = %self.name, error = %e, "device handler failed");
-                self.observe(|| Seen::HandlerError(e.to_string()));
+        let Self {
+            device,
+            ctx,
+            replies,
+            ..
+        } = self;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| device.handle_now(&frame, ctx, replies)))
+        {
+            Ok(Some(result)) => {
+                self.answers_now = true;
+                Ok(self.handled(result))
             }
-            Err(panic) => {
-                let message = panic_message(panic.as_ref());
-                error!(port = %self.name, %message, "device panicked; port stopped");
-                return Err(ServeError::DevicePanicked {
-                    port: self.name.clone(),
-                    message,
-                });
+            Ok(None) => {
+                self.answers_now = false;
+                Err(frame)
             }
+            Err(panic) => Ok(self.panicking(panic.as_ref())),
+        }
+    }
+
+    fn panicking(&self, panic: &(dyn std::any::Any + Send)) -> Answered {
+        let message = panic_message(panic);
+        error!(port = %self.name, %message, "device panicked; port stopped");
+        Answered::Panicked(message)
+    }
+
+    /// The handler is done: log its failure, and send its replies straight out if nothing
+    /// stands between them and the line.
+    fn handled(&mut self, result: Result<(), D::Error>) -> Answered {
+        if let Err(e) = result {
+            warn!(port = %self.name, error = %e, "device handler failed");
+            self.observe(|| Seen::HandlerError(e.to_string()));
         }
         if self.replies.is_empty() {
-            return Ok(Some(()));
+            return Answered::Done;
         }
         let latency = self.line.config().latency.sample(self.ctx.rng());
         if latency.is_zero()
@@ -638,12 +766,9 @@ impl<D: Device, T: Transport> Server<D, T> {
                 self.send_directly(&reply);
             }
             self.replies = replies;
-            return Ok(Some(()));
+            return Answered::Done;
         }
-        cancelled
-            .or(Box::pin(self.deliver(latency)))
-            .await
-            .transpose()
+        Answered::Deliver(latency)
     }
 
     /// Send the device's replies through the line stage and the faults, each after its delay
@@ -853,14 +978,121 @@ fn poll_recv<T: Transport>(
     match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf)) {
         Ok(0) => Poll::Ready(Ok(Recv::Eof)),
         Ok(n) => {
-            *chunk = if n >= room {
-                (*chunk * 2).min(MAX_READ_CHUNK)
-            } else {
-                READ_CHUNK
-            };
+            *chunk = next_chunk(*chunk, n, room);
             Poll::Ready(Ok(Recv::Data))
         }
         Err(e) => Poll::Ready(Err(e)),
+    }
+}
+
+/// The room for the read after one that got `n` bytes into `room`: twice as much after a full
+/// read (a client streaming), the small default otherwise.
+fn next_chunk(chunk: usize, n: usize, room: usize) -> usize {
+    if n >= room {
+        (chunk * 2).min(MAX_READ_CHUNK)
+    } else {
+        READ_CHUNK
+    }
+}
+
+impl<D: Device> Server<D, PtyPort> {
+    /// Get ready to be lent (called by the owner, in its task, right after [`Outcome::Lend`]):
+    /// wake-ups from the gates' sources and the session watcher reach this task from here on.
+    /// `false` if something came meanwhile, for [`Server::run`] to handle.
+    pub(crate) fn ready_to_lend(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        control: Option<&ControlRx>,
+    ) -> bool {
+        self.gates.register(cx.waker());
+        if let Poll::Ready(event) = self.io.poll_event(cx) {
+            self.on_event(event);
+            return false;
+        }
+        if !self.gates_quiet(control) {
+            return false;
+        }
+        self.io.leave_reactor();
+        true
+    }
+
+    /// Never lend this port again (its lane would not take it).
+    pub(crate) fn stop_lending(&mut self) {
+        self.can_lend = None;
+    }
+}
+
+/// A lane serves a quiet port with this: one read, every complete request answered without
+/// waiting, one write. Whatever it cannot do without waiting (an asynchronous handler, replies
+/// to deliver, a full line, end of input, a panic) it leaves for the task, in order: the frame
+/// not answered waits in `silence_frame`, replies in `replies` (`undelivered`), the unwritten
+/// rest in `coalesced`.
+impl<D: Device> Lent for Server<D, PtyPort> {
+    fn master(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.master()
+    }
+
+    fn serve(&mut self) -> Step {
+        // The port keeps its buffers while on the lane (they go back to the thread's spares
+        // when its task has it again): a few hundred bytes per busy port, against a borrow
+        // and a return per request.
+        if self.rx.capacity() - self.rx.len() < self.read_chunk / 2 {
+            self.rx.reserve(self.read_chunk);
+        }
+        let (before, room) = (self.rx.len(), self.rx.capacity() - self.rx.len());
+        match self.io.read_now(&mut self.rx) {
+            ReadNow::Data => {
+                self.read_chunk = next_chunk(self.read_chunk, self.rx.len() - before, room);
+            }
+            ReadNow::Events => {}
+            ReadNow::Nothing => return Step::Stay,
+            ReadNow::Stop => return Step::Leave,
+        }
+        // Events learned while reading come before the frames just read (as in `run`), and
+        // may change what the lane can do (the client's baud rate, a departure's clean-up).
+        let mut events = false;
+        while let Some(event) = self.io.take_event() {
+            self.on_event(event);
+            events = true;
+        }
+        if events && !self.quiet_now() {
+            return Step::Leave;
+        }
+        while let Some(frame) = self.next_frame() {
+            match self.answer_now(frame) {
+                Ok(Answered::Done) => {}
+                Ok(Answered::Deliver(latency)) => {
+                    self.undelivered = Some(latency);
+                    return Step::Leave;
+                }
+                Ok(Answered::Panicked(message)) => {
+                    self.panicked = Some(message);
+                    return Step::Leave;
+                }
+                Err(frame) => {
+                    self.silence_frame = Some(frame);
+                    return Step::Leave;
+                }
+            }
+        }
+        if !self.coalesced.is_empty() {
+            match self.io.write_now(&self.coalesced) {
+                Ok(n) if n == self.coalesced.len() => self.coalesced.clear(),
+                Ok(n) => {
+                    // A full line: the task waits for room.
+                    self.coalesced.advance(n);
+                    return Step::Leave;
+                }
+                // The task's write meets the error again, and ends the port with it.
+                Err(_) => return Step::Leave,
+            }
+        }
+        Step::Stay
+    }
+
+    fn panicked(&mut self, message: String) {
+        error!(port = %self.name, %message, "serving panicked; port stopped");
+        self.panicked = Some(message);
     }
 }
 
@@ -916,7 +1148,7 @@ impl Cancelled<'_, '_> {
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = panic.downcast_ref::<String>() {

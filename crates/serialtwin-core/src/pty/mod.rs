@@ -16,6 +16,7 @@
 //!   exclusive lock (`TIOCEXCL`) it left, and tell the serving loop to drop its partial frame —
 //!   but only if no newer client can have started talking in between.
 
+pub(crate) mod lane;
 mod sessions;
 
 use std::collections::VecDeque;
@@ -127,8 +128,12 @@ impl SlaveProbe {
 /// with packet-mode headers stripped; line events are queued for [`Transport::poll_event`].
 #[derive(Debug)]
 pub struct PtyPort {
-    /// The nonblocking master, registered with tokio's reactor for reading only.
-    master: AsyncFd<OwnedFd>,
+    /// The master's registration with tokio's reactor, for reading only; `None` while a lane
+    /// serves the port (see [`lane`]) and until the port's own task reads again. Declared
+    /// before `master`, so that it is dropped (deregistered) before the descriptor is closed.
+    reactor: Option<AsyncFd<RawMaster>>,
+    /// The nonblocking master.
+    master: OwnedFd,
     /// A duplicate of the master registered for write readiness, only while a write waits for
     /// room. Registered for good, `EPOLLOUT` would wake the reactor each time the client reads
     /// a reply — one event per round trip for nothing, since the line nearly always has room.
@@ -212,13 +217,9 @@ impl PtyPort {
                 None
             }
         };
-        #[allow(unsafe_code)]
-        // SAFETY: `master` is an `OwnedFd` for a valid, open, nonblocking pty master. It moves
-        // into the `AsyncFd`, which owns it from here on; nothing else closes or replaces it
-        // while it is registered, and it is deregistered before it is closed (on drop).
-        let master = unsafe { AsyncFd::register_with_interest(master, Interest::READABLE) }
-            .map_err(io::Error::from)?;
+        let reactor = register_master(&master)?;
         Ok(Self {
+            reactor: Some(reactor),
             master,
             writer: None,
             slave: Arc::new(slave),
@@ -315,7 +316,7 @@ impl PtyPort {
             self.events.push_back(LineEvent::Flow(true).into());
         }
         if status & pkt::IOCTL != 0 {
-            match rustix::termios::tcgetattr(self.master.get_ref()) {
+            match rustix::termios::tcgetattr(&self.master) {
                 Ok(t) => {
                     // Only a client's change clears the canary; our own re-arm (which raises
                     // this status byte too) leaves nothing to do.
@@ -376,7 +377,7 @@ impl PtyPort {
         let mut status = Vec::new();
         let mut buf = [0u8; 1024];
         loop {
-            match rustix::io::read(self.master.get_ref(), &mut buf[..]) {
+            match rustix::io::read(&self.master, &mut buf[..]) {
                 Ok(0) | Err(_) => break,
                 Ok(n) if buf[0] == 0 => data.extend_from_slice(&buf[1..n]),
                 Ok(_) => status.push(buf[0]),
@@ -416,22 +417,21 @@ impl PtyPort {
     /// sending any. Nothing else of the client's settings is touched.
     fn rearm_canary(&mut self) {
         self.rearm_pending = false;
-        let Ok(mut t) = rustix::termios::tcgetattr(self.master.get_ref()) else {
+        let Ok(mut t) = rustix::termios::tcgetattr(&self.master) else {
             return;
         };
         if t.local_modes.contains(CANARY) {
             return;
         }
         t.local_modes.insert(CANARY);
-        if let Err(e) = rustix::termios::tcsetattr(self.master.get_ref(), OptionalActions::Now, &t)
-        {
+        if let Err(e) = rustix::termios::tcsetattr(&self.master, OptionalActions::Now, &t) {
             warn!(path = %self.path.display(), error = %e, "cannot re-arm the ECHONL canary");
         }
     }
 
     /// Register a duplicate of the master for write readiness (see [`PtyPort::writer`]).
     fn register_writer(&self) -> io::Result<AsyncFd<OwnedFd>> {
-        let dup = rustix::io::fcntl_dupfd_cloexec(self.master.get_ref(), 0)?;
+        let dup = rustix::io::fcntl_dupfd_cloexec(&self.master, 0)?;
         #[allow(unsafe_code)]
         // SAFETY: `dup` is an `OwnedFd` for a valid, open, nonblocking descriptor of the pty
         // master (a duplicate shares the open file and its flags). It moves into the `AsyncFd`,
@@ -501,7 +501,12 @@ impl PtyPort {
             return Poll::Ready(Ok(()));
         }
         loop {
-            let mut guard = ready!(self.master.poll_read_ready(cx))?;
+            let reactor = match &mut self.reactor {
+                Some(reactor) => reactor,
+                // Back from a lane: registered again on the first read.
+                slot @ None => slot.insert(register_master(&self.master)?),
+            };
+            let mut guard = ready!(reactor.poll_read_ready(cx))?;
             let start = buf.filled().len();
             #[allow(unsafe_code)]
             // SAFETY: the spare room is only handed to read(2), which writes it and never
@@ -509,8 +514,9 @@ impl PtyPort {
             // every read is a memset per request for nothing.)
             let spare = unsafe { buf.unfilled_mut() };
             let room = spare.len();
-            let result = guard.try_io(|fd| {
-                rustix::io::read(fd.get_ref(), &mut *spare)
+            let master = &self.master;
+            let result = guard.try_io(|_| {
+                rustix::io::read(master, &mut *spare)
                     .map(|(got, _)| got.len())
                     .map_err(io::Error::from)
             });
@@ -522,41 +528,151 @@ impl PtyPort {
                     unsafe {
                         buf.assume_init(n);
                     }
-                    let unfilled = &mut buf.initialized_mut()[start..start + n];
-                    let status = unfilled[0];
-                    if status == 0 {
-                        // A short data read drained the master: skip the EAGAIN read that
-                        // would otherwise find that out (tokio's own `PollEvented` does the
-                        // same). Only for data: a status packet is 1 byte with data behind it.
-                        if n < room {
-                            guard.clear_ready();
-                        }
-                        // Data packet: drop the header byte.
-                        unfilled.copy_within(1..n, 0);
-                        buf.advance(n - 1);
-                        if n > 1 {
-                            if self.rearm_pending {
-                                self.rearm_canary();
-                            }
-                            if self.sessions.is_some() && !self.has_client_now() {
-                                // Data from a client we have not counted yet: bring the
-                                // session count up to date so its `open` is reported before
-                                // its first frame.
-                                sessions::sync();
-                            }
+                    let packet = &mut buf.initialized_mut()[start..start + n];
+                    // A short data read drained the master: skip the EAGAIN read that would
+                    // otherwise find that out (tokio's own `PollEvented` does the same). Only
+                    // for data: a status packet is 1 byte with data behind it.
+                    if packet[0] == 0 && n < room {
+                        guard.clear_ready();
+                    }
+                    match self.on_packet(packet) {
+                        Packet::Data(n) => {
+                            buf.advance(n);
                             return Poll::Ready(Ok(()));
                         }
-                    } else {
-                        self.on_status(status);
-                        if !self.events.is_empty() {
-                            cx.waker().wake_by_ref();
-                            return Poll::Pending;
+                        Packet::Empty => {}
+                        Packet::Status => {
+                            if !self.events.is_empty() {
+                                cx.waker().wake_by_ref();
+                                return Poll::Pending;
+                            }
                         }
                     }
                 }
                 Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+/// What one read of the master brought, its packet header handled.
+enum Packet {
+    /// This many data bytes, moved to the start of the packet.
+    Data(usize),
+    /// A data packet with no data.
+    Empty,
+    /// A status byte, turned into queued events (perhaps none).
+    Status,
+}
+
+/// What [`PtyPort::read_now`] found.
+#[derive(Debug)]
+pub(crate) enum ReadNow {
+    /// Client bytes, appended to the buffer.
+    Data,
+    /// Line events, queued for [`Transport::take_event`].
+    Events,
+    /// Nothing to read now.
+    Nothing,
+    /// End of input or an error: for the port's own task to find out again and handle.
+    Stop,
+}
+
+impl PtyPort {
+    /// Handle the header of a packet just read (`packet` is the whole read, header first).
+    fn on_packet(&mut self, packet: &mut [u8]) -> Packet {
+        let status = packet[0];
+        if status != 0 {
+            self.on_status(status);
+            return Packet::Status;
+        }
+        let n = packet.len();
+        if n == 1 {
+            return Packet::Empty;
+        }
+        packet.copy_within(1..n, 0);
+        if self.rearm_pending {
+            self.rearm_canary();
+        }
+        if self.sessions.is_some() && !self.has_client_now() {
+            // Data from a client we have not counted yet: bring the session count up to date
+            // so its `open` is reported before its first frame.
+            sessions::sync();
+        }
+        Packet::Data(n - 1)
+    }
+
+    /// Whether the port can be served by a lane now: nothing read ahead or queued for its
+    /// task to take first, and no write waiting for room.
+    pub(crate) fn can_lend(&self) -> bool {
+        self.events.is_empty()
+            && self.deferred_status.is_empty()
+            && self.carry.is_empty()
+            && self.writer.is_none()
+    }
+
+    /// Leave tokio's reactor: a lane watches the master from now on. The port's own task
+    /// registers it again on its next read.
+    pub(crate) fn leave_reactor(&mut self) {
+        self.reactor = None;
+    }
+
+    /// The master, for a lane's epoll set.
+    pub(crate) fn master(&self) -> BorrowedFd<'_> {
+        self.master.as_fd()
+    }
+
+    /// One read without waiting, for a lane: client bytes appended to `buf` (which must have
+    /// room), or the line events a status byte brought. One read per readiness report: a lane's
+    /// epoll is level-triggered and reports again what is left.
+    pub(crate) fn read_now(&mut self, buf: &mut bytes::BytesMut) -> ReadNow {
+        loop {
+            let start = buf.len();
+            let result =
+                rustix::io::read(&self.master, buf.spare_capacity_mut()).map(|(got, _)| got.len());
+            match result {
+                Ok(0) => return ReadNow::Stop,
+                Ok(n) => {
+                    #[allow(unsafe_code)]
+                    // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
+                    unsafe {
+                        buf.set_len(start + n);
+                    }
+                    let got = self.on_packet(&mut buf[start..]);
+                    match got {
+                        Packet::Data(n) => {
+                            buf.truncate(start + n);
+                            return ReadNow::Data;
+                        }
+                        Packet::Empty => buf.truncate(start),
+                        Packet::Status => {
+                            buf.truncate(start);
+                            if !self.events.is_empty() {
+                                return ReadNow::Events;
+                            }
+                        }
+                    }
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return ReadNow::Nothing,
+                Err(_) => return ReadNow::Stop,
+            }
+        }
+    }
+
+    /// One write without waiting, for a lane: how much the line took (0 when it is full).
+    ///
+    /// # Errors
+    /// The write's error, other than a full line.
+    pub(crate) fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match rustix::io::write(&self.master, buf) {
+                Ok(n) => return Ok(n),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => return Ok(0),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -583,7 +699,7 @@ impl AsyncWrite for PtyPort {
             // Straight to the line: it nearly always has room. Only a full line makes us ask
             // the reactor for write readiness.
             if this.writer.is_none() {
-                match rustix::io::write(this.master.get_ref(), buf) {
+                match rustix::io::write(&this.master, buf) {
                     Ok(n) => {
                         this.write_recheck = None;
                         return Poll::Ready(Ok(n));
@@ -652,6 +768,29 @@ impl Transport for PtyPort {
     fn client_present(&self) -> Option<bool> {
         self.has_client()
     }
+}
+
+/// The master's descriptor number, as registered with tokio's reactor. Not an owner: the
+/// [`PtyPort`] owns the descriptor and drops the registration first.
+#[derive(Debug)]
+struct RawMaster(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for RawMaster {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// Register `master` with tokio's reactor for reading.
+fn register_master(master: &OwnedFd) -> io::Result<AsyncFd<RawMaster>> {
+    let raw = RawMaster(std::os::fd::AsRawFd::as_raw_fd(master));
+    #[allow(unsafe_code)]
+    // SAFETY: `raw` names `master`, a valid, open, nonblocking pty master owned by the
+    // `PtyPort` that keeps the returned `AsyncFd` in its `reactor` field. That field is declared
+    // before `master`, and is only ever set to `None` or replaced while `master` stays open, so
+    // the registration is dropped (deregistered) before the descriptor is closed; `raw` always
+    // returns the same descriptor.
+    unsafe { AsyncFd::register_with_interest(raw, Interest::READABLE) }.map_err(io::Error::from)
 }
 
 /// Raw mode at `baud`, 8N1, no flow control, reads return as soon as a byte is there; `EXTPROC`

@@ -1,0 +1,338 @@
+//! Lanes: quiet ports of devices that answer in `handle_now` are served from a fleet's shared
+//! lane, and go back to their own task for everything else — with nothing lost or reordered.
+//!
+//! Which task answered is visible to the device (`tokio::task::try_id`), so these tests can
+//! tell a lane from a port's own task without any hook in the library.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{PATIENCE, ask, open_client, read_line, wait_for};
+use serialtwin::{Context, Control, Device, Direction, Fleet, LineEvent, PortSpec, Replies, Seen};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Answers in `handle_now`: `INC` counts, `WHO` names the task answering, `LATER` replies after
+/// a pause, `BIG` replies with 30,000 bytes, `BOOM` panics. `SLOW` is declined there and
+/// answered by `handle` after a pause. Every line event is recorded.
+#[derive(Debug, Default)]
+struct Quick {
+    n: u64,
+    events: Arc<Mutex<Vec<LineEvent>>>,
+}
+
+fn task_name() -> String {
+    tokio::task::try_id().map_or_else(|| "none".to_owned(), |id| id.to_string())
+}
+
+impl Device for Quick {
+    type Error = std::convert::Infallible;
+
+    async fn handle(
+        &mut self,
+        req: Bytes,
+        ctx: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        if req.as_ref() == b"SLOW" {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            out.push(format!("slow from {}", task_name()));
+            return Ok(());
+        }
+        self.handle_now(&req, ctx, out).unwrap_or(Ok(()))
+    }
+
+    fn handle_now(
+        &mut self,
+        req: &[u8],
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Option<Result<(), Self::Error>> {
+        match req {
+            b"INC" => {
+                self.n += 1;
+                out.push(self.n.to_string());
+            }
+            b"WHO" => out.push(task_name()),
+            b"LATER" => out.push_after(Duration::from_millis(30), "later"),
+            b"BIG" => out.push(vec![b'x'; 30_000]),
+            b"BOOM" => panic!("boom"),
+            b"SLOW" => return None,
+            other => out.push([b"?".as_slice(), other].concat()),
+        }
+        Some(Ok(()))
+    }
+
+    fn on_event(&mut self, event: &LineEvent, _: &mut Context) {
+        self.events.lock().unwrap().push(event.clone());
+    }
+}
+
+/// Ask `WHO` four times on each port: the first answer's task, and the last two's.
+async fn who_answers(fleet: &Fleet, n: usize) -> (Vec<String>, HashSet<String>) {
+    let ports = fleet
+        .spawn_all((0..n).map(|i| (PortSpec::new(format!("q{i}")), Quick::default())))
+        .await
+        .unwrap();
+    let mut first = Vec::new();
+    let mut later = HashSet::new();
+    for port in &ports {
+        let mut c = open_client(port.pty());
+        first.push(line(&ask(&mut c, b"WHO\r\n").await));
+        ask(&mut c, b"WHO\r\n").await;
+        for _ in 0..2 {
+            later.insert(line(&ask(&mut c, b"WHO\r\n").await));
+        }
+    }
+    fleet.shutdown().await;
+    (first, later)
+}
+
+fn line(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply).trim_end().to_owned()
+}
+
+#[tokio::test]
+async fn quiet_ports_are_answered_by_one_shared_lane() {
+    let (first, later) = who_answers(&Fleet::new(), 8).await;
+    let distinct: HashSet<_> = first.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        8,
+        "each port's first request, its own task: {first:?}"
+    );
+    assert_eq!(
+        later.len(),
+        1,
+        "later requests of every port, one lane: {later:?}"
+    );
+    assert!(
+        !first.iter().any(|f| later.contains(f)),
+        "the lane is no port's task"
+    );
+}
+
+#[tokio::test]
+async fn without_lanes_every_port_answers_from_its_own_task() {
+    let (first, later) = who_answers(&Fleet::without_lanes(), 8).await;
+    let first: HashSet<_> = first.into_iter().collect();
+    assert_eq!(
+        first, later,
+        "every request of a port from that port's own task"
+    );
+    assert_eq!(later.len(), 8);
+}
+
+#[tokio::test]
+async fn a_port_on_a_lane_comes_back_for_control_observers_and_stop() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("c"), Quick::default()).unwrap();
+    let mut c = open_client(port.pty());
+    for i in 1..=3 {
+        assert_eq!(ask(&mut c, b"INC\r\n").await, format!("{i}\r\n").as_bytes());
+    }
+    // A command reaches the client at once: the task took the port back to obey it.
+    port.control(Control::SendFrame(Bytes::from_static(b"HELLO")))
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut c).await, b"HELLO\r\n");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    port.control(Control::Set {
+        key: "nothing".into(),
+        value: "1".into(),
+        reply: Some(tx),
+    })
+    .await
+    .unwrap();
+    assert!(rx.await.unwrap().is_err(), "the device answered the set");
+    // State carried across every hand-over.
+    for i in 4..=6 {
+        assert_eq!(ask(&mut c, b"INC\r\n").await, format!("{i}\r\n").as_bytes());
+    }
+    // An observer subscribing while the port is on the lane sees the next request.
+    let mut seen = port.observations();
+    assert_eq!(ask(&mut c, b"INC\r\n").await, b"7\r\n");
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Frame(Direction::Rx, f) if f.as_ref() == b"INC"),
+    )
+    .await;
+    wait_for(
+        &mut seen,
+        |s| matches!(s, Seen::Frame(Direction::Tx, f) if f.as_ref() == b"7\r\n"),
+    )
+    .await;
+    // Stopping a port whose task sleeps while its lane serves it.
+    drop(seen);
+    for i in 8..=9 {
+        assert_eq!(ask(&mut c, b"INC\r\n").await, format!("{i}\r\n").as_bytes());
+    }
+    port.stop();
+    tokio::time::timeout(PATIENCE, port.stopped())
+        .await
+        .expect("port stopped");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn clients_coming_and_going_are_seen_in_order_while_on_a_lane() {
+    let fleet = Fleet::new();
+    let device = Quick::default();
+    let events = device.events.clone();
+    let port = fleet.spawn(PortSpec::new("s"), device).unwrap();
+    for round in 0..3u64 {
+        let mut c = open_client(port.pty());
+        for i in 1..=3 {
+            let n = round * 3 + i;
+            assert_eq!(ask(&mut c, b"INC\r\n").await, format!("{n}\r\n").as_bytes());
+        }
+        drop(c);
+        // The departure reaches the device although its port sleeps on the lane.
+        tokio::time::timeout(PATIENCE, async {
+            loop {
+                let closed = events
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|e| **e == LineEvent::Closed)
+                    .count();
+                if closed as u64 > round {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("close seen");
+    }
+    let sessions: Vec<_> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, LineEvent::Opened | LineEvent::Closed))
+        .cloned()
+        .collect();
+    assert_eq!(
+        sessions,
+        [
+            LineEvent::Opened,
+            LineEvent::Closed,
+            LineEvent::Opened,
+            LineEvent::Closed,
+            LineEvent::Opened,
+            LineEvent::Closed
+        ]
+    );
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn what_a_lane_cannot_do_is_done_by_the_task_in_order() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("o"), Quick::default()).unwrap();
+    let mut c = open_client(port.pty());
+    let own = line(&ask(&mut c, b"WHO\r\n").await);
+    for _ in 0..3 {
+        assert_eq!(ask(&mut c, b"INC\r\n").await.last(), Some(&b'\n'));
+    }
+    // Pipelined: a declined request, delayed replies and plain ones between them come back in
+    // the order asked, each answered once.
+    c.write_all(b"INC\r\nSLOW\r\nINC\r\nLATER\r\nINC\r\nWHO\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut c).await, b"4\r\n");
+    let slow = line(&read_line(&mut c).await);
+    assert!(slow.starts_with("slow from "), "{slow}");
+    assert_eq!(read_line(&mut c).await, b"5\r\n");
+    assert_eq!(read_line(&mut c).await, b"later\r\n");
+    assert_eq!(read_line(&mut c).await, b"6\r\n");
+    read_line(&mut c).await;
+    // A reply bigger than the line holds, to a client that reads it late: it arrives whole
+    // (the lane leaves the rest to the task, which waits for room).
+    c.write_all(b"BIG\r\nINC\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut big = vec![0u8; 30_002];
+    tokio::time::timeout(PATIENCE, c.read_exact(&mut big))
+        .await
+        .expect("big reply in time")
+        .unwrap();
+    assert!(big[..30_000].iter().all(|&b| b == b'x'));
+    assert_eq!(&big[30_000..], b"\r\n");
+    assert_eq!(read_line(&mut c).await, b"7\r\n");
+    // And the port is back on its lane afterwards.
+    for _ in 0..3 {
+        ask(&mut c, b"INC\r\n").await;
+    }
+    let now = line(&ask(&mut c, b"WHO\r\n").await);
+    assert_ne!(now, own, "answered by the lane again, not the port's task");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panic_on_a_lane_stops_that_port_only() {
+    let fleet = Fleet::new();
+    let a = fleet.spawn(PortSpec::new("a"), Quick::default()).unwrap();
+    let b = fleet.spawn(PortSpec::new("b"), Quick::default()).unwrap();
+    let mut ca = open_client(a.pty());
+    let mut cb = open_client(b.pty());
+    for i in 1..=3 {
+        assert_eq!(
+            ask(&mut ca, b"INC\r\n").await,
+            format!("{i}\r\n").as_bytes()
+        );
+        assert_eq!(
+            ask(&mut cb, b"INC\r\n").await,
+            format!("{i}\r\n").as_bytes()
+        );
+    }
+    ca.write_all(b"BOOM\r\n").await.unwrap();
+    tokio::time::timeout(PATIENCE, a.stopped())
+        .await
+        .expect("the panicking port stopped");
+    for i in 4..=6 {
+        assert_eq!(
+            ask(&mut cb, b"INC\r\n").await,
+            format!("{i}\r\n").as_bytes()
+        );
+    }
+    assert!(!b.is_stopped());
+    fleet.shutdown().await;
+}
+
+/// Ports handed between their tasks and a lane many times a second, on a multi-thread
+/// runtime: control commands and pipelined requests at once. Every reply arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_overs_under_load_lose_and_reorder_nothing() {
+    let fleet = Fleet::new();
+    let ports = fleet
+        .spawn_all((0..24).map(|i| (PortSpec::new(format!("h{i}")), Quick::default())))
+        .await
+        .unwrap();
+    let clients = ports.iter().cloned().map(|port| {
+        tokio::spawn(async move {
+            let mut c = open_client(port.pty());
+            let mut next = 1u64;
+            for round in 0..40u64 {
+                if round % 4 == 0 {
+                    // Takes the port back from the lane (and the reply shows it obeyed).
+                    port.control(Control::SendFrame(Bytes::from(format!("R{round}"))))
+                        .await
+                        .unwrap();
+                    assert_eq!(read_line(&mut c).await, format!("R{round}\r\n").as_bytes());
+                }
+                c.write_all(b"INC\r\nINC\r\nINC\r\n").await.unwrap();
+                for _ in 0..3 {
+                    assert_eq!(read_line(&mut c).await, format!("{next}\r\n").as_bytes());
+                    next += 1;
+                }
+            }
+        })
+    });
+    for c in futures::future::join_all(clients).await {
+        c.unwrap();
+    }
+    fleet.shutdown().await;
+}
