@@ -84,6 +84,18 @@ impl Device for AnyDevice {
         }
     }
 
+    fn handle_now(
+        &mut self,
+        request: &[u8],
+        ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Option<Result<(), Self::Error>> {
+        match self {
+            Self::Pi30(d) => d.handle_now(request, ctx, replies),
+            Self::Scripted(d) => d.handle_now(request, ctx, replies),
+        }
+    }
+
     async fn unprompted(&mut self, ctx: &mut Context) -> Option<Reply> {
         match self {
             Self::Pi30(d) => d.unprompted(ctx).await,

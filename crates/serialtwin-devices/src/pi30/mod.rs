@@ -184,6 +184,24 @@ impl Pi30 {
             None => Response::Frame(NAK.to_vec()),
         }
     }
+
+    /// Answer `request` (a frame without its `\r`) at the context's simulated time: the one
+    /// body behind both [`Device::handle`] and [`Device::handle_now`].
+    fn serve(&self, request: &[u8], ctx: &Context, replies: &mut Replies) {
+        let t = unix_f64(ctx.clock().now());
+        match self.respond(request, t) {
+            Response::Frame(payload) => replies.push(payload),
+            Response::Unknown => match self.config.unknown_command {
+                UnknownPolicy::Nak => replies.push(NAK),
+                UnknownPolicy::Echo => {
+                    let mut echo = BytesMut::with_capacity(request.len() + 1);
+                    echo.extend_from_slice(request);
+                    echo.extend_from_slice(b"\r");
+                    replies.push_raw(echo.freeze());
+                }
+            },
+        }
+    }
 }
 
 /// What a request gets.
@@ -211,20 +229,19 @@ impl Device for Pi30 {
         ctx: &mut Context,
         replies: &mut Replies,
     ) -> Result<(), Self::Error> {
-        let t = unix_f64(ctx.clock().now());
-        match self.respond(&request, t) {
-            Response::Frame(payload) => replies.push(payload),
-            Response::Unknown => match self.config.unknown_command {
-                UnknownPolicy::Nak => replies.push(NAK),
-                UnknownPolicy::Echo => {
-                    let mut echo = BytesMut::with_capacity(request.len() + 1);
-                    echo.extend_from_slice(&request);
-                    echo.extend_from_slice(b"\r");
-                    replies.push_raw(echo.freeze());
-                }
-            },
-        }
+        self.serve(&request, ctx, replies);
         Ok(())
+    }
+
+    /// Every PI30 answer is immediate: the same as [`Device::handle`], without the future.
+    fn handle_now(
+        &mut self,
+        request: &[u8],
+        ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Option<Result<(), Self::Error>> {
+        self.serve(request, ctx, replies);
+        Some(Ok(()))
     }
 
     /// Plant inputs a test or a scenario can change while the inverter runs:
@@ -256,5 +273,107 @@ impl Device for Pi30 {
                 "the pi30 model has no settable value {key:?} (try grid, soc)"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serialtwin_core::SimClock;
+
+    use super::*;
+
+    /// 2025-03-05 12:00:00 UTC, on a clock that stands still (speed 0).
+    const NOON: u64 = 1_741_176_000;
+
+    fn unit(unknown_command: UnknownPolicy) -> Pi30 {
+        Pi30::new(Pi30Config {
+            unknown_command,
+            plant: PlantConfig {
+                start_unix: Some(NOON - 12 * 3600),
+                seed: 7,
+                ..PlantConfig::default()
+            },
+            ..Pi30Config::default()
+        })
+        .unwrap()
+    }
+
+    /// `cmd` with its CRC, as mppsolar sends it (without the `\r` the framer strips).
+    fn with_crc(cmd: &[u8]) -> Vec<u8> {
+        let mut frame = cmd.to_vec();
+        frame.extend_from_slice(&CrcVariant::Mppsolar.checksum(cmd));
+        frame
+    }
+
+    /// Two equal units, one asked through `handle` and one through `handle_now`, give the same
+    /// replies to the same requests, in order (setters included, so the state moves alike).
+    async fn same_replies(policy: UnknownPolicy) {
+        let mut by_handle = unit(policy);
+        let mut by_now = unit(policy);
+        let mut ctx_handle = Context::for_test(SimClock::at_unix(NOON, 0.0));
+        let mut ctx_now = Context::for_test(SimClock::at_unix(NOON, 0.0));
+        let requests: Vec<Vec<u8>> = vec![
+            with_crc(b"QPI"),
+            with_crc(b"QPIGS"),
+            with_crc(b"QMOD"),
+            with_crc(b"QPIRI"),
+            with_crc(b"POP02"),
+            with_crc(b"QPIRI"),
+            with_crc(b"POP05"),
+            with_crc(b"QXYZ"),
+            b"QPIGS".to_vec(),
+            b"QPIGS\x00\x00".to_vec(),
+            b"HELLO".to_vec(),
+            b"\x01\x02".to_vec(),
+        ];
+        for request in requests {
+            let mut expected = Replies::new();
+            by_handle
+                .handle(
+                    Bytes::copy_from_slice(&request),
+                    &mut ctx_handle,
+                    &mut expected,
+                )
+                .await
+                .unwrap();
+            let mut got = Replies::new();
+            assert_eq!(
+                by_now.handle_now(&request, &mut ctx_now, &mut got),
+                Some(Ok(())),
+                "{}",
+                request.escape_ascii()
+            );
+            assert_eq!(got, expected, "{}", request.escape_ascii());
+            assert_eq!(got.len(), 1, "{}", request.escape_ascii());
+        }
+    }
+
+    #[tokio::test]
+    async fn handle_now_answers_as_handle_does() {
+        same_replies(UnknownPolicy::Nak).await;
+    }
+
+    #[tokio::test]
+    async fn handle_now_echoes_unknown_commands_as_handle_does() {
+        same_replies(UnknownPolicy::Echo).await;
+    }
+
+    #[test]
+    fn handle_now_answers_real_commands() {
+        let mut dev = unit(UnknownPolicy::Echo);
+        let mut ctx = Context::for_test(SimClock::at_unix(NOON, 0.0));
+        let mut ask = |request: &[u8]| {
+            let mut replies = Replies::new();
+            assert_eq!(
+                dev.handle_now(request, &mut ctx, &mut replies),
+                Some(Ok(()))
+            );
+            replies
+        };
+        assert_eq!(ask(&with_crc(b"QPI")).frames(), [b"(PI30"]);
+        assert_eq!(ask(&with_crc(b"POP02")).frames(), [ACK]);
+        let echo = ask(b"HELLO");
+        assert_eq!(echo.frames(), [b"HELLO\r"]);
+        assert!(echo.as_slice()[0].raw);
     }
 }

@@ -334,6 +334,7 @@ impl Replay {
     }
 }
 
+// No `handle_now`: a deviation keeps the request as `Bytes`, and replay is not a throughput path.
 impl Device for Replay {
     type Error = ReplayError;
 

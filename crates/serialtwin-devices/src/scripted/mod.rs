@@ -514,6 +514,18 @@ impl Device for Scripted {
         Ok(())
     }
 
+    /// A dialogue never waits (delays are data on the replies), and a script sends nothing
+    /// unprompted, so every request is answered here.
+    fn handle_now(
+        &mut self,
+        request: &[u8],
+        _ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Option<Result<(), Self::Error>> {
+        self.answer(request, replies);
+        Some(Ok(()))
+    }
+
     /// Set the state value `key` (escapes allowed in `value`).
     fn set(&mut self, key: &str, value: &str, _ctx: &mut Context) -> Result<(), String> {
         let i = self
@@ -529,5 +541,90 @@ impl Device for Scripted {
             })?;
         self.state[i] = unescape(value)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serialtwin_core::SimClock;
+
+    use super::*;
+
+    fn device(toml_text: &str) -> Scripted {
+        let config: ScriptConfig = toml::from_str(toml_text).expect("valid TOML");
+        Scripted::new(Arc::new(Script::compile(&config).expect("valid script")))
+    }
+
+    /// Two equal devices, one asked through `handle` and one through `handle_now`, give the
+    /// same replies (delays and raw flags included) to the same requests, state and sequences
+    /// moving alike.
+    #[tokio::test]
+    async fn handle_now_answers_as_handle_does() {
+        let script = r#"
+            default = "I dont understand"
+            state = { volts = "0.000" }
+
+            [[rule]]
+            regex = 'VOLT (?<v>\d+\.\d{3})'
+            set = { volts = "{v}" }
+            reply = "OK"
+
+            [[rule]]
+            request = "VOLT?"
+            reply = "{volts}"
+
+            [[rule]]
+            request = "READ"
+            sequence = ["first", "second"]
+
+            [[rule]]
+            request = "*RST"
+            reply = [{ text = "resetting", delay_ms = 200 }, { hex = "06", raw = true }]
+
+            [[rule]]
+            request = "QUIET"
+            reply = []
+        "#;
+        let mut by_handle = device(script);
+        let mut by_now = device(script);
+        let mut ctx_handle = Context::for_test(SimClock::at_unix(1_741_176_000, 0.0));
+        let mut ctx_now = Context::for_test(SimClock::at_unix(1_741_176_000, 0.0));
+        let requests: [&[u8]; 10] = [
+            b"VOLT?",
+            b"VOLT 12.345",
+            b"VOLT?",
+            b"READ",
+            b"READ",
+            b"READ",
+            b"*RST",
+            b"QUIET",
+            b"what?",
+            b"\xff\x00",
+        ];
+        let mut answered = 0;
+        for request in requests {
+            let mut expected = Replies::new();
+            by_handle
+                .handle(
+                    Bytes::copy_from_slice(request),
+                    &mut ctx_handle,
+                    &mut expected,
+                )
+                .await
+                .unwrap();
+            let mut got = Replies::new();
+            assert_eq!(
+                by_now.handle_now(request, &mut ctx_now, &mut got),
+                Some(Ok(())),
+                "{}",
+                request.escape_ascii()
+            );
+            assert_eq!(got, expected, "{}", request.escape_ascii());
+            answered += got.len();
+        }
+        // Not trivially equal: the dialogue did answer, and state moved the same way.
+        assert_eq!(answered, 10);
+        assert_eq!(by_now.state("volts"), Some(&b"12.345"[..]));
+        assert_eq!(by_now.state("volts"), by_handle.state("volts"));
     }
 }
