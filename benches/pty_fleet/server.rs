@@ -70,13 +70,22 @@ impl Device for Qpigs {
     async fn handle(
         &mut self,
         request: Bytes,
-        _ctx: &mut Context,
+        ctx: &mut Context,
         replies: &mut Replies,
     ) -> Result<(), Infallible> {
-        if request.as_ref() == &REQUEST[..REQUEST.len() - 2] {
+        self.handle_now(&request, ctx, replies).unwrap_or(Ok(()))
+    }
+
+    fn handle_now(
+        &mut self,
+        request: &[u8],
+        _ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Option<Result<(), Infallible>> {
+        if request == &REQUEST[..REQUEST.len() - 2] {
             replies.push(Bytes::from_static(PAYLOAD));
         }
-        Ok(())
+        Some(Ok(()))
     }
 }
 

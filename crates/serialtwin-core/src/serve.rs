@@ -1022,8 +1022,8 @@ impl<D: Device> Server<D, PtyPort> {
     }
 }
 
-/// A lane serves a quiet port with this: one read, every complete request answered without
-/// waiting, one write. Whatever it cannot do without waiting (an asynchronous handler, replies
+/// A lane serves a quiet port with this: a read, every complete request answered without
+/// waiting, a write (and again if the read filled its room). Whatever it cannot do without waiting (an asynchronous handler, replies
 /// to deliver, a full line, end of input, a panic) it leaves for the task, in order: the frame
 /// not answered waits in `silence_frame`, replies in `replies` (`undelivered`), the unwritten
 /// rest in `coalesced`.
@@ -1033,6 +1033,31 @@ impl<D: Device> Lent for Server<D, PtyPort> {
     }
 
     fn serve(&mut self) -> Step {
+        // A read that filled its room leaves more behind (a client streaming): read again at
+        // once, a few times, rather than through another `epoll_wait` and turn of the lane.
+        for _ in 0..READS_PER_TURN {
+            match self.serve_read() {
+                Ok(true) => {}
+                Ok(false) => return Step::Stay,
+                Err(step) => return step,
+            }
+        }
+        Step::Stay
+    }
+
+    fn panicked(&mut self, message: String) {
+        error!(port = %self.name, %message, "serving panicked; port stopped");
+        self.panicked = Some(message);
+    }
+}
+
+/// Reads a lane makes in a row on one port that keeps filling them.
+const READS_PER_TURN: usize = 4;
+
+impl<D: Device> Server<D, PtyPort> {
+    /// One read on a lane, and what it brought served: `Ok(true)` if it filled its room (read
+    /// again), `Ok(false)` if not, `Err(Step::Leave)` if the port goes back to its task.
+    fn serve_read(&mut self) -> Result<bool, Step> {
         // The port keeps its buffers while on the lane (they go back to the thread's spares
         // when its task has it again): a few hundred bytes per busy port, against a borrow
         // and a return per request.
@@ -1040,13 +1065,16 @@ impl<D: Device> Lent for Server<D, PtyPort> {
             self.rx.reserve(self.read_chunk);
         }
         let (before, room) = (self.rx.len(), self.rx.capacity() - self.rx.len());
+        let mut filled = false;
         match self.io.read_now(&mut self.rx) {
             ReadNow::Data => {
-                self.read_chunk = next_chunk(self.read_chunk, self.rx.len() - before, room);
+                let n = self.rx.len() - before;
+                filled = n >= room;
+                self.read_chunk = next_chunk(self.read_chunk, n, room);
             }
             ReadNow::Events => {}
-            ReadNow::Nothing => return Step::Stay,
-            ReadNow::Stop => return Step::Leave,
+            ReadNow::Nothing => return Ok(false),
+            ReadNow::Stop => return Err(Step::Leave),
         }
         // Events learned while reading come before the frames just read (as in `run`), and
         // may change what the lane can do (the client's baud rate, a departure's clean-up).
@@ -1056,22 +1084,22 @@ impl<D: Device> Lent for Server<D, PtyPort> {
             events = true;
         }
         if events && !self.quiet_now() {
-            return Step::Leave;
+            return Err(Step::Leave);
         }
         while let Some(frame) = self.next_frame() {
             match self.answer_now(frame) {
                 Ok(Answered::Done) => {}
                 Ok(Answered::Deliver(latency)) => {
                     self.undelivered = Some(latency);
-                    return Step::Leave;
+                    return Err(Step::Leave);
                 }
                 Ok(Answered::Panicked(message)) => {
                     self.panicked = Some(message);
-                    return Step::Leave;
+                    return Err(Step::Leave);
                 }
                 Err(frame) => {
                     self.silence_frame = Some(frame);
-                    return Step::Leave;
+                    return Err(Step::Leave);
                 }
             }
         }
@@ -1081,18 +1109,13 @@ impl<D: Device> Lent for Server<D, PtyPort> {
                 Ok(n) => {
                     // A full line: the task waits for room.
                     self.coalesced.advance(n);
-                    return Step::Leave;
+                    return Err(Step::Leave);
                 }
                 // The task's write meets the error again, and ends the port with it.
-                Err(_) => return Step::Leave,
+                Err(_) => return Err(Step::Leave),
             }
         }
-        Step::Stay
-    }
-
-    fn panicked(&mut self, message: String) {
-        error!(port = %self.name, %message, "serving panicked; port stopped");
-        self.panicked = Some(message);
+        Ok(filled)
     }
 }
 
