@@ -11,16 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{PATIENCE, ask, open_client, read_line, wait_for};
+use common::{Counter, PATIENCE, ask, open_client, read_line, wait_for};
 use serialtwin::{Context, Control, Device, Direction, Fleet, LineEvent, PortSpec, Replies, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Answers in `handle_now`: `INC` counts, `WHO` names the task answering, `LATER` replies after
-/// a pause, `BIG` replies with 30,000 bytes, `BOOM` panics. `SLOW` is declined there and
-/// answered by `handle` after a pause. Every line event is recorded.
+/// A [`Counter`] (`INC` counts) that also answers, in `handle_now`: `WHO` with the task
+/// answering, `LATER` after a pause, `BIG` with 30,000 bytes, and `BOOM` by panicking. `SLOW` is
+/// declined there and answered by `handle` after a pause. Every line event is recorded.
 #[derive(Debug, Default)]
 struct Quick {
-    n: u64,
+    counter: Counter,
     events: Arc<Mutex<Vec<LineEvent>>>,
 }
 
@@ -48,20 +48,16 @@ impl Device for Quick {
     fn handle_now(
         &mut self,
         req: &[u8],
-        _: &mut Context,
+        ctx: &mut Context,
         out: &mut Replies,
     ) -> Option<Result<(), Self::Error>> {
         match req {
-            b"INC" => {
-                self.n += 1;
-                out.push(self.n.to_string());
-            }
             b"WHO" => out.push(task_name()),
             b"LATER" => out.push_after(Duration::from_millis(30), "later"),
             b"BIG" => out.push(vec![b'x'; 30_000]),
             b"BOOM" => panic!("boom"),
             b"SLOW" => return None,
-            other => out.push([b"?".as_slice(), other].concat()),
+            _ => return self.counter.handle_now(req, ctx, out),
         }
         Some(Ok(()))
     }

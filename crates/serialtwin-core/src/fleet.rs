@@ -493,11 +493,12 @@ async fn lend<D: Device>(
         }
         // Woken: by the lane giving the port back, or by something only the task handles.
         seat.register(cx.waker());
-        match seat.take_back() {
-            Some(server) => Poll::Ready(server),
-            // Not lent: nothing else takes a port from its seat, so this does not happen.
-            None => Poll::Pending,
-        }
+        // Lent on the first poll, and only this future takes it back: it is there (a panic
+        // here would stop this port, where waiting would hang it).
+        Poll::Ready(
+            seat.take_back()
+                .unwrap_or_else(|| unreachable!("a lent port is taken back only by its lender")),
+        )
     })
     .await
 }

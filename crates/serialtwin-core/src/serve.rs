@@ -1020,44 +1020,9 @@ impl<D: Device> Server<D, PtyPort> {
     pub(crate) fn stop_lending(&mut self) {
         self.can_lend = None;
     }
-}
 
-/// A lane serves a quiet port with this: a read, every complete request answered without
-/// waiting, a write (and again if the read filled its room). Whatever it cannot do without waiting (an asynchronous handler, replies
-/// to deliver, a full line, end of input, a panic) it leaves for the task, in order: the frame
-/// not answered waits in `silence_frame`, replies in `replies` (`undelivered`), the unwritten
-/// rest in `coalesced`.
-impl<D: Device> Lent for Server<D, PtyPort> {
-    fn master(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.io.master()
-    }
-
-    fn serve(&mut self) -> Step {
-        // A read that filled its room leaves more behind (a client streaming): read again at
-        // once, a few times, rather than through another `epoll_wait` and turn of the lane.
-        for _ in 0..READS_PER_TURN {
-            match self.serve_read() {
-                Ok(true) => {}
-                Ok(false) => return Step::Stay,
-                Err(step) => return step,
-            }
-        }
-        Step::Stay
-    }
-
-    fn panicked(&mut self, message: String) {
-        error!(port = %self.name, %message, "serving panicked; port stopped");
-        self.panicked = Some(message);
-    }
-}
-
-/// Reads a lane makes in a row on one port that keeps filling them.
-const READS_PER_TURN: usize = 4;
-
-impl<D: Device> Server<D, PtyPort> {
-    /// One read on a lane, and what it brought served: `Ok(true)` if it filled its room (read
-    /// again), `Ok(false)` if not, `Err(Step::Leave)` if the port goes back to its task.
-    fn serve_read(&mut self) -> Result<bool, Step> {
+    /// One read on a lane, and what it brought served.
+    fn serve_read(&mut self) -> Turn {
         // The port keeps its buffers while on the lane (they go back to the thread's spares
         // when its task has it again): a few hundred bytes per busy port, against a borrow
         // and a return per request.
@@ -1073,8 +1038,8 @@ impl<D: Device> Server<D, PtyPort> {
                 self.read_chunk = next_chunk(self.read_chunk, n, room);
             }
             ReadNow::Events => {}
-            ReadNow::Nothing => return Ok(false),
-            ReadNow::Stop => return Err(Step::Leave),
+            ReadNow::Nothing => return Turn::Done,
+            ReadNow::Stop => return Turn::Leave,
         }
         // Events learned while reading come before the frames just read (as in `run`), and
         // may change what the lane can do (the client's baud rate, a departure's clean-up).
@@ -1084,22 +1049,22 @@ impl<D: Device> Server<D, PtyPort> {
             events = true;
         }
         if events && !self.quiet_now() {
-            return Err(Step::Leave);
+            return Turn::Leave;
         }
         while let Some(frame) = self.next_frame() {
             match self.answer_now(frame) {
                 Ok(Answered::Done) => {}
                 Ok(Answered::Deliver(latency)) => {
                     self.undelivered = Some(latency);
-                    return Err(Step::Leave);
+                    return Turn::Leave;
                 }
                 Ok(Answered::Panicked(message)) => {
                     self.panicked = Some(message);
-                    return Err(Step::Leave);
+                    return Turn::Leave;
                 }
                 Err(frame) => {
                     self.silence_frame = Some(frame);
-                    return Err(Step::Leave);
+                    return Turn::Leave;
                 }
             }
         }
@@ -1109,14 +1074,56 @@ impl<D: Device> Server<D, PtyPort> {
                 Ok(n) => {
                     // A full line: the task waits for room.
                     self.coalesced.advance(n);
-                    return Err(Step::Leave);
+                    return Turn::Leave;
                 }
                 // The task's write meets the error again, and ends the port with it.
-                Err(_) => return Err(Step::Leave),
+                Err(_) => return Turn::Leave,
             }
         }
-        Ok(filled)
+        if filled { Turn::Again } else { Turn::Done }
     }
+}
+
+/// A lane serves a quiet port with this: a read, every complete request answered without
+/// waiting, a write (and again while reads fill their room). Whatever it cannot do without
+/// waiting (an asynchronous handler, replies to deliver, a full line, end of input, a panic) it
+/// leaves for the task, in order: the frame not answered waits in `silence_frame`, replies in
+/// `replies` (`undelivered`), the unwritten rest in `coalesced`.
+impl<D: Device> Lent for Server<D, PtyPort> {
+    fn master(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.io.master()
+    }
+
+    fn serve(&mut self) -> Step {
+        // A read that filled its room leaves more behind (a client streaming): read again at
+        // once, a few times, rather than through another `epoll_wait` and turn of the lane.
+        for _ in 0..READS_PER_TURN {
+            match self.serve_read() {
+                Turn::Again => {}
+                Turn::Done => return Step::Stay,
+                Turn::Leave => return Step::Leave,
+            }
+        }
+        Step::Stay
+    }
+
+    fn panicked(&mut self, message: String) {
+        error!(port = %self.name, %message, "serving panicked; port stopped");
+        self.panicked = Some(message);
+    }
+}
+
+/// Reads a lane makes in a row on one port that keeps filling them.
+const READS_PER_TURN: usize = 4;
+
+/// What one read on a lane leaves to do.
+enum Turn {
+    /// It filled its room: read again.
+    Again,
+    /// Served; the port stays.
+    Done,
+    /// The port goes back to its task.
+    Leave,
 }
 
 /// Where a serving loop's [`Control`] commands come from. Fleets send them boxed: a channel

@@ -7,6 +7,8 @@
 
 pub mod pi30;
 pub mod scripted;
+#[cfg(test)]
+mod testing;
 
 use serialtwin_core::Framing;
 

@@ -139,7 +139,7 @@ impl Lanes {
 struct Lane {
     epoll: OwnedFd,
     seats: Mutex<Seats>,
-    /// `seats.taken`, readable without the lock.
+    /// Seats taken: changed under the `seats` lock, read without it.
     taken: AtomicUsize,
     /// The lane's task, woken when its last seat goes (so that it ends).
     task: WakerSlot,
@@ -152,7 +152,6 @@ struct Seats {
     /// By epoll token.
     chairs: Vec<Option<Arc<dyn Serve>>>,
     free: Vec<usize>,
-    taken: usize,
     /// Whether the lane's task runs (it ends when the last seat goes, and starts again with
     /// the next).
     running: bool,
@@ -161,7 +160,6 @@ struct Seats {
 impl std::fmt::Debug for Seats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Seats")
-            .field("taken", &self.taken)
             .field("running", &self.running)
             .finish_non_exhaustive()
     }
@@ -169,7 +167,7 @@ impl std::fmt::Debug for Seats {
 
 impl Lane {
     fn has_room(&self) -> bool {
-        lock(&self.seats).taken < LANE_SEATS
+        self.taken.load(Ordering::Acquire) < LANE_SEATS
     }
 
     /// Take a seat; its token. Starts the lane's task if it is not running.
@@ -182,8 +180,7 @@ impl Lane {
             seats.chairs.push(Some(chair));
             seats.chairs.len() - 1
         };
-        seats.taken += 1;
-        self.taken.store(seats.taken, Ordering::Release);
+        self.taken.fetch_add(1, Ordering::AcqRel);
         if !seats.running {
             seats.running = true;
             self.tasks.spawn(run(self.clone()));
@@ -195,9 +192,7 @@ impl Lane {
         let mut seats = lock(&self.seats);
         seats.chairs[index] = None;
         seats.free.push(index);
-        seats.taken -= 1;
-        self.taken.store(seats.taken, Ordering::Release);
-        if seats.taken == 0 {
+        if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {
             drop(seats);
             self.task.wake();
         }
@@ -211,11 +206,23 @@ impl Lane {
             return false;
         }
         let mut seats = lock(&self.seats);
-        if seats.taken == 0 {
+        if self.taken.load(Ordering::Acquire) == 0 {
             seats.running = false;
             return true;
         }
         false
+    }
+
+    /// Give every port back to its task (the lane cannot go on).
+    fn evict_all(&self) {
+        let chairs: Vec<_> = {
+            let mut seats = lock(&self.seats);
+            seats.running = false;
+            seats.chairs.iter().flatten().cloned().collect()
+        };
+        for chair in chairs {
+            chair.evict(self.epoll.as_fd());
+        }
     }
 }
 
@@ -308,20 +315,6 @@ async fn run(lane: Arc<Lane>) {
             // Still busy: let other tasks (other lanes, ports, timers) run first.
             drop(guard);
             tokio::task::yield_now().await;
-        }
-    }
-}
-
-impl Lane {
-    /// Give every port back to its task (the lane cannot go on).
-    fn evict_all(&self) {
-        let chairs: Vec<_> = {
-            let mut seats = lock(&self.seats);
-            seats.running = false;
-            seats.chairs.iter().flatten().cloned().collect()
-        };
-        for chair in chairs {
-            chair.evict(self.epoll.as_fd());
         }
     }
 }

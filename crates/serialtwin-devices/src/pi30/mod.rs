@@ -308,10 +308,6 @@ mod tests {
     /// Two equal units, one asked through `handle` and one through `handle_now`, give the same
     /// replies to the same requests, in order (setters included, so the state moves alike).
     async fn same_replies(policy: UnknownPolicy) {
-        let mut by_handle = unit(policy);
-        let mut by_now = unit(policy);
-        let mut ctx_handle = Context::for_test(SimClock::at_unix(NOON, 0.0));
-        let mut ctx_now = Context::for_test(SimClock::at_unix(NOON, 0.0));
         let requests: Vec<Vec<u8>> = vec![
             with_crc(b"QPI"),
             with_crc(b"QPIGS"),
@@ -326,25 +322,12 @@ mod tests {
             b"HELLO".to_vec(),
             b"\x01\x02".to_vec(),
         ];
-        for request in requests {
-            let mut expected = Replies::new();
-            by_handle
-                .handle(
-                    Bytes::copy_from_slice(&request),
-                    &mut ctx_handle,
-                    &mut expected,
-                )
-                .await
-                .unwrap();
-            let mut got = Replies::new();
-            assert_eq!(
-                by_now.handle_now(&request, &mut ctx_now, &mut got),
-                Some(Ok(())),
-                "{}",
-                request.escape_ascii()
-            );
-            assert_eq!(got, expected, "{}", request.escape_ascii());
-            assert_eq!(got.len(), 1, "{}", request.escape_ascii());
+        let requests: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
+        let answers =
+            crate::testing::same_answers(&mut unit(policy), &mut unit(policy), NOON, &requests)
+                .await;
+        for (request, replies) in requests.iter().zip(&answers) {
+            assert_eq!(replies.len(), 1, "{}", request.escape_ascii());
         }
     }
 

@@ -546,8 +546,6 @@ impl Device for Scripted {
 
 #[cfg(test)]
 mod tests {
-    use serialtwin_core::SimClock;
-
     use super::*;
 
     fn device(toml_text: &str) -> Scripted {
@@ -587,8 +585,6 @@ mod tests {
         "#;
         let mut by_handle = device(script);
         let mut by_now = device(script);
-        let mut ctx_handle = Context::for_test(SimClock::at_unix(1_741_176_000, 0.0));
-        let mut ctx_now = Context::for_test(SimClock::at_unix(1_741_176_000, 0.0));
         let requests: [&[u8]; 10] = [
             b"VOLT?",
             b"VOLT 12.345",
@@ -601,27 +597,10 @@ mod tests {
             b"what?",
             b"\xff\x00",
         ];
-        let mut answered = 0;
-        for request in requests {
-            let mut expected = Replies::new();
-            by_handle
-                .handle(
-                    Bytes::copy_from_slice(request),
-                    &mut ctx_handle,
-                    &mut expected,
-                )
-                .await
-                .unwrap();
-            let mut got = Replies::new();
-            assert_eq!(
-                by_now.handle_now(request, &mut ctx_now, &mut got),
-                Some(Ok(())),
-                "{}",
-                request.escape_ascii()
-            );
-            assert_eq!(got, expected, "{}", request.escape_ascii());
-            answered += got.len();
-        }
+        let answers =
+            crate::testing::same_answers(&mut by_handle, &mut by_now, 1_741_176_000, &requests)
+                .await;
+        let answered: usize = answers.iter().map(Replies::len).sum();
         // Not trivially equal: the dialogue did answer, and state moved the same way.
         assert_eq!(answered, 10);
         assert_eq!(by_now.state("volts"), Some(&b"12.345"[..]));
