@@ -1,8 +1,8 @@
 //! Lanes: quiet ports of devices that answer in `handle_now` are served from a fleet's shared
 //! lane, and go back to their own task for everything else — with nothing lost or reordered.
 //!
-//! Which task answered is visible to the device (`tokio::task::try_id`), so these tests can
-//! tell a lane from a port's own task without any hook in the library.
+//! Which thread and task answered is visible to the device (`tokio::task::try_id`), so these
+//! tests can tell a lane from a port's own task without any hook in the library.
 
 mod common;
 
@@ -24,8 +24,11 @@ struct Quick {
     events: Arc<Mutex<Vec<LineEvent>>>,
 }
 
+/// Which thread and task answered (a lane's thread runs no task).
 fn task_name() -> String {
-    tokio::task::try_id().map_or_else(|| "none".to_owned(), |id| id.to_string())
+    let thread = std::thread::current();
+    let task = tokio::task::try_id().map_or_else(|| "none".to_owned(), |id| id.to_string());
+    format!("{}/{task}", thread.name().unwrap_or("?"))
 }
 
 impl Device for Quick {

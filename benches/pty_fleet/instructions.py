@@ -5,7 +5,7 @@ The round-trip rates of `cargo bench --bench pty_fleet` drift with the VM's spee
 counts do not. This runs one server child of the bench (`--serve limit` or `--serve serialtwin`)
 under `valgrind --tool=callgrind` with one port, makes N round trips from here (request
 `QPIGS\\r\\n`, the 110-byte reply), and again with 5 N, and prints the difference per round
-trip: the server's user-space instructions for one request (its main thread's), start-up
+trip: the server's user-space instructions for one request (all its threads'), start-up
 excluded. It needs
 valgrind; nothing in CI runs it.
 
@@ -31,6 +31,7 @@ costly and uneven, and with too few round trips their share does not cancel out.
 """
 
 import argparse
+import glob
 import os
 import re
 import shutil
@@ -44,9 +45,10 @@ REPLY_LEN = 110
 
 
 def run(binary, serve, n, ports, cache, out):
-    # One profile per thread; only the main thread's is read: it runs the server (the runtime's
-    # `block_on`, or the limit's loop). The others (stdin, the session watcher) work at the
-    # opens and closes only, unevenly from run to run.
+    # One profile per thread, summed: the main thread runs the server (the runtime's
+    # `block_on`, or the limit's loop) and, with lanes, a lane's thread serves the requests.
+    # The others (stdin, the session watcher) work at the opens and closes only; with many
+    # ports their uneven share there moves the count by up to ~150 instructions.
     tool = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
     if cache:
         tool.append("--cache-sim=yes")
@@ -87,11 +89,15 @@ def run(binary, serve, n, ports, cache, out):
     child.stdout.readline()
     child.stdin.close()
     child.wait()
-    with open(f"{out}-01") as f:
-        text = f.read()
-    events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
-    totals = map(int, re.search(r"^totals: (.*)$", text, re.M).group(1).split())
-    return dict(zip(events, totals))
+    summed = {}
+    for path in sorted(glob.glob(f"{out}-*")):
+        with open(path) as f:
+            text = f.read()
+        events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
+        totals = map(int, re.search(r"^totals: (.*)$", text, re.M).group(1).split())
+        for event, total in zip(events, totals):
+            summed[event] = summed.get(event, 0) + total
+    return summed
 
 
 def main():

@@ -7,7 +7,7 @@
 //! `epoll_wait` does neither (the benchmark's limit), and the difference is what separates a
 //! task per port from the kernel's limit on a fleet of hundreds.
 //!
-//! A lane is one task with one level-triggered epoll set of up to [`LANE_SEATS`] masters. A
+//! A lane is one thread with one level-triggered epoll set of up to [`LANE_SEATS`] masters. A
 //! port whose device answers synchronously ([`Device::handle_now`]) and has nothing else going
 //! on — no faults, pacing, latency, observers, silence-framed protocol, read-ahead or blocked
 //! write — is *lent* to a lane by its task: the master leaves tokio's reactor and joins the
@@ -23,33 +23,34 @@
 //! lane is a fast path, not a second serving loop. The hand-over is one mutex per port
 //! ([`Seat`]): whoever holds the port holds it whole.
 //!
+//! Why a thread of its own (see [`run`]): a task would wait on its epoll set through tokio's
+//! (a nested epoll: one more wake-up and reactor dispatch per batch, and a second, empty
+//! `epoll_wait` to drain the set), which at one port cost a third of the bulk throughput. The
+//! thread enters the runtime's context, so devices see its clock and may spawn on it.
+//!
 //! [`Device::handle_now`]: crate::device::Device::handle_now
 
-use std::future::poll_fn;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Poll, Waker};
+use std::task::Waker;
 
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error};
 
 use crate::gate::WakerSlot;
 
-/// Ports served by one lane at most: enough that a wake-up finds many ready, few enough that
-/// a fleet on a multi-thread runtime has lanes to spread over its workers.
-pub(crate) const LANE_SEATS: usize = 256;
+/// Ports served by one lane (one thread) at most. Many: lanes of 256 put four threads on a
+/// 1,000-port fleet, which on two CPUs took turns with each other and with the client (0.65 of
+/// the limit's round trips, against 0.77 with one lane); a fleet bigger than this still gets
+/// a lane per 1,024 ports to spread over more CPUs.
+pub(crate) const LANE_SEATS: usize = 1024;
 /// Events taken from the epoll set per `epoll_wait`.
 const EVENTS: usize = 256;
-/// Batches a lane serves in a row before it lets other tasks run. One: with 16, a fleet of
-/// 1,000 ports on four lanes took turns in long slices and its p99 latency rose to 3.6 times
-/// the limit's (1.2–1.3 with one).
-const BATCHES: usize = 1;
 
 /// A port a lane can serve.
 pub(crate) trait Lent: Send + 'static {
@@ -73,27 +74,27 @@ pub(crate) enum Step {
 
 /// A fleet's lanes, made as ports ask for seats. Clones share the lanes.
 ///
-/// A lane lives while it has seats taken (its task ends with the last, and with it the epoll
+/// A lane lives while it has seats taken (its thread ends with the last, and with it the epoll
 /// set): a fleet whose devices never answer in `handle_now` has none.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Lanes {
     lanes: Arc<Mutex<Vec<std::sync::Weak<Lane>>>>,
-    /// The lanes' tasks, so that a fleet's shutdown can wait until they (and their epoll
-    /// sets) are gone too.
-    tasks: TaskTracker,
+    /// Tracks the lanes' threads (each holds a token), so that a fleet's shutdown can wait
+    /// until they (and their epoll sets) are gone too.
+    threads: TaskTracker,
 }
 
 impl Lanes {
-    /// Wait until every lane's task has ended (they end when their last seat goes).
+    /// Wait until every lane's thread has ended (they end when their last seat goes).
     pub(crate) async fn wait(&self) {
-        self.tasks.close();
-        self.tasks.wait().await;
-        self.tasks.reopen();
+        self.threads.close();
+        self.threads.wait().await;
+        self.threads.reopen();
     }
 
-    /// A seat on a lane with room, or `None` if no epoll set can be made (the port is then
-    /// served by its own task alone, as any port can be). Must be called within a tokio
-    /// runtime: the lane's task is spawned on it if it is not running.
+    /// A seat on a lane with room, or `None` if no lane can be made (the port is then served
+    /// by its own task alone, as any port can be). Must be called within a tokio runtime: the
+    /// lane's thread enters it, so devices see its clock and can spawn on it.
     pub(crate) fn seat<S: Lent>(&self) -> Option<Seat<S>> {
         let mut lanes = lock(&self.lanes);
         lanes.retain(|l| l.strong_count() > 0);
@@ -104,20 +105,13 @@ impl Lanes {
         let lane = if let Some(lane) = found {
             lane
         } else {
-            let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC) {
-                Ok(fd) => fd,
+            let lane = match Lane::new(self.threads.clone()) {
+                Ok(lane) => Arc::new(lane),
                 Err(e) => {
                     debug!(error = %e, "no epoll set for a lane: ports served by their tasks");
                     return None;
                 }
             };
-            let lane = Arc::new(Lane {
-                epoll,
-                seats: Mutex::new(Seats::default()),
-                taken: AtomicUsize::new(0),
-                task: WakerSlot::default(),
-                tasks: self.tasks.clone(),
-            });
             lanes.push(Arc::downgrade(&lane));
             lane
         };
@@ -129,7 +123,7 @@ impl Lanes {
             }),
             owner: WakerSlot::default(),
         });
-        let index = lane.sit(chair.clone());
+        let index = lane.sit(chair.clone())?;
         Some(Seat { chair, lane, index })
     }
 }
@@ -138,13 +132,14 @@ impl Lanes {
 #[derive(Debug)]
 struct Lane {
     epoll: OwnedFd,
+    /// An eventfd in the epoll set: written when the last seat goes, so that the thread
+    /// waiting in `epoll_wait` wakes and ends.
+    bell: OwnedFd,
     seats: Mutex<Seats>,
     /// Seats taken: changed under the `seats` lock, read without it.
     taken: AtomicUsize,
-    /// The lane's task, woken when its last seat goes (so that it ends).
-    task: WakerSlot,
-    /// Where the task is spawned.
-    tasks: TaskTracker,
+    /// Tracks the thread.
+    threads: TaskTracker,
 }
 
 #[derive(Default)]
@@ -152,7 +147,7 @@ struct Seats {
     /// By epoll token.
     chairs: Vec<Option<Arc<dyn Serve>>>,
     free: Vec<usize>,
-    /// Whether the lane's task runs (it ends when the last seat goes, and starts again with
+    /// Whether the lane's thread runs (it ends when the last seat goes, and starts again with
     /// the next).
     running: bool,
 }
@@ -165,14 +160,58 @@ impl std::fmt::Debug for Seats {
     }
 }
 
+/// The epoll token of a lane's bell; seats use their index.
+const BELL: u64 = u64::MAX;
+
 impl Lane {
+    fn new(threads: TaskTracker) -> io::Result<Self> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let bell = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )?;
+        epoll::add(
+            &epoll,
+            &bell,
+            epoll::EventData::new_u64(BELL),
+            epoll::EventFlags::IN,
+        )?;
+        Ok(Self {
+            epoll,
+            bell,
+            seats: Mutex::new(Seats::default()),
+            taken: AtomicUsize::new(0),
+            threads,
+        })
+    }
+
     fn has_room(&self) -> bool {
         self.taken.load(Ordering::Acquire) < LANE_SEATS
     }
 
-    /// Take a seat; its token. Starts the lane's task if it is not running.
-    fn sit(self: &Arc<Self>, chair: Arc<dyn Serve>) -> usize {
+    /// Take a seat; its token. Starts the lane's thread if it is not running; `None` if it
+    /// cannot be started.
+    fn sit(self: &Arc<Self>, chair: Arc<dyn Serve>) -> Option<usize> {
         let mut seats = lock(&self.seats);
+        if !seats.running {
+            let (lane, runtime, token) = (
+                self.clone(),
+                tokio::runtime::Handle::current(),
+                self.threads.token(),
+            );
+            let started = std::thread::Builder::new()
+                .name("serialtwin-lane".into())
+                .spawn(move || {
+                    let _token = token;
+                    let _runtime = runtime.enter();
+                    run(&lane);
+                });
+            if let Err(e) = started {
+                debug!(error = %e, "no thread for a lane: ports served by their tasks");
+                return None;
+            }
+            seats.running = true;
+        }
         let index = if let Some(i) = seats.free.pop() {
             seats.chairs[i] = Some(chair);
             i
@@ -181,11 +220,7 @@ impl Lane {
             seats.chairs.len() - 1
         };
         self.taken.fetch_add(1, Ordering::AcqRel);
-        if !seats.running {
-            seats.running = true;
-            self.tasks.spawn(run(self.clone()));
-        }
-        index
+        Some(index)
     }
 
     fn leave(&self, index: usize) {
@@ -194,12 +229,14 @@ impl Lane {
         seats.free.push(index);
         if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {
             drop(seats);
-            self.task.wake();
+            if let Err(e) = rustix::io::write(&self.bell, &1u64.to_ne_bytes()) {
+                error!(error = %e, "cannot wake a lane's thread to end it");
+            }
         }
     }
 
-    /// Whether the task should end: no seat left. Marks it stopped if so, under the same lock
-    /// a new seat takes to see whether to start it.
+    /// Whether the thread should end: no seat left. Marks it stopped if so, under the same
+    /// lock a new seat takes to see whether to start it.
     fn should_end(&self) -> bool {
         // Most looks find seats taken: no lock for those.
         if self.taken.load(Ordering::Acquire) != 0 {
@@ -226,95 +263,43 @@ impl Lane {
     }
 }
 
-/// The lane's epoll set as registered with tokio's reactor.
-struct LaneFd(Arc<Lane>);
-
-impl AsRawFd for LaneFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.epoll.as_raw_fd()
-    }
-}
-
-/// Room for what one `epoll_wait` reports, kept across the lane's awaits.
-struct Events(Vec<epoll::Event>);
-
-#[allow(unsafe_code)]
-// SAFETY: an `epoll::Event` is not `Send` only because its data may be a raw pointer. A lane
-// registers masters with `u64` tokens only, so every event it holds carries a plain number.
-unsafe impl Send for Events {}
-
-/// A lane's task: wait for ready masters, serve them, until the last seat goes.
-async fn run(lane: Arc<Lane>) {
-    #[allow(unsafe_code)]
-    // SAFETY: `LaneFd` holds an `Arc` of the lane, which owns the epoll descriptor and never
-    // closes or replaces it while the lane exists; the `AsyncFd` (and with it the `Arc`) is
-    // dropped, deregistering the descriptor, before the lane can be.
-    let reactor = match unsafe {
-        AsyncFd::register_with_interest(LaneFd(lane.clone()), Interest::READABLE)
-    } {
-        Ok(reactor) => reactor,
-        Err(e) => {
-            error!(error = %e, "cannot register a lane with the reactor: its ports go back to their tasks");
-            lane.evict_all();
-            return;
-        }
-    };
-    let mut events = Events(Vec::with_capacity(EVENTS));
+/// A lane's thread: wait for ready masters, serve them, until the last seat goes.
+///
+/// A thread, not a task: blocked in its own `epoll_wait`, it is woken by the kernel straight
+/// from a client's write, as the benchmark's limit is — a task would wait on the epoll set
+/// through tokio's own (a nested epoll, one more wake-up and reactor dispatch per batch) and
+/// drain it with a second `epoll_wait`. It runs inside the runtime's context (devices see the
+/// runtime's clock and may spawn on it).
+fn run(lane: &Lane) {
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
     let mut batch: Vec<Arc<dyn Serve>> = Vec::with_capacity(EVENTS);
-    let zero = rustix::event::Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
     loop {
-        let ready = poll_fn(|cx| {
-            lane.task.register(cx.waker());
-            if lane.should_end() {
-                return Poll::Ready(None);
-            }
-            reactor.poll_read_ready(cx).map(Some)
-        })
-        .await;
-        let mut guard = match ready {
-            None => return,
-            Some(Ok(guard)) => guard,
-            Some(Err(e)) => {
+        events.clear();
+        match epoll::wait(&lane.epoll, spare_capacity(&mut events), None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
                 error!(error = %e, "lane's epoll set failed: its ports go back to their tasks");
                 lane.evict_all();
                 return;
             }
-        };
-        let mut drained = false;
-        for _ in 0..BATCHES {
-            events.0.clear();
-            match epoll::wait(&lane.epoll, spare_capacity(&mut events.0), Some(&zero)) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    error!(error = %e, "lane's epoll set failed: its ports go back to their tasks");
-                    lane.evict_all();
-                    return;
-                }
-            }
-            if events.0.is_empty() {
-                guard.clear_ready();
-                drained = true;
-                break;
-            }
-            {
-                let seats = lock(&lane.seats);
-                batch.extend(events.0.iter().filter_map(|e| {
-                    let token = usize::try_from(e.data.u64()).ok()?;
-                    seats.chairs.get(token)?.clone()
-                }));
-            }
-            for chair in batch.drain(..) {
-                chair.serve(lane.epoll.as_fd());
-            }
         }
-        if !drained {
-            // Still busy: let other tasks (other lanes, ports, timers) run first.
-            drop(guard);
-            tokio::task::yield_now().await;
+        {
+            let seats = lock(&lane.seats);
+            batch.extend(events.iter().filter_map(|e| {
+                let token = usize::try_from(e.data.u64()).ok()?;
+                seats.chairs.get(token)?.clone()
+            }));
+        }
+        for chair in batch.drain(..) {
+            chair.serve(lane.epoll.as_fd());
+        }
+        if events.iter().any(|e| e.data.u64() == BELL) {
+            let mut ring = [0u8; 8];
+            let _ = rustix::io::read(&lane.bell, &mut ring);
+            if lane.should_end() {
+                return;
+            }
         }
     }
 }
