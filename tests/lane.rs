@@ -270,6 +270,30 @@ async fn what_a_lane_cannot_do_is_done_by_the_task_in_order() {
     fleet.shutdown().await;
 }
 
+/// A client that writes far more than one read takes, all at once: the lane reads until the
+/// line is drained (it is woken only by new input), so every request is answered.
+#[tokio::test]
+async fn a_client_streaming_requests_gets_every_answer_from_a_lane() {
+    const N: usize = 3_000;
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("f"), Quick::default()).unwrap();
+    let mut c = open_client(port.pty());
+    let own = line(&ask(&mut c, b"WHO\r\n").await);
+    let (mut rx, mut tx) = tokio::io::split(c);
+    let writer = tokio::spawn(async move {
+        tx.write_all(&b"INC\r\n".repeat(N)).await.unwrap();
+        tx.write_all(b"WHO\r\n").await.unwrap();
+        tx
+    });
+    for i in 1..=N {
+        assert_eq!(read_line(&mut rx).await, format!("{i}\r\n").as_bytes());
+    }
+    let who = line(&read_line(&mut rx).await);
+    assert_ne!(who, own, "served by the lane");
+    writer.await.unwrap();
+    fleet.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_panic_on_a_lane_stops_that_port_only() {
     let fleet = Fleet::new();

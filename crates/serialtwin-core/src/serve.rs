@@ -1030,17 +1030,18 @@ impl<D: Device> Server<D, PtyPort> {
             self.rx.reserve(self.read_chunk);
         }
         let (before, room) = (self.rx.len(), self.rx.capacity() - self.rx.len());
-        let mut filled = false;
-        match self.io.read_now(&mut self.rx) {
-            ReadNow::Data => {
-                let n = self.rx.len() - before;
-                filled = n >= room;
+        let more = match self.io.read_now(&mut self.rx) {
+            ReadNow::Data { full } => {
+                // (The packet header took one byte of the room.)
+                let n = if full { room } else { self.rx.len() - before };
                 self.read_chunk = next_chunk(self.read_chunk, n, room);
+                full
             }
-            ReadNow::Events => {}
+            // Data may follow the status byte.
+            ReadNow::Events => true,
             ReadNow::Nothing => return Turn::Done,
             ReadNow::Stop => return Turn::Leave,
-        }
+        };
         // Events learned while reading come before the frames just read (as in `run`), and
         // may change what the lane can do (the client's baud rate, a departure's clean-up).
         let mut events = false;
@@ -1080,7 +1081,7 @@ impl<D: Device> Server<D, PtyPort> {
                 Err(_) => return Turn::Leave,
             }
         }
-        if filled { Turn::Again } else { Turn::Done }
+        if more { Turn::Again } else { Turn::Done }
     }
 }
 
@@ -1095,8 +1096,9 @@ impl<D: Device> Lent for Server<D, PtyPort> {
     }
 
     fn serve(&mut self) -> Step {
-        // A read that filled its room leaves more behind (a client streaming): read again at
-        // once, a few times, rather than through another `epoll_wait` and turn of the lane.
+        // Read until the master is drained (the lane's epoll is edge-triggered); a client that
+        // keeps it full (streaming) is served a few reads per turn, then the lane moves on and
+        // comes back (`Busy`).
         for _ in 0..READS_PER_TURN {
             match self.serve_read() {
                 Turn::Again => {}
@@ -1104,7 +1106,7 @@ impl<D: Device> Lent for Server<D, PtyPort> {
                 Turn::Leave => return Step::Leave,
             }
         }
-        Step::Stay
+        Step::Busy
     }
 
     fn panicked(&mut self, message: String) {
@@ -1118,9 +1120,9 @@ const READS_PER_TURN: usize = 4;
 
 /// What one read on a lane leaves to do.
 enum Turn {
-    /// It filled its room: read again.
+    /// More may be waiting (the read filled its room, or brought a status byte): read again.
     Again,
-    /// Served; the port stays.
+    /// Served, and the master drained: the port stays.
     Done,
     /// The port goes back to its task.
     Leave,

@@ -7,7 +7,7 @@
 //! `epoll_wait` does neither (the benchmark's limit), and the difference is what separates a
 //! task per port from the kernel's limit on a fleet of hundreds.
 //!
-//! A lane is one thread with one level-triggered epoll set of up to [`LANE_SEATS`] masters. A
+//! A lane is one thread with one epoll set of up to [`LANE_SEATS`] masters. A
 //! port whose device answers synchronously ([`Device::handle_now`]) and has nothing else going
 //! on — no faults, pacing, latency, observers, silence-framed protocol, read-ahead or blocked
 //! write — is *lent* to a lane by its task: the master leaves tokio's reactor and joins the
@@ -66,8 +66,10 @@ pub(crate) trait Lent: Send + 'static {
 /// What a port does after [`Lent::serve`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// Stays on the lane.
+    /// Stays on the lane; its master is drained (read to a short read or `EAGAIN`).
     Stay,
+    /// Stays on the lane, with input left to read: the lane looks again on its next turn.
+    Busy,
     /// Goes back to its task.
     Leave,
 }
@@ -159,6 +161,12 @@ impl std::fmt::Debug for Seats {
             .finish_non_exhaustive()
     }
 }
+
+/// How a lane watches a master: edge-triggered, so that a master it has drained is not
+/// reported (and polled by the kernel) once more on the next `epoll_wait`, as a level-triggered
+/// one is; [`Lent::serve`] reads until a read comes back short or empty, or says
+/// [`Step::Busy`].
+const WATCH: epoll::EventFlags = epoll::EventFlags::IN.union(epoll::EventFlags::ET);
 
 /// The epoll token of a lane's bell; seats use their index.
 const BELL: u64 = u64::MAX;
@@ -272,7 +280,7 @@ impl Lane {
 /// runtime's clock and may spawn on it).
 fn run(lane: &Lane) {
     let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
-    let mut batch: Vec<Arc<dyn Serve>> = Vec::with_capacity(EVENTS);
+    let mut batch: Vec<(Arc<dyn Serve>, epoll::EventData)> = Vec::with_capacity(EVENTS);
     loop {
         events.clear();
         match epoll::wait(&lane.epoll, spare_capacity(&mut events), None) {
@@ -288,11 +296,11 @@ fn run(lane: &Lane) {
             let seats = lock(&lane.seats);
             batch.extend(events.iter().filter_map(|e| {
                 let token = usize::try_from(e.data.u64()).ok()?;
-                seats.chairs.get(token)?.clone()
+                Some((seats.chairs.get(token)?.clone()?, e.data))
             }));
         }
-        for chair in batch.drain(..) {
-            chair.serve(lane.epoll.as_fd());
+        for (chair, token) in batch.drain(..) {
+            chair.serve(lane.epoll.as_fd(), token);
         }
         if events.iter().any(|e| e.data.u64() == BELL) {
             let mut ring = [0u8; 8];
@@ -306,8 +314,8 @@ fn run(lane: &Lane) {
 
 /// A seat as the lane sees it: something to serve when its master is ready.
 trait Serve: Send + Sync {
-    /// Serve the port if it is here, giving it back if it must go.
-    fn serve(&self, epoll: BorrowedFd<'_>);
+    /// Serve the port if it is here (`token`: its seat's), giving it back if it must go.
+    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData);
     /// Give the port back, whatever it is doing.
     fn evict(&self, epoll: BorrowedFd<'_>);
 }
@@ -340,7 +348,7 @@ impl<S: Lent> Held<S> {
 }
 
 impl<S: Lent> Serve for Chair<S> {
-    fn serve(&self, epoll: BorrowedFd<'_>) {
+    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData) {
         let mut held = lock(&self.held);
         if !held.watched {
             return;
@@ -355,10 +363,22 @@ impl<S: Lent> Serve for Chair<S> {
                 Step::Leave
             }
         };
-        if step == Step::Leave {
-            held.unwatch(epoll);
-            drop(held);
-            self.owner.wake();
+        match step {
+            Step::Stay => {}
+            Step::Busy => {
+                // Edge-triggered: no new edge comes for input already there, so ask again.
+                if let Err(e) = epoll::modify(epoll, port.master(), token, WATCH) {
+                    debug!(error = %e, "cannot re-arm a master: its port goes back to its task");
+                    held.unwatch(epoll);
+                    drop(held);
+                    self.owner.wake();
+                }
+            }
+            Step::Leave => {
+                held.unwatch(epoll);
+                drop(held);
+                self.owner.wake();
+            }
         }
     }
 
@@ -392,12 +412,7 @@ impl<S: Lent> Seat<S> {
         // Held across the `add`: a lane that sees the master ready at once waits for the port.
         let mut held = lock(&self.chair.held);
         let token = epoll::EventData::new_u64(self.index as u64);
-        if let Err(e) = epoll::add(
-            &self.lane.epoll,
-            port.master(),
-            token,
-            epoll::EventFlags::IN,
-        ) {
+        if let Err(e) = epoll::add(&self.lane.epoll, port.master(), token, WATCH) {
             debug!(error = %e, "cannot lend a port to a lane");
             return Err(port);
         }

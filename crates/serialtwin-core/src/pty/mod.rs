@@ -570,8 +570,12 @@ enum Packet {
 /// What [`PtyPort::read_now`] found.
 #[derive(Debug)]
 pub(crate) enum ReadNow {
-    /// Client bytes, appended to the buffer.
-    Data,
+    /// Client bytes, appended to the buffer; `full`: the read filled all the room it had
+    /// (header included), so more may be waiting.
+    Data {
+        /// The read filled the buffer's spare room.
+        full: bool,
+    },
     /// Line events, queued for [`Transport::take_event`].
     Events,
     /// Nothing to read now.
@@ -630,6 +634,7 @@ impl PtyPort {
     pub(crate) fn read_now(&mut self, buf: &mut bytes::BytesMut) -> ReadNow {
         loop {
             let start = buf.len();
+            let room = buf.capacity() - start;
             let result =
                 rustix::io::read(&self.master, buf.spare_capacity_mut()).map(|(got, _)| got.len());
             match result {
@@ -642,9 +647,9 @@ impl PtyPort {
                     }
                     let got = self.on_packet(&mut buf[start..]);
                     match got {
-                        Packet::Data(n) => {
-                            buf.truncate(start + n);
-                            return ReadNow::Data;
+                        Packet::Data(data) => {
+                            buf.truncate(start + data);
+                            return ReadNow::Data { full: n == room };
                         }
                         Packet::Empty => buf.truncate(start),
                         Packet::Status => {
