@@ -208,7 +208,7 @@ impl PortHandle {
 ///
 /// Each port has a task of its own. Ports whose device answers without waiting
 /// ([`Device::handle_now`]) are served, while nothing else goes on at them, by the fleet's
-/// shared lanes instead: one task and one epoll set per few hundred ports, no task woken per
+/// shared lanes instead: one thread and one epoll set per 1,024 ports, no task woken per
 /// request (see `docs/performance.md`). Their own task takes them back for anything else.
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
