@@ -47,7 +47,7 @@ pub use crate::device::{Context, Device, Replies, Reply};
 pub use crate::fault::{FaultKind, FaultRule, Faults, When};
 pub use crate::fleet::{Fleet, FleetError, PortHandle, PortSpec};
 pub use crate::framer::{
-    BoxFramer, CodecFramer, FrameError, Framer, Framing, LineFramer, Terminator,
+    BoxFramer, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
 };
 pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
 pub use crate::line::{Latency, Line, LineConfig, Mismatch};

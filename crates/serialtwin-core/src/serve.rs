@@ -190,6 +190,37 @@ enum Answered {
     Panicked(String),
 }
 
+/// A request frame: cut out of the receive buffer, or still in it (a lane, see
+/// [`Framer::peek`]).
+enum Request<'a> {
+    Cut(Bytes),
+    InPlace(&'a [u8]),
+}
+
+impl Request<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Cut(b) => b,
+            Self::InPlace(s) => s,
+        }
+    }
+
+    /// The frame as `Bytes` (a copy only if it is still in the buffer).
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            Self::Cut(b) => b.clone(),
+            Self::InPlace(s) => Bytes::copy_from_slice(s),
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Self::Cut(b) => b,
+            Self::InPlace(s) => Bytes::copy_from_slice(s),
+        }
+    }
+}
+
 /// What one read of the transport produced.
 enum Recv {
     Data,
@@ -675,7 +706,7 @@ impl<D: Device, T: Transport> Server<D, T> {
         frame: Bytes,
         cancelled: &mut Cancelled<'_, '_>,
     ) -> Result<Option<()>, ServeError> {
-        let answered = match self.answer_now(frame) {
+        let answered = match self.answer_now(Request::Cut(frame)) {
             Ok(answered) => answered,
             Err(frame) => {
                 let handled = {
@@ -709,11 +740,11 @@ impl<D: Device, T: Transport> Server<D, T> {
     }
 
     /// Answer `frame` without waiting, if the device can ([`Device::handle_now`]); else give
-    /// it back for [`Device::handle`].
-    fn answer_now(&mut self, frame: Bytes) -> Result<Answered, Bytes> {
-        self.observe(|| Seen::Frame(Direction::Rx, frame.clone()));
+    /// it back, as `Bytes`, for [`Device::handle`].
+    fn answer_now(&mut self, frame: Request<'_>) -> Result<Answered, Bytes> {
+        self.observe(|| Seen::Frame(Direction::Rx, frame.to_bytes()));
         // Kept for per-command faults only (a reference count less per request otherwise).
-        self.request = (!self.faults.is_empty()).then(|| frame.clone());
+        self.request = (!self.faults.is_empty()).then(|| frame.to_bytes());
         if !self.line.accepts_input(&self.ctx.settings()) {
             debug!(port = %self.name, "client at the wrong baud rate: request not understood");
             return Ok(Answered::Done);
@@ -725,15 +756,17 @@ impl<D: Device, T: Transport> Server<D, T> {
             replies,
             ..
         } = self;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| device.handle_now(&frame, ctx, replies)))
-        {
+        let request = frame.as_slice();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            device.handle_now(request, ctx, replies)
+        })) {
             Ok(Some(result)) => {
                 self.answers_now = true;
                 Ok(self.handled(result))
             }
             Ok(None) => {
                 self.answers_now = false;
-                Err(frame)
+                Err(frame.into_bytes())
             }
             Err(panic) => Ok(self.panicking(panic.as_ref())),
         }
@@ -1052,8 +1085,26 @@ impl<D: Device> Server<D, PtyPort> {
         if events && !self.quiet_now() {
             return Turn::Leave;
         }
-        while let Some(frame) = self.next_frame() {
-            match self.answer_now(frame) {
+        loop {
+            // Where the framer can say, the request is answered where it lies in the buffer:
+            // no `Bytes` cut out of it and dropped again per request.
+            let at = if self.silence_frame.is_none() && !self.rx.is_empty() {
+                self.framer.peek(&self.rx)
+            } else {
+                None
+            };
+            let answered = if let Some(at) = at {
+                let rx = std::mem::take(&mut self.rx);
+                let answered = self.answer_now(Request::InPlace(&rx[at.frame]));
+                self.rx = rx;
+                self.rx.advance(at.used);
+                answered
+            } else if let Some(frame) = self.next_frame() {
+                self.answer_now(Request::Cut(frame))
+            } else {
+                break;
+            };
+            match answered {
                 Ok(Answered::Done) => {}
                 Ok(Answered::Deliver(latency)) => {
                     self.undelivered = Some(latency);

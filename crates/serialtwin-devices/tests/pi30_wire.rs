@@ -3,7 +3,7 @@
 
 mod common;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use common::{NOON, ask, config_for, ctx_at, frame, show, wire};
 use serialtwin_core::{Device, FrameError, Framer, LineConfig};
 use serialtwin_devices::framing_by_name;
@@ -213,6 +213,50 @@ fn feed(f: &mut dyn Framer, buf: &mut BytesMut, bytes: &[u8]) -> Vec<Result<Byte
 #[expect(clippy::unnecessary_wraps, reason = "compared with `feed`'s results")]
 fn ok(b: &[u8]) -> Result<Bytes, String> {
     Ok(Bytes::copy_from_slice(b))
+}
+
+/// What `input` yields read `chunk` bytes at a time, through `peek` where it answers and
+/// `decode` where not, against `decode` alone: the same frames and errors, the same leftovers.
+fn peek_agrees_with_decode(make: impl Fn() -> Pi30Framer, input: &[u8]) {
+    for chunk in 1..=input.len() {
+        let (mut by_decode, mut by_peek) = (make(), make());
+        let (mut expected, mut decoded) = (Vec::new(), BytesMut::new());
+        let (mut got, mut buf) = (Vec::new(), BytesMut::new());
+        for piece in input.chunks(chunk) {
+            expected.extend(feed(&mut by_decode, &mut decoded, piece));
+            buf.extend_from_slice(piece);
+            while !buf.is_empty() {
+                if let Some(at) = by_peek.peek(&buf) {
+                    got.push(ok(&buf[at.frame]));
+                    buf.advance(at.used);
+                    continue;
+                }
+                match by_peek.decode(&mut buf) {
+                    Ok(Some(frame)) => got.push(Ok(frame)),
+                    Ok(None) => break,
+                    Err(e) => got.push(Err(e.to_string())),
+                }
+            }
+        }
+        assert_eq!(got, expected, "reads of {chunk}");
+        assert_eq!(buf, decoded, "reads of {chunk}");
+    }
+}
+
+#[test]
+fn framer_peek_finds_what_decode_would_take() {
+    // Padding, a bare `\r`, a NUL inside a frame, an overlong frame, a partial one.
+    let input = b"\0\0QPI\xbe\xac\r\r\nQED20250305\x72\x00\r0123456789abcdef\rQPI\xbe\xac\rQMO";
+    peek_agrees_with_decode(|| Pi30Framer::with_max_len(CrcVariant::Mppsolar, 12), input);
+    // It does answer, past the padding.
+    let mut f = Pi30Framer::new(CrcVariant::Mppsolar);
+    assert_eq!(
+        f.peek(b"\0\0QPI\xbe\xac\rQ"),
+        Some(serialtwin_core::FrameAt {
+            frame: 2..7,
+            used: 8
+        })
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{FrameError, Framer};
+use super::{FrameAt, FrameError, Framer};
 
 /// What ends a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -172,6 +172,28 @@ impl Framer for LineFramer {
         }
     }
 
+    /// The next line, if it is complete and within the limit (anything else is `decode`'s).
+    fn peek(&mut self, buf: &[u8]) -> Option<FrameAt> {
+        if self.discarding {
+            return None;
+        }
+        let window_end = buf.len().min(self.max_len + self.terminator.bytes().len());
+        let needle = self.terminator.last();
+        let i = buf[self.next_index.min(window_end)..window_end]
+            .iter()
+            .position(|&b| b == needle)?
+            + self.next_index.min(window_end);
+        let len = self.frame_len(&buf[..i]);
+        if len > self.max_len {
+            return None;
+        }
+        self.next_index = 0;
+        Some(FrameAt {
+            frame: 0..len,
+            used: i + 1,
+        })
+    }
+
     fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         dst.reserve(frame.len() + self.terminator.bytes().len());
         dst.extend_from_slice(frame);
@@ -208,6 +230,75 @@ mod tests {
     #[expect(clippy::unnecessary_wraps, reason = "compared against decode results")]
     fn ok(s: &[u8]) -> Result<Bytes, String> {
         Ok(Bytes::copy_from_slice(s))
+    }
+
+    /// Everything `bytes` yields fed in `chunk`-sized reads, through `peek` where it answers
+    /// (taking the frame out as a caller would) and `decode` where it does not; and what is
+    /// left in the buffer.
+    fn through_peek(
+        f: &mut LineFramer,
+        bytes: &[u8],
+        chunk: usize,
+    ) -> (Vec<Result<Bytes, String>>, BytesMut) {
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            while !buf.is_empty() {
+                if let Some(at) = f.peek(&buf) {
+                    out.push(ok(&buf[at.frame]));
+                    buf.advance(at.used);
+                    continue;
+                }
+                match f.decode(&mut buf) {
+                    Ok(Some(frame)) => out.push(Ok(frame)),
+                    Ok(None) => break,
+                    Err(e) => out.push(Err(e.to_string())),
+                }
+            }
+        }
+        (out, buf)
+    }
+
+    #[test]
+    fn peek_finds_what_decode_would_take() {
+        let mut input = b"QPIGS\r\nQMOD\r\n\r\nA\nB\r\n".to_vec();
+        input.extend_from_slice(&[b'x'; 40]);
+        input.extend_from_slice(b"\r\nAFTER\r\n");
+        // One over the limit, ended by a bare `\n`: within the window a CRLF framer looks at.
+        input.extend_from_slice(&[b'z'; 17]);
+        input.extend_from_slice(b"\n");
+        input.extend_from_slice(&[b'y'; 10]);
+        input.extend_from_slice(b"\r\nPART");
+        for terminator in [Terminator::CrLf, Terminator::Cr, Terminator::Lf] {
+            for chunk in [1, 2, 3, 7, 16, 64, input.len()] {
+                let mut by_decode = LineFramer::new(terminator, 16);
+                let mut buf = BytesMut::new();
+                let mut expected = Vec::new();
+                for piece in input.chunks(chunk) {
+                    expected.extend(feed(&mut by_decode, &mut buf, piece));
+                }
+                let mut by_peek = LineFramer::new(terminator, 16);
+                let (got, left) = through_peek(&mut by_peek, &input, chunk);
+                assert_eq!(got, expected, "{terminator:?}, reads of {chunk}");
+                assert_eq!(left, buf, "{terminator:?}, reads of {chunk}");
+                assert_eq!(
+                    by_peek.is_between_frames(),
+                    by_decode.is_between_frames(),
+                    "{terminator:?}, reads of {chunk}"
+                );
+            }
+        }
+        // It does answer: a complete line is found in place, its terminator counted as used.
+        let mut f = LineFramer::new(Terminator::CrLf, 16);
+        assert_eq!(
+            f.peek(b"QPI\r\nQ"),
+            Some(FrameAt {
+                frame: 0..3,
+                used: 5
+            })
+        );
+        assert_eq!(f.peek(b"QPI"), None);
     }
 
     #[test]

@@ -51,6 +51,21 @@ pub trait Framer: Send + 'static {
     /// A [`FrameError`] for input that was discarded; the caller logs it and calls again.
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError>;
 
+    /// Where the next frame in `buf` is, for a caller that can use it in place instead of
+    /// taking it out as `Bytes` (a fleet's lane answers devices' [`handle_now`] from the
+    /// buffer): the frame is `buf[at.frame]`, and the caller removes the first `at.used` bytes
+    /// once done with it.
+    ///
+    /// `None` when there is no complete frame, when input must be discarded and reported, or
+    /// when the framer cannot say (the default): the caller then uses [`Framer::decode`],
+    /// which handles every case. A framer that answers must be left as `decode` would leave
+    /// it after taking the same frame.
+    ///
+    /// [`handle_now`]: crate::device::Device::handle_now
+    fn peek(&mut self, _buf: &[u8]) -> Option<FrameAt> {
+        None
+    }
+
     /// Append the wire form of `frame` (terminator, checksum, …) to `dst`.
     ///
     /// # Errors
@@ -85,9 +100,22 @@ pub trait Framer: Send + 'static {
     fn max_frame_len(&self) -> usize;
 }
 
+/// Where [`Framer::peek`] found a frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FrameAt {
+    /// The frame's bytes in the buffer.
+    pub frame: std::ops::Range<usize>,
+    /// How many bytes from the buffer's start the frame uses up (with its delimiters and any
+    /// padding before it).
+    pub used: usize,
+}
+
 impl<F: Framer + ?Sized> Framer for Box<F> {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         (**self).decode(buf)
+    }
+    fn peek(&mut self, buf: &[u8]) -> Option<FrameAt> {
+        (**self).peek(buf)
     }
     fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         (**self).encode(frame, dst)

@@ -6,7 +6,7 @@
 //! person) is protocol, not framing.
 
 use bytes::{Buf, Bytes, BytesMut};
-use serialtwin_core::{FrameError, Framer, LineFramer, Terminator};
+use serialtwin_core::{FrameAt, FrameError, Framer, LineFramer, Terminator};
 
 use super::crc::CrcVariant;
 
@@ -74,6 +74,25 @@ impl Framer for Pi30Framer {
                 other => return Ok(other),
             }
         }
+    }
+
+    /// The next frame after any padding, when it is complete, within the limit and not a bare
+    /// `\r` (those are `decode`'s).
+    fn peek(&mut self, buf: &[u8]) -> Option<FrameAt> {
+        let filler = if self.lines.is_between_frames() {
+            buf.iter().take_while(|&&b| is_filler(b)).count()
+        } else {
+            0
+        };
+        let at = self.lines.peek(&buf[filler..])?;
+        if at.frame.is_empty() {
+            // The line framer took the bare `\r` as `decode` would; `decode` skips it.
+            return None;
+        }
+        Some(FrameAt {
+            frame: at.frame.start + filler..at.frame.end + filler,
+            used: at.used + filler,
+        })
     }
 
     fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
