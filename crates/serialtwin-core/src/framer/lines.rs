@@ -106,6 +106,22 @@ impl LineFramer {
     }
 
     /// Length of the frame ending at index `end` (exclusive of the found terminator byte).
+    /// How far to look for a terminator: no further than one frame plus its terminator, so
+    /// that an overlong line is found without scanning everything a peer may have sent.
+    fn window_end(&self, buf: &[u8]) -> usize {
+        buf.len().min(self.max_len + self.terminator.bytes().len())
+    }
+
+    /// Where the current line's terminator is, looking on from where the last look stopped.
+    fn line_end(&self, buf: &[u8]) -> Option<usize> {
+        let end = self.window_end(buf);
+        let from = self.next_index.min(end);
+        buf[from..end]
+            .iter()
+            .position(|&b| b == self.terminator.last())
+            .map(|i| i + from)
+    }
+
     fn frame_len(&self, line: &[u8]) -> usize {
         match self.terminator {
             Terminator::CrLf if line.last() == Some(&b'\r') => line.len() - 1,
@@ -116,15 +132,9 @@ impl LineFramer {
 
 impl Framer for LineFramer {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let needle = self.terminator.last();
         loop {
-            // Look no further than one frame plus its terminator: an overlong line is found
-            // without scanning everything a peer may have sent.
-            let window_end = buf.len().min(self.max_len + self.terminator.bytes().len());
-            let found = buf[self.next_index.min(window_end)..window_end]
-                .iter()
-                .position(|&b| b == needle)
-                .map(|i| i + self.next_index);
+            let window_end = self.window_end(buf);
+            let found = self.line_end(buf);
             match (self.discarding, found) {
                 // End of an overlong line: drop it and its terminator, resume normally.
                 (true, Some(i)) => {
@@ -177,12 +187,7 @@ impl Framer for LineFramer {
         if self.discarding {
             return None;
         }
-        let window_end = buf.len().min(self.max_len + self.terminator.bytes().len());
-        let needle = self.terminator.last();
-        let i = buf[self.next_index.min(window_end)..window_end]
-            .iter()
-            .position(|&b| b == needle)?
-            + self.next_index.min(window_end);
+        let i = self.line_end(buf)?;
         let len = self.frame_len(&buf[..i]);
         if len > self.max_len {
             return None;
