@@ -479,11 +479,16 @@ async fn lend<D: Device>(
     std::future::poll_fn(|cx| {
         if let Some(mut server) = home.take() {
             // Every wake-up meant for the task reaches it from here on, so that it can take
-            // the port back: cancellation, the gates' sources, the session watcher, the lane.
-            if cancelled.as_mut().poll(cx).is_ready() || !server.ready_to_lend(cx, control) {
+            // the port back: cancellation, the gates' sources, the session watcher (through
+            // the seat's recall waker, which also tells the lane to stop serving it), the lane.
+            seat.register(cx.waker());
+            let mut recall = std::task::Context::from_waker(seat.recall());
+            if cancelled.as_mut().poll(&mut recall).is_ready()
+                || !server.ready_to_lend(&mut recall, control)
+            {
                 return Poll::Ready(server);
             }
-            return match seat.lend(server, cx.waker()) {
+            return match seat.lend(server) {
                 Ok(()) => Poll::Pending,
                 Err(mut server) => {
                     server.stop_lending();

@@ -9,6 +9,7 @@ use std::future::poll_fn;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Poll, ready};
 use std::time::Duration;
 
@@ -28,7 +29,7 @@ use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
 use crate::pty::PtyPort;
 use crate::pty::ReadNow;
-use crate::pty::lane::{Lent, Step};
+use crate::pty::lane::{Lent, Scratch, Step};
 use crate::settings::{LineEvent, LineSettings, Session};
 use crate::spare::Spare;
 use crate::transport::{PortEvent, Transport};
@@ -280,41 +281,50 @@ pub async fn serve_with_control<D: Device, T: Transport>(
 /// The state of one serving loop. It outlives its transport: after an unplug the owner
 /// puts a new transport in with [`Server::replug`], and the device's state, the faults and
 /// the context go on.
+#[repr(C, align(64))]
 pub(crate) struct Server<D, T> {
-    device: D,
+    // Laid out as declared (`repr(C)`, on a cache line's start): what a lane touches for every
+    // request first, so that a port whose state has gone cold on a big fleet costs a few cache
+    // lines per request rather than one per field (see `pty::lane`). The transport's own
+    // fields are laid out the same way.
+    /// Received bytes not yet decoded.
+    rx: BytesMut,
+    /// Encoded replies waiting to go out in one write (see [`Server::coalescing`]).
+    coalesced: BytesMut,
+    /// Reply buffer, reused for every request.
+    replies: Replies,
+    framer: BoxFramer,
+    /// A frame the framer completed on a gap of silence, waiting to be answered.
+    silence_frame: Option<Bytes>,
+    /// How much room the next read gets: small while requests are small, growing while reads
+    /// keep filling it (a client streaming data), back to small once they do not.
+    read_chunk: usize,
+    /// Whether the device answered the last request in [`Device::handle_now`].
+    answers_now: bool,
+    /// Lent to a lane (from [`Server::ready_to_lend`] until the task runs it again): the
+    /// sources behind the gates reach the lane as a recall instead (see [`Lent::serve`]),
+    /// so they are not looked at per request.
+    on_lane: bool,
+    /// Whether an observer was watching when last asked (asked again when the watch gate opens).
+    watching: std::cell::Cell<bool>,
     io: T,
+    device: D,
+    ctx: Context,
     /// The injected faults.
     faults: Faults,
     /// The request being answered (for per-command faults); `None` while sending unprompted.
     request: Option<Bytes>,
     /// Set when a fault pulled the plug; the loop returns [`Outcome::Unplug`].
     unplug: Option<Duration>,
-    framer: BoxFramer,
     line: Line,
-    ctx: Context,
     observers: Vec<Arc<dyn Observer>>,
     pub(crate) name: Arc<str>,
-    /// Received bytes not yet decoded.
-    rx: BytesMut,
     /// Encoding buffer, reused for every reply.
     tx: BytesMut,
-    /// Reply buffer, reused for every request.
-    replies: Replies,
     /// When bytes last arrived (for silence-delimited framing).
     last_rx: Instant,
-    /// A frame the framer completed on a gap of silence, waiting to be answered.
-    silence_frame: Option<Bytes>,
-    /// Encoded replies waiting to go out in one write (see [`Server::coalescing`]).
-    coalesced: BytesMut,
     /// Cancellation, control and the observers' interest, looked at only after they woke us.
     gates: Gates,
-    /// Whether an observer was watching when last asked (asked again when the watch gate opens).
-    watching: std::cell::Cell<bool>,
-    /// How much room the next read gets: small while requests are small, growing while reads
-    /// keep filling it (a client streaming data), back to small once they do not.
-    read_chunk: usize,
-    /// Whether the device answered the last request in [`Device::handle_now`].
-    answers_now: bool,
     /// Whether the transport can go to a lane now; `None`: this server is never lent.
     can_lend: Option<fn(&T) -> bool>,
     /// Replies a lane left for the task to deliver, and the first one's latency.
@@ -376,6 +386,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             can_lend: None,
             undelivered: None,
             panicked: None,
+            on_lane: false,
         }
     }
 
@@ -408,6 +419,7 @@ impl<D: Device, T: Transport> Server<D, T> {
         control: &mut Option<ControlRx>,
     ) -> Result<Outcome, ServeError> {
         self.unplug = None;
+        self.on_lane = false;
         // One cancellation future for the whole loop, and it and the control channel behind
         // gates: they are polled only after they woke the task, not on every pass (see `gate`).
         let future = std::pin::pin!(cancel.cancelled());
@@ -597,9 +609,10 @@ impl<D: Device, T: Transport> Server<D, T> {
         .await
     }
 
-    /// Whether any observer is watching now (asked again only after one said it may be).
+    /// Whether any observer is watching now (asked again only after one said it may be; on a
+    /// lane nobody is, or the port would have been recalled).
     fn watched(&self) -> bool {
-        if self.gates.take(Source::Watch) {
+        if !self.on_lane && self.gates.take(Source::Watch) {
             self.watching
                 .set(self.observers.iter().any(|o| o.is_watching()));
         }
@@ -741,13 +754,20 @@ impl<D: Device, T: Transport> Server<D, T> {
 
     /// Answer `frame` without waiting, if the device can ([`Device::handle_now`]); else give
     /// it back, as `Bytes`, for [`Device::handle`].
+    ///
+    /// On a lane, what made the port lendable holds until it is recalled (see
+    /// [`Server::ready_to_lend`]): nobody watching, no faults, the client at the line's baud
+    /// rate, no latency, nothing between replies and the line. None of it is looked at again
+    /// per request there.
     fn answer_now(&mut self, frame: Request<'_>) -> Result<Answered, Bytes> {
-        self.observe(|| Seen::Frame(Direction::Rx, frame.to_bytes()));
-        // Kept for per-command faults only (a reference count less per request otherwise).
-        self.request = (!self.faults.is_empty()).then(|| frame.to_bytes());
-        if !self.line.accepts_input(&self.ctx.settings()) {
-            debug!(port = %self.name, "client at the wrong baud rate: request not understood");
-            return Ok(Answered::Done);
+        if !self.on_lane {
+            self.observe(|| Seen::Frame(Direction::Rx, frame.to_bytes()));
+            // Kept for per-command faults only (a reference count less per request otherwise).
+            self.request = (!self.faults.is_empty()).then(|| frame.to_bytes());
+            if !self.line.accepts_input(&self.ctx.settings()) {
+                debug!(port = %self.name, "client at the wrong baud rate: request not understood");
+                return Ok(Answered::Done);
+            }
         }
         self.replies.clear();
         let Self {
@@ -788,16 +808,21 @@ impl<D: Device, T: Transport> Server<D, T> {
         if self.replies.is_empty() {
             return Answered::Done;
         }
-        let latency = self.line.config().latency.sample(self.ctx.rng());
+        let latency = if self.on_lane {
+            Duration::ZERO
+        } else {
+            self.line.config().latency.sample(self.ctx.rng())
+        };
         if latency.is_zero()
             && self.replies.as_slice().iter().all(|r| r.delay.is_zero())
-            && self.sends_directly()
+            && (self.on_lane || self.sends_directly())
         {
             // The common case: every reply goes out with the next write, encoded in place.
             let mut replies = std::mem::take(&mut self.replies);
-            for reply in replies.drain() {
-                self.send_directly(&reply);
+            for reply in replies.as_slice() {
+                self.send_directly(reply);
             }
+            replies.clear();
             self.replies = replies;
             return Answered::Done;
         }
@@ -1042,11 +1067,26 @@ impl<D: Device> Server<D, PtyPort> {
             self.on_event(event);
             return false;
         }
-        if !self.gates_quiet(control) {
+        // An observer's interest too: the lane does not look at it (see `watched`).
+        if !self.gates_quiet(control) || self.gates.is_open(Source::Watch) {
             return false;
         }
         self.io.leave_reactor();
+        self.on_lane = true;
         true
+    }
+
+    /// Trade each of the port's buffers that is empty for the lane's (see [`Scratch`]).
+    fn swap_empty(&mut self, scratch: &mut Scratch) {
+        if self.rx.is_empty() {
+            std::mem::swap(&mut self.rx, &mut scratch.rx);
+        }
+        if self.coalesced.is_empty() {
+            std::mem::swap(&mut self.coalesced, &mut scratch.tx);
+        }
+        if self.replies.is_empty() {
+            std::mem::swap(&mut self.replies, &mut scratch.replies);
+        }
     }
 
     /// Never lend this port again (its lane would not take it).
@@ -1055,10 +1095,8 @@ impl<D: Device> Server<D, PtyPort> {
     }
 
     /// One read on a lane, and what it brought served.
-    fn serve_read(&mut self) -> Turn {
-        // The port keeps its buffers while on the lane (they go back to the thread's spares
-        // when its task has it again): a few hundred bytes per busy port, against a borrow
-        // and a return per request.
+    fn serve_read(&mut self, recalled: &AtomicBool) -> Turn {
+        // Into the lane's buffer, most often (see `swap_empty`).
         if self.rx.capacity() - self.rx.len() < self.read_chunk / 2 {
             self.rx.reserve(self.read_chunk);
         }
@@ -1077,27 +1115,36 @@ impl<D: Device> Server<D, PtyPort> {
         };
         // Events learned while reading come before the frames just read (as in `run`), and
         // may change what the lane can do (the client's baud rate, a departure's clean-up).
+        // The session watcher's are looked at only if it (or anything else) recalled the port:
+        // it is on its way back to its task then, which answers what was read.
+        let recall = recalled.load(Ordering::Acquire);
         let mut events = false;
-        while let Some(event) = self.io.take_event() {
+        while let Some(event) = if recall {
+            self.io.take_event()
+        } else {
+            self.io.take_status_event()
+        } {
             self.on_event(event);
             events = true;
         }
-        if events && !self.quiet_now() {
+        if recall || (events && !self.quiet_now()) {
             return Turn::Leave;
         }
-        loop {
+        // (Nothing waits in `silence_frame` here: a port is lent without one, and leaves when
+        // it gets one.)
+        while !self.rx.is_empty() {
             // Where the framer can say, the request is answered where it lies in the buffer:
             // no `Bytes` cut out of it and dropped again per request.
-            let at = if self.silence_frame.is_none() && !self.rx.is_empty() {
-                self.framer.peek(&self.rx)
-            } else {
-                None
-            };
-            let answered = if let Some(at) = at {
+            let answered = if let Some(at) = self.framer.peek(&self.rx) {
                 let rx = std::mem::take(&mut self.rx);
                 let answered = self.answer_now(Request::InPlace(&rx[at.frame]));
                 self.rx = rx;
-                self.rx.advance(at.used);
+                if at.used == self.rx.len() {
+                    // The buffer's start stays where it is for the next read.
+                    self.rx.clear();
+                } else {
+                    self.rx.advance(at.used);
+                }
                 answered
             } else if let Some(frame) = self.next_frame() {
                 self.answer_now(Request::Cut(frame))
@@ -1146,18 +1193,27 @@ impl<D: Device> Lent for Server<D, PtyPort> {
         self.io.master()
     }
 
-    fn serve(&mut self) -> Step {
+    fn serve(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step {
+        self.swap_empty(scratch);
         // Read until the master is drained (the lane's epoll is edge-triggered); a client that
         // keeps it full (streaming) is served a few reads per turn, then the lane moves on and
         // comes back (`Busy`).
+        let mut step = Step::Busy;
         for _ in 0..READS_PER_TURN {
-            match self.serve_read() {
+            match self.serve_read(recalled) {
                 Turn::Again => {}
-                Turn::Done => return Step::Stay,
-                Turn::Leave => return Step::Leave,
+                Turn::Done => {
+                    step = Step::Stay;
+                    break;
+                }
+                Turn::Leave => {
+                    step = Step::Leave;
+                    break;
+                }
             }
         }
-        Step::Busy
+        self.swap_empty(scratch);
+        step
     }
 
     fn panicked(&mut self, message: String) {

@@ -33,15 +33,17 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Waker;
+use std::task::{Wake, Waker};
 
+use bytes::BytesMut;
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error};
 
+use crate::device::Replies;
 use crate::gate::WakerSlot;
 
 /// Ports served by one lane (one thread) at most. Many: lanes of 256 put four threads on a
@@ -57,7 +59,16 @@ pub(crate) trait Lent: Send + 'static {
     /// The descriptor the lane waits on.
     fn master(&self) -> BorrowedFd<'_>;
     /// Serve what the master has without waiting: whether the port stays on the lane.
-    fn serve(&mut self) -> Step;
+    ///
+    /// `recalled` is set once anything but the lane wants the port's task (see
+    /// [`Seat::recall`]): the port then goes back ([`Step::Leave`]) before answering
+    /// what it read, after taking the line events that came with it. While it is not set, no
+    /// source behind the task's wakers (control, cancellation, observers, the session watcher)
+    /// has anything new, so none of them need to be looked at per request.
+    ///
+    /// `scratch`: the lane's buffers, empty, to use in place of the port's own where those are
+    /// empty too (and to leave empty).
+    fn serve(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step;
     /// Serving panicked (a bug of ours: device panics are the port's own business); the port
     /// goes back to its task with this message, to stop there.
     fn panicked(&mut self, message: String);
@@ -72,6 +83,23 @@ pub(crate) enum Step {
     Busy,
     /// Goes back to its task.
     Leave,
+}
+
+/// Buffers a lane lends each port it serves, for the time of one [`Lent::serve`]: what it
+/// reads, the replies its device gives, what it writes.
+///
+/// Each port has buffers of its own, but on a fleet of hundreds they have gone cold by the
+/// port's next request; the lane's were used a moment ago. A port takes one of these only
+/// where its own is empty, and gives back an empty one (its own, or this one if it keeps what
+/// is left in it: a partial request, replies or bytes its task must deliver).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// Received bytes.
+    pub(crate) rx: BytesMut,
+    /// Encoded replies.
+    pub(crate) tx: BytesMut,
+    /// The device's replies.
+    pub(crate) replies: Replies,
 }
 
 /// A fleet's lanes, made as ports ask for seats. Clones share the lanes.
@@ -123,10 +151,17 @@ impl Lanes {
                 port: None,
                 watched: false,
             }),
+            recalled: AtomicBool::new(false),
             owner: WakerSlot::default(),
         });
         let index = lane.sit(chair.clone())?;
-        Some(Seat { chair, lane, index })
+        let recall = Waker::from(chair.clone());
+        Some(Seat {
+            chair,
+            lane,
+            index,
+            recall,
+        })
     }
 }
 
@@ -280,7 +315,7 @@ impl Lane {
 /// runtime's clock and may spawn on it).
 fn run(lane: &Lane) {
     let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
-    let mut batch: Vec<(Arc<dyn Serve>, epoll::EventData)> = Vec::with_capacity(EVENTS);
+    let mut scratch = Scratch::default();
     loop {
         events.clear();
         match epoll::wait(&lane.epoll, spare_capacity(&mut events), None) {
@@ -293,14 +328,19 @@ fn run(lane: &Lane) {
             }
         }
         {
+            // Served under the seats' lock, which only a port's first lending (`sit`) and its
+            // end (`leave`) take besides: no reference count touched and no list built per
+            // request. Serving never takes it (a device cannot sit or leave a seat from
+            // `handle_now`: seats are taken and left by ports' tasks).
             let seats = lock(&lane.seats);
-            batch.extend(events.iter().filter_map(|e| {
-                let token = usize::try_from(e.data.u64()).ok()?;
-                Some((seats.chairs.get(token)?.clone()?, e.data))
-            }));
-        }
-        for (chair, token) in batch.drain(..) {
-            chair.serve(lane.epoll.as_fd(), token);
+            for e in &events {
+                if let Some(Some(chair)) = usize::try_from(e.data.u64())
+                    .ok()
+                    .and_then(|token| seats.chairs.get(token))
+                {
+                    chair.serve(lane.epoll.as_fd(), e.data, &mut scratch);
+                }
+            }
         }
         if events.iter().any(|e| e.data.u64() == BELL) {
             let mut ring = [0u8; 8];
@@ -315,7 +355,7 @@ fn run(lane: &Lane) {
 /// A seat as the lane sees it: something to serve when its master is ready.
 trait Serve: Send + Sync {
     /// Serve the port if it is here (`token`: its seat's), giving it back if it must go.
-    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData);
+    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch);
     /// Give the port back, whatever it is doing.
     fn evict(&self, epoll: BorrowedFd<'_>);
 }
@@ -323,8 +363,23 @@ trait Serve: Send + Sync {
 /// Where a lent port sits.
 struct Chair<S> {
     held: Mutex<Held<S>>,
+    /// Set when something woke the port's task through [`Seat::recall`]; cleared when the task
+    /// takes the port back. Beside the lock, so that the lane looks at it for free.
+    recalled: AtomicBool,
     /// The port's task, woken when the lane gives the port back.
     owner: WakerSlot,
+}
+
+/// The recall waker ([`Seat::recall`]): mark the port wanted, wake its task.
+impl<S: Lent> Wake for Chair<S> {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.recalled.store(true, Ordering::Release);
+        self.owner.wake();
+    }
 }
 
 struct Held<S> {
@@ -348,7 +403,7 @@ impl<S: Lent> Held<S> {
 }
 
 impl<S: Lent> Serve for Chair<S> {
-    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData) {
+    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) {
         let mut held = lock(&self.held);
         if !held.watched {
             return;
@@ -356,29 +411,33 @@ impl<S: Lent> Serve for Chair<S> {
         let Some(port) = held.port.as_mut() else {
             return;
         };
-        let step = match std::panic::catch_unwind(AssertUnwindSafe(|| port.serve())) {
-            Ok(step) => step,
-            Err(panic) => {
-                port.panicked(crate::serve::panic_message(panic.as_ref()));
-                Step::Leave
-            }
-        };
-        match step {
-            Step::Stay => {}
-            Step::Busy => {
-                // Edge-triggered: no new edge comes for input already there, so ask again.
-                if let Err(e) = epoll::modify(epoll, port.master(), token, WATCH) {
-                    debug!(error = %e, "cannot re-arm a master: its port goes back to its task");
-                    held.unwatch(epoll);
-                    drop(held);
-                    self.owner.wake();
+        // Recalled: its task wants it and is on its way; the input is left for it.
+        let step = if self.recalled.load(Ordering::Acquire) {
+            Step::Leave
+        } else {
+            let recalled = &self.recalled;
+            match std::panic::catch_unwind(AssertUnwindSafe(|| port.serve(recalled, scratch))) {
+                Ok(step) => step,
+                Err(panic) => {
+                    port.panicked(crate::serve::panic_message(panic.as_ref()));
+                    Step::Leave
                 }
             }
-            Step::Leave => {
-                held.unwatch(epoll);
-                drop(held);
-                self.owner.wake();
-            }
+        };
+        let leave = match step {
+            Step::Stay => false,
+            // Edge-triggered: no new edge comes for input already there, so ask again.
+            Step::Busy => epoll::modify(epoll, port.master(), token, WATCH)
+                .inspect_err(|e| {
+                    debug!(error = %e, "cannot re-arm a master: its port goes back to its task");
+                })
+                .is_err(),
+            Step::Leave => true,
+        };
+        if leave {
+            held.unwatch(epoll);
+            drop(held);
+            self.owner.wake();
         }
     }
 
@@ -394,6 +453,8 @@ pub(crate) struct Seat<S: Lent> {
     chair: Arc<Chair<S>>,
     lane: Arc<Lane>,
     index: usize,
+    /// See [`Seat::recall`].
+    recall: Waker,
 }
 
 impl<S: Lent> std::fmt::Debug for Seat<S> {
@@ -405,10 +466,18 @@ impl<S: Lent> std::fmt::Debug for Seat<S> {
 }
 
 impl<S: Lent> Seat<S> {
-    /// Lend `port` to the lane until [`Seat::take_back`]; `owner` is woken if the lane gives
-    /// it back. `Err(port)` if its master cannot join the lane's epoll set.
-    pub(crate) fn lend(&self, port: Box<S>, owner: &Waker) -> Result<(), Box<S>> {
-        self.chair.owner.register(owner);
+    /// The waker to register, before lending, with every source the port's task waits on
+    /// (control, cancellation, observers, the session watcher): it wakes the task registered
+    /// with [`Seat::register`] and marks the port recalled, so that the lane gives it back
+    /// without serving it further and never has to look at those sources itself.
+    pub(crate) fn recall(&self) -> &Waker {
+        &self.recall
+    }
+
+    /// Lend `port` to the lane until [`Seat::take_back`]; the task registered with
+    /// [`Seat::register`] is woken if the lane gives it back. `Err(port)` if its master cannot
+    /// join the lane's epoll set.
+    pub(crate) fn lend(&self, port: Box<S>) -> Result<(), Box<S>> {
         // Held across the `add`: a lane that sees the master ready at once waits for the port.
         let mut held = lock(&self.chair.held);
         let token = epoll::EventData::new_u64(self.index as u64);
@@ -426,6 +495,8 @@ impl<S: Lent> Seat<S> {
     pub(crate) fn take_back(&self) -> Option<Box<S>> {
         let mut held = lock(&self.chair.held);
         held.unwatch(self.lane.epoll.as_fd());
+        // The task looks at all its sources before it lends the port again.
+        self.chair.recalled.store(false, Ordering::Relaxed);
         held.port.take()
     }
 

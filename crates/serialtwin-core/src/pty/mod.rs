@@ -127,13 +127,25 @@ impl SlaveProbe {
 /// Implements [`AsyncRead`], [`AsyncWrite`] and [`Transport`]. Reading yields the client's bytes
 /// with packet-mode headers stripped; line events are queued for [`Transport::poll_event`].
 #[derive(Debug)]
+#[repr(C)]
 pub struct PtyPort {
+    // Laid out as declared (`repr(C)`): what a lane reads for every request first (see
+    // `Server`'s layout).
     /// The master's registration with tokio's reactor, for reading only; `None` while a lane
     /// serves the port (see [`lane`]) and until the port's own task reads again. Declared
     /// before `master`, so that it is dropped (deregistered) before the descriptor is closed.
     reactor: Option<AsyncFd<RawMaster>>,
     /// The nonblocking master.
     master: OwnedFd,
+    /// A client changed the settings and [`CANARY`] must be set again once it is done (see
+    /// [`PtyPort::rearm_canary`]).
+    rearm_pending: bool,
+    /// We flushed the line ourselves; the status byte it causes is ours, not the client's.
+    own_flush: bool,
+    /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
+    sessions: Option<SessionLink>,
+    /// Line events read in-band (packet status bytes), not yet taken by the serving loop.
+    events: VecDeque<PortEvent>,
     /// A duplicate of the master registered for write readiness, only while a write waits for
     /// room. Registered for good, `EPOLLOUT` would wake the reactor each time the client reads
     /// a reply — one event per round trip for nothing, since the line nearly always has room.
@@ -143,20 +155,11 @@ pub struct PtyPort {
     slave: Arc<OwnedFd>,
     /// `/dev/pts/N`.
     path: PathBuf,
-    /// Line events read in-band (packet status bytes), not yet taken by the serving loop.
-    events: VecDeque<PortEvent>,
     /// The settings last reported.
     settings: LineSettings,
-    /// Client opens and closes, from the process-wide watcher (`None` if inotify failed).
-    sessions: Option<SessionLink>,
-    /// A client changed the settings and [`CANARY`] must be set again once it is done (see
-    /// [`PtyPort::rearm_canary`]).
-    rearm_pending: bool,
     /// While a write waits for a client that does not read: when to look again whether it is
     /// still there.
     write_recheck: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// We flushed the line ourselves; the status byte it causes is ours, not the client's.
-    own_flush: bool,
     /// Client bytes read while cleaning up after a departed client, kept because a newer
     /// client had opened by then (see [`PtyPort::drain_departed_input`]); read before the fd.
     carry: Vec<u8>,
@@ -444,6 +447,20 @@ impl PtyPort {
         self.sessions.as_ref().is_some_and(|s| s.open_count() > 0)
     }
 
+    /// Whether the port has reported a client's open and not yet its close: no look at the
+    /// watcher's shared counts (see [`SessionLink::reported_open`]). A close the port has not
+    /// taken yet is on its way to the serving loop (the watcher woke it, or on a lane recalled
+    /// it), which takes it before answering anything more.
+    fn client_reported(&self) -> bool {
+        self.sessions.as_ref().is_some_and(SessionLink::reported_open)
+    }
+
+    /// The next line event read in-band (a status byte), without the session watcher's: a lane
+    /// takes those only when the watcher recalled the port (see [`lane::Lent::serve`]).
+    pub(crate) fn take_status_event(&mut self) -> Option<PortEvent> {
+        self.events.pop_front()
+    }
+
     /// The line is full (about 18 KiB the client has not read). A real UART would go on
     /// sending into the void; here the bytes would wait for the next client. With no client
     /// there, drop them (report them written). With one, wait for it to read — but look again
@@ -600,9 +617,9 @@ impl PtyPort {
         if self.rearm_pending {
             self.rearm_canary();
         }
-        if self.sessions.is_some() && !self.has_client_now() {
-            // Data from a client we have not counted yet: bring the session count up to date
-            // so its `open` is reported before its first frame.
+        if self.sessions.is_some() && !self.client_reported() {
+            // Data from a client we have not reported yet: bring the session count up to
+            // date so its `open` is reported before its first frame.
             sessions::sync();
         }
         Packet::Data(n - 1)
@@ -629,8 +646,8 @@ impl PtyPort {
     }
 
     /// One read without waiting, for a lane: client bytes appended to `buf` (which must have
-    /// room), or the line events a status byte brought. One read per readiness report: a lane's
-    /// epoll is level-triggered and reports again what is left.
+    /// room), or the line events a status byte brought. Whether the read filled its room
+    /// (`full`) tells the lane, whose epoll is edge-triggered, to read again.
     pub(crate) fn read_now(&mut self, buf: &mut bytes::BytesMut) -> ReadNow {
         loop {
             let start = buf.len();
@@ -771,6 +788,11 @@ impl Transport for PtyPort {
     }
 
     fn client_present(&self) -> Option<bool> {
+        // Asked per reply: a client the port has reported present needs no look at the
+        // watcher's counts (see `client_reported`).
+        if self.client_reported() {
+            return Some(true);
+        }
         self.has_client()
     }
 }
