@@ -29,7 +29,7 @@ use crate::line::{Line, LineConfig};
 use crate::observe::{Direction, Observation, Observer, Seen};
 use crate::pty::PtyPort;
 use crate::pty::ReadNow;
-use crate::pty::lane::{Lent, Scratch, Step};
+use crate::pty::lane::{HOT, Lent, Scratch, Step};
 use crate::settings::{LineEvent, LineSettings, Session};
 use crate::spare::Spare;
 use crate::transport::{PortEvent, Transport};
@@ -294,8 +294,6 @@ pub(crate) struct Server<D, T> {
     /// Reply buffer, reused for every request.
     replies: Replies,
     framer: BoxFramer,
-    /// A frame the framer completed on a gap of silence, waiting to be answered.
-    silence_frame: Option<Bytes>,
     /// How much room the next read gets: small while requests are small, growing while reads
     /// keep filling it (a client streaming data), back to small once they do not.
     read_chunk: usize,
@@ -310,6 +308,8 @@ pub(crate) struct Server<D, T> {
     io: T,
     device: D,
     ctx: Context,
+    /// A frame the framer completed on a gap of silence, waiting to be answered.
+    silence_frame: Option<Bytes>,
     /// The injected faults.
     faults: Faults,
     /// The request being answered (for per-command faults); `None` while sending unprompted.
@@ -332,6 +332,14 @@ pub(crate) struct Server<D, T> {
     /// A panic seen on a lane, for the task to report.
     panicked: Option<String>,
 }
+
+/// What a lane touches per request fits the first three cache lines of a `Server` on a pty
+/// (checked when compiling: a field added in front has to earn its place).
+const _: () =
+    assert!(std::mem::offset_of!(Server<(), PtyPort>, io) + PtyPort::LANE_HOT <= LANE_HOT);
+
+/// See the layout of [`Server`] and [`Lent::hot`].
+const LANE_HOT: usize = 3 * 64;
 
 impl<D: Device, T: Transport> Server<D, T> {
     pub(crate) fn new(device: D, io: T, config: ServeConfig) -> Self {
@@ -1214,6 +1222,13 @@ impl<D: Device> Lent for Server<D, PtyPort> {
         }
         self.swap_empty(scratch);
         step
+    }
+
+    fn hot(&self) -> [usize; HOT] {
+        // The first lines of the state (see the layout of `Server`) and the framer.
+        let at = std::ptr::from_ref(self).addr();
+        let framer = std::ptr::from_ref::<dyn crate::framer::Framer>(&*self.framer);
+        [at, at + 64, at + 128, framer.cast::<u8>().addr()]
     }
 
     fn panicked(&mut self, message: String) {

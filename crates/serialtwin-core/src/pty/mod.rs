@@ -130,11 +130,8 @@ impl SlaveProbe {
 #[repr(C)]
 pub struct PtyPort {
     // Laid out as declared (`repr(C)`): what a lane reads for every request first (see
-    // `Server`'s layout).
-    /// The master's registration with tokio's reactor, for reading only; `None` while a lane
-    /// serves the port (see [`lane`]) and until the port's own task reads again. Declared
-    /// before `master`, so that it is dropped (deregistered) before the descriptor is closed.
-    reactor: Option<AsyncFd<RawMaster>>,
+    // `Server`'s layout). (`Drop` deregisters `reactor` before `master` is closed, whatever
+    // the order here.)
     /// The nonblocking master.
     master: OwnedFd,
     /// A client changed the settings and [`CANARY`] must be set again once it is done (see
@@ -146,6 +143,10 @@ pub struct PtyPort {
     sessions: Option<SessionLink>,
     /// Line events read in-band (packet status bytes), not yet taken by the serving loop.
     events: VecDeque<PortEvent>,
+    /// The master's registration with tokio's reactor, for reading only; `None` while a lane
+    /// serves the port (see [`lane`]) and until the port's own task reads again. Taken out
+    /// (deregistered) first when the port is dropped, before `master` is closed.
+    reactor: Option<AsyncFd<RawMaster>>,
     /// A duplicate of the master registered for write readiness, only while a write waits for
     /// room. Registered for good, `EPOLLOUT` would wake the reactor each time the client reads
     /// a reply — one event per round trip for nothing, since the line nearly always has room.
@@ -165,6 +166,19 @@ pub struct PtyPort {
     carry: Vec<u8>,
     /// Status bytes read at the same time, handled before anything else is read.
     deferred_status: Vec<u8>,
+}
+
+impl PtyPort {
+    /// How many bytes from its start hold what a lane reads per request (see the layout).
+    pub(crate) const LANE_HOT: usize =
+        std::mem::offset_of!(PtyPort, events) + std::mem::size_of::<VecDeque<PortEvent>>();
+}
+
+impl Drop for PtyPort {
+    fn drop(&mut self) {
+        // Deregister before the descriptor closes (see `register_master`).
+        self.reactor = None;
+    }
 }
 
 impl PtyPort {
@@ -452,7 +466,9 @@ impl PtyPort {
     /// taken yet is on its way to the serving loop (the watcher woke it, or on a lane recalled
     /// it), which takes it before answering anything more.
     fn client_reported(&self) -> bool {
-        self.sessions.as_ref().is_some_and(SessionLink::reported_open)
+        self.sessions
+            .as_ref()
+            .is_some_and(SessionLink::reported_open)
     }
 
     /// The next line event read in-band (a status byte), without the session watcher's: a lane
@@ -813,9 +829,10 @@ fn register_master(master: &OwnedFd) -> io::Result<AsyncFd<RawMaster>> {
     let raw = RawMaster(std::os::fd::AsRawFd::as_raw_fd(master));
     #[allow(unsafe_code)]
     // SAFETY: `raw` names `master`, a valid, open, nonblocking pty master owned by the
-    // `PtyPort` that keeps the returned `AsyncFd` in its `reactor` field. That field is declared
-    // before `master`, and is only ever set to `None` or replaced while `master` stays open, so
-    // the registration is dropped (deregistered) before the descriptor is closed; `raw` always
+    // `PtyPort` that keeps the returned `AsyncFd` in its `reactor` field. `PtyPort`'s `Drop`
+    // sets that field to `None` before its fields (`master` among them) are dropped, and it is
+    // otherwise only ever set to `None` or replaced while `master` stays open, so the
+    // registration is dropped (deregistered) before the descriptor is closed; `raw` always
     // returns the same descriptor.
     unsafe { AsyncFd::register_with_interest(raw, Interest::READABLE) }.map_err(io::Error::from)
 }
