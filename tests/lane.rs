@@ -254,6 +254,8 @@ async fn what_a_lane_cannot_do_is_done_by_the_task_in_order() {
     assert_eq!(read_line(&mut c).await, b"later\r\n");
     assert_eq!(read_line(&mut c).await, b"6\r\n");
     read_line(&mut c).await;
+    // Back on the lane once quiet.
+    let lane = back_on_the_lane(&mut c, &own).await;
     // A reply bigger than the line holds, to a client that reads it late: it arrives whole
     // (the lane leaves the rest to the task, which waits for room).
     c.write_all(b"BIG\r\nINC\r\n").await.unwrap();
@@ -267,12 +269,25 @@ async fn what_a_lane_cannot_do_is_done_by_the_task_in_order() {
     assert_eq!(&big[30_000..], b"\r\n");
     assert_eq!(read_line(&mut c).await, b"7\r\n");
     // And the port is back on its lane afterwards.
-    for _ in 0..3 {
-        ask(&mut c, b"INC\r\n").await;
-    }
-    let now = line(&ask(&mut c, b"WHO\r\n").await);
-    assert_ne!(now, own, "answered by the lane again, not the port's task");
+    assert_eq!(back_on_the_lane(&mut c, &own).await, lane);
     fleet.shutdown().await;
+}
+
+/// Ask until a request is answered by a lane rather than the port's own task (`own`, from
+/// `WHO`); which lane.
+async fn back_on_the_lane(c: &mut tokio_serial::SerialStream, own: &str) -> String {
+    let asking = async {
+        loop {
+            let who = line(&ask(c, b"WHO\r\n").await);
+            if who != own {
+                return who;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, asking)
+        .await
+        .expect("the port goes back on its lane")
 }
 
 /// A client that writes far more than one read takes, all at once: the lane reads until the

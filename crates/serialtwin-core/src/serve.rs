@@ -1175,18 +1175,7 @@ impl<D: Device> Server<D, PtyPort> {
                 }
             }
         }
-        if !self.coalesced.is_empty() {
-            match self.io.write_now(&self.coalesced) {
-                Ok(n) if n == self.coalesced.len() => self.coalesced.clear(),
-                Ok(n) => {
-                    // A full line: the task waits for room.
-                    self.coalesced.advance(n);
-                    return Turn::Leave;
-                }
-                // The task's write meets the error again, and ends the port with it.
-                Err(_) => return Turn::Leave,
-            }
-        }
+        // The replies wait in `coalesced` for `Lent::flush`, after the lane's batch.
         if more { Turn::Again } else { Turn::Done }
     }
 }
@@ -1209,6 +1198,13 @@ impl<D: Device> Lent for Server<D, PtyPort> {
         let mut step = Step::Busy;
         for _ in 0..READS_PER_TURN {
             match self.serve_read(recalled) {
+                // A client streaming requests: what this read's answered goes out before the
+                // next read (the rest of the batch need not wait for it, and the line keeps
+                // room). The last read's replies wait for the batch's writes (`flush`).
+                Turn::Again if self.has_output() && self.flush() == Step::Leave => {
+                    step = Step::Leave;
+                    break;
+                }
                 Turn::Again => {}
                 Turn::Done => {
                     step = Step::Stay;
@@ -1222,6 +1218,26 @@ impl<D: Device> Lent for Server<D, PtyPort> {
         }
         self.swap_empty(scratch);
         step
+    }
+
+    fn has_output(&self) -> bool {
+        !self.coalesced.is_empty()
+    }
+
+    fn flush(&mut self) -> Step {
+        match self.io.write_now(&self.coalesced) {
+            Ok(n) if n == self.coalesced.len() => {
+                self.coalesced.clear();
+                Step::Stay
+            }
+            Ok(n) => {
+                // A full line: the task waits for room.
+                self.coalesced.advance(n);
+                Step::Leave
+            }
+            // The task's write meets the error again, and ends the port with it.
+            Err(_) => Step::Leave,
+        }
     }
 
     fn hot(&self) -> [usize; HOT] {

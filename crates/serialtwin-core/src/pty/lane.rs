@@ -71,6 +71,11 @@ pub(crate) trait Lent: Send + 'static {
     /// `scratch`: the lane's buffers, empty, to use in place of the port's own where those are
     /// empty too (and to leave empty).
     fn serve(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step;
+    /// Whether replies wait to be written ([`Lent::flush`]).
+    fn has_output(&self) -> bool;
+    /// Write the replies [`Lent::serve`] left, without waiting: [`Step::Leave`] if the line
+    /// would not take them all (the task waits for room) or failed.
+    fn flush(&mut self) -> Step;
     /// Where the state a request touches lies: the addresses of the memory [`Lent::serve`]
     /// reads first, for the lane to fetch into the cache while it serves the port before.
     fn hot(&self) -> [usize; HOT];
@@ -322,6 +327,7 @@ impl Lane {
 fn run(lane: &Lane) {
     let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
     let mut scratch = Scratch::default();
+    let mut written: Vec<usize> = Vec::with_capacity(EVENTS);
     loop {
         events.clear();
         match epoll::wait(&lane.epoll, spare_capacity(&mut events), None) {
@@ -354,8 +360,18 @@ fn run(lane: &Lane) {
                 if let Some(next) = chair(i + 1) {
                     next.prefetch_port();
                 }
+                if let Some(chair) = chair(i)
+                    && chair.serve(lane.epoll.as_fd(), e.data, &mut scratch)
+                {
+                    written.push(i);
+                }
+            }
+            // Every reply of the batch written after all its requests were read, back to back
+            // (as the kernel's flip-buffer worker likes them: woken once for many, not once
+            // per reply when a read and an answer come between two writes).
+            for i in written.drain(..) {
                 if let Some(chair) = chair(i) {
-                    chair.serve(lane.epoll.as_fd(), e.data, &mut scratch);
+                    chair.flush(lane.epoll.as_fd());
                 }
             }
         }
@@ -372,7 +388,10 @@ fn run(lane: &Lane) {
 /// A seat as the lane sees it: something to serve when its master is ready.
 trait Serve: Send + Sync {
     /// Serve the port if it is here (`token`: its seat's), giving it back if it must go.
-    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch);
+    /// Whether it has replies to write ([`Serve::flush`], after the rest of the batch).
+    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) -> bool;
+    /// Write the replies [`Serve::serve`] left, if the port is still here.
+    fn flush(&self, epoll: BorrowedFd<'_>);
     /// Give the port back, whatever it is doing.
     fn evict(&self, epoll: BorrowedFd<'_>);
     /// Fetch the chair's own cache line (its lock).
@@ -430,6 +449,13 @@ struct Held<S> {
     watched: bool,
 }
 
+/// Out of the epoll set, and its task told to take it.
+fn give_back<S: Lent>(mut held: MutexGuard<'_, Held<S>>, epoll: BorrowedFd<'_>, owner: &WakerSlot) {
+    held.unwatch(epoll);
+    drop(held);
+    owner.wake();
+}
+
 impl<S: Lent> Held<S> {
     /// Out of the epoll set (the port stays here until its task takes it).
     fn unwatch(&mut self, epoll: BorrowedFd<'_>) {
@@ -444,13 +470,13 @@ impl<S: Lent> Held<S> {
 }
 
 impl<S: Lent> Serve for Chair<S> {
-    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) {
+    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) -> bool {
         let mut held = lock(&self.held);
         if !held.watched {
-            return;
+            return false;
         }
         let Some(port) = held.port.as_mut() else {
-            return;
+            return false;
         };
         // Recalled: its task wants it and is on its way; the input is left for it.
         let step = if self.recalled.load(Ordering::Acquire) {
@@ -476,9 +502,23 @@ impl<S: Lent> Serve for Chair<S> {
             Step::Leave => true,
         };
         if leave {
-            held.unwatch(epoll);
-            drop(held);
-            self.owner.wake();
+            // What it has to write, its task writes.
+            give_back(held, epoll, &self.owner);
+            return false;
+        }
+        port.has_output()
+    }
+
+    fn flush(&self, epoll: BorrowedFd<'_>) {
+        let mut held = lock(&self.held);
+        if !held.watched {
+            return;
+        }
+        if let Some(port) = held.port.as_mut()
+            && port.has_output()
+            && port.flush() == Step::Leave
+        {
+            give_back(held, epoll, &self.owner);
         }
     }
 
