@@ -1084,13 +1084,11 @@ impl<D: Device> Server<D, PtyPort> {
         true
     }
 
-    /// Trade each of the port's buffers that is empty for the lane's (see [`Scratch`]).
+    /// Trade the port's receive and reply buffers, where empty, for the lane's (see
+    /// [`Scratch`]).
     fn swap_empty(&mut self, scratch: &mut Scratch) {
         if self.rx.is_empty() {
             std::mem::swap(&mut self.rx, &mut scratch.rx);
-        }
-        if self.coalesced.is_empty() {
-            std::mem::swap(&mut self.coalesced, &mut scratch.tx);
         }
         if self.replies.is_empty() {
             std::mem::swap(&mut self.replies, &mut scratch.replies);
@@ -1192,6 +1190,11 @@ impl<D: Device> Lent for Server<D, PtyPort> {
 
     fn serve(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step {
         self.swap_empty(scratch);
+        if self.coalesced.is_empty() {
+            // The port's own buffer (it has one only if its task wrote last) is not kept:
+            // a lent port holds none, and the lane's pool lends it a warm one.
+            self.coalesced = scratch.take_tx();
+        }
         // Read until the master is drained (the lane's epoll is edge-triggered); a client that
         // keeps it full (streaming) is served a few reads per turn, then the lane moves on and
         // comes back (`Busy`).
@@ -1201,7 +1204,7 @@ impl<D: Device> Lent for Server<D, PtyPort> {
                 // A client streaming requests: what this read's answered goes out before the
                 // next read (the rest of the batch need not wait for it, and the line keeps
                 // room). The last read's replies wait for the batch's writes (`flush`).
-                Turn::Again if self.has_output() && self.flush() == Step::Leave => {
+                Turn::Again if self.has_output() && self.flush(scratch) == Step::Leave => {
                     step = Step::Leave;
                     break;
                 }
@@ -1217,6 +1220,9 @@ impl<D: Device> Lent for Server<D, PtyPort> {
             }
         }
         self.swap_empty(scratch);
+        if self.coalesced.is_empty() {
+            scratch.give_tx(std::mem::take(&mut self.coalesced));
+        }
         step
     }
 
@@ -1224,10 +1230,10 @@ impl<D: Device> Lent for Server<D, PtyPort> {
         !self.coalesced.is_empty()
     }
 
-    fn flush(&mut self) -> Step {
+    fn flush(&mut self, scratch: &mut Scratch) -> Step {
         match self.io.write_now(&self.coalesced) {
             Ok(n) if n == self.coalesced.len() => {
-                self.coalesced.clear();
+                scratch.give_tx(std::mem::take(&mut self.coalesced));
                 Step::Stay
             }
             Ok(n) => {

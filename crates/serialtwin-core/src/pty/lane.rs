@@ -74,8 +74,9 @@ pub(crate) trait Lent: Send + 'static {
     /// Whether replies wait to be written ([`Lent::flush`]).
     fn has_output(&self) -> bool;
     /// Write the replies [`Lent::serve`] left, without waiting: [`Step::Leave`] if the line
-    /// would not take them all (the task waits for room) or failed.
-    fn flush(&mut self) -> Step;
+    /// would not take them all (the task waits for room) or failed. The buffer goes back to
+    /// `scratch` once written.
+    fn flush(&mut self, scratch: &mut Scratch) -> Step;
     /// Where the state a request touches lies: the addresses of the memory [`Lent::serve`]
     /// reads first, for the lane to fetch into the cache while it serves the port before.
     fn hot(&self) -> [usize; HOT];
@@ -95,21 +96,37 @@ pub(crate) enum Step {
     Leave,
 }
 
-/// Buffers a lane lends each port it serves, for the time of one [`Lent::serve`]: what it
-/// reads, the replies its device gives, what it writes.
+/// Buffers a lane lends each port it serves: what it reads and the replies its device gives
+/// for the time of one [`Lent::serve`], what it writes until [`Lent::flush`].
 ///
 /// Each port has buffers of its own, but on a fleet of hundreds they have gone cold by the
-/// port's next request; the lane's were used a moment ago. A port takes one of these only
-/// where its own is empty, and gives back an empty one (its own, or this one if it keeps what
-/// is left in it: a partial request, replies or bytes its task must deliver).
+/// port's next request; the lane's were used a moment ago. A port takes the receive and reply
+/// buffers only where its own are empty, and gives back an empty one (its own, or the lane's
+/// if it keeps what is left in it: a partial request, or replies its task must deliver).
+/// Encoded replies wait for the batch's writes, so a batch needs one buffer per port that
+/// answered: those come from a pool, and go back to it once written.
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     /// Received bytes.
     pub(crate) rx: BytesMut,
-    /// Encoded replies.
-    pub(crate) tx: BytesMut,
     /// The device's replies.
     pub(crate) replies: Replies,
+    /// Empty buffers for encoded replies, the most recently used last.
+    tx: Vec<BytesMut>,
+}
+
+impl Scratch {
+    /// An empty buffer for encoded replies (a new one if the pool is empty: it grows as it is
+    /// written to).
+    pub(crate) fn take_tx(&mut self) -> BytesMut {
+        self.tx.pop().unwrap_or_default()
+    }
+
+    /// Put back a buffer from [`Scratch::take_tx`] (cleared).
+    pub(crate) fn give_tx(&mut self, mut buf: BytesMut) {
+        buf.clear();
+        self.tx.push(buf);
+    }
 }
 
 /// A fleet's lanes, made as ports ask for seats. Clones share the lanes.
@@ -371,7 +388,7 @@ fn run(lane: &Lane) {
             // per reply when a read and an answer come between two writes).
             for i in written.drain(..) {
                 if let Some(chair) = chair(i) {
-                    chair.flush(lane.epoll.as_fd());
+                    chair.flush(lane.epoll.as_fd(), &mut scratch);
                 }
             }
         }
@@ -391,7 +408,7 @@ trait Serve: Send + Sync {
     /// Whether it has replies to write ([`Serve::flush`], after the rest of the batch).
     fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) -> bool;
     /// Write the replies [`Serve::serve`] left, if the port is still here.
-    fn flush(&self, epoll: BorrowedFd<'_>);
+    fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch);
     /// Give the port back, whatever it is doing.
     fn evict(&self, epoll: BorrowedFd<'_>);
     /// Fetch the chair's own cache line (its lock).
@@ -509,14 +526,14 @@ impl<S: Lent> Serve for Chair<S> {
         port.has_output()
     }
 
-    fn flush(&self, epoll: BorrowedFd<'_>) {
+    fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch) {
         let mut held = lock(&self.held);
         if !held.watched {
             return;
         }
         if let Some(port) = held.port.as_mut()
             && port.has_output()
-            && port.flush() == Step::Leave
+            && port.flush(scratch) == Step::Leave
         {
             give_back(held, epoll, &self.owner);
         }
