@@ -11,13 +11,15 @@
 //! port whose device answers synchronously ([`Device::handle_now`]) and has nothing else going
 //! on — no faults, pacing, latency, observers, silence-framed protocol, read-ahead or blocked
 //! write — is *lent* to a lane by its task: the master leaves tokio's reactor and joins the
-//! lane's set, and the lane reads, decodes, answers, encodes and writes in one call per ready
-//! master ([`Lent::serve`]), many masters per wake-up. The port's task sleeps meanwhile and
-//! takes the port back:
+//! lane's set. For each batch of ready masters the lane reads, decodes, answers and encodes
+//! ([`Lent::serve`]), then writes all the batch's replies back to back ([`Lent::flush`]). The
+//! port's task sleeps meanwhile and takes the port back:
 //! - when the lane gives it back: the port needs something only its task does (an asynchronous
 //!   handler, delayed replies, a full line, end of input, a panic to report);
 //! - when anything else wakes it: a control command, an observer subscribing, cancellation, a
-//!   client opening or closing the port.
+//!   client opening or closing the port. Those sources wake it through the seat's *recall*
+//!   waker ([`Seat::recall`]), which also tells the lane to stop serving the port, so the lane
+//!   never looks at them itself.
 //!
 //! So the task stays where everything but the common case is handled, exactly as before; the
 //! lane is a fast path, not a second serving loop. The hand-over is one mutex per port
