@@ -124,12 +124,18 @@ impl Scratch {
         self.tx.pop().unwrap_or_default()
     }
 
-    /// Put back a buffer from [`Scratch::take_tx`] (cleared).
+    /// Put back a buffer from [`Scratch::take_tx`] (cleared). One that grew beyond
+    /// [`POOLED_MAX`] for a big reply is freed instead: the pool holds up to a batch's worth.
     pub(crate) fn give_tx(&mut self, mut buf: BytesMut) {
-        buf.clear();
-        self.tx.push(buf);
+        if buf.capacity() <= POOLED_MAX && self.tx.len() < EVENTS {
+            buf.clear();
+            self.tx.push(buf);
+        }
     }
 }
+
+/// The largest encode buffer a lane's pool keeps.
+const POOLED_MAX: usize = 4096;
 
 /// A fleet's lanes, made as ports ask for seats. Clones share the lanes.
 ///
@@ -634,4 +640,37 @@ impl<S: Lent> Drop for Seat<S> {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_encode_pool_lends_back_the_last_buffer_given_and_frees_big_ones() {
+        let mut scratch = Scratch::default();
+        assert_eq!(
+            scratch.take_tx().capacity(),
+            0,
+            "an empty pool lends a new buffer"
+        );
+        let mut small = BytesMut::with_capacity(256);
+        small.extend_from_slice(b"written");
+        let at = small.as_ptr();
+        scratch.give_tx(small);
+        let again = scratch.take_tx();
+        assert!(again.is_empty(), "given back cleared");
+        assert_eq!(again.as_ptr(), at, "the same (warm) buffer");
+        scratch.give_tx(again);
+        scratch.give_tx(BytesMut::with_capacity(POOLED_MAX + 1));
+        assert_eq!(
+            scratch.tx.len(),
+            1,
+            "a buffer grown for a big reply is freed"
+        );
+        for _ in 0..2 * EVENTS {
+            scratch.give_tx(BytesMut::with_capacity(64));
+        }
+        assert_eq!(scratch.tx.len(), EVENTS, "at most a batch's worth is kept");
+    }
 }
