@@ -100,7 +100,6 @@ impl SessionLink {
         }
     }
 
-    /// How many client descriptors the watcher currently counts as open.
     /// Whether the port has reported a session that it has not reported ended: what it knows
     /// without looking at the watcher's counts (shared, so a cache miss per look on a busy
     /// fleet). Behind the watcher's counts by the notes not yet taken.
@@ -108,6 +107,7 @@ impl SessionLink {
         self.seen_opened != self.seen_closed
     }
 
+    /// How many client descriptors the watcher currently counts as open.
     pub(crate) fn open_count(&self) -> u32 {
         self.state.open_count.load(Ordering::SeqCst)
     }
