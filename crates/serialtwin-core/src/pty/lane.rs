@@ -617,7 +617,9 @@ impl<S: Lent> Seat<S> {
     pub(crate) fn take_back(&self) -> Option<Box<S>> {
         let mut held = lock(&self.chair.held);
         held.unwatch(self.lane.epoll.as_fd());
-        // The task looks at all its sources before it lends the port again.
+        // The task looks at all its sources before it lends the port again. (A source that
+        // still holds the recall waker and fires while the task has the port sets the flag
+        // again: the lane then gives the port back once more at the next lending, harmlessly.)
         self.chair.recalled.store(false, Ordering::Relaxed);
         for hint in &self.chair.hot {
             hint.store(0, Ordering::Relaxed);
