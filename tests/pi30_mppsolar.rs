@@ -611,13 +611,15 @@ for baud in (9600, 2400):
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mppsolar_reopening_for_20_commands_with_baud_checking_gets_every_answer() {
+async fn mppsolar_reopening_for_100_commands_with_baud_checking_gets_every_answer() {
+    // mppsolar reopens the port for every command, on a paced line: no answer may be lost to
+    // the session hygiene between two opens, nor be one meant for the previous command.
     let fleet = Fleet::new();
     let port = spawn_with(&fleet, "reopen", |_| {});
     let commands = [
-        "QPI", "QID", "QMOD", "QPIWS", "QFLAG", "QMN", "QGMN", "QBOOT", "QOPM", "QVFW", "QPI",
-        "QID", "QMOD", "QPIWS", "QFLAG", "QMN", "QGMN", "QBOOT", "QOPM", "QVFW",
-    ];
+        "QPI", "QID", "QMOD", "QPIWS", "QFLAG", "QMN", "QGMN", "QBOOT", "QOPM", "QVFW",
+    ]
+    .repeat(10);
     let answers = mppsolar(port.pty(), "PI30", &commands, "serial").await;
     for (v, c) in answers.iter().zip(&commands) {
         assert_clean(v, c);

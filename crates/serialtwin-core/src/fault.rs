@@ -41,10 +41,18 @@ impl FaultKind {
     /// A message naming what was not understood.
     pub fn parse(s: &str) -> Result<Self, String> {
         let ms = |v: &str| {
-            v.trim_end_matches("ms")
+            let ms = v
+                .trim_end_matches("ms")
                 .parse::<u64>()
                 .map(Duration::from_millis)
-                .map_err(|_| format!("bad duration {v:?} in fault {s:?} (milliseconds)"))
+                .map_err(|_| format!("bad duration {v:?} in fault {s:?} (milliseconds)"))?;
+            if ms > crate::control::MAX_DURATION {
+                return Err(format!(
+                    "duration {v:?} in fault {s:?} is longer than the most a fault takes ({}h)",
+                    crate::control::MAX_DURATION.as_secs() / 3600
+                ));
+            }
+            Ok(ms)
         };
         Ok(match s.split_once(':') {
             None => match s {

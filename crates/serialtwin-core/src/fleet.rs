@@ -22,7 +22,7 @@ use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::pty::lane::{Lanes, Seat};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::serve::{Control, ControlRx, Outcome, ServeConfig, ServeError, Server};
+use crate::serve::{Control, ControlRx, Order, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.
 const OBSERVATION_BACKLOG: usize = 256;
@@ -59,6 +59,17 @@ pub enum FleetError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why a port did not carry out a [`PortHandle::command`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The port has stopped.
+    #[error("the port has stopped")]
+    Stopped,
+    /// The port refused the command, for this reason.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// How to put one device on a port: where the port appears, plus how it is served.
@@ -116,7 +127,7 @@ pub struct PortHandle {
     plugged: Arc<Mutex<Plugged>>,
     link: Option<PathBuf>,
     observations: Broadcast,
-    control: mpsc::Sender<Box<Control>>,
+    control: mpsc::Sender<Box<Order>>,
     stop: CancellationToken,
     done: CancellationToken,
 }
@@ -168,7 +179,39 @@ impl PortHandle {
     /// # Errors
     /// If the port has stopped.
     pub async fn control(&self, command: Control) -> Result<(), Control> {
-        self.control.send(Box::new(command)).await.map_err(|e| *e.0)
+        let order = Order {
+            control: command,
+            done: None,
+        };
+        self.control
+            .send(Box::new(order))
+            .await
+            .map_err(|e| e.0.control)
+    }
+
+    /// Send a command and wait until the port has carried it out or refused it. A port
+    /// obeys whatever it is doing — serving, sending a paced or delayed reply, blocked on a
+    /// client that does not read, unplugged — so this waits only for the port's turn on its
+    /// thread; callers that must answer in bounded time wrap it in a timeout.
+    ///
+    /// # Errors
+    /// [`CommandError::Stopped`] if the port has stopped, [`CommandError::Refused`] with the
+    /// reason if it refused (a value the device does not take, a frame for a client that does
+    /// not read or is unplugged).
+    pub async fn command(&self, command: Control) -> Result<(), CommandError> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let order = Order {
+            control: command,
+            done: Some(done),
+        };
+        self.control
+            .send(Box::new(order))
+            .await
+            .map_err(|_| CommandError::Stopped)?;
+        outcome
+            .await
+            .map_err(|_| CommandError::Stopped)?
+            .map_err(CommandError::Refused)
     }
 
     /// A probe on the current line from the client's side; `None` while the port is
@@ -401,7 +444,7 @@ async fn run_port<D: Device>(
     slot: Option<LinkSlot>,
     plugged: Arc<Mutex<Plugged>>,
     stop: CancellationToken,
-    control: mpsc::Receiver<Box<Control>>,
+    control: mpsc::Receiver<Box<Order>>,
     done: CancellationToken,
     lanes: Option<Lanes>,
 ) {
@@ -450,7 +493,13 @@ async fn run_port<D: Device>(
                 break;
             }
         };
-        if !unplug_and_replug(&mut server, &options, slot.as_mut(), &plugged, &stop, after).await {
+        let unplugged = Unplugged {
+            options: &options,
+            slot: slot.as_mut(),
+            plugged: &plugged,
+            stop: &stop,
+        };
+        if !unplugged.replug(&mut server, &mut control, after).await {
             break;
         }
     }
@@ -508,56 +557,106 @@ async fn lend<D: Device>(
     .await
 }
 
-/// Close the pty (clients see a hangup), remove the link, wait, and come back on a new pty.
-/// Returns false if the port should stop instead.
-async fn unplug_and_replug<D: Device>(
-    server: &mut Server<D, PtyPort>,
-    options: &PtyOptions,
-    mut slot: Option<&mut LinkSlot>,
-    plugged: &Mutex<Plugged>,
-    stop: &CancellationToken,
-    after: Duration,
-) -> bool {
-    let name = server.name.clone();
-    info!(port = %name, after_ms = after.as_millis(), "unplugged");
-    // A placeholder pty takes the old one's place inside the server while unplugged.
-    let placeholder = match PtyPort::open(options) {
-        Ok(p) => p,
-        Err(e) => {
-            error!(port = %name, error = %e, "cannot unplug: no pty for the placeholder");
+/// What a port needs to be unplugged and plugged back in.
+struct Unplugged<'a> {
+    options: &'a PtyOptions,
+    slot: Option<&'a mut LinkSlot>,
+    plugged: &'a Mutex<Plugged>,
+    stop: &'a CancellationToken,
+}
+
+impl Unplugged<'_> {
+    /// Close the pty (clients see a hangup), remove the link, wait, and come back on a new pty.
+    /// Control commands are obeyed meanwhile: values, faults and clearing them take effect on
+    /// the device at once, a frame to send is refused (nobody is connected), and another
+    /// unplug sets when the port comes back. Returns false if the port should stop instead.
+    async fn replug<D: Device>(
+        mut self,
+        server: &mut Server<D, PtyPort>,
+        control: &mut Option<ControlRx>,
+        after: Duration,
+    ) -> bool {
+        let name = server.name.clone();
+        info!(port = %name, after_ms = after.as_millis(), "unplugged");
+        // A placeholder pty takes the old one's place inside the server while unplugged.
+        let placeholder = match PtyPort::open(self.options) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(port = %name, error = %e, "cannot unplug: no pty for the placeholder");
+                return false;
+            }
+        };
+        // The port is gone before anyone can see the hangup: whoever reacts to it finds no
+        // link and an unplugged port, never the dying pty.
+        self.plugged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pty = None;
+        if let Some(slot) = self.slot.as_deref_mut()
+            && let Err(e) = slot.unlink()
+        {
+            error!(port = %name, error = %e, "cannot remove link while unplugged");
+        }
+        // Dropping the old pty closes its master and our slave: the client sees a hangup.
+        drop(server.replug(placeholder));
+        let back = tokio::time::sleep(after);
+        let mut back = std::pin::pin!(back);
+        loop {
+            let order = tokio::select! {
+                () = self.stop.cancelled() => return false,
+                () = back.as_mut() => break,
+                order = next_order(control) => order,
+            };
+            match order {
+                None => *control = None,
+                Some(Order {
+                    control: Control::SendFrame(_) | Control::SendRaw(_),
+                    done,
+                }) => {
+                    if let Some(done) = done {
+                        let _ = done.send(Err("port is unplugged".to_owned()));
+                    }
+                }
+                Some(Order {
+                    control: Control::Unplug(later),
+                    done,
+                }) => {
+                    info!(port = %name, after_ms = later.as_millis(), "unplugged for longer");
+                    back.as_mut().reset(tokio::time::Instant::now() + later);
+                    if let Some(done) = done {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                Some(order) => server.obey(order),
+            }
+        }
+        let port = match PtyPort::open(self.options) {
+            Ok(p) => p,
+            Err(e) => {
+                error!(port = %name, error = %e, "cannot plug back in");
+                return false;
+            }
+        };
+        if let Some(slot) = self.slot
+            && let Err(e) = slot.point_to(port.path())
+        {
+            error!(port = %name, error = %e, "cannot re-point link");
             return false;
         }
-    };
-    // The port is gone before anyone can see the hangup: whoever reacts to it finds no link
-    // and an unplugged port, never the dying pty.
-    plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
-    if let Some(slot) = slot.as_deref_mut()
-        && let Err(e) = slot.unlink()
-    {
-        error!(port = %name, error = %e, "cannot remove link while unplugged");
+        info!(port = %name, pty = %port.path().display(), "plugged back in");
+        self.plugged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pty = Some((port.path().to_owned(), port.probe()));
+        drop(server.replug(port));
+        true
     }
-    // Dropping the old pty closes its master and our slave: the client sees a hangup.
-    drop(server.replug(placeholder));
-    tokio::select! {
-        () = stop.cancelled() => return false,
-        () = tokio::time::sleep(after) => {}
+}
+
+/// The next control command, or `None` once the channel closed; never, without a channel.
+async fn next_order(control: &mut Option<ControlRx>) -> Option<Order> {
+    match control {
+        Some(rx) => std::future::poll_fn(|cx| rx.poll_recv(cx)).await,
+        None => std::future::pending().await,
     }
-    let port = match PtyPort::open(options) {
-        Ok(p) => p,
-        Err(e) => {
-            error!(port = %name, error = %e, "cannot plug back in");
-            return false;
-        }
-    };
-    if let Some(slot) = slot
-        && let Err(e) = slot.point_to(port.path())
-    {
-        error!(port = %name, error = %e, "cannot re-point link");
-        return false;
-    }
-    info!(port = %name, pty = %port.path().display(), "plugged back in");
-    plugged.lock().unwrap_or_else(PoisonError::into_inner).pty =
-        Some((port.path().to_owned(), port.probe()));
-    drop(server.replug(port));
-    true
 }

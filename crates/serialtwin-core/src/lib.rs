@@ -45,7 +45,7 @@ pub mod transport;
 pub use crate::clock::SimClock;
 pub use crate::device::{Context, Device, Replies, Reply};
 pub use crate::fault::{FaultKind, FaultRule, Faults, When};
-pub use crate::fleet::{Fleet, FleetError, PortHandle, PortSpec};
+pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec};
 pub use crate::framer::{
     BoxFramer, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
 };

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -14,6 +15,10 @@ use crate::settings::{CharFormat, LineSettings};
 
 /// Longest batch of paced bytes released at once: pacing stays exact at 115200 baud too.
 const PACING_BATCH: Duration = Duration::from_millis(2);
+
+/// A UART line's default [`LineConfig::frame_timeout`]: long enough for a person typing a
+/// command into a terminal, far longer than any program takes between the bytes of one write.
+pub const UART_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a device waits before it starts to answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -76,6 +81,11 @@ pub struct LineConfig {
     pub pace: bool,
     /// Time before the first byte of an answer.
     pub latency: Latency,
+    /// How long the device's UART keeps a partial request: bytes of an incomplete frame older
+    /// than this are discarded when new bytes arrive, as UART firmware resets its receive
+    /// buffer after a gap (a client killed half-way through a request must not spoil the next
+    /// client's). `None`: kept however old (a plain port).
+    pub frame_timeout: Option<Duration>,
 }
 
 impl LineConfig {
@@ -88,6 +98,7 @@ impl LineConfig {
             mismatch: Mismatch::Garbage,
             pace: true,
             latency: Latency::None,
+            frame_timeout: Some(UART_FRAME_TIMEOUT),
         }
     }
 
@@ -130,7 +141,8 @@ impl Line {
         !(self.config.mismatched(settings) && self.config.mismatch == Mismatch::Silence)
     }
 
-    /// Send `bytes` (an encoded reply) to `io` as the wire would, given the client's `settings`.
+    /// Send `bytes` (an encoded reply) to `io` as the wire would, given the client's `settings`:
+    /// each piece of [`Line::schedule`] written at its time.
     ///
     /// # Errors
     /// Any I/O error writing to `io`.
@@ -141,24 +153,49 @@ impl Line {
         settings: &LineSettings,
         rng: &mut fastrand::Rng,
     ) -> std::io::Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
+        let mut pieces = Vec::new();
+        self.schedule(
+            Bytes::copy_from_slice(bytes),
+            settings,
+            rng,
+            Instant::now(),
+            |at, piece| pieces.push((at, piece)),
+        );
+        for (at, piece) in pieces {
+            tokio::time::sleep_until(at).await;
+            io.write_all(&piece).await?;
+            io.flush().await?;
         }
-        let garbage;
+        Ok(())
+    }
+
+    /// What the wire makes of `bytes` (an encoded reply) for a client at `settings`, as pieces
+    /// each to be written at its instant, handed to `piece` in order: nothing when the device is
+    /// not understood at that speed, garbage when it is at the wrong one, and with pacing, batches
+    /// released as their last bit would leave the wire, starting when the wire is free (after
+    /// `now` and after what was scheduled before). Without pacing, one piece at `now`.
+    pub fn schedule(
+        &mut self,
+        bytes: Bytes,
+        settings: &LineSettings,
+        rng: &mut fastrand::Rng,
+        now: Instant,
+        mut piece: impl FnMut(Instant, Bytes),
+    ) {
+        if bytes.is_empty() {
+            return;
+        }
         let bytes = if self.config.mismatched(settings) {
             match self.config.mismatch {
-                Mismatch::Silence | Mismatch::Ignore => return Ok(()),
-                Mismatch::Garbage => {
-                    garbage = garble(bytes, rng);
-                    &garbage[..]
-                }
+                Mismatch::Silence | Mismatch::Ignore => return,
+                Mismatch::Garbage => Bytes::from(garble(&bytes, rng)),
             }
         } else {
             bytes
         };
         if !self.config.pace {
-            io.write_all(bytes).await?;
-            return io.flush().await;
+            piece(now, bytes);
+            return;
         }
         // The device's own speed and format: a client's choice of stop bits does not change
         // how fast the device's UART sends.
@@ -171,20 +208,21 @@ impl Line {
         let per_batch = usize::try_from(PACING_BATCH.as_nanos() / per_byte.as_nanos().max(1))
             .unwrap_or(1)
             .max(1);
-        let now = Instant::now();
         let start = self.busy_until.filter(|&t| t > now).unwrap_or(now);
         let mut sent = 0usize;
-        for chunk in bytes.chunks(per_batch) {
-            let done = sent + chunk.len();
+        while sent < bytes.len() {
+            let done = (sent + per_batch).min(bytes.len());
             // A byte leaves once its last bit has been on the wire.
             let due = start + per_byte * u32::try_from(done).unwrap_or(u32::MAX);
-            tokio::time::sleep_until(due).await;
-            io.write_all(chunk).await?;
-            io.flush().await?;
+            piece(due, bytes.slice(sent..done));
             sent = done;
             self.busy_until = Some(due);
         }
-        Ok(())
+    }
+
+    /// What was scheduled and not yet sent will not be: the wire is free from `now`.
+    pub fn abort(&mut self, now: Instant) {
+        self.busy_until = self.busy_until.map(|t| t.min(now));
     }
 }
 

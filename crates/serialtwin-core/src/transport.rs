@@ -17,9 +17,13 @@ use crate::settings::{LineEvent, LineSettings};
 pub struct PortEvent {
     /// What happened.
     pub event: LineEvent,
-    /// The transport has discarded what the departed client left behind; the serving loop
-    /// must forget any partially received frame too.
+    /// No client has the line now: the transport has discarded what the departed clients
+    /// left behind, and the serving loop forgets what it holds of theirs too.
     pub reset_input: bool,
+    /// With a departure (`Closed`): what was written to the line and not yet read when the
+    /// departure was handled, and may be the next client's first request. The serving loop
+    /// answers the complete requests in it and drops the unfinished rest (its writer is gone).
+    pub left_behind: bytes::Bytes,
 }
 
 impl From<LineEvent> for PortEvent {
@@ -27,6 +31,7 @@ impl From<LineEvent> for PortEvent {
         Self {
             event,
             reset_input: false,
+            left_behind: bytes::Bytes::new(),
         }
     }
 }
@@ -53,6 +58,12 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
             Poll::Pending => None,
         }
     }
+
+    /// Bring the line events up to date with everything that happened before now, so that
+    /// [`take_event`](Transport::take_event) returns them: the serving loop asks when bytes
+    /// came behind a partial request, which a client's departure since would make stale.
+    /// Default: nothing (events are always up to date).
+    fn sync_events(&mut self) {}
 
     /// The line settings in force when serving starts. Default: unknown.
     fn settings(&self) -> Option<LineSettings> {

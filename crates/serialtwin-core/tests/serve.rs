@@ -583,3 +583,98 @@ async fn a_device_serves_over_tcp_too() {
         .unwrap();
     assert!(!cancel.is_cancelled());
 }
+
+/// A line whose partial requests go stale after 1 s.
+fn with_frame_timeout() -> ServeConfig {
+    let mut config = ServeConfig::new("uart");
+    config.line = Some(serialtwin_core::LineConfig {
+        frame_timeout: Some(Duration::from_secs(1)),
+        ..serialtwin_core::LineConfig::default()
+    });
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partial_request_older_than_the_frame_timeout_is_dropped_when_more_comes() {
+    let (client, cancel, task) = start(Counter::default(), with_frame_timeout());
+    let mut client = BufReader::new(client);
+    // Within the timeout the halves make one request...
+    client.get_mut().write_all(b"IN").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    client.get_mut().write_all(b"C\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "1\r\n");
+    // ...after it the stale half is gone, as a UART's firmware forgets it.
+    client.get_mut().write_all(b"XX").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.get_mut().write_all(b"INC\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "2\r\n");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn control_is_obeyed_while_a_reply_waits_its_delay() {
+    let (client, server) = tokio::io::duplex(4096);
+    let cancel = CancellationToken::new();
+    let (control, rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(serialtwin_core::serve_with_control(
+        Counter::default(),
+        server,
+        ServeConfig::new("t"),
+        cancel.clone(),
+        Some(rx),
+    ));
+    let mut client = BufReader::new(client);
+    let t0 = tokio::time::Instant::now();
+    client.get_mut().write_all(b"SLOW\r\n").await.unwrap();
+    // While "late" waits its 5 s, a frame sent by control goes out, and a value is set.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    control
+        .send(serialtwin_core::Control::SendRaw(Bytes::from_static(
+            b"now\r\n",
+        )))
+        .await
+        .unwrap();
+    let (tx, set) = tokio::sync::oneshot::channel();
+    control
+        .send(serialtwin_core::Control::Set {
+            key: "x".into(),
+            value: "1".into(),
+            reply: Some(tx),
+        })
+        .await
+        .unwrap();
+    assert!(set.await.unwrap().is_err(), "the device has no values");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // Behind the reply already waiting: a port sends in order.
+    assert_eq!(read_line(&mut client).await, "late\r\n");
+    assert_eq!(read_line(&mut client).await, "now\r\n");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_paced_line_answers_the_next_request_once_the_previous_answer_has_left() {
+    let mut config = ServeConfig::new("paced");
+    config.line = Some(serialtwin_core::LineConfig::uart(2400));
+    let (client, cancel, task) = start(Counter::default(), config);
+    let mut client = BufReader::new(client);
+    client
+        .get_mut()
+        .write_all(&b"INC\r\n".repeat(5))
+        .await
+        .unwrap();
+    let mut at = Vec::new();
+    let t0 = tokio::time::Instant::now();
+    for i in 1..=5 {
+        assert_eq!(read_line(&mut client).await, format!("{i}\r\n"));
+        at.push(t0.elapsed());
+    }
+    // "1\r\n" is 3 bytes, 12.5 ms on the wire at 2400 8N1: one answer after the other.
+    for (i, t) in at.iter().enumerate() {
+        let wire = Duration::from_micros(12_500) * u32::try_from(i + 1).unwrap();
+        assert!(*t >= wire, "answer {i} at {t:?}, before {wire:?}");
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -32,7 +32,7 @@ use tracing::{debug, warn};
 
 use crate::escape::unescape;
 use crate::fault::{FaultKind, FaultRule, When};
-use crate::fleet::PortHandle;
+use crate::fleet::{CommandError, PortHandle};
 use crate::serve::Control;
 
 pub use socket::{request, serve_socket, serve_socket_ready};
@@ -88,21 +88,50 @@ pub enum ControlError {
     /// The port has stopped.
     #[error("port {0:?} has stopped")]
     Stopped(String),
-    /// The device refused the value.
+    /// The port refused the command (a value the device does not take, a frame for a client
+    /// that does not read).
     #[error("port {port:?}: {reason}")]
     Refused {
         /// The port.
         port: String,
-        /// The device's reason.
+        /// The port's reason.
         reason: String,
     },
+    /// The port did not carry the command out in time (it may still, later).
+    #[error("port {0:?} did not answer within {ANSWER_WITHIN:?}")]
+    NoAnswer(String),
+    /// A command for every port failed on some of them.
+    #[error("{} of {total} ports failed: {}", .failed.len(), join_errors(.failed))]
+    Some {
+        /// How many ports the command was for.
+        total: usize,
+        /// Each port's failure.
+        failed: Vec<ControlError>,
+    },
 }
+
+fn join_errors(errors: &[ControlError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// How long a port has to carry out a command: the control server answers within about this
+/// long whatever a port is doing.
+pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
+
+/// The longest duration a command takes (an unplug, a delay fault): a typo of a few more digits
+/// must not leave a port unplugged for years, nor overflow a timer.
+pub const MAX_DURATION: Duration = Duration::from_hours(24);
 
 fn syntax(msg: impl Into<String>) -> ControlError {
     ControlError::Syntax(msg.into())
 }
 
-/// Parse a duration: `1500ms`, `2s`, `1.5s`, `3m`, or bare milliseconds.
+/// Parse a duration: `1500ms`, `2s`, `1.5s`, `3m`, `1h`, or bare milliseconds; at most
+/// [`MAX_DURATION`].
 ///
 /// # Errors
 /// A message naming the text that is not a duration.
@@ -123,7 +152,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(bad());
     }
-    Duration::try_from_secs_f64(v * scale).map_err(|_| bad())
+    let duration = Duration::try_from_secs_f64(v * scale).map_err(|_| bad())?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "duration {s:?} is longer than the most a command takes ({}h)",
+            MAX_DURATION.as_secs() / 3600
+        ));
+    }
+    Ok(duration)
 }
 
 impl Command {
@@ -206,6 +242,35 @@ impl Command {
     }
 }
 
+impl Command {
+    /// Which ports the command is for; `None` for `list`, which asks none of them.
+    fn target(&self) -> Option<Target> {
+        match self {
+            Self::List => None,
+            Self::Fault(target, _)
+            | Self::Clear(target)
+            | Self::Unplug(target, _)
+            | Self::Set(target, ..) => Some(target.clone()),
+            Self::Send(port, _) => Some(Target::Port(port.clone())),
+        }
+    }
+
+    /// What the command asks of each port it is for (`list`: nothing; see [`Command::target`]).
+    fn control(&self) -> Control {
+        match self {
+            Self::Fault(_, rule) => Control::Fault(rule.clone()),
+            Self::Clear(_) | Self::List => Control::ClearFaults,
+            Self::Unplug(_, after) => Control::Unplug(*after),
+            Self::Set(_, key, value) => Control::Set {
+                key: key.clone(),
+                value: value.clone(),
+                reply: None,
+            },
+            Self::Send(_, frame) => Control::SendFrame(frame.clone()),
+        }
+    }
+}
+
 /// The ports a control server or a timeline acts on, by name.
 #[derive(Clone, Debug, Default)]
 pub struct Ports {
@@ -234,78 +299,57 @@ impl Ports {
         }
     }
 
-    /// Carry out `command`; the reply text on success.
+    /// Carry out `command`; the reply text on success. Each port has [`ANSWER_WITHIN`] to do
+    /// its part, and a command for every port goes to all of them at once, so this returns
+    /// within about that long whatever the ports are doing.
     ///
     /// # Errors
-    /// [`ControlError`] for an unknown port, a stopped port, or a value the device refused.
+    /// [`ControlError`] for an unknown port, a port that stopped, refused or did not answer in
+    /// time; for `*`, [`ControlError::Some`] with each port's failure (the others did it).
     pub async fn execute(&self, command: Command) -> Result<String, ControlError> {
-        let stopped = |h: &PortHandle| ControlError::Stopped(h.name().to_owned());
-        match command {
-            Command::List => Ok(self
-                .by_name
-                .values()
-                .map(|h| {
-                    let pty = h
-                        .current_pty()
-                        .map_or_else(|| "unplugged".to_owned(), |p| p.display().to_string());
-                    let link = h
-                        .link()
-                        .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
-                    format!("{} {pty} {link}", h.name())
-                })
-                .collect::<Vec<_>>()
-                .join("\n")),
-            Command::Fault(target, rule) => {
-                for h in self.select(&target)? {
-                    h.control(Control::Fault(rule.clone()))
-                        .await
-                        .map_err(|_| stopped(h))?;
+        let Some(target) = command.target() else {
+            return Ok(self.list());
+        };
+        let ports = self.select(&target)?;
+        let outcomes = futures::future::join_all(ports.iter().map(|h| {
+            let control = command.control();
+            async move {
+                match tokio::time::timeout(ANSWER_WITHIN, h.command(control)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(CommandError::Stopped)) => Err(ControlError::Stopped(h.name().into())),
+                    Ok(Err(CommandError::Refused(reason))) => Err(ControlError::Refused {
+                        port: h.name().to_owned(),
+                        reason,
+                    }),
+                    Err(_) => Err(ControlError::NoAnswer(h.name().to_owned())),
                 }
-                Ok(String::new())
             }
-            Command::Clear(target) => {
-                for h in self.select(&target)? {
-                    h.control(Control::ClearFaults)
-                        .await
-                        .map_err(|_| stopped(h))?;
-                }
-                Ok(String::new())
-            }
-            Command::Unplug(target, after) => {
-                for h in self.select(&target)? {
-                    h.unplug(after).await.map_err(|_| stopped(h))?;
-                }
-                Ok(String::new())
-            }
-            Command::Set(target, key, value) => {
-                for h in self.select(&target)? {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    h.control(Control::Set {
-                        key: key.clone(),
-                        value: value.clone(),
-                        reply: Some(tx),
-                    })
-                    .await
-                    .map_err(|_| stopped(h))?;
-                    rx.await
-                        .map_err(|_| stopped(h))?
-                        .map_err(|reason| ControlError::Refused {
-                            port: h.name().to_owned(),
-                            reason,
-                        })?;
-                }
-                Ok(String::new())
-            }
-            Command::Send(port, frame) => {
-                let target = Target::Port(port);
-                for h in self.select(&target)? {
-                    h.control(Control::SendFrame(frame.clone()))
-                        .await
-                        .map_err(|_| stopped(h))?;
-                }
-                Ok(String::new())
-            }
+        }))
+        .await;
+        let total = outcomes.len();
+        let mut failed: Vec<ControlError> = outcomes.into_iter().filter_map(Result::err).collect();
+        match (target, failed.len()) {
+            (_, 0) => Ok(String::new()),
+            (Target::Port(_), _) => Err(failed.remove(0)),
+            (Target::All, _) => Err(ControlError::Some { total, failed }),
         }
+    }
+
+    /// The ports, one line each: name, current pty (or `unplugged`), link.
+    fn list(&self) -> String {
+        self.by_name
+            .values()
+            .map(|h| {
+                let pty = h
+                    .current_pty()
+                    .map_or_else(|| "unplugged".to_owned(), |p| p.display().to_string());
+                let link = h
+                    .link()
+                    .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+                format!("{} {pty} {link}", h.name())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// Parse and carry out one line; the reply line (`ok…` or `error: …`).

@@ -161,10 +161,8 @@ pub struct PtyPort {
     /// While a write waits for a client that does not read: when to look again whether it is
     /// still there.
     write_recheck: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Client bytes read while cleaning up after a departed client, kept because a newer
-    /// client had opened by then (see [`PtyPort::drain_departed_input`]); read before the fd.
-    carry: Vec<u8>,
-    /// Status bytes read at the same time, handled before anything else is read.
+    /// Status bytes read while cleaning up after a departed client (see
+    /// [`PtyPort::read_departed_input`]), handled before anything else is read.
     deferred_status: Vec<u8>,
 }
 
@@ -245,7 +243,6 @@ impl PtyPort {
             settings,
             sessions,
             own_flush: false,
-            carry: Vec::new(),
             deferred_status: Vec::new(),
             rearm_pending: false,
             write_recheck: None,
@@ -361,7 +358,7 @@ impl PtyPort {
     fn on_closed(&mut self) -> PortEvent {
         sessions::sync();
         let clean = self.sessions.is_some() && !self.has_client_now();
-        if clean {
+        let left_behind = if clean {
             // First, so that it lands as close to the sync as possible: a client that opens
             // after the sync must not have its own `tcsetattr` overtaken.
             if self.rearm_pending {
@@ -371,44 +368,57 @@ impl PtyPort {
             if let Err(e) = rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush) {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
             }
-            self.drain_departed_input();
+            let left_behind = self.drain_departed_input();
             if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
                 warn!(path = %self.path.display(), error = %e, "cannot clear exclusive mode");
             }
+            left_behind
         } else {
-            debug!(path = %self.path.display(), "client left but another may be active: no cleanup");
-        }
+            // A client opened since the last one left (one that reopens at once). Our output
+            // may already be its answer, so it stays; what the departed client wrote and we
+            // have not read is handed over with the event, for the serving loop to drop its
+            // unfinished request.
+            debug!(path = %self.path.display(), "client left and another has opened since");
+            self.read_departed_input()
+        };
         PortEvent {
             event: LineEvent::Closed,
             reset_input: clean,
+            left_behind: left_behind.into(),
         }
     }
 
     /// Read what clients wrote that we have not read yet, after the last one left. If no
     /// client has opened by the time it is read, it is the departed client's (a new client
     /// opens before it writes, and its open is counted synchronously): drop it. Otherwise it
-    /// may be the new client's first request: keep it, to be read as usual.
-    fn drain_departed_input(&mut self) {
+    /// may be the new client's first request: hand it over with the departure.
+    fn drain_departed_input(&mut self) -> Vec<u8> {
         let opened_before = self.sessions_opened();
+        let data = self.read_departed_input();
+        sessions::sync();
+        let newer_client = self.sessions_opened() != opened_before || self.has_client_now();
+        if newer_client {
+            return data;
+        }
+        if !data.is_empty() {
+            debug!(path = %self.path.display(), bytes = data.len(), "departed client's unread input dropped");
+        }
+        Vec::new()
+    }
+
+    /// Read every client byte waiting on the line; settings changes and flushes read with them
+    /// are kept, in order, for the next read.
+    fn read_departed_input(&mut self) -> Vec<u8> {
         let mut data = Vec::new();
-        let mut status = Vec::new();
         let mut buf = [0u8; 1024];
         loop {
             match rustix::io::read(&self.master, &mut buf[..]) {
                 Ok(0) | Err(_) => break,
                 Ok(n) if buf[0] == 0 => data.extend_from_slice(&buf[1..n]),
-                Ok(_) => status.push(buf[0]),
+                Ok(_) => self.deferred_status.push(buf[0]),
             }
         }
-        sessions::sync();
-        let newer_client = self.sessions_opened() != opened_before || self.has_client_now();
-        if newer_client {
-            self.carry.extend_from_slice(&data);
-        } else if !data.is_empty() {
-            debug!(path = %self.path.display(), bytes = data.len(), "departed client's unread input dropped");
-        }
-        // Settings changes and flushes are kept either way, in order, for the next read.
-        self.deferred_status.extend_from_slice(&status);
+        data
     }
 
     fn sessions_opened(&self) -> u32 {
@@ -517,7 +527,7 @@ impl PtyPort {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        // What the departure cleanup read ahead (rare): its status bytes, then its data.
+        // What the departure cleanup read ahead (rare): its status bytes.
         if !self.deferred_status.is_empty() {
             for status in std::mem::take(&mut self.deferred_status) {
                 self.on_status(status);
@@ -526,12 +536,6 @@ impl PtyPort {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-        }
-        if !self.carry.is_empty() {
-            let n = self.carry.len().min(buf.remaining());
-            buf.put_slice(&self.carry[..n]);
-            self.carry.drain(..n);
-            return Poll::Ready(Ok(()));
         }
         loop {
             let reactor = match &mut self.reactor {
@@ -644,10 +648,7 @@ impl PtyPort {
     /// Whether the port can be served by a lane now: nothing read ahead or queued for its
     /// task to take first, and no write waiting for room.
     pub(crate) fn can_lend(&self) -> bool {
-        self.events.is_empty()
-            && self.deferred_status.is_empty()
-            && self.carry.is_empty()
-            && self.writer.is_none()
+        self.events.is_empty() && self.deferred_status.is_empty() && self.writer.is_none()
     }
 
     /// Leave tokio's reactor: a lane watches the master from now on. The port's own task
@@ -799,6 +800,15 @@ impl Transport for PtyPort {
         Some(self.session_event(note))
     }
 
+    fn sync_events(&mut self) {
+        // Every open and close that happened before now is counted after a sync, and the
+        // notes are taken by `take_event` (one inotify read and a global lock: only asked for
+        // when a partial request is held).
+        if self.sessions.is_some() {
+            sessions::sync();
+        }
+    }
+
     fn settings(&self) -> Option<LineSettings> {
         Some(self.settings)
     }
@@ -904,7 +914,7 @@ mod tests {
 
     /// The departure cleanup against a client that reopens at once: what the departed client
     /// left unread is dropped, but a request a newer client wrote before the cleanup read the
-    /// line is kept and read as usual.
+    /// line is handed over with the departure.
     #[tokio::test]
     async fn departure_cleanup_keeps_a_newer_clients_request() {
         let mut port = PtyPort::open(&PtyOptions::default()).unwrap();
@@ -912,23 +922,12 @@ mod tests {
         gone.write_all(b"PARTIAL").unwrap();
         drop(gone);
         sessions::sync();
-        port.drain_departed_input();
-        assert!(port.carry.is_empty(), "{:?}", port.carry);
+        assert!(port.drain_departed_input().is_empty());
 
         // Between the cleanup's count and its read of the line, a new client opens and asks.
         let mut next = client(port.path());
         next.write_all(b"INC\r\n").unwrap();
-        port.drain_departed_input();
-        assert_eq!(port.carry, b"INC\r\n");
-        let mut got = [0u8; 16];
-        let n = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            tokio::io::AsyncReadExt::read(&mut port, &mut got),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(&got[..n], b"INC\r\n");
+        assert_eq!(port.drain_departed_input(), b"INC\r\n");
         drop(next);
     }
 }

@@ -34,10 +34,17 @@ use crate::settings::{LineEvent, LineSettings, Session};
 use crate::spare::Spare;
 use crate::transport::{PortEvent, Transport};
 
+mod outbox;
+
+use outbox::{Drawn, Outbox, Progress, Queued};
+
 /// Bytes reserved per read: small, because a serial request is small and every port pays it.
 const READ_CHUNK: usize = 128;
 /// The most a read grows to while a client streams (each full read doubles the room).
 const MAX_READ_CHUNK: usize = 4096;
+/// The most client input held unanswered while replies are still going out: past it the port
+/// stops reading, and the client's writes wait in the pty (it still sees line events).
+const MAX_HELD_INPUT: usize = 16 * 1024;
 
 /// Commands the outside world sends to a running port.
 #[derive(Debug)]
@@ -65,6 +72,14 @@ pub enum Control {
         /// Where the outcome goes.
         reply: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
     },
+}
+
+/// A [`Control`] command, and where to say how it went.
+#[derive(Debug)]
+pub(crate) struct Order {
+    pub(crate) control: Control,
+    /// Told once the command took effect (`Ok`) or was refused (why).
+    pub(crate) done: Option<tokio::sync::oneshot::Sender<Result<(), String>>>,
 }
 
 impl PartialEq for Control {
@@ -232,9 +247,11 @@ enum Recv {
 /// What ended a [`Server::wait`].
 enum Wake {
     Cancelled,
+    /// A reply is due, or everything was sent, or writing failed.
+    Output(std::io::Result<Progress>),
     Read(std::io::Result<Recv>),
     /// A command, or `None` once the channel closed.
-    Control(Option<Control>),
+    Control(Option<Order>),
     Silence,
     Unprompted(Option<Reply>),
 }
@@ -331,6 +348,16 @@ pub(crate) struct Server<D, T> {
     undelivered: Option<Duration>,
     /// A panic seen on a lane, for the task to report.
     panicked: Option<String>,
+    /// Replies and bytes not yet sent (everything that waits: latency, delays, pacing, faults,
+    /// a full line).
+    outbox: Outbox,
+    /// An incomplete request waiting in `rx`: when its last bytes came, and how many it has.
+    /// It is dropped when a session begins or ends, or when more bytes come after the line's
+    /// frame timeout (see [`LineConfig::frame_timeout`]).
+    partial: Option<(Instant, usize)>,
+    /// What a departed client left behind was put in `rx` (see [`Server::departed`]): once
+    /// its complete requests are answered, the unfinished rest is dropped.
+    drop_unfinished: bool,
 }
 
 /// What a lane touches per request fits the first three cache lines of a `Server` on a pty
@@ -395,6 +422,9 @@ impl<D: Device, T: Transport> Server<D, T> {
             undelivered: None,
             panicked: None,
             on_lane: false,
+            outbox: Outbox::default(),
+            partial: None,
+            drop_unfinished: false,
         }
     }
 
@@ -409,6 +439,11 @@ impl<D: Device, T: Transport> Server<D, T> {
         self.rx.clear();
         self.framer.reset();
         self.silence_frame = None;
+        self.partial = None;
+        // What was on its way out is lost with the line.
+        self.outbox.clear();
+        self.coalesced.clear();
+        self.line.abort(Instant::now());
         if let Some(settings) = io.settings() {
             self.ctx.set_settings(settings);
         }
@@ -442,44 +477,44 @@ impl<D: Device, T: Transport> Server<D, T> {
             if let Some(message) = self.panicked.take() {
                 return Err(self.device_panicked(message));
             }
-            if let Some(latency) = self.undelivered.take()
-                && cancelled
-                    .or(Box::pin(self.deliver(latency)))
-                    .await
-                    .transpose()?
-                    .is_none()
-            {
-                return Ok(self.outcome());
+            if let Some(latency) = self.undelivered.take() {
+                self.queue_replies(latency);
             }
             if self.unplug.is_some() {
                 return Ok(self.outcome());
             }
-            // Decode and answer everything complete before waiting again.
-            while let Some(frame) = self.next_frame() {
+            // Decode and answer everything complete before waiting again — unless replies are
+            // still on their way out: the next request is answered once they have left (a
+            // device's UART sends one answer at a time).
+            while self.outbox.is_empty()
+                && let Some(frame) = self.next_frame()
+            {
+                if self.answer(frame, &mut cancelled).await?.is_none() {
+                    return Ok(self.outcome());
+                }
                 if self.unplug.is_some() {
                     // Pulled out mid-batch: requests the client already sent are lost with
                     // the line (`replug` forgets them), as on real hardware.
                     return Ok(self.outcome());
                 }
-                if self.answer(frame, &mut cancelled).await?.is_none() {
-                    return Ok(self.outcome());
+            }
+            if self.outbox.is_empty() {
+                if std::mem::take(&mut self.drop_unfinished) && !self.rx.is_empty() {
+                    // The unfinished request a departed client left behind.
+                    self.forget_partial(self.rx.len());
                 }
+                self.note_partial();
             }
             // An idle port keeps no buffers (see `spare`).
             Spare::Read.give_back(&mut self.rx);
             // Replies to everything that one read brought go out in one write.
-            if !self.coalesced.is_empty()
-                && cancelled
-                    .or(self.flush_coalesced())
-                    .await
-                    .transpose()?
-                    .is_none()
-            {
-                return Ok(self.outcome());
+            if !self.coalesced.is_empty() {
+                self.write_coalesced().await?;
             }
             if self.lendable(control.as_ref()) {
                 return Ok(Outcome::Lend);
             }
+            let held = self.rx.len();
             match self.wait(&mut cancelled, control).await {
                 Wake::Cancelled => return Ok(self.outcome()),
                 Wake::Read(r) => match r.map_err(|e| self.io_error(e))? {
@@ -489,42 +524,33 @@ impl<D: Device, T: Transport> Server<D, T> {
                         if self.framer.silence_gap(&self.ctx.settings()).is_some() {
                             self.last_rx = Instant::now();
                         }
+                        let old = self.more_input(held);
+                        if !self.sends_directly() {
+                            // Replies that wait (pacing, latency, faults) must not be taken
+                            // for the next client's: a departure that happened before this
+                            // read is seen before what it brought is answered. (One inotify
+                            // read per request, on a line where each takes milliseconds.)
+                            self.io.sync_events();
+                        }
                         // Events the transport learned while reading (a client's open)
                         // come before the frames in the bytes just read.
                         while let Some(event) = self.io.take_event() {
-                            self.on_event(event);
+                            self.on_event(event, old);
                         }
                     }
-                    Recv::Event(event) => self.on_event(event),
+                    Recv::Event(event) => self.on_event(event, self.rx.len()),
                     Recv::Eof => {
                         debug!(port = %self.name, "transport closed");
                         return Ok(self.outcome());
                     }
                 },
+                Wake::Output(Ok(Progress::Due)) => self.release(),
+                Wake::Output(Err(e)) => return Err(self.io_error(e)),
                 Wake::Control(None) => *control = None,
-                Wake::Control(Some(cmd)) => {
-                    if cancelled
-                        .or(Box::pin(self.obey(cmd)))
-                        .await
-                        .transpose()?
-                        .is_none()
-                    {
-                        return Ok(self.outcome());
-                    }
-                }
+                Wake::Control(Some(order)) => self.obey(order),
                 Wake::Silence => self.on_silence(),
-                Wake::Unprompted(None) => {}
-                Wake::Unprompted(Some(reply)) => {
-                    self.request = None;
-                    if cancelled
-                        .or(Box::pin(self.send(&reply)))
-                        .await
-                        .transpose()?
-                        .is_none()
-                    {
-                        return Ok(self.outcome());
-                    }
-                }
+                Wake::Output(Ok(Progress::Sent)) | Wake::Unprompted(None) => {}
+                Wake::Unprompted(Some(reply)) => self.send(reply),
             }
         }
     }
@@ -538,6 +564,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             && self.unplug.is_none()
             && self.silence_frame.is_none()
             && self.coalesced.is_empty()
+            && self.outbox.is_empty()
             && self.gates_quiet(control)
             && self.quiet_now()
     }
@@ -571,9 +598,9 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
     }
 
-    /// Wait for the next thing to do: cancellation, input or a line event, a control command,
-    /// the end of a silence gap, or an unprompted frame from the device — looked at in that
-    /// order. One `poll_fn` rather than a `select!`: this runs twice per request, and every
+    /// Wait for the next thing to do: cancellation, output due or sent, input or a line event,
+    /// a control command, the end of a silence gap, or an unprompted frame from the device —
+    /// looked at in that order. One `poll_fn` rather than a `select!`: this runs twice per request, and every
     /// instruction here is paid by every port.
     async fn wait(
         &mut self,
@@ -588,8 +615,11 @@ impl<D: Device, T: Transport> Server<D, T> {
             rx,
             read_chunk,
             gates,
+            outbox,
             ..
         } = self;
+        // While replies wait to go out, input is read up to a limit (line events still come).
+        let read = outbox.is_empty() || rx.len() < MAX_HELD_INPUT;
         // The device's future lives for the whole wait (it must be cancel-safe, not restarted
         // on every wake-up); a timer exists only while a silence gap is running.
         let mut unprompted = std::pin::pin!(device.unprompted(ctx));
@@ -598,7 +628,10 @@ impl<D: Device, T: Transport> Server<D, T> {
             if cancelled.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Cancelled);
             }
-            if let Poll::Ready(r) = poll_recv(io, rx, read_chunk, cx) {
+            if let Poll::Ready(progress) = outbox.poll_write(io, cx) {
+                return Poll::Ready(Wake::Output(progress));
+            }
+            if let Poll::Ready(r) = poll_recv(io, rx, read_chunk, read, cx) {
                 return Poll::Ready(Wake::Read(r));
             }
             if let Some(control) = control.as_mut()
@@ -688,10 +721,43 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
     }
 
-    fn on_event(&mut self, event: PortEvent) {
-        if event.reset_input {
+    /// Every client left (some may have opened again since): what was still to go out was for
+    /// them, the reply being paced stops at its next piece, and what they sent is theirs. A
+    /// client that opens after this reads nothing from before; one that opened before may read
+    /// at most the rest of the piece that was on the wire.
+    fn departed(&mut self, event: &PortEvent, old: usize) {
+        self.coalesced.clear();
+        if self.outbox.clear() {
+            debug!(port = %self.name, "clients left: their unsent replies dropped");
+        }
+        self.line.abort(Instant::now());
+        self.silence_frame = None;
+        self.partial = None;
+        // Nobody there: all of it goes. Otherwise what was read before the read that brought
+        // the news is the departed clients' (complete requests not yet answered and an
+        // unfinished one); what came with it may be the new client's request.
+        let theirs = if event.reset_input {
+            self.rx.len()
+        } else {
+            old.min(self.rx.len())
+        };
+        if theirs > 0 {
+            self.rx.advance(theirs);
             self.framer.reset();
-            self.rx.clear();
+            debug!(port = %self.name, bytes = theirs, "departed clients' input dropped");
+        }
+        self.rx.extend_from_slice(&event.left_behind);
+        // What came with the news may be a departed client's unfinished request (written just
+        // before it left) or the new client's request: the complete requests are answered, an
+        // unfinished rest is dropped.
+        self.drop_unfinished = !self.rx.is_empty();
+    }
+
+    /// A line event. `old`: how many bytes at the start of `rx` were read before the read
+    /// that brought it (all of them, when it came without a read).
+    fn on_event(&mut self, event: PortEvent, old: usize) {
+        if event.event == LineEvent::Closed {
+            self.departed(&event, old);
         }
         match &event.event {
             LineEvent::Opened => {
@@ -752,10 +818,10 @@ impl<D: Device, T: Transport> Server<D, T> {
         };
         match answered {
             Answered::Done => Ok(Some(())),
-            Answered::Deliver(latency) => cancelled
-                .or(Box::pin(self.deliver(latency)))
-                .await
-                .transpose(),
+            Answered::Deliver(latency) => {
+                self.queue_replies(latency);
+                Ok(Some(()))
+            }
             Answered::Panicked(message) => Err(self.device_panicked(message)),
         }
     }
@@ -837,29 +903,105 @@ impl<D: Device, T: Transport> Server<D, T> {
         Answered::Deliver(latency)
     }
 
-    /// Send the device's replies through the line stage and the faults, each after its delay
-    /// (the first also after the line's `latency`).
-    async fn deliver(&mut self, latency: Duration) -> Result<(), ServeError> {
+    /// Queue the device's replies for the line stage and the faults, each after its delay (the
+    /// first also after the line's `latency`).
+    fn queue_replies(&mut self, latency: Duration) {
         let mut replies = std::mem::take(&mut self.replies);
-        let mut first = true;
+        let mut after = latency;
         for reply in replies.drain() {
-            let wait = if first {
-                latency + reply.delay
-            } else {
-                reply.delay
-            };
-            first = false;
-            if wait > Duration::ZERO {
-                self.flush_coalesced().await?;
-                tokio::time::sleep(wait).await;
-            }
-            self.send(&reply).await?;
-            if self.unplug.is_some() {
-                break;
-            }
+            after += reply.delay;
+            self.outbox
+                .push(Queued::new(reply, after, self.request.clone()));
+            after = Duration::ZERO;
         }
         self.replies = replies;
-        Ok(())
+    }
+
+    /// Encode a reply, show it to the observers, and draw its faults: what to send and how long
+    /// a delay fault holds it. `None` when there is nothing to send (it cannot be encoded, or a
+    /// fault pulled the plug).
+    fn draw(&mut self, queued: &Queued) -> Option<(Drawn, Duration)> {
+        self.tx.clear();
+        if let Err(e) = encode(&mut self.framer, &queued.reply, &mut self.tx) {
+            self.unencodable(&e);
+            return None;
+        }
+        let bytes = self.tx.split().freeze();
+        self.observe(|| Seen::Frame(Direction::Tx, bytes.clone()));
+        if self.faults.is_empty() {
+            return Some((
+                Drawn {
+                    bytes,
+                    faults: Vec::new(),
+                },
+                Duration::ZERO,
+            ));
+        }
+        let mut faults = self.faults.draw(queued.request.as_deref(), self.ctx.rng());
+        let mut delay = Duration::ZERO;
+        for kind in &faults {
+            self.observe(|| Seen::Fault(*kind));
+            match *kind {
+                FaultKind::Delay(extra) => delay += extra,
+                FaultKind::Unplug(after) => {
+                    self.unplug = Some(after);
+                    self.outbox.clear();
+                    return None;
+                }
+                _ => {}
+            }
+        }
+        faults.retain(|kind| !matches!(kind, FaultKind::Delay(_)));
+        Some((Drawn { bytes, faults }, delay))
+    }
+
+    /// The first reply in line is due: encode it, draw its faults, and put its bytes on the
+    /// wire as the line would send them.
+    fn release(&mut self) {
+        let Some(mut queued) = self.outbox.take_due() else {
+            return;
+        };
+        let now = Instant::now();
+        let drawn = if let Some(drawn) = queued.drawn.take() {
+            drawn
+        } else {
+            let Some((drawn, delay)) = self.draw(&queued) else {
+                return;
+            };
+            if !delay.is_zero() {
+                // Held back; clearing the faults lets it go at once.
+                queued.drawn = Some(drawn);
+                self.outbox.postpone(queued, now + delay);
+                return;
+            }
+            drawn
+        };
+        let chunks = if drawn.faults.is_empty() {
+            vec![drawn.bytes]
+        } else {
+            let checksum = self.framer.checksum_range(&drawn.bytes);
+            fault::apply(
+                &drawn.faults,
+                &drawn.bytes,
+                checksum.as_ref(),
+                self.ctx.rng(),
+            )
+        };
+        if self.io.client_present() == Some(false) {
+            // Real hardware's bytes are lost when nobody listens; a pty would keep them for
+            // the next client instead.
+            debug!(port = %self.name, "no client: frame dropped");
+            return;
+        }
+        let settings = self.ctx.settings();
+        let Self {
+            line, outbox, ctx, ..
+        } = self;
+        for chunk in chunks {
+            line.schedule(chunk, &settings, ctx.rng(), now, |at, piece| {
+                outbox.push_wire(at, piece);
+            });
+        }
     }
 
     /// Whether replies can be gathered and written together: only when the line does nothing
@@ -872,12 +1014,29 @@ impl<D: Device, T: Transport> Server<D, T> {
             && !line.mismatched(settings)
     }
 
-    /// Write the gathered replies, if any, in one write.
-    fn flush_coalesced(&mut self) -> impl Future<Output = Result<(), ServeError>> {
+    /// Write the gathered replies in one write, as far as the line takes them: what it does not
+    /// take goes out first from the outbox, while the loop waits for everything else too.
+    fn write_coalesced(&mut self) -> impl Future<Output = Result<(), ServeError>> {
         // A plain `poll_fn`, not an `async fn` around one: one state less to step through on
-        // every request.
+        // every request. Ready at its first poll.
         poll_fn(|cx| {
-            let result = ready!(self.poll_flush_coalesced(cx));
+            let result = loop {
+                if self.coalesced.is_empty() {
+                    break Ok(());
+                }
+                match Pin::new(&mut self.io).poll_write(cx, &self.coalesced) {
+                    Poll::Ready(Ok(0)) => break Err(std::io::ErrorKind::WriteZero.into()),
+                    Poll::Ready(Ok(n)) if n == self.coalesced.len() => self.coalesced.clear(),
+                    // Rare (a full line): only then does the buffer's start move.
+                    Poll::Ready(Ok(n)) => self.coalesced.advance(n),
+                    Poll::Ready(Err(e)) => break Err(e),
+                    Poll::Pending => {
+                        let rest = self.coalesced.split().freeze();
+                        self.outbox.push_front_wire(rest);
+                        break Ok(());
+                    }
+                }
+            };
             // On an error too: what could not be written is lost with the line.
             self.coalesced.clear();
             Spare::Write.give_back(&mut self.coalesced);
@@ -885,36 +1044,27 @@ impl<D: Device, T: Transport> Server<D, T> {
         })
     }
 
-    fn poll_flush_coalesced(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        while !self.coalesced.is_empty() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.coalesced))?;
-            if n == 0 {
-                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-            }
-            if n == self.coalesced.len() {
-                self.coalesced.clear();
-            } else {
-                // Rare (a full line): only then does the buffer's start move.
-                self.coalesced.advance(n);
-            }
-        }
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    async fn obey(&mut self, cmd: Control) -> Result<(), ServeError> {
-        self.request = None;
-        match cmd {
-            Control::SendRaw(bytes) => return self.send(&Reply::raw(bytes)).await,
-            Control::SendFrame(bytes) => return self.send(&Reply::frame(bytes)).await,
+    /// Carry out a control command at once, whatever the port is doing (a reply being paced
+    /// or held by a delay, a client that does not read), and say how it went.
+    pub(crate) fn obey(&mut self, order: Order) {
+        let Order { control, done } = order;
+        let result = match control {
+            Control::SendRaw(bytes) => self.send_for_control(Reply::raw(bytes)),
+            Control::SendFrame(bytes) => self.send_for_control(Reply::frame(bytes)),
             Control::Fault(rule) => {
                 debug!(port = %self.name, ?rule, "fault added");
                 self.faults.add(rule);
+                Ok(())
             }
-            Control::ClearFaults => self.faults.clear(),
-            Control::Unplug(after) => self.unplug = Some(after),
+            Control::ClearFaults => {
+                self.faults.clear();
+                self.outbox.clear_faults(Instant::now());
+                Ok(())
+            }
+            Control::Unplug(after) => {
+                self.unplug = Some(after);
+                Ok(())
+            }
             Control::Set { key, value, reply } => {
                 let result = self.device.set(&key, &value, &mut self.ctx);
                 match &result {
@@ -924,11 +1074,66 @@ impl<D: Device, T: Transport> Server<D, T> {
                     }
                 }
                 if let Some(reply) = reply {
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.clone());
                 }
+                result
             }
+        };
+        if let Some(done) = done {
+            let _ = done.send(result);
         }
+    }
+
+    /// A frame sent by control: refused while the client is not reading (it would only pile
+    /// up behind what the line cannot take).
+    fn send_for_control(&mut self, reply: Reply) -> Result<(), String> {
+        if self.outbox.is_blocked() {
+            return Err("port busy: its client is not reading".to_owned());
+        }
+        self.send(reply);
         Ok(())
+    }
+
+    /// New bytes came behind a partial request (`held` bytes long when the read began): bring
+    /// the session notes up to date, so that a session change since the partial came reaches
+    /// [`Server::on_event`] before these bytes are looked at, and drop the partial if it is
+    /// older than the line's frame timeout. Returns how many of the `held` bytes are left.
+    fn more_input(&mut self, held: usize) -> usize {
+        let Some((since, len)) = self.partial else {
+            return held;
+        };
+        debug_assert!(len <= held);
+        self.io.sync_events();
+        if self
+            .line
+            .config()
+            .frame_timeout
+            .is_some_and(|timeout| since.elapsed() > timeout)
+        {
+            self.forget_partial(len);
+            return held - len;
+        }
+        held
+    }
+
+    /// Remember when an incomplete request was last added to (the clock is read only while
+    /// there is one, and only when it grew).
+    fn note_partial(&mut self) {
+        self.partial = match self.partial {
+            _ if self.rx.is_empty() => None,
+            Some((since, len)) if len == self.rx.len() => Some((since, len)),
+            _ => Some((Instant::now(), self.rx.len())),
+        };
+    }
+
+    /// Drop the first `len` bytes of the receive buffer: a stale partial request.
+    fn forget_partial(&mut self, len: usize) {
+        let len = len.min(self.rx.len());
+        self.rx.advance(len);
+        self.framer.reset();
+        self.partial = None;
+        debug!(port = %self.name, bytes = len, "stale partial request discarded");
+        self.observe(|| Seen::FrameError(format!("stale partial request discarded ({len} bytes)")));
     }
 
     fn unencodable(&self, e: &FrameError) {
@@ -956,58 +1161,15 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
     }
 
-    /// Encode one reply and put it on the line.
-    async fn send(&mut self, reply: &Reply) -> Result<(), ServeError> {
-        if self.sends_directly() {
-            self.send_directly(reply);
-            return Ok(());
-        }
-        self.tx.clear();
-        if let Err(e) = encode(&mut self.framer, reply, &mut self.tx) {
-            self.unencodable(&e);
-            return Ok(());
-        }
-        let bytes = self.tx.split().freeze();
-        self.observe(|| Seen::Frame(Direction::Tx, bytes.clone()));
-        let chunks = if self.faults.is_empty() {
-            vec![bytes]
+    /// Send a frame the device did not answer with (unprompted, or from control): straight
+    /// into the pending write when nothing stands between it and the line, else behind
+    /// whatever is waiting.
+    fn send(&mut self, reply: Reply) {
+        if self.outbox.is_empty() && self.sends_directly() {
+            self.send_directly(&reply);
         } else {
-            let kinds = self.faults.draw(self.request.as_deref(), self.ctx.rng());
-            for kind in &kinds {
-                match *kind {
-                    FaultKind::Delay(extra) => tokio::time::sleep(extra).await,
-                    FaultKind::Unplug(after) => {
-                        self.observe(|| Seen::Fault(*kind));
-                        self.unplug = Some(after);
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-                self.observe(|| Seen::Fault(*kind));
-            }
-            let checksum = self.framer.checksum_range(&bytes);
-            fault::apply(&kinds, &bytes, checksum.as_ref(), self.ctx.rng())
-        };
-        if self.io.client_present() == Some(false) {
-            // Real hardware's bytes are lost when nobody listens; a pty would keep them for
-            // the next client instead.
-            debug!(port = %self.name, "no client: frame dropped");
-            return Ok(());
+            self.outbox.push(Queued::new(reply, Duration::ZERO, None));
         }
-        let settings = self.ctx.settings();
-        if chunks.len() == 1 && self.coalescing(&settings) {
-            Spare::Write.reserve(&mut self.coalesced, chunks[0].len());
-            self.coalesced.extend_from_slice(&chunks[0]);
-            return Ok(());
-        }
-        self.flush_coalesced().await?;
-        for chunk in chunks {
-            let Self { line, io, ctx, .. } = self;
-            line.transmit(io, &chunk, &settings, ctx.rng())
-                .await
-                .map_err(|e| self.io_error(e))?;
-        }
-        Ok(())
     }
 }
 
@@ -1027,15 +1189,20 @@ fn encode(framer: &mut BoxFramer, reply: &Reply, dst: &mut BytesMut) -> Result<(
     encoded
 }
 
-/// Read more bytes into `buf`, or take a line event, whichever the transport has first.
+/// Read more bytes into `buf` (if `read`), or take a line event, whichever the transport has
+/// first.
 fn poll_recv<T: Transport>(
     io: &mut T,
     buf: &mut BytesMut,
     chunk: &mut usize,
+    read: bool,
     cx: &mut std::task::Context<'_>,
 ) -> Poll<std::io::Result<Recv>> {
     if let Poll::Ready(event) = io.poll_event(cx) {
         return Poll::Ready(Ok(Recv::Event(event)));
+    }
+    if !read {
+        return Poll::Pending;
     }
     if buf.capacity() - buf.len() < *chunk / 2 {
         Spare::Read.reserve(buf, *chunk);
@@ -1072,7 +1239,7 @@ impl<D: Device> Server<D, PtyPort> {
     ) -> bool {
         self.gates.register(cx.waker());
         if let Poll::Ready(event) = self.io.poll_event(cx) {
-            self.on_event(event);
+            self.on_event(event, self.rx.len());
             return false;
         }
         // An observer's interest too: the lane does not look at it (see `watched`).
@@ -1119,6 +1286,12 @@ impl<D: Device> Server<D, PtyPort> {
             ReadNow::Nothing => return Turn::Done,
             ReadNow::Stop => return Turn::Leave,
         };
+        // Behind a partial request (rare): see whether it went stale.
+        let old = if self.rx.len() > before {
+            self.more_input(before)
+        } else {
+            before
+        };
         // Events learned while reading come before the frames just read (as in `run`), and
         // may change what the lane can do (the client's baud rate, a departure's clean-up).
         // The session watcher's are looked at only if it (or anything else) recalled the port:
@@ -1130,7 +1303,7 @@ impl<D: Device> Server<D, PtyPort> {
         } else {
             self.io.take_status_event()
         } {
-            self.on_event(event);
+            self.on_event(event, old);
             events = true;
         }
         if recall || (events && !self.quiet_now()) {
@@ -1173,6 +1346,7 @@ impl<D: Device> Server<D, PtyPort> {
                 }
             }
         }
+        self.note_partial();
         // The replies wait in `coalesced` for `Lent::flush`, after the lane's batch.
         if more { Turn::Again } else { Turn::Done }
     }
@@ -1279,14 +1453,19 @@ enum Turn {
 pub(crate) enum ControlRx {
     /// From [`serve_with_control`]'s caller.
     Plain(mpsc::Receiver<Control>),
-    /// From a [`PortHandle`](crate::fleet::PortHandle).
-    Boxed(mpsc::Receiver<Box<Control>>),
+    /// From a [`PortHandle`](crate::fleet::PortHandle), each with where its outcome goes.
+    Boxed(mpsc::Receiver<Box<Order>>),
 }
 
 impl ControlRx {
-    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Control>> {
+    pub(crate) fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Order>> {
         match self {
-            Self::Plain(rx) => rx.poll_recv(cx),
+            Self::Plain(rx) => rx.poll_recv(cx).map(|c| {
+                c.map(|control| Order {
+                    control,
+                    done: None,
+                })
+            }),
             Self::Boxed(rx) => rx.poll_recv(cx).map(|c| c.map(|c| *c)),
         }
     }
