@@ -3,8 +3,8 @@
 //! Parsing happens in two stages so that every error can name the line and column of the value
 //! that is wrong: serde (with `deny_unknown_fields`) reads the file into raw tables whose
 //! checkable values keep their spans, then [`plan`] checks what serde cannot (models, framings,
-//! templates, duplicate links, regexes in scripts) and builds the devices. Nothing is opened or
-//! created here: `check` and `run` share all of it.
+//! templates, port names, duplicate links, regexes in scripts) and builds the devices. Nothing
+//! is opened or created here: `check` and `run` share all of it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serialtwin_core::control::{Command as ControlCommand, Target, TimelineStep, parse_duration};
-use serialtwin_core::{Device, Faults, Framing, Latency, LineConfig, Mismatch, SimClock};
+use serialtwin_core::{
+    Device, Faults, Framing, Latency, LineConfig, Mismatch, SimClock, check_port_name,
+};
 use serialtwin_devices::pi30::{ConfigError as Pi30Error, Pi30, Pi30Config};
 use serialtwin_devices::scripted::{Script, ScriptConfig, Scripted};
 use toml::{Spanned, Value};
@@ -461,6 +463,17 @@ fn device_ports(
             (None, None) if count > 1 => format!("{}{n}", model.name),
             (None, None) => model.name.to_owned(),
         };
+        // Checked per copy: `{n}` is part of the name each copy gets.
+        if let Err(e) = check_port_name(&name) {
+            return Err(match (&d.name, &d.link) {
+                (Some(written), _) => here.error(&written.span(), e.to_string()),
+                (None, Some(link)) => here.error(
+                    &link.span(),
+                    format!("{e}; it is the link's file name: set `name`"),
+                ),
+                (None, None) => here.error(&d.model.span(), e.to_string()),
+            });
+        }
         ports.push(PortPlan {
             name,
             model: model.name,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
+use serialtwin_core::{PortNameError, check_port_name};
 use serialtwin_devices::learn::{LearnOptions, learn as learn_toml};
 use tracing::info;
 
@@ -22,8 +23,8 @@ pub(crate) struct LearnArgs {
     /// The framing (default: the capture's).
     #[arg(long)]
     pub(crate) framing: Option<String>,
-    /// The device's port name.
-    #[arg(long, default_value = "learned")]
+    /// The device's port name: one word (printable, no whitespace, not `*`), as `ctl` uses it.
+    #[arg(long, default_value = "learned", value_parser = port_name)]
     pub(crate) name: String,
     /// The device's link.
     #[arg(long, default_value = DEFAULT_LINK)]
@@ -34,6 +35,11 @@ pub(crate) struct LearnArgs {
     /// Sequences start over after their last reply (default: the last reply repeats).
     #[arg(long)]
     pub(crate) cycle: bool,
+}
+
+/// `--name`: refused by clap, before the capture is read, if it is not a port name.
+fn port_name(name: &str) -> Result<String, PortNameError> {
+    check_port_name(name).map(|()| name.to_owned())
 }
 
 pub(crate) const LEARN_EXAMPLES: &str = "\
