@@ -390,9 +390,20 @@ async fn frames_a_device_keeps_stay_intact_while_many_ports_serve() {
 async fn a_port_name_that_is_not_one_word_is_refused() {
     let dir = test_dir("badname");
     let fleet = Fleet::new();
-    for name in ["inv 0", "inv\t0", "inv\n0", "inv\u{1b}[2J", "*", "", "inv\u{7f}"] {
+    for name in [
+        "inv 0",
+        "inv\t0",
+        "inv\n0",
+        "inv\u{1b}[2J",
+        "*",
+        "",
+        "inv\u{7f}",
+    ] {
         let err = fleet
-            .spawn(PortSpec::new(name).link(dir.join("ttyUSB0")), Counter::default())
+            .spawn(
+                PortSpec::new(name).link(dir.join("ttyUSB0")),
+                Counter::default(),
+            )
             .unwrap_err();
         assert!(matches!(&err, FleetError::Name(_)), "{name:?}: {err}");
         assert!(!err.to_string().contains(['\n', '\t', '\u{1b}']), "{err}");
@@ -402,8 +413,14 @@ async fn a_port_name_that_is_not_one_word_is_refused() {
     }
     let err = fleet
         .spawn_all([
-            (PortSpec::new("good").link(dir.join("a")), Counter::default()),
-            (PortSpec::new("bad one").link(dir.join("b")), Counter::default()),
+            (
+                PortSpec::new("good").link(dir.join("a")),
+                Counter::default(),
+            ),
+            (
+                PortSpec::new("bad one").link(dir.join("b")),
+                Counter::default(),
+            ),
         ])
         .await
         .unwrap_err();
@@ -412,7 +429,10 @@ async fn a_port_name_that_is_not_one_word_is_refused() {
     assert!(left.is_empty(), "left {left:?}");
     // The same spec with a name of one word starts.
     let port = fleet
-        .spawn(PortSpec::new("inv-0.a_B").link(dir.join("ttyUSB0")), Counter::default())
+        .spawn(
+            PortSpec::new("inv-0.a_B").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
         .unwrap();
     assert_eq!(port.name(), "inv-0.a_B");
     fleet.shutdown().await;

@@ -463,19 +463,8 @@ fn device_ports(
             (None, None) if count > 1 => format!("{}{n}", model.name),
             (None, None) => model.name.to_owned(),
         };
-        // Checked per copy: `{n}` is part of the name each copy gets.
-        if let Err(e) = check_port_name(&name) {
-            return Err(match (&d.name, &d.link) {
-                (Some(written), _) => here.error(&written.span(), e.to_string()),
-                (None, Some(link)) => here.error(
-                    &link.span(),
-                    format!("{e}; it is the link's file name: set `name`"),
-                ),
-                (None, None) => here.error(&d.model.span(), e.to_string()),
-            });
-        }
         ports.push(PortPlan {
-            name,
+            name: port_name(here, d, name)?,
             model: model.name,
             link,
             owner,
@@ -488,6 +477,21 @@ fn device_ports(
         });
     }
     Ok(())
+}
+
+/// A port's `name` must be one word of the control protocol: the error points at the `name`
+/// it came from, or at the `link` whose file name it is. Checked per copy: `{n}` is part of the
+/// name each copy gets.
+fn port_name(here: &Locator<'_>, d: &RawDevice, name: String) -> Result<String, ConfigError> {
+    check_port_name(&name).map_err(|e| match (&d.name, &d.link) {
+        (Some(written), _) => here.error(&written.span(), e.to_string()),
+        (None, Some(link)) => here.error(
+            &link.span(),
+            format!("{e}; it is the link's file name: set `name`"),
+        ),
+        (None, None) => here.error(&d.model.span(), e.to_string()),
+    })?;
+    Ok(name)
 }
 
 /// `{n}` is the only placeholder, and copies need it.

@@ -129,16 +129,24 @@ pub fn check_port_name(name: &str) -> Result<(), PortNameError> {
 mod tests {
     use super::*;
 
-    fn kind(name: &str) -> Option<BadKind> {
+    fn kind(name: &str) -> BadKind {
         match check_port_name(name) {
-            Err(PortNameError::BadChar { kind, .. }) => Some(kind),
+            Err(PortNameError::BadChar { kind, .. }) => kind,
             other => panic!("{name:?}: {other:?}"),
         }
     }
 
     #[test]
     fn one_printable_word_is_a_name() {
-        for name in ["inv-0.a_B", "inv0", "ttyUSB0", "a", "wechselrichter-ü", "逆变器1", "-"] {
+        for name in [
+            "inv-0.a_B",
+            "inv0",
+            "ttyUSB0",
+            "a",
+            "wechselrichter-ü",
+            "逆变器1",
+            "-",
+        ] {
             assert_eq!(check_port_name(name), Ok(()), "{name:?}");
         }
     }
@@ -153,8 +161,15 @@ mod tests {
 
     #[test]
     fn whitespace_is_refused() {
-        for name in ["inv 0", "inv\t0", "inv\n0", " inv", "inv\u{a0}0", "inv\u{3000}0"] {
-            assert_eq!(kind(name), Some(BadKind::Whitespace), "{name:?}");
+        for name in [
+            "inv 0",
+            "inv\t0",
+            "inv\n0",
+            " inv",
+            "inv\u{a0}0",
+            "inv\u{3000}0",
+        ] {
+            assert_eq!(kind(name), BadKind::Whitespace, "{name:?}");
         }
     }
 
@@ -164,19 +179,19 @@ mod tests {
             let k = kind(name);
             // Tab, newline, CR and NEL are both control and whitespace: either refusal is right.
             assert!(
-                matches!(k, Some(BadKind::Control | BadKind::Whitespace)),
+                matches!(k, BadKind::Control | BadKind::Whitespace),
                 "{name:?}: {k:?}"
             );
         }
-        assert_eq!(kind("inv\u{1b}0"), Some(BadKind::Control));
-        assert_eq!(kind("inv\0"), Some(BadKind::Control));
-        assert_eq!(kind("inv\u{7f}"), Some(BadKind::Control));
+        assert_eq!(kind("inv\u{1b}0"), BadKind::Control);
+        assert_eq!(kind("inv\0"), BadKind::Control);
+        assert_eq!(kind("inv\u{7f}"), BadKind::Control);
     }
 
     #[test]
     fn invisible_formatting_is_refused() {
         for name in ["inv\u{200b}0", "inv\u{202e}0", "\u{feff}inv", "inv\u{ad}"] {
-            assert_eq!(kind(name), Some(BadKind::Format), "{name:?}");
+            assert_eq!(kind(name), BadKind::Format, "{name:?}");
         }
     }
 
@@ -191,12 +206,18 @@ mod tests {
         );
         let message = check_port_name("inv 0").unwrap_err().to_string();
         assert!(
-            message.starts_with("port name \"inv 0\" contains whitespace ' ' (U+0020) at character 4"),
+            message
+                .starts_with("port name \"inv 0\" contains whitespace ' ' (U+0020) at character 4"),
             "{message}"
         );
         let message = check_port_name("a\tb").unwrap_err().to_string();
         assert!(message.contains("\"a\\tb\""), "{message}");
         assert!(!message.contains('\t'), "{message}");
-        assert!(!check_port_name("a\nb").unwrap_err().to_string().contains('\n'));
+        assert!(
+            !check_port_name("a\nb")
+                .unwrap_err()
+                .to_string()
+                .contains('\n')
+        );
     }
 }
