@@ -5,21 +5,26 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use serialtwin_core::{PortNameError, check_port_name};
+use serialtwin_core::{PortNameError, check_port_name, output};
 use serialtwin_devices::learn::{LearnOptions, learn as learn_toml};
 use tracing::info;
 
-use crate::config;
 use crate::replay::{DEFAULT_LINK, conversation};
+use crate::{config, files};
 
 /// `serialtwin learn`.
 #[derive(Debug, Args)]
 pub(crate) struct LearnArgs {
     /// The capture to learn from.
     pub(crate) capture: PathBuf,
-    /// The fleet config to write (`-`: stdout).
-    #[arg(short, long, default_value = "-")]
+    /// The fleet config to write (`-`: stdout): a new file, created owner-only (0600); refused
+    /// if anything is already there (see --force).
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub(crate) output: PathBuf,
+    /// Replace the -o file if it exists and is a regular file (never a symlink, a FIFO or a
+    /// device).
+    #[arg(long)]
+    pub(crate) force: bool,
     /// The framing (default: the capture's).
     #[arg(long)]
     pub(crate) framing: Option<String>,
@@ -68,7 +73,9 @@ pub(crate) fn learn(args: &LearnArgs) -> anyhow::Result<()> {
     if args.output.as_os_str() == "-" {
         std::io::stdout().lock().write_all(text.as_bytes())?;
     } else {
-        std::fs::write(&args.output, &text)
+        output::create(&args.output, files::existing(args.force))
+            .map_err(files::with_hint)?
+            .write_all(text.as_bytes())
             .with_context(|| format!("cannot write {}", args.output.display()))?;
         info!(
             exchanges = conversation.exchanges.len(),
