@@ -50,7 +50,12 @@ fn port_name(name: &str) -> Result<String, PortNameError> {
 pub(crate) const LEARN_EXAMPLES: &str = "\
 Examples:
   serialtwin learn inverter.jsonl -o inverter.toml && serialtwin run inverter.toml
-      A scripted device answering as the recorded one did; edit inverter.toml from there";
+      A scripted device answering as the recorded one did; edit inverter.toml from there
+  serialtwin learn inverter.jsonl -o inverter.toml --timing --force
+      Learn it again, with the recorded delays, over the last inverter.toml
+
+-o makes a new file (mode 0600) and stops if anything is at its path; --force replaces a
+regular file there, never a symlink, a FIFO or a device.";
 
 /// `serialtwin learn`.
 ///

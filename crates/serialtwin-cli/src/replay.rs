@@ -74,6 +74,8 @@ Examples:
       (NAK for anything not recorded; replies as late as the real device's
   serialtwin replay inverter.jsonl --strict
       The client must repeat the recorded conversation in order; exit status 1 if it did not
+  serialtwin replay inverter.jsonl --capture-to replayed.jsonl --force
+      Record the replay's own side, replacing the last replayed.jsonl (a regular file only)
 
 Matching: the exact request first, then its printable-ASCII text (cut at the first other byte,
 such as a binary CRC), trimmed and upper-cased. A request seen several times replays its

@@ -101,7 +101,9 @@ Examples:
 
 Stops on SIGINT, SIGTERM or SIGHUP (the capture is complete), or when the upstream goes away
 (exit status 1). A capture is written record by record: a killed tap leaves every record but
-the one it was writing, which `replay` and `learn` skip.";
+the one it was writing, which `replay` and `learn` skip. The capture is a new file (mode 0600):
+the tap stops if anything is at its path; --force replaces a regular file there, never a
+symlink, a FIFO or a device.";
 
 impl TapArgs {
     /// The upstream's line settings from the command line.
