@@ -383,3 +383,57 @@ async fn frames_a_device_keeps_stay_intact_while_many_ports_serve() {
     }
     fleet.shutdown().await;
 }
+
+/// A name the control protocol cannot address is refused before anything is made: no link, no
+/// lock file, no port; and `spawn_all` stops the ports it already started.
+#[tokio::test]
+async fn a_port_name_that_is_not_one_word_is_refused() {
+    let dir = test_dir("badname");
+    let fleet = Fleet::new();
+    for name in [
+        "inv 0",
+        "inv\t0",
+        "inv\n0",
+        "inv\u{1b}[2J",
+        "*",
+        "",
+        "inv\u{7f}",
+    ] {
+        let err = fleet
+            .spawn(
+                PortSpec::new(name).link(dir.join("ttyUSB0")),
+                Counter::default(),
+            )
+            .unwrap_err();
+        assert!(matches!(&err, FleetError::Name(_)), "{name:?}: {err}");
+        assert!(!err.to_string().contains(['\n', '\t', '\u{1b}']), "{err}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "{name:?} left {left:?}");
+        assert!(fleet.is_empty());
+    }
+    let err = fleet
+        .spawn_all([
+            (
+                PortSpec::new("good").link(dir.join("a")),
+                Counter::default(),
+            ),
+            (
+                PortSpec::new("bad one").link(dir.join("b")),
+                Counter::default(),
+            ),
+        ])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"bad one\""), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "left {left:?}");
+    // The same spec with a name of one word starts.
+    let port = fleet
+        .spawn(
+            PortSpec::new("inv-0.a_B").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
+        .unwrap();
+    assert_eq!(port.name(), "inv-0.a_B");
+    fleet.shutdown().await;
+}

@@ -3,8 +3,8 @@
 //! Parsing happens in two stages so that every error can name the line and column of the value
 //! that is wrong: serde (with `deny_unknown_fields`) reads the file into raw tables whose
 //! checkable values keep their spans, then [`plan`] checks what serde cannot (models, framings,
-//! templates, duplicate links, regexes in scripts) and builds the devices. Nothing is opened or
-//! created here: `check` and `run` share all of it.
+//! templates, port names, duplicate links, regexes in scripts) and builds the devices. Nothing
+//! is opened or created here: `check` and `run` share all of it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serialtwin_core::control::{Command as ControlCommand, Target, TimelineStep, parse_duration};
-use serialtwin_core::{Device, Faults, Framing, Latency, LineConfig, Mismatch, SimClock};
+use serialtwin_core::{
+    Device, Faults, Framing, Latency, LineConfig, Mismatch, SimClock, check_port_name,
+};
 use serialtwin_devices::pi30::{ConfigError as Pi30Error, Pi30, Pi30Config};
 use serialtwin_devices::scripted::{Script, ScriptConfig, Scripted};
 use toml::{Spanned, Value};
@@ -462,7 +464,7 @@ fn device_ports(
             (None, None) => model.name.to_owned(),
         };
         ports.push(PortPlan {
-            name,
+            name: port_name(here, d, name)?,
             model: model.name,
             link,
             owner,
@@ -475,6 +477,21 @@ fn device_ports(
         });
     }
     Ok(())
+}
+
+/// A port's `name` must be one word of the control protocol: the error points at the `name`
+/// it came from, or at the `link` whose file name it is. Checked per copy: `{n}` is part of the
+/// name each copy gets.
+fn port_name(here: &Locator<'_>, d: &RawDevice, name: String) -> Result<String, ConfigError> {
+    check_port_name(&name).map_err(|e| match (&d.name, &d.link) {
+        (Some(written), _) => here.error(&written.span(), e.to_string()),
+        (None, Some(link)) => here.error(
+            &link.span(),
+            format!("{e}; it is the link's file name: set `name`"),
+        ),
+        (None, None) => here.error(&d.model.span(), e.to_string()),
+    })?;
+    Ok(name)
 }
 
 /// `{n}` is the only placeholder, and copies need it.

@@ -5,25 +5,31 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
+use serialtwin_core::{PortNameError, check_port_name, output};
 use serialtwin_devices::learn::{LearnOptions, learn as learn_toml};
 use tracing::info;
 
-use crate::config;
 use crate::replay::{DEFAULT_LINK, conversation};
+use crate::{config, files};
 
 /// `serialtwin learn`.
 #[derive(Debug, Args)]
 pub(crate) struct LearnArgs {
     /// The capture to learn from.
     pub(crate) capture: PathBuf,
-    /// The fleet config to write (`-`: stdout).
-    #[arg(short, long, default_value = "-")]
+    /// The fleet config to write (`-`: stdout): a new file, created owner-only (0600); refused
+    /// if anything is already there (see --force).
+    #[arg(short, long, value_name = "FILE", default_value = "-")]
     pub(crate) output: PathBuf,
+    /// Replace the -o file if it exists and is a regular file (never a symlink, a FIFO or a
+    /// device).
+    #[arg(long)]
+    pub(crate) force: bool,
     /// The framing (default: the capture's).
     #[arg(long)]
     pub(crate) framing: Option<String>,
-    /// The device's port name.
-    #[arg(long, default_value = "learned")]
+    /// The device's port name: one word (printable, no whitespace, not `*`), as `ctl` uses it.
+    #[arg(long, default_value = "learned", value_parser = port_name)]
     pub(crate) name: String,
     /// The device's link.
     #[arg(long, default_value = DEFAULT_LINK)]
@@ -36,10 +42,20 @@ pub(crate) struct LearnArgs {
     pub(crate) cycle: bool,
 }
 
+/// `--name`: refused by clap, before the capture is read, if it is not a port name.
+fn port_name(name: &str) -> Result<String, PortNameError> {
+    check_port_name(name).map(|()| name.to_owned())
+}
+
 pub(crate) const LEARN_EXAMPLES: &str = "\
 Examples:
   serialtwin learn inverter.jsonl -o inverter.toml && serialtwin run inverter.toml
-      A scripted device answering as the recorded one did; edit inverter.toml from there";
+      A scripted device answering as the recorded one did; edit inverter.toml from there
+  serialtwin learn inverter.jsonl -o inverter.toml --timing --force
+      Learn it again, with the recorded delays, over the last inverter.toml
+
+-o makes a new file (mode 0600) and stops if anything is at its path; --force replaces a
+regular file there, never a symlink, a FIFO or a device.";
 
 /// `serialtwin learn`.
 ///
@@ -62,7 +78,9 @@ pub(crate) fn learn(args: &LearnArgs) -> anyhow::Result<()> {
     if args.output.as_os_str() == "-" {
         std::io::stdout().lock().write_all(text.as_bytes())?;
     } else {
-        std::fs::write(&args.output, &text)
+        output::create(&args.output, files::existing(args.force))
+            .map_err(files::with_hint)?
+            .write_all(text.as_bytes())
             .with_context(|| format!("cannot write {}", args.output.display()))?;
         info!(
             exchanges = conversation.exchanges.len(),

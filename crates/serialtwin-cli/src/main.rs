@@ -8,10 +8,12 @@
 //! - `trace`: the `--trace` observer.
 //! - `run`: `serialtwin run` (signals, limits, readiness output, shutdown).
 //! - `tap`, `replay`, `learn`: record a real device, replay a capture, learn a scripted device.
+//! - `files`: the files they write on request (`--force`).
 
 mod cli;
 mod clients;
 mod config;
+mod files;
 mod learn;
 mod models;
 mod replay;

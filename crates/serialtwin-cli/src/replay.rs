@@ -12,6 +12,7 @@ use serialtwin_devices::replay::{Conversation, Fallback, Replay, ReplayOptions};
 use tracing::{info, warn};
 
 use crate::cli::TraceFormat;
+use crate::files;
 use crate::tap::{Signals, framing};
 use crate::trace::Trace;
 
@@ -49,9 +50,14 @@ pub(crate) struct ReplayArgs {
     /// answering the last).
     #[arg(long)]
     pub(crate) cycle: bool,
-    /// Record the replay's own conversation to this capture (frames and line events).
+    /// Record the replay's own conversation to this capture (frames and line events): a new
+    /// file, created owner-only (0600); refused if anything is already there (see --force).
     #[arg(long, value_name = "FILE")]
     pub(crate) capture_to: Option<PathBuf>,
+    /// Replace the --capture-to file if it exists and is a regular file (never a symlink, a
+    /// FIFO or a device).
+    #[arg(long, requires = "capture_to")]
+    pub(crate) force: bool,
     /// Log every frame and line event on stderr, as `run --trace` does.
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     pub(crate) trace: Option<TraceFormat>,
@@ -68,6 +74,8 @@ Examples:
       (NAK for anything not recorded; replies as late as the real device's
   serialtwin replay inverter.jsonl --strict
       The client must repeat the recorded conversation in order; exit status 1 if it did not
+  serialtwin replay inverter.jsonl --capture-to replayed.jsonl --force
+      Record the replay's own side, replacing the last replayed.jsonl (a regular file only)
 
 Matching: the exact request first, then its printable-ASCII text (cut at the first other byte,
 such as a binary CRC), trimmed and upper-cased. A request seen several times replays its
@@ -175,7 +183,10 @@ async fn serve(
             header.upstream = Some(format!("replay of {}", args.capture.display()));
             header.link = Some(args.link.display().to_string());
             header.tool = Some(format!("serialtwin {} replay", env!("CARGO_PKG_VERSION")));
-            Some(CaptureWriter::create(path, &header)?)
+            Some(
+                CaptureWriter::create_with(path, &header, files::existing(args.force))
+                    .map_err(files::with_hint)?,
+            )
         }
         None => None,
     };

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::TraceFormat;
+use crate::files;
 use crate::trace::Trace;
 
 /// `serialtwin tap`.
@@ -32,9 +33,14 @@ pub(crate) struct TapArgs {
     /// The link to make to the new pty: what the client opens instead of the device.
     #[arg(long)]
     pub(crate) link: PathBuf,
-    /// Where to record the conversation (JSON lines; see docs/capture.md).
-    #[arg(long)]
+    /// Where to record the conversation (JSON lines; see docs/capture.md): a new file, created
+    /// owner-only (0600); refused if anything is already there (see --force).
+    #[arg(long, value_name = "FILE")]
     pub(crate) capture: PathBuf,
+    /// Replace the --capture file if it exists and is a regular file (never a symlink, a FIFO
+    /// or a device).
+    #[arg(long)]
+    pub(crate) force: bool,
     /// Cut the traffic into frames with this framing (`pi30`, `crlf`, `cr`, `lf`...) for the
     /// trace and the capture's `frame` records. Without it only raw chunks are recorded.
     #[arg(long)]
@@ -95,7 +101,9 @@ Examples:
 
 Stops on SIGINT, SIGTERM or SIGHUP (the capture is complete), or when the upstream goes away
 (exit status 1). A capture is written record by record: a killed tap leaves every record but
-the one it was writing, which `replay` and `learn` skip.";
+the one it was writing, which `replay` and `learn` skip. The capture is a new file (mode 0600):
+the tap stops if anything is at its path; --force replaces a regular file there, never a
+symlink, a FIFO or a device.";
 
 impl TapArgs {
     /// The upstream's line settings from the command line.
@@ -295,7 +303,8 @@ async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
     header.link = Some(args.link.display().to_string());
     header.settings = Some(settings.into());
     header.tool = Some(format!("serialtwin {} tap", env!("CARGO_PKG_VERSION")));
-    let capture = CaptureWriter::create(&args.capture, &header)?;
+    let capture = CaptureWriter::create_with(&args.capture, &header, files::existing(args.force))
+        .map_err(files::with_hint)?;
 
     let trace = args.trace.map(Trace::start);
     let mut tap = Tap::new("tap").capture(capture.clone());

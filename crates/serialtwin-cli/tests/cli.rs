@@ -662,3 +662,80 @@ fn models_and_help() {
         );
     }
 }
+
+/// Port names are one word of the control protocol: a config whose name (written, numbered for
+/// a copy, or taken from the link's file name) is not one is refused at that value, on one line
+/// with the name escaped, exit status 2.
+#[test]
+fn a_port_name_that_is_not_one_word_is_a_config_error() {
+    let bad: &[(&str, usize, usize, &str)] = &[
+        (
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\nname = \"inv 0\"\n",
+            4,
+            8,
+            r#"port name "inv 0" contains whitespace ' ' (U+0020) at character 4"#,
+        ),
+        (
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\nname = \"*\"\n",
+            4,
+            8,
+            "`*` cannot be a port name",
+        ),
+        (
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\nname = \"inv\\u001b[2J\"\n",
+            4,
+            8,
+            r#"port name "inv\u{1b}[2J" contains the control character '\u{1b}' (U+001B)"#,
+        ),
+        (
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\nname = \"\"\n",
+            4,
+            8,
+            "a port name cannot be empty",
+        ),
+        (
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB{n}'\ncount = 2\nname = 'inv {n}'\n",
+            5,
+            8,
+            r#"port name "inv 0""#,
+        ),
+        (
+            "[[device]]\nmodel = 'pi30'\nlink = '{dir}/tty\tUSB0'\n",
+            3,
+            8,
+            r#"port name "tty\tUSB0" contains whitespace '\t' (U+0009) at character 4: a port name must be one word of the control protocol (printable, no whitespace); it is the link's file name: set `name`"#,
+        ),
+    ];
+    for (i, (text, line, col, reason)) in bad.iter().enumerate() {
+        let dir = work_dir("name");
+        let text = text.replace("{dir}", dir.to_str().unwrap());
+        let config = write_config(&dir, &format!("name{i}.toml"), &text);
+        let config = config.to_str().unwrap();
+        for command in ["check", "run"] {
+            let out = run_to_end(&dir, &[command, config]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let context = format!("case {i} ({command}):\n{text}\n---\n{stderr}");
+            assert_eq!(out.status.code(), Some(2), "{context}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "one line; {context}");
+            let prefix = format!("error: {config}:{line}:{col}: ");
+            assert!(lines[0].starts_with(&prefix), "want {prefix:?}; {context}");
+            assert!(stderr.contains(reason), "want {reason:?}; {context}");
+            assert!(out.stdout.is_empty(), "{context}");
+            assert_eq!(leftovers(&dir), Vec::<PathBuf>::new(), "{context}");
+        }
+    }
+    // One printable word is a name.
+    let dir = work_dir("name");
+    let config = write_config(
+        &dir,
+        "good.toml",
+        &format!(
+            "[[device]]\nmodel = 'pi30'\nlink = '{}/ttyUSB0'\nname = 'inv-0.a_B'\n",
+            dir.display()
+        ),
+    );
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("inv-0.a_B"));
+}

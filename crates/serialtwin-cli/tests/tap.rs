@@ -503,3 +503,223 @@ fn a_tcp_upstream_is_tapped_byte_for_byte() {
     );
     server.join().unwrap();
 }
+
+/// A command that writes a file on request.
+#[derive(Clone, Copy, Debug)]
+enum Writes {
+    /// `tap --capture FILE`.
+    Tap,
+    /// `replay CAPTURE --capture-to FILE`.
+    Replay,
+    /// `learn CAPTURE -o FILE`.
+    Learn,
+}
+
+/// What the commands need besides the file: a capture to read, an upstream to tap.
+struct Inputs {
+    dir: PathBuf,
+    capture: PathBuf,
+    upstream: String,
+}
+
+impl Writes {
+    /// The link a serving command makes.
+    fn link(self, inputs: &Inputs) -> PathBuf {
+        inputs.dir.join(format!("{self:?}/ttyUSB0"))
+    }
+
+    fn args(self, inputs: &Inputs, file: &Path, force: bool) -> Vec<String> {
+        let link = self.link(inputs).to_str().unwrap().to_owned();
+        let capture = inputs.capture.to_str().unwrap().to_owned();
+        let file = file.to_str().unwrap().to_owned();
+        let mut args: Vec<String> = match self {
+            Self::Tap => vec![
+                "tap".into(),
+                "--upstream".into(),
+                inputs.upstream.clone(),
+                "--link".into(),
+                link,
+                "--capture".into(),
+                file,
+            ],
+            Self::Replay => vec![
+                "replay".into(),
+                capture,
+                "--link".into(),
+                link,
+                "--capture-to".into(),
+                file,
+            ],
+            Self::Learn => vec!["learn".into(), capture, "-o".into(), file],
+        };
+        if force {
+            args.push("--force".into());
+        }
+        args
+    }
+
+    /// How the written file starts.
+    fn starts(self) -> &'static str {
+        match self {
+            Self::Tap | Self::Replay => r#"{"type":"header","format":"serialtwin-capture""#,
+            Self::Learn => "# Learned by `serialtwin learn`",
+        }
+    }
+
+    /// Run it to the point where the file is written, and stop it: its success and stderr.
+    fn write(self, inputs: &Inputs, file: &Path, force: bool) -> (bool, String) {
+        let args = self.args(inputs, file, force);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        if matches!(self, Self::Learn) {
+            let out = finish(&inputs.dir, &args);
+            return (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        let serving = Background::start(&inputs.dir, &format!("{self:?}"), &args);
+        serving.stop(Signal::SIGTERM)
+    }
+
+    /// Run it expecting a refusal: its stderr.
+    fn refused(self, inputs: &Inputs, file: &Path, force: bool) -> String {
+        let args = self.args(inputs, file, force);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = finish(&inputs.dir, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{self:?} {args:?}: {stderr}");
+        assert!(
+            std::fs::symlink_metadata(self.link(inputs)).is_err(),
+            "{self:?}: its link is gone"
+        );
+        stderr
+    }
+}
+
+/// Run `serialtwin <args>` in `dir` to its end (killed past the safety net).
+fn finish(dir: &Path, args: &[&str]) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serialtwin {args:?} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `tap --capture FILE`: nothing at FILE is written over unless forced (see `never_replaced`).
+#[test]
+fn tap_capture_replaces_nothing_unless_forced() {
+    never_replaced(Writes::Tap);
+}
+
+/// `replay --capture-to FILE`: as `tap --capture`.
+#[test]
+fn replay_capture_to_replaces_nothing_unless_forced() {
+    never_replaced(Writes::Replay);
+}
+
+/// `learn -o FILE`: as `tap --capture`; and `--name` must be a port name.
+#[test]
+fn learn_output_replaces_nothing_unless_forced() {
+    let dir = never_replaced(Writes::Learn);
+    // A port name `ctl` could not address is refused before the capture is read.
+    let out = finish(&dir, &["learn", "nowhere.jsonl", "--name", "inv 0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"port name "inv 0" contains whitespace"#),
+        "{stderr}"
+    );
+}
+
+/// A file written on request never replaces what is at its path: an existing file is kept (the
+/// error says `--force`), a symlink is never followed (not even with `--force`), a FIFO never
+/// opened; `--force` replaces a regular file; a new file is the owner's only. Returns the
+/// scratch directory (removed when dropped).
+fn never_replaced(writes: Writes) -> scratch::Scratch {
+    let dir = work_dir("files");
+    // A device nobody talks to: the tap connects and records nothing.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let capture = dir.join("recorded.jsonl");
+    std::fs::write(
+        &capture,
+        "{\"type\":\"header\",\"format\":\"serialtwin-capture\",\"version\":1,\
+         \"started\":\"2026-06-21T12:00:00.000000Z\",\"framing\":\"cr\"}\n\
+         {\"type\":\"frame\",\"t\":0.1,\"dir\":\"rx\",\"hex\":\"41\",\"text\":\"A\"}\n\
+         {\"type\":\"frame\",\"t\":0.2,\"dir\":\"tx\",\"hex\":\"420d\",\"text\":\"B\\r\"}\n",
+    )
+    .unwrap();
+    let inputs = Inputs {
+        dir: dir.to_path_buf(),
+        capture,
+        upstream: upstream.local_addr().unwrap().to_string(),
+    };
+    let context = format!("{writes:?}");
+
+    // An existing file: kept, and the error says how to replace it.
+    let existing = dir.join("existing");
+    std::fs::write(&existing, "precious").unwrap();
+    let stderr = writes.refused(&inputs, &existing, false);
+    assert!(
+        stderr.contains(&format!(
+            "error: {} already exists: pass --force to replace it",
+            existing.display()
+        )),
+        "{context}: {stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "precious");
+
+    // A symlink to a victim: refused, with or without --force; the victim is untouched.
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    for force in [false, true] {
+        let stderr = writes.refused(&inputs, &link, force);
+        assert!(
+            stderr.contains(&format!(
+                "{} is a symbolic link, not a regular file",
+                link.display()
+            )),
+            "{context} force={force}: {stderr}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_symlink());
+    }
+
+    // A FIFO (a reader could be waiting on it): refused at once, not even opened.
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let stderr = writes.refused(&inputs, &fifo, true);
+    assert!(
+        stderr.contains("is a FIFO, not a regular file"),
+        "{context}: {stderr}"
+    );
+
+    // --force replaces a regular file.
+    let (ok, stderr) = writes.write(&inputs, &existing, true);
+    assert!(ok, "{context}: {stderr}");
+    let text = std::fs::read_to_string(&existing).unwrap();
+    assert!(text.starts_with(writes.starts()), "{context}: {text}");
+
+    // A new file is the owner's only.
+    let new = dir.join("new");
+    let (ok, stderr) = writes.write(&inputs, &new, false);
+    assert!(ok, "{context}: {stderr}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&new).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "{context}: {mode:o}");
+    dir
+}

@@ -24,7 +24,6 @@
 //! killed (even with SIGKILL) up to the last record handed over. [`read`] accepts such a file:
 //! an incomplete last line is set aside ([`Capture::truncated`]), not an error.
 
-use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -38,6 +37,7 @@ use tokio::time::Instant;
 
 pub use crate::escape::{escape, hex, unescape, unhex};
 use crate::observe::{Direction, Observation, Observer, Seen};
+use crate::output::{self, Existing, OutputError};
 use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
 
 /// The `format` of a capture header.
@@ -75,6 +75,9 @@ pub enum CaptureError {
         /// Why.
         reason: String,
     },
+    /// The capture file could not be created: something is in the way, or the system refused.
+    #[error(transparent)]
+    Create(#[from] OutputError),
 }
 
 /// The first record: what was recorded, and when.
@@ -569,19 +572,34 @@ struct Inner {
 }
 
 impl CaptureWriter {
-    /// Create (truncate) `path` and write `header` into it; `t = 0` is now.
+    /// Create `path`, a new file, and write `header` into it; `t = 0` is now. Anything
+    /// already at `path` is left alone: see [`create_with`](Self::create_with).
     ///
     /// Must be called within a tokio runtime, or with tokio's clock otherwise usable.
     ///
     /// # Errors
-    /// [`CaptureError::Io`] if the file cannot be created or written.
+    /// [`CaptureError::Create`] if something is at `path` or the file cannot be created,
+    /// [`CaptureError::Io`] if it cannot be written.
     pub fn create(path: impl Into<PathBuf>, header: &Header) -> Result<Self, CaptureError> {
+        Self::create_with(path, header, Existing::Refuse)
+    }
+
+    /// As [`create`](Self::create), replacing a regular file at `path` with
+    /// [`Existing::Replace`] (never a symlink, a FIFO or a device: see [`output::create`]).
+    ///
+    /// # Errors
+    /// As [`create`](Self::create).
+    pub fn create_with(
+        path: impl Into<PathBuf>,
+        header: &Header,
+        existing: Existing,
+    ) -> Result<Self, CaptureError> {
         let path = path.into();
         let io_error = |source| CaptureError::Io {
             path: path.clone(),
             source,
         };
-        let mut file = File::create(&path).map_err(io_error)?;
+        let mut file = output::create(&path, existing)?;
         let mut line = serde_json::to_string(&Wire::Header(header.clone()))
             .map_err(|e| io_error(io::Error::other(e)))?;
         line.push('\n');

@@ -20,6 +20,7 @@ use crate::device::Device;
 use crate::limits::{self, LimitError};
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
+use crate::port_name::{PortNameError, check_port_name};
 use crate::pty::lane::{Lanes, Seat};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeConfig, ServeError, Server};
@@ -59,6 +60,9 @@ pub enum FleetError {
         #[source]
         source: std::io::Error,
     },
+    /// The port's name is not one word of the control protocol (the error shows it).
+    #[error(transparent)]
+    Name(PortNameError),
 }
 
 /// Why a port did not carry out a [`PortHandle::command`].
@@ -286,6 +290,9 @@ impl Fleet {
     /// # Errors
     /// [`FleetError`]; nothing is left behind (no pty, no link, no descriptor).
     pub fn spawn<D: Device>(&self, spec: PortSpec, device: D) -> Result<PortHandle, FleetError> {
+        // A port the control socket cannot address (or whose name garbles `list`) is refused
+        // before anything is made for it.
+        check_port_name(&spec.serve.name).map_err(FleetError::Name)?;
         let line = spec.serve.line.unwrap_or_else(|| device.line());
         let options = PtyOptions {
             baud: line.baud.unwrap_or(PtyOptions::default().baud),

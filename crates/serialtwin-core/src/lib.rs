@@ -23,6 +23,8 @@
 //! - [`link`]: symlinks that belong to a port's slot ([`LinkSlot`]).
 //! - [`limits`]: open-file and pty limits, and errors that say how to raise them.
 //! - [`settings`], [`clock`]: line settings and events; the simulated wall clock.
+//! - [`port_name`]: what a port may be called (one word of the control protocol).
+//! - [`output`]: files written on request (captures), never over what is there unless asked.
 
 pub mod clock;
 pub mod control;
@@ -36,6 +38,8 @@ pub mod limits;
 pub mod line;
 pub mod link;
 pub mod observe;
+pub mod output;
+pub mod port_name;
 pub mod pty;
 pub mod serve;
 pub mod settings;
@@ -53,6 +57,8 @@ pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
 pub use crate::line::{Latency, Line, LineConfig, Mismatch};
 pub use crate::link::{LinkError, LinkSlot};
 pub use crate::observe::{Broadcast, Direction, Observation, Observer, Seen};
+pub use crate::output::{Existing, OutputError};
+pub use crate::port_name::{PortNameError, check_port_name};
 pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
 pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
 pub use crate::settings::{

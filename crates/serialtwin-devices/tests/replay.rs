@@ -35,6 +35,8 @@ fn pi30_framing() -> Framing {
 fn write_capture(path: &Path, framing: &str, exchanges: &[(Bytes, Vec<Bytes>)]) {
     let mut header = Header::now();
     header.framing = Some(framing.into());
+    // The writer never replaces a file: one left by an earlier run with the same pid goes first.
+    let _ = std::fs::remove_file(path);
     let writer = CaptureWriter::create(path, &header).unwrap();
     let start = tokio::time::Instant::now();
     let mut at = start;
