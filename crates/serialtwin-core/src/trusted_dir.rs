@@ -401,6 +401,36 @@ fn open_root() -> Result<OwnedFd, DirError> {
     .map_err(io_err("open", Path::new("/")))
 }
 
+/// Create `name` in `parent` with exactly the purpose's mode, whatever the umask takes away;
+/// `None` if something is there already (to be looked at like any existing directory).
+fn make_dir(
+    parent: &OwnedFd,
+    name: &OsStr,
+    path: &Path,
+    purpose: Purpose,
+) -> Result<Option<OwnedFd>, DirError> {
+    let mode = Mode::from_raw_mode(purpose.create_mode());
+    match rustix::fs::mkdirat(parent, name, mode) {
+        Ok(()) => {}
+        Err(Errno::EXIST) => return Ok(None),
+        Err(e) => return Err(io_err("create directory", path)(e)),
+    }
+    let dir = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io_err("open", path))?;
+    let st = rustix::fs::fstat(&dir).map_err(io_err("inspect", path))?;
+    if st.st_uid != euid() {
+        // Replaced between mkdir and open by somebody else's directory.
+        check(&st, path, true, Purpose::Private)?;
+    }
+    rustix::fs::fchmod(&dir, mode).map_err(io_err("set the mode of", path))?;
+    Ok(Some(dir))
+}
+
 fn walk(path: &Path, purpose: Purpose, create: bool) -> Result<TrustedDir, DirError> {
     let absolute = std::path::absolute(path).map_err(|source| DirError::Io {
         op: "resolve",
@@ -438,31 +468,11 @@ fn walk(path: &Path, purpose: Purpose, create: bool) -> Result<TrustedDir, DirEr
             }
             Err(Errno::NOENT) if create && creations < LOCK_ATTEMPTS => {
                 creations += 1;
-                let mode = purpose.create_mode();
-                match rustix::fs::mkdirat(&fd, &name, Mode::from_raw_mode(mode)) {
-                    Ok(()) => {}
+                let Some(next) = make_dir(&fd, &name, &next_path, purpose)? else {
                     // Someone made it meanwhile: look at it again like any existing directory.
-                    Err(Errno::EXIST) => {
-                        pending.push(name);
-                        continue;
-                    }
-                    Err(e) => return Err(io_err("create directory", &next_path)(e)),
-                }
-                let next = rustix::fs::openat(
-                    &fd,
-                    &name,
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(io_err("open", &next_path))?;
-                let st = rustix::fs::fstat(&next).map_err(io_err("inspect", &next_path))?;
-                if st.st_uid != euid() {
-                    // Replaced between mkdir and open by somebody else's directory.
-                    check(&st, &next_path, true, Purpose::Private)?;
-                }
-                // Exactly the purpose's mode, whatever the umask took away.
-                rustix::fs::fchmod(&next, Mode::from_raw_mode(mode))
-                    .map_err(io_err("set the mode of", &next_path))?;
+                    pending.push(name);
+                    continue;
+                };
                 fd = next;
                 here = next_path;
             }
