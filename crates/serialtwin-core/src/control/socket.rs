@@ -417,16 +417,31 @@ async fn ask(path: &Path, line: &str) -> Result<String, SocketError> {
         });
     }
     let (mut read, mut write) = stream.into_split();
-    let sent = async {
-        write.write_all(line.trim().as_bytes()).await?;
-        write.write_all(b"\n").await?;
-        write.shutdown().await
-    };
-    sent.await.map_err(io_error("write to", path))?;
+    // One write: a server that answers (or refuses) on the first bytes and closes must not
+    // turn the rest of our request into a broken pipe.
+    let mut request = line.trim().as_bytes().to_vec();
+    request.push(b'\n');
+    // A server that closed before reading (one refusing us) may have said why: read it first.
+    let sent = write.write_all(&request).await;
+    // Only a courtesy to say we are done; a server that already closed does not need it.
+    let _ = write.shutdown().await;
     let mut reply = Vec::new();
-    read.read_to_end(&mut reply)
-        .await
-        .map_err(io_error("read from", path))?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match read.read(&mut chunk).await {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            // A server that closes without reading all we sent resets the connection after
+            // its reply: what it said still counts.
+            Err(e) if !reply.is_empty() && e.kind() == io::ErrorKind::ConnectionReset => break,
+            Err(e) => return Err(io_error("read from", path)(e)),
+        }
+    }
+    if let Err(e) = sent
+        && reply.is_empty()
+    {
+        return Err(io_error("write to", path)(e));
+    }
     Ok(String::from_utf8_lossy(&reply).trim_end().to_owned())
 }
 
