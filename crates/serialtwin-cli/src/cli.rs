@@ -51,6 +51,9 @@ pub(crate) struct CtlArgs {
     /// The control socket. Default: the per-user one `serialtwin run` opens.
     #[arg(long)]
     pub(crate) socket: Option<PathBuf>,
+    /// Give up if the whole request (connect, send, reply) takes longer, e.g. `500ms`, `10s`.
+    #[arg(long, default_value = "5s", value_parser = serialtwin_core::control::parse_duration)]
+    pub(crate) timeout: std::time::Duration,
     /// The command, e.g. `fault inv0 break-crc next=3` (see the examples below).
     #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub(crate) command: Vec<String>,
@@ -67,9 +70,12 @@ pub(crate) struct RunArgs {
     /// Log every frame and line event on stderr (`--trace=hex` shows bytes as hex).
     #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "text")]
     pub(crate) trace: Option<TraceFormat>,
-    /// The control socket for `serialtwin ctl` (created 0600 in a 0700 directory). Default:
-    /// `$XDG_RUNTIME_DIR/serialtwin/control.sock` or `/tmp/serialtwin-<uid>/control.sock`,
-    /// skipped with a warning if another instance has it.
+    /// The control socket for `serialtwin ctl`: created 0600 in a directory of yours that is
+    /// 0700 (made so if missing; refused if it belongs to someone else or is open to others);
+    /// an existing file there is replaced only if it is a stale socket of yours. Default:
+    /// `$XDG_RUNTIME_DIR/serialtwin/control.sock` (if that directory is yours and 0700) or
+    /// `$TMPDIR/serialtwin-<uid>/control.sock`, skipped with a warning if another instance
+    /// has it or the directory is not to be trusted.
     #[arg(long, conflicts_with = "no_control")]
     pub(crate) control: Option<PathBuf>,
     /// Do not open a control socket.

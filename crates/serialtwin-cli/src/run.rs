@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use serialtwin_core::control::{self, Ports};
+use serialtwin_core::trusted_dir::{self, Purpose, TrustedDir};
 use serialtwin_core::{Fleet, PortHandle, PortSpec, limits};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{debug, info, warn};
@@ -209,20 +210,33 @@ async fn start_control(
     }
 }
 
-/// `$XDG_RUNTIME_DIR/serialtwin/control.sock`, else `/tmp/serialtwin-<uid>/control.sock`.
+/// `$XDG_RUNTIME_DIR/serialtwin/control.sock`, else `$TMPDIR/serialtwin-<euid>/control.sock`
+/// (`/tmp` without `TMPDIR`).
+///
+/// `$XDG_RUNTIME_DIR` counts only if it is ours and `0700`: after `sudo -E`, root inherits a
+/// user's, and putting root's socket in a directory that user controls would hand them root's
+/// fleet (and root's `ctl` output).
 pub(crate) fn control_default() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("serialtwin/control.sock"),
-        _ => std::env::temp_dir()
-            .join(format!("serialtwin-{}", nix::unistd::getuid()))
-            .join("control.sock"),
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        match TrustedDir::open(&dir, Purpose::Private) {
+            Ok(_) => return dir.join("serialtwin/control.sock"),
+            Err(e) => warn!("ignoring $XDG_RUNTIME_DIR for the control socket: {e}"),
+        }
     }
+    std::env::temp_dir()
+        .join(format!("serialtwin-{}", trusted_dir::euid()))
+        .join("control.sock")
 }
 
 /// `serialtwin ctl`: send one command to a running instance and print the reply.
 ///
+/// The reply is printed with control characters escaped: it comes from whoever serves the
+/// socket, and raw escape sequences could rewrite the user's terminal.
+///
 /// # Errors
-/// If the socket cannot be reached, or the instance answered with an error.
+/// If the socket cannot be reached or is not to be trusted, no reply came within `--timeout`,
+/// or the instance answered with an error.
 pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
     let path = args.socket.clone().unwrap_or_else(control_default);
     let line = args.command.join(" ");
@@ -230,13 +244,24 @@ pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?
-        .block_on(control::request(&path, &line))
+        // The timer must be made inside the runtime.
+        .block_on(async {
+            tokio::time::timeout(args.timeout, control::request(&path, &line)).await
+        })
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "timed out: no reply from {} within {:?} (see --timeout)",
+                path.display(),
+                args.timeout
+            )
+        })?
         .with_context(|| {
             format!(
                 "cannot reach {} (is `serialtwin run` running?)",
                 path.display()
             )
         })?;
+    let reply = printable(&reply);
     match reply.strip_prefix("ok") {
         Some(rest) => {
             let rest = rest.trim_start_matches('\n');
@@ -249,6 +274,42 @@ pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
             "{}",
             reply.strip_prefix("error: ").unwrap_or(&reply)
         )),
+    }
+}
+
+/// `text` with every control character but the line breaks escaped (`\r`, `\t`, `\x1b`,
+/// `\u{9b}`), so that nothing a server sends is taken by the terminal as a command.
+fn printable(text: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push('\n'),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && u32::from(c) < 0x80 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn printable_escapes_control_characters_but_keeps_lines() {
+        assert_eq!(
+            printable("ok\n\u{1b}[2Jinv0\u{7}\t\r\u{9b}x é\\"),
+            "ok\n\\x1b[2Jinv0\\x07\\t\\r\\u{9b}x é\\\\"
+        );
     }
 }
 

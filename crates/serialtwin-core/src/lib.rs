@@ -45,6 +45,8 @@ pub mod serve;
 pub mod settings;
 mod spare;
 pub mod transport;
+// Directories checked against other local users, used for links and the control socket.
+pub mod trusted_dir;
 
 pub use crate::clock::SimClock;
 pub use crate::device::{Context, Device, Replies, Reply};

@@ -7,6 +7,8 @@
 //! - holds an exclusive `flock` on a lock file beside the link (`<dir>/.<name>.serialtwin.lock`,
 //!   containing the holder's pid for humans) for as long as the slot lives, so two instances can
 //!   never fight over one name, and a killed instance's leftovers are recognisable as stale;
+//! - works only in a directory no other user can change ([`TrustedDir`], created `0755` so
+//!   that clients of other users can open the link), held open and used through `*at` calls;
 //! - refuses to touch anything at the path that is not clearly a serialtwin link (a regular file,
 //!   a directory, somebody else's symlink);
 //! - re-points the link atomically (symlink to a temporary name in the same directory, then
@@ -18,19 +20,21 @@
 //! description: a second claim of the same path in the *same* process conflicts too, and the
 //! kernel drops the lock when the holder dies, however it dies.
 
-use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, symlink};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
+use rustix::io::Errno;
 use tracing::{debug, info, warn};
+
+use crate::trusted_dir::{self, DirError, Locked, Purpose, TrustedDir};
 
 /// Where the kernel's pseudo-terminal slaves live: a link into here is one of ours or a pty tool's.
 const PTS_DIR: &str = "/dev/pts";
-
-/// How often to retry when the lock file is replaced between opening and locking it.
-const LOCK_ATTEMPTS: u32 = 8;
 
 /// Why a link slot could not be claimed, pointed or released.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,18 @@ pub enum LinkError {
         /// The path that was asked for.
         path: PathBuf,
     },
+    /// The path has control characters, which would garble every message and listing naming it.
+    #[error("link path {path:?} has control characters; refusing it")]
+    ControlCharacters {
+        /// The path that was asked for.
+        path: PathBuf,
+    },
+    /// The link's directory (or one on the way) is not safe from other users: whoever controls
+    /// it could swap the link our clients open, or the lock file we write into.
+    #[error(
+        "{0}; choose a link in a directory of yours (e.g. a config file with `link = \"...\"`)"
+    )]
+    UnsafeDirectory(#[source] DirError),
     /// The lock file kept being removed or replaced while we locked it.
     #[error("lock file {} kept being replaced while locking it; giving up", .path.display())]
     LockRace {
@@ -77,13 +93,28 @@ pub enum LinkError {
     },
 }
 
+impl From<DirError> for LinkError {
+    fn from(err: DirError) -> Self {
+        match err {
+            DirError::NotOurs { path, what } => Self::NotOurs { path, what },
+            DirError::LockRace { path } => Self::LockRace { path },
+            DirError::Io { op, path, source } => Self::Io { op, path, source },
+            other => Self::UnsafeDirectory(other),
+        }
+    }
+}
+
 fn holder(pid: Option<u32>) -> String {
     pid.map_or_else(String::new, |pid| format!(" (pid {pid})"))
 }
 
-fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LinkError {
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> LinkError {
     let path = path.to_owned();
-    move |source| LinkError::Io { op, path, source }
+    move |errno| LinkError::Io {
+        op,
+        path,
+        source: errno.into(),
+    }
 }
 
 /// The claim on one port name: the lock that makes the name ours, and the link it names.
@@ -93,10 +124,15 @@ fn io_error(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LinkErro
 pub struct LinkSlot {
     /// The link clients open.
     path: PathBuf,
-    /// `<dir>/.<name>.serialtwin.lock`.
-    lock_path: PathBuf,
-    /// `<dir>/.<name>.serialtwin.new`: where a new link is made before it is renamed over `path`.
-    temp_path: PathBuf,
+    /// The link's directory, checked and held open: every later call is relative to it, so
+    /// swapping the directory (or a symlink on the way) after the claim changes nothing.
+    dir: TrustedDir,
+    /// The link's file name in `dir`.
+    name: OsString,
+    /// `.<name>.serialtwin.lock`.
+    lock_name: OsString,
+    /// `.<name>.serialtwin.new`: where a new link is made before it is renamed over `name`.
+    temp_name: OsString,
     /// The locked lock file; `None` once released.
     lock: Option<File>,
     /// What we last pointed the link at.
@@ -106,56 +142,78 @@ pub struct LinkSlot {
 impl LinkSlot {
     /// Claim `path` for this process, so that only this slot may create, re-point or remove it.
     ///
-    /// Creates the parent directories, then takes an exclusive, non-blocking lock on the lock file
-    /// beside the link and writes our pid into it. Refuses with [`LinkError::Busy`] if a live
-    /// holder has the lock, and with [`LinkError::NotOurs`] (creating nothing) if `path` is not a
-    /// symlink, or is a symlink that no serialtwin instance left: one with no lock file beside it
-    /// that points outside `/dev/pts`, or at a pty that still exists (socat and friends make such
-    /// links too). A leftover link of a killed instance (lock file present but unlocked), or a
-    /// dangling link into `/dev/pts`, is stale: it is removed at once, since its pty number may
-    /// already belong to somebody else's terminal.
+    /// Opens the link's directory (creating it `0755` if missing) only if neither it nor any
+    /// directory on the way can be changed by another user, and it is not itself a symlink
+    /// ([`TrustedDir`], [`Purpose::Links`]). Then takes an exclusive, non-blocking lock on the
+    /// lock file beside the link (which must be a regular file of ours) and writes our pid into
+    /// it. Refuses with [`LinkError::Busy`] if a live holder has the lock, and with
+    /// [`LinkError::NotOurs`] (creating nothing) if `path` is not a symlink of ours, or is a
+    /// symlink that no serialtwin instance left: one with no lock file beside it that points
+    /// outside `/dev/pts`, or at a pty that still exists (socat and friends make such links too).
+    /// A leftover link of a killed instance (lock file present but unlocked), or a dangling link
+    /// into `/dev/pts`, is stale: it is removed at once, since its pty number may already belong
+    /// to somebody else's terminal.
     ///
     /// # Errors
     /// [`LinkError::Busy`], [`LinkError::NotOurs`], [`LinkError::NoFileName`],
+    /// [`LinkError::ControlCharacters`], [`LinkError::UnsafeDirectory`],
     /// [`LinkError::LockRace`], or [`LinkError::Io`] when a filesystem call fails.
     pub fn claim(path: impl Into<PathBuf>) -> Result<Self, LinkError> {
         let path = path.into();
-        let Some(name) = path.file_name() else {
+        if path
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .any(|&b| b < 0x20 || b == 0x7f)
+        {
+            return Err(LinkError::ControlCharacters { path });
+        }
+        let Some(name) = path.file_name().map(OsStr::to_owned) else {
             return Err(LinkError::NoFileName { path });
         };
-        let dir = match path.parent() {
+        let dir_path = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
             _ => PathBuf::from("."),
         };
         let sibling = |suffix: &str| {
             let mut file = OsString::from(".");
-            file.push(name);
+            file.push(&name);
             file.push(suffix);
-            dir.join(file)
+            file
         };
-        let lock_path = sibling(".serialtwin.lock");
-        let temp_path = sibling(".serialtwin.new");
+        let lock_name = sibling(".serialtwin.lock");
+        let temp_name = sibling(".serialtwin.new");
 
-        fs::create_dir_all(&dir).map_err(io_error("create directory", &dir))?;
+        let dir = TrustedDir::open_or_create(&dir_path, Purpose::Links)?;
         // Decide before creating anything, so a refusal leaves no lock file beside a stranger.
-        let lock_existed = fs::symlink_metadata(&lock_path).is_ok();
-        inspect(&path, lock_existed)?;
+        let lock_existed = dir.stat(&lock_name)?.is_some();
+        inspect(&dir, &path, &name, lock_existed)?;
 
-        let lock = lock_file(&path, &lock_path)?;
+        let lock = match dir.lock(&lock_name, 0o644)? {
+            Locked::Held(file) => file,
+            Locked::Busy(file) => {
+                return Err(LinkError::Busy {
+                    pid: read_pid(&file),
+                    path,
+                });
+            }
+        };
         let slot = Self {
             path,
-            lock_path,
-            temp_path,
+            dir,
+            name,
+            lock_name,
+            temp_name,
             lock: Some(lock),
             target: None,
         };
         // The name is ours now, but the path may have changed while we locked: look again.
         // On refusal, dropping the slot removes the lock file we made and leaves the path alone.
-        if let Existing::Stale(old) = inspect(&slot.path, lock_existed)? {
+        if let Existing::Stale(old) = inspect(&slot.dir, &slot.path, &slot.name, lock_existed)? {
             info!(link = %slot.path.display(), old = %old.display(), "taking over a stale link");
-            remove_if_exists(&slot.path)?;
+            slot.dir.remove(&slot.name)?;
         }
-        remove_if_exists(&slot.temp_path)?;
+        slot.dir.remove(&slot.temp_name)?;
         slot.write_pid()?;
         debug!(link = %slot.path.display(), "claimed link slot");
         Ok(slot)
@@ -170,22 +228,23 @@ impl LinkSlot {
     /// [`LinkError::NotOurs`] if something other than a symlink appeared at the path since the
     /// claim (it is left alone), [`LinkError::Io`] if a filesystem call fails (the old link stays).
     pub fn point_to(&mut self, target: &Path) -> Result<(), LinkError> {
-        match fs::symlink_metadata(&self.path) {
-            Ok(meta) if !meta.file_type().is_symlink() => {
-                return Err(LinkError::NotOurs {
-                    path: self.path.clone(),
-                    what: describe(&meta).to_owned(),
-                });
-            }
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error("inspect", &self.path)(err)),
+        if let Some(st) = self.dir.stat(&self.name)?
+            && FileType::from_raw_mode(st.st_mode) != FileType::Symlink
+        {
+            return Err(LinkError::NotOurs {
+                path: self.path.clone(),
+                what: trusted_dir::describe(&st).to_owned(),
+            });
         }
-        remove_if_exists(&self.temp_path)?;
-        symlink(target, &self.temp_path).map_err(io_error("create symlink", &self.temp_path))?;
-        if let Err(err) = fs::rename(&self.temp_path, &self.path) {
-            if let Err(cleanup) = fs::remove_file(&self.temp_path) {
-                warn!(path = %self.temp_path.display(), error = %cleanup, "cannot remove temporary link");
+        let temp_path = self.dir.display_path(&self.temp_name);
+        self.dir.remove(&self.temp_name)?;
+        rustix::fs::symlinkat(target, self.dir.fd(), &self.temp_name)
+            .map_err(io_error("create symlink", &temp_path))?;
+        if let Err(err) =
+            rustix::fs::renameat(self.dir.fd(), &self.temp_name, self.dir.fd(), &self.name)
+        {
+            if let Err(cleanup) = self.dir.remove(&self.temp_name) {
+                warn!(error = %cleanup, "cannot remove temporary link");
             }
             return Err(io_error("rename link over", &self.path)(err));
         }
@@ -205,9 +264,9 @@ impl LinkSlot {
         let Some(target) = self.target.take() else {
             return Ok(false);
         };
-        match fs::read_link(&self.path) {
+        match read_link(&self.dir, &self.name) {
             Ok(current) if current == target => {
-                remove_if_exists(&self.path)?;
+                self.dir.remove(&self.name)?;
                 debug!(link = %self.path.display(), "link removed");
                 Ok(true)
             }
@@ -221,14 +280,7 @@ impl LinkSlot {
                 Ok(false)
             }
             // Gone, or replaced by something that is not a link: not ours to remove.
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
-                ) =>
-            {
-                Ok(false)
-            }
+            Err(Errno::NOENT | Errno::INVAL) => Ok(false),
             Err(err) => Err(io_error("read link", &self.path)(err)),
         }
     }
@@ -259,22 +311,22 @@ impl LinkSlot {
             return Ok(());
         };
         let link = self.unlink().map(drop);
-        if let Err(err) = fs::remove_file(&self.temp_path)
-            && err.kind() != io::ErrorKind::NotFound
-        {
-            warn!(path = %self.temp_path.display(), error = %err, "cannot remove temporary link");
+        if let Err(err) = self.dir.remove(&self.temp_name) {
+            warn!(error = %err, "cannot remove temporary link");
         }
         // Remove the lock file only while we hold it, and only if it is still the one we locked:
         // a claimant that opened it meanwhile then sees the name gone once it gets the lock, and retries.
-        let lock_file = match (lock.metadata(), fs::symlink_metadata(&self.lock_path)) {
-            (Ok(held), Ok(named)) if same_file(&held, &named) => fs::remove_file(&self.lock_path)
-                .map_err(io_error("remove lock file", &self.lock_path)),
-            (_, Err(err)) if err.kind() == io::ErrorKind::NotFound => Ok(()),
-            (Err(err), _) | (_, Err(err)) => {
-                Err(io_error("inspect lock file", &self.lock_path)(err))
+        let lock_path = self.dir.display_path(&self.lock_name);
+        let held = rustix::fs::fstat(&lock);
+        let lock_file = match (held, self.dir.stat(&self.lock_name)) {
+            (Ok(held), Ok(Some(named))) if trusted_dir::same_file(&held, &named) => {
+                self.dir.remove(&self.lock_name).map_err(LinkError::from)
             }
-            (Ok(_), Ok(_)) => {
-                warn!(path = %self.lock_path.display(), "lock file was replaced by someone else; leaving it");
+            (_, Ok(None)) => Ok(()),
+            (Err(err), _) => Err(io_error("inspect lock file", &lock_path)(err)),
+            (_, Err(err)) => Err(err.into()),
+            (Ok(_), Ok(Some(_))) => {
+                warn!(path = %lock_path.display(), "lock file was replaced by someone else; leaving it");
                 Ok(())
             }
         };
@@ -289,7 +341,11 @@ impl LinkSlot {
         };
         lock.set_len(0)
             .and_then(|()| lock.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0))
-            .map_err(io_error("write pid to", &self.lock_path))
+            .map_err(|source| LinkError::Io {
+                op: "write pid to",
+                path: self.dir.display_path(&self.lock_name),
+                source,
+            })
     }
 }
 
@@ -309,22 +365,37 @@ enum Existing {
     Stale(PathBuf),
 }
 
-/// Decide whether whatever is at `path` may become ours. `lock_existed`: whether a lock file was
-/// beside it before we made one, i.e. whether some serialtwin instance once held this name.
-fn inspect(path: &Path, lock_existed: bool) -> Result<Existing, LinkError> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Existing::Nothing),
-        Err(err) => return Err(io_error("inspect", path)(err)),
+fn read_link(dir: &TrustedDir, name: &OsStr) -> Result<PathBuf, Errno> {
+    let target = rustix::fs::readlinkat(dir.fd(), name, Vec::new())?;
+    Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
+}
+
+/// Decide whether whatever is at `name` in `dir` (`path`, for messages) may become ours.
+/// `lock_existed`: whether a lock file was beside it before we made one, i.e. whether some
+/// serialtwin instance once held this name.
+fn inspect(
+    dir: &TrustedDir,
+    path: &Path,
+    name: &OsStr,
+    lock_existed: bool,
+) -> Result<Existing, LinkError> {
+    let Some(st) = dir.stat(name)? else {
+        return Ok(Existing::Nothing);
     };
     let not_ours = |what: String| LinkError::NotOurs {
         path: path.to_owned(),
         what,
     };
-    if !meta.file_type().is_symlink() {
-        return Err(not_ours(describe(&meta).to_owned()));
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+        return Err(not_ours(trusted_dir::describe(&st).to_owned()));
     }
-    let target = fs::read_link(path).map_err(io_error("read link", path))?;
+    if st.st_uid != trusted_dir::euid() {
+        return Err(not_ours(format!(
+            "a symlink owned by {}",
+            trusted_dir::who(st.st_uid)
+        )));
+    }
+    let target = read_link(dir, name).map_err(io_error("read link", path))?;
     if lock_existed {
         return Ok(Existing::Stale(target));
     }
@@ -335,7 +406,7 @@ fn inspect(path: &Path, lock_existed: bool) -> Result<Existing, LinkError> {
             target.display()
         )));
     }
-    if fs::symlink_metadata(&target).is_ok() {
+    if std::fs::symlink_metadata(&target).is_ok() {
         return Err(not_ours(format!(
             "a symlink to the live pty {} with no serialtwin lock file",
             target.display()
@@ -344,103 +415,18 @@ fn inspect(path: &Path, lock_existed: bool) -> Result<Existing, LinkError> {
     Ok(Existing::Stale(target))
 }
 
-/// Open (creating it) and exclusively lock the lock file, making sure the file we locked is
-/// still the one the path names: a releaser removes it while holding the lock, so a lock on an
-/// unlinked file means nothing.
-fn lock_file(link: &Path, lock_path: &Path) -> Result<File, LinkError> {
-    for _ in 0..LOCK_ATTEMPTS {
-        let opened = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o644)
-            // Never follow a symlink planted at the lock path (we write our pid into it).
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(lock_path);
-        let file = match opened {
-            Ok(file) => file,
-            Err(err) if err.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) => {
-                return Err(LinkError::NotOurs {
-                    path: lock_path.to_owned(),
-                    what: "a symlink".to_owned(),
-                });
-            }
-            Err(err) => return Err(io_error("open lock file", lock_path)(err)),
-        };
-        let held = file
-            .metadata()
-            .map_err(io_error("inspect lock file", lock_path))?;
-        if !held.file_type().is_file() {
-            return Err(LinkError::NotOurs {
-                path: lock_path.to_owned(),
-                what: describe(&held).to_owned(),
-            });
-        }
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LinkError::Busy {
-                    path: link.to_owned(),
-                    pid: read_pid(&file),
-                });
-            }
-            Err(TryLockError::Error(err)) => return Err(io_error("lock", lock_path)(err)),
-        }
-        match fs::symlink_metadata(lock_path) {
-            Ok(named) if same_file(&held, &named) => return Ok(file),
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => return Err(io_error("inspect lock file", lock_path)(err)),
-        }
-        debug!(path = %lock_path.display(), "lock file replaced while locking it; retrying");
-    }
-    Err(LinkError::LockRace {
-        path: lock_path.to_owned(),
-    })
-}
-
 fn read_pid(file: &File) -> Option<u32> {
     let mut text = String::new();
     file.take(32).read_to_string(&mut text).ok()?;
     text.trim().parse().ok()
 }
 
-fn same_file(a: &fs::Metadata, b: &fs::Metadata) -> bool {
-    a.dev() == b.dev() && a.ino() == b.ino()
-}
-
-fn remove_if_exists(path: &Path) -> Result<(), LinkError> {
-    match fs::remove_file(path) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(io_error("remove", path)(err)),
-        _ => Ok(()),
-    }
-}
-
-fn describe(meta: &fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let kind = meta.file_type();
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_file() {
-        "a regular file"
-    } else if kind.is_symlink() {
-        "a symlink"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_fifo() {
-        "a fifo"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a symlink"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    use std::fs;
+    use std::os::unix::fs::symlink;
 
     use super::*;
 
@@ -696,5 +682,58 @@ mod tests {
             LinkSlot::claim("/"),
             Err(LinkError::NoFileName { .. })
         ));
+    }
+
+    #[test]
+    fn control_characters_are_refused() {
+        let scratch = Scratch::new("ctrl");
+        for name in ["tty\u{1b}[31m", "tty\nUSB0", "tty\u{7f}"] {
+            let err = LinkSlot::claim(scratch.0.join(name)).unwrap_err();
+            assert!(
+                matches!(err, LinkError::ControlCharacters { .. }),
+                "{name:?}: {err:?}"
+            );
+        }
+        assert!(scratch.entries().is_empty());
+    }
+
+    #[test]
+    fn a_directory_others_may_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = Scratch::new("open");
+        let dir = scratch.0.join("links");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = LinkSlot::claim(dir.join("ttyUSB0")).unwrap_err();
+        assert!(matches!(err, LinkError::UnsafeDirectory(_)), "{err:?}");
+        assert!(err.to_string().contains("link = "), "{err}");
+        assert!(entries(&dir).is_empty(), "nothing created");
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_refused() {
+        let scratch = Scratch::new("dirlink");
+        let real = scratch.0.join("real");
+        fs::create_dir(&real).unwrap();
+        symlink(&real, scratch.0.join("links")).unwrap();
+        let err = LinkSlot::claim(scratch.0.join("links/ttyUSB0")).unwrap_err();
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert!(entries(&real).is_empty(), "nothing created in its target");
+    }
+
+    #[test]
+    fn a_stale_looking_link_of_another_user_is_refused() {
+        if !rustix::process::geteuid().is_root() {
+            println!("skipped: needs root to give a link to another uid");
+            return;
+        }
+        let scratch = Scratch::new("otheruid");
+        let link = scratch.0.join("ttyUSB0");
+        symlink(PTS_B, &link).unwrap();
+        std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();
+        let err = LinkSlot::claim(&link).unwrap_err();
+        assert!(err.to_string().contains("owned by uid 4242"), "{err}");
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(PTS_B));
+        assert_eq!(scratch.entries(), ["ttyUSB0"]);
     }
 }
