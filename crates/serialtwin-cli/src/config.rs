@@ -157,6 +157,8 @@ struct RawLine {
     pace: Option<bool>,
     mismatch: Option<RawMismatch>,
     latency_ms: Option<Spanned<Value>>,
+    /// Milliseconds after which a partial request is forgotten; 0: never.
+    frame_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -690,6 +692,9 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
     if let Some(pace) = raw.pace {
         line.pace = pace;
     }
+    if let Some(ms) = raw.frame_timeout_ms {
+        line.frame_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
     if let Some(m) = raw.mismatch {
         line.mismatch = match m {
             RawMismatch::Ignore => Mismatch::Ignore,
@@ -757,7 +762,8 @@ mod tests {
         let plan = parse(
             "t.toml",
             "[[device]]\nmodel = 'pi30'\nlink = '/tmp/x/ttyUSB0'\n\
-             [device.line]\nbaud = 9600\nformat = '7E1'\npace = false\nmismatch = 'silence'\nlatency_ms = [5, 9]\n",
+             [device.line]\nbaud = 9600\nformat = '7E1'\npace = false\nmismatch = 'silence'\nlatency_ms = [5, 9]\n\
+             frame_timeout_ms = 250\n",
         )
         .unwrap();
         let line = plan.ports[0].line.unwrap();
@@ -765,6 +771,7 @@ mod tests {
         assert_eq!(line.format.map(|f| f.to_string()).as_deref(), Some("7E1"));
         assert!(!line.pace);
         assert_eq!(line.mismatch, Mismatch::Silence);
+        assert_eq!(line.frame_timeout, Some(Duration::from_millis(250)));
         assert_eq!(
             line.latency,
             Latency::Range {

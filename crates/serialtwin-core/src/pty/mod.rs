@@ -162,7 +162,7 @@ pub struct PtyPort {
     /// still there.
     write_recheck: Option<Pin<Box<tokio::time::Sleep>>>,
     /// Status bytes read while cleaning up after a departed client (see
-    /// [`PtyPort::read_departed_input`]), handled before anything else is read.
+    /// [`PtyPort::drain_departed_input`]), handled before anything else is read.
     deferred_status: Vec<u8>,
 }
 
@@ -375,11 +375,11 @@ impl PtyPort {
             left_behind
         } else {
             // A client opened since the last one left (one that reopens at once). Our output
-            // may already be its answer, so it stays; what the departed client wrote and we
-            // have not read is handed over with the event, for the serving loop to drop its
-            // unfinished request.
+            // may already be its answer, and what waits to be read may be its request, read
+            // as usual: the new client may still be configuring the line, and a read now
+            // would re-arm the canary under its `tcsetattr` (see `rearm_canary`).
             debug!(path = %self.path.display(), "client left and another has opened since");
-            self.read_departed_input()
+            Vec::new()
         };
         PortEvent {
             event: LineEvent::Closed,
@@ -394,7 +394,16 @@ impl PtyPort {
     /// may be the new client's first request: hand it over with the departure.
     fn drain_departed_input(&mut self) -> Vec<u8> {
         let opened_before = self.sessions_opened();
-        let data = self.read_departed_input();
+        let mut data = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            match rustix::io::read(&self.master, &mut buf[..]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if buf[0] == 0 => data.extend_from_slice(&buf[1..n]),
+                // Settings changes and flushes are kept, in order, for the next read.
+                Ok(_) => self.deferred_status.push(buf[0]),
+            }
+        }
         sessions::sync();
         let newer_client = self.sessions_opened() != opened_before || self.has_client_now();
         if newer_client {
@@ -404,21 +413,6 @@ impl PtyPort {
             debug!(path = %self.path.display(), bytes = data.len(), "departed client's unread input dropped");
         }
         Vec::new()
-    }
-
-    /// Read every client byte waiting on the line; settings changes and flushes read with them
-    /// are kept, in order, for the next read.
-    fn read_departed_input(&mut self) -> Vec<u8> {
-        let mut data = Vec::new();
-        let mut buf = [0u8; 1024];
-        loop {
-            match rustix::io::read(&self.master, &mut buf[..]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) if buf[0] == 0 => data.extend_from_slice(&buf[1..n]),
-                Ok(_) => self.deferred_status.push(buf[0]),
-            }
-        }
-        data
     }
 
     fn sessions_opened(&self) -> u32 {
