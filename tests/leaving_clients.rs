@@ -95,16 +95,63 @@ async fn a_client_gone_mid_reply_leaves_nothing_for_the_next() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_pipelined_requests_then_gone_leave_nothing_for_the_next() {
+    // A Python client pipelines twenty QPIGS, reads the first answer and a little of the
+    // second (nine seconds of answers to go) and closes; another opens at once, before the
+    // port can have seen the departure, and asks only once the port has reported it.
     let fleet = Fleet::new();
     let port = inverter(&fleet, "pipelined");
     let mut seen = port.observations();
-    let mut first = bare_open(port.pty());
-    first.write_all(&QPIGS.repeat(20)).unwrap();
-    assert_eq!(read_reply(&mut first, 110).await.len(), 110);
-    // The second answer is on its way (nine seconds of answers to go) when the client leaves.
-    assert_eq!(read_reply(&mut first, 5).await.len(), 5);
-    drop(first);
+    let mut child = std::process::Command::new(common::python::python())
+        .arg("-c")
+        .arg(
+            r#"
+import os, sys, time
+def bare():
+    return os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+first = bare()
+os.write(first, b"QPIGS\xb7\xa9\r" * 20)
+got = b""
+while len(got) < 115:
+    got += os.read(first, 115 - len(got))
+os.close(first)
+second = bare()
+print("reopened", flush=True)
+sys.stdin.readline()
+os.write(second, b"QPI\xbe\xac\r")
+out = b""
+while not out.endswith(b"(PI30\x9a\x0b\r"):
+    out += os.read(second, 512)
+print(len(out) - 8, "bytes before its own answer", flush=True)
+"#,
+        )
+        .arg(port.pty())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    tokio::task::block_in_place(|| std::io::BufRead::read_line(&mut stdout, &mut line)).unwrap();
+    assert_eq!(line.trim(), "reopened");
     departure(&mut seen).await;
+    stdin.write_all(b"go\n").unwrap();
+    line.clear();
+    let read = tokio::time::timeout(
+        PATIENCE,
+        tokio::task::spawn_blocking(move || {
+            std::io::BufRead::read_line(&mut stdout, &mut line).map(|_| line)
+        }),
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = read.expect("an answer in time").unwrap().unwrap();
+    // At most the rest of the answer that was on the wire came before its own.
+    let before: usize = line.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(before <= 110 - 5, "{line}");
+    departure(&mut seen).await;
+    // Whoever opens after the departures were seen reads nothing from before.
     next_client_asks(&port).await;
     fleet.shutdown().await;
 }
