@@ -21,8 +21,8 @@ pub struct PortEvent {
     /// left behind, and the serving loop forgets what it holds of theirs too.
     pub reset_input: bool,
     /// With a departure (`Closed`): what was written to the line and not yet read when the
-    /// departure was handled, and may be the next client's first request. The serving loop
-    /// answers the complete requests in it and drops the unfinished rest (its writer is gone).
+    /// departure was handled, when a client had opened meanwhile: it may be that client's first
+    /// request, so the serving loop reads it as if it had just arrived.
     pub left_behind: bytes::Bytes,
 }
 

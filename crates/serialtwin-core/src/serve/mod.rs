@@ -195,18 +195,6 @@ pub(crate) enum Outcome {
     Lend,
 }
 
-/// Whether an unfinished request at the end of the receive buffer is to be dropped, after a
-/// departure (see [`Server::departed`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tail {
-    /// No: it is the client's, still being written.
-    Keep,
-    /// Yes, once the complete requests before it are answered.
-    DropNow,
-    /// After the next read: what a departed client left on the line comes with it.
-    DropAfterRead,
-}
-
 /// What answering a request without waiting left to do.
 enum Answered {
     /// Nothing: the replies, if any, are in the pending write.
@@ -367,9 +355,6 @@ pub(crate) struct Server<D, T> {
     /// It is dropped when a session begins or ends, or when more bytes come after the line's
     /// frame timeout (see [`LineConfig::frame_timeout`]).
     partial: Option<(Instant, usize)>,
-    /// Whether an unfinished request at the end of `rx` is a departed client's (see
-    /// [`Server::departed`]).
-    tail: Tail,
 }
 
 /// What a lane touches per request fits the first three cache lines of a `Server` on a pty
@@ -436,7 +421,6 @@ impl<D: Device, T: Transport> Server<D, T> {
             on_lane: false,
             outbox: Outbox::default(),
             partial: None,
-            tail: Tail::Keep,
         }
     }
 
@@ -511,13 +495,6 @@ impl<D: Device, T: Transport> Server<D, T> {
                 }
             }
             if self.outbox.is_empty() {
-                if self.tail == Tail::DropNow {
-                    self.tail = Tail::Keep;
-                    if !self.rx.is_empty() {
-                        // The unfinished request a departed client left behind.
-                        self.forget_partial(self.rx.len());
-                    }
-                }
                 self.note_partial();
             }
             // An idle port keeps no buffers (see `spare`).
@@ -540,9 +517,6 @@ impl<D: Device, T: Transport> Server<D, T> {
                             self.last_rx = Instant::now();
                         }
                         let old = self.more_input(held);
-                        if self.tail == Tail::DropAfterRead {
-                            self.tail = Tail::DropNow;
-                        }
                         if !self.sends_directly() {
                             // Replies that wait (pacing, latency, faults) must not be taken
                             // for the next client's: a departure that happened before this
@@ -583,7 +557,6 @@ impl<D: Device, T: Transport> Server<D, T> {
             && self.silence_frame.is_none()
             && self.coalesced.is_empty()
             && self.outbox.is_empty()
-            && self.tail == Tail::Keep
             && self.gates_quiet(control)
             && self.quiet_now()
     }
@@ -765,18 +738,9 @@ impl<D: Device, T: Transport> Server<D, T> {
             self.framer.reset();
             debug!(port = %self.name, bytes = theirs, "departed clients' input dropped");
         }
+        // What came with the news, and what the line held when it came, may be the next
+        // client's first request (mppsolar's hidraw path writes one in two reports): kept.
         self.rx.extend_from_slice(&event.left_behind);
-        // What came with the news (or, when a client opened before it, what the next read
-        // brings) may be a departed client's unfinished request, written just before it left,
-        // or the new client's request: the complete requests are answered, an unfinished rest
-        // is dropped.
-        self.tail = if !self.rx.is_empty() {
-            Tail::DropNow
-        } else if event.reset_input {
-            Tail::Keep
-        } else {
-            Tail::DropAfterRead
-        };
     }
 
     /// A line event. `old`: how many bytes at the start of `rx` were read before the read
