@@ -8,10 +8,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::Duration;
 
+use common::bare::bare_open;
 use common::{PATIENCE, wait_for};
 use serialtwin::{Fleet, LineEvent, PortHandle, PortSpec, Seen, SimClock};
 use serialtwin_devices::pi30::{Pi30, Pi30Config};
@@ -27,16 +26,6 @@ fn inverter(fleet: &Fleet, name: &str) -> PortHandle {
     spec.serve.clock = SimClock::at_unix(1_741_176_000, 0.0);
     fleet
         .spawn(spec, Pi30::new(Pi30Config::default()).unwrap())
-        .unwrap()
-}
-
-/// Open the slave as the simplest programs do: `open(2)`, no termios calls, no flushes.
-fn bare_open(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
-        .open(path)
         .unwrap()
 }
 

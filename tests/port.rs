@@ -3,9 +3,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
+use common::bare::bare_open;
 use common::{Counter, PATIENCE, ask, open_client, test_dir, wait_for};
 use serialtwin::{Fleet, LineEvent, PortSpec, Seen};
 use tokio::io::AsyncWriteExt;
@@ -65,16 +65,6 @@ async fn garbage_without_terminator_then_a_valid_request_is_answered() {
     )
     .await;
     fleet.shutdown().await;
-}
-
-/// Open the slave as the simplest programs do: `open(2)`, no termios calls, no flushes.
-fn bare_open(path: &std::path::Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
-        .open(path)
-        .unwrap()
 }
 
 fn nothing_to_read(file: &mut std::fs::File) -> bool {

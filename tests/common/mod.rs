@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: test devices, real clients, child processes.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod bare;
 pub mod python;
 pub mod scratch;
 

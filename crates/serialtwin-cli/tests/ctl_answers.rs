@@ -6,11 +6,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::bare::bare_open;
 use common::{PATIENCE, Running, bin, start, work_dir, write_config};
 
 /// `QPI` and `QPIWS` with their CRCs, and the answer to `QPI`.
@@ -23,25 +23,13 @@ const QMOD: &[u8] = b"QMOD\x49\xc1\r";
 /// `serialtwin ctl --socket <socket> <args>`: whether it succeeded, and what it printed. A ctl
 /// that does not finish in time fails the test (instead of hanging it).
 fn ctl(socket: &Path, args: &[&str]) -> (bool, String) {
-    let mut child = Command::new(bin())
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("`serialtwin ctl {}` got no answer", args.join(" "));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within(
+        Command::new(bin())
+            .arg("ctl")
+            .arg("--socket")
+            .arg(socket)
+            .args(args),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -108,16 +96,6 @@ rule = [{{ request = "PING", reply = "PONG" }}]
         ],
     );
     (dir, socket, run)
-}
-
-/// Open a port as the simplest programs do: `open(2)`, nothing else.
-fn bare_open(path: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(nix::libc::O_NOCTTY | nix::libc::O_NONBLOCK)
-        .open(path)
-        .unwrap()
 }
 
 /// Read until `\r`.

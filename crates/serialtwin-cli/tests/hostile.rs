@@ -129,26 +129,11 @@ impl<'a> Invocation<'a> {
 
     /// Run to the end (with a safety net).
     fn output(&self) -> (bool, String, String) {
-        let mut child = self
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + PATIENCE;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("serialtwin {:?} did not finish", self.args);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
         let Output {
             status,
             stdout,
             stderr,
-        } = child.wait_with_output().unwrap();
+        } = common::output_within(&mut self.command());
         (
             status.success(),
             String::from_utf8_lossy(&stdout).into_owned(),

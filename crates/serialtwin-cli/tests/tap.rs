@@ -12,19 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-#[path = "../../../tests/common/scratch.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod scratch;
+mod common;
 
-#[path = "../../../tests/common/python.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod python;
-
-const PATIENCE: Duration = Duration::from_secs(30);
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_serialtwin")
-}
+use common::{PATIENCE, bin, python, run_to_end, scratch};
 
 /// The pinned venv's mppsolar (the venv the workspace tests share).
 fn mppsolar() -> PathBuf {
@@ -571,7 +561,7 @@ impl Writes {
         let args = self.args(inputs, file, force);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         if matches!(self, Self::Learn) {
-            let out = finish(&inputs.dir, &args);
+            let out = run_to_end(&inputs.dir, &args);
             return (
                 out.status.success(),
                 String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -585,7 +575,7 @@ impl Writes {
     fn refused(self, inputs: &Inputs, file: &Path, force: bool) -> String {
         let args = self.args(inputs, file, force);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = finish(&inputs.dir, &args);
+        let out = run_to_end(&inputs.dir, &args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "{self:?} {args:?}: {stderr}");
         assert!(
@@ -594,28 +584,6 @@ impl Writes {
         );
         stderr
     }
-}
-
-/// Run `serialtwin <args>` in `dir` to its end (killed past the safety net).
-fn finish(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("serialtwin {args:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 /// `tap --capture FILE`: nothing at FILE is written over unless forced (see `never_replaced`).
@@ -635,7 +603,7 @@ fn replay_capture_to_replaces_nothing_unless_forced() {
 fn learn_output_replaces_nothing_unless_forced() {
     let dir = never_replaced(Writes::Learn);
     // A port name `ctl` could not address is refused before the capture is read.
-    let out = finish(&dir, &["learn", "nowhere.jsonl", "--name", "inv 0"]);
+    let out = run_to_end(&dir, &["learn", "nowhere.jsonl", "--name", "inv 0"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

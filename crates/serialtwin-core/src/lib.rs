@@ -41,6 +41,8 @@ pub mod observe;
 pub mod output;
 pub mod port_name;
 pub mod pty;
+#[cfg(test)]
+mod scratch;
 pub mod serve;
 pub mod settings;
 mod spare;

@@ -423,55 +423,19 @@ fn read_pid(file: &File) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
     use std::fs;
     use std::os::unix::fs::symlink;
 
     use super::*;
 
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Self {
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "serialtwin-link-{}-{name}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        fn entries(&self) -> Vec<String> {
-            entries(&self.0)
-        }
-    }
-
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::scratch::{Scratch, entries};
 
     const PTS_A: &str = "/dev/pts/424242";
     const PTS_B: &str = "/dev/pts/424243";
 
     #[test]
     fn claim_and_point_create_parents_and_link() {
-        let scratch = Scratch::new("create");
+        let scratch = Scratch::new("link", "create");
         let link = scratch.0.join("a/b/ttyUSB0");
         let mut slot = LinkSlot::claim(&link).unwrap();
         assert_eq!(slot.path(), link);
@@ -496,7 +460,7 @@ mod tests {
 
     #[test]
     fn second_claim_in_process_is_busy() {
-        let scratch = Scratch::new("busy");
+        let scratch = Scratch::new("link", "busy");
         let link = scratch.0.join("ttyUSB0");
         let _first = LinkSlot::claim(&link).unwrap();
         match LinkSlot::claim(&link) {
@@ -512,7 +476,7 @@ mod tests {
 
     #[test]
     fn regular_file_is_refused_and_untouched() {
-        let scratch = Scratch::new("file");
+        let scratch = Scratch::new("link", "file");
         let link = scratch.0.join("ttyUSB0");
         fs::write(&link, "precious").unwrap();
         let err = LinkSlot::claim(&link).unwrap_err();
@@ -524,7 +488,7 @@ mod tests {
 
     #[test]
     fn directory_is_refused() {
-        let scratch = Scratch::new("dir");
+        let scratch = Scratch::new("link", "dir");
         let link = scratch.0.join("ttyUSB0");
         fs::create_dir(&link).unwrap();
         assert!(matches!(
@@ -536,7 +500,7 @@ mod tests {
 
     #[test]
     fn foreign_symlink_is_refused() {
-        let scratch = Scratch::new("foreign");
+        let scratch = Scratch::new("link", "foreign");
         let link = scratch.0.join("ttyUSB0");
         symlink("/etc/hostname", &link).unwrap();
         assert!(matches!(
@@ -553,7 +517,7 @@ mod tests {
         if fs::symlink_metadata("/dev/pts/ptmx").is_err() {
             return;
         }
-        let scratch = Scratch::new("live");
+        let scratch = Scratch::new("link", "live");
         let link = scratch.0.join("ttyUSB0");
         symlink("/dev/pts/ptmx", &link).unwrap();
         assert!(matches!(
@@ -565,7 +529,7 @@ mod tests {
 
     #[test]
     fn stale_link_of_killed_instance_is_taken_over() {
-        let scratch = Scratch::new("stale");
+        let scratch = Scratch::new("link", "stale");
         let link = scratch.0.join("ttyUSB0");
         // A killed instance leaves its link and its lock file; the kernel dropped its flock.
         // Even a live target is taken over: its pty number now belongs to someone else.
@@ -584,7 +548,7 @@ mod tests {
 
     #[test]
     fn dangling_pty_link_without_lock_is_taken_over() {
-        let scratch = Scratch::new("dangling");
+        let scratch = Scratch::new("link", "dangling");
         let link = scratch.0.join("ttyUSB0");
         symlink(PTS_B, &link).unwrap();
         let _slot = LinkSlot::claim(&link).unwrap();
@@ -594,7 +558,7 @@ mod tests {
     #[test]
     fn foreign_link_with_leftover_lock_is_ours() {
         // The lock file says a serialtwin instance held this name, wherever it pointed.
-        let scratch = Scratch::new("leftover");
+        let scratch = Scratch::new("link", "leftover");
         let link = scratch.0.join("ttyUSB0");
         symlink("/somewhere/else", &link).unwrap();
         fs::write(scratch.0.join(".ttyUSB0.serialtwin.lock"), "").unwrap();
@@ -603,7 +567,7 @@ mod tests {
 
     #[test]
     fn symlinked_lock_file_is_refused() {
-        let scratch = Scratch::new("locklink");
+        let scratch = Scratch::new("link", "locklink");
         let victim = scratch.0.join("victim");
         fs::write(&victim, "keep").unwrap();
         symlink(&victim, scratch.0.join(".ttyUSB0.serialtwin.lock")).unwrap();
@@ -614,7 +578,7 @@ mod tests {
 
     #[test]
     fn release_removes_link_and_lock_and_frees_the_name() {
-        let scratch = Scratch::new("release");
+        let scratch = Scratch::new("link", "release");
         let link = scratch.0.join("ttyUSB0");
         let mut slot = LinkSlot::claim(&link).unwrap();
         slot.point_to(Path::new(PTS_A)).unwrap();
@@ -625,7 +589,7 @@ mod tests {
 
     #[test]
     fn drop_releases_too() {
-        let scratch = Scratch::new("drop");
+        let scratch = Scratch::new("link", "drop");
         let link = scratch.0.join("ttyUSB0");
         {
             let mut slot = LinkSlot::claim(&link).unwrap();
@@ -636,7 +600,7 @@ mod tests {
 
     #[test]
     fn release_leaves_a_link_re_pointed_by_someone_else() {
-        let scratch = Scratch::new("repointed");
+        let scratch = Scratch::new("link", "repointed");
         let link = scratch.0.join("ttyUSB0");
         let mut slot = LinkSlot::claim(&link).unwrap();
         slot.point_to(Path::new(PTS_A)).unwrap();
@@ -650,7 +614,7 @@ mod tests {
 
     #[test]
     fn replug_keeps_one_link() {
-        let scratch = Scratch::new("replug");
+        let scratch = Scratch::new("link", "replug");
         let link = scratch.0.join("ttyUSB0");
         let mut slot = LinkSlot::claim(&link).unwrap();
         slot.point_to(Path::new(PTS_A)).unwrap();
@@ -661,7 +625,7 @@ mod tests {
 
     #[test]
     fn unlink_keeps_the_slot() {
-        let scratch = Scratch::new("unplug");
+        let scratch = Scratch::new("link", "unplug");
         let link = scratch.0.join("ttyUSB0");
         let mut slot = LinkSlot::claim(&link).unwrap();
         slot.point_to(Path::new(PTS_A)).unwrap();
@@ -686,7 +650,7 @@ mod tests {
 
     #[test]
     fn control_characters_are_refused() {
-        let scratch = Scratch::new("ctrl");
+        let scratch = Scratch::new("link", "ctrl");
         for name in ["tty\u{1b}[31m", "tty\nUSB0", "tty\u{7f}"] {
             let err = LinkSlot::claim(scratch.0.join(name)).unwrap_err();
             assert!(
@@ -700,7 +664,7 @@ mod tests {
     #[test]
     fn a_directory_others_may_write_is_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let scratch = Scratch::new("open");
+        let scratch = Scratch::new("link", "open");
         let dir = scratch.0.join("links");
         fs::create_dir(&dir).unwrap();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
@@ -712,7 +676,7 @@ mod tests {
 
     #[test]
     fn a_symlinked_directory_is_refused() {
-        let scratch = Scratch::new("dirlink");
+        let scratch = Scratch::new("link", "dirlink");
         let real = scratch.0.join("real");
         fs::create_dir(&real).unwrap();
         symlink(&real, scratch.0.join("links")).unwrap();
@@ -727,7 +691,7 @@ mod tests {
             println!("skipped: needs root to give a link to another uid");
             return;
         }
-        let scratch = Scratch::new("otheruid");
+        let scratch = Scratch::new("link", "otheruid");
         let link = scratch.0.join("ttyUSB0");
         symlink(PTS_B, &link).unwrap();
         std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();

@@ -526,29 +526,7 @@ mod tests {
 
     use super::*;
 
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "serialtwin-trusted-{}-{tag}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::scratch::Scratch;
 
     fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)
@@ -560,7 +538,7 @@ mod tests {
 
     #[test]
     fn creates_missing_directories_with_the_purposes_mode() {
-        let scratch = Scratch::new("create");
+        let scratch = Scratch::new("trusted", "create");
         let links = scratch.0.join("a/b");
         TrustedDir::open_or_create(&links, Purpose::Links).unwrap();
         assert_eq!(mode(&scratch.0.join("a")), 0o755);
@@ -572,7 +550,7 @@ mod tests {
 
     #[test]
     fn a_private_directory_open_to_others_is_refused() {
-        let scratch = Scratch::new("open");
+        let scratch = Scratch::new("trusted", "open");
         let dir = scratch.0.join("ctl");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -584,7 +562,7 @@ mod tests {
 
     #[test]
     fn a_world_writable_directory_is_refused_unless_sticky() {
-        let scratch = Scratch::new("writable");
+        let scratch = Scratch::new("trusted", "writable");
         let dir = scratch.0.join("links");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -598,7 +576,7 @@ mod tests {
 
     #[test]
     fn the_directory_itself_must_not_be_a_symlink() {
-        let scratch = Scratch::new("symlink");
+        let scratch = Scratch::new("trusted", "symlink");
         let real = scratch.0.join("real");
         std::fs::create_dir(&real).unwrap();
         symlink(&real, scratch.0.join("alias")).unwrap();
@@ -614,7 +592,7 @@ mod tests {
 
     #[test]
     fn a_file_on_the_way_is_not_a_directory() {
-        let scratch = Scratch::new("file");
+        let scratch = Scratch::new("trusted", "file");
         std::fs::write(scratch.0.join("f"), "").unwrap();
         let err = TrustedDir::open_or_create(&scratch.0.join("f/g"), Purpose::Links).unwrap_err();
         assert!(matches!(err, DirError::NotADirectory { .. }), "{err}");
@@ -624,7 +602,7 @@ mod tests {
 
     #[test]
     fn lock_files_are_regular_files_of_ours() {
-        let scratch = Scratch::new("lock");
+        let scratch = Scratch::new("trusted", "lock");
         let dir = TrustedDir::open(&scratch.0, Purpose::Links).unwrap();
         let first = dir.lock(OsStr::new(".l"), 0o644).unwrap();
         assert!(matches!(first, Locked::Held(_)));

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 
+#[path = "../../../../tests/common/bare.rs"]
+pub mod bare;
 #[path = "../../../../tests/common/python.rs"]
 pub mod python;
 #[path = "../../../../tests/common/scratch.rs"]
@@ -170,9 +172,13 @@ impl Drop for Running {
 
 /// Run `serialtwin <args>` to its end (in `dir`), with a time limit.
 pub fn run_to_end(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(bin())
-        .args(args)
-        .current_dir(dir)
+    output_within(Command::new(bin()).args(args).current_dir(dir))
+}
+
+/// Run `cmd` to its end with no input, collecting its output; killed (and the test failed)
+/// past the safety net, so a command that hangs fails the test instead of hanging it.
+pub fn output_within(cmd: &mut Command) -> Output {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -182,9 +188,10 @@ pub fn run_to_end(dir: &Path, args: &[&str]) -> Output {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("serialtwin {args:?} did not finish");
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     child.wait_with_output().unwrap()
 }

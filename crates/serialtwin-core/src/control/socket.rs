@@ -455,29 +455,7 @@ mod tests {
     /// Safety net for every wait (never an assertion about speed).
     const PATIENCE: Duration = Duration::from_secs(30);
 
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static NEXT: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "serialtwin-socket-{}-{tag}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-            Self(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::scratch::Scratch;
 
     /// Serve with no ports at `path`; the server task and its cancel token.
     async fn serve(path: &Path) -> (tokio::task::JoinHandle<io::Result<()>>, CancellationToken) {
@@ -493,7 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_utf8_gets_an_error_line_and_the_session_goes_on() {
-        let scratch = Scratch::new("utf8");
+        let scratch = Scratch::new("socket", "utf8");
         let path = scratch.0.join("ctl/control.sock");
         let (task, cancel) = serve(&path).await;
         let mut stream = UnixStream::connect(&path).await.unwrap();
@@ -517,7 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn socket_is_private_and_a_stale_one_of_ours_is_replaced() {
-        let scratch = Scratch::new("stale");
+        let scratch = Scratch::new("socket", "stale");
         let dir = scratch.0.join("ctl");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -538,7 +516,7 @@ mod tests {
 
     #[tokio::test]
     async fn at_the_end_a_file_that_replaced_the_socket_is_left_alone() {
-        let scratch = Scratch::new("replaced");
+        let scratch = Scratch::new("socket", "replaced");
         let path = scratch.0.join("ctl/control.sock");
         let (task, cancel) = serve(&path).await;
         std::fs::remove_file(&path).unwrap();
@@ -550,7 +528,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_directory_open_to_others_is_refused_by_server_and_client() {
-        let scratch = Scratch::new("open");
+        let scratch = Scratch::new("socket", "open");
         let path = scratch.0.join("control.sock");
         let err = Bound::new(&path).err().unwrap();
         assert!(err.to_string().contains("must be 0700"), "{err}");
