@@ -355,6 +355,10 @@ pub(crate) struct Server<D, T> {
     /// It is dropped when a session begins or ends, or when more bytes come after the line's
     /// frame timeout (see [`LineConfig::frame_timeout`]).
     partial: Option<(Instant, usize)>,
+    /// How many bytes at the end of `rx` were read since the session notes were last brought up
+    /// to date: they may be a client's that opened after a departure not yet reported, so a
+    /// departure does not take them for the departed client's (see [`Server::departed`]).
+    unconfirmed: usize,
 }
 
 /// What a lane touches per request fits the first three cache lines of a `Server` on a pty
@@ -421,6 +425,7 @@ impl<D: Device, T: Transport> Server<D, T> {
             on_lane: false,
             outbox: Outbox::default(),
             partial: None,
+            unconfirmed: 0,
         }
     }
 
@@ -516,18 +521,28 @@ impl<D: Device, T: Transport> Server<D, T> {
                         if self.framer.silence_gap(&self.ctx.settings()).is_some() {
                             self.last_rx = Instant::now();
                         }
+                        let read = self.rx.len() - held;
+                        // Behind a partial request, and where replies wait (pacing, latency,
+                        // faults) so that they must not be taken for the next client's, the
+                        // session notes are brought up to date first: a departure that
+                        // happened before this read is seen before what it brought is
+                        // answered. (One inotify read per request, where each takes
+                        // milliseconds.)
+                        let synced = self.partial.is_some() || !self.sends_directly();
                         let old = self.more_input(held);
-                        if !self.sends_directly() {
-                            // Replies that wait (pacing, latency, faults) must not be taken
-                            // for the next client's: a departure that happened before this
-                            // read is seen before what it brought is answered. (One inotify
-                            // read per request, on a line where each takes milliseconds.)
+                        if synced {
                             self.io.sync_events();
                         }
+                        self.unconfirmed += read;
                         // Events the transport learned while reading (a client's open)
                         // come before the frames in the bytes just read.
                         while let Some(event) = self.io.take_event() {
                             self.on_event(event, old);
+                        }
+                        if synced {
+                            // Every change before this read has been seen: what is left is
+                            // the present session's.
+                            self.unconfirmed = 0;
                         }
                     }
                     Recv::Event(event) => self.on_event(event, self.rx.len()),
@@ -726,12 +741,14 @@ impl<D: Device, T: Transport> Server<D, T> {
         self.silence_frame = None;
         self.partial = None;
         // Nobody there: all of it goes. Otherwise what was read before the read that brought
-        // the news is the departed clients' (complete requests not yet answered and an
-        // unfinished one); what came with it may be the new client's request.
+        // the news, and before the notes were last brought up to date, is the departed
+        // clients' (complete requests not yet answered, an unfinished one); what came later
+        // may be the new client's request (one it wrote in two pieces, too).
+        let confirmed = self.rx.len() - self.unconfirmed.min(self.rx.len());
         let theirs = if event.reset_input {
             self.rx.len()
         } else {
-            old.min(self.rx.len())
+            old.min(confirmed)
         };
         if theirs > 0 {
             self.rx.advance(theirs);
@@ -741,6 +758,7 @@ impl<D: Device, T: Transport> Server<D, T> {
         // What came with the news, and what the line held when it came, may be the next
         // client's first request (mppsolar's hidraw path writes one in two reports): kept.
         self.rx.extend_from_slice(&event.left_behind);
+        self.unconfirmed = self.rx.len();
     }
 
     /// A line event. `old`: how many bytes at the start of `rx` were read before the read
@@ -1084,16 +1102,16 @@ impl<D: Device, T: Transport> Server<D, T> {
         Ok(())
     }
 
-    /// New bytes came behind a partial request (`held` bytes long when the read began): bring
-    /// the session notes up to date, so that a session change since the partial came reaches
-    /// [`Server::on_event`] before these bytes are looked at, and drop the partial if it is
-    /// older than the line's frame timeout. Returns how many of the `held` bytes are left.
+    /// New bytes came behind a partial request (`held` bytes long when the read began): drop
+    /// the partial if it is older than the line's frame timeout. Returns how many of the
+    /// `held` bytes are left. (The caller brings the session notes up to date, so that a
+    /// session change since the partial came reaches [`Server::on_event`] before these bytes
+    /// are looked at.)
     fn more_input(&mut self, held: usize) -> usize {
         let Some((since, len)) = self.partial else {
             return held;
         };
         debug_assert!(len <= held);
-        self.io.sync_events();
         if self
             .line
             .config()
@@ -1276,12 +1294,18 @@ impl<D: Device> Server<D, PtyPort> {
             ReadNow::Nothing => return Turn::Done,
             ReadNow::Stop => return Turn::Leave,
         };
-        // Behind a partial request (rare): see whether it went stale.
-        let old = if self.rx.len() > before {
-            self.more_input(before)
+        // Behind a partial request (rare): see whether it went stale, and bring the session
+        // notes up to date (a change recalls the port, below).
+        let synced = self.partial.is_some() && self.rx.len() > before;
+        let read = self.rx.len() - before;
+        let old = if synced {
+            let old = self.more_input(before);
+            self.io.sync_events();
+            old
         } else {
             before
         };
+        self.unconfirmed += read;
         // Events learned while reading come before the frames just read (as in `run`), and
         // may change what the lane can do (the client's baud rate, a departure's clean-up).
         // The session watcher's are looked at only if it (or anything else) recalled the port:
@@ -1295,6 +1319,9 @@ impl<D: Device> Server<D, PtyPort> {
         } {
             self.on_event(event, old);
             events = true;
+        }
+        if synced {
+            self.unconfirmed = 0;
         }
         if recall || (events && !self.quiet_now()) {
             return Turn::Leave;
