@@ -60,9 +60,10 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 
     /// Bring the line events up to date with everything that happened before now, so that
-    /// [`take_event`](Transport::take_event) returns them: the serving loop asks when bytes
-    /// came behind a partial request, which a client's departure since would make stale.
-    /// Default: nothing (events are always up to date).
+    /// [`take_event`](Transport::take_event) returns them: the serving loop asks after a read
+    /// behind a partial request, and after every read where replies wait (pacing, latency,
+    /// faults), so that a client's departure before the read is seen before the read's bytes
+    /// are answered. Default: nothing (events are always up to date).
     fn sync_events(&mut self) {}
 
     /// The line settings in force when serving starts. Default: unknown.
