@@ -62,7 +62,8 @@ pub(crate) struct CtlArgs {
 /// `serialtwin run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The fleet config (TOML). Without one: a PI30 inverter at `/tmp/serialtwin/ttyUSB0`.
+    /// The fleet config (TOML). Without one: a PI30 inverter at `/tmp/serialtwin/ttyUSB0`
+    /// (`$TMPDIR/serialtwin/ttyUSB0` where `TMPDIR` is set).
     pub(crate) config: Option<PathBuf>,
     /// When ready, print one JSON object per port and a final `{"ready": N}` on stdout.
     #[arg(long)]

@@ -25,8 +25,17 @@ use toml::{Spanned, Value};
 use crate::clients;
 use crate::models::{self, AnyDevice};
 
-/// The config `serialtwin run` uses without one: a PI30 inverter at the documented default link.
-pub(crate) const DEFAULT_CONFIG: &str = include_str!("default.toml");
+/// The config `serialtwin run` uses without one: a PI30 inverter at the documented default link
+/// (`/tmp` in it stands for the system's temp directory, see [`default_config`]).
+const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// The default config, its link in the system's temp directory: `/tmp/serialtwin/ttyUSB0`,
+/// or under `$TMPDIR` where that is set (as the default control socket is), so that a second
+/// instance, a test suite above all, can have its own without touching a user's.
+pub(crate) fn default_config() -> String {
+    let dir = std::env::temp_dir().join("serialtwin/");
+    DEFAULT_CONFIG.replace("/tmp/serialtwin/", &dir.to_string_lossy())
+}
 
 /// What the default config is called in messages.
 pub(crate) const DEFAULT_NAME: &str = "<default config>";

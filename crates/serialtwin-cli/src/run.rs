@@ -23,7 +23,7 @@ use crate::trace::Trace;
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let plan = match &args.config {
         Some(path) => config::load(path)?,
-        None => config::parse(config::DEFAULT_NAME, config::DEFAULT_CONFIG)?,
+        None => config::parse(config::DEFAULT_NAME, &config::default_config())?,
     };
     for w in &plan.warnings {
         warn!("{w}");
@@ -43,7 +43,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let (plan, name) = match &args.config {
         Some(path) => (config::load(path)?, path.display().to_string()),
         None => (
-            config::parse(config::DEFAULT_NAME, config::DEFAULT_CONFIG)?,
+            config::parse(config::DEFAULT_NAME, &config::default_config())?,
             config::DEFAULT_NAME.to_owned(),
         ),
     };

@@ -4,12 +4,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_serial::SerialPortBuilderExt;
 
-use common::{PATIENCE, leftovers, run_to_end, start, work_dir, write_config};
+use common::{
+    PATIENCE, bin, leftovers, output_within, run_to_end, start, start_with_env, work_dir,
+    write_config,
+};
 
 /// Open `path` as a Rust program would: tokio-serial at 2400 8N1.
 fn open(path: &Path) -> tokio_serial::SerialStream {
@@ -213,9 +217,12 @@ reply = "{{volts}}"
 
 #[test]
 fn the_default_inverter_answers_mppsolar() {
-    let link = Path::new("/tmp/serialtwin/ttyUSB0");
+    // The default config, its link (and control socket) in a temp directory of this test's own:
+    // a user's `serialtwin run` may hold `/tmp/serialtwin/ttyUSB0` meanwhile.
     let dir = work_dir("default");
-    let run = start(&dir, &[]);
+    let link = dir.join("serialtwin/ttyUSB0");
+    let link = link.as_path();
+    let run = start_with_env(&dir, &[], &[("TMPDIR", &dir)]);
     assert!(
         run.ports.len() == 1 && run.ports[0]["link"] == link.to_str().unwrap(),
         "{:?}\n{}",
@@ -617,7 +624,12 @@ fn check_warns_about_paths_mppsolar_misreads() {
 fn the_example_configs_are_valid() {
     let root = common::workspace();
     // The default config: its link reads as serial to mppsolar (no warning).
-    let out = run_to_end(&root, &["check"]);
+    let out = output_within(
+        Command::new(bin())
+            .arg("check")
+            .current_dir(&root)
+            .env("TMPDIR", "/tmp"),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     assert!(

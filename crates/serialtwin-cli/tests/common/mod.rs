@@ -79,12 +79,18 @@ pub struct Running {
 /// # Panics
 /// If it exits or takes too long before `{"ready": N}`.
 pub fn start(dir: &Path, args: &[&str]) -> Running {
+    start_with_env(dir, args, &[])
+}
+
+/// [`start`], with `env` set for the child.
+pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Running {
     static N: AtomicU32 = AtomicU32::new(0);
     let stderr_path = dir.join(format!("stderr-{}.log", N.fetch_add(1, Ordering::Relaxed)));
     let mut child = Command::new(bin())
         .arg("run")
         .arg("--json")
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
