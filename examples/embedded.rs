@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serialtwin::{Context, Device, Fleet, PortSpec, Replies};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_serial::SerialPortBuilderExt;
@@ -19,13 +18,13 @@ struct Thermometer;
 impl Device for Thermometer {
     type Error = std::convert::Infallible;
 
-    async fn handle(
+    fn handle(
         &mut self,
-        req: Bytes,
+        req: &[u8],
         ctx: &mut Context,
         out: &mut Replies,
     ) -> Result<(), Self::Error> {
-        if req.as_ref() == b"TEMP?" {
+        if req == b"TEMP?" {
             let t = 20.0 + (ctx.clock().unix_seconds_f64() / 60.0).sin() * 2.0;
             out.push(format!("TEMP {t:.2}"));
         } else {

@@ -3,7 +3,6 @@
 //!
 //! `cargo run --example qpgs`, then e.g. `python3 -m serial.tools.miniterm /tmp/serialtwin/qpgs 2400`.
 
-use bytes::Bytes;
 use serialtwin::{Context, Device, Fleet, PortSpec, Replies};
 
 struct Qpgs;
@@ -11,13 +10,13 @@ struct Qpgs;
 impl Device for Qpgs {
     type Error = std::convert::Infallible;
 
-    async fn handle(
+    fn handle(
         &mut self,
-        req: Bytes,
+        req: &[u8],
         _: &mut Context,
         out: &mut Replies,
     ) -> Result<(), Self::Error> {
-        out.push(if req.as_ref() == b"QPGS" {
+        out.push(if req == b"QPGS" {
             "correct result"
         } else {
             "I dont understand"

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use serialtwin::{Context, Device, Direction, Fleet, PortSpec, Replies, Seen};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_serial::SerialPortBuilderExt;
@@ -16,13 +15,13 @@ struct Named;
 impl Device for Named {
     type Error = std::convert::Infallible;
 
-    async fn handle(
+    fn handle(
         &mut self,
-        req: Bytes,
+        req: &[u8],
         ctx: &mut Context,
         out: &mut Replies,
     ) -> Result<(), Self::Error> {
-        if req.as_ref() == b"ID?" {
+        if req == b"ID?" {
             out.push(ctx.name().to_owned());
         }
         Ok(())

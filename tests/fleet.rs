@@ -256,15 +256,14 @@ fn a_hard_limit_of_256_fails_naming_rlimit_nofile_and_leaves_nothing() {
 async fn devices_on_different_ports_share_state() {
     use std::sync::{Arc, Mutex};
 
-    use bytes::Bytes;
     use serialtwin::{Context, Device, Replies};
 
     struct Shared(Arc<Mutex<u32>>);
     impl Device for Shared {
         type Error = std::convert::Infallible;
-        async fn handle(
+        fn handle(
             &mut self,
-            _: Bytes,
+            _: &[u8],
             _: &mut Context,
             out: &mut Replies,
         ) -> Result<(), Self::Error> {
@@ -289,8 +288,8 @@ async fn devices_on_different_ports_share_state() {
     fleet.shutdown().await;
 }
 
-/// Keeps every request it was sent (a recorder, a device with a history): the frames it holds
-/// share memory with buffers the serving loops lend each other, so they must never change.
+/// Keeps a copy of every request it was sent (a recorder, a device with a history), while
+/// the serving loops lend each other buffers: what it was handed must be each port's own.
 struct Keeper {
     kept: std::sync::Arc<std::sync::Mutex<Vec<bytes::Bytes>>>,
 }
@@ -298,14 +297,14 @@ struct Keeper {
 impl serialtwin::Device for Keeper {
     type Error = std::convert::Infallible;
 
-    async fn handle(
+    fn handle(
         &mut self,
-        request: bytes::Bytes,
+        request: &[u8],
         _: &mut serialtwin::Context,
         replies: &mut serialtwin::Replies,
     ) -> Result<(), Self::Error> {
         let mut kept = self.kept.lock().unwrap();
-        kept.push(request);
+        kept.push(bytes::Bytes::copy_from_slice(request));
         replies.push(kept.len().to_string());
         Ok(())
     }

@@ -1,5 +1,6 @@
-//! Lanes: quiet ports of devices that answer in `handle_now` are served from a fleet's shared
-//! lane, and go back to their own task for everything else — with nothing lost or reordered.
+//! Lanes: quiet ports of devices that answer at once (and send nothing unprompted) are served
+//! from a fleet's shared lane, and go back to their own task for everything else — with
+//! nothing lost or reordered.
 //!
 //! Which thread and task answered is visible to the device (`tokio::task::try_id`), so these
 //! tests can tell a lane from a port's own task without any hook in the library.
@@ -15,9 +16,8 @@ use common::{Counter, PATIENCE, ask, open_client, read_line, wait_for};
 use serialtwin::{Context, Control, Device, Direction, Fleet, LineEvent, PortSpec, Replies, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A [`Counter`] (`INC` counts) that also answers, in `handle_now`: `WHO` with the task
-/// answering, `LATER` after a pause, `BIG` with 30,000 bytes, and `BOOM` by panicking. `SLOW` is
-/// declined there and answered by `handle` after a pause. Every line event is recorded.
+/// A [`Counter`] (`INC` counts) that also answers `WHO` with the task answering, `LATER` after
+/// a pause, `BIG` with 30,000 bytes, and `BOOM` by panicking. Every line event is recorded.
 #[derive(Debug, Default)]
 struct Quick {
     counter: Counter,
@@ -34,35 +34,20 @@ fn task_name() -> String {
 impl Device for Quick {
     type Error = std::convert::Infallible;
 
-    async fn handle(
-        &mut self,
-        req: Bytes,
-        ctx: &mut Context,
-        out: &mut Replies,
-    ) -> Result<(), Self::Error> {
-        if req.as_ref() == b"SLOW" {
-            tokio::time::sleep(Duration::from_millis(30)).await;
-            out.push(format!("slow from {}", task_name()));
-            return Ok(());
-        }
-        self.handle_now(&req, ctx, out).unwrap_or(Ok(()))
-    }
-
-    fn handle_now(
+    fn handle(
         &mut self,
         req: &[u8],
         ctx: &mut Context,
         out: &mut Replies,
-    ) -> Option<Result<(), Self::Error>> {
+    ) -> Result<(), Self::Error> {
         match req {
             b"WHO" => out.push(task_name()),
             b"LATER" => out.push_after(Duration::from_millis(30), "later"),
             b"BIG" => out.push(vec![b'x'; 30_000]),
             b"BOOM" => panic!("boom"),
-            b"SLOW" => return None,
-            _ => return self.counter.handle_now(req, ctx, out),
+            _ => return self.counter.handle(req, ctx, out),
         }
-        Some(Ok(()))
+        Ok(())
     }
 
     fn on_event(&mut self, event: &LineEvent, _: &mut Context) {
@@ -96,22 +81,18 @@ fn line(reply: &[u8]) -> String {
 
 #[tokio::test]
 async fn quiet_ports_are_answered_by_one_shared_lane() {
-    let (first, later) = who_answers(&Fleet::new(), 8).await;
-    let distinct: HashSet<_> = first.iter().collect();
-    assert_eq!(
-        distinct.len(),
-        8,
-        "each port's first request, its own task: {first:?}"
-    );
+    let (_, later) = who_answers(&Fleet::new(), 8).await;
     assert_eq!(
         later.len(),
         1,
         "later requests of every port, one lane: {later:?}"
     );
-    assert!(
-        !first.iter().any(|f| later.contains(f)),
-        "the lane is no port's task"
-    );
+    assert!(later.iter().all(|who| on_lane(who)), "{later:?}");
+}
+
+/// Whether `WHO`'s answer came from a lane's thread (which runs no task).
+fn on_lane(who: &str) -> bool {
+    who.starts_with("serialtwin-lane/")
 }
 
 #[tokio::test]
@@ -123,6 +104,7 @@ async fn without_lanes_every_port_answers_from_its_own_task() {
         "every request of a port from that port's own task"
     );
     assert_eq!(later.len(), 8);
+    assert!(!later.iter().any(|who| on_lane(who)), "{later:?}");
 }
 
 #[tokio::test]
@@ -238,24 +220,21 @@ async fn what_a_lane_cannot_do_is_done_by_the_task_in_order() {
     let fleet = Fleet::new();
     let port = fleet.spawn(PortSpec::new("o"), Quick::default()).unwrap();
     let mut c = open_client(port.pty());
-    let own = line(&ask(&mut c, b"WHO\r\n").await);
     for _ in 0..3 {
         assert_eq!(ask(&mut c, b"INC\r\n").await.last(), Some(&b'\n'));
     }
-    // Pipelined: a declined request, delayed replies and plain ones between them come back in
-    // the order asked, each answered once.
-    c.write_all(b"INC\r\nSLOW\r\nINC\r\nLATER\r\nINC\r\nWHO\r\n")
+    // Pipelined: delayed replies and plain ones between them come back in the order asked,
+    // each answered once.
+    c.write_all(b"INC\r\nINC\r\nLATER\r\nINC\r\nWHO\r\n")
         .await
         .unwrap();
     assert_eq!(read_line(&mut c).await, b"4\r\n");
-    let slow = line(&read_line(&mut c).await);
-    assert!(slow.starts_with("slow from "), "{slow}");
     assert_eq!(read_line(&mut c).await, b"5\r\n");
     assert_eq!(read_line(&mut c).await, b"later\r\n");
     assert_eq!(read_line(&mut c).await, b"6\r\n");
     read_line(&mut c).await;
     // Back on the lane once quiet.
-    let lane = back_on_the_lane(&mut c, &own).await;
+    let lane = back_on_the_lane(&mut c).await;
     // A reply bigger than the line holds, to a client that reads it late: it arrives whole
     // (the lane leaves the rest to the task, which waits for room).
     c.write_all(b"BIG\r\nINC\r\n").await.unwrap();
@@ -269,17 +248,16 @@ async fn what_a_lane_cannot_do_is_done_by_the_task_in_order() {
     assert_eq!(&big[30_000..], b"\r\n");
     assert_eq!(read_line(&mut c).await, b"7\r\n");
     // And the port is back on its lane afterwards.
-    assert_eq!(back_on_the_lane(&mut c, &own).await, lane);
+    assert_eq!(back_on_the_lane(&mut c).await, lane);
     fleet.shutdown().await;
 }
 
-/// Ask until a request is answered by a lane rather than the port's own task (`own`, from
-/// `WHO`); which lane.
-async fn back_on_the_lane(c: &mut tokio_serial::SerialStream, own: &str) -> String {
+/// Ask until a request is answered by a lane rather than the port's own task; which lane.
+async fn back_on_the_lane(c: &mut tokio_serial::SerialStream) -> String {
     let asking = async {
         loop {
             let who = line(&ask(c, b"WHO\r\n").await);
-            if who != own {
+            if on_lane(&who) {
                 return who;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -298,7 +276,6 @@ async fn a_client_streaming_requests_gets_every_answer_from_a_lane() {
     let fleet = Fleet::new();
     let port = fleet.spawn(PortSpec::new("f"), Quick::default()).unwrap();
     let mut c = open_client(port.pty());
-    let own = line(&ask(&mut c, b"WHO\r\n").await);
     let (mut rx, mut tx) = tokio::io::split(c);
     let writer = tokio::spawn(async move {
         tx.write_all(&b"INC\r\n".repeat(N)).await.unwrap();
@@ -309,7 +286,7 @@ async fn a_client_streaming_requests_gets_every_answer_from_a_lane() {
         assert_eq!(read_line(&mut rx).await, format!("{i}\r\n").as_bytes());
     }
     let who = line(&read_line(&mut rx).await);
-    assert_ne!(who, own, "served by the lane");
+    assert!(on_lane(&who), "served by the lane: {who}");
     writer.await.unwrap();
     fleet.shutdown().await;
 }
@@ -377,5 +354,81 @@ async fn hand_overs_under_load_lose_and_reorder_nothing() {
     for c in futures::future::join_all(clients).await {
         c.unwrap();
     }
+    fleet.shutdown().await;
+}
+
+/// Sends `TICK n` every 100 ms on its own, and answers `PING` at once: a GPS or a meter that
+/// streams and can be asked things too.
+struct Ticker {
+    tick: tokio::time::Interval,
+    n: u64,
+}
+
+impl Device for Ticker {
+    type Error = std::convert::Infallible;
+
+    fn handle(
+        &mut self,
+        req: &[u8],
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        if req == b"PING" {
+            out.push("PONG");
+        }
+        Ok(())
+    }
+
+    fn sends_unprompted(&self) -> bool {
+        true
+    }
+
+    async fn unprompted(&mut self, _: &mut Context) -> Option<serialtwin::Reply> {
+        self.tick.tick().await;
+        self.n += 1;
+        Some(serialtwin::Reply::frame(format!("TICK {}", self.n)))
+    }
+}
+
+/// A device that streams keeps streaming in a fleet with lanes, while its client polls it:
+/// such a port is never lent to a lane (which would hold its unprompted frames back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_streams_and_answers_at_once_keeps_streaming_in_a_lane_fleet() {
+    const PERIOD: Duration = Duration::from_millis(100);
+    const POLLING: Duration = Duration::from_secs(5);
+    let fleet = Fleet::new();
+    let ticker = Ticker {
+        tick: tokio::time::interval(PERIOD),
+        n: 0,
+    };
+    let port = fleet.spawn(PortSpec::new("gps"), ticker).unwrap();
+    let mut c = open_client(port.pty());
+    let (mut ticks, mut pongs) = (0u64, 0u64);
+    let started = tokio::time::Instant::now();
+    let mut poll = tokio::time::interval(PERIOD);
+    while started.elapsed() < POLLING {
+        poll.tick().await;
+        c.write_all(b"PING\r\n").await.unwrap();
+        // Read what came since the last poll, up to this poll's answer.
+        loop {
+            match line(&read_line(&mut c).await).as_str() {
+                "PONG" => {
+                    pongs += 1;
+                    break;
+                }
+                tick if tick.starts_with("TICK ") => ticks += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    let expected = u64::try_from(POLLING.as_millis() / PERIOD.as_millis()).unwrap();
+    assert!(
+        pongs >= expected * 9 / 10,
+        "{pongs} answers of {expected} polls"
+    );
+    assert!(
+        ticks >= expected * 9 / 10,
+        "{ticks} unprompted frames of {expected} expected"
+    );
     fleet.shutdown().await;
 }

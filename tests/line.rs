@@ -89,13 +89,13 @@ struct Witness {
 impl serialtwin::Device for Witness {
     type Error = std::convert::Infallible;
 
-    async fn handle(
+    fn handle(
         &mut self,
-        req: bytes::Bytes,
+        req: &[u8],
         ctx: &mut serialtwin::Context,
         out: &mut serialtwin::Replies,
     ) -> Result<(), Self::Error> {
-        match req.as_ref() {
+        match req {
             b"HOW" => {
                 let session = ctx.session();
                 out.push(format!(

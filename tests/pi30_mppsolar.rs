@@ -14,7 +14,6 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use bytes::Bytes;
 use serde_json::Value;
 use serialtwin::devices::pi30::{Pi30, Pi30Config};
 use serialtwin::{
@@ -54,17 +53,12 @@ fn spawn(fleet: &Fleet, variant: &str) -> PortHandle {
 }
 
 /// What a twin of the device answers `command` with: the payload fields after `(`.
-async fn twin_fields(variant: &str, command: &str) -> Vec<String> {
+fn twin_fields(variant: &str, command: &str) -> Vec<String> {
     let mut twin = Pi30::new(config(variant)).unwrap();
     let mut ctx = Context::for_test(frozen());
     let mut replies = Replies::new();
-    twin.handle(
-        Bytes::copy_from_slice(command.as_bytes()),
-        &mut ctx,
-        &mut replies,
-    )
-    .await
-    .unwrap();
+    twin.handle(command.as_bytes(), &mut ctx, &mut replies)
+        .unwrap();
     let payload = String::from_utf8_lossy(replies.frames()[0]).into_owned();
     let payload = payload.strip_prefix('(').unwrap_or(&payload).to_owned();
     payload.split(' ').map(str::to_owned).collect()
@@ -277,7 +271,7 @@ async fn mppsolar_pi30_every_query() {
     assert_eq!(rx_count(&mut seen), PI30_QUERIES.len());
     let mut compared = 0;
     for (q, answer) in PI30_QUERIES.iter().zip(&ordered) {
-        compared += assert_fields(q, answer, &twin_fields("pi30", q).await);
+        compared += assert_fields(q, answer, &twin_fields("pi30", q));
     }
     // Every field mppsolar reports as the number or text it was sent (110 with 0.16.56).
     assert!(compared >= 110, "{compared} fields compared");
@@ -285,7 +279,7 @@ async fn mppsolar_pi30_every_query() {
     assert_eq!(by("QID")["serial_number"], SERIAL);
     assert_eq!(by("QPI")["protocol_id"], "PI30");
 
-    let qpigs = twin_fields("pi30", "QPIGS").await;
+    let qpigs = twin_fields("pi30", "QPIGS");
     assert_eq!(qpigs.len(), 21);
     let g = by("QPIGS");
     for (key, i) in [
@@ -310,7 +304,7 @@ async fn mppsolar_pi30_every_query() {
     }
     assert!(num(&qpigs, 19) > 0.0, "PV produces at noon");
 
-    let qpiri = twin_fields("pi30", "QPIRI").await;
+    let qpiri = twin_fields("pi30", "QPIRI");
     assert_eq!(qpiri.len(), 27);
     let r = by("QPIRI");
     for (key, i) in [
@@ -326,9 +320,9 @@ async fn mppsolar_pi30_every_query() {
         assert_eq!(r[key].as_f64().unwrap(), num(&qpiri, i), "QPIRI {key}");
     }
     assert_eq!(by("QPGS0")["serial_number"], SERIAL);
-    let qmn = twin_fields("pi30", "QMN").await;
+    let qmn = twin_fields("pi30", "QMN");
     assert_eq!(by("QMN")["model_name"], qmn[0].as_str());
-    let qvfw = twin_fields("pi30", "QVFW").await;
+    let qvfw = twin_fields("pi30", "QVFW");
     assert_eq!(by("QVFW")["main_cpu_firmware_version"], qvfw[0].as_str());
     fleet.shutdown().await;
 }
@@ -345,7 +339,7 @@ async fn mppsolar_pi30max_every_query() {
     assert_eq!(rx_count(&mut seen), PI30MAX_QUERIES.len());
     let mut compared = 0;
     for (q, answer) in PI30MAX_QUERIES.iter().zip(&ordered) {
-        compared += assert_fields(q, answer, &twin_fields("pi30max", q).await);
+        compared += assert_fields(q, answer, &twin_fields("pi30max", q));
     }
     // (136 with 0.16.56.)
     assert!(compared >= 136, "{compared} fields compared");
@@ -375,14 +369,14 @@ async fn mppsolar_pi30max_every_query() {
     .await
     .unwrap();
     let raw = String::from_utf8_lossy(&raw.stdout).into_owned();
-    let qoppt = twin_fields("pi30max", "QOPPT").await.join(" ");
+    let qoppt = twin_fields("pi30max", "QOPPT").join(" ");
     assert!(
         raw.contains("raw_response") && raw.contains(&qoppt),
         "{raw}"
     );
     assert!(!raw.contains("validity") && !raw.contains("rror"), "{raw}");
 
-    let qpigs = twin_fields("pi30max", "QPIGS").await;
+    let qpigs = twin_fields("pi30max", "QPIGS");
     assert_eq!(qpigs.len(), 24, "PI30MAX's QPIGS is longer");
     assert_eq!(
         by("QPIGS")["ac_input_voltage"].as_f64().unwrap(),

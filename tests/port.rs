@@ -262,13 +262,16 @@ struct Firehose {
 
 impl serialtwin::Device for Firehose {
     type Error = std::convert::Infallible;
-    async fn handle(
+    fn handle(
         &mut self,
-        req: bytes::Bytes,
+        req: &[u8],
         ctx: &mut serialtwin::Context,
         out: &mut serialtwin::Replies,
     ) -> Result<(), Self::Error> {
-        self.counter.handle(req, ctx, out).await
+        self.counter.handle(req, ctx, out)
+    }
+    fn sends_unprompted(&self) -> bool {
+        true
     }
     async fn unprompted(&mut self, _: &mut serialtwin::Context) -> Option<serialtwin::Reply> {
         self.tick.tick().await;
@@ -345,13 +348,13 @@ struct Dumper;
 
 impl serialtwin::Device for Dumper {
     type Error = std::convert::Infallible;
-    async fn handle(
+    fn handle(
         &mut self,
-        req: bytes::Bytes,
+        req: &[u8],
         _: &mut serialtwin::Context,
         out: &mut serialtwin::Replies,
     ) -> Result<(), Self::Error> {
-        if req.as_ref() == b"DUMP" {
+        if req == b"DUMP" {
             for i in 0..2000 {
                 out.push(format!("line {i:05}"));
             }

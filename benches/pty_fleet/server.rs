@@ -67,25 +67,16 @@ struct Qpigs;
 impl Device for Qpigs {
     type Error = Infallible;
 
-    async fn handle(
-        &mut self,
-        request: Bytes,
-        ctx: &mut Context,
-        replies: &mut Replies,
-    ) -> Result<(), Infallible> {
-        self.handle_now(&request, ctx, replies).unwrap_or(Ok(()))
-    }
-
-    fn handle_now(
+    fn handle(
         &mut self,
         request: &[u8],
         _ctx: &mut Context,
         replies: &mut Replies,
-    ) -> Option<Result<(), Infallible>> {
+    ) -> Result<(), Infallible> {
         if request == &REQUEST[..REQUEST.len() - 2] {
             replies.push(Bytes::from_static(PAYLOAD));
         }
-        Some(Ok(()))
+        Ok(())
     }
 }
 
@@ -195,7 +186,7 @@ async fn api(mut port: PtyPort) {
         }
         while let Ok(Some(frame)) = framer.decode(&mut rx) {
             replies.clear();
-            let Ok(()) = device.handle(frame, &mut ctx, &mut replies).await;
+            let Ok(()) = device.handle(&frame, &mut ctx, &mut replies);
             for reply in replies.drain() {
                 let _ = framer.encode(&reply.bytes, &mut tx);
             }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serialtwin::{Context, Device, Observation, PortHandle, Replies, Seen};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
@@ -107,8 +106,8 @@ pub async fn wait_for(rx: &mut broadcast::Receiver<Observation>, pred: impl Fn(&
 
 /// Counts `INC`s; `LATE` is answered after a delay; anything else is echoed with a `?`.
 ///
-/// Answers in `handle_now`, so a fleet serves its quiet ports from a lane: every test using it
-/// also checks that hand-overs between a port's task and its lane change nothing.
+/// Answers at once, so a fleet serves its quiet ports from a lane: every test using it also
+/// checks that hand-overs between a port's task and its lane change nothing.
 #[derive(Debug, Default)]
 pub struct Counter {
     pub n: u64,
@@ -117,21 +116,12 @@ pub struct Counter {
 impl Device for Counter {
     type Error = std::convert::Infallible;
 
-    async fn handle(
-        &mut self,
-        req: Bytes,
-        ctx: &mut Context,
-        out: &mut Replies,
-    ) -> Result<(), Self::Error> {
-        self.handle_now(&req, ctx, out).unwrap_or(Ok(()))
-    }
-
-    fn handle_now(
+    fn handle(
         &mut self,
         req: &[u8],
         _: &mut Context,
         out: &mut Replies,
-    ) -> Option<Result<(), Self::Error>> {
+    ) -> Result<(), Self::Error> {
         match req {
             b"INC" => {
                 self.n += 1;
@@ -140,7 +130,7 @@ impl Device for Counter {
             b"LATE" => out.push_after(Duration::from_millis(300), "late reply"),
             other => out.push([b"?".as_slice(), other].concat()),
         }
-        Some(Ok(()))
+        Ok(())
     }
 }
 

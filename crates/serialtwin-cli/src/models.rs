@@ -2,8 +2,7 @@
 
 use std::convert::Infallible;
 
-use bytes::Bytes;
-use serialtwin_core::{Context, Device, Framing, LineConfig, LineEvent, Replies, Reply};
+use serialtwin_core::{Context, Device, Framing, LineConfig, LineEvent, Replies};
 use serialtwin_devices::pi30::Pi30;
 use serialtwin_devices::scripted::Scripted;
 
@@ -72,34 +71,15 @@ impl Device for AnyDevice {
         }
     }
 
-    async fn handle(
-        &mut self,
-        request: Bytes,
-        ctx: &mut Context,
-        replies: &mut Replies,
-    ) -> Result<(), Self::Error> {
-        match self {
-            Self::Pi30(d) => d.handle(request, ctx, replies).await,
-            Self::Scripted(d) => d.handle(request, ctx, replies).await,
-        }
-    }
-
-    fn handle_now(
+    fn handle(
         &mut self,
         request: &[u8],
         ctx: &mut Context,
         replies: &mut Replies,
-    ) -> Option<Result<(), Self::Error>> {
+    ) -> Result<(), Self::Error> {
         match self {
-            Self::Pi30(d) => d.handle_now(request, ctx, replies),
-            Self::Scripted(d) => d.handle_now(request, ctx, replies),
-        }
-    }
-
-    async fn unprompted(&mut self, ctx: &mut Context) -> Option<Reply> {
-        match self {
-            Self::Pi30(d) => d.unprompted(ctx).await,
-            Self::Scripted(d) => d.unprompted(ctx).await,
+            Self::Pi30(d) => d.handle(request, ctx, replies),
+            Self::Scripted(d) => d.handle(request, ctx, replies),
         }
     }
 

@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info};
 
+use crate::device::Body;
+#[cfg(doc)]
 use crate::device::Device;
 use crate::limits::{self, LimitError};
 use crate::link::{LinkError, LinkSlot};
@@ -253,8 +255,9 @@ impl PortHandle {
 
 /// Many ports on the current tokio runtime.
 ///
-/// Each port has a task of its own. Ports whose device answers without waiting
-/// ([`Device::handle_now`]) are served, while nothing else goes on at them, by the fleet's
+/// Each port has a task of its own. Ports whose device answers without waiting and sends
+/// nothing unprompted (a [`Device`] whose [`Device::sends_unprompted`] says no) are served,
+/// while nothing else goes on at them, by the fleet's
 /// shared lanes instead: one thread and one epoll set per 1,024 ports, no task woken per
 /// request (see `docs/performance.md`). Their own task takes them back for anything else.
 #[derive(Debug, Clone, Default)]
@@ -276,8 +279,7 @@ impl Fleet {
     }
 
     /// An empty fleet whose ports are all served by their own tasks, never by a shared lane:
-    /// for comparing the two, or for a device that answers in [`Device::handle_now`] and still
-    /// sends unprompted frames (which a lane would hold back).
+    /// for comparing the two.
     #[must_use]
     pub fn without_lanes() -> Self {
         Self::default()
@@ -289,11 +291,11 @@ impl Fleet {
     ///
     /// # Errors
     /// [`FleetError`]; nothing is left behind (no pty, no link, no descriptor).
-    pub fn spawn<D: Device>(&self, spec: PortSpec, device: D) -> Result<PortHandle, FleetError> {
+    pub fn spawn<D: Body>(&self, spec: PortSpec, device: D) -> Result<PortHandle, FleetError> {
         // A port the control socket cannot address (or whose name garbles `list`) is refused
         // before anything is made for it.
         check_port_name(&spec.serve.name).map_err(FleetError::Name)?;
-        let line = spec.serve.line.unwrap_or_else(|| device.line());
+        let line = spec.serve.line.unwrap_or_else(|| device.body_line());
         let options = PtyOptions {
             baud: line.baud.unwrap_or(PtyOptions::default().baud),
             owner: spec.owner,
@@ -373,7 +375,7 @@ impl Fleet {
     /// The first [`FleetError`].
     pub async fn spawn_all<D, I>(&self, ports: I) -> Result<Vec<PortHandle>, FleetError>
     where
-        D: Device,
+        D: Body,
         I: IntoIterator<Item = (PortSpec, D)>,
     {
         let mut handles = Vec::new();
@@ -445,7 +447,7 @@ impl Fleet {
     clippy::too_many_arguments,
     reason = "the port's parts, moved into its task in one go"
 )]
-async fn run_port<D: Device>(
+async fn run_port<D: Body>(
     server: Box<Server<D, PtyPort>>,
     options: PtyOptions,
     slot: Option<LinkSlot>,
@@ -461,8 +463,8 @@ async fn run_port<D: Device>(
     let (mut server, mut slot, plugged, stop) = (server, slot, plugged, stop);
     let name = server.name.clone();
     let mut control = Some(ControlRx::Boxed(control));
-    // Taken when the port is first quiet enough to lend: a device that never answers in
-    // `handle_now` costs no lane.
+    // Taken when the port is first quiet enough to lend: a device a lane cannot serve (one
+    // that waits, or sends unprompted frames) costs no lane.
     let mut seat = None;
     if lanes.is_some() {
         server.lend_when(PtyPort::can_lend);
@@ -524,7 +526,7 @@ async fn run_port<D: Device>(
 /// Lend the port to its lane until the lane gives it back or anything else wakes this task (a
 /// control command, an observer, cancellation, a client opening or closing the port); then it
 /// is the task's again. See `pty::lane`.
-async fn lend<D: Device>(
+async fn lend<D: Body>(
     server: Box<Server<D, PtyPort>>,
     seat: &Seat<Server<D, PtyPort>>,
     stop: &CancellationToken,
@@ -577,7 +579,7 @@ impl Unplugged<'_> {
     /// Control commands are obeyed meanwhile: values, faults and clearing them take effect on
     /// the device at once, a frame to send is refused (nobody is connected), and another
     /// unplug sets when the port comes back. Returns false if the port should stop instead.
-    async fn replug<D: Device>(
+    async fn replug<D: Body>(
         mut self,
         server: &mut Server<D, PtyPort>,
         control: &mut Option<ControlRx>,

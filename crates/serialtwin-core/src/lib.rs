@@ -51,7 +51,9 @@ pub mod transport;
 pub mod trusted_dir;
 
 pub use crate::clock::SimClock;
-pub use crate::device::{Context, Device, Replies, Reply};
+pub use crate::device::{
+    AsyncDevice, Awaiting, Body, BoxDevice, Context, Device, DeviceError, Replies, Reply, Settable,
+};
 pub use crate::fault::{FaultKind, FaultRule, Faults, When};
 pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec};
 pub use crate::framer::{

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serialtwin_core::{
-    CodecFramer, Context, Device, Direction, Framing, Observation, Plain, Replies, Reply, Seen,
-    ServeConfig, ServeError, serve,
+    AsyncDevice, Awaiting, Body, CodecFramer, Context, Device, Direction, Framing, Observation,
+    Plain, Replies, Reply, Seen, ServeConfig, ServeError, serve,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::task::JoinHandle;
@@ -25,13 +25,8 @@ struct Failed;
 impl Device for Counter {
     type Error = Failed;
 
-    async fn handle(
-        &mut self,
-        req: Bytes,
-        _: &mut Context,
-        out: &mut Replies,
-    ) -> Result<(), Failed> {
-        match req.as_ref() {
+    fn handle(&mut self, req: &[u8], _: &mut Context, out: &mut Replies) -> Result<(), Failed> {
+        match req {
             b"NOPE" => {}
             b"INC" => {
                 self.n += 1;
@@ -51,7 +46,7 @@ impl Device for Counter {
     }
 }
 
-fn start<D: Device>(
+fn start<D: Body>(
     device: D,
     config: ServeConfig,
 ) -> (
@@ -176,7 +171,7 @@ async fn cancellation_stops_even_a_pending_delayed_reply() {
 /// answers: the serving loop awaits it in place, not boxed, so this is the path to prove.
 struct Thinker;
 
-impl Device for Thinker {
+impl AsyncDevice for Thinker {
     type Error = std::convert::Infallible;
 
     async fn handle(
@@ -195,7 +190,7 @@ impl Device for Thinker {
 
 #[tokio::test(start_paused = true)]
 async fn a_handler_that_waits_is_answered_in_order_and_can_be_cancelled() {
-    let (client, cancel, task) = start(Thinker, ServeConfig::new("t"));
+    let (client, cancel, task) = start(Awaiting(Thinker), ServeConfig::new("t"));
     let mut client = BufReader::new(client);
     let t0 = tokio::time::Instant::now();
     client
@@ -225,17 +220,20 @@ struct Meter {
 
 impl Device for Meter {
     type Error = std::convert::Infallible;
-    async fn handle(
+    fn handle(
         &mut self,
-        req: Bytes,
+        req: &[u8],
         _: &mut Context,
         out: &mut Replies,
     ) -> Result<(), Self::Error> {
-        if req.as_ref() == b"RESET" {
+        if req == b"RESET" {
             self.reading = 0;
             out.push("OK");
         }
         Ok(())
+    }
+    fn sends_unprompted(&self) -> bool {
+        true
     }
     async fn unprompted(&mut self, _: &mut Context) -> Option<Reply> {
         // Interval::tick is cancel-safe: a request arriving first loses no tick.
@@ -349,9 +347,9 @@ impl Device for Sum {
             )
         })
     }
-    async fn handle(
+    fn handle(
         &mut self,
-        req: Bytes,
+        req: &[u8],
         _: &mut Context,
         out: &mut Replies,
     ) -> Result<(), Self::Error> {
@@ -485,9 +483,9 @@ impl Device for Reverse {
     fn framing(&self) -> Framing {
         Framing::new("silence", || SilenceFramer)
     }
-    async fn handle(
+    fn handle(
         &mut self,
-        req: Bytes,
+        req: &[u8],
         _: &mut Context,
         out: &mut Replies,
     ) -> Result<(), Self::Error> {

@@ -7,8 +7,6 @@
 
 pub mod pi30;
 pub mod scripted;
-#[cfg(test)]
-mod testing;
 
 use serialtwin_core::Framing;
 

@@ -72,11 +72,11 @@ const PI30MAX: &[(&[u8], &[u8])] = &[
         (b"QOPPT", b"(0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0q\xb6\r"),
 ];
 
-async fn check(variant: Variant, table: &[(&[u8], &[u8])]) {
+fn check(variant: Variant, table: &[(&[u8], &[u8])]) {
     let mut dev = Pi30::new(config_for(variant)).unwrap();
     let mut ctx = ctx_at(NOON);
     for (cmd, expected) in table {
-        let got = wire(&mut dev, &mut ctx, frame(cmd)).await;
+        let got = wire(&mut dev, &mut ctx, frame(cmd));
         assert_eq!(
             show(&got),
             show(expected),
@@ -88,12 +88,12 @@ async fn check(variant: Variant, table: &[(&[u8], &[u8])]) {
 
 #[tokio::test(start_paused = true)]
 async fn every_pi30_query_at_noon() {
-    check(Variant::Pi30, PI30).await;
+    check(Variant::Pi30, PI30);
 }
 
 #[tokio::test(start_paused = true)]
 async fn every_pi30max_query_at_noon() {
-    check(Variant::Pi30max, PI30MAX).await;
+    check(Variant::Pi30max, PI30MAX);
 }
 
 /// The tables cover every query the variant knows (QPGS, QEY... with their argument).
@@ -135,7 +135,7 @@ async fn replies_match_mppsolar_examples() {
         ("QMN", b"(MKS2-5000\x8b\x0b\r"),
         ("QGMN", b"(044\xc8\xae\r"),
     ] {
-        assert_eq!(show(&ask(&mut dev, &mut ctx, cmd).await), show(expected), "{cmd}");
+        assert_eq!(show(&ask(&mut dev, &mut ctx, cmd)), show(expected), "{cmd}");
     }
 }
 
@@ -154,12 +154,12 @@ async fn reply_lengths_and_field_counts() {
         cfg.qpiri_fields = qpiri;
         let mut dev = Pi30::new(cfg).unwrap();
         let mut ctx = ctx_at(NOON);
-        let r = ask(&mut dev, &mut ctx, "QPIGS").await;
+        let r = ask(&mut dev, &mut ctx, "QPIGS");
         assert_eq!(
             (r.len(), payload(&r).split(' ').count()),
             (qpigs_len, qpigs_n)
         );
-        let r = ask(&mut dev, &mut ctx, "QPIRI").await;
+        let r = ask(&mut dev, &mut ctx, "QPIRI");
         assert_eq!(
             (r.len(), payload(&r).split(' ').count()),
             (qpiri_len, qpiri_n)
@@ -174,7 +174,7 @@ async fn reply_lengths_and_field_counts() {
         ("QPGS0", 142, 29),
         ("Q1", 74, 17),
     ] {
-        let r = ask(&mut dev, &mut ctx, cmd).await;
+        let r = ask(&mut dev, &mut ctx, cmd);
         assert_eq!(
             (r.len(), payload(&r).split(' ').count()),
             (len, fields),

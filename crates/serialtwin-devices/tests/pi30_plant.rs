@@ -14,15 +14,15 @@ const ACK: &[u8] = b"(ACK9 \r";
 const NAK: &[u8] = b"(NAKss\r";
 const HOUR: u64 = 3600;
 
-async fn fields(dev: &mut Pi30, ctx: &mut Context, query: &str) -> Vec<String> {
-    payload(&ask(dev, ctx, query).await)
+fn fields(dev: &mut Pi30, ctx: &mut Context, query: &str) -> Vec<String> {
+    payload(&ask(dev, ctx, query))
         .split(' ')
         .map(String::from)
         .collect()
 }
 
-async fn qpigs_at(dev: &mut Pi30, unix: u64) -> Vec<String> {
-    fields(dev, &mut ctx_at(unix), "QPIGS").await
+fn qpigs_at(dev: &mut Pi30, unix: u64) -> Vec<String> {
+    fields(dev, &mut ctx_at(unix), "QPIGS")
 }
 
 fn num(s: &str) -> f64 {
@@ -50,19 +50,19 @@ async fn same_instant_same_bytes_whatever_the_history() {
     let mut t = START - 600;
     while t < NOON {
         for q in ["QPIGS", "QMOD", "QET"] {
-            ask(&mut busy, &mut ctx_at(t), q).await;
+            ask(&mut busy, &mut ctx_at(t), q);
         }
         t += 433;
     }
     for q in queries {
-        let a = ask(&mut busy, &mut ctx_at(NOON), q).await;
-        let b = ask(&mut quiet, &mut ctx_at(NOON), q).await;
+        let a = ask(&mut busy, &mut ctx_at(NOON), q);
+        let b = ask(&mut quiet, &mut ctx_at(NOON), q);
         assert_eq!(a, b, "{q}");
     }
     // And the plant did move: noon differs from dawn.
     assert_ne!(
-        ask(&mut quiet, &mut ctx_at(NOON + HOUR), "QPIGS").await,
-        ask(&mut busy, &mut ctx_at(NOON), "QPIGS").await
+        ask(&mut quiet, &mut ctx_at(NOON + HOUR), "QPIGS"),
+        ask(&mut busy, &mut ctx_at(NOON), "QPIGS")
     );
 }
 
@@ -75,8 +75,8 @@ async fn sim_clock_speed_is_transparent() {
     let mut a = Pi30::new(config()).unwrap();
     let mut b = Pi30::new(config()).unwrap();
     assert_eq!(
-        ask(&mut a, &mut fast, "QPIGS").await,
-        ask(&mut b, &mut ctx_at(NOON), "QPIGS").await
+        ask(&mut a, &mut fast, "QPIGS"),
+        ask(&mut b, &mut ctx_at(NOON), "QPIGS")
     );
 }
 
@@ -84,11 +84,11 @@ async fn sim_clock_speed_is_transparent() {
 #[tokio::test(start_paused = true)]
 async fn pv_follows_daylight_and_charges_the_battery() {
     let mut dev = Pi30::new(config()).unwrap();
-    let night = qpigs_at(&mut dev, START + 3 * HOUR).await;
+    let night = qpigs_at(&mut dev, START + 3 * HOUR);
     assert_eq!(night[19], "00000", "no PV power at 03:00");
     assert_eq!(night[13], "000.0", "no PV voltage at 03:00");
-    let morning = qpigs_at(&mut dev, START + 7 * HOUR).await;
-    let midday = qpigs_at(&mut dev, START + 10 * HOUR).await;
+    let morning = qpigs_at(&mut dev, START + 7 * HOUR);
+    let midday = qpigs_at(&mut dev, START + 10 * HOUR);
     assert!(num(&morning[19]) > 0.0);
     assert!(
         num(&midday[10]) > num(&morning[10]),
@@ -98,7 +98,7 @@ async fn pv_follows_daylight_and_charges_the_battery() {
     );
     assert!(num(&midday[9]) > 0.0, "charging current");
     assert_eq!(&midday[16][5..7], "11", "charging on, SCC charging on");
-    let evening = qpigs_at(&mut dev, START + 20 * HOUR).await;
+    let evening = qpigs_at(&mut dev, START + 20 * HOUR);
     assert_eq!(evening[19], "00000");
 }
 
@@ -113,9 +113,9 @@ async fn sbu_discharges_the_battery_at_night() {
     });
     let mut dev = Pi30::new(cfg).unwrap();
     let mut ctx = ctx_at(START + HOUR);
-    assert_eq!(payload(&ask(&mut dev, &mut ctx, "QMOD").await), "B");
-    let one = qpigs_at(&mut dev, START + HOUR).await;
-    let three = qpigs_at(&mut dev, START + 3 * HOUR).await;
+    assert_eq!(payload(&ask(&mut dev, &mut ctx, "QMOD")), "B");
+    let one = qpigs_at(&mut dev, START + HOUR);
+    let three = qpigs_at(&mut dev, START + 3 * HOUR);
     assert!(num(&one[15]) > 0.0, "discharge current {}", one[15]);
     assert_eq!(one[9], "000");
     assert!(
@@ -126,12 +126,9 @@ async fn sbu_discharges_the_battery_at_night() {
     );
     assert!(num(&three[8]) < num(&one[8]), "voltage falls");
     // POP00 puts the load back on the grid.
+    assert_eq!(ask(&mut dev, &mut ctx_at(START + 3 * HOUR), "POP00"), ACK);
     assert_eq!(
-        ask(&mut dev, &mut ctx_at(START + 3 * HOUR), "POP00").await,
-        ACK
-    );
-    assert_eq!(
-        payload(&ask(&mut dev, &mut ctx_at(START + 3 * HOUR + 10), "QMOD").await),
+        payload(&ask(&mut dev, &mut ctx_at(START + 3 * HOUR + 10), "QMOD")),
         "L"
     );
 }
@@ -142,20 +139,17 @@ async fn grid_loss_through_the_handle() {
     let mut dev = Pi30::new(config()).unwrap();
     let handle = dev.control();
     let mut ctx = ctx_at(NOON);
-    assert_eq!(payload(&ask(&mut dev, &mut ctx, "QMOD").await), "L");
+    assert_eq!(payload(&ask(&mut dev, &mut ctx, "QMOD")), "L");
     assert!(handle.grid_present());
     handle.set_grid_present(false, UNIX_EPOCH + Duration::from_secs(NOON));
-    assert_eq!(payload(&ask(&mut dev, &mut ctx, "QMOD").await), "B");
-    let qpiws = payload(&ask(&mut dev, &mut ctx, "QPIWS").await);
+    assert_eq!(payload(&ask(&mut dev, &mut ctx, "QMOD")), "B");
+    let qpiws = payload(&ask(&mut dev, &mut ctx, "QPIWS"));
     assert_eq!(&qpiws[5..6], "1", "line fail warning: {qpiws}");
-    let q = fields(&mut dev, &mut ctx, "QPIGS").await;
+    let q = fields(&mut dev, &mut ctx, "QPIGS");
     assert_eq!((q[0].as_str(), q[1].as_str()), ("000.0", "00.0"));
     assert_eq!(q[2], "230.0", "the output stays on");
     handle.set_grid_present(true, UNIX_EPOCH + Duration::from_secs(NOON + 60));
-    assert_eq!(
-        payload(&ask(&mut dev, &mut ctx_at(NOON + 60), "QMOD").await),
-        "L"
-    );
+    assert_eq!(payload(&ask(&mut dev, &mut ctx_at(NOON + 60), "QMOD")), "L");
 }
 
 /// A flat battery without grid at night: cut-off, output off (standby), shutdown warning.
@@ -169,18 +163,15 @@ async fn flat_battery_without_grid_cuts_off() {
     handle.set_soc(0.02, at(t));
     assert!((handle.snapshot(at(t)).soc - 0.02).abs() < 1e-9);
     let mut later = ctx_at(t + 600);
-    assert_eq!(payload(&ask(&mut dev, &mut later, "QMOD").await), "S");
-    let qpiws = payload(&ask(&mut dev, &mut later, "QPIWS").await);
+    assert_eq!(payload(&ask(&mut dev, &mut later, "QMOD")), "S");
+    let qpiws = payload(&ask(&mut dev, &mut later, "QPIWS"));
     assert_eq!(&qpiws[14..15], "1", "battery under shutdown: {qpiws}");
-    let q = fields(&mut dev, &mut later, "QPIGS").await;
+    let q = fields(&mut dev, &mut later, "QPIGS");
     assert_eq!((q[2].as_str(), q[5].as_str()), ("000.0", "0000"));
     // The grid comes back: line mode, and the battery charges from it.
     handle.set_grid_present(true, at(t + 600));
-    let q = qpigs_at(&mut dev, t + 1200).await;
-    assert_eq!(
-        payload(&ask(&mut dev, &mut ctx_at(t + 1200), "QMOD").await),
-        "L"
-    );
+    let q = qpigs_at(&mut dev, t + 1200);
+    assert_eq!(payload(&ask(&mut dev, &mut ctx_at(t + 1200), "QMOD")), "L");
     assert!(
         num(&q[9]) > 0.0 && q[16].ends_with('1'),
         "AC charging: {q:?}"
@@ -195,11 +186,11 @@ async fn energy_counters() {
     let mut dev = Pi30::new(cfg).unwrap();
     let next_noon = NOON + 24 * HOUR;
     let mut ctx = ctx_at(next_noon);
-    let day1 = num(&payload(&ask(&mut dev, &mut ctx, "QED20250305").await));
-    let day2 = num(&payload(&ask(&mut dev, &mut ctx, "QED20250306").await));
-    let month = num(&payload(&ask(&mut dev, &mut ctx, "QEM202503").await));
-    let year = num(&payload(&ask(&mut dev, &mut ctx, "QEY2025").await));
-    let total = num(&payload(&ask(&mut dev, &mut ctx, "QET").await));
+    let day1 = num(&payload(&ask(&mut dev, &mut ctx, "QED20250305")));
+    let day2 = num(&payload(&ask(&mut dev, &mut ctx, "QED20250306")));
+    let month = num(&payload(&ask(&mut dev, &mut ctx, "QEM202503")));
+    let year = num(&payload(&ask(&mut dev, &mut ctx, "QEY2025")));
+    let total = num(&payload(&ask(&mut dev, &mut ctx, "QET")));
     assert!(day1 > 0.0 && day2 > 0.0);
     // Each counter is rounded to whole Wh on its own.
     assert!(
@@ -208,13 +199,15 @@ async fn energy_counters() {
     );
     assert!((year - month).abs() < 0.5);
     assert!((total - (1_000_000.0 + year)).abs() <= 1.0);
-    let load1 = num(&payload(&ask(&mut dev, &mut ctx, "QLD20250305").await));
-    let load_total = num(&payload(&ask(&mut dev, &mut ctx, "QLT").await));
+    let load1 = num(&payload(&ask(&mut dev, &mut ctx, "QLD20250305")));
+    let load_total = num(&payload(&ask(&mut dev, &mut ctx, "QLT")));
     assert!(load1 > 0.0 && load_total > load1);
     // Yesterday's counter does not move.
-    let later = num(&payload(
-        &ask(&mut dev, &mut ctx_at(next_noon + HOUR), "QED20250305").await,
-    ));
+    let later = num(&payload(&ask(
+        &mut dev,
+        &mut ctx_at(next_noon + HOUR),
+        "QED20250305",
+    )));
     assert!((later - day1).abs() < 0.5);
 }
 
@@ -225,7 +218,7 @@ async fn parallel_group_shares_one_plant() {
     let mut ctx = ctx_at(NOON);
     let mut serials = Vec::new();
     for u in &mut units {
-        serials.push(payload(&ask(u, &mut ctx, "QID").await));
+        serials.push(payload(&ask(u, &mut ctx, "QID")));
     }
     assert_eq!(
         serials,
@@ -233,17 +226,13 @@ async fn parallel_group_shares_one_plant() {
     );
     let mut reference = Vec::new();
     for n in 0..3 {
-        reference.push(ask(&mut units[0], &mut ctx, &format!("QPGS{n}")).await);
+        reference.push(ask(&mut units[0], &mut ctx, &format!("QPGS{n}")));
     }
     for u in &mut units[1..] {
         for (n, want) in reference.iter().enumerate() {
-            assert_eq!(
-                &ask(u, &mut ctx, &format!("QPGS{n}")).await,
-                want,
-                "QPGS{n}"
-            );
+            assert_eq!(&ask(u, &mut ctx, &format!("QPGS{n}")), want, "QPGS{n}");
         }
-        assert_eq!(ask(u, &mut ctx, "QPGS3").await, NAK);
+        assert_eq!(ask(u, &mut ctx, "QPGS3"), NAK);
     }
     for (n, r) in reference.iter().enumerate() {
         let f: Vec<String> = payload(r).split(' ').map(String::from).collect();
@@ -255,17 +244,17 @@ async fn parallel_group_shares_one_plant() {
     let total_w: f64 = reference.iter().map(|r| f(r, 9)).sum();
     assert!((f(&reference[0], 17) - total_w).abs() <= 2.0);
     // A setter on one port shows on the others; a unit-addressed one on its unit only.
-    assert_eq!(ask(&mut units[1], &mut ctx, "POP02").await, ACK);
-    assert_eq!(fields(&mut units[2], &mut ctx, "QPIRI").await[16], "2");
-    assert_eq!(ask(&mut units[0], &mut ctx, "MCHGC240").await, ACK);
-    assert_eq!(fields(&mut units[2], &mut ctx, "QPIRI").await[14], "040");
-    assert_eq!(fields(&mut units[1], &mut ctx, "QPIRI").await[14], "060");
-    assert_eq!(ask(&mut units[0], &mut ctx, "MCHGC340").await, NAK);
+    assert_eq!(ask(&mut units[1], &mut ctx, "POP02"), ACK);
+    assert_eq!(fields(&mut units[2], &mut ctx, "QPIRI")[16], "2");
+    assert_eq!(ask(&mut units[0], &mut ctx, "MCHGC240"), ACK);
+    assert_eq!(fields(&mut units[2], &mut ctx, "QPIRI")[14], "040");
+    assert_eq!(fields(&mut units[1], &mut ctx, "QPIRI")[14], "060");
+    assert_eq!(ask(&mut units[0], &mut ctx, "MCHGC340"), NAK);
     // The handle of any port changes the shared plant.
     units[2]
         .control()
         .set_grid_present(false, UNIX_EPOCH + Duration::from_secs(NOON));
-    assert_eq!(payload(&ask(&mut units[0], &mut ctx, "QMOD").await), "B");
+    assert_eq!(payload(&ask(&mut units[0], &mut ctx, "QMOD")), "B");
     assert_eq!(units[0].control().units(), 3);
 }
 
@@ -338,9 +327,9 @@ async fn setter_ranges_scale_with_the_bank() {
     cfg.battery.nominal_voltage = 24;
     let mut dev = Pi30::new(cfg).unwrap();
     let mut ctx = ctx_at(NOON);
-    assert_eq!(fields(&mut dev, &mut ctx, "QPIRI").await[7], "24.0");
-    assert_eq!(ask(&mut dev, &mut ctx, "PBCV44.0").await, NAK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PBCV22.5").await, ACK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PSDV20.0").await, ACK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PCVV29.3").await, NAK);
+    assert_eq!(fields(&mut dev, &mut ctx, "QPIRI")[7], "24.0");
+    assert_eq!(ask(&mut dev, &mut ctx, "PBCV44.0"), NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PBCV22.5"), ACK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PSDV20.0"), ACK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PCVV29.3"), NAK);
 }

@@ -11,8 +11,8 @@ const ACK: &[u8] = b"(ACK9 \r";
 const NAK: &[u8] = b"(NAKss\r";
 
 /// Field `i` of the reply to `query`.
-async fn field(dev: &mut Pi30, ctx: &mut Context, query: &str, i: usize) -> String {
-    let p = payload(&ask(dev, ctx, query).await);
+fn field(dev: &mut Pi30, ctx: &mut Context, query: &str, i: usize) -> String {
+    let p = payload(&ask(dev, ctx, query));
     p.split(' ').nth(i).unwrap_or_default().to_string()
 }
 
@@ -76,9 +76,9 @@ async fn valid_setters_ack_and_show() {
     for &(variant, setter, query, i, want) in SHOWN {
         let mut dev = Pi30::new(config_for(variant)).unwrap();
         let mut ctx = ctx_at(NOON);
-        assert_eq!(ask(&mut dev, &mut ctx, setter).await, ACK, "{setter}");
+        assert_eq!(ask(&mut dev, &mut ctx, setter), ACK, "{setter}");
         assert_eq!(
-            field(&mut dev, &mut ctx, query, i).await,
+            field(&mut dev, &mut ctx, query, i),
             want,
             "{setter} -> {query}[{i}]"
         );
@@ -139,13 +139,13 @@ async fn invalid_setters_nak_and_change_nothing() {
     let mut ctx = ctx_at(NOON);
     let mut before = Vec::new();
     for q in queries {
-        before.push(ask(&mut dev, &mut ctx, q).await);
+        before.push(ask(&mut dev, &mut ctx, q));
     }
     for setter in invalid {
-        assert_eq!(ask(&mut dev, &mut ctx, setter).await, NAK, "{setter}");
+        assert_eq!(ask(&mut dev, &mut ctx, setter), NAK, "{setter}");
     }
     for (q, b) in queries.iter().zip(&before) {
-        assert_eq!(&ask(&mut dev, &mut ctx, q).await, b, "{q}");
+        assert_eq!(&ask(&mut dev, &mut ctx, q), b, "{q}");
     }
 }
 
@@ -154,12 +154,12 @@ async fn invalid_setters_nak_and_change_nothing() {
 async fn led_setters_only_on_pi30max() {
     let mut dev = Pi30::new(config_for(Variant::Pi30)).unwrap();
     let mut ctx = ctx_at(NOON);
-    assert_eq!(ask(&mut dev, &mut ctx, "PLEDE1").await, NAK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PEd").await, NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PLEDE1"), NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PEd"), NAK);
     let mut dev = Pi30::new(config_for(Variant::Pi30max)).unwrap();
-    assert_eq!(ask(&mut dev, &mut ctx, "PEj").await, NAK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PLEDC4000000000").await, NAK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PLEDC1256000000").await, NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PEj"), NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PLEDC4000000000"), NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PLEDC1256000000"), NAK);
 }
 
 /// QDI reports the factory settings; `PF` puts them back into QPIRI and QFLAG.
@@ -167,23 +167,19 @@ async fn led_setters_only_on_pi30max() {
 async fn pf_restores_qdi_defaults() {
     let mut dev = Pi30::new(config_for(Variant::Pi30)).unwrap();
     let mut ctx = ctx_at(NOON);
-    let qpiri = ask(&mut dev, &mut ctx, "QPIRI").await;
-    let qflag = ask(&mut dev, &mut ctx, "QFLAG").await;
-    let qdi = ask(&mut dev, &mut ctx, "QDI").await;
+    let qpiri = ask(&mut dev, &mut ctx, "QPIRI");
+    let qflag = ask(&mut dev, &mut ctx, "QFLAG");
+    let qdi = ask(&mut dev, &mut ctx, "QDI");
     for s in [
         "POP02", "PCP03", "PBCV48.0", "PBFT50.0", "PSDV44.0", "F60", "PDa", "PEj", "MCHGC100",
     ] {
-        assert_eq!(ask(&mut dev, &mut ctx, s).await, ACK, "{s}");
+        assert_eq!(ask(&mut dev, &mut ctx, s), ACK, "{s}");
     }
-    assert_ne!(ask(&mut dev, &mut ctx, "QPIRI").await, qpiri);
-    assert_eq!(
-        ask(&mut dev, &mut ctx, "QDI").await,
-        qdi,
-        "QDI never changes"
-    );
-    assert_eq!(ask(&mut dev, &mut ctx, "PF").await, ACK);
-    assert_eq!(ask(&mut dev, &mut ctx, "QPIRI").await, qpiri);
-    assert_eq!(ask(&mut dev, &mut ctx, "QFLAG").await, qflag);
+    assert_ne!(ask(&mut dev, &mut ctx, "QPIRI"), qpiri);
+    assert_eq!(ask(&mut dev, &mut ctx, "QDI"), qdi, "QDI never changes");
+    assert_eq!(ask(&mut dev, &mut ctx, "PF"), ACK);
+    assert_eq!(ask(&mut dev, &mut ctx, "QPIRI"), qpiri);
+    assert_eq!(ask(&mut dev, &mut ctx, "QFLAG"), qflag);
     // QDI's fields are QPIRI's settings: output V, frequency, voltages, currents, priorities.
     let qdi = payload(&qdi);
     let qdi: Vec<&str> = qdi.split(' ').collect();
@@ -211,12 +207,12 @@ async fn pf_restores_qdi_defaults() {
 async fn configuration_changed_until_psave() {
     let mut dev = Pi30::new(config_for(Variant::Pi30)).unwrap();
     let mut ctx = ctx_at(NOON);
-    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 16).await, "00110110");
-    assert_eq!(ask(&mut dev, &mut ctx, "PGR01").await, ACK);
-    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 16).await, "01110110");
-    assert_eq!(field(&mut dev, &mut ctx, "QPGS0", 19).await, "10100011");
-    assert_eq!(ask(&mut dev, &mut ctx, "PSAVE").await, ACK);
-    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 16).await, "00110110");
+    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 16), "00110110");
+    assert_eq!(ask(&mut dev, &mut ctx, "PGR01"), ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 16), "01110110");
+    assert_eq!(field(&mut dev, &mut ctx, "QPGS0", 19), "10100011");
+    assert_eq!(ask(&mut dev, &mut ctx, "PSAVE"), ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 16), "00110110");
 }
 
 /// `BTA` shifts the battery voltage reading in 0.05 V steps.
@@ -224,9 +220,9 @@ async fn configuration_changed_until_psave() {
 async fn bta_calibrates_the_battery_reading() {
     let mut dev = Pi30::new(config_for(Variant::Pi30)).unwrap();
     let mut ctx = ctx_at(NOON);
-    let before: f64 = field(&mut dev, &mut ctx, "QPIGS", 8).await.parse().unwrap();
-    assert_eq!(ask(&mut dev, &mut ctx, "BTA-04").await, ACK);
-    let after: f64 = field(&mut dev, &mut ctx, "QPIGS", 8).await.parse().unwrap();
+    let before: f64 = field(&mut dev, &mut ctx, "QPIGS", 8).parse().unwrap();
+    assert_eq!(ask(&mut dev, &mut ctx, "BTA-04"), ACK);
+    let after: f64 = field(&mut dev, &mut ctx, "QPIGS", 8).parse().unwrap();
     assert!((before - after - 0.20).abs() < 0.006, "{before} -> {after}");
 }
 
@@ -235,10 +231,10 @@ async fn bta_calibrates_the_battery_reading() {
 async fn dat_sets_the_clock() {
     let mut dev = Pi30::new(config_for(Variant::Pi30max)).unwrap();
     let mut ctx = ctx_at(NOON);
-    assert_eq!(field(&mut dev, &mut ctx, "QT", 0).await, "20250305120000");
-    assert_eq!(ask(&mut dev, &mut ctx, "DAT20300101000000").await, ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QT", 0), "20250305120000");
+    assert_eq!(ask(&mut dev, &mut ctx, "DAT20300101000000"), ACK);
     let mut later = ctx_at(NOON + 3661);
-    assert_eq!(field(&mut dev, &mut later, "QT", 0).await, "20300101010101");
+    assert_eq!(field(&mut dev, &mut later, "QT", 0), "20300101010101");
 }
 
 /// `PBATCD`'s second flag decides whether the battery carries the load at night (SBU
@@ -249,18 +245,15 @@ async fn pbatcd_decides_whether_the_battery_carries_the_load_at_night() {
     let night = common::START + 3600;
     let mut dev = Pi30::new(config_for(Variant::Pi30)).unwrap();
     let mut ctx = ctx_at(night);
-    assert_eq!(ask(&mut dev, &mut ctx, "POP02").await, ACK);
-    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0).await, "B");
-    let discharge: f64 = field(&mut dev, &mut ctx, "QPIGS", 15)
-        .await
-        .parse()
-        .unwrap();
+    assert_eq!(ask(&mut dev, &mut ctx, "POP02"), ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0), "B");
+    let discharge: f64 = field(&mut dev, &mut ctx, "QPIGS", 15).parse().unwrap();
     assert!(discharge > 0.0, "discharging on battery: {discharge}");
 
-    assert_eq!(ask(&mut dev, &mut ctx, "PBATCD101").await, ACK);
-    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0).await, "L");
-    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 15).await, "00000");
+    assert_eq!(ask(&mut dev, &mut ctx, "PBATCD101"), ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0), "L");
+    assert_eq!(field(&mut dev, &mut ctx, "QPIGS", 15), "00000");
 
-    assert_eq!(ask(&mut dev, &mut ctx, "PBATCD111").await, ACK);
-    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0).await, "B");
+    assert_eq!(ask(&mut dev, &mut ctx, "PBATCD111"), ACK);
+    assert_eq!(field(&mut dev, &mut ctx, "QMOD", 0), "B");
 }

@@ -42,12 +42,12 @@ fn requests_as_mppsolar_sends_them() {
 async fn ack_and_nak_bytes() {
     let mut dev = unit(|_| {});
     let mut ctx = ctx_at(NOON);
-    assert_eq!(ask(&mut dev, &mut ctx, "POP02").await, ACK);
-    assert_eq!(ask(&mut dev, &mut ctx, "POP05").await, NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "POP02"), ACK);
+    assert_eq!(ask(&mut dev, &mut ctx, "POP05"), NAK);
     // Reply escapes do not touch these two under either variant.
     let mut dev = unit(|c| c.crc = CrcVariant::Reference);
-    assert_eq!(ask(&mut dev, &mut ctx, "PCP02").await, ACK);
-    assert_eq!(ask(&mut dev, &mut ctx, "PCP09").await, NAK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PCP02"), ACK);
+    assert_eq!(ask(&mut dev, &mut ctx, "PCP09"), NAK);
 }
 
 /// QID `92932004102647` has raw reply CRC 0x00CE: mppsolar's rule sends 0x01, the
@@ -56,18 +56,12 @@ async fn ack_and_nak_bytes() {
 async fn reply_crc_with_zero_byte_under_both_variants() {
     let mut ctx = ctx_at(NOON);
     let mut dev = unit(|c| c.serial = "92932004102647".into());
-    assert_eq!(
-        ask(&mut dev, &mut ctx, "QID").await,
-        b"(92932004102647\x01\xce\r"
-    );
+    assert_eq!(ask(&mut dev, &mut ctx, "QID"), b"(92932004102647\x01\xce\r");
     let mut dev = unit(|c| {
         c.serial = "92932004102647".into();
         c.crc = CrcVariant::Reference;
     });
-    assert_eq!(
-        ask(&mut dev, &mut ctx, "QID").await,
-        b"(92932004102647\x00\xce\r"
-    );
+    assert_eq!(ask(&mut dev, &mut ctx, "QID"), b"(92932004102647\x00\xce\r");
 }
 
 /// `QED20250305` has request CRC 0x7200: a reference client sends `72 00`, mppsolar `72 01`.
@@ -76,27 +70,24 @@ async fn reply_crc_with_zero_byte_under_both_variants() {
 async fn request_crc_with_zero_byte() {
     let mut dev = unit(|c| c.variant = Variant::Pi30max);
     let mut ctx = ctx_at(NOON);
-    let reference = wire(&mut dev, &mut ctx, &b"QED20250305\x72\x00"[..]).await;
-    let mppsolar = wire(&mut dev, &mut ctx, &b"QED20250305\x72\x01"[..]).await;
+    let reference = wire(&mut dev, &mut ctx, &b"QED20250305\x72\x00"[..]);
+    let mppsolar = wire(&mut dev, &mut ctx, &b"QED20250305\x72\x01"[..]);
     assert_eq!(show(&reference), show(b"(00009031\xde\xbf\r"));
     assert_eq!(reference, mppsolar);
-    assert_eq!(
-        wire(&mut dev, &mut ctx, &b"QED20250305\x72\x02"[..]).await,
-        NAK
-    );
+    assert_eq!(wire(&mut dev, &mut ctx, &b"QED20250305\x72\x02"[..]), NAK);
 }
 
 #[tokio::test(start_paused = true)]
 async fn bad_request_crc_gets_nak() {
     let mut dev = unit(|_| {});
     let mut ctx = ctx_at(NOON);
-    assert_eq!(wire(&mut dev, &mut ctx, &b"QPIGS\xb7\xaa"[..]).await, NAK);
+    assert_eq!(wire(&mut dev, &mut ctx, &b"QPIGS\xb7\xaa"[..]), NAK);
     // Printable "CRC" bytes after a known command: still a bad CRC, not an unknown command.
     let mut dev = unit(|c| c.unknown_command = UnknownPolicy::Echo);
-    assert_eq!(wire(&mut dev, &mut ctx, &b"QPIGSab"[..]).await, NAK);
+    assert_eq!(wire(&mut dev, &mut ctx, &b"QPIGSab"[..]), NAK);
     // Setters are checked the same way: nothing changes.
-    assert_eq!(wire(&mut dev, &mut ctx, &b"POP02\xe2\x0c"[..]).await, NAK);
-    let qpiri = common::payload(&ask(&mut dev, &mut ctx, "QPIRI").await);
+    assert_eq!(wire(&mut dev, &mut ctx, &b"POP02\xe2\x0c"[..]), NAK);
+    let qpiri = common::payload(&ask(&mut dev, &mut ctx, "QPIRI"));
     assert_eq!(qpiri.split(' ').nth(16), Some("0"));
 }
 
@@ -106,17 +97,17 @@ async fn bad_request_crc_gets_nak() {
 async fn printable_command_without_crc_is_answered() {
     let mut dev = unit(|_| {});
     let mut ctx = ctx_at(NOON);
-    let typed = wire(&mut dev, &mut ctx, &b"QPIGS"[..]).await;
-    let proper = ask(&mut dev, &mut ctx, "QPIGS").await;
+    let typed = wire(&mut dev, &mut ctx, &b"QPIGS"[..]);
+    let proper = ask(&mut dev, &mut ctx, "QPIGS");
     assert_eq!(typed.len(), 110);
     assert_eq!(typed, proper);
-    assert_eq!(wire(&mut dev, &mut ctx, &b"POP01"[..]).await, ACK);
+    assert_eq!(wire(&mut dev, &mut ctx, &b"POP01"[..]), ACK);
     assert_eq!(
-        wire(&mut dev, &mut ctx, &b"QMOD"[..]).await,
-        ask(&mut dev, &mut ctx, "QMOD").await
+        wire(&mut dev, &mut ctx, &b"QMOD"[..]),
+        ask(&mut dev, &mut ctx, "QMOD")
     );
     // Unknown without CRC: the unknown-command policy.
-    assert_eq!(wire(&mut dev, &mut ctx, &b"QXYZ"[..]).await, NAK);
+    assert_eq!(wire(&mut dev, &mut ctx, &b"QXYZ"[..]), NAK);
 }
 
 #[tokio::test(start_paused = true)]
@@ -124,16 +115,16 @@ async fn unknown_commands_nak_or_echo() {
     let mut ctx = ctx_at(NOON);
     let request = frame(b"QXYZ");
     let mut dev = unit(|_| {});
-    assert_eq!(wire(&mut dev, &mut ctx, request.clone()).await, NAK);
+    assert_eq!(wire(&mut dev, &mut ctx, request.clone()), NAK);
     let mut dev = unit(|c| c.unknown_command = UnknownPolicy::Echo);
     let mut echoed = request.to_vec();
     echoed.push(b'\r');
-    assert_eq!(wire(&mut dev, &mut ctx, request).await, echoed);
+    assert_eq!(wire(&mut dev, &mut ctx, request), echoed);
     // A known command with a wrong CRC is a bad CRC, even under the echo policy.
     let mut dev = unit(|c| c.unknown_command = UnknownPolicy::Echo);
-    assert_eq!(wire(&mut dev, &mut ctx, &b"QPGS9?\xda"[..]).await, NAK);
+    assert_eq!(wire(&mut dev, &mut ctx, &b"QPGS9?\xda"[..]), NAK);
     // A typed unknown command is echoed as typed.
-    assert_eq!(wire(&mut dev, &mut ctx, &b"HELLO"[..]).await, b"HELLO\r");
+    assert_eq!(wire(&mut dev, &mut ctx, &b"HELLO"[..]), b"HELLO\r");
 }
 
 /// PI30MAX has no QVFW2 (mppsolar pops it): it is an unknown command there.
@@ -141,27 +132,24 @@ async fn unknown_commands_nak_or_echo() {
 async fn variant_command_sets() {
     let mut ctx = ctx_at(NOON);
     let mut max = unit(|c| c.variant = Variant::Pi30max);
-    assert_eq!(ask(&mut max, &mut ctx, "QVFW2").await, NAK);
+    assert_eq!(ask(&mut max, &mut ctx, "QVFW2"), NAK);
     let mut max_echo = unit(|c| {
         c.variant = Variant::Pi30max;
         c.unknown_command = UnknownPolicy::Echo;
     });
-    assert_eq!(
-        ask(&mut max_echo, &mut ctx, "QVFW2").await,
-        b"QVFW2\xc3\xf5\r"
-    );
+    assert_eq!(ask(&mut max_echo, &mut ctx, "QVFW2"), b"QVFW2\xc3\xf5\r");
     let mut pi30 = unit(|c| c.unknown_command = UnknownPolicy::Echo);
     for cmd in [
         "QSID", "QT", "QET", "QPIGS2", "QVFW3", "QLED", "QBEQI", "QCHPT", "QOPPT", "PLEDE1",
     ] {
         let mut echoed = frame(cmd.as_bytes()).to_vec();
         echoed.push(b'\r');
-        assert_eq!(ask(&mut pi30, &mut ctx, cmd).await, echoed, "{cmd}");
+        assert_eq!(ask(&mut pi30, &mut ctx, cmd), echoed, "{cmd}");
     }
     // The same QPIGS request: 21 fields on PI30, 24 on PI30MAX.
     let mut pi30 = unit(|_| {});
-    assert_eq!(ask(&mut pi30, &mut ctx, "QPIGS").await.len(), 110);
-    assert_eq!(ask(&mut max, &mut ctx, "QPIGS").await.len(), 120);
+    assert_eq!(ask(&mut pi30, &mut ctx, "QPIGS").len(), 110);
+    assert_eq!(ask(&mut max, &mut ctx, "QPIGS").len(), 120);
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,15 +157,15 @@ async fn bad_query_arguments_nak() {
     let mut dev = unit(|c| c.variant = Variant::Pi30max);
     let mut ctx = ctx_at(NOON);
     for cmd in ["QED20251399", "QEM202513", "QPGS5", "QED2025030"] {
-        assert_eq!(ask(&mut dev, &mut ctx, cmd).await, NAK, "{cmd}");
+        assert_eq!(ask(&mut dev, &mut ctx, cmd), NAK, "{cmd}");
     }
     // A date with no data yet is zero, not an error.
     assert_eq!(
-        common::payload(&ask(&mut dev, &mut ctx, "QED20250306").await),
+        common::payload(&ask(&mut dev, &mut ctx, "QED20250306")),
         "00000000"
     );
     assert_eq!(
-        common::payload(&ask(&mut dev, &mut ctx, "QEY2024").await),
+        common::payload(&ask(&mut dev, &mut ctx, "QEY2024")),
         "00000000"
     );
 }

@@ -80,10 +80,7 @@ async fn pi30_conversation() -> Vec<(Bytes, Vec<Bytes>)> {
     for command in ["QPIRI", "POP02", "QPIRI", "QPIGS", "QPIGS", "QPIGS"] {
         let req = request(command);
         let mut replies = Replies::new();
-        device
-            .handle(req.clone(), &mut ctx, &mut replies)
-            .await
-            .unwrap();
+        device.handle(&req, &mut ctx, &mut replies).unwrap();
         let wire = replies
             .drain()
             .map(|r| {

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serialtwin_core::{Context, Device, Replies, SimClock};
 use serialtwin_devices::scripted::{Script, ScriptConfig, ScriptError, ScriptErrorKind, Scripted};
 
@@ -20,12 +19,10 @@ fn compile_error(toml_text: &str) -> (ScriptError, String) {
 }
 
 /// The frames `dev` sends for `request`.
-async fn ask(dev: &mut Scripted, request: &[u8]) -> Vec<Vec<u8>> {
+fn ask(dev: &mut Scripted, request: &[u8]) -> Vec<Vec<u8>> {
     let mut replies = Replies::new();
     let mut ctx = Context::for_test(SimClock::real());
-    dev.handle(Bytes::copy_from_slice(request), &mut ctx, &mut replies)
-        .await
-        .unwrap();
+    dev.handle(request, &mut ctx, &mut replies).unwrap();
     replies.frames().into_iter().map(<[u8]>::to_vec).collect()
 }
 
@@ -43,22 +40,16 @@ async fn the_original_use_case_fits_in_a_handful_of_lines() {
         reply = "correct result"
         "#,
     );
-    assert_eq!(
-        ask(&mut dev, b"test2").await,
-        frames(&["I dont understand"])
-    );
-    assert_eq!(ask(&mut dev, b"QPGS").await, frames(&["correct result"]));
-    assert_eq!(
-        ask(&mut dev, b"QPGS ").await,
-        frames(&["I dont understand"])
-    );
+    assert_eq!(ask(&mut dev, b"test2"), frames(&["I dont understand"]));
+    assert_eq!(ask(&mut dev, b"QPGS"), frames(&["correct result"]));
+    assert_eq!(ask(&mut dev, b"QPGS "), frames(&["I dont understand"]));
 }
 
 #[tokio::test]
 async fn no_default_means_silence() {
     let mut dev = device("[[rule]]\nrequest = 'A'\nreply = 'B'\n");
-    assert!(ask(&mut dev, b"X").await.is_empty());
-    assert_eq!(ask(&mut dev, b"A").await, frames(&["B"]));
+    assert!(ask(&mut dev, b"X").is_empty());
+    assert_eq!(ask(&mut dev, b"A"), frames(&["B"]));
 }
 
 #[tokio::test]
@@ -70,10 +61,10 @@ async fn regex_captures_fill_the_reply() {
         reply = "{1}+{b}={0}"
         "#,
     );
-    assert_eq!(ask(&mut dev, b"ADD 1 2").await, frames(&["1+2=ADD 1 2"]));
+    assert_eq!(ask(&mut dev, b"ADD 1 2"), frames(&["1+2=ADD 1 2"]));
     // Anchored at both ends: a longer request does not match.
-    assert!(ask(&mut dev, b"xADD 1 2").await.is_empty());
-    assert!(ask(&mut dev, b"ADD 1 2x").await.is_empty());
+    assert!(ask(&mut dev, b"xADD 1 2").is_empty());
+    assert!(ask(&mut dev, b"ADD 1 2x").is_empty());
 }
 
 #[tokio::test]
@@ -93,14 +84,11 @@ async fn a_property_has_a_getter_and_a_setter() {
         reply = "{volts}"
         "#,
     );
-    assert_eq!(ask(&mut dev, b"VOLT?").await, frames(&["0.000"]));
-    assert_eq!(
-        ask(&mut dev, b"VOLT 1.250").await,
-        frames(&["OK volts=1.250"])
-    );
-    assert_eq!(ask(&mut dev, b"VOLT?").await, frames(&["1.250"]));
-    assert_eq!(ask(&mut dev, b"VOLT lots").await, frames(&["ERR"]));
-    assert_eq!(ask(&mut dev, b"VOLT?").await, frames(&["1.250"]));
+    assert_eq!(ask(&mut dev, b"VOLT?"), frames(&["0.000"]));
+    assert_eq!(ask(&mut dev, b"VOLT 1.250"), frames(&["OK volts=1.250"]));
+    assert_eq!(ask(&mut dev, b"VOLT?"), frames(&["1.250"]));
+    assert_eq!(ask(&mut dev, b"VOLT lots"), frames(&["ERR"]));
+    assert_eq!(ask(&mut dev, b"VOLT?"), frames(&["1.250"]));
     assert_eq!(dev.state("volts"), Some(&b"1.250"[..]));
 }
 
@@ -122,22 +110,19 @@ async fn sequences_answer_in_turn_then_fall_through() {
         reply = "only once"
         "#,
     );
-    assert_eq!(ask(&mut dev, b"READ").await, frames(&["first"]));
-    assert_eq!(
-        ask(&mut dev, b"READ").await,
-        frames(&["second", "and more"])
-    );
-    assert!(ask(&mut dev, b"READ").await.is_empty());
-    assert_eq!(ask(&mut dev, b"READ").await, frames(&["none left"]));
+    assert_eq!(ask(&mut dev, b"READ"), frames(&["first"]));
+    assert_eq!(ask(&mut dev, b"READ"), frames(&["second", "and more"]));
+    assert!(ask(&mut dev, b"READ").is_empty());
+    assert_eq!(ask(&mut dev, b"READ"), frames(&["none left"]));
     let cycled: Vec<_> = [
-        ask(&mut dev, b"NEXT").await,
-        ask(&mut dev, b"NEXT").await,
-        ask(&mut dev, b"NEXT").await,
+        ask(&mut dev, b"NEXT"),
+        ask(&mut dev, b"NEXT"),
+        ask(&mut dev, b"NEXT"),
     ]
     .concat();
     assert_eq!(cycled, frames(&["a", "b", "a"]));
-    assert_eq!(ask(&mut dev, b"ONCE").await, frames(&["only once"]));
-    assert_eq!(ask(&mut dev, b"ONCE").await, frames(&["none left"]));
+    assert_eq!(ask(&mut dev, b"ONCE"), frames(&["only once"]));
+    assert_eq!(ask(&mut dev, b"ONCE"), frames(&["none left"]));
 }
 
 #[tokio::test]
@@ -155,9 +140,9 @@ async fn a_learned_recording_is_repeated_rules() {
         times = 1
         "#,
     );
-    assert_eq!(ask(&mut dev, b"Q").await, frames(&["1"]));
-    assert_eq!(ask(&mut dev, b"Q").await, frames(&["2"]));
-    assert!(ask(&mut dev, b"Q").await.is_empty());
+    assert_eq!(ask(&mut dev, b"Q"), frames(&["1"]));
+    assert_eq!(ask(&mut dev, b"Q"), frames(&["2"]));
+    assert!(ask(&mut dev, b"Q").is_empty());
 }
 
 #[tokio::test]
@@ -175,8 +160,7 @@ async fn replies_carry_any_bytes_delays_and_raw_frames() {
     );
     let mut replies = Replies::new();
     let mut ctx = Context::for_test(SimClock::real());
-    dev.handle(Bytes::from_static(b"\x00\xffBIN\r"), &mut ctx, &mut replies)
-        .await
+    dev.handle(b"\x00\xffBIN\r", &mut ctx, &mut replies)
         .unwrap();
     let got = replies.as_slice();
     assert_eq!(got.len(), 3);
@@ -193,7 +177,7 @@ async fn replies_carry_any_bytes_delays_and_raw_frames() {
 #[tokio::test]
 async fn the_default_can_echo_the_request() {
     let mut dev = device("default = 'ECHO {0}'\n");
-    assert_eq!(ask(&mut dev, b"hi").await, frames(&["ECHO hi"]));
+    assert_eq!(ask(&mut dev, b"hi"), frames(&["ECHO hi"]));
 }
 
 #[tokio::test]
@@ -205,9 +189,9 @@ async fn every_port_keeps_its_own_state() {
     let script = Arc::new(Script::compile(&config).unwrap());
     let mut a = Scripted::new(Arc::clone(&script));
     let mut b = Scripted::new(script);
-    assert!(ask(&mut a, b"SET 7").await.is_empty());
-    assert_eq!(ask(&mut a, b"GET").await, frames(&["7"]));
-    assert_eq!(ask(&mut b, b"GET").await, frames(&["0"]));
+    assert!(ask(&mut a, b"SET 7").is_empty());
+    assert_eq!(ask(&mut a, b"GET"), frames(&["7"]));
+    assert_eq!(ask(&mut b, b"GET"), frames(&["0"]));
 }
 
 #[test]
@@ -281,7 +265,7 @@ async fn state_can_be_set_from_outside() {
     let mut dev = device("state = { mode = 'A' }\n[[rule]]\nrequest = 'MODE?'\nreply = '{mode}'\n");
     let mut ctx = Context::for_test(SimClock::real());
     dev.set("mode", r"B\x21", &mut ctx).unwrap();
-    assert_eq!(ask(&mut dev, b"MODE?").await, frames(&["B!"]));
+    assert_eq!(ask(&mut dev, b"MODE?"), frames(&["B!"]));
     assert!(dev.set("nope", "1", &mut ctx).unwrap_err().contains("mode"));
 }
 
@@ -323,10 +307,7 @@ async fn a_generated_script_round_trips_through_toml() {
     let text = toml::to_string(&config).unwrap();
     assert!(text.contains("[[rule]]"), "{text}");
     let mut dev = device(&text);
-    assert_eq!(ask(&mut dev, b"QPGS").await, frames(&["one"]));
-    assert_eq!(
-        ask(&mut dev, b"QPGS").await,
-        [b"two".to_vec(), vec![0x00, 0xff]]
-    );
-    assert_eq!(ask(&mut dev, b"QPGS").await, frames(&["?"]));
+    assert_eq!(ask(&mut dev, b"QPGS"), frames(&["one"]));
+    assert_eq!(ask(&mut dev, b"QPGS"), [b"two".to_vec(), vec![0x00, 0xff]]);
+    assert_eq!(ask(&mut dev, b"QPGS"), frames(&["?"]));
 }

@@ -52,7 +52,7 @@ pub trait Framer: Send + 'static {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError>;
 
     /// Where the next frame in `buf` is, for a caller that can use it in place instead of
-    /// taking it out as `Bytes` (a fleet's lane answers devices' [`handle_now`] from the
+    /// taking it out as `Bytes` (a fleet's lane answers a [`Device`] from the
     /// buffer): the frame is `buf[at.frame]`, and the caller removes the first `at.used` bytes
     /// once done with it.
     ///
@@ -61,7 +61,7 @@ pub trait Framer: Send + 'static {
     /// which handles every case. A framer that answers must be left as `decode` would leave
     /// it after taking the same frame.
     ///
-    /// [`handle_now`]: crate::device::Device::handle_now
+    /// [`Device`]: crate::device::Device
     fn peek(&mut self, _buf: &[u8]) -> Option<FrameAt> {
         None
     }

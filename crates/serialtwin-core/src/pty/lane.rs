@@ -8,7 +8,7 @@
 //! task per port from the kernel's limit on a fleet of hundreds.
 //!
 //! A lane is one thread with one epoll set of up to [`LANE_SEATS`] masters. A
-//! port whose device answers synchronously ([`Device::handle_now`]) and has nothing else going
+//! port whose device answers synchronously (a [`Device`] that sends nothing unprompted) and has nothing else going
 //! on — no faults, pacing, latency, observers, silence-framed protocol, read-ahead or blocked
 //! write — is *lent* to a lane by its task: the master leaves tokio's reactor and joins the
 //! lane's set. For each batch of ready masters the lane reads, decodes, answers and encodes
@@ -30,7 +30,7 @@
 //! `epoll_wait` to drain the set), which at one port cost a third of the bulk throughput. The
 //! thread enters the runtime's context, so devices see its clock and may spawn on it.
 //!
-//! [`Device::handle_now`]: crate::device::Device::handle_now
+//! [`Device`]: crate::device::Device
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -140,7 +140,7 @@ const POOLED_MAX: usize = 4096;
 /// A fleet's lanes, made as ports ask for seats. Clones share the lanes.
 ///
 /// A lane lives while it has seats taken (its thread ends with the last, and with it the epoll
-/// set): a fleet whose devices never answer in `handle_now` has none.
+/// set): a fleet whose devices all wait (or stream) has none.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Lanes {
     lanes: Arc<Mutex<Vec<std::sync::Weak<Lane>>>>,
@@ -368,7 +368,7 @@ fn run(lane: &Lane) {
             // Served under the seats' lock, which only a port's first lending (`sit`) and its
             // end (`leave`) take besides: no reference count touched and no list built per
             // request. Serving never takes it (a device cannot sit or leave a seat from
-            // `handle_now`: seats are taken and left by ports' tasks).
+            // a lane: seats are taken and left by ports' tasks).
             let seats = lock(&lane.seats);
             let chair = |i: usize| {
                 let token = usize::try_from(events.get(i)?.data.u64()).ok()?;

@@ -21,7 +21,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tracing::{debug, error, warn};
 
 use crate::clock::SimClock;
-use crate::device::{Context, Device, Replies, Reply};
+#[cfg(doc)]
+use crate::device::{AsyncDevice, Device};
+use crate::device::{Body, Context, Replies, Reply};
 use crate::fault::{self, FaultKind, FaultRule, Faults};
 use crate::framer::{BoxFramer, FrameError, Framer, Framing};
 use crate::gate::{Gates, Source};
@@ -263,7 +265,7 @@ enum Wake {
 /// # Errors
 /// [`ServeError::Io`] if the transport fails; [`ServeError::DevicePanicked`] if the device
 /// panicked.
-pub async fn serve<D: Device, T: Transport>(
+pub async fn serve<D: Body, T: Transport>(
     device: D,
     io: T,
     config: ServeConfig,
@@ -276,7 +278,7 @@ pub async fn serve<D: Device, T: Transport>(
 ///
 /// # Errors
 /// As [`serve`].
-pub async fn serve_with_control<D: Device, T: Transport>(
+pub async fn serve_with_control<D: Body, T: Transport>(
     device: D,
     io: T,
     config: ServeConfig,
@@ -314,8 +316,11 @@ pub(crate) struct Server<D, T> {
     /// How much room the next read gets: small while requests are small, growing while reads
     /// keep filling it (a client streaming data), back to small once they do not.
     read_chunk: usize,
-    /// Whether the device answered the last request in [`Device::handle_now`].
-    answers_now: bool,
+    /// Whether the device answers every request at once and sends nothing unprompted: what a
+    /// lane can serve (read once, when serving starts).
+    lane_device: bool,
+    /// Whether the device sends unprompted frames (asked for only if it does).
+    streams: bool,
     /// Lent to a lane (from [`Server::ready_to_lend`] until the task runs it again): the
     /// sources behind the gates reach the lane as a recall instead (see [`Lent::serve`]),
     /// so they are not looked at per request.
@@ -369,14 +374,14 @@ const _: () =
 /// See the layout of [`Server`] and [`Lent::hot`].
 const LANE_HOT: usize = 3 * 64;
 
-impl<D: Device, T: Transport> Server<D, T> {
+impl<D: Body, T: Transport> Server<D, T> {
     pub(crate) fn new(device: D, io: T, config: ServeConfig) -> Self {
         let framer = config
             .framing
             .clone()
-            .unwrap_or_else(|| device.framing())
+            .unwrap_or_else(|| device.body_framing())
             .build();
-        let line = Line::new(config.line.unwrap_or_else(|| device.line()));
+        let line = Line::new(config.line.unwrap_or_else(|| device.body_line()));
         let initial = io.settings().unwrap_or_else(|| LineSettings {
             baud: line.config().baud.unwrap_or(LineSettings::default().baud),
             ..LineSettings::default()
@@ -394,6 +399,8 @@ impl<D: Device, T: Transport> Server<D, T> {
             config.clock,
             config.seed,
         );
+        let streams = device.body_sends_unprompted();
+        let lane_device = device.answers_at_once() && !streams;
         let gates = Gates::new();
         for o in &config.observers {
             o.when_watched(gates.waker());
@@ -418,7 +425,8 @@ impl<D: Device, T: Transport> Server<D, T> {
             read_chunk: READ_CHUNK,
             gates,
             watching: std::cell::Cell::new(false),
-            answers_now: false,
+            lane_device,
+            streams,
             can_lend: None,
             undelivered: None,
             panicked: None,
@@ -567,7 +575,7 @@ impl<D: Device, T: Transport> Server<D, T> {
     /// source waiting to be looked at, and a transport that says it can go.
     fn lendable(&self, control: Option<&ControlRx>) -> bool {
         self.can_lend.is_some()
-            && self.answers_now
+            && self.lane_device
             && self.unplug.is_none()
             && self.silence_frame.is_none()
             && self.coalesced.is_empty()
@@ -623,13 +631,14 @@ impl<D: Device, T: Transport> Server<D, T> {
             read_chunk,
             gates,
             outbox,
+            streams,
             ..
         } = self;
         // While replies wait to go out, input is read up to a limit (line events still come).
         let read = outbox.is_empty() || rx.len() < MAX_HELD_INPUT;
         // The device's future lives for the whole wait (it must be cancel-safe, not restarted
         // on every wake-up); a timer exists only while a silence gap is running.
-        let mut unprompted = std::pin::pin!(device.unprompted(ctx));
+        let mut unprompted = std::pin::pin!(streams.then(|| device.body_unprompted(ctx)));
         let mut silence = std::pin::pin!(silence.map(tokio::time::sleep_until));
         poll_fn(|cx| {
             if cancelled.poll(cx).is_ready() {
@@ -652,7 +661,10 @@ impl<D: Device, T: Transport> Server<D, T> {
             {
                 return Poll::Ready(Wake::Silence);
             }
-            unprompted.as_mut().poll(cx).map(Wake::Unprompted)
+            match unprompted.as_mut().as_pin_mut() {
+                Some(unprompted) => unprompted.poll(cx).map(Wake::Unprompted),
+                None => Poll::Pending,
+            }
         })
         .await
     }
@@ -786,13 +798,13 @@ impl<D: Device, T: Transport> Server<D, T> {
             LineEvent::Flush { .. } | LineEvent::Flow(_) => {}
         }
         debug!(port = %self.name, event = %event.event, "line event");
-        self.device.on_event(&event.event, &mut self.ctx);
+        self.device.body_on_event(&event.event, &mut self.ctx);
         self.observe(|| Seen::Event(event.event));
     }
 
     /// Hand one request to the device and send its replies; `None` if cancelled meanwhile.
     ///
-    /// A device that answers in [`Device::handle_now`] is answered without an await. Otherwise
+    /// A device that answers at once ([`Device`]) is answered without an await. Otherwise
     /// the handler's future is awaited in place, not boxed: it is the one await nearly every
     /// such request makes, and most handlers finish in their first poll. What can wait longer
     /// (latency, delayed replies, faults, pacing) goes through [`Server::deliver`], boxed.
@@ -812,7 +824,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                         ..
                     } = self;
                     let handling =
-                        AssertUnwindSafe(device.handle(frame, ctx, replies)).catch_unwind();
+                        AssertUnwindSafe(device.answer_later(frame, ctx, replies)).catch_unwind();
                     cancelled.or(std::pin::pin!(handling)).await
                 };
                 let Some(handled) = handled else {
@@ -834,8 +846,8 @@ impl<D: Device, T: Transport> Server<D, T> {
         }
     }
 
-    /// Answer `frame` without waiting, if the device can ([`Device::handle_now`]); else give
-    /// it back, as `Bytes`, for [`Device::handle`].
+    /// Answer `frame` without waiting, if the device can (a [`Device`]); else give
+    /// it back, as `Bytes`, for an [`AsyncDevice`].
     ///
     /// On a lane, what made the port lendable holds until it is recalled (see
     /// [`Server::ready_to_lend`]): nobody watching, no faults, the client at the line's baud
@@ -860,16 +872,10 @@ impl<D: Device, T: Transport> Server<D, T> {
         } = self;
         let request = frame.as_slice();
         match std::panic::catch_unwind(AssertUnwindSafe(|| {
-            device.handle_now(request, ctx, replies)
+            device.answer_now(request, ctx, replies)
         })) {
-            Ok(Some(result)) => {
-                self.answers_now = true;
-                Ok(self.handled(result))
-            }
-            Ok(None) => {
-                self.answers_now = false;
-                Err(frame.into_bytes())
-            }
+            Ok(Some(result)) => Ok(self.handled(result)),
+            Ok(None) => Err(frame.into_bytes()),
             Err(panic) => Ok(self.panicking(panic.as_ref())),
         }
     }
@@ -1074,7 +1080,7 @@ impl<D: Device, T: Transport> Server<D, T> {
                 Ok(())
             }
             Control::Set { key, value, reply } => {
-                let result = self.device.set(&key, &value, &mut self.ctx);
+                let result = self.device.body_set(&key, &value, &mut self.ctx);
                 match &result {
                     Ok(()) => debug!(port = %self.name, %key, %value, "device value set"),
                     Err(e) => {
@@ -1236,7 +1242,7 @@ fn next_chunk(chunk: usize, n: usize, room: usize) -> usize {
     }
 }
 
-impl<D: Device> Server<D, PtyPort> {
+impl<D: Body> Server<D, PtyPort> {
     /// Get ready to be lent (called by the owner, in its task, right after [`Outcome::Lend`]):
     /// wake-ups from the gates' sources and the session watcher reach this task from here on.
     /// `false` if something came meanwhile, for [`Server::run`] to handle.
@@ -1374,7 +1380,7 @@ impl<D: Device> Server<D, PtyPort> {
 /// waiting (an asynchronous handler, replies to deliver, a full line, end of input, a panic) it
 /// leaves for the task, in order: the frame not answered waits in `silence_frame`, replies in
 /// `replies` (`undelivered`), the unwritten rest in `coalesced`.
-impl<D: Device> Lent for Server<D, PtyPort> {
+impl<D: Body> Lent for Server<D, PtyPort> {
     fn master(&self) -> std::os::fd::BorrowedFd<'_> {
         self.io.master()
     }

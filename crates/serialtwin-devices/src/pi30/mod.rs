@@ -33,8 +33,8 @@ mod shared;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use serialtwin_core::{Context, Device, Framing, LineConfig, Replies};
+use bytes::BytesMut;
+use serialtwin_core::{Context, Device, Framing, LineConfig, Replies, Settable};
 
 pub use self::commands::command_names;
 pub use self::config::{
@@ -185,8 +185,7 @@ impl Pi30 {
         }
     }
 
-    /// Answer `request` (a frame without its `\r`) at the context's simulated time: the one
-    /// body behind both [`Device::handle`] and [`Device::handle_now`].
+    /// Answer `request` (a frame without its `\r`) at the context's simulated time.
     fn serve(&self, request: &[u8], ctx: &Context, replies: &mut Replies) {
         let t = unix_f64(ctx.clock().now());
         match self.respond(request, t) {
@@ -223,25 +222,14 @@ impl Device for Pi30 {
         LineConfig::uart(2400)
     }
 
-    async fn handle(
-        &mut self,
-        request: Bytes,
-        ctx: &mut Context,
-        replies: &mut Replies,
-    ) -> Result<(), Self::Error> {
-        self.serve(&request, ctx, replies);
-        Ok(())
-    }
-
-    /// Every PI30 answer is immediate: the same as [`Device::handle`], without the future.
-    fn handle_now(
+    fn handle(
         &mut self,
         request: &[u8],
         ctx: &mut Context,
         replies: &mut Replies,
-    ) -> Option<Result<(), Self::Error>> {
+    ) -> Result<(), Self::Error> {
         self.serve(request, ctx, replies);
-        Some(Ok(()))
+        Ok(())
     }
 
     /// Plant inputs a test or a scenario can change while the inverter runs:
@@ -274,6 +262,13 @@ impl Device for Pi30 {
             )),
         }
     }
+
+    fn settable(&self) -> Vec<Settable> {
+        vec![
+            Settable::new("grid", "on|off: the grid is there, or lost"),
+            Settable::new("soc", "0-100: the battery's state of charge, in percent"),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -305,52 +300,13 @@ mod tests {
         frame
     }
 
-    /// Two equal units, one asked through `handle` and one through `handle_now`, give the same
-    /// replies to the same requests, in order (setters included, so the state moves alike).
-    async fn same_replies(policy: UnknownPolicy) {
-        let requests: Vec<Vec<u8>> = vec![
-            with_crc(b"QPI"),
-            with_crc(b"QPIGS"),
-            with_crc(b"QMOD"),
-            with_crc(b"QPIRI"),
-            with_crc(b"POP02"),
-            with_crc(b"QPIRI"),
-            with_crc(b"POP05"),
-            with_crc(b"QXYZ"),
-            b"QPIGS".to_vec(),
-            b"QPIGS\x00\x00".to_vec(),
-            b"HELLO".to_vec(),
-            b"\x01\x02".to_vec(),
-        ];
-        let requests: Vec<&[u8]> = requests.iter().map(Vec::as_slice).collect();
-        let answers =
-            crate::testing::same_answers(&mut unit(policy), &mut unit(policy), NOON, &requests)
-                .await;
-        for (request, replies) in requests.iter().zip(&answers) {
-            assert_eq!(replies.len(), 1, "{}", request.escape_ascii());
-        }
-    }
-
-    #[tokio::test]
-    async fn handle_now_answers_as_handle_does() {
-        same_replies(UnknownPolicy::Nak).await;
-    }
-
-    #[tokio::test]
-    async fn handle_now_echoes_unknown_commands_as_handle_does() {
-        same_replies(UnknownPolicy::Echo).await;
-    }
-
     #[test]
-    fn handle_now_answers_real_commands() {
+    fn answers_real_commands_and_echoes_unknown_ones() {
         let mut dev = unit(UnknownPolicy::Echo);
         let mut ctx = Context::for_test(SimClock::at_unix(NOON, 0.0));
         let mut ask = |request: &[u8]| {
             let mut replies = Replies::new();
-            assert_eq!(
-                dev.handle_now(request, &mut ctx, &mut replies),
-                Some(Ok(()))
-            );
+            assert_eq!(dev.handle(request, &mut ctx, &mut replies), Ok(()));
             replies
         };
         assert_eq!(ask(&with_crc(b"QPI")).frames(), [b"(PI30"]);

@@ -334,7 +334,6 @@ impl Replay {
     }
 }
 
-// No `handle_now`: a deviation keeps the request as `Bytes`, and replay is not a throughput path.
 impl Device for Replay {
     type Error = ReplayError;
 
@@ -342,12 +341,13 @@ impl Device for Replay {
         self.framing.clone()
     }
 
-    async fn handle(
+    /// (A copy of each request: a deviation keeps it, and replay is not a throughput path.)
+    fn handle(
         &mut self,
-        request: Bytes,
+        request: &[u8],
         _ctx: &mut Context,
         replies: &mut Replies,
     ) -> Result<(), Self::Error> {
-        self.answer(&request, replies)
+        self.answer(&Bytes::copy_from_slice(request), replies)
     }
 }

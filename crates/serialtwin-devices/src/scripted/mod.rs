@@ -57,7 +57,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use regex::bytes::{Captures, Regex};
-use serialtwin_core::{Context, Device, Framing, Replies, Reply};
+use serialtwin_core::{Context, Device, Framing, Replies, Reply, Settable};
 
 pub use self::config::{ReplyItem, ReplySpec, RuleConfig, ScriptConfig};
 pub use self::template::escape_bytes;
@@ -504,26 +504,15 @@ impl Device for Scripted {
         self.framing.clone()
     }
 
-    async fn handle(
-        &mut self,
-        request: Bytes,
-        _ctx: &mut Context,
-        replies: &mut Replies,
-    ) -> Result<(), Self::Error> {
-        self.answer(&request, replies);
-        Ok(())
-    }
-
-    /// A dialogue never waits (delays are data on the replies), and a script sends nothing
-    /// unprompted, so every request is answered here.
-    fn handle_now(
+    /// A dialogue never waits: delays are data on the replies.
+    fn handle(
         &mut self,
         request: &[u8],
         _ctx: &mut Context,
         replies: &mut Replies,
-    ) -> Option<Result<(), Self::Error>> {
+    ) -> Result<(), Self::Error> {
         self.answer(request, replies);
-        Some(Ok(()))
+        Ok(())
     }
 
     /// Set the state value `key` (escapes allowed in `value`).
@@ -542,68 +531,17 @@ impl Device for Scripted {
         self.state[i] = unescape(value)?;
         Ok(())
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn device(toml_text: &str) -> Scripted {
-        let config: ScriptConfig = toml::from_str(toml_text).expect("valid TOML");
-        Scripted::new(Arc::new(Script::compile(&config).expect("valid script")))
-    }
-
-    /// Two equal devices, one asked through `handle` and one through `handle_now`, give the
-    /// same replies (delays and raw flags included) to the same requests, state and sequences
-    /// moving alike.
-    #[tokio::test]
-    async fn handle_now_answers_as_handle_does() {
-        let script = r#"
-            default = "I dont understand"
-            state = { volts = "0.000" }
-
-            [[rule]]
-            regex = 'VOLT (?<v>\d+\.\d{3})'
-            set = { volts = "{v}" }
-            reply = "OK"
-
-            [[rule]]
-            request = "VOLT?"
-            reply = "{volts}"
-
-            [[rule]]
-            request = "READ"
-            sequence = ["first", "second"]
-
-            [[rule]]
-            request = "*RST"
-            reply = [{ text = "resetting", delay_ms = 200 }, { hex = "06", raw = true }]
-
-            [[rule]]
-            request = "QUIET"
-            reply = []
-        "#;
-        let mut by_handle = device(script);
-        let mut by_now = device(script);
-        let requests: [&[u8]; 10] = [
-            b"VOLT?",
-            b"VOLT 12.345",
-            b"VOLT?",
-            b"READ",
-            b"READ",
-            b"READ",
-            b"*RST",
-            b"QUIET",
-            b"what?",
-            b"\xff\x00",
-        ];
-        let answers =
-            crate::testing::same_answers(&mut by_handle, &mut by_now, 1_741_176_000, &requests)
-                .await;
-        let answered: usize = answers.iter().map(Replies::len).sum();
-        // Not trivially equal: the dialogue did answer, and state moved the same way.
-        assert_eq!(answered, 10);
-        assert_eq!(by_now.state("volts"), Some(&b"12.345"[..]));
-        assert_eq!(by_now.state("volts"), by_handle.state("volts"));
+    fn settable(&self) -> Vec<Settable> {
+        self.script
+            .state_names
+            .iter()
+            .map(|name| {
+                Settable::new(
+                    name.clone(),
+                    "a state value of the script (escapes allowed)",
+                )
+            })
+            .collect()
     }
 }

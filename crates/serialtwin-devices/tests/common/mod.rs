@@ -51,9 +51,9 @@ pub fn frame(cmd: &[u8]) -> Bytes {
 }
 
 /// Send `request` (a frame without `\r`) and return every byte the unit puts on the wire.
-pub async fn wire(dev: &mut Pi30, ctx: &mut Context, request: impl Into<Bytes>) -> Vec<u8> {
+pub fn wire(dev: &mut Pi30, ctx: &mut Context, request: impl Into<Bytes>) -> Vec<u8> {
     let mut replies = Replies::new();
-    dev.handle(request.into(), ctx, &mut replies).await.unwrap();
+    dev.handle(&request.into(), ctx, &mut replies).unwrap();
     let mut framer = dev.framing().build();
     let mut out = BytesMut::new();
     for r in replies.as_slice() {
@@ -67,8 +67,8 @@ pub async fn wire(dev: &mut Pi30, ctx: &mut Context, request: impl Into<Bytes>) 
 }
 
 /// Send `cmd` with its CRC; return the reply's wire bytes.
-pub async fn ask(dev: &mut Pi30, ctx: &mut Context, cmd: &str) -> Vec<u8> {
-    wire(dev, ctx, frame(cmd.as_bytes())).await
+pub fn ask(dev: &mut Pi30, ctx: &mut Context, cmd: &str) -> Vec<u8> {
+    wire(dev, ctx, frame(cmd.as_bytes()))
 }
 
 /// The payload of a reply (between `(` and the CRC), checking the frame around it.
