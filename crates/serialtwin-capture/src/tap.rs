@@ -1,16 +1,5 @@
-//! The tap: a client-facing port on one side, the real device on the other, everything recorded.
-//!
-//! ```text
-//! client ── /dev/pts/N (link) ── PtyPort ──► Tap ──► upstream (serial port, pty, TCP)
-//!                                        ◄──     ◄──
-//!                                     observers (trace), capture (chunks, frames, events)
-//! ```
-//!
-//! Every byte passes both ways unchanged, as soon as it is read. Beside that, each direction
-//! has its own framer (built from one [`Framing`]) that cuts the stream into frames for the
-//! observers and the capture: requests (`rx`) as the device would be handed them, replies
-//! (`tx`) as the exact wire bytes the framer consumed. When the client changes its line
-//! settings the upstream is asked to follow ([`Upstream::follow`]).
+//! The tap: bytes passed between a client-facing transport and an [`Upstream`], every byte
+//! recorded (see the crate docs).
 
 use std::future::poll_fn;
 use std::io;
@@ -23,11 +12,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use serialtwin_core::{
+    BoxFramer, Direction, FrameError, Framing, LineEvent, LineSettings, Observation, Observer,
+    PortEvent, PtyPort, Seen, Transport,
+};
+
 use crate::capture::{CaptureWriter, Record};
-use crate::framer::{BoxFramer, Framing};
-use crate::observe::{Direction, Observation, Observer, Seen};
-use crate::settings::{LineEvent, LineSettings};
-use crate::transport::{PortEvent, Transport};
 
 /// Read buffer size per direction.
 const CHUNK: usize = 4096;
@@ -48,7 +38,7 @@ pub trait Upstream: AsyncRead + AsyncWrite + Unpin + Send {
 impl Upstream for tokio::net::TcpStream {}
 impl Upstream for tokio::net::UnixStream {}
 impl Upstream for tokio::io::DuplexStream {}
-impl Upstream for crate::pty::PtyPort {}
+impl Upstream for PtyPort {}
 
 /// Why a tap stopped.
 #[derive(Debug, thiserror::Error)]
@@ -301,7 +291,7 @@ impl std::fmt::Debug for Cutter {
 }
 
 /// A frame and its wire bytes, or why input was discarded.
-pub type Cut = Result<(Bytes, Bytes), crate::framer::FrameError>;
+pub type Cut = Result<(Bytes, Bytes), FrameError>;
 
 impl Cutter {
     /// A cutter with a fresh framer of `framing`.
@@ -362,8 +352,7 @@ impl Cutter {
 mod tests {
     use super::*;
     use crate::capture;
-    use crate::framer::Terminator;
-    use crate::transport::Plain;
+    use serialtwin_core::{Plain, Terminator};
     use std::sync::Mutex;
 
     #[test]

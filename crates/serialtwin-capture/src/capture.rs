@@ -1,28 +1,4 @@
-//! Captures: a recorded conversation on a serial line, as JSON lines.
-//!
-//! One record per line, each a JSON object with a `type`. The first is a `header`; after it come
-//! `chunk`s (bytes exactly as they were read, in either direction), `frame`s (the same bytes cut
-//! by a framer), and line events (`open`, `close`, `settings`, `flush`, `flow`, `error`). Every
-//! record after the header carries `t`, seconds since the capture started on a monotonic clock,
-//! with microsecond precision. Bytes are lossless in `hex`, with a readable `text` beside them
-//! for people (`\r`, `\n`, `\t`, `\\` and `\xNN` escapes):
-//!
-//! ```text
-//! {"type":"header","format":"serialtwin-capture","version":1,"started":"2026-06-21T12:00:00.000000Z","framing":"pi30","upstream":"/dev/ttyUSB0"}
-//! {"type":"open","t":0.000113}
-//! {"type":"settings","t":0.000131,"baud":2400,"data_bits":8,"parity":"none","stop_bits":1,"flow":"none","parity_visible":false}
-//! {"type":"chunk","t":0.101012,"dir":"rx","hex":"5150494753b7a90d","text":"QPIGS\xb7\xa9\r"}
-//! {"type":"frame","t":0.101020,"dir":"rx","hex":"5150494753b7a9","text":"QPIGS\xb7\xa9"}
-//! ```
-//!
-//! A `frame` is what an [`Observer`] sees as [`Seen::Frame`]: a request (`rx`) as the device
-//! gets it from the framer (terminator removed), a reply (`tx`) exactly as it went on the wire
-//! (checksum and terminator included). Full details: `docs/capture.md`.
-//!
-//! [`CaptureWriter`] streams records to a file from its own thread, writing each whole line
-//! with one `write(2)` as soon as it is made, so a capture survives the recording process being
-//! killed (even with SIGKILL) up to the last record handed over. [`read`] accepts such a file:
-//! an incomplete last line is set aside ([`Capture::truncated`]), not an error.
+//! Captures: the JSON-lines format, [`CaptureWriter`] and [`read`] (see the crate docs).
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -35,10 +11,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-pub use crate::escape::{escape, hex, unescape, unhex};
-use crate::observe::{Direction, Observation, Observer, Seen};
-use crate::output::{self, Existing, OutputError};
-use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+use serialtwin_core::escape::{escape, hex, unescape, unhex};
+use serialtwin_core::output::{self, Existing, OutputError};
+use serialtwin_core::{
+    Direction, FlowControl, LineEvent, LineSettings, Observation, Observer, Parity, Seen, StopBits,
+};
 
 /// The `format` of a capture header.
 pub const FORMAT: &str = "serialtwin-capture";
@@ -222,7 +199,7 @@ pub struct Data {
 pub enum Record {
     /// Bytes exactly as one read returned them.
     Chunk(Data),
-    /// One frame (see the module docs for what `rx` and `tx` frames hold).
+    /// One frame (see the crate docs for what `rx` and `tx` frames hold).
     Frame(Data),
     /// A line event.
     Event {
