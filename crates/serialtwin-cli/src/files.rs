@@ -2,7 +2,8 @@
 //! made new, or with `--force` replacing a regular file, never anything else (see
 //! `serialtwin_core::output`).
 
-use serialtwin_core::{CaptureError, Existing, OutputError};
+use serialtwin_capture::CaptureError;
+use serialtwin_core::{Existing, OutputError};
 
 /// What `--force` asks for.
 pub(crate) fn existing(force: bool) -> Existing {

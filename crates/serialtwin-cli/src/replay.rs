@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use serialtwin_core::capture::{self, Capture, CaptureWriter, Header};
+use serialtwin_capture::{Capture, CaptureWriter, Header};
 use serialtwin_core::{Fleet, Framing, PortSpec};
 use serialtwin_devices::replay::{Conversation, Fallback, Replay, ReplayOptions};
 use tracing::{info, warn};
@@ -83,7 +83,7 @@ replies in recorded order, then keeps answering the last (--cycle: starts over).
 
 /// Read `path` as a capture, warning about an incomplete last record.
 pub(crate) fn load(path: &Path) -> anyhow::Result<Capture> {
-    let capture = capture::read(path)?;
+    let capture = serialtwin_capture::read(path)?;
     if let Some((line, len)) = capture.truncated {
         warn!(
             "{}:{line}: the last record is incomplete ({len} bytes; was the recorder killed?): \

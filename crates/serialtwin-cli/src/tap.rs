@@ -8,10 +8,9 @@ use std::task::{self, Poll};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
-use serialtwin_core::capture::{CaptureWriter, Header};
+use serialtwin_capture::{CaptureWriter, Header, Tap, TapEnd, Upstream};
 use serialtwin_core::{
-    FlowControl, Framing, LineSettings, LinkSlot, Parity, PtyOptions, PtyPort, StopBits, Tap,
-    TapEnd, Upstream,
+    FlowControl, Framing, LineSettings, LinkSlot, Parity, PtyOptions, PtyPort, StopBits,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;

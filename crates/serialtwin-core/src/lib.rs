@@ -24,7 +24,13 @@
 //! - [`limits`]: open-file and pty limits, and errors that say how to raise them.
 //! - [`settings`], [`clock`]: line settings and events; the simulated wall clock.
 //! - [`port_name`]: what a port may be called (one word of the control protocol).
-//! - [`output`]: files written on request (captures), never over what is there unless asked.
+//! - [`escape`]: bytes as text and back (`\r`, `\xNN`), and as hex: one escaping for traces,
+//!   captures, scripted devices and the control protocol.
+//! - [`output`]: files written on request (captures, learned configs), never over what is there
+//!   unless asked.
+//!
+//! Captures (recorded conversations) and the tap that records a real device are the
+//! `serialtwin-capture` crate, built on this one.
 
 pub mod clock;
 pub mod control;
@@ -71,10 +77,3 @@ pub use crate::settings::{
     BadCharFormat, CharFormat, FlowControl, LineEvent, LineSettings, Parity, Session, StopBits,
 };
 pub use crate::transport::{Plain, PortEvent, Transport};
-
-// Issue 6: captures and the tap.
-pub mod capture;
-pub mod tap;
-
-pub use crate::capture::{Capture, CaptureError, CaptureWriter, Header as CaptureHeader, Record};
-pub use crate::tap::{Cutter, Tap, TapEnd, TapError, Upstream};

@@ -23,6 +23,6 @@ pub fn framing_names() -> &'static [&'static str] {
     &["pi30", "pi30-mppsolar", "pi30-reference"]
 }
 
-// Issue 6: devices from captures.
+// Devices from captures.
 pub mod learn;
 pub mod replay;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use serialtwin_core::capture::{self, CaptureWriter, Header};
+use serialtwin_capture::{self as capture, CaptureWriter, Header};
 use serialtwin_core::{
     Context, Device, Direction, Framing, Observation, Observer, Replies, Seen, SimClock,
 };

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serialtwin_core::capture::{Capture, Data};
-use serialtwin_core::{Cutter, Direction, Framing};
+use serialtwin_capture::{Capture, Cutter, Data};
+use serialtwin_core::{Direction, Framing};
 
 /// One request and what the device answered before the next request.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serialtwin_core::capture::escape;
+use serialtwin_core::escape::escape;
 use serialtwin_core::{Context, Device, Framing, Replies, Reply};
 use tracing::{debug, warn};
 
@@ -64,7 +64,7 @@ impl Fallback {
         Ok(match text {
             "silence" => Self::Silence,
             "nak" => Self::Nak,
-            other => Self::Frame(serialtwin_core::capture::unescape(other)?.into()),
+            other => Self::Frame(serialtwin_core::escape::unescape(other)?.into()),
         })
     }
 

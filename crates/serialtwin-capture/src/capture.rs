@@ -1,28 +1,4 @@
-//! Captures: a recorded conversation on a serial line, as JSON lines.
-//!
-//! One record per line, each a JSON object with a `type`. The first is a `header`; after it come
-//! `chunk`s (bytes exactly as they were read, in either direction), `frame`s (the same bytes cut
-//! by a framer), and line events (`open`, `close`, `settings`, `flush`, `flow`, `error`). Every
-//! record after the header carries `t`, seconds since the capture started on a monotonic clock,
-//! with microsecond precision. Bytes are lossless in `hex`, with a readable `text` beside them
-//! for people (`\r`, `\n`, `\t`, `\\` and `\xNN` escapes):
-//!
-//! ```text
-//! {"type":"header","format":"serialtwin-capture","version":1,"started":"2026-06-21T12:00:00.000000Z","framing":"pi30","upstream":"/dev/ttyUSB0"}
-//! {"type":"open","t":0.000113}
-//! {"type":"settings","t":0.000131,"baud":2400,"data_bits":8,"parity":"none","stop_bits":1,"flow":"none","parity_visible":false}
-//! {"type":"chunk","t":0.101012,"dir":"rx","hex":"5150494753b7a90d","text":"QPIGS\xb7\xa9\r"}
-//! {"type":"frame","t":0.101020,"dir":"rx","hex":"5150494753b7a9","text":"QPIGS\xb7\xa9"}
-//! ```
-//!
-//! A `frame` is what an [`Observer`] sees as [`Seen::Frame`]: a request (`rx`) as the device
-//! gets it from the framer (terminator removed), a reply (`tx`) exactly as it went on the wire
-//! (checksum and terminator included). Full details: `docs/capture.md`.
-//!
-//! [`CaptureWriter`] streams records to a file from its own thread, writing each whole line
-//! with one `write(2)` as soon as it is made, so a capture survives the recording process being
-//! killed (even with SIGKILL) up to the last record handed over. [`read`] accepts such a file:
-//! an incomplete last line is set aside ([`Capture::truncated`]), not an error.
+//! Captures: the JSON-lines format, [`CaptureWriter`] and [`read`] (see the crate docs).
 
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -35,10 +11,11 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-pub use crate::escape::{escape, hex, unescape, unhex};
-use crate::observe::{Direction, Observation, Observer, Seen};
-use crate::output::{self, Existing, OutputError};
-use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+use serialtwin_core::escape::{escape, hex, unescape, unhex};
+use serialtwin_core::output::{self, Existing, OutputError};
+use serialtwin_core::{
+    Direction, FlowControl, LineEvent, LineSettings, Observation, Observer, Parity, Seen, StopBits,
+};
 
 /// The `format` of a capture header.
 pub const FORMAT: &str = "serialtwin-capture";
@@ -222,7 +199,7 @@ pub struct Data {
 pub enum Record {
     /// Bytes exactly as one read returned them.
     Chunk(Data),
-    /// One frame (see the module docs for what `rx` and `tx` frames hold).
+    /// One frame (see the crate docs for what `rx` and `tx` frames hold).
     Frame(Data),
     /// A line event.
     Event {
@@ -726,18 +703,6 @@ impl Observer for CaptureWriter {
 mod tests {
     use super::*;
 
-    fn every_byte() -> Bytes {
-        (0..=255u8).collect::<Vec<_>>().into()
-    }
-
-    #[test]
-    fn escapes_round_trip_every_byte() {
-        let all = every_byte();
-        assert_eq!(unescape(&escape(&all)).unwrap(), all);
-        assert_eq!(unhex(&hex(&all)).unwrap(), all);
-        assert_eq!(escape(b"QPIGS\xb7\xa9\r"), r"QPIGS\xb7\xa9\r");
-    }
-
     #[test]
     fn times_have_microsecond_precision() {
         for micros in [0, 1, 101_012, 300_000, 3_600_000_001] {
@@ -757,83 +722,5 @@ mod tests {
             assert!(t.split('.').nth(1).is_none_or(|f| f.len() <= 6), "{json}");
             assert_eq!(duration(t.parse().unwrap()).unwrap(), d);
         }
-    }
-
-    #[tokio::test]
-    async fn writer_then_reader_is_lossless() {
-        let dir = std::env::temp_dir().join(format!("capture-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("all.jsonl");
-        let mut header = Header::now();
-        header.framing = Some("lf".into());
-        let writer = CaptureWriter::create(&path, &header).unwrap();
-        let all = every_byte();
-        let start = Instant::now();
-        writer.chunk(start, Direction::Rx, all.clone());
-        let events = [
-            LineEvent::Opened,
-            LineEvent::Settings(LineSettings::new(2400)),
-            LineEvent::Flush {
-                input: true,
-                output: false,
-            },
-            LineEvent::Flow(false),
-            LineEvent::Closed,
-        ];
-        for e in &events {
-            writer.observe(&Observation {
-                at: start,
-                port: "p".into(),
-                seen: Seen::Event(e.clone()),
-            });
-        }
-        writer.observe(&Observation {
-            at: start,
-            port: "p".into(),
-            seen: Seen::Frame(Direction::Tx, all.slice(128..)),
-        });
-        writer.close().unwrap();
-        writer.chunk(start, Direction::Tx, all.clone()); // after close: dropped
-
-        let capture = read(&path).unwrap();
-        assert_eq!(capture.header, header);
-        assert_eq!(capture.truncated, None);
-        assert_eq!(capture.records.len(), 2 + events.len());
-        assert!(matches!(&capture.records[0], Record::Chunk(d) if d.bytes == all));
-        for (r, e) in capture.records[1..].iter().zip(&events) {
-            assert!(
-                matches!(r, Record::Event { event, .. } if event == e),
-                "{r:?}"
-            );
-        }
-        assert_eq!(capture.frames().next().unwrap().bytes, all.slice(128..));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_cut_last_line_is_set_aside_and_the_rest_read() {
-        let text = concat!(
-            r#"{"type":"header","format":"serialtwin-capture","version":1,"started":"x"}"#,
-            "\n",
-            r#"{"type":"frame","t":0.5,"dir":"rx","text":"QPIGS"}"#,
-            "\n",
-            r#"{"type":"future-thing","t":0.6}"#,
-            "\n",
-            r#"{"type":"frame","t":0.7,"dir":"tx","hex":"28"#,
-        );
-        let c = parse(Path::new("c"), text.as_bytes()).unwrap();
-        assert_eq!(c.records.len(), 1);
-        assert_eq!(c.skipped, 1);
-        assert_eq!(c.truncated, Some((4, 44)));
-        // A broken line that is not the last is an error with its line number.
-        let broken = text.replace(r#""text":"QPIGS"}"#, r#""text":"QPI"#);
-        let e = parse(Path::new("c"), broken.as_bytes()).unwrap_err();
-        assert!(
-            e.to_string().starts_with("c:2: not a capture record"),
-            "{e}"
-        );
-        // Not a capture at all.
-        assert!(parse(Path::new("c"), b"{\"type\":\"open\",\"t\":0}\n").is_err());
-        assert!(parse(Path::new("c"), b"").is_err());
     }
 }
