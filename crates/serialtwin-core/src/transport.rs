@@ -66,6 +66,13 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// are answered. Default: nothing (events are always up to date).
     fn sync_events(&mut self) {}
 
+    /// The next event that came in-band, with the data, without asking out-of-band sources
+    /// for news: what a fleet's lane takes per read, where asking them costs more than a
+    /// request (they wake the port's task instead). Default: [`Transport::take_event`].
+    fn take_inband_event(&mut self) -> Option<PortEvent> {
+        self.take_event()
+    }
+
     /// The line settings in force when serving starts. Default: unknown.
     fn settings(&self) -> Option<LineSettings> {
         None

@@ -475,12 +475,6 @@ impl PtyPort {
             .is_some_and(SessionLink::reported_open)
     }
 
-    /// The next line event read in-band (a status byte), without the session watcher's: a lane
-    /// takes those only when the watcher recalled the port (see [`lane::Lent::serve`]).
-    pub(crate) fn take_status_event(&mut self) -> Option<PortEvent> {
-        self.events.pop_front()
-    }
-
     /// The line is full (about 18 KiB the client has not read). A real UART would go on
     /// sending into the void; here the bytes would wait for the next client. With no client
     /// there, drop them (report them written). With one, wait for it to read — but look again
@@ -792,6 +786,10 @@ impl Transport for PtyPort {
         }
         let note = self.sessions.as_mut()?.take_note()?;
         Some(self.session_event(note))
+    }
+
+    fn take_inband_event(&mut self) -> Option<PortEvent> {
+        self.events.pop_front()
     }
 
     fn sync_events(&mut self) {

@@ -197,6 +197,18 @@ pub(crate) enum Outcome {
     Lend,
 }
 
+/// Where [`Server::answer_ready`] stopped.
+enum Answering {
+    /// Every complete request is answered, or replies wait in the outbox before the next is.
+    Drained,
+    /// The device must wait to answer this one ([`Server::answer_later`]).
+    Later(Bytes),
+    /// The device panicked (logged): the port stops with this message.
+    Panicked(String),
+    /// A fault pulled the plug.
+    Unplugged,
+}
+
 /// What answering a request without waiting left to do.
 enum Answered {
     /// Nothing: the replies, if any, are in the pending write.
@@ -321,17 +333,19 @@ pub(crate) struct Server<D, T> {
     lane_device: bool,
     /// Whether the device sends unprompted frames (asked for only if it does).
     streams: bool,
-    /// Lent to a lane (from [`Server::ready_to_lend`] until the task runs it again): the
-    /// sources behind the gates reach the lane as a recall instead (see [`Lent::serve`]),
-    /// so they are not looked at per request.
-    on_lane: bool,
+    /// Whether replies go straight into the pending write: no faults, nobody watching, no
+    /// latency or pacing, the client at the line's rate. Worked out again whenever one of
+    /// those changes (see [`Server::refresh_direct`]), so that answering a request asks one
+    /// question instead of five.
+    direct: std::cell::Cell<bool>,
     /// Whether an observer was watching when last asked (asked again when the watch gate opens).
     watching: std::cell::Cell<bool>,
     io: T,
     device: D,
     ctx: Context,
-    /// A frame the framer completed on a gap of silence, waiting to be answered.
-    silence_frame: Option<Bytes>,
+    /// A frame cut and waiting to be answered: one the framer completed on a gap of silence,
+    /// or one a lane left for the task (its device must wait to answer it).
+    waiting: Option<Bytes>,
     /// The injected faults.
     faults: Faults,
     /// The request being answered (for per-command faults); `None` while sending unprompted.
@@ -349,8 +363,6 @@ pub(crate) struct Server<D, T> {
     gates: Gates,
     /// Whether the transport can go to a lane now; `None`: this server is never lent.
     can_lend: Option<fn(&T) -> bool>,
-    /// Replies a lane left for the task to deliver, and the first one's latency.
-    undelivered: Option<Duration>,
     /// A panic seen on a lane, for the task to report.
     panicked: Option<String>,
     /// Replies and bytes not yet sent (everything that waits: latency, delays, pacing, faults,
@@ -420,7 +432,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             tx: BytesMut::new(),
             replies: Replies::new(),
             last_rx: Instant::now(),
-            silence_frame: None,
+            waiting: None,
             coalesced: BytesMut::new(),
             read_chunk: READ_CHUNK,
             gates,
@@ -428,9 +440,8 @@ impl<D: Body, T: Transport> Server<D, T> {
             lane_device,
             streams,
             can_lend: None,
-            undelivered: None,
             panicked: None,
-            on_lane: false,
+            direct: std::cell::Cell::new(false),
             outbox: Outbox::default(),
             partial: None,
             unconfirmed: 0,
@@ -447,7 +458,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     pub(crate) fn replug(&mut self, io: T) -> T {
         self.rx.clear();
         self.framer.reset();
-        self.silence_frame = None;
+        self.waiting = None;
         self.partial = None;
         // What was on its way out is lost with the line.
         self.outbox.clear();
@@ -456,6 +467,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         if let Some(settings) = io.settings() {
             self.ctx.set_settings(settings);
         }
+        self.refresh_direct();
         let session = Session {
             open: io.client_present(),
             ..self.ctx.session()
@@ -471,7 +483,6 @@ impl<D: Body, T: Transport> Server<D, T> {
         control: &mut Option<ControlRx>,
     ) -> Result<Outcome, ServeError> {
         self.unplug = None;
-        self.on_lane = false;
         // One cancellation future for the whole loop, and it and the control channel behind
         // gates: they are polled only after they woke the task, not on every pass (see `gate`).
         let future = std::pin::pin!(cancel.cancelled());
@@ -486,29 +497,24 @@ impl<D: Body, T: Transport> Server<D, T> {
             if let Some(message) = self.panicked.take() {
                 return Err(self.device_panicked(message));
             }
-            if let Some(latency) = self.undelivered.take() {
-                self.queue_replies(latency);
-            }
             if self.unplug.is_some() {
                 return Ok(self.outcome());
             }
-            // Decode and answer everything complete before waiting again — unless replies are
-            // still on their way out: the next request is answered once they have left (a
-            // device's UART sends one answer at a time).
-            while self.outbox.is_empty()
-                && let Some(frame) = self.next_frame()
-            {
-                if self.answer(frame, &mut cancelled).await?.is_none() {
-                    return Ok(self.outcome());
-                }
-                if self.unplug.is_some() {
+            // Answer everything complete before waiting again; a request whose device must
+            // wait is awaited here, and answering goes on after it.
+            loop {
+                match self.answer_ready() {
+                    Answering::Drained => break,
+                    Answering::Later(frame) => {
+                        if self.answer_later(frame, &mut cancelled).await?.is_none() {
+                            return Ok(self.outcome());
+                        }
+                    }
+                    Answering::Panicked(message) => return Err(self.device_panicked(message)),
                     // Pulled out mid-batch: requests the client already sent are lost with
                     // the line (`replug` forgets them), as on real hardware.
-                    return Ok(self.outcome());
+                    Answering::Unplugged => return Ok(self.outcome()),
                 }
-            }
-            if self.outbox.is_empty() {
-                self.note_partial();
             }
             // An idle port keeps no buffers (see `spare`).
             Spare::Read.give_back(&mut self.rx);
@@ -529,29 +535,7 @@ impl<D: Body, T: Transport> Server<D, T> {
                         if self.framer.silence_gap(&self.ctx.settings()).is_some() {
                             self.last_rx = Instant::now();
                         }
-                        let read = self.rx.len() - held;
-                        // Behind a partial request, and where replies wait (pacing, latency,
-                        // faults) so that they must not be taken for the next client's, the
-                        // session notes are brought up to date first: a departure that
-                        // happened before this read is seen before what it brought is
-                        // answered. (One inotify read per request, where each takes
-                        // milliseconds.)
-                        let synced = self.partial.is_some() || !self.sends_directly();
-                        let old = self.more_input(held);
-                        if synced {
-                            self.io.sync_events();
-                        }
-                        self.unconfirmed += read;
-                        // Events the transport learned while reading (a client's open)
-                        // come before the frames in the bytes just read.
-                        while let Some(event) = self.io.take_event() {
-                            self.on_event(event, old);
-                        }
-                        if synced {
-                            // Every change before this read has been seen: what is left is
-                            // the present session's.
-                            self.unconfirmed = 0;
-                        }
+                        self.take_in(held, true);
                     }
                     Recv::Event(event) => self.on_event(event, self.rx.len()),
                     Recv::Eof => {
@@ -577,7 +561,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         self.can_lend.is_some()
             && self.lane_device
             && self.unplug.is_none()
-            && self.silence_frame.is_none()
+            && self.waiting.is_none()
             && self.coalesced.is_empty()
             && self.outbox.is_empty()
             && self.gates_quiet(control)
@@ -672,11 +656,20 @@ impl<D: Body, T: Transport> Server<D, T> {
     /// Whether any observer is watching now (asked again only after one said it may be; on a
     /// lane nobody is, or the port would have been recalled).
     fn watched(&self) -> bool {
-        if !self.on_lane && self.gates.take(Source::Watch) {
+        if self.gates.take(Source::Watch) {
             self.watching
                 .set(self.observers.iter().any(|o| o.is_watching()));
+            self.refresh_direct();
         }
         self.watching.get()
+    }
+
+    /// Work out again whether replies go straight out (see [`Server::direct`]): after faults
+    /// came or went, the client changed its settings, or an observer's interest changed.
+    fn refresh_direct(&self) {
+        self.direct.set(
+            self.faults.is_empty() && !self.watching.get() && self.coalescing(&self.ctx.settings()),
+        );
     }
 
     /// Tell the observers what was seen; `seen` is only called if one of them is watching.
@@ -703,9 +696,6 @@ impl<D: Body, T: Transport> Server<D, T> {
 
     /// The next complete frame, logging (and observing) discarded input.
     fn next_frame(&mut self) -> Option<Bytes> {
-        if let Some(frame) = self.silence_frame.take() {
-            return Some(frame);
-        }
         // A framer is asked only when there are bytes to look at (once per request less).
         while !self.rx.is_empty() {
             match self.framer.decode(&mut self.rx) {
@@ -730,7 +720,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     fn on_silence(&mut self) {
         match self.framer.on_silence(&mut self.rx) {
             Ok(Some(frame)) => {
-                self.silence_frame = Some(frame);
+                self.waiting = Some(frame);
             }
             Ok(None) => {}
             Err(e) => {
@@ -750,7 +740,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             debug!(port = %self.name, "clients left: their unsent replies dropped");
         }
         self.line.abort(Instant::now());
-        self.silence_frame = None;
+        self.waiting = None;
         self.partial = None;
         // Nobody there: all of it goes. Otherwise what was read before the read that brought
         // the news, and before the notes were last brought up to date, is the departed
@@ -794,7 +784,10 @@ impl<D: Body, T: Transport> Server<D, T> {
                     ..s
                 });
             }
-            LineEvent::Settings(settings) => self.ctx.set_settings(*settings),
+            LineEvent::Settings(settings) => {
+                self.ctx.set_settings(*settings);
+                self.refresh_direct();
+            }
             LineEvent::Flush { .. } | LineEvent::Flow(_) => {}
         }
         debug!(port = %self.name, event = %event.event, "line event");
@@ -802,39 +795,82 @@ impl<D: Body, T: Transport> Server<D, T> {
         self.observe(|| Seen::Event(event.event));
     }
 
-    /// Hand one request to the device and send its replies; `None` if cancelled meanwhile.
+    /// Answer every complete request in the receive buffer that the device answers at once,
+    /// in order: the one answering core, for the port's task and its lane alike. It never
+    /// writes: replies that go straight out wait in the pending write (`coalesced`), the rest in
+    /// the outbox with their release times — and while anything waits there (pacing, latency,
+    /// delays, faults), the next request is answered only once it has left, as a device's UART
+    /// sends one answer at a time.
     ///
-    /// A device that answers at once ([`Device`]) is answered without an await. Otherwise
-    /// the handler's future is awaited in place, not boxed: it is the one await nearly every
-    /// such request makes, and most handlers finish in their first poll. What can wait longer
-    /// (latency, delayed replies, faults, pacing) goes through [`Server::deliver`], boxed.
-    async fn answer(
+    /// Where the framer can say, a request is answered where it lies in the buffer: no `Bytes`
+    /// cut out of it and dropped again per request.
+    fn answer_ready(&mut self) -> Answering {
+        while self.outbox.is_empty() {
+            let answered = if let Some(frame) = self.waiting.take() {
+                self.answer_frame(Request::Cut(frame))
+            } else if self.rx.is_empty() {
+                break;
+            } else if let Some(at) = self.framer.peek(&self.rx) {
+                let rx = std::mem::take(&mut self.rx);
+                let answered = self.answer_frame(Request::InPlace(&rx[at.frame]));
+                self.rx = rx;
+                if at.used == self.rx.len() {
+                    // The buffer's start stays where it is for the next read.
+                    self.rx.clear();
+                } else {
+                    self.rx.advance(at.used);
+                }
+                answered
+            } else if let Some(frame) = self.next_frame() {
+                self.answer_frame(Request::Cut(frame))
+            } else {
+                break;
+            };
+            match answered {
+                Ok(Answered::Done) => {}
+                Ok(Answered::Deliver(latency)) => self.queue_replies(latency),
+                Ok(Answered::Panicked(message)) => return Answering::Panicked(message),
+                Err(frame) => return Answering::Later(frame),
+            }
+            if self.unplug.is_some() {
+                return Answering::Unplugged;
+            }
+        }
+        if self.outbox.is_empty() {
+            self.note_partial();
+        }
+        Answering::Drained
+    }
+
+    /// Hand a request the device must wait to answer to it, and queue its replies; `None` if
+    /// cancelled meanwhile.
+    ///
+    /// The device's future is awaited in place, not boxed: most finish in their first poll.
+    async fn answer_later(
         &mut self,
         frame: Bytes,
         cancelled: &mut Cancelled<'_, '_>,
     ) -> Result<Option<()>, ServeError> {
-        let answered = match self.answer_now(Request::Cut(frame)) {
-            Ok(answered) => answered,
-            Err(frame) => {
-                let handled = {
-                    let Self {
-                        device,
-                        ctx,
-                        replies,
-                        ..
-                    } = self;
-                    let handling =
-                        AssertUnwindSafe(device.answer_later(frame, ctx, replies)).catch_unwind();
-                    cancelled.or(std::pin::pin!(handling)).await
-                };
-                let Some(handled) = handled else {
-                    return Ok(None);
-                };
-                match handled {
-                    Ok(result) => self.handled(result),
-                    Err(panic) => self.panicking(panic.as_ref()),
-                }
+        let handled = {
+            let Self {
+                device,
+                ctx,
+                replies,
+                ..
+            } = self;
+            let handling =
+                AssertUnwindSafe(device.answer_later(frame, ctx, replies)).catch_unwind();
+            cancelled.or(std::pin::pin!(handling)).await
+        };
+        let Some(handled) = handled else {
+            return Ok(None);
+        };
+        let answered = match handled {
+            Ok(result) => {
+                let direct = self.sends_directly();
+                self.handled(result, direct)
             }
+            Err(panic) => self.panicking(panic.as_ref()),
         };
         match answered {
             Answered::Done => Ok(Some(())),
@@ -846,15 +882,15 @@ impl<D: Body, T: Transport> Server<D, T> {
         }
     }
 
-    /// Answer `frame` without waiting, if the device can (a [`Device`]); else give
-    /// it back, as `Bytes`, for an [`AsyncDevice`].
+    /// Answer `frame` if the device answers at once; else give it back, as `Bytes`, for
+    /// [`Server::answer_later`].
     ///
-    /// On a lane, what made the port lendable holds until it is recalled (see
-    /// [`Server::ready_to_lend`]): nobody watching, no faults, the client at the line's baud
-    /// rate, no latency, nothing between replies and the line. None of it is looked at again
-    /// per request there.
-    fn answer_now(&mut self, frame: Request<'_>) -> Result<Answered, Bytes> {
-        if !self.on_lane {
+    /// While replies go straight out (see [`Server::direct`]) there is nothing to do before the
+    /// device answers: nobody to show the frame to, no faults to match it against, the client
+    /// at the line's rate.
+    fn answer_frame(&mut self, frame: Request<'_>) -> Result<Answered, Bytes> {
+        let direct = self.sends_directly();
+        if !direct {
             self.observe(|| Seen::Frame(Direction::Rx, frame.to_bytes()));
             // Kept for per-command faults only (a reference count less per request otherwise).
             self.request = (!self.faults.is_empty()).then(|| frame.to_bytes());
@@ -862,6 +898,8 @@ impl<D: Body, T: Transport> Server<D, T> {
                 debug!(port = %self.name, "client at the wrong baud rate: request not understood");
                 return Ok(Answered::Done);
             }
+        } else if self.request.is_some() {
+            self.request = None;
         }
         self.replies.clear();
         let Self {
@@ -874,7 +912,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         match std::panic::catch_unwind(AssertUnwindSafe(|| {
             device.answer_now(request, ctx, replies)
         })) {
-            Ok(Some(result)) => Ok(self.handled(result)),
+            Ok(Some(result)) => Ok(self.handled(result, direct)),
             Ok(None) => Err(frame.into_bytes()),
             Err(panic) => Ok(self.panicking(panic.as_ref())),
         }
@@ -886,9 +924,9 @@ impl<D: Body, T: Transport> Server<D, T> {
         Answered::Panicked(message)
     }
 
-    /// The handler is done: log its failure, and send its replies straight out if nothing
-    /// stands between them and the line.
-    fn handled(&mut self, result: Result<(), D::Error>) -> Answered {
+    /// The device answered: log its failure, and send its replies straight out if nothing
+    /// stands between them and the line (`direct`, see [`Server::direct`]).
+    fn handled(&mut self, result: Result<(), D::Error>, direct: bool) -> Answered {
         if let Err(e) = result {
             warn!(port = %self.name, error = %e, "device handler failed");
             self.observe(|| Seen::HandlerError(e.to_string()));
@@ -896,15 +934,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         if self.replies.is_empty() {
             return Answered::Done;
         }
-        let latency = if self.on_lane {
-            Duration::ZERO
-        } else {
-            self.line.config().latency.sample(self.ctx.rng())
-        };
-        if latency.is_zero()
-            && self.replies.as_slice().iter().all(|r| r.delay.is_zero())
-            && (self.on_lane || self.sends_directly())
-        {
+        if direct && self.replies.as_slice().iter().all(|r| r.delay.is_zero()) {
             // The common case: every reply goes out with the next write, encoded in place.
             let mut replies = std::mem::take(&mut self.replies);
             for reply in replies.as_slice() {
@@ -914,6 +944,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             self.replies = replies;
             return Answered::Done;
         }
+        let latency = self.line.config().latency.sample(self.ctx.rng());
         Answered::Deliver(latency)
     }
 
@@ -952,6 +983,8 @@ impl<D: Body, T: Transport> Server<D, T> {
             ));
         }
         let mut faults = self.faults.draw(queued.request.as_deref(), self.ctx.rng());
+        // Spent rules are gone: perhaps every one.
+        self.refresh_direct();
         let mut delay = Duration::ZERO;
         for kind in &faults {
             self.observe(|| Seen::Fault(*kind));
@@ -1068,10 +1101,12 @@ impl<D: Body, T: Transport> Server<D, T> {
             Control::Fault(rule) => {
                 debug!(port = %self.name, ?rule, "fault added");
                 self.faults.add(rule);
+                self.refresh_direct();
                 Ok(())
             }
             Control::ClearFaults => {
                 self.faults.clear();
+                self.refresh_direct();
                 self.outbox.clear_faults(Instant::now());
                 Ok(())
             }
@@ -1130,6 +1165,40 @@ impl<D: Body, T: Transport> Server<D, T> {
         held
     }
 
+    /// Take in what one read brought (`held` bytes were in `rx` before it): events the
+    /// transport learned while reading come before the frames read, and may change what is
+    /// answered (a departure's clean-up, the client's baud rate). `news`: whether to ask the
+    /// transport for out-of-band events too (a pty's session watcher), not only those that
+    /// came with the data. Whether any event came.
+    fn take_in(&mut self, held: usize, news: bool) -> bool {
+        let read = self.rx.len() - held;
+        // Behind a partial request, and where replies wait (pacing, latency, faults) so that
+        // they must not be taken for the next client's, the session notes are brought up to
+        // date first: a departure that happened before this read is seen before what it
+        // brought is answered. (One inotify read per request, where each takes milliseconds.)
+        let synced = read > 0 && (self.partial.is_some() || !self.sends_directly());
+        let old = self.more_input(held);
+        if synced {
+            self.io.sync_events();
+        }
+        self.unconfirmed += read;
+        let mut events = false;
+        while let Some(event) = if news {
+            self.io.take_event()
+        } else {
+            self.io.take_inband_event()
+        } {
+            self.on_event(event, old);
+            events = true;
+        }
+        if synced {
+            // Every change before this read has been seen: what is left is the present
+            // session's.
+            self.unconfirmed = 0;
+        }
+        events
+    }
+
     /// Remember when an incomplete request was last added to (the clock is read only while
     /// there is one, and only when it grew).
     fn note_partial(&mut self) {
@@ -1156,9 +1225,11 @@ impl<D: Body, T: Transport> Server<D, T> {
     }
 
     /// Whether a reply can go straight into the pending write: nothing to apply and nobody
-    /// to show the frame to.
+    /// to show the frame to (see [`Server::direct`]).
     fn sends_directly(&self) -> bool {
-        self.faults.is_empty() && !self.watched() && self.coalescing(&self.ctx.settings())
+        // (Brings `direct` up to date if an observer's interest changed.)
+        self.watched();
+        self.direct.get()
     }
 
     /// Encode `reply` straight into the pending write — no copy, no allocation (see
@@ -1261,7 +1332,6 @@ impl<D: Body> Server<D, PtyPort> {
             return false;
         }
         self.io.leave_reactor();
-        self.on_lane = true;
         true
     }
 
@@ -1300,77 +1370,27 @@ impl<D: Body> Server<D, PtyPort> {
             ReadNow::Nothing => return Turn::Done,
             ReadNow::Stop => return Turn::Leave,
         };
-        // Behind a partial request (rare): see whether it went stale, and bring the session
-        // notes up to date (a change recalls the port, below).
-        let synced = self.partial.is_some() && self.rx.len() > before;
-        let read = self.rx.len() - before;
-        let old = if synced {
-            let old = self.more_input(before);
-            self.io.sync_events();
-            old
-        } else {
-            before
-        };
-        self.unconfirmed += read;
-        // Events learned while reading come before the frames just read (as in `run`), and
-        // may change what the lane can do (the client's baud rate, a departure's clean-up).
-        // The session watcher's are looked at only if it (or anything else) recalled the port:
-        // it is on its way back to its task then, which answers what was read.
+        // The session watcher's news is looked at only if it (or anything else) recalled the
+        // port: it is on its way back to its task then, which answers what was read.
         let recall = recalled.load(Ordering::Acquire);
-        let mut events = false;
-        while let Some(event) = if recall {
-            self.io.take_event()
-        } else {
-            self.io.take_status_event()
-        } {
-            self.on_event(event, old);
-            events = true;
-        }
-        if synced {
-            self.unconfirmed = 0;
-        }
+        let events = self.take_in(before, recall);
         if recall || (events && !self.quiet_now()) {
             return Turn::Leave;
         }
-        // (Nothing waits in `silence_frame` here: a port is lent without one, and leaves when
-        // it gets one.)
-        while !self.rx.is_empty() {
-            // Where the framer can say, the request is answered where it lies in the buffer:
-            // no `Bytes` cut out of it and dropped again per request.
-            let answered = if let Some(at) = self.framer.peek(&self.rx) {
-                let rx = std::mem::take(&mut self.rx);
-                let answered = self.answer_now(Request::InPlace(&rx[at.frame]));
-                self.rx = rx;
-                if at.used == self.rx.len() {
-                    // The buffer's start stays where it is for the next read.
-                    self.rx.clear();
-                } else {
-                    self.rx.advance(at.used);
-                }
-                answered
-            } else if let Some(frame) = self.next_frame() {
-                self.answer_now(Request::Cut(frame))
-            } else {
-                break;
-            };
-            match answered {
-                Ok(Answered::Done) => {}
-                Ok(Answered::Deliver(latency)) => {
-                    self.undelivered = Some(latency);
-                    return Turn::Leave;
-                }
-                Ok(Answered::Panicked(message)) => {
-                    self.panicked = Some(message);
-                    return Turn::Leave;
-                }
-                Err(frame) => {
-                    self.silence_frame = Some(frame);
-                    return Turn::Leave;
-                }
+        match self.answer_ready() {
+            // The replies wait in `coalesced` for `Lent::flush`, after the lane's batch.
+            Answering::Drained if self.outbox.is_empty() => {}
+            // Replies to deliver later: the task's timers.
+            Answering::Drained | Answering::Unplugged => return Turn::Leave,
+            Answering::Later(frame) => {
+                self.waiting = Some(frame);
+                return Turn::Leave;
+            }
+            Answering::Panicked(message) => {
+                self.panicked = Some(message);
+                return Turn::Leave;
             }
         }
-        self.note_partial();
-        // The replies wait in `coalesced` for `Lent::flush`, after the lane's batch.
         if more { Turn::Again } else { Turn::Done }
     }
 }
@@ -1378,8 +1398,8 @@ impl<D: Body> Server<D, PtyPort> {
 /// A lane serves a quiet port with this: a read, every complete request answered without
 /// waiting, a write (and again while reads fill their room). Whatever it cannot do without
 /// waiting (an asynchronous handler, replies to deliver, a full line, end of input, a panic) it
-/// leaves for the task, in order: the frame not answered waits in `silence_frame`, replies in
-/// `replies` (`undelivered`), the unwritten rest in `coalesced`.
+/// leaves for the task, in order: the frame not answered waits in `waiting`, replies in the
+/// outbox, the unwritten rest in `coalesced`.
 impl<D: Body> Lent for Server<D, PtyPort> {
     fn master(&self) -> std::os::fd::BorrowedFd<'_> {
         self.io.master()
