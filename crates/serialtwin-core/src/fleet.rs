@@ -23,8 +23,8 @@ use crate::limits::{self, LimitError};
 use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::port_name::{PortNameError, check_port_name};
-use crate::pty::lane::{Lanes, Seat};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
+use crate::serve::lane::{Lanes, Seat};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.

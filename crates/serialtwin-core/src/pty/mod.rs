@@ -16,7 +16,6 @@
 //!   exclusive lock (`TIOCEXCL`) it left, and tell the serving loop to drop its partial frame —
 //!   but only if no newer client can have started talking in between.
 
-pub(crate) mod lane;
 mod sessions;
 
 use std::collections::VecDeque;
@@ -144,7 +143,7 @@ pub struct PtyPort {
     /// Line events read in-band (packet status bytes), not yet taken by the serving loop.
     events: VecDeque<PortEvent>,
     /// The master's registration with tokio's reactor, for reading only; `None` while a lane
-    /// serves the port (see [`lane`]) and until the port's own task reads again. Taken out
+    /// serves the port (see `serve::lane`) and until the port's own task reads again. Taken out
     /// (deregistered) first when the port is dropped, before `master` is closed.
     reactor: Option<AsyncFd<RawMaster>>,
     /// A duplicate of the master registered for write readiness, only while a write waits for
@@ -886,6 +885,23 @@ fn settings_of(t: &Termios) -> LineSettings {
         flow,
         parity_visible: false,
     }
+}
+
+/// Ask the CPU to bring the cache line at `addr` in; nothing else happens (a prefetch never
+/// faults, whatever the address).
+#[inline]
+pub(crate) fn prefetch(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: `_mm_prefetch` is only a hint: it reads nothing into the program and cannot fault,
+    // for any address. It needs SSE, which every x86_64 CPU has (the target's baseline).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+            std::ptr::without_provenance(addr),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
 }
 
 #[cfg(test)]

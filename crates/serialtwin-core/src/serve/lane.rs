@@ -47,6 +47,7 @@ use tracing::{debug, error};
 
 use crate::device::Replies;
 use crate::gate::WakerSlot;
+use crate::pty::prefetch;
 
 /// Ports served by one lane (one thread) at most. Many: lanes of 256 put four threads on a
 /// 1,000-port fleet, which on two CPUs took turns with each other and with the client (0.65 of
@@ -425,23 +426,6 @@ trait Serve: Send + Sync {
     fn prefetch_port(&self);
 }
 
-/// Ask the CPU to bring the cache line at `addr` in; nothing else happens (a prefetch never
-/// faults, whatever the address).
-#[inline]
-fn prefetch(addr: usize) {
-    #[cfg(target_arch = "x86_64")]
-    #[allow(unsafe_code)]
-    // SAFETY: `_mm_prefetch` is only a hint: it reads nothing into the program and cannot fault,
-    // for any address. It needs SSE, which every x86_64 CPU has (the target's baseline).
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            std::ptr::without_provenance(addr),
-        );
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = addr;
-}
-
 /// Where a lent port sits.
 struct Chair<S> {
     held: Mutex<Held<S>>,
@@ -511,7 +495,7 @@ impl<S: Lent> Serve for Chair<S> {
             match std::panic::catch_unwind(AssertUnwindSafe(|| port.serve(recalled, scratch))) {
                 Ok(step) => step,
                 Err(panic) => {
-                    port.panicked(crate::serve::panic_message(panic.as_ref()));
+                    port.panicked(super::panic_message(panic.as_ref()));
                     Step::Leave
                 }
             }
