@@ -524,71 +524,75 @@ impl PtyPort {
                 return Poll::Pending;
             }
         }
+        // Out of its slot while a read uses it (`read_packet` needs the rest of the port).
+        let reactor = match self.reactor.take() {
+            Some(reactor) => reactor,
+            // Back from a lane: registered again on the first read.
+            None => register_master(&self.master)?,
+        };
+        let result = self.poll_read_with(&reactor, cx, buf);
+        self.reactor = Some(reactor);
+        result
+    }
+
+    fn poll_read_with(
+        &mut self,
+        reactor: &AsyncFd<RawMaster>,
+        cx: &mut task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
-            let reactor = match &mut self.reactor {
-                Some(reactor) => reactor,
-                // Back from a lane: registered again on the first read.
-                slot @ None => slot.insert(register_master(&self.master)?),
-            };
             let mut guard = ready!(reactor.poll_read_ready(cx))?;
-            let start = buf.filled().len();
             #[allow(unsafe_code)]
             // SAFETY: the spare room is only handed to read(2), which writes it and never
             // de-initialises anything. (Not `initialize_unfilled`: zeroing the room before
             // every read is a memset per request for nothing.)
             let spare = unsafe { buf.unfilled_mut() };
-            let room = spare.len();
-            let master = &self.master;
-            let result = guard.try_io(|_| {
-                rustix::io::read(master, &mut *spare)
-                    .map(|(got, _)| got.len())
-                    .map_err(io::Error::from)
-            });
-            match result {
-                Ok(Ok(0)) => return Poll::Ready(Ok(())),
-                Ok(Ok(n)) => {
+            match self.read_packet(spare) {
+                Read::Data { len, full } => {
                     #[allow(unsafe_code)]
-                    // SAFETY: read(2) initialised the first `n` bytes of the spare room.
+                    // SAFETY: `read_packet` initialised the first `len` bytes of the room.
                     unsafe {
-                        buf.assume_init(n);
+                        buf.assume_init(len);
                     }
-                    let packet = &mut buf.initialized_mut()[start..start + n];
-                    // A short data read drained the master: skip the EAGAIN read that would
-                    // otherwise find that out (tokio's own `PollEvented` does the same). Only
-                    // for data: a status packet is 1 byte with data behind it.
-                    if packet[0] == 0 && n < room {
+                    buf.advance(len);
+                    // A read that did not fill its room drained the master: skip the EAGAIN
+                    // read that would otherwise find that out (tokio's own `PollEvented` does
+                    // the same).
+                    if !full {
                         guard.clear_ready();
                     }
-                    match self.on_packet(packet) {
-                        Packet::Data(n) => {
-                            buf.advance(n);
-                            return Poll::Ready(Ok(()));
-                        }
-                        Packet::Empty => {}
-                        Packet::Status => {
-                            if !self.events.is_empty() {
-                                cx.waker().wake_by_ref();
-                                return Poll::Pending;
-                            }
-                        }
-                    }
+                    return Poll::Ready(Ok(()));
                 }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(Err(e)) => return Poll::Ready(Err(e)),
-                Err(_would_block) => {}
+                Read::Events => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Read::Again => {}
+                Read::Drained => guard.clear_ready(),
+                Read::End => return Poll::Ready(Ok(())),
+                Read::Failed(e) => return Poll::Ready(Err(e)),
             }
         }
     }
 }
 
-/// What one read of the master brought, its packet header handled.
-enum Packet {
-    /// This many data bytes, moved to the start of the packet.
-    Data(usize),
-    /// A data packet with no data.
-    Empty,
-    /// A status byte, turned into queued events (perhaps none).
-    Status,
+/// What one read of the master brought ([`PtyPort::read_packet`]), its packet header handled.
+enum Read {
+    /// This many client bytes at the start of the room; `full`: the read filled all the room
+    /// it had (header included), so more may be waiting.
+    Data { len: usize, full: bool },
+    /// A status byte turned into queued line events, for the serving loop to take first.
+    Events,
+    /// Nothing for the caller (an empty data packet, or a status byte that changed nothing):
+    /// read again.
+    Again,
+    /// Nothing to read now (`EAGAIN`).
+    Drained,
+    /// End of input.
+    End,
+    /// The read failed.
+    Failed(io::Error),
 }
 
 /// What [`PtyPort::read_now`] found.
@@ -609,16 +613,34 @@ pub(crate) enum ReadNow {
 }
 
 impl PtyPort {
-    /// Handle the header of a packet just read (`packet` is the whole read, header first).
-    fn on_packet(&mut self, packet: &mut [u8]) -> Packet {
+    /// One read of the master without waiting, into `room`, its packet header handled: the
+    /// one read both the port's own task ([`AsyncRead`]) and a lane ([`PtyPort::read_now`])
+    /// make.
+    fn read_packet(&mut self, room: &mut [std::mem::MaybeUninit<u8>]) -> Read {
+        let n = match rustix::io::read(&self.master, &mut *room) {
+            Ok((got, _)) => got.len(),
+            Err(rustix::io::Errno::INTR) => return Read::Again,
+            Err(rustix::io::Errno::AGAIN) => return Read::Drained,
+            Err(e) => return Read::Failed(e.into()),
+        };
+        if n == 0 {
+            return Read::End;
+        }
+        let full = n == room.len();
+        #[allow(unsafe_code)]
+        // SAFETY: read(2) initialised the first `n` bytes of `room`.
+        let packet = unsafe { std::slice::from_raw_parts_mut(room.as_mut_ptr().cast::<u8>(), n) };
         let status = packet[0];
         if status != 0 {
             self.on_status(status);
-            return Packet::Status;
+            return if self.events.is_empty() {
+                Read::Again
+            } else {
+                Read::Events
+            };
         }
-        let n = packet.len();
         if n == 1 {
-            return Packet::Empty;
+            return Read::Again;
         }
         packet.copy_within(1..n, 0);
         if self.rearm_pending {
@@ -629,7 +651,7 @@ impl PtyPort {
             // date so its `open` is reported before its first frame.
             sessions::sync();
         }
-        Packet::Data(n - 1)
+        Read::Data { len: n - 1, full }
     }
 
     /// Whether the port can be served by a lane now: nothing read ahead or queued for its
@@ -654,36 +676,20 @@ impl PtyPort {
     /// (`full`) tells the lane, whose epoll is edge-triggered, to read again.
     pub(crate) fn read_now(&mut self, buf: &mut bytes::BytesMut) -> ReadNow {
         loop {
-            let start = buf.len();
-            let room = buf.capacity() - start;
-            let result =
-                rustix::io::read(&self.master, buf.spare_capacity_mut()).map(|(got, _)| got.len());
-            match result {
-                Ok(0) => return ReadNow::Stop,
-                Ok(n) => {
+            match self.read_packet(buf.spare_capacity_mut()) {
+                Read::Data { len, full } => {
                     #[allow(unsafe_code)]
-                    // SAFETY: read(2) initialised the first `n` bytes of the spare capacity.
+                    // SAFETY: `read_packet` initialised the first `len` bytes of the spare
+                    // capacity.
                     unsafe {
-                        buf.set_len(start + n);
+                        buf.set_len(buf.len() + len);
                     }
-                    let got = self.on_packet(&mut buf[start..]);
-                    match got {
-                        Packet::Data(data) => {
-                            buf.truncate(start + data);
-                            return ReadNow::Data { full: n == room };
-                        }
-                        Packet::Empty => buf.truncate(start),
-                        Packet::Status => {
-                            buf.truncate(start);
-                            if !self.events.is_empty() {
-                                return ReadNow::Events;
-                            }
-                        }
-                    }
+                    return ReadNow::Data { full };
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => return ReadNow::Nothing,
-                Err(_) => return ReadNow::Stop,
+                Read::Events => return ReadNow::Events,
+                Read::Again => {}
+                Read::Drained => return ReadNow::Nothing,
+                Read::End | Read::Failed(_) => return ReadNow::Stop,
             }
         }
     }
@@ -693,11 +699,17 @@ impl PtyPort {
     /// # Errors
     /// The write's error, other than a full line.
     pub(crate) fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(self.write_once(buf)?.unwrap_or(0))
+    }
+
+    /// One write without waiting, the one both the port's own task ([`AsyncWrite`]) and a lane
+    /// ([`PtyPort::write_now`]) make: how much the line took, `None` when it is full.
+    fn write_once(&self, buf: &[u8]) -> io::Result<Option<usize>> {
         loop {
             match rustix::io::write(&self.master, buf) {
-                Ok(n) => return Ok(n),
+                Ok(n) => return Ok(Some(n)),
                 Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => return Ok(0),
+                Err(rustix::io::Errno::AGAIN) => return Ok(None),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -725,17 +737,11 @@ impl AsyncWrite for PtyPort {
             // Straight to the line: it nearly always has room. Only a full line makes us ask
             // the reactor for write readiness.
             if this.writer.is_none() {
-                match rustix::io::write(&this.master, buf) {
-                    Ok(n) => {
-                        this.write_recheck = None;
-                        return Poll::Ready(Ok(n));
-                    }
-                    Err(rustix::io::Errno::INTR) => continue,
-                    Err(rustix::io::Errno::AGAIN) => {
-                        this.writer = Some(Box::new(this.register_writer()?));
-                    }
-                    Err(e) => return Poll::Ready(Err(e.into())),
+                if let Some(n) = this.write_once(buf)? {
+                    this.write_recheck = None;
+                    return Poll::Ready(Ok(n));
                 }
+                this.writer = Some(Box::new(this.register_writer()?));
             }
             let ready = this.writer.as_ref().map(|w| w.poll_write_ready(cx));
             let mut guard = match ready {
@@ -743,15 +749,14 @@ impl AsyncWrite for PtyPort {
                 Some(Poll::Pending) => return this.poll_blocked_write(cx, buf.len()),
                 None => continue,
             };
-            match guard.try_io(|fd| rustix::io::write(fd.get_ref(), buf).map_err(io::Error::from)) {
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(result) => {
-                    // Room again: stop listening for it.
+            match this.write_once(buf) {
+                Ok(None) => guard.clear_ready(),
+                result => {
+                    // Room again (or an error): stop listening for it.
                     this.writer = None;
                     this.write_recheck = None;
-                    return Poll::Ready(result);
+                    return Poll::Ready(result.map(|n| n.unwrap_or(0)));
                 }
-                Err(_would_block) => {}
             }
         }
     }
