@@ -24,7 +24,7 @@ use crate::link::{LinkError, LinkSlot};
 use crate::observe::{Broadcast, Observation, Observer};
 use crate::port_name::{PortNameError, check_port_name};
 use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::serve::lane::{Lanes, Seat};
+use crate::serve::lane::{Lanes, SlotHandle};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.
@@ -431,7 +431,7 @@ impl Fleet {
         self.lanes_gone().await;
     }
 
-    /// With every port stopped, the lanes end too (with their last seat): wait for that, so
+    /// With every port stopped, the lanes end too (with their last slot): wait for that, so
     /// that nothing of the fleet is left open.
     async fn lanes_gone(&self) {
         if let Some(lanes) = &self.lanes {
@@ -465,7 +465,7 @@ async fn run_port<D: Body>(
     let mut control = Some(ControlRx::Boxed(control));
     // Taken when the port is first quiet enough to lend: a device a lane cannot serve (one
     // that waits, or sends unprompted frames) costs no lane.
-    let mut seat = None;
+    let mut lane_slot = None;
     if lanes.is_some() {
         server.lend_when(PtyPort::can_lend);
     }
@@ -475,11 +475,13 @@ async fn run_port<D: Body>(
             .await;
         let after = match outcome {
             Ok(Ok(Outcome::Lend)) => {
-                if seat.is_none() {
-                    seat = lanes.as_ref().and_then(Lanes::seat);
+                if lane_slot.is_none() {
+                    lane_slot = lanes.as_ref().and_then(Lanes::slot);
                 }
-                match &seat {
-                    Some(seat) => server = lend(server, seat, &stop, control.as_ref()).await,
+                match &lane_slot {
+                    Some(lane_slot) => {
+                        server = lend(server, lane_slot, &stop, control.as_ref()).await;
+                    }
                     None => server.stop_lending(),
                 }
                 continue;
@@ -512,7 +514,7 @@ async fn run_port<D: Body>(
             break;
         }
     }
-    drop(seat);
+    drop(lane_slot);
     drop(server);
     plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
     // The pty is closed by now; remove the link if it is still ours.
@@ -525,10 +527,10 @@ async fn run_port<D: Body>(
 
 /// Lend the port to its lane until the lane gives it back or anything else wakes this task (a
 /// control command, an observer, cancellation, a client opening or closing the port); then it
-/// is the task's again. See `pty::lane`.
+/// is the task's again. See `serve::lane`.
 async fn lend<D: Body>(
     server: Box<Server<D, PtyPort>>,
-    seat: &Seat<Server<D, PtyPort>>,
+    lane_slot: &SlotHandle<Server<D, PtyPort>>,
     stop: &CancellationToken,
     control: Option<&ControlRx>,
 ) -> Box<Server<D, PtyPort>> {
@@ -538,15 +540,15 @@ async fn lend<D: Body>(
         if let Some(mut server) = home.take() {
             // Every wake-up meant for the task reaches it from here on, so that it can take
             // the port back: cancellation, the gates' sources, the session watcher (through
-            // the seat's recall waker, which also tells the lane to stop serving it), the lane.
-            seat.register(cx.waker());
-            let mut recall = std::task::Context::from_waker(seat.recall());
+            // the lane_slot's recall waker, which also tells the lane to stop serving it), the lane.
+            lane_slot.register(cx.waker());
+            let mut recall = std::task::Context::from_waker(lane_slot.recall());
             if cancelled.as_mut().poll(&mut recall).is_ready()
                 || !server.ready_to_lend(&mut recall, control)
             {
                 return Poll::Ready(server);
             }
-            return match seat.lend(server) {
+            return match lane_slot.lend(server) {
                 Ok(()) => Poll::Pending,
                 Err(mut server) => {
                     server.stop_lending();
@@ -555,11 +557,12 @@ async fn lend<D: Body>(
             };
         }
         // Woken: by the lane giving the port back, or by something only the task handles.
-        seat.register(cx.waker());
-        // Lent on the first poll, and only this future takes it back: it is there (a panic
+        lane_slot.register(cx.waker());
+        // LanePort on the first poll, and only this future takes it back: it is there (a panic
         // here would stop this port, where waiting would hang it).
         Poll::Ready(
-            seat.take_back()
+            lane_slot
+                .take_back()
                 .unwrap_or_else(|| unreachable!("a lent port is taken back only by its lender")),
         )
     })

@@ -7,23 +7,23 @@
 //! `epoll_wait` does neither (the benchmark's limit), and the difference is what separates a
 //! task per port from the kernel's limit on a fleet of hundreds.
 //!
-//! A lane is one thread with one epoll set of up to [`LANE_SEATS`] masters. A
+//! A lane is one thread with one epoll set of up to [`LANE_SLOTS`] masters. A
 //! port whose device answers synchronously (a [`Device`] that sends nothing unprompted) and has nothing else going
 //! on — no faults, pacing, latency, observers, silence-framed protocol, read-ahead or blocked
 //! write — is *lent* to a lane by its task: the master leaves tokio's reactor and joins the
 //! lane's set. For each batch of ready masters the lane reads, decodes, answers and encodes
-//! ([`Lent::serve`]), then writes all the batch's replies back to back ([`Lent::flush`]). The
+//! ([`LanePort::serve_input`]), then writes all the batch's replies back to back ([`LanePort::flush`]). The
 //! port's task sleeps meanwhile and takes the port back:
 //! - when the lane gives it back: the port needs something only its task does (an asynchronous
 //!   handler, delayed replies, a full line, end of input, a panic to report);
 //! - when anything else wakes it: a control command, an observer subscribing, cancellation, a
-//!   client opening or closing the port. Those sources wake it through the seat's *recall*
-//!   waker ([`Seat::recall`]), which also tells the lane to stop serving the port, so the lane
+//!   client opening or closing the port. Those sources wake it through the slot's *recall*
+//!   waker ([`SlotHandle::recall`]), which also tells the lane to stop serving the port, so the lane
 //!   never looks at them itself.
 //!
 //! So the task stays where everything but the common case is handled, exactly as before; the
 //! lane is a fast path, not a second serving loop. The hand-over is one mutex per port
-//! ([`Seat`]): whoever holds the port holds it whole.
+//! ([`SlotHandle`]): whoever holds the port holds it whole.
 //!
 //! Why a thread of its own (see [`run`]): a task would wait on its epoll set through tokio's
 //! (a nested epoll: one more wake-up and reactor dispatch per batch, and a second, empty
@@ -53,34 +53,34 @@ use crate::pty::prefetch;
 /// 1,000-port fleet, which on two CPUs took turns with each other and with the client (0.65 of
 /// the limit's round trips, against 0.77 with one lane); a fleet bigger than this still gets
 /// a lane per 1,024 ports to spread over more CPUs.
-pub(crate) const LANE_SEATS: usize = 1024;
-/// Addresses a lent port names for prefetching ([`Lent::hot`]).
+pub(crate) const LANE_SLOTS: usize = 1024;
+/// Addresses a lent port names for prefetching ([`LanePort::hot`]).
 pub(crate) const HOT: usize = 4;
 /// Events taken from the epoll set per `epoll_wait`.
 const EVENTS: usize = 256;
 
 /// A port a lane can serve.
-pub(crate) trait Lent: Send + 'static {
+pub(crate) trait LanePort: Send + 'static {
     /// The descriptor the lane waits on.
     fn master(&self) -> BorrowedFd<'_>;
     /// Serve what the master has without waiting: whether the port stays on the lane.
     ///
     /// `recalled` is set once anything but the lane wants the port's task (see
-    /// [`Seat::recall`]): the port then goes back ([`Step::Leave`]) before answering
+    /// [`SlotHandle::recall`]): the port then goes back ([`Step::Leave`]) before answering
     /// what it read, after taking the line events that came with it. While it is not set, no
     /// source behind the task's wakers (control, cancellation, observers, the session watcher)
     /// has anything new, so none of them need to be looked at per request.
     ///
     /// `scratch`: the lane's buffers, empty, to use in place of the port's own where those are
     /// empty too (and to leave empty).
-    fn serve(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step;
-    /// Whether replies wait to be written ([`Lent::flush`]).
+    fn serve_input(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step;
+    /// Whether replies wait to be written ([`LanePort::flush`]).
     fn has_output(&self) -> bool;
-    /// Write the replies [`Lent::serve`] left, without waiting: [`Step::Leave`] if the line
+    /// Write the replies [`LanePort::serve_input`] left, without waiting: [`Step::Leave`] if the line
     /// would not take them all (the task waits for room) or failed. The buffer goes back to
     /// `scratch` once written.
     fn flush(&mut self, scratch: &mut Scratch) -> Step;
-    /// Where the state a request touches lies: the addresses of the memory [`Lent::serve`]
+    /// Where the state a request touches lies: the addresses of the memory [`LanePort::serve_input`]
     /// reads first, for the lane to fetch into the cache while it serves the port before.
     fn hot(&self) -> [usize; HOT];
     /// Serving panicked (a bug of ours: device panics are the port's own business); the port
@@ -88,7 +88,7 @@ pub(crate) trait Lent: Send + 'static {
     fn panicked(&mut self, message: String);
 }
 
-/// What a port does after [`Lent::serve`].
+/// What a port does after [`LanePort::serve_input`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
     /// Stays on the lane; its master is drained (read to a short read or `EAGAIN`).
@@ -100,7 +100,7 @@ pub(crate) enum Step {
 }
 
 /// Buffers a lane lends each port it serves: what it reads and the replies its device gives
-/// for the time of one [`Lent::serve`], what it writes until [`Lent::flush`].
+/// for the time of one [`LanePort::serve_input`], what it writes until [`LanePort::flush`].
 ///
 /// Each port has buffers of its own, but on a fleet of hundreds they have gone cold by the
 /// port's next request; the lane's were used a moment ago. A port takes the receive and reply
@@ -138,9 +138,9 @@ impl Scratch {
 /// The largest encode buffer a lane's pool keeps.
 const POOLED_MAX: usize = 4096;
 
-/// A fleet's lanes, made as ports ask for seats. Clones share the lanes.
+/// A fleet's lanes, made as ports ask for slots. Clones share the lanes.
 ///
-/// A lane lives while it has seats taken (its thread ends with the last, and with it the epoll
+/// A lane lives while it has slots taken (its thread ends with the last, and with it the epoll
 /// set): a fleet whose devices all wait (or stream) has none.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Lanes {
@@ -151,17 +151,17 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    /// Wait until every lane's thread has ended (they end when their last seat goes).
+    /// Wait until every lane's thread has ended (they end when their last slot goes).
     pub(crate) async fn wait(&self) {
         self.threads.close();
         self.threads.wait().await;
         self.threads.reopen();
     }
 
-    /// A seat on a lane with room, or `None` if no lane can be made (the port is then served
+    /// A slot on a lane with room, or `None` if no lane can be made (the port is then served
     /// by its own task alone, as any port can be). Must be called within a tokio runtime: the
     /// lane's thread enters it, so devices see its clock and can spawn on it.
-    pub(crate) fn seat<S: Lent>(&self) -> Option<Seat<S>> {
+    pub(crate) fn slot<S: LanePort>(&self) -> Option<SlotHandle<S>> {
         let mut lanes = lock(&self.lanes);
         lanes.retain(|l| l.strong_count() > 0);
         let found = lanes
@@ -182,8 +182,8 @@ impl Lanes {
             lane
         };
         drop(lanes);
-        let chair = Arc::new(Chair {
-            held: Mutex::new(Held {
+        let slot = Arc::new(Slot {
+            held: Mutex::new(SlotState {
                 port: None,
                 watched: false,
             }),
@@ -191,10 +191,10 @@ impl Lanes {
             owner: WakerSlot::default(),
             hot: Default::default(),
         });
-        let index = lane.sit(chair.clone())?;
-        let recall = Waker::from(chair.clone());
-        Some(Seat {
-            chair,
+        let index = lane.take_slot(slot.clone())?;
+        let recall = Waker::from(slot.clone());
+        Some(SlotHandle {
+            slot,
             lane,
             index,
             recall,
@@ -202,33 +202,33 @@ impl Lanes {
     }
 }
 
-/// One lane: an epoll set and the seats whose ports may be in it.
+/// One lane: an epoll set and the slots whose ports may be in it.
 #[derive(Debug)]
 struct Lane {
     epoll: OwnedFd,
-    /// An eventfd in the epoll set: written when the last seat goes, so that the thread
+    /// An eventfd in the epoll set: written when the last slot goes, so that the thread
     /// waiting in `epoll_wait` wakes and ends.
-    bell: OwnedFd,
-    seats: Mutex<Seats>,
-    /// Seats taken: changed under the `seats` lock, read without it.
+    wake_fd: OwnedFd,
+    slots: Mutex<SlotTable>,
+    /// Slots taken: changed under the `slots` lock, read without it.
     taken: AtomicUsize,
     /// Tracks the thread.
     threads: TaskTracker,
 }
 
 #[derive(Default)]
-struct Seats {
+struct SlotTable {
     /// By epoll token.
-    chairs: Vec<Option<Arc<dyn Serve>>>,
+    slots: Vec<Option<Arc<dyn ServeSlot>>>,
     free: Vec<usize>,
-    /// Whether the lane's thread runs (it ends when the last seat goes, and starts again with
+    /// Whether the lane's thread runs (it ends when the last slot goes, and starts again with
     /// the next).
     running: bool,
 }
 
-impl std::fmt::Debug for Seats {
+impl std::fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seats")
+        f.debug_struct("SlotTable")
             .field("running", &self.running)
             .finish_non_exhaustive()
     }
@@ -236,44 +236,44 @@ impl std::fmt::Debug for Seats {
 
 /// How a lane watches a master: edge-triggered, so that a master it has drained is not
 /// reported (and polled by the kernel) once more on the next `epoll_wait`, as a level-triggered
-/// one is; [`Lent::serve`] reads until a read comes back short or empty, or says
+/// one is; [`LanePort::serve_input`] reads until a read comes back short or empty, or says
 /// [`Step::Busy`].
 const WATCH: epoll::EventFlags = epoll::EventFlags::IN.union(epoll::EventFlags::ET);
 
-/// The epoll token of a lane's bell; seats use their index.
-const BELL: u64 = u64::MAX;
+/// The epoll token of a lane's `wake_fd`; slots use their index.
+const WAKE_TOKEN: u64 = u64::MAX;
 
 impl Lane {
     fn new(threads: TaskTracker) -> io::Result<Self> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
-        let bell = rustix::event::eventfd(
+        let wake_fd = rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )?;
         epoll::add(
             &epoll,
-            &bell,
-            epoll::EventData::new_u64(BELL),
+            &wake_fd,
+            epoll::EventData::new_u64(WAKE_TOKEN),
             epoll::EventFlags::IN,
         )?;
         Ok(Self {
             epoll,
-            bell,
-            seats: Mutex::new(Seats::default()),
+            wake_fd,
+            slots: Mutex::new(SlotTable::default()),
             taken: AtomicUsize::new(0),
             threads,
         })
     }
 
     fn has_room(&self) -> bool {
-        self.taken.load(Ordering::Acquire) < LANE_SEATS
+        self.taken.load(Ordering::Acquire) < LANE_SLOTS
     }
 
-    /// Take a seat; its token. Starts the lane's thread if it is not running; `None` if it
+    /// Take a slot; its token. Starts the lane's thread if it is not running; `None` if it
     /// cannot be started.
-    fn sit(self: &Arc<Self>, chair: Arc<dyn Serve>) -> Option<usize> {
-        let mut seats = lock(&self.seats);
-        if !seats.running {
+    fn take_slot(self: &Arc<Self>, slot: Arc<dyn ServeSlot>) -> Option<usize> {
+        let mut slots = lock(&self.slots);
+        if !slots.running {
             let (lane, runtime, token) = (
                 self.clone(),
                 tokio::runtime::Handle::current(),
@@ -290,41 +290,41 @@ impl Lane {
                 debug!(error = %e, "no thread for a lane: ports served by their tasks");
                 return None;
             }
-            seats.running = true;
+            slots.running = true;
         }
-        let index = if let Some(i) = seats.free.pop() {
-            seats.chairs[i] = Some(chair);
+        let index = if let Some(i) = slots.free.pop() {
+            slots.slots[i] = Some(slot);
             i
         } else {
-            seats.chairs.push(Some(chair));
-            seats.chairs.len() - 1
+            slots.slots.push(Some(slot));
+            slots.slots.len() - 1
         };
         self.taken.fetch_add(1, Ordering::AcqRel);
         Some(index)
     }
 
     fn leave(&self, index: usize) {
-        let mut seats = lock(&self.seats);
-        seats.chairs[index] = None;
-        seats.free.push(index);
+        let mut slots = lock(&self.slots);
+        slots.slots[index] = None;
+        slots.free.push(index);
         if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {
-            drop(seats);
-            if let Err(e) = rustix::io::write(&self.bell, &1u64.to_ne_bytes()) {
+            drop(slots);
+            if let Err(e) = rustix::io::write(&self.wake_fd, &1u64.to_ne_bytes()) {
                 error!(error = %e, "cannot wake a lane's thread to end it");
             }
         }
     }
 
-    /// Whether the thread should end: no seat left. Marks it stopped if so, under the same
-    /// lock a new seat takes to see whether to start it.
+    /// Whether the thread should end: no slot left. Marks it stopped if so, under the same
+    /// lock a new slot takes to see whether to start it.
     fn should_end(&self) -> bool {
-        // Most looks find seats taken: no lock for those.
+        // Most looks find slots taken: no lock for those.
         if self.taken.load(Ordering::Acquire) != 0 {
             return false;
         }
-        let mut seats = lock(&self.seats);
+        let mut slots = lock(&self.slots);
         if self.taken.load(Ordering::Acquire) == 0 {
-            seats.running = false;
+            slots.running = false;
             return true;
         }
         false
@@ -332,18 +332,18 @@ impl Lane {
 
     /// Give every port back to its task (the lane cannot go on).
     fn evict_all(&self) {
-        let chairs: Vec<_> = {
-            let mut seats = lock(&self.seats);
-            seats.running = false;
-            seats.chairs.iter().flatten().cloned().collect()
+        let slots: Vec<_> = {
+            let mut slots = lock(&self.slots);
+            slots.running = false;
+            slots.slots.iter().flatten().cloned().collect()
         };
-        for chair in chairs {
-            chair.evict(self.epoll.as_fd());
+        for slot in slots {
+            slot.evict(self.epoll.as_fd());
         }
     }
 }
 
-/// A lane's thread: wait for ready masters, serve them, until the last seat goes.
+/// A lane's thread: wait for ready masters, serve them, until the last slot goes.
 ///
 /// A thread, not a task: blocked in its own `epoll_wait`, it is woken by the kernel straight
 /// from a client's write, as the benchmark's limit is — a task would wait on the epoll set
@@ -366,28 +366,28 @@ fn run(lane: &Lane) {
             }
         }
         {
-            // Served under the seats' lock, which only a port's first lending (`sit`) and its
+            // Served under the slots' lock, which only a port's first lending (`sit`) and its
             // end (`leave`) take besides: no reference count touched and no list built per
-            // request. Serving never takes it (a device cannot sit or leave a seat from
-            // a lane: seats are taken and left by ports' tasks).
-            let seats = lock(&lane.seats);
-            let chair = |i: usize| {
+            // request. Serving never takes it (a device cannot sit or leave a slot from
+            // a lane: slots are taken and left by ports' tasks).
+            let slots = lock(&lane.slots);
+            let slot = |i: usize| {
                 let token = usize::try_from(events.get(i)?.data.u64()).ok()?;
-                seats.chairs.get(token)?.as_deref()
+                slots.slots.get(token)?.as_deref()
             };
             for (i, e) in events.iter().enumerate() {
                 // While this port is served, the cache lines of the next two come in: on a
                 // busy fleet each port's state has gone cold since its last request, and
                 // fetching it is most of what user space spends per request. The next
-                // port's chair was asked for one turn ago; its port's state now.
-                if let Some(next) = chair(i + 2) {
-                    next.prefetch_chair();
+                // port's slot was asked for one turn ago; its port's state now.
+                if let Some(next) = slot(i + 2) {
+                    next.prefetch_slot();
                 }
-                if let Some(next) = chair(i + 1) {
+                if let Some(next) = slot(i + 1) {
                     next.prefetch_port();
                 }
-                if let Some(chair) = chair(i)
-                    && chair.serve(lane.epoll.as_fd(), e.data, &mut scratch)
+                if let Some(slot) = slot(i)
+                    && slot.serve_port(lane.epoll.as_fd(), e.data, &mut scratch)
                 {
                     written.push(i);
                 }
@@ -396,14 +396,14 @@ fn run(lane: &Lane) {
             // (as the kernel's flip-buffer worker likes them: woken once for many, not once
             // per reply when a read and an answer come between two writes).
             for i in written.drain(..) {
-                if let Some(chair) = chair(i) {
-                    chair.flush(lane.epoll.as_fd(), &mut scratch);
+                if let Some(slot) = slot(i) {
+                    slot.flush(lane.epoll.as_fd(), &mut scratch);
                 }
             }
         }
-        if events.iter().any(|e| e.data.u64() == BELL) {
+        if events.iter().any(|e| e.data.u64() == WAKE_TOKEN) {
             let mut ring = [0u8; 8];
-            let _ = rustix::io::read(&lane.bell, &mut ring);
+            let _ = rustix::io::read(&lane.wake_fd, &mut ring);
             if lane.should_end() {
                 return;
             }
@@ -411,36 +411,41 @@ fn run(lane: &Lane) {
     }
 }
 
-/// A seat as the lane sees it: something to serve when its master is ready.
-trait Serve: Send + Sync {
-    /// Serve the port if it is here (`token`: its seat's), giving it back if it must go.
-    /// Whether it has replies to write ([`Serve::flush`], after the rest of the batch).
-    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) -> bool;
-    /// Write the replies [`Serve::serve`] left, if the port is still here.
+/// A slot as the lane sees it: something to serve when its master is ready.
+trait ServeSlot: Send + Sync {
+    /// Serve the port if it is here (`token`: its slot's), giving it back if it must go.
+    /// Whether it has replies to write ([`ServeSlot::flush`], after the rest of the batch).
+    fn serve_port(
+        &self,
+        epoll: BorrowedFd<'_>,
+        token: epoll::EventData,
+        scratch: &mut Scratch,
+    ) -> bool;
+    /// Write the replies [`ServeSlot::serve_port`] left, if the port is still here.
     fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch);
     /// Give the port back, whatever it is doing.
     fn evict(&self, epoll: BorrowedFd<'_>);
-    /// Fetch the chair's own cache line (its lock).
-    fn prefetch_chair(&self);
-    /// Fetch the port's hot state ([`Lent::hot`]), as far as the chair knows it.
+    /// Fetch the slot's own cache line (its lock).
+    fn prefetch_slot(&self);
+    /// Fetch the port's hot state ([`LanePort::hot`]), as far as the slot knows it.
     fn prefetch_port(&self);
 }
 
 /// Where a lent port sits.
-struct Chair<S> {
-    held: Mutex<Held<S>>,
-    /// Set when something woke the port's task through [`Seat::recall`]; cleared when the task
+struct Slot<S> {
+    held: Mutex<SlotState<S>>,
+    /// Set when something woke the port's task through [`SlotHandle::recall`]; cleared when the task
     /// takes the port back. Beside the lock, so that the lane looks at it for free.
     recalled: AtomicBool,
     /// The port's task, woken when the lane gives the port back.
     owner: WakerSlot,
-    /// [`Lent::hot`] of the port while it is lent (zero otherwise): read without the lock,
+    /// [`LanePort::hot`] of the port while it is lent (zero otherwise): read without the lock,
     /// to prefetch only.
     hot: [AtomicUsize; HOT],
 }
 
-/// The recall waker ([`Seat::recall`]): mark the port wanted, wake its task.
-impl<S: Lent> Wake for Chair<S> {
+/// The recall waker ([`SlotHandle::recall`]): mark the port wanted, wake its task.
+impl<S: LanePort> Wake for Slot<S> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -451,7 +456,7 @@ impl<S: Lent> Wake for Chair<S> {
     }
 }
 
-struct Held<S> {
+struct SlotState<S> {
     /// The port while lent (and after the lane gave it back, until its task takes it).
     port: Option<Box<S>>,
     /// Whether its master is in the lane's epoll set.
@@ -459,13 +464,17 @@ struct Held<S> {
 }
 
 /// Out of the epoll set, and its task told to take it.
-fn give_back<S: Lent>(mut held: MutexGuard<'_, Held<S>>, epoll: BorrowedFd<'_>, owner: &WakerSlot) {
+fn return_to_task<S: LanePort>(
+    mut held: MutexGuard<'_, SlotState<S>>,
+    epoll: BorrowedFd<'_>,
+    owner: &WakerSlot,
+) {
     held.unwatch(epoll);
     drop(held);
     owner.wake();
 }
 
-impl<S: Lent> Held<S> {
+impl<S: LanePort> SlotState<S> {
     /// Out of the epoll set (the port stays here until its task takes it).
     fn unwatch(&mut self, epoll: BorrowedFd<'_>) {
         if std::mem::take(&mut self.watched)
@@ -478,8 +487,13 @@ impl<S: Lent> Held<S> {
     }
 }
 
-impl<S: Lent> Serve for Chair<S> {
-    fn serve(&self, epoll: BorrowedFd<'_>, token: epoll::EventData, scratch: &mut Scratch) -> bool {
+impl<S: LanePort> ServeSlot for Slot<S> {
+    fn serve_port(
+        &self,
+        epoll: BorrowedFd<'_>,
+        token: epoll::EventData,
+        scratch: &mut Scratch,
+    ) -> bool {
         let mut held = lock(&self.held);
         if !held.watched {
             return false;
@@ -492,7 +506,8 @@ impl<S: Lent> Serve for Chair<S> {
             Step::Leave
         } else {
             let recalled = &self.recalled;
-            match std::panic::catch_unwind(AssertUnwindSafe(|| port.serve(recalled, scratch))) {
+            match std::panic::catch_unwind(AssertUnwindSafe(|| port.serve_input(recalled, scratch)))
+            {
                 Ok(step) => step,
                 Err(panic) => {
                     port.panicked(super::panic_message(panic.as_ref()));
@@ -512,7 +527,7 @@ impl<S: Lent> Serve for Chair<S> {
         };
         if leave {
             // What it has to write, its task writes.
-            give_back(held, epoll, &self.owner);
+            return_to_task(held, epoll, &self.owner);
             return false;
         }
         port.has_output()
@@ -527,7 +542,7 @@ impl<S: Lent> Serve for Chair<S> {
             && port.has_output()
             && port.flush(scratch) == Step::Leave
         {
-            give_back(held, epoll, &self.owner);
+            return_to_task(held, epoll, &self.owner);
         }
     }
 
@@ -536,7 +551,7 @@ impl<S: Lent> Serve for Chair<S> {
         self.owner.wake();
     }
 
-    fn prefetch_chair(&self) {
+    fn prefetch_slot(&self) {
         prefetch(std::ptr::from_ref(self).addr());
     }
 
@@ -550,45 +565,45 @@ impl<S: Lent> Serve for Chair<S> {
     }
 }
 
-/// A port's seat on a lane: lend the port, take it back. Leaving the seat (dropping it) frees
+/// A port's slot on a lane: lend the port, take it back. Leaving the slot (dropping it) frees
 /// it for another port.
-pub(crate) struct Seat<S: Lent> {
-    chair: Arc<Chair<S>>,
+pub(crate) struct SlotHandle<S: LanePort> {
+    slot: Arc<Slot<S>>,
     lane: Arc<Lane>,
     index: usize,
-    /// See [`Seat::recall`].
+    /// See [`SlotHandle::recall`].
     recall: Waker,
 }
 
-impl<S: Lent> std::fmt::Debug for Seat<S> {
+impl<S: LanePort> std::fmt::Debug for SlotHandle<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seat")
+        f.debug_struct("SlotHandle")
             .field("index", &self.index)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: Lent> Seat<S> {
+impl<S: LanePort> SlotHandle<S> {
     /// The waker to register, before lending, with every source the port's task waits on
     /// (control, cancellation, observers, the session watcher): it wakes the task registered
-    /// with [`Seat::register`] and marks the port recalled, so that the lane gives it back
+    /// with [`SlotHandle::register`] and marks the port recalled, so that the lane gives it back
     /// without serving it further and never has to look at those sources itself.
     pub(crate) fn recall(&self) -> &Waker {
         &self.recall
     }
 
-    /// Lend `port` to the lane until [`Seat::take_back`]; the task registered with
-    /// [`Seat::register`] is woken if the lane gives it back. `Err(port)` if its master cannot
+    /// Lend `port` to the lane until [`SlotHandle::take_back`]; the task registered with
+    /// [`SlotHandle::register`] is woken if the lane gives it back. `Err(port)` if its master cannot
     /// join the lane's epoll set.
     pub(crate) fn lend(&self, port: Box<S>) -> Result<(), Box<S>> {
-        // Held across the `add`: a lane that sees the master ready at once waits for the port.
-        let mut held = lock(&self.chair.held);
+        // SlotState across the `add`: a lane that sees the master ready at once waits for the port.
+        let mut held = lock(&self.slot.held);
         let token = epoll::EventData::new_u64(self.index as u64);
         if let Err(e) = epoll::add(&self.lane.epoll, port.master(), token, WATCH) {
             debug!(error = %e, "cannot lend a port to a lane");
             return Err(port);
         }
-        for (hint, addr) in self.chair.hot.iter().zip(port.hot()) {
+        for (hint, addr) in self.slot.hot.iter().zip(port.hot()) {
             hint.store(addr, Ordering::Relaxed);
         }
         held.port = Some(port);
@@ -599,13 +614,13 @@ impl<S: Lent> Seat<S> {
     /// The port back from the lane (whether the lane gave it back or still serves it: it does
     /// not once this returns). `None` if it was not lent.
     pub(crate) fn take_back(&self) -> Option<Box<S>> {
-        let mut held = lock(&self.chair.held);
+        let mut held = lock(&self.slot.held);
         held.unwatch(self.lane.epoll.as_fd());
         // The task looks at all its sources before it lends the port again. (A source that
         // still holds the recall waker and fires while the task has the port sets the flag
         // again: the lane then gives the port back once more at the next lending, harmlessly.)
-        self.chair.recalled.store(false, Ordering::Relaxed);
-        for hint in &self.chair.hot {
+        self.slot.recalled.store(false, Ordering::Relaxed);
+        for hint in &self.slot.hot {
             hint.store(0, Ordering::Relaxed);
         }
         held.port.take()
@@ -613,11 +628,11 @@ impl<S: Lent> Seat<S> {
 
     /// Register `owner` to be woken when the lane gives the port back.
     pub(crate) fn register(&self, owner: &Waker) {
-        self.chair.owner.register(owner);
+        self.slot.owner.register(owner);
     }
 }
 
-impl<S: Lent> Drop for Seat<S> {
+impl<S: LanePort> Drop for SlotHandle<S> {
     fn drop(&mut self) {
         drop(self.take_back());
         self.lane.leave(self.index);

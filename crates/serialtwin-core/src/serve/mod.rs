@@ -29,7 +29,7 @@ mod answer;
 mod control;
 mod input;
 pub(crate) mod lane;
-mod lent;
+mod lane_port;
 mod outbox;
 mod run;
 mod send;
@@ -185,7 +185,7 @@ pub async fn serve_with_control<D: Body, T: Transport>(
 pub(crate) struct Server<D, T> {
     // Laid out as declared (`repr(C)`, on a cache line's start): what a lane touches for every
     // request first, so that a port whose state has gone cold on a big fleet costs a few cache
-    // lines per request rather than one per field (see `pty::lane`). The transport's own
+    // lines per request rather than one per field (see `serve::lane`). The transport's own
     // fields are laid out the same way.
     /// Received bytes not yet decoded.
     rx: BytesMut,
@@ -252,7 +252,7 @@ pub(crate) struct Server<D, T> {
 const _: () =
     assert!(std::mem::offset_of!(Server<(), PtyPort>, io) + PtyPort::LANE_HOT <= LANE_HOT);
 
-/// See the layout of [`Server`] and [`lane::Lent::hot`].
+/// See the layout of [`Server`] and [`lane::LanePort::hot`].
 const LANE_HOT: usize = 3 * 64;
 
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

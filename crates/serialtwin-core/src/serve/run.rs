@@ -130,7 +130,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             gates: self.gates.clone(),
         };
         loop {
-            // What a lane left for the task (see `Lent for Server`).
+            // What a lane left for the task (see `LanePort for Server`).
             if let Some(message) = self.panicked.take() {
                 return Err(self.device_panicked(message));
             }

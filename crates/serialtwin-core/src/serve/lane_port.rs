@@ -3,7 +3,7 @@
 use super::Server;
 use super::answer::Answering;
 use super::control::ControlRx;
-use super::lane::{HOT, Lent, Scratch, Step};
+use super::lane::{HOT, LanePort, Scratch, Step};
 use super::run::next_chunk;
 use crate::device::Body;
 #[cfg(doc)]
@@ -82,7 +82,7 @@ impl<D: Body> Server<D, PtyPort> {
             return Turn::Leave;
         }
         match self.answer_ready() {
-            // The replies wait in `coalesced` for `Lent::flush`, after the lane's batch.
+            // The replies wait in `coalesced` for `LanePort::flush`, after the lane's batch.
             Answering::Drained if self.outbox.is_empty() => {}
             // Replies to deliver later: the task's timers.
             Answering::Drained | Answering::Unplugged => return Turn::Leave,
@@ -104,12 +104,12 @@ impl<D: Body> Server<D, PtyPort> {
 /// waiting (an asynchronous handler, replies to deliver, a full line, end of input, a panic) it
 /// leaves for the task, in order: the frame not answered waits in `waiting`, replies in the
 /// outbox, the unwritten rest in `coalesced`.
-impl<D: Body> Lent for Server<D, PtyPort> {
+impl<D: Body> LanePort for Server<D, PtyPort> {
     fn master(&self) -> std::os::fd::BorrowedFd<'_> {
         self.io.master()
     }
 
-    fn serve(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step {
+    fn serve_input(&mut self, recalled: &AtomicBool, scratch: &mut Scratch) -> Step {
         self.swap_empty(scratch);
         if self.coalesced.is_empty() {
             // The port's own buffer (it has one only if its task wrote last) is not kept:
