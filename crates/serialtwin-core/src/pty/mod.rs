@@ -616,6 +616,7 @@ impl PtyPort {
     /// One read of the master without waiting, into `room`, its packet header handled: the
     /// one read both the port's own task ([`AsyncRead`]) and a lane ([`PtyPort::read_now`])
     /// make.
+    #[inline]
     fn read_packet(&mut self, room: &mut [std::mem::MaybeUninit<u8>]) -> Read {
         let n = match rustix::io::read(&self.master, &mut *room) {
             Ok((got, _)) => got.len(),
@@ -674,6 +675,7 @@ impl PtyPort {
     /// One read without waiting, for a lane: client bytes appended to `buf` (which must have
     /// room), or the line events a status byte brought. Whether the read filled its room
     /// (`full`) tells the lane, whose epoll is edge-triggered, to read again.
+    #[inline]
     pub(crate) fn read_now(&mut self, buf: &mut bytes::BytesMut) -> ReadNow {
         loop {
             match self.read_packet(buf.spare_capacity_mut()) {

@@ -78,6 +78,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     ///
     /// Where the framer can say, a request is answered where it lies in the buffer: no `Bytes`
     /// cut out of it and dropped again per request.
+    #[inline]
     pub(super) fn answer_ready(&mut self) -> Answering {
         while self.outbox.is_empty() {
             let answered = if let Some(frame) = self.waiting.take() {
@@ -162,6 +163,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     /// While replies go straight out (see [`Server::direct`]) there is nothing to do before the
     /// device answers: nobody to show the frame to, no faults to match it against, the client
     /// at the line's rate.
+    #[inline]
     pub(super) fn answer_frame(&mut self, frame: Request<'_>) -> Result<Answered, Bytes> {
         let direct = self.sends_directly();
         if !direct {
@@ -200,6 +202,7 @@ impl<D: Body, T: Transport> Server<D, T> {
 
     /// The device answered: log its failure, and send its replies straight out if nothing
     /// stands between them and the line (`direct`, see [`Server::direct`]).
+    #[inline]
     pub(super) fn handled(&mut self, result: Result<(), D::Error>, direct: bool) -> Answered {
         if let Err(e) = result {
             warn!(port = %self.name, error = %e, "device handler failed");

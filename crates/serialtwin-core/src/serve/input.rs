@@ -119,6 +119,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     /// `held` bytes are left. (The caller brings the session notes up to date, so that a
     /// session change since the partial came reaches [`Server::on_event`] before these bytes
     /// are looked at.)
+    #[inline]
     pub(super) fn more_input(&mut self, held: usize) -> usize {
         let Some((since, len)) = self.partial else {
             return held;
@@ -141,6 +142,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     /// answered (a departure's clean-up, the client's baud rate). `news`: whether to ask the
     /// transport for out-of-band events too (a pty's session watcher), not only those that
     /// came with the data. Whether any event came.
+    #[inline]
     pub(super) fn take_in(&mut self, held: usize, news: bool) -> bool {
         let read = self.rx.len() - held;
         // Behind a partial request, and where replies wait (pacing, latency, faults) so that
@@ -172,6 +174,7 @@ impl<D: Body, T: Transport> Server<D, T> {
 
     /// Remember when an incomplete request was last added to (the clock is read only while
     /// there is one, and only when it grew).
+    #[inline]
     pub(super) fn note_partial(&mut self) {
         self.partial = match self.partial {
             _ if self.rx.is_empty() => None,

@@ -137,6 +137,8 @@ impl<D: Body, T: Transport> Server<D, T> {
             if self.unplug.is_some() {
                 return Ok(self.outcome());
             }
+            // An observer's change of interest, before answering (see `sends_directly`).
+            self.watched();
             // Answer everything complete before waiting again; a request whose device must
             // wait is awaited here, and answering goes on after it.
             loop {

@@ -189,10 +189,11 @@ impl<D: Body, T: Transport> Server<D, T> {
     }
 
     /// Whether a reply can go straight into the pending write: nothing to apply and nobody
-    /// to show the frame to (see [`Server::direct`]).
+    /// to show the frame to (see [`Server::direct`]). An observer's change of interest is
+    /// taken in once per pass of the task's loop (on a lane, it recalls the port), not per
+    /// request.
+    #[inline]
     pub(super) fn sends_directly(&self) -> bool {
-        // (Brings `direct` up to date if an observer's interest changed.)
-        self.watched();
         self.direct.get()
     }
 
