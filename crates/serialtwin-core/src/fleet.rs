@@ -558,7 +558,7 @@ async fn lend<D: Body>(
         }
         // Woken: by the lane giving the port back, or by something only the task handles.
         lane_slot.register(cx.waker());
-        // LanePort on the first poll, and only this future takes it back: it is there (a panic
+        // Lent on the first poll, and only this future takes it back: it is there (a panic
         // here would stop this port, where waiting would hang it).
         Poll::Ready(
             lane_slot
