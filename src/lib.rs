@@ -109,7 +109,9 @@
 //! #     type Error = std::convert::Infallible;
 //! #     fn framing(&self) -> Framing { Framing::lines(Terminator::Cr, Framing::DEFAULT_MAX_LEN) }
 //! #     fn line(&self) -> LineConfig { LineConfig::uart(9600) }
-//! #     fn handle(&mut self, _: &[u8], _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+//! #     fn handle(&mut self, _: &[u8], _: &mut Context, out: &mut Replies)
+//! #         -> Result<(), Self::Error>
+//! #     {
 //! #         out.push("OK");
 //! #         Ok(())
 //! #     }
@@ -157,7 +159,9 @@
 //! # pub struct Thermostat { setpoint: i32 }
 //! # impl Device for Thermostat {
 //! #     type Error = std::convert::Infallible;
-//! #     fn handle(&mut self, req: &[u8], _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+//! #     fn handle(&mut self, req: &[u8], _: &mut Context, out: &mut Replies)
+//! #         -> Result<(), Self::Error>
+//! #     {
 //! #         match req {
 //! #             b"SP?" => out.push(self.setpoint.to_string()),
 //! #             b"SP 21" => { self.setpoint = 21; out.push("OK") }
@@ -197,7 +201,9 @@
 //! #     type Error = std::convert::Infallible;
 //! #     fn framing(&self) -> Framing { Framing::lines(Terminator::Cr, Framing::DEFAULT_MAX_LEN) }
 //! #     fn line(&self) -> LineConfig { LineConfig::uart(9600) }
-//! #     fn handle(&mut self, req: &[u8], _: &mut Context, out: &mut Replies) -> Result<(), Self::Error> {
+//! #     fn handle(&mut self, req: &[u8], _: &mut Context, out: &mut Replies)
+//! #         -> Result<(), Self::Error>
+//! #     {
 //! #         out.push(if req == b"SP 21" { "OK" } else { "ERR" });
 //! #         Ok(())
 //! #     }
