@@ -1,4 +1,4 @@
-//! Issue 7's benchmark: how close serialtwin gets to the kernel's pty limit, side by side.
+//! The fleet benchmark: how close serialtwin gets to the kernel's pty limit, side by side.
 //!
 //! ```text
 //! cargo bench --bench pty_fleet                     # full run (~1.5 min)

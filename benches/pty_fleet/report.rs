@@ -243,11 +243,11 @@ fn footer(out: &mut String, info: &RunInfo, points: &[Point]) {
         let _ = writeln!(out, "WARNING: {corrupt} replies had unexpected bytes");
     }
     if info.against == "serialtwin" {
-        let _ = writeln!(out, "\ntargets (issue 7; informative, never asserted):");
+        let _ = writeln!(out, "\ntargets (informative, never asserted):");
     } else {
         let _ = writeln!(
             out,
-            "\ntargets (issue 7, for serialtwin; shown for the {} yardstick):",
+            "\ntargets (for serialtwin; shown for the {} yardstick):",
             info.against
         );
     }
@@ -267,7 +267,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// One of issue 7's targets, evaluated.
+/// One of the benchmark's targets, evaluated.
 pub(crate) struct Target {
     name: String,
     met: bool,

@@ -27,7 +27,7 @@
 //!
 //! Why a thread of its own (see [`run`]): a task would wait on its epoll set through tokio's
 //! (a nested epoll: one more wake-up and reactor dispatch per batch, and a second, empty
-//! `epoll_wait` to drain the set), which at one port cost a third of the bulk throughput. The
+//! `epoll_wait` to drain the set); `docs/performance.md` has what that cost. The
 //! thread enters the runtime's context, so devices see its clock and may spawn on it.
 //!
 //! [`Device`]: crate::device::Device
@@ -49,10 +49,10 @@ use crate::device::Replies;
 use crate::gate::WakerSlot;
 use crate::pty::prefetch;
 
-/// Ports served by one lane (one thread) at most. Many: lanes of 256 put four threads on a
-/// 1,000-port fleet, which on two CPUs took turns with each other and with the client (0.65 of
-/// the limit's round trips, against 0.77 with one lane); a fleet bigger than this still gets
-/// a lane per 1,024 ports to spread over more CPUs.
+/// Ports served by one lane (one thread) at most. Many: smaller lanes put several threads on a
+/// big fleet, which on a machine with few CPUs take turns with each other and with the client
+/// (`docs/performance.md` has the figures); a fleet bigger than this still gets a lane per
+/// 1,024 ports to spread over more CPUs.
 pub(crate) const LANE_SLOTS: usize = 1024;
 /// Addresses a lent port names for prefetching ([`LanePort::hot`]).
 pub(crate) const HOT: usize = 4;
