@@ -1,4 +1,4 @@
-//! A simulated wall clock: an epoch and a speed factor over tokio's [`Instant`].
+//! A simulated wall clock: an epoch and a speed factor over tokio's `Instant`.
 //!
 //! Devices read the time of day from here rather than from [`SystemTime::now`], so that a test
 //! can pin a moment (`#[tokio::test(start_paused = true)]` freezes tokio's clock) and get exact

@@ -7,7 +7,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::{FrameError, Framer};
 
-/// Adapts a tokio-util codec (a `Decoder` whose items become [`Bytes`] and an
+/// Adapts a tokio-util codec (a `Decoder` whose items become `Bytes` and an
 /// `Encoder<Bytes>`) into a [`Framer`].
 ///
 /// A codec error is reported as [`FrameError::Codec`]. Codecs that keep no recovery state (most

@@ -59,7 +59,7 @@ impl Terminator {
 
 /// Lines of bytes ending in a [`Terminator`], at most `max_len` bytes each (terminator excluded).
 ///
-/// Frames are [`Bytes`] without the terminator and need not be UTF-8. With [`Terminator::CrLf`]
+/// Frames are `Bytes` without the terminator and need not be UTF-8. With [`Terminator::CrLf`]
 /// a frame ends at `\n` and one `\r` before it is stripped, so a bare `\n` also ends a line (the
 /// way most line-oriented instruments behave).
 ///

@@ -1,6 +1,6 @@
 //! Framers cut the byte stream into frames and turn reply frames back into bytes.
 //!
-//! A [`Framer`] is the object-safe core of a tokio-util `Decoder`/`Encoder` pair over [`Bytes`],
+//! A [`Framer`] is the object-safe core of a tokio-util `Decoder`/`Encoder` pair over `Bytes`,
 //! plus what a serial line needs beyond a socket: being told about gaps of silence (Modbus RTU
 //! ends a frame by 3.5 character times of quiet), and forgetting a partial frame when a client
 //! leaves. Any tokio-util codec plugs in through [`CodecFramer`].
