@@ -20,9 +20,9 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use rustix::io::Errno;
 use rustix::pty::OpenptFlags;
 use rustix::termios::OptionalActions;
-use serialtwin::framer::Framer as _;
-use serialtwin::pty::{PtyOptions, PtyPort};
+use serialtwin::Framer as _;
 use serialtwin::{Context, Device, Fleet, Framing, PortSpec, Replies, SimClock};
+use serialtwin::{PtyOptions, PtyPort};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{PAYLOAD, REPLY, REQUEST, Runtime};

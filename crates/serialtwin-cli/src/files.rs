@@ -3,7 +3,7 @@
 //! `serialtwin_core::output`).
 
 use serialtwin_capture::CaptureError;
-use serialtwin_core::{Existing, OutputError};
+use serialtwin_core::output::{Existing, OutputError};
 
 /// What `--force` asks for.
 pub(crate) fn existing(force: bool) -> Existing {

@@ -7,73 +7,58 @@
 //!                                PtyPort ◄── Line (baud, pacing, latency) ◄── Framer::encode
 //! ```
 //!
-//! # Layout
-//! - [`pty`]: the pty port ([`PtyPort`]): raw mode, held slave, packet mode, sessions. The only
-//!   module with `unsafe` code.
-//! - [`transport`]: what a device is served on ([`Transport`]); ptys, TCP, `duplex`, [`Plain`].
-//! - [`framer`]: cutting bytes into frames ([`Framer`], [`LineFramer`], [`Framing`],
-//!   [`CodecFramer`] for any tokio-util codec).
-//! - [`device`]: the [`Device`] trait, [`Replies`] and the [`Context`] a device sees.
-//! - [`line`](mod@line): what the wire does to bytes (baud, pacing, latency).
-//! - [`fault`]: injected faults (dropped, corrupted, delayed replies; unplugging).
-//! - [`serve`](mod@serve): the serving loop ([`serve()`]), generic over the transport.
-//! - [`observe`]: the observer hook for traces, captures and test assertions.
-//! - [`fleet`]: many ports on one runtime ([`Fleet`], [`PortHandle`]).
-//! - [`control`]: run-time control over a Unix socket, and scenario timelines.
-//! - [`link`]: symlinks that belong to a port's slot ([`LinkSlot`]).
-//! - [`limits`]: open-file and pty limits, and errors that say how to raise them.
-//! - [`settings`], [`clock`]: line settings and events; the simulated wall clock.
-//! - [`port_name`]: what a port may be called (one word of the control protocol).
+//! # Layout, by stage
+//! - **The port** (`port/`): the pty ([`PtyPort`]: raw mode, held slave, packet mode, sessions;
+//!   the only module with `unsafe` code), the [`Transport`] a device is served on (ptys, TCP,
+//!   `duplex`, [`Plain`]), line settings and events ([`LineSettings`], [`LineEvent`]), links
+//!   ([`LinkSlot`]), port names, and the [`limits`] and [`trusted_dir`] modules.
+//! - **The wire** (`wire/`): cutting bytes into frames ([`Framer`], [`LineFramer`],
+//!   [`Framing`], [`CodecFramer`] for any tokio-util codec), what the line does to bytes
+//!   ([`LineConfig`]: baud, pacing, latency) and injected faults ([`Faults`]).
+//! - **The device** (`device/`): [`Device`], [`AsyncDevice`], [`Replies`], the [`Context`] a
+//!   device sees and its [`SimClock`].
+//! - **Serving** (`serve/`): the serving loop ([`serve()`]), generic over the transport, and its
+//!   observers ([`Observer`]).
+//! - **The fleet** (`fleet/`): many ports on one runtime ([`Fleet`], [`PortHandle`]), and the
+//!   [`control`] socket and scenario timelines that drive them.
 //! - [`escape`]: bytes as text and back (`\r`, `\xNN`), and as hex: one escaping for traces,
-//!   captures, scripted devices and the control protocol.
-//! - [`output`]: files written on request (captures, learned configs), never over what is there
-//!   unless asked.
+//!   captures, scripted devices and the control protocol. [`output`]: files written on request
+//!   (captures, learned configs), never over what is there unless asked.
 //!
-//! Captures (recorded conversations) and the tap that records a real device are the
+//! Every type has one public path: the crate root, or one of the modules named above. Captures
+//! (recorded conversations) and the tap that records a real device are the
 //! `serialtwin-capture` crate, built on this one.
 
-pub mod clock;
-pub mod control;
-pub mod device;
+mod clock;
+mod device;
 pub mod escape;
-pub mod fault;
-pub mod fleet;
-pub mod framer;
+mod fleet;
 mod gate;
-pub mod limits;
-pub mod line;
-pub mod link;
-pub mod observe;
 pub mod output;
-pub mod port_name;
-pub mod pty;
+mod port;
 #[cfg(test)]
 mod scratch;
-pub mod serve;
-pub mod settings;
+mod serve;
 mod spare;
-pub mod transport;
-// Directories checked against other local users, used for links and the control socket.
-pub mod trusted_dir;
+mod wire;
 
 pub use crate::clock::SimClock;
 pub use crate::device::{
     AsyncDevice, Awaiting, Body, BoxDevice, Context, Device, DeviceError, Replies, Reply, Settable,
 };
-pub use crate::fault::{FaultKind, FaultRule, Faults, When};
-pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec};
-pub use crate::framer::{
-    BoxFramer, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
-};
-pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
-pub use crate::line::{Latency, Line, LineConfig, Mismatch};
-pub use crate::link::{LinkError, LinkSlot};
-pub use crate::observe::{Broadcast, Direction, Observation, Observer, Seen};
-pub use crate::output::{Existing, OutputError};
-pub use crate::port_name::{PortNameError, check_port_name};
-pub use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
-pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
-pub use crate::settings::{
+pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec, control};
+pub use crate::port::link::{LinkError, LinkSlot};
+pub use crate::port::port_name::{PortNameError, check_port_name};
+pub use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
+pub use crate::port::settings::{
     BadCharFormat, CharFormat, FlowControl, LineEvent, LineSettings, Parity, Session, StopBits,
 };
-pub use crate::transport::{Plain, PortEvent, Transport};
+pub use crate::port::transport::{Plain, PortEvent, Transport};
+pub use crate::port::{limits, trusted_dir};
+pub use crate::serve::observe::{Broadcast, Direction, Observation, Observer, Seen};
+pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
+pub use crate::wire::fault::{FaultKind, FaultRule, Faults, When};
+pub use crate::wire::framer::{
+    BoxFramer, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
+};
+pub use crate::wire::line::{Latency, Line, LineConfig, Mismatch};

@@ -7,9 +7,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 
 use super::{AsyncDevice, Awaiting, Context, Device, Replies, Reply, Settable};
-use crate::framer::Framing;
-use crate::line::LineConfig;
-use crate::settings::LineEvent;
+use crate::port::settings::LineEvent;
+use crate::wire::framer::Framing;
+use crate::wire::line::LineConfig;
 
 mod sealed {
     /// Only this module's types are bodies.

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::watch;
 
 use crate::clock::SimClock;
-use crate::settings::{LineSettings, Session};
+use crate::port::settings::{LineSettings, Session};
 
 /// What a device may know about where and when it runs.
 ///

@@ -21,9 +21,9 @@ use bytes::Bytes;
 pub use self::body::{Body, BoxDevice, DeviceError};
 pub use self::context::Context;
 pub use self::reply::{Replies, Reply};
-use crate::framer::Framing;
-use crate::line::LineConfig;
-use crate::settings::LineEvent;
+use crate::port::settings::LineEvent;
+use crate::wire::framer::Framing;
+use crate::wire::line::LineConfig;
 
 /// An emulated device whose answers never wait: protocol and state.
 ///

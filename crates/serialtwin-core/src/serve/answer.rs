@@ -5,9 +5,9 @@ use super::{ServeError, Server, panic_message};
 use crate::device::Body;
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
-use crate::framer::Framer;
-use crate::observe::{Direction, Seen};
-use crate::transport::Transport;
+use crate::port::transport::Transport;
+use crate::serve::observe::{Direction, Seen};
+use crate::wire::framer::Framer;
 use bytes::{Buf, Bytes};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;

@@ -4,8 +4,8 @@ use super::Server;
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
 use crate::device::{Body, Reply};
-use crate::fault::FaultRule;
-use crate::transport::Transport;
+use crate::port::transport::Transport;
+use crate::wire::fault::FaultRule;
 use bytes::Bytes;
 use std::task::Poll;
 use std::time::Duration;

@@ -4,10 +4,10 @@ use super::Server;
 use crate::device::Body;
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
-use crate::framer::Framer;
-use crate::observe::Seen;
-use crate::settings::{LineEvent, Session};
-use crate::transport::{PortEvent, Transport};
+use crate::port::settings::{LineEvent, Session};
+use crate::port::transport::{PortEvent, Transport};
+use crate::serve::observe::Seen;
+use crate::wire::framer::Framer;
 use bytes::{Buf, Bytes};
 use tokio::time::Instant;
 use tracing::{debug, warn};

@@ -47,7 +47,7 @@ use tracing::{debug, error};
 
 use crate::device::Replies;
 use crate::gate::WakerSlot;
-use crate::pty::prefetch;
+use crate::port::pty::prefetch;
 
 /// Ports served by one lane (one thread) at most. Many: smaller lanes put several threads on a
 /// big fleet, which on a machine with few CPUs take turns with each other and with the client

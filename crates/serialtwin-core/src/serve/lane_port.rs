@@ -9,9 +9,9 @@ use crate::device::Body;
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
 use crate::gate::Source;
-use crate::pty::PtyPort;
-use crate::pty::ReadNow;
-use crate::transport::Transport;
+use crate::port::pty::PtyPort;
+use crate::port::pty::ReadNow;
+use crate::port::transport::Transport;
 use bytes::Buf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
@@ -170,7 +170,7 @@ impl<D: Body> LanePort for Server<D, PtyPort> {
     fn hot(&self) -> [usize; HOT] {
         // The first lines of the state (see the layout of `Server`) and the framer.
         let at = std::ptr::from_ref(self).addr();
-        let framer = std::ptr::from_ref::<dyn crate::framer::Framer>(&*self.framer);
+        let framer = std::ptr::from_ref::<dyn crate::wire::framer::Framer>(&*self.framer);
         [at, at + 64, at + 128, framer.cast::<u8>().addr()]
     }
 

@@ -21,7 +21,7 @@ use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
 use crate::device::Reply;
-use crate::fault::FaultKind;
+use crate::wire::fault::FaultKind;
 
 /// A reply waiting for its time.
 #[derive(Debug)]

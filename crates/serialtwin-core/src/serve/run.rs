@@ -7,10 +7,10 @@ use super::{MAX_HELD_INPUT, MAX_READ_CHUNK, Outcome, READ_CHUNK, ServeError, Ser
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
 use crate::device::{Body, Reply};
-use crate::framer::Framer;
 use crate::gate::{Gates, Source};
+use crate::port::transport::{PortEvent, Transport};
 use crate::spare::Spare;
-use crate::transport::{PortEvent, Transport};
+use crate::wire::framer::Framer;
 use bytes::BytesMut;
 use std::future::poll_fn;
 use std::pin::Pin;

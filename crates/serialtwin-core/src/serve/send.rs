@@ -5,12 +5,12 @@ use super::{ServeError, Server};
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
 use crate::device::{Body, Reply};
-use crate::fault::{self, FaultKind};
-use crate::framer::{BoxFramer, FrameError, Framer};
-use crate::observe::{Direction, Seen};
-use crate::settings::LineSettings;
+use crate::port::settings::LineSettings;
+use crate::port::transport::Transport;
+use crate::serve::observe::{Direction, Seen};
 use crate::spare::Spare;
-use crate::transport::Transport;
+use crate::wire::fault::{self, FaultKind};
+use crate::wire::framer::{BoxFramer, FrameError, Framer};
 use bytes::{Buf, BytesMut};
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -148,7 +148,7 @@ impl<D: Body, T: Transport> Server<D, T> {
     pub(super) fn coalescing(&self, settings: &LineSettings) -> bool {
         let line = self.line.config();
         !line.pace
-            && line.latency == crate::line::Latency::None
+            && line.latency == crate::wire::line::Latency::None
             && self.faults.is_empty()
             && !line.mismatched(settings)
     }

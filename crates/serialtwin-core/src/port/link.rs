@@ -31,7 +31,7 @@ use rustix::fs::FileType;
 use rustix::io::Errno;
 use tracing::{debug, info, warn};
 
-use crate::trusted_dir::{self, DirError, Locked, Purpose, TrustedDir};
+use crate::port::trusted_dir::{self, DirError, Locked, Purpose, TrustedDir};
 
 /// Where the kernel's pseudo-terminal slaves live: a link into here is one of ours or a pty tool's.
 const PTS_DIR: &str = "/dev/pts";

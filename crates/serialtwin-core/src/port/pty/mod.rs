@@ -36,8 +36,8 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tracing::{debug, warn};
 
 use self::sessions::{SessionLink, SessionNote};
-use crate::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
-use crate::transport::{PortEvent, Transport};
+use crate::port::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+use crate::port::transport::{PortEvent, Transport};
 
 /// How often a write blocked on a full line looks again whether its client is still there.
 const WRITE_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);

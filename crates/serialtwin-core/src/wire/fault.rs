@@ -46,10 +46,10 @@ impl FaultKind {
                 .parse::<u64>()
                 .map(Duration::from_millis)
                 .map_err(|_| format!("bad duration {v:?} in fault {s:?} (milliseconds)"))?;
-            if ms > crate::control::MAX_DURATION {
+            if ms > crate::fleet::control::MAX_DURATION {
                 return Err(format!(
                     "duration {v:?} in fault {s:?} is longer than the most a fault takes ({}h)",
-                    crate::control::MAX_DURATION.as_secs() / 3600
+                    crate::fleet::control::MAX_DURATION.as_secs() / 3600
                 ));
             }
             Ok(ms)

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::settings::LineSettings;
+use crate::port::settings::LineSettings;
 
 pub use self::codec::CodecFramer;
 pub use self::lines::{LineFramer, Terminator};

@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::escape::unescape;
-use crate::fault::{FaultKind, FaultRule, When};
 use crate::fleet::{CommandError, PortHandle};
 use crate::serve::Control;
+use crate::wire::fault::{FaultKind, FaultRule, When};
 
 pub use socket::{request, serve_socket, serve_socket_ready};
 

@@ -11,14 +11,14 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::settings::{CharFormat, LineSettings};
+use crate::port::settings::{CharFormat, LineSettings};
 
 /// Longest batch of paced bytes released at once: pacing stays exact at 115200 baud too.
 const PACING_BATCH: Duration = Duration::from_millis(2);
 
 /// A UART line's default [`LineConfig::frame_timeout`]: long enough for a person typing a
 /// command into a terminal, far longer than any program takes between the bytes of one write.
-pub const UART_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const UART_FRAME_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a device waits before it starts to answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

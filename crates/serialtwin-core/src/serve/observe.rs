@@ -12,7 +12,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::settings::LineEvent;
+use crate::port::settings::LineEvent;
 
 /// Which way bytes went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -45,7 +45,7 @@ pub enum Seen {
     /// The device's handler failed; it keeps serving.
     HandlerError(String),
     /// An injected fault hit the next frame sent.
-    Fault(crate::fault::FaultKind),
+    Fault(crate::wire::fault::FaultKind),
 }
 
 /// One observation, stamped with tokio's clock.

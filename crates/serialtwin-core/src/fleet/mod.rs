@@ -5,6 +5,8 @@
 //! port gets a [`PortHandle`]: its name and paths, the observations seen on it (so a test can
 //! assert what the client sent), a control channel, and a probe on the line.
 
+pub mod control;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
@@ -19,12 +21,12 @@ use tracing::{debug, error, info};
 use crate::device::Body;
 #[cfg(doc)]
 use crate::device::Device;
-use crate::limits::{self, LimitError};
-use crate::link::{LinkError, LinkSlot};
-use crate::observe::{Broadcast, Observation, Observer};
-use crate::port_name::{PortNameError, check_port_name};
-use crate::pty::{PtyOptions, PtyPort, SlaveProbe};
+use crate::port::limits::{self, LimitError};
+use crate::port::link::{LinkError, LinkSlot};
+use crate::port::port_name::{PortNameError, check_port_name};
+use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
 use crate::serve::lane::{Lanes, SlotHandle};
+use crate::serve::observe::{Broadcast, Observation, Observer};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeConfig, ServeError, Server};
 
 /// Observations kept per port for subscribers that fall behind.

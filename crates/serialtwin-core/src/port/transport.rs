@@ -1,6 +1,6 @@
 //! What a device is served on: bytes both ways, plus the line events the transport can see.
 //!
-//! The serving loop is generic over [`Transport`]. A pty ([`crate::pty::PtyPort`]) reports
+//! The serving loop is generic over [`Transport`]. A pty ([`crate::port::pty::PtyPort`]) reports
 //! sessions and settings; a TCP socket or an in-memory `duplex` reports nothing, and the same
 //! device runs on all of them unchanged. Any other `AsyncRead + AsyncWrite` is served by wrapping
 //! it in [`Plain`].
@@ -10,7 +10,7 @@ use std::task::{self, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::settings::{LineEvent, LineSettings};
+use crate::port::settings::{LineEvent, LineSettings};
 
 /// A line event as a transport reports it to the serving loop.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{MAX_LINE, Ports};
-use crate::trusted_dir::{self, DirError, Locked, Purpose, TrustedDir};
+use crate::port::trusted_dir::{self, DirError, Locked, Purpose, TrustedDir};
 
 /// Why the control socket could not be served or reached. Returned inside an [`io::Error`]
 /// (whose kind says `AddrInUse` or `PermissionDenied` where that fits), so callers that only

@@ -359,7 +359,7 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pty::{PtyOptions, PtyPort};
+    use crate::port::pty::{PtyOptions, PtyPort};
 
     fn counts(port: &PtyPort) -> (u32, u32, u32) {
         let s = &port.sessions.as_ref().unwrap().state;
