@@ -1,6 +1,6 @@
 //! The answering core: complete requests to the device, replies to the send stage.
 
-use super::run::Cancelled;
+use super::cancel::Cancelled;
 use super::{ServeError, Server, panic_message};
 use crate::device::Body;
 #[cfg(doc)]

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 mod answer;
+mod cancel;
 mod control;
 mod input;
 pub(crate) mod lane;

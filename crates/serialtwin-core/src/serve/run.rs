@@ -7,7 +7,9 @@ use super::{MAX_HELD_INPUT, MAX_READ_CHUNK, Outcome, READ_CHUNK, ServeError, Ser
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
 use crate::device::{Body, Reply};
-use crate::gate::{Gates, Source};
+use crate::gate::Source;
+
+use super::cancel::Cancelled;
 use crate::port::transport::{PortEvent, Transport};
 use crate::spare::Spare;
 use crate::wire::framer::Framer;
@@ -16,7 +18,7 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// What one read of the transport produced.
@@ -77,41 +79,6 @@ pub(super) fn next_chunk(chunk: usize, n: usize, room: usize) -> usize {
     }
 }
 
-/// The serving loop's cancellation: one future, polled through its gate only.
-pub(super) struct Cancelled<'p, 't> {
-    future: std::pin::Pin<&'p mut WaitForCancellationFuture<'t>>,
-    /// The serving loop's gates (a clone: the loop borrows itself mutably meanwhile).
-    gates: Gates,
-}
-
-impl Cancelled<'_, '_> {
-    pub(super) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let Self { future, gates } = self;
-        gates.poll(Source::Cancel, cx, |cx| future.as_mut().poll(cx))
-    }
-
-    /// `fut`'s output, or `None` if cancellation comes first: looked at before every poll but
-    /// the first. Every caller starts `fut` in the task poll in which [`Server::wait`] (or a
-    /// previous `or`) just looked at cancellation, so looking again then would only cost time;
-    /// a cancellation that lands in between is seen at the next look, at the latest when the
-    /// loop waits again after this read's requests.
-    ///
-    /// `fut` comes pinned by the caller (or boxed): a plain `poll_fn` then, not an `async fn`
-    /// around one — one state less to step through on every request.
-    pub(super) fn or<F: Future + Unpin>(
-        &mut self,
-        mut fut: F,
-    ) -> impl Future<Output = Option<F::Output>> {
-        let mut first = true;
-        poll_fn(move |cx| {
-            if !std::mem::take(&mut first) && self.poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Pin::new(&mut fut).poll(cx).map(Some)
-        })
-    }
-}
-
 impl<D: Body, T: Transport> Server<D, T> {
     /// Serve until cancelled, the transport ends, or an unplug is asked for.
     pub(crate) async fn run(
@@ -125,10 +92,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         let future = std::pin::pin!(cancel.cancelled());
         // A new cancellation future and perhaps a new control channel: look at all of them.
         self.gates.open_all();
-        let mut cancelled = Cancelled {
-            future,
-            gates: self.gates.clone(),
-        };
+        let mut cancelled = Cancelled::new(future, self.gates.clone());
         loop {
             // What a lane left for the task (see `LanePort for Server`).
             if let Some(message) = self.panicked.take() {

@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
+/// The longest duration a command takes (an unplug, a delay fault): a typo of a few more digits
+/// must not leave a port unplugged for years, nor overflow a timer.
+pub const MAX_DURATION: Duration = Duration::from_hours(24);
+
 /// What happens to a reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultKind {
@@ -46,10 +50,10 @@ impl FaultKind {
                 .parse::<u64>()
                 .map(Duration::from_millis)
                 .map_err(|_| format!("bad duration {v:?} in fault {s:?} (milliseconds)"))?;
-            if ms > crate::fleet::control::MAX_DURATION {
+            if ms > MAX_DURATION {
                 return Err(format!(
                     "duration {v:?} in fault {s:?} is longer than the most a fault takes ({}h)",
-                    crate::fleet::control::MAX_DURATION.as_secs() / 3600
+                    MAX_DURATION.as_secs() / 3600
                 ));
             }
             Ok(ms)

@@ -122,9 +122,7 @@ fn join_errors(errors: &[ControlError]) -> String {
 /// long whatever a port is doing.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
-/// The longest duration a command takes (an unplug, a delay fault): a typo of a few more digits
-/// must not leave a port unplugged for years, nor overflow a timer.
-pub const MAX_DURATION: Duration = Duration::from_hours(24);
+pub use crate::wire::fault::MAX_DURATION;
 
 fn syntax(msg: impl Into<String>) -> ControlError {
     ControlError::Syntax(msg.into())
