@@ -6,17 +6,16 @@
 //! assert what the client sent), a control channel, and a probe on the line.
 
 pub mod control;
+mod port_task;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
-use futures::FutureExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info};
+use tracing::info;
 
 use crate::device::Body;
 #[cfg(doc)]
@@ -25,9 +24,11 @@ use crate::port::limits::{self, LimitError};
 use crate::port::link::{LinkError, LinkSlot};
 use crate::port::port_name::{PortNameError, check_port_name};
 use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::serve::lane::{Lanes, SlotHandle};
+use crate::serve::lane::Lanes;
 use crate::serve::observe::{Broadcast, Observation, Observer};
-use crate::serve::{Control, ControlRx, Order, Outcome, ServeConfig, ServeError, Server};
+use crate::serve::{Control, Order, ServeConfig, Server};
+
+use self::port_task::run_port;
 
 /// Observations kept per port for subscribers that fall behind.
 const OBSERVATION_BACKLOG: usize = 256;
@@ -439,238 +440,5 @@ impl Fleet {
         if let Some(lanes) = &self.lanes {
             lanes.wait().await;
         }
-    }
-}
-
-/// One port's task: serve (lending the port to a lane while it is quiet), and after an unplug
-/// bring the port back on a new pty under the same link, until stopped; `done` fires when it
-/// has (however it ends).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the port's parts, moved into its task in one go"
-)]
-async fn run_port<D: Body>(
-    server: Box<Server<D, PtyPort>>,
-    options: PtyOptions,
-    slot: Option<LinkSlot>,
-    plugged: Arc<Mutex<Plugged>>,
-    stop: CancellationToken,
-    control: mpsc::Receiver<Box<Order>>,
-    done: CancellationToken,
-    lanes: Option<Lanes>,
-) {
-    // Fires last, even on a panic: everything else is moved into locals declared after it, so
-    // the pty is closed and the link gone before anyone waiting on `done` hears.
-    let _done = done.drop_guard();
-    let (mut server, mut slot, plugged, stop) = (server, slot, plugged, stop);
-    let name = server.name.clone();
-    let mut control = Some(ControlRx::Boxed(control));
-    // Taken when the port is first quiet enough to lend: a device a lane cannot serve (one
-    // that waits, or sends unprompted frames) costs no lane.
-    let mut lane_slot = None;
-    if lanes.is_some() {
-        server.lend_when(PtyPort::can_lend);
-    }
-    loop {
-        let outcome = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
-            .catch_unwind()
-            .await;
-        let after = match outcome {
-            Ok(Ok(Outcome::Lend)) => {
-                if lane_slot.is_none() {
-                    lane_slot = lanes.as_ref().and_then(Lanes::slot);
-                }
-                match &lane_slot {
-                    Some(lane_slot) => {
-                        server = lend(server, lane_slot, &stop, control.as_ref()).await;
-                    }
-                    None => server.stop_lending(),
-                }
-                continue;
-            }
-            Ok(Ok(Outcome::Done)) => {
-                debug!(port = %name, "port stopped");
-                break;
-            }
-            Ok(Ok(Outcome::Unplug(after))) => after,
-            Ok(Err(e @ ServeError::DevicePanicked { .. })) => {
-                error!(error = %e, "port stopped");
-                break;
-            }
-            Ok(Err(e)) => {
-                error!(error = %e, "port failed");
-                break;
-            }
-            Err(_) => {
-                error!(port = %name, "port task panicked; port stopped");
-                break;
-            }
-        };
-        let unplugged = Unplugged {
-            options: &options,
-            slot: slot.as_mut(),
-            plugged: &plugged,
-            stop: &stop,
-        };
-        if !unplugged.replug(&mut server, &mut control, after).await {
-            break;
-        }
-    }
-    drop(lane_slot);
-    drop(server);
-    plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
-    // The pty is closed by now; remove the link if it is still ours.
-    if let Some(slot) = slot
-        && let Err(e) = slot.release()
-    {
-        error!(port = %name, error = %e, "cannot remove link");
-    }
-}
-
-/// Lend the port to its lane until the lane gives it back or anything else wakes this task (a
-/// control command, an observer, cancellation, a client opening or closing the port); then it
-/// is the task's again. See `serve::lane`.
-async fn lend<D: Body>(
-    server: Box<Server<D, PtyPort>>,
-    lane_slot: &SlotHandle<Server<D, PtyPort>>,
-    stop: &CancellationToken,
-    control: Option<&ControlRx>,
-) -> Box<Server<D, PtyPort>> {
-    let mut cancelled = std::pin::pin!(stop.cancelled());
-    let mut home = Some(server);
-    std::future::poll_fn(|cx| {
-        if let Some(mut server) = home.take() {
-            // Every wake-up meant for the task reaches it from here on, so that it can take
-            // the port back: cancellation, the gates' sources, the session watcher (through
-            // the lane_slot's recall waker, which also tells the lane to stop serving it), the lane.
-            lane_slot.register(cx.waker());
-            let mut recall = std::task::Context::from_waker(lane_slot.recall());
-            if cancelled.as_mut().poll(&mut recall).is_ready()
-                || !server.ready_to_lend(&mut recall, control)
-            {
-                return Poll::Ready(server);
-            }
-            return match lane_slot.lend(server) {
-                Ok(()) => Poll::Pending,
-                Err(mut server) => {
-                    server.stop_lending();
-                    Poll::Ready(server)
-                }
-            };
-        }
-        // Woken: by the lane giving the port back, or by something only the task handles.
-        lane_slot.register(cx.waker());
-        // Lent on the first poll, and only this future takes it back: it is there (a panic
-        // here would stop this port, where waiting would hang it).
-        Poll::Ready(
-            lane_slot
-                .take_back()
-                .unwrap_or_else(|| unreachable!("a lent port is taken back only by its lender")),
-        )
-    })
-    .await
-}
-
-/// What a port needs to be unplugged and plugged back in.
-struct Unplugged<'a> {
-    options: &'a PtyOptions,
-    slot: Option<&'a mut LinkSlot>,
-    plugged: &'a Mutex<Plugged>,
-    stop: &'a CancellationToken,
-}
-
-impl Unplugged<'_> {
-    /// Close the pty (clients see a hangup), remove the link, wait, and come back on a new pty.
-    /// Control commands are obeyed meanwhile: values, faults and clearing them take effect on
-    /// the device at once, a frame to send is refused (nobody is connected), and another
-    /// unplug sets when the port comes back. Returns false if the port should stop instead.
-    async fn replug<D: Body>(
-        mut self,
-        server: &mut Server<D, PtyPort>,
-        control: &mut Option<ControlRx>,
-        after: Duration,
-    ) -> bool {
-        let name = server.name.clone();
-        info!(port = %name, after_ms = after.as_millis(), "unplugged");
-        // A placeholder pty takes the old one's place inside the server while unplugged.
-        let placeholder = match PtyPort::open(self.options) {
-            Ok(p) => p,
-            Err(e) => {
-                error!(port = %name, error = %e, "cannot unplug: no pty for the placeholder");
-                return false;
-            }
-        };
-        // The port is gone before anyone can see the hangup: whoever reacts to it finds no
-        // link and an unplugged port, never the dying pty.
-        self.plugged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pty = None;
-        if let Some(slot) = self.slot.as_deref_mut()
-            && let Err(e) = slot.unlink()
-        {
-            error!(port = %name, error = %e, "cannot remove link while unplugged");
-        }
-        // Dropping the old pty closes its master and our slave: the client sees a hangup.
-        drop(server.replug(placeholder));
-        let back = tokio::time::sleep(after);
-        let mut back = std::pin::pin!(back);
-        loop {
-            let order = tokio::select! {
-                () = self.stop.cancelled() => return false,
-                () = back.as_mut() => break,
-                order = next_order(control) => order,
-            };
-            match order {
-                None => *control = None,
-                Some(Order {
-                    control: Control::SendFrame(_) | Control::SendRaw(_),
-                    done,
-                }) => {
-                    if let Some(done) = done {
-                        let _ = done.send(Err("port is unplugged".to_owned()));
-                    }
-                }
-                Some(Order {
-                    control: Control::Unplug(later),
-                    done,
-                }) => {
-                    info!(port = %name, after_ms = later.as_millis(), "unplugged for longer");
-                    back.as_mut().reset(tokio::time::Instant::now() + later);
-                    if let Some(done) = done {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                Some(order) => server.obey(order),
-            }
-        }
-        let port = match PtyPort::open(self.options) {
-            Ok(p) => p,
-            Err(e) => {
-                error!(port = %name, error = %e, "cannot plug back in");
-                return false;
-            }
-        };
-        if let Some(slot) = self.slot
-            && let Err(e) = slot.point_to(port.path())
-        {
-            error!(port = %name, error = %e, "cannot re-point link");
-            return false;
-        }
-        info!(port = %name, pty = %port.path().display(), "plugged back in");
-        self.plugged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pty = Some((port.path().to_owned(), port.probe()));
-        drop(server.replug(port));
-        true
-    }
-}
-
-/// The next control command, or `None` once the channel closed; never, without a channel.
-async fn next_order(control: &mut Option<ControlRx>) -> Option<Order> {
-    match control {
-        Some(rx) => std::future::poll_fn(|cx| rx.poll_recv(cx)).await,
-        None => std::future::pending().await,
     }
 }
