@@ -275,7 +275,7 @@ async fn a_client_streaming_requests_gets_every_answer_from_a_lane() {
     const N: usize = 3_000;
     let fleet = Fleet::new();
     let port = fleet.spawn(PortSpec::new("f"), Quick::default()).unwrap();
-    let mut c = open_client(port.pty());
+    let c = open_client(port.pty());
     let (mut rx, mut tx) = tokio::io::split(c);
     let writer = tokio::spawn(async move {
         tx.write_all(&b"INC\r\n".repeat(N)).await.unwrap();
