@@ -57,7 +57,7 @@ pub use crate::device::{
 pub use crate::fault::{FaultKind, FaultRule, Faults, When};
 pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec};
 pub use crate::framer::{
-    BoxFramer, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
+    BoxFramer, Checksum, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
 };
 pub use crate::limits::{LimitError, NofileLimit, NofileRaise, PtyUsage};
 pub use crate::line::{Latency, Line, LineConfig, Mismatch};
