@@ -8,9 +8,9 @@
 //! 1. **Exact**: the request's bytes equal a recorded request's.
 //! 2. **Normalised**: both sides reduced to their leading printable-ASCII text (cut at the first
 //!    byte outside 0x20–0x7E, which drops a binary checksum), trimmed of surrounding whitespace,
-//!    upper-cased. With a PI30 framing a valid trailing CRC is removed first, even when its
-//!    bytes are printable (`QMOD` has CRC `I\xc1`). `qpigs` typed in a terminal finds
-//!    `QPIGS\xb7\xa9`. A request whose normalised form is empty is only matched exactly.
+//!    upper-cased. A checksum the framing verifies ([`Framer::check`]) is removed first, even
+//!    when its bytes are printable (PI30's `QMOD` has CRC `I\xc1`). `qpigs` typed in a terminal
+//!    finds `QPIGS\xb7\xa9`. A request whose normalised form is empty is only matched exactly.
 //! 3. Otherwise the **fallback**: silence (the default), `(NAK` through the framing, or a given
 //!    frame.
 //!
@@ -28,6 +28,8 @@
 //! it is answered with the fallback, reported as the handler's error (a `!! device error:` line
 //! in a trace) and kept in the [`ReplayReport`]; the position does not move, so a client that
 //! sends one extra request is back in step afterwards.
+//!
+//! [`Framer::check`]: serialtwin_core::Framer::check
 
 mod conversation;
 
@@ -173,15 +175,10 @@ pub fn normalise(request: &[u8]) -> Vec<u8> {
     request[..end].trim_ascii().to_ascii_uppercase()
 }
 
-/// [`normalise`] as `framing` needs it: for a PI30 framing, after removing a valid CRC.
+/// [`normalise`] after removing the checksum `framing` verifies, if the frame carries one.
 #[must_use]
-pub fn normalise_for(framing: &str, request: &[u8]) -> Vec<u8> {
-    if framing.starts_with("pi30")
-        && let Some(command) = crate::pi30::crc::strip_valid(request)
-    {
-        return normalise(command);
-    }
-    normalise(request)
+pub fn normalise_for(framing: &Framing, request: &[u8]) -> Vec<u8> {
+    normalise(framing.check(request).payload(request))
 }
 
 /// A device answering from a recorded conversation.
@@ -207,7 +204,7 @@ impl Replay {
         let mut normal: HashMap<Vec<u8>, (Vec<usize>, usize)> = HashMap::new();
         for (i, ex) in conversation.exchanges.iter().enumerate() {
             exact.entry(ex.request.clone()).or_default().0.push(i);
-            let key = normalise_for(framing.name(), &ex.request);
+            let key = normalise_for(&framing, &ex.request);
             if !key.is_empty() {
                 normal.entry(key).or_default().0.push(i);
             }
@@ -261,7 +258,7 @@ impl Replay {
         if let Some(entry) = self.exact.get_mut(request) {
             return Some((take(entry), true));
         }
-        let key = normalise_for(self.framing.name(), request);
+        let key = normalise_for(&self.framing, request);
         if key.is_empty() {
             return None;
         }
@@ -300,8 +297,8 @@ impl Replay {
             if ex.request == *request {
                 Some(true)
             } else {
-                let key = normalise_for(self.framing.name(), request);
-                (!key.is_empty() && key == normalise_for(self.framing.name(), &ex.request))
+                let key = normalise_for(&self.framing, request);
+                (!key.is_empty() && key == normalise_for(&self.framing, &ex.request))
                     .then_some(false)
             }
         });
