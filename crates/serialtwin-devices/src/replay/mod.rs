@@ -29,9 +29,16 @@
 //! in a trace) and kept in the [`ReplayReport`]; the position does not move, so a client that
 //! sends one extra request is back in step afterwards.
 //!
+//! # As a model
+//! `model = "replay"` in a fleet config ([`MODEL`]) serves a capture like any other device:
+//! `[device.replay]` names the capture and the options above; the `[[device]]`'s `framing`
+//! is the framing (default: the capture's). [`open`] reads a capture into a conversation, as
+//! the model and `serialtwin replay` do.
+//!
 //! [`Framer::check`]: serialtwin_core::Framer::check
 
 mod conversation;
+mod model;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -44,6 +51,7 @@ use serialtwin_core::{Context, Device, Framing, Replies, Reply};
 use tracing::{debug, warn};
 
 pub use self::conversation::{Conversation, ConversationError, Exchange, FrameSource};
+pub use self::model::MODEL;
 
 /// What to answer a request the capture never saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -179,6 +187,70 @@ pub fn normalise(request: &[u8]) -> Vec<u8> {
 #[must_use]
 pub fn normalise_for(framing: &Framing, request: &[u8]) -> Vec<u8> {
     normalise(framing.check(request).payload(request))
+}
+
+/// Why a capture cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The capture cannot be read.
+    #[error(transparent)]
+    Capture(#[from] serialtwin_core::CaptureError),
+    /// Neither the capture nor the caller says how to cut it into frames.
+    #[error("the capture was recorded without a framing: choose one (known: {})",
+        crate::registry::framing_names().join(", "))]
+    NoFraming,
+    /// The capture names a framing nobody knows.
+    #[error("the capture's {0}")]
+    Framing(#[from] crate::registry::UnknownFraming),
+    /// Its frames cannot be used with the framing asked for.
+    #[error(transparent)]
+    Conversation(#[from] ConversationError),
+    /// Not one request in it.
+    #[error("no requests in the capture (with framing `{framing}`)")]
+    Empty {
+        /// The framing it was read with.
+        framing: String,
+    },
+}
+
+/// The conversation in the capture at `path`, framed by `framing` (default: the capture's
+/// own), and that framing. An incomplete last record (a recorder that was killed) and record
+/// types this version does not know are skipped with a warning.
+///
+/// # Errors
+/// An [`OpenError`] (a missing file, no framing, no requests).
+pub fn open(
+    path: &std::path::Path,
+    framing: Option<Framing>,
+) -> Result<(Conversation, Framing), OpenError> {
+    let capture = serialtwin_core::capture::read(path)?;
+    if let Some((line, len)) = capture.truncated {
+        warn!(
+            "{}:{line}: the last record is incomplete ({len} bytes; was the recorder killed?): \
+             using the {} complete record(s) before it",
+            path.display(),
+            capture.records.len()
+        );
+    }
+    if capture.skipped > 0 {
+        warn!(
+            "{}: skipped {} record(s) of types this version does not know",
+            path.display(),
+            capture.skipped
+        );
+    }
+    let framing = match (framing, capture.header.framing.as_deref()) {
+        (Some(framing), _) => framing,
+        (None, Some(name)) => crate::registry::framing(name)?,
+        (None, None) => return Err(OpenError::NoFraming),
+    };
+    let conversation = Conversation::from_capture(&capture, &framing)?;
+    if conversation.exchanges.is_empty() {
+        return Err(OpenError::Empty {
+            framing: framing.name().to_owned(),
+        });
+    }
+    Ok((conversation, framing))
 }
 
 /// A device answering from a recorded conversation.
