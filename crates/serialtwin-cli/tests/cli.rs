@@ -673,7 +673,10 @@ fn models_and_help() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(names, ["pi30", "scripted", "replay"]);
+    // Every model of the registry, in its order; a new model adds a line, not a CLI change.
+    let registry: Vec<&str> = serialtwin_devices::MODELS.iter().map(|m| m.name).collect();
+    assert_eq!(names, registry);
+    assert_eq!(names[..3], ["pi30", "scripted", "replay"]);
     // One model in full, from its registry entry.
     let out = run_to_end(&dir, &["models", "pi30"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
