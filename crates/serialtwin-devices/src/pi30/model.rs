@@ -137,7 +137,10 @@ mod tests {
         let mut b = Build::new(Table::parse("[plant]\nseed = 100\n").unwrap());
         b.count = 3;
         b.seed = 10;
-        assert_eq!(seeds(&units(&b).unwrap(), &b), [(10, 110), (11, 111), (12, 112)]);
+        assert_eq!(
+            seeds(&units(&b).unwrap(), &b),
+            [(10, 110), (11, 111), (12, 112)]
+        );
         // A parallel group shares one plant: it gets the first copy's seed.
         let mut b = Build::new(Table::absent());
         b.count = 2;
@@ -153,7 +156,10 @@ mod tests {
         let b = Build::new(Table::parse(text).unwrap());
         let e = units(&b).unwrap_err();
         assert_eq!(e.at, Some(45..47), "{e}");
-        assert_eq!(e.reason, "battery nominal voltage must be 12, 24 or 48, not 36");
+        assert_eq!(
+            e.reason,
+            "battery nominal voltage must be 12, 24 or 48, not 36"
+        );
         let b = Build::new(Table::parse("serial = 'a b'\n").unwrap());
         assert_eq!(units(&b).unwrap_err().at, Some(9..14));
     }

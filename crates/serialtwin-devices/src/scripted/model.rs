@@ -55,9 +55,9 @@ fn settable() -> Vec<Settable> {
 
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let Some(config) = b.table.deserialize::<ScriptConfig>()? else {
-        return Err(b.device_error(
-            "model `scripted` needs its dialogue in a [device.script] table",
-        ));
+        return Err(
+            b.device_error("model `scripted` needs its dialogue in a [device.script] table")
+        );
     };
     let script = Script::compile(&config).map_err(|e| match e.span.clone() {
         Some(at) => BuildError::at(at, e.to_string()),
