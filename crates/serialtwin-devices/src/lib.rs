@@ -33,6 +33,7 @@ models! {
     pi30,
     scripted,
     replay,
+    scpi_psu,
 }
 
 /// The framing called `name`: the core's line framings (`crlf`, `cr`, `lf`), then the
