@@ -36,6 +36,12 @@ models! {
     scpi_psu,
 }
 
+/// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run
+/// as doctests of this crate, so the walkthrough cannot drift from the registry's API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/models.md")]
+pub struct ModelsGuide;
+
 /// The framing called `name`: the core's line framings (`crlf`, `cr`, `lf`), then the
 /// models' own (`pi30`, `pi30-reference`...). [`registry::framing`] says why not.
 #[must_use]
