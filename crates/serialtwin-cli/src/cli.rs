@@ -28,11 +28,11 @@ pub(crate) enum Command {
     /// Validate a config file without starting anything; warn about risky link paths.
     #[command(after_help = CHECK_EXAMPLES)]
     Check(CheckArgs),
-    /// List the built-in device models.
+    /// List the device models (or describe one: its table, framings, values, an example).
     #[command(after_help = MODELS_EXAMPLES)]
-    Models,
+    Models(ModelsArgs),
     /// Send a control command to a running `serialtwin run` (faults, unplug, device values).
-    #[command(after_help = CTL_EXAMPLES)]
+    #[command(after_help = ctl_help())]
     Ctl(CtlArgs),
     /// Put a new pty in front of a real device: pass every byte, trace it, record a capture.
     #[command(after_help = crate::tap::TAP_EXAMPLES)]
@@ -84,6 +84,14 @@ pub(crate) struct RunArgs {
     pub(crate) no_control: bool,
 }
 
+/// `serialtwin models`.
+#[derive(Debug, Args)]
+pub(crate) struct ModelsArgs {
+    /// A model to describe in full: its config table, the framings it brings, the values
+    /// `ctl set` changes, and an example `[[device]]`.
+    pub(crate) name: Option<String>,
+}
+
 /// `serialtwin check`.
 #[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
@@ -129,23 +137,31 @@ Examples:
   serialtwin check
       The same for the default config `serialtwin run` uses without one";
 
-const CTL_EXAMPLES: &str = "\
+/// `serialtwin ctl --help`: the commands, and what `set` takes for each model.
+fn ctl_help() -> String {
+    format!(
+        "\
 Commands (one per call; `*` for every port):
   list                                      the ports and their ptys
   fault <port> <kind> [next=N|p=P] [cmd=PREFIX]
         kinds: drop corrupt break-crc truncate noise duplicate delay:<ms> unplug:<ms>
   clear <port>                              remove every fault rule
   unplug <port> <duration>                  pull the plug; back after e.g. 2s
-  set <port> <key> <value>                  a device value (pi30: grid on|off, soc 0-100)
-  send <port> <text>                        send a frame as if the device had (\\r \\xHH)
+  set <port> <key> <value>                  a device value; the keys by model:
+{}  send <port> <text>                        send a frame as if the device had (\\r \\xHH)
 
 Examples:
   serialtwin ctl fault inverter break-crc next=3 cmd=QPIGS
   serialtwin ctl set inverter grid off
   serialtwin ctl unplug inverter 5s
-  serialtwin ctl --socket /run/user/1000/serialtwin/control.sock list";
+  serialtwin ctl --socket /run/user/1000/serialtwin/control.sock list",
+        crate::models::settable_help()
+    )
+}
 
 const MODELS_EXAMPLES: &str = "\
 Examples:
   serialtwin models
-      One line per model: its name (the `model` key of a [[device]]) and what it emulates";
+      One line per model: its name (the `model` key of a [[device]]) and what it emulates
+  serialtwin models pi30
+      Its [device.pi30] table, its framings, the values `ctl set` takes, an example";

@@ -1,29 +1,29 @@
 //! The fleet config file: TOML in, a validated [`Plan`] out, or an error at the offending value.
 //!
 //! Parsing happens in two stages so that every error can name the line and column of the value
-//! that is wrong: serde (with `deny_unknown_fields`) reads the file into raw tables whose
-//! checkable values keep their spans, then [`plan`] checks what serde cannot (models, framings,
-//! templates, port names, duplicate links, regexes in scripts) and builds the devices. Nothing
-//! is opened or created here: `check` and `run` share all of it.
+//! that is wrong: the file is parsed into a tree that keeps every value's span, each
+//! `[[device]]`'s model table (`[device.<table>]`, any table a model of the registry
+//! declares) is set aside for its model, and serde (with `deny_unknown_fields`) reads
+//! the rest into raw tables whose checkable values keep their spans. Then [`plan`] checks what
+//! serde cannot (models, framings, port names, duplicate links) and asks each model's registry
+//! entry to build its devices from its table, which reports its own errors at their spans.
+//! Nothing here knows a model by name. Nothing is opened or created here either (a model may
+//! read a file, as replay reads its capture): `check` and `run` share all of it.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serialtwin_core::control::{Command as ControlCommand, Target, TimelineStep, parse_duration};
 use serialtwin_core::{
-    Device, Faults, Framing, Latency, LineConfig, Mismatch, SimClock, check_port_name,
+    BoxDevice, Faults, Framing, Latency, LineConfig, Mismatch, SimClock, check_port_name,
 };
-use serialtwin_devices::pi30::{ConfigError as Pi30Error, Pi30, Pi30Config};
-use serialtwin_devices::scripted::{Script, ScriptConfig, Scripted};
+use serialtwin_devices::registry::{self, Build, Built, Lint, Model, Table};
+use toml::de::{DeTable, DeValue};
 use toml::{Spanned, Value};
-
-use crate::clients;
-use crate::models::{self, AnyDevice};
 
 /// The config `serialtwin run` uses without one: a PI30 inverter at the documented default link
 /// (`/tmp` in it stands for the system's temp directory, see [`default_config`]).
@@ -96,11 +96,13 @@ pub(crate) struct PortPlan {
     pub(crate) link: Option<PathBuf>,
     pub(crate) owner: Option<(u32, u32)>,
     pub(crate) mode: Option<u32>,
-    pub(crate) framing: Option<Framing>,
+    /// The port's framing: the `[[device]]`'s `framing`, else the device's own.
+    pub(crate) framing: Framing,
+    /// The model's line with `[device.line]` over it, when that table is written.
     pub(crate) line: Option<LineConfig>,
     pub(crate) seed: u64,
     pub(crate) faults: Faults,
-    pub(crate) device: AnyDevice,
+    pub(crate) device: BoxDevice,
 }
 
 /// The whole file.
@@ -135,7 +137,7 @@ struct RawClock {
     speed: Option<Spanned<f64>>,
 }
 
-/// One `[[device]]`.
+/// One `[[device]]`, without its model's table (see [`model_tables`]).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDevice {
@@ -153,9 +155,10 @@ struct RawDevice {
     /// Fault rules in the control syntax without the port: `"drop next=1 cmd=QPIGS"`.
     #[serde(default)]
     faults: Vec<Spanned<String>>,
-    pi30: Option<Spanned<Pi30Config>>,
-    script: Option<Spanned<ScriptConfig>>,
 }
+
+/// The model tables of one `[[device]]`, by key (normally one: its model's).
+type ModelTables<'a> = Vec<(String, Spanned<DeValue<'a>>)>;
 
 /// `[device.line]`: the wire, overriding the model's own.
 #[derive(Debug, Deserialize)]
@@ -178,7 +181,8 @@ enum RawMismatch {
     Garbage,
 }
 
-/// Read and validate the config at `path`.
+/// Read and validate the config at `path`; relative paths in it (a replayed capture) are read
+/// from its directory.
 pub(crate) fn load(path: &Path) -> Result<Plan, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -186,26 +190,58 @@ pub(crate) fn load(path: &Path) -> Result<Plan, ConfigError> {
         at: None,
         reason: format!("cannot read: {e}"),
     })?;
-    parse(&file, &text)
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    parse(&file, &text, dir)
 }
 
-/// Validate `text`, the config called `file`.
-pub(crate) fn parse(file: &str, text: &str) -> Result<Plan, ConfigError> {
-    let here = Locator { file, text };
-    let raw: RawFleet = toml::from_str(text).map_err(|e| {
+/// Validate `text`, the config called `file`, whose relative paths are read from `base_dir`
+/// (`None`: the current directory).
+pub(crate) fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Plan, ConfigError> {
+    let here = Locator {
+        file,
+        text,
+        base_dir,
+    };
+    let toml_error = |e: toml::de::Error| {
         let reason = e.message().trim().replace('\n', "; ");
-        match e.span() {
-            Some(span) => here.error(&span, reason),
-            None => here.error(&(0..0), reason),
-        }
-    })?;
-    plan(&here, &raw)
+        here.error(&e.span().unwrap_or(0..0), reason)
+    };
+    let mut doc = DeTable::parse(text).map_err(toml_error)?;
+    let tables = model_tables(doc.get_mut());
+    let raw = RawFleet::deserialize(toml::de::Deserializer::from(doc)).map_err(toml_error)?;
+    plan(&here, &raw, tables)
+}
+
+/// Takes every model's table out of each `[[device]]` of `doc`, in device order: what is left
+/// is [`RawDevice`]'s to read, and each table its model's.
+fn model_tables<'a>(doc: &mut DeTable<'a>) -> Vec<ModelTables<'a>> {
+    let Some(DeValue::Array(devices)) = doc.get_mut("device").map(Spanned::get_mut) else {
+        return Vec::new();
+    };
+    devices
+        .iter_mut()
+        .map(|device| {
+            let DeValue::Table(device) = device.get_mut() else {
+                return Vec::new();
+            };
+            let keys: Vec<String> = device
+                .keys()
+                .map(|k| k.get_ref().to_string())
+                .filter(|k| registry::by_table(k).is_some())
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| device.remove(k.as_str()).map(|v| (k, v)))
+                .collect()
+        })
+        .collect()
 }
 
 /// Turns byte offsets into `file:line:column`.
 struct Locator<'a> {
     file: &'a str,
     text: &'a str,
+    /// Where relative paths in the config are read from.
+    base_dir: Option<&'a Path>,
 }
 
 impl Locator<'_> {
@@ -224,24 +260,17 @@ impl Locator<'_> {
         }
     }
 
-    /// The span of the value at `path` inside `[[device]]` number `device`, if it is written.
-    fn value_span(&self, device: usize, path: &[&str]) -> Option<Range<usize>> {
-        let doc = toml::de::DeTable::parse(self.text).ok()?;
-        let root = toml::de::DeValue::Table(doc.into_inner());
-        let mut value = root.get("device")?.get_ref().get(device)?;
-        for key in path {
-            value = value.get_ref().get(*key)?;
-        }
-        Some(value.span())
-    }
-
     fn warning(&self, span: &Range<usize>, message: &str) -> Warning {
         let (line, col) = self.position(span.start);
         Warning(format!("{}:{line}:{col}: {message}", self.file))
     }
 }
 
-fn plan(here: &Locator<'_>, raw: &RawFleet) -> Result<Plan, ConfigError> {
+fn plan<'a>(
+    here: &Locator<'a>,
+    raw: &RawFleet,
+    mut tables: Vec<ModelTables<'a>>,
+) -> Result<Plan, ConfigError> {
     if raw.device.is_empty() {
         return Err(here.error(&(0..0), "no devices: add a [[device]] table"));
     }
@@ -251,9 +280,11 @@ fn plan(here: &Locator<'_>, raw: &RawFleet) -> Result<Plan, ConfigError> {
     // Where each link and name was claimed, for duplicates.
     let mut links: HashMap<PathBuf, (String, usize)> = HashMap::new();
     let mut names: HashMap<String, usize> = HashMap::new();
-    for (index, device) in raw.device.iter().enumerate() {
+    tables.resize_with(raw.device.len(), Vec::new);
+    for (device, tables) in raw.device.iter().zip(tables) {
         let first_port = ports.len();
-        device_ports(here, index, device, &mut ports)?;
+        let (model, table) = model_table(here, device, tables)?;
+        device_ports(here, device, model, &table, &mut ports)?;
         let d = device.get_ref();
         let rules = faults(here, &d.faults)?;
         for port in &mut ports[first_port..] {
@@ -273,9 +304,16 @@ fn plan(here: &Locator<'_>, raw: &RawFleet) -> Result<Plan, ConfigError> {
                     ));
                 }
                 links.insert(link.clone(), (port.name.clone(), line));
-                if let Some(message) = clients::warning(&link.to_string_lossy(), port.model) {
-                    warnings.push(here.warning(&span, &message));
-                }
+            }
+            let seen = Lint {
+                link: port.link.as_deref(),
+                table: &table,
+            };
+            for finding in (model.lint)(&seen) {
+                let span = finding
+                    .at
+                    .unwrap_or_else(|| d.link.as_ref().map_or(device.span(), Spanned::span));
+                warnings.push(here.warning(&span, &finding.message));
             }
             if let Some(other_line) = names.insert(port.name.clone(), line) {
                 let span = d.name.as_ref().map_or(device.span(), Spanned::span);
@@ -378,43 +416,50 @@ fn clock(here: &Locator<'_>, raw: Option<&RawClock>) -> Result<SimClock, ConfigE
     Ok(SimClock::new(start, speed))
 }
 
-/// The ports of one `[[device]]`, appended to `ports`.
-fn device_ports(
+/// The model of one `[[device]]` and its table; a table of another model is a mistake, not
+/// something to ignore.
+fn model_table<'a>(
     here: &Locator<'_>,
-    index: usize,
     device: &Spanned<RawDevice>,
-    ports: &mut Vec<PortPlan>,
-) -> Result<(), ConfigError> {
+    tables: ModelTables<'a>,
+) -> Result<(&'static Model, Table<'a>), ConfigError> {
     let d = device.get_ref();
-    let model_name = d.model.get_ref();
-    let Some(model) = models::find(model_name) else {
-        let known: Vec<_> = models::MODELS.iter().map(|m| m.name).collect();
+    let name = d.model.get_ref();
+    let Some(model) = registry::find(name) else {
         return Err(here.error(
             &d.model.span(),
             format!(
-                "unknown model `{model_name}` (known: {}; see `serialtwin models`)",
-                known.join(", ")
+                "unknown model `{name}` (known: {}; see `serialtwin models`)",
+                registry::names().join(", ")
             ),
         ));
     };
-    // A settings table of another model is a mistake, not something to ignore.
-    for (table, span) in [
-        ("pi30", d.pi30.as_ref().map(Spanned::span)),
-        ("script", d.script.as_ref().map(Spanned::span)),
-    ] {
-        if let Some(span) = span
-            && table != model.table
-        {
+    let mut own = Table::absent();
+    for (key, value) in tables {
+        if key == model.table {
+            own = Table::new(value);
+        } else {
             return Err(here.error(
-                &span,
+                &value.span(),
                 format!(
-                    "[device.{table}] does not apply to model `{}` (its table is [device.{}])",
+                    "[device.{key}] does not apply to model `{}` (its table is [device.{}])",
                     model.name, model.table
                 ),
             ));
         }
     }
+    Ok((model, own))
+}
 
+/// The ports of one `[[device]]`, appended to `ports`.
+fn device_ports(
+    here: &Locator<'_>,
+    device: &Spanned<RawDevice>,
+    model: &'static Model,
+    table: &Table<'_>,
+    ports: &mut Vec<PortPlan>,
+) -> Result<(), ConfigError> {
+    let d = device.get_ref();
     let count = match &d.count {
         Some(c) if *c.get_ref() == 0 || *c.get_ref() > MAX_COUNT => {
             return Err(here.error(
@@ -432,33 +477,38 @@ fn device_ports(
     if let Some(name) = &d.name {
         check_template(here, name, "name", count)?;
     }
-    let framing = match &d.framing {
-        None => None,
-        Some(f) => Some(
-            serialtwin_devices::framing_by_name(f.get_ref()).ok_or_else(|| {
-                let mut known: Vec<&str> = Framing::builtin_names().to_vec();
-                known.extend_from_slice(serialtwin_devices::framing_names());
-                here.error(
-                    &f.span(),
-                    format!(
-                        "unknown framing `{}` (known: {})",
-                        f.get_ref(),
-                        known.join(", ")
-                    ),
-                )
-            })?,
-        ),
-    };
+    let framing = d
+        .framing
+        .as_ref()
+        .map(|f| registry::framing(f.get_ref()).map_err(|e| here.error(&f.span(), e.to_string())))
+        .transpose()?;
     let owner = d.owner.as_ref().map(|o| owner(here, o)).transpose()?;
     let mode = d.mode.as_ref().map(|m| mode(here, m)).transpose()?;
-    let mut devices = devices(here, index, device, model.name, count)?;
+    let build = Build {
+        table: table.clone(),
+        count: usize::try_from(count).unwrap_or(usize::MAX),
+        parallel: d.parallel.clone(),
+        seed: d.seed.unwrap_or(0),
+        framing: framing.clone(),
+        base_dir: here.base_dir,
+        at: device.span(),
+    };
+    let devices = build_devices(here, device, model, &build)?;
     let line_config = d
         .line
         .as_ref()
-        .map(|raw| line(here, raw, devices[0].line()))
+        .map(|raw| line(here, raw, devices[0].line))
         .transpose()?;
 
-    for (i, device) in devices.drain(..).enumerate() {
+    for (
+        i,
+        Built {
+            device,
+            framing: own,
+            ..
+        },
+    ) in devices.into_iter().enumerate()
+    {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         let n = first.saturating_add(index).to_string();
         let link = d.link.as_ref().map(|l| {
@@ -480,14 +530,54 @@ fn device_ports(
             link,
             owner,
             mode,
-            framing: framing.clone(),
+            framing: framing.clone().unwrap_or(own),
             line: line_config,
-            seed: port_seed(d, usize::try_from(index).unwrap_or(usize::MAX)),
+            seed: build.port_seed(i),
             faults: Faults::new(),
             device,
         });
     }
     Ok(())
+}
+
+/// The model's devices for one `[[device]]`, one per copy.
+fn build_devices(
+    here: &Locator<'_>,
+    device: &Spanned<RawDevice>,
+    model: &Model,
+    build: &Build<'_>,
+) -> Result<Vec<Built>, ConfigError> {
+    if let Some(parallel) = &device.get_ref().parallel
+        && !model.groups
+    {
+        let grouping: Vec<&str> = serialtwin_devices::MODELS
+            .iter()
+            .filter(|m| m.groups)
+            .map(|m| m.name)
+            .collect();
+        return Err(here.error(
+            &parallel.span(),
+            format!(
+                "`parallel` does not apply to model `{}` (models with parallel groups: {})",
+                model.name,
+                grouping.join(", ")
+            ),
+        ));
+    }
+    let devices = (model.build)(build)
+        .map_err(|e| here.error(&e.at.unwrap_or_else(|| device.span()), e.reason))?;
+    if devices.len() != build.count {
+        return Err(here.error(
+            &device.span(),
+            format!(
+                "model `{}` made {} device(s) for count = {} (a bug in the model)",
+                model.name,
+                devices.len(),
+                build.count
+            ),
+        ));
+    }
+    Ok(devices)
 }
 
 /// A port's `name` must be one word of the control protocol: the error points at the `name`
@@ -529,92 +619,6 @@ fn check_template(
         return Err(here.error(&value.span(), "`link` is empty"));
     }
     Ok(())
-}
-
-/// The seed of copy `i` of a `[[device]]`: its `seed` (default 0) plus `i`.
-fn port_seed(d: &RawDevice, i: usize) -> u64 {
-    d.seed
-        .unwrap_or(0)
-        .wrapping_add(u64::try_from(i).unwrap_or(u64::MAX))
-}
-
-/// The model's devices, one per copy.
-fn devices(
-    here: &Locator<'_>,
-    index: usize,
-    device: &Spanned<RawDevice>,
-    model: &str,
-    count: u32,
-) -> Result<Vec<AnyDevice>, ConfigError> {
-    let d = device.get_ref();
-    let n = usize::try_from(count).unwrap_or(usize::MAX);
-    match model {
-        "pi30" => {
-            let config = d
-                .pi30
-                .as_ref()
-                .map(|c| c.get_ref().clone())
-                .unwrap_or_default();
-            let table = d.pi30.as_ref().map_or(d.model.span(), Spanned::span);
-            // Point at the value the model rejects when it is written, else at the table.
-            let at = |e: &Pi30Error| {
-                let key: &[&str] = match e {
-                    Pi30Error::BatteryVoltage(_) => &["pi30", "battery", "nominal_voltage"],
-                    Pi30Error::FieldCount {
-                        command: "QPIGS", ..
-                    } => &["pi30", "qpigs_fields"],
-                    Pi30Error::FieldCount { .. } => &["pi30", "qpiri_fields"],
-                    Pi30Error::Text(name) => &["pi30", name],
-                    Pi30Error::GroupSize { .. } => &[],
-                };
-                let span = Some(key)
-                    .filter(|k| !k.is_empty())
-                    .and_then(|k| here.value_span(index, k))
-                    .unwrap_or_else(|| table.clone());
-                here.error(&span, e.to_string())
-            };
-            if let Some(parallel) = &d.parallel
-                && *parallel.get_ref()
-            {
-                let mut config = config;
-                config.plant.seed = config.plant.seed.wrapping_add(port_seed(d, 0));
-                let group = Pi30::group(config, n).map_err(|e| match e {
-                    Pi30Error::GroupSize { .. } => here.error(&parallel.span(), e.to_string()),
-                    e => at(&e),
-                })?;
-                return Ok(group.into_iter().map(AnyDevice::Pi30).collect());
-            }
-            // Each copy's plant gets the port's seed on top of the configured one, so copies
-            // (and ports given their own `seed`) do not share one load and cloud pattern.
-            (0..n)
-                .map(|i| {
-                    let mut config = config.clone();
-                    config.plant.seed = config.plant.seed.wrapping_add(port_seed(d, i));
-                    Pi30::new(config).map(AnyDevice::Pi30).map_err(|e| at(&e))
-                })
-                .collect()
-        }
-        "scripted" => {
-            if let Some(parallel) = &d.parallel {
-                return Err(here.error(&parallel.span(), "`parallel` applies to model `pi30` only"));
-            }
-            let Some(script) = &d.script else {
-                return Err(here.error(
-                    &device.span(),
-                    "model `scripted` needs its dialogue in a [device.script] table",
-                ));
-            };
-            let compiled = Script::compile(script.get_ref()).map_err(|e| {
-                let span = e.span.clone().unwrap_or_else(|| script.span());
-                here.error(&span, e.to_string())
-            })?;
-            let compiled = Arc::new(compiled);
-            Ok((0..n)
-                .map(|_| AnyDevice::Scripted(Scripted::new(Arc::clone(&compiled))))
-                .collect())
-        }
-        other => unreachable!("model `{other}` is listed but not built"),
-    }
 }
 
 /// `owner`: a uid, or `"user"`, `"user:group"`, `"uid:gid"`.
@@ -738,34 +742,6 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
 mod tests {
     use super::*;
 
-    fn plant_seeds(plan: &Plan) -> Vec<(u64, u64)> {
-        plan.ports
-            .iter()
-            .map(|p| match &p.device {
-                AnyDevice::Pi30(d) => (p.seed, d.config().plant.seed),
-                AnyDevice::Scripted(_) => panic!("not a pi30"),
-            })
-            .collect()
-    }
-
-    #[test]
-    fn copies_get_their_own_seed_and_their_own_plant() {
-        let plan = parse(
-            "t.toml",
-            "[[device]]\nmodel = 'pi30'\ncount = 3\nseed = 10\nlink = '/tmp/x/ttyUSB{n}'\n\
-             [device.pi30.plant]\nseed = 100\n",
-        )
-        .unwrap();
-        assert_eq!(plant_seeds(&plan), [(10, 110), (11, 111), (12, 112)]);
-        // A parallel group shares one plant: it gets the first copy's seed.
-        let plan = parse(
-            "t.toml",
-            "[[device]]\nmodel = 'pi30'\ncount = 2\nparallel = true\nlink = '/tmp/x/ttyUSB{n}'\n",
-        )
-        .unwrap();
-        assert_eq!(plant_seeds(&plan), [(0, 0), (1, 0)]);
-    }
-
     #[test]
     fn the_line_table_overrides_the_models_line() {
         let plan = parse(
@@ -773,6 +749,7 @@ mod tests {
             "[[device]]\nmodel = 'pi30'\nlink = '/tmp/x/ttyUSB0'\n\
              [device.line]\nbaud = 9600\nformat = '7E1'\npace = false\nmismatch = 'silence'\nlatency_ms = [5, 9]\n\
              frame_timeout_ms = 250\n",
+            None,
         )
         .unwrap();
         let line = plan.ports[0].line.unwrap();
@@ -788,5 +765,39 @@ mod tests {
                 max: Duration::from_millis(9)
             }
         );
+    }
+
+    #[test]
+    fn copies_get_their_seeds_and_the_ports_framing() {
+        let plan = parse(
+            "t.toml",
+            "[[device]]\nmodel = 'scripted'\ncount = 3\nseed = 10\nlink = '/tmp/x/ttyUSB{n}'\n\
+             framing = 'lf'\nscript = {}\n",
+            None,
+        )
+        .unwrap();
+        let seeds: Vec<u64> = plan.ports.iter().map(|p| p.seed).collect();
+        assert_eq!(seeds, [10, 11, 12]);
+        assert!(plan.ports.iter().all(|p| p.framing.name() == "lf"));
+    }
+
+    /// A model's table called like a `[[device]]` key would be taken from the device.
+    #[test]
+    fn no_model_table_is_called_like_a_device_key() {
+        let e = toml::from_str::<RawDevice>("model = 'x'\nno_such_key = 1\n").unwrap_err();
+        let expected = e
+            .message()
+            .split("expected one of")
+            .nth(1)
+            .unwrap()
+            .to_owned();
+        assert!(expected.contains("`parallel`"), "{expected}");
+        for model in serialtwin_devices::MODELS {
+            assert!(
+                !expected.contains(&format!("`{}`", model.table)),
+                "{}",
+                model.table
+            );
+        }
     }
 }

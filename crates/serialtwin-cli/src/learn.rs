@@ -73,7 +73,7 @@ pub(crate) fn learn(args: &LearnArgs) -> anyhow::Result<()> {
     let text = learn_toml(&conversation, &framing, &options);
     // What we write must load: a failure here is a bug in `learn`, caught before a person
     // finds it.
-    config::parse("<learned config>", &text)
+    config::parse("<learned config>", &text, None)
         .context("the learned config does not load (a bug in serialtwin learn)")?;
     if args.output.as_os_str() == "-" {
         std::io::stdout().lock().write_all(text.as_bytes())?;

@@ -3,15 +3,14 @@
 //! # Layout
 //! - `cli`: the command line (clap).
 //! - `config`: the fleet config file: parsing, validation, positions of errors.
-//! - `models`: the built-in models and the device enum the fleet runs.
-//! - `clients`: how well-known clients read a port's path (mppsolar's substring rules).
+//! - `models`: `serialtwin models`, and help texts read from the model registry
+//!   (`serialtwin_devices::registry`): the CLI names no model itself.
 //! - `trace`: the `--trace` observer.
 //! - `run`: `serialtwin run` (signals, limits, readiness output, shutdown).
 //! - `tap`, `replay`, `learn`: record a real device, replay a capture, learn a scripted device.
 //! - `files`: the files they write on request (`--force`).
 
 mod cli;
-mod clients;
 mod config;
 mod files;
 mod learn;
@@ -40,10 +39,7 @@ fn main() -> ExitCode {
         Command::Tap(args) => tap::tap(&args),
         Command::Replay(args) => replay::replay(&args),
         Command::Learn(args) => learn::learn(&args),
-        Command::Models => {
-            models::list();
-            Ok(())
-        }
+        Command::Models(args) => models::models(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

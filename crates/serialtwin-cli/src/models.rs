@@ -1,99 +1,40 @@
-//! The built-in models, and the one device type a fleet of mixed models runs.
+//! `serialtwin models`: the registry of models, as people read it.
 
-use std::convert::Infallible;
+use std::fmt::Write as _;
 
-use serialtwin_core::{Context, Device, Framing, LineConfig, LineEvent, Replies};
-use serialtwin_devices::pi30::Pi30;
-use serialtwin_devices::scripted::Scripted;
+use serialtwin_devices::registry;
 
-/// A built-in model, as `serialtwin models` lists it.
-#[derive(Debug)]
-pub(crate) struct Model {
-    /// The `model` key of a `[[device]]`.
-    pub(crate) name: &'static str,
-    /// Its own settings table, `[device.<table>]`.
-    pub(crate) table: &'static str,
-    /// One line on what it emulates.
-    pub(crate) summary: &'static str,
+use crate::cli::ModelsArgs;
+
+/// `serialtwin models [NAME]`: one line per model, or everything about one.
+///
+/// # Errors
+/// An unknown name.
+pub(crate) fn models(args: &ModelsArgs) -> anyhow::Result<()> {
+    let Some(name) = &args.name else {
+        for m in serialtwin_devices::MODELS {
+            println!("{:<10} {}", m.name, m.summary);
+        }
+        return Ok(());
+    };
+    let model = registry::find(name).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown model `{name}` (known: {})",
+            registry::names().join(", ")
+        )
+    })?;
+    print!("{model}");
+    Ok(())
 }
 
-/// Every built-in model.
-pub(crate) const MODELS: &[Model] = &[
-    Model {
-        name: "pi30",
-        table: "pi30",
-        summary: "Voltronic PI30/PI30MAX solar inverter (Axpert, MPP-Solar, EASUN): 2400 baud, \
-                  CR + CRC frames, a simulated plant, parallel groups",
-    },
-    Model {
-        name: "scripted",
-        table: "script",
-        summary: "a dialogue written in the config: exact or regex requests, reply templates, \
-                  state, sequences, delays, raw bytes (CRLF lines unless `framing` says otherwise)",
-    },
-];
-
-/// The model called `name`.
-pub(crate) fn find(name: &str) -> Option<&'static Model> {
-    MODELS.iter().find(|m| m.name == name)
-}
-
-/// `serialtwin models`.
-pub(crate) fn list() {
-    for m in MODELS {
-        println!("{:<10} {}", m.name, m.summary);
-    }
-}
-
-/// Any built-in device, so that one fleet can run several models.
-#[derive(Debug)]
-pub(crate) enum AnyDevice {
-    /// `pi30`.
-    Pi30(Pi30),
-    /// `scripted`.
-    Scripted(Scripted),
-}
-
-impl Device for AnyDevice {
-    type Error = Infallible;
-
-    fn framing(&self) -> Framing {
-        match self {
-            Self::Pi30(d) => d.framing(),
-            Self::Scripted(d) => d.framing(),
+/// What `set` takes, model by model, for `serialtwin ctl --help`.
+pub(crate) fn settable_help() -> String {
+    let mut out = String::new();
+    for m in serialtwin_devices::MODELS {
+        for (i, s) in (m.settable)().iter().enumerate() {
+            let model = if i == 0 { m.name } else { "" };
+            let _ = writeln!(out, "        {model:<10} {:<8} {}", s.key, s.help);
         }
     }
-
-    fn line(&self) -> LineConfig {
-        match self {
-            Self::Pi30(d) => d.line(),
-            Self::Scripted(d) => d.line(),
-        }
-    }
-
-    fn handle(
-        &mut self,
-        request: &[u8],
-        ctx: &mut Context,
-        replies: &mut Replies,
-    ) -> Result<(), Self::Error> {
-        match self {
-            Self::Pi30(d) => d.handle(request, ctx, replies),
-            Self::Scripted(d) => d.handle(request, ctx, replies),
-        }
-    }
-
-    fn on_event(&mut self, event: &LineEvent, ctx: &mut Context) {
-        match self {
-            Self::Pi30(d) => d.on_event(event, ctx),
-            Self::Scripted(d) => d.on_event(event, ctx),
-        }
-    }
-
-    fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String> {
-        match self {
-            Self::Pi30(d) => d.set(key, value, ctx),
-            Self::Scripted(d) => d.set(key, value, ctx),
-        }
-    }
+    out
 }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use serialtwin_capture::{Capture, CaptureWriter, Header};
+use serialtwin_capture::{CaptureWriter, Header};
 use serialtwin_core::{Fleet, Framing, PortSpec};
-use serialtwin_devices::replay::{Conversation, Fallback, Replay, ReplayOptions};
-use tracing::{info, warn};
+use serialtwin_devices::replay::{self, Conversation, Fallback, OpenError, Replay, ReplayOptions};
+use tracing::info;
 
 use crate::cli::TraceFormat;
 use crate::files;
@@ -81,59 +81,20 @@ Matching: the exact request first, then its printable-ASCII text (cut at the fir
 such as a binary CRC), trimmed and upper-cased. A request seen several times replays its
 replies in recorded order, then keeps answering the last (--cycle: starts over).";
 
-/// Read `path` as a capture, warning about an incomplete last record.
-pub(crate) fn load(path: &Path) -> anyhow::Result<Capture> {
-    let capture = serialtwin_capture::read(path)?;
-    if let Some((line, len)) = capture.truncated {
-        warn!(
-            "{}:{line}: the last record is incomplete ({len} bytes; was the recorder killed?): \
-             using the {} complete record(s) before it",
-            path.display(),
-            capture.records.len()
-        );
-    }
-    if capture.skipped > 0 {
-        warn!(
-            "{}: skipped {} record(s) of types this version does not know",
-            path.display(),
-            capture.skipped
-        );
-    }
-    Ok(capture)
-}
-
-/// The framing to read `capture` with: `asked`, else the capture's own.
-pub(crate) fn framing_for(
-    capture: &Capture,
-    asked: Option<&str>,
-    path: &Path,
-) -> anyhow::Result<Framing> {
-    match asked.or(capture.header.framing.as_deref()) {
-        Some(name) => framing(name),
-        None => bail!(
-            "{}: the capture was recorded without a framing: choose one with --framing (pi30, crlf, cr, lf...)",
-            path.display()
-        ),
-    }
-}
-
-/// The conversation in the capture at `path`.
+/// The conversation in the capture at `path`, and the framing it was read with: `asked`, else
+/// the capture's own.
 pub(crate) fn conversation(
     path: &Path,
     asked: Option<&str>,
 ) -> anyhow::Result<(Conversation, Framing)> {
-    let capture = load(path)?;
-    let framing = framing_for(&capture, asked, path)?;
-    let conversation = Conversation::from_capture(&capture, &framing)
-        .with_context(|| format!("{}", path.display()))?;
-    if conversation.exchanges.is_empty() {
-        bail!(
-            "{}: no requests in the capture (with framing `{}`)",
-            path.display(),
-            framing.name()
-        );
-    }
-    Ok((conversation, framing))
+    let framing = asked.map(framing).transpose()?;
+    replay::open(path, framing).map_err(|e| match e {
+        OpenError::Capture(e) => e.into(),
+        OpenError::NoFraming => {
+            anyhow::anyhow!("{}: {e}: choose one with --framing", path.display())
+        }
+        e => anyhow::anyhow!("{}: {e}", path.display()),
+    })
 }
 
 /// `serialtwin replay`.
@@ -191,10 +152,12 @@ async fn serve(
         None => None,
     };
     let mut spec = PortSpec::new("replay").link(args.link.clone());
-    spec.serve.framing = Some(framing);
     if let Some((t, _)) = &trace {
-        spec.serve.observers.push(Arc::new(t.clone()));
+        spec.serve
+            .observers
+            .push(Arc::new(t.checking(Some(&framing))));
     }
+    spec.serve.framing = Some(framing);
     if let Some(c) = &capture {
         spec.serve.observers.push(Arc::new(c.clone()));
     }
@@ -207,7 +170,7 @@ async fn serve(
     if args.json {
         let line = serde_json::json!({
             "name": handle.name(),
-            "model": "replay",
+            "model": replay::MODEL.name,
             "pty": handle.pty().display().to_string(),
             "link": args.link.display().to_string(),
         });

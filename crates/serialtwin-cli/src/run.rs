@@ -23,7 +23,7 @@ use crate::trace::Trace;
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let plan = match &args.config {
         Some(path) => config::load(path)?,
-        None => config::parse(config::DEFAULT_NAME, &config::default_config())?,
+        None => config::parse(config::DEFAULT_NAME, &config::default_config(), None)?,
     };
     for w in &plan.warnings {
         warn!("{w}");
@@ -43,7 +43,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let (plan, name) = match &args.config {
         Some(path) => (config::load(path)?, path.display().to_string()),
         None => (
-            config::parse(config::DEFAULT_NAME, &config::default_config())?,
+            config::parse(config::DEFAULT_NAME, &config::default_config(), None)?,
             config::DEFAULT_NAME.to_owned(),
         ),
     };
@@ -108,7 +108,6 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
         Err(e) => warn!("cannot raise the open-file limit: {e}"),
     }
     let trace = args.trace.map(Trace::start);
-    let observer = trace.as_ref().map(|(t, _)| Arc::new(t.clone()));
 
     let models: Vec<&'static str> = plan.ports.iter().map(|p| p.model).collect();
     let ports = plan.ports.into_iter().map(|p| {
@@ -116,19 +115,21 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
         spec.link = p.link;
         spec.owner = p.owner;
         spec.mode = p.mode;
-        spec.serve.framing = p.framing;
+        if let Some((t, _)) = &trace {
+            // Each port's own: it checks the checksums of that port's framing.
+            spec.serve
+                .observers
+                .push(Arc::new(t.checking(Some(&p.framing))));
+        }
+        spec.serve.framing = Some(p.framing);
         spec.serve.line = p.line;
         spec.serve.seed = p.seed;
         spec.serve.clock = plan.clock;
         spec.serve.faults = p.faults;
-        if let Some(o) = &observer {
-            spec.serve.observers.push(o.clone());
-        }
         (spec, p.device)
     });
     let fleet = Fleet::new();
     let started = fleet.spawn_all(ports).await;
-    drop(observer);
     let handles = match started {
         Ok(handles) => handles,
         Err(e) => {

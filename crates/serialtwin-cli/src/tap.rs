@@ -130,13 +130,9 @@ impl TapArgs {
     }
 }
 
-/// A framing by name, or an error listing the known ones.
+/// A framing by name (the core's and every model's), or an error listing the known ones.
 pub(crate) fn framing(name: &str) -> anyhow::Result<Framing> {
-    serialtwin_devices::framing_by_name(name).ok_or_else(|| {
-        let mut known: Vec<&str> = Framing::builtin_names().to_vec();
-        known.extend_from_slice(serialtwin_devices::framing_names());
-        anyhow::anyhow!("unknown framing `{name}` (known: {})", known.join(", "))
-    })
+    Ok(serialtwin_devices::registry::framing(name)?)
 }
 
 /// SIGINT, SIGTERM and SIGHUP, installed before anything is created so that none is lost.
@@ -307,11 +303,11 @@ async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
 
     let trace = args.trace.map(Trace::start);
     let mut tap = Tap::new("tap").capture(capture.clone());
+    if let Some((t, _)) = &trace {
+        tap = tap.observe(Arc::new(t.checking(framing.as_ref())));
+    }
     if let Some(f) = framing {
         tap = tap.framing(f);
-    }
-    if let Some((t, _)) = &trace {
-        tap = tap.observe(Arc::new(t.clone()));
     }
 
     let mut out = io::stdout().lock();

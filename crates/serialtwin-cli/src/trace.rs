@@ -4,17 +4,25 @@
 //! 2026-06-21T12:00:00.125Z qpgs rx "QPGS"
 //! 2026-06-21T12:00:00.126Z qpgs tx "correct result\r\n"
 //! 2026-06-21T12:00:01.002Z qpgs -- close
+//! 2026-06-21T12:00:02.310Z inverter rx "QPIGS\xb7\xa8" (checksum does not verify)
 //! ```
+//!
+//! A frame whose checksum the port's framer does not verify ([`Framer::check`]: a corrupted
+//! request, a `break-crc` fault, a command typed without one) is marked, whatever the
+//! protocol; frames of protocols without checksums never are.
 //!
 //! The serving loop calls observers synchronously, so the observer only formats the line and
 //! hands it to a writer thread; a slow stderr never slows a port down.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
-use serialtwin_core::{Observation, Observer, Seen};
+use bytes::BytesMut;
+use serialtwin_core::{
+    BoxFramer, Checksum, Direction, Framer, Framing, Observation, Observer, Seen,
+};
 use serialtwin_devices::scripted::escape_bytes;
 use tokio::time::Instant;
 
@@ -27,6 +35,41 @@ pub(crate) struct Trace {
     format: TraceFormat,
     /// The same moment on tokio's clock and the wall clock, to stamp observations.
     origin: (Instant, jiff::Timestamp),
+    /// The port's framing, to check its frames' checksums ([`Trace::checking`]).
+    checker: Option<Checker>,
+}
+
+/// A framer of one port's framing, asked whether its frames' checksums verify. Observers
+/// are shared between threads; a framer is only `Send`, hence the lock (one port's, so
+/// never contended).
+#[derive(Clone)]
+struct Checker(Arc<Mutex<BoxFramer>>);
+
+impl fmt::Debug for Checker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Checker")
+    }
+}
+
+impl Checker {
+    /// Whether the checksum of a frame seen going `direction` fails: a request as the framer
+    /// decoded it, or a reply as it went on the wire (decoded first).
+    fn fails(&self, direction: Direction, bytes: &[u8]) -> bool {
+        let mut framer = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match direction {
+            Direction::Rx => framer.check(bytes) == Checksum::Invalid,
+            Direction::Tx => {
+                framer.reset();
+                let mut wire = BytesMut::from(bytes);
+                let fails = matches!(
+                    framer.decode(&mut wire),
+                    Ok(Some(frame)) if framer.check(&frame) == Checksum::Invalid
+                );
+                framer.reset();
+                fails
+            }
+        }
+    }
 }
 
 /// The thread writing trace lines; [`finish`](Self::finish) waits until all are written.
@@ -49,8 +92,18 @@ impl Trace {
             tx,
             format,
             origin: (Instant::now(), jiff::Timestamp::now()),
+            checker: None,
         };
         (trace, TraceWriter { thread })
+    }
+
+    /// The observer for a port framed by `framing`, which marks frames whose checksum does
+    /// not verify (`None`: a port without framing, whose bytes are never checked).
+    pub(crate) fn checking(&self, framing: Option<&Framing>) -> Self {
+        Self {
+            checker: framing.map(|f| Checker(Arc::new(Mutex::new(f.build())))),
+            ..self.clone()
+        }
     }
 
     /// The trace line of `o`.
@@ -72,6 +125,13 @@ impl Trace {
                         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
                         line.push_str(&hex.join(" "));
                     }
+                }
+                if self
+                    .checker
+                    .as_ref()
+                    .is_some_and(|c| c.fails(*direction, bytes))
+                {
+                    line.push_str(" (checksum does not verify)");
                 }
             }
             Seen::Event(event) => {
@@ -102,5 +162,37 @@ impl TraceWriter {
     /// Wait until every line is written; call once every `Trace` clone has been dropped.
     pub(crate) fn finish(self) {
         let _ = self.thread.join();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn frame(trace: &Trace, direction: Direction, bytes: &'static [u8]) -> String {
+        trace.line(&Observation {
+            at: trace.origin.0,
+            port: "p".into(),
+            seen: Seen::Frame(direction, Bytes::from_static(bytes)),
+        })
+    }
+
+    #[test]
+    fn frames_whose_checksum_fails_are_marked_for_any_framing() {
+        let (trace, writer) = Trace::start(TraceFormat::Text);
+        let pi30 = trace.checking(serialtwin_devices::framing_by_name("pi30").as_ref());
+        let bad = " (checksum does not verify)";
+        assert!(!frame(&pi30, Direction::Rx, b"QPIGS\xb7\xa9").ends_with(bad));
+        assert!(frame(&pi30, Direction::Rx, b"QPIGS\xb7\xa8").ends_with(bad));
+        assert!(!frame(&pi30, Direction::Tx, b"(NAKss\r").ends_with(bad));
+        assert!(frame(&pi30, Direction::Tx, b"(NAKst\r").ends_with(bad));
+        // No checksum in the protocol, or no framing at all: nothing to say.
+        let crlf = trace.checking(Some(&Framing::default()));
+        assert!(!frame(&crlf, Direction::Rx, b"QPGS").ends_with(bad));
+        assert!(!frame(&trace, Direction::Rx, b"QPIGS\xb7\xa8").ends_with(bad));
+        drop((trace, pi30, crlf));
+        writer.finish();
     }
 }

@@ -534,6 +534,25 @@ const BAD: &[Bad] = &[
         reason: "a parallel group has 1 to",
     },
     Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB{n}'\ncount = 2\nparallel = true\nscript = {}\n",
+        line: 5,
+        col: 12,
+        reason: "`parallel` does not apply to model `scripted` (models with parallel groups: pi30)",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'replay'\nlink = '{dir}/ttyUSB0'\n",
+        line: 1,
+        col: 1,
+        reason: "model `replay` needs a [device.replay] table",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'replay'\nlink = '{dir}/ttyUSB0'\n\n\
+               [device.replay]\nfallback = 'nak'\ncapture = 'nowhere.jsonl'\n",
+        line: 7,
+        col: 11,
+        reason: "nowhere.jsonl",
+    },
+    Bad {
         text: "# nothing here\n",
         line: 1,
         col: 1,
@@ -654,7 +673,30 @@ fn models_and_help() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(names, ["pi30", "scripted"]);
+    // Every model of the registry, in its order; a new model adds a line, not a CLI change.
+    let registry: Vec<&str> = serialtwin_devices::MODELS.iter().map(|m| m.name).collect();
+    assert_eq!(names, registry);
+    assert_eq!(names[..3], ["pi30", "scripted", "replay"]);
+    // One model in full, from its registry entry.
+    let out = run_to_end(&dir, &["models", "pi30"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "[device.pi30]",
+        "pi30-reference",
+        "grid ",
+        "soc ",
+        "model = \"pi30\"",
+    ] {
+        assert!(stdout.contains(needle), "{needle:?}:\n{stdout}");
+    }
+    let out = run_to_end(&dir, &["models", "pi31"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model `pi31`"));
+    // What `ctl set` takes, by model.
+    let out = run_to_end(&dir, &["ctl", "--help"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("pi30       grid"), "{stdout}");
     for sub in [
         &["--help"][..],
         &["run", "--help"],

@@ -261,6 +261,29 @@ fn tap_records_mppsolar_and_replay_and_learn_answer_byte_for_byte() {
     assert_eq!(from_replay, through_tap, "mppsolar sees the same answers");
     assert_eq!(frames(&replayed), recorded, "the same bytes both ways");
 
+    // 2b. The same capture as a model in a fleet config, read from beside the config.
+    let config = dir.join("replayed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[device]]\nname = \"recorded\"\nmodel = \"replay\"\nlink = \"{}\"\n\n\
+             [device.replay]\ncapture = \"inverter.jsonl\"\nfallback = \"nak\"\n",
+            replay_link.display()
+        ),
+    )
+    .unwrap();
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let run = Background::start(&dir, "model", &["run", config.to_str().unwrap()]);
+    assert_eq!(run.ready[0]["model"], "replay");
+    let from_model: Vec<String> = COMMANDS[..2]
+        .iter()
+        .map(|c| ask(&mppsolar, &replay_link, c))
+        .collect();
+    let (ok, log) = run.stop(Signal::SIGTERM);
+    assert!(ok, "{log}");
+    assert_eq!(from_model, through_tap[..2]);
+
     // 3. Learn a scripted device and run it: mppsolar sees the same answers again.
     let learned = dir.join("learned.toml");
     let learned_link = dir.join("learned/ttyUSB0");

@@ -59,6 +59,6 @@ pub use crate::serve::observe::{Broadcast, Direction, Observation, Observer, See
 pub use crate::serve::{Control, ServeConfig, ServeError, serve, serve_with_control};
 pub use crate::wire::fault::{FaultKind, FaultRule, Faults, When};
 pub use crate::wire::framer::{
-    BoxFramer, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
+    BoxFramer, Checksum, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
 };
 pub use crate::wire::line::{Latency, Line, LineConfig, Mismatch};

@@ -9,15 +9,14 @@
 //!   recorded order, followed by a second rule for the same request that keeps answering the
 //!   last reply once the sequence is used up (the replay's "stick at the last"), or
 //!   `cycle = true` when asked;
-//! - a reply is written as the frame the framing turns into the recorded bytes (PI30: the text
-//!   without its CRC and `\r`, which the framing recomputes, so it can be edited) whenever
-//!   encoding that frame gives back exactly the recorded bytes; otherwise as the recorded bytes
-//!   with `raw = true`.
+//! - a reply is written as the frame the framing turns into the recorded bytes
+//!   ([`Framing::unframe`]: the payload without the terminator and the checksum the framer
+//!   adds back, so it can be edited) whenever encoding that frame gives back exactly the
+//!   recorded bytes; otherwise as the recorded bytes with `raw = true`.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use serialtwin_core::Framing;
 
 use crate::replay::Conversation;
@@ -56,26 +55,6 @@ struct Item {
     bytes: Vec<u8>,
     raw: bool,
     delay_ms: u64,
-}
-
-/// The frame `framing` encodes into exactly `wire`, if there is one (see the module docs).
-#[must_use]
-pub fn unframe(framing: &Framing, wire: &[u8]) -> Option<Bytes> {
-    let mut framer = framing.build();
-    let mut candidates = Vec::new();
-    let mut buf = BytesMut::from(wire);
-    if let Ok(Some(frame)) = framer.decode(&mut buf)
-        && buf.is_empty()
-    {
-        candidates.push(frame);
-    }
-    if let Some(range) = framer.checksum_range(wire) {
-        candidates.push(Bytes::copy_from_slice(&wire[..range.start]));
-    }
-    candidates.into_iter().find(|frame| {
-        let mut out = BytesMut::new();
-        framer.encode(frame, &mut out).is_ok() && out.as_ref() == wire
-    })
 }
 
 /// A TOML string holding `s` (printable ASCII): a 'literal string' unless it holds `'`.
@@ -134,7 +113,7 @@ pub fn learn(conversation: &Conversation, framing: &Framing, options: &LearnOpti
                 .iter()
                 .map(|(delay, wire)| {
                     let delay_ms = if options.timing { millis(*delay) } else { 0 };
-                    match unframe(framing, wire) {
+                    match framing.unframe(wire) {
                         Some(frame) => Item {
                             bytes: frame.to_vec(),
                             raw: false,
@@ -166,7 +145,7 @@ pub fn learn(conversation: &Conversation, framing: &Framing, options: &LearnOpti
         let _ = writeln!(
             out,
             "\n# {}: seen {} time(s), at {}{more} s{}",
-            escape_bytes(&crate::replay::normalise_for(framing.name(), request)),
+            escape_bytes(&crate::replay::normalise_for(framing, request)),
             seen.len(),
             times.join(", "),
             if all_same {
@@ -282,17 +261,18 @@ mod tests {
     }
 
     #[test]
-    fn unframe_recovers_what_the_framing_adds() {
+    fn a_reply_is_written_as_what_the_framing_adds_back_to() {
+        // Whatever the protocol: the line framings have no checksum, PI30's framer its CRC.
         let crlf = Framing::default();
-        assert_eq!(unframe(&crlf, b"OK\r\n").as_deref(), Some(&b"OK"[..]));
-        assert_eq!(unframe(&crlf, b"OK\n"), None);
+        assert_eq!(crlf.unframe(b"OK\r\n").as_deref(), Some(&b"OK"[..]));
+        assert_eq!(crlf.unframe(b"OK\n"), None);
         let pi30 = crate::framing_by_name("pi30").unwrap();
-        let mut wire = BytesMut::new();
+        let mut wire = bytes::BytesMut::new();
         pi30.build().encode(b"(ACK", &mut wire).unwrap();
-        assert_eq!(unframe(&pi30, &wire).as_deref(), Some(&b"(ACK"[..]));
+        assert_eq!(pi30.unframe(&wire).as_deref(), Some(&b"(ACK"[..]));
         // A wrong checksum cannot be re-created: written raw.
         let n = wire.len();
         wire[n - 2] ^= 1;
-        assert_eq!(unframe(&pi30, &wire), None);
+        assert_eq!(pi30.unframe(&wire), None);
     }
 }

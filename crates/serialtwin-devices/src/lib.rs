@@ -1,28 +1,50 @@
-//! Device models for serialtwin.
+//! Device models for serialtwin, and the registry the `serialtwin` command reads them from.
 //!
 //! - [`pi30`]: a Voltronic PI30 / PI30MAX solar inverter (Axpert, MPP-Solar and relatives),
 //!   with a simulated plant behind its numbers and parallel groups.
+//! - [`scripted`]: a dialogue written in the config instead of Rust.
+//! - [`replay`]: a device answering the way a recorded one did (a capture).
 //!
-//! [`framing_by_name`] extends the core's named framings with the ones these models bring.
+//! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
+//! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
+//! models' own.
 
-pub mod pi30;
-pub mod scripted;
+pub mod learn;
+pub mod registry;
 
 use serialtwin_core::Framing;
 
-/// The framing called `name`: the models' own (`pi30`, `pi30-mppsolar`, `pi30-reference`),
-/// else the core's built-ins ([`Framing::by_name`]: `crlf`, `cr`, `lf`).
+/// Declares each model's module and puts its `MODEL` in [`MODELS`]: adding a model is one
+/// line here (and its folder).
+///
+/// `cargo fmt` does not look inside a macro, so it does not reach the models' files: CI
+/// (`.ci/run`) runs rustfmt on every tracked file, and so can you
+/// (`rustfmt --edition 2024 crates/serialtwin-devices/src/<model>/*.rs`).
+macro_rules! models {
+    ($($(#[$attr:meta])* $model:ident),+ $(,)?) => {
+        $($(#[$attr])* pub mod $model;)+
+
+        /// Every model, in the order `serialtwin models` lists them (see [`registry`]).
+        pub static MODELS: &[&registry::Model] = &[$(&$model::MODEL),+];
+    };
+}
+
+models! {
+    pi30,
+    scripted,
+    replay,
+    scpi_psu,
+}
+
+/// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run
+/// as doctests of this crate, so the walkthrough cannot drift from the registry's API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/models.md")]
+pub struct ModelsGuide;
+
+/// The framing called `name`: the core's line framings (`crlf`, `cr`, `lf`), then the
+/// models' own (`pi30`, `pi30-reference`...). [`registry::framing`] says why not.
 #[must_use]
 pub fn framing_by_name(name: &str) -> Option<Framing> {
-    pi30::framing(name).or_else(|| Framing::by_name(name))
+    registry::framing(name).ok()
 }
-
-/// The framing names [`framing_by_name`] knows besides the core's.
-#[must_use]
-pub fn framing_names() -> &'static [&'static str] {
-    &["pi30", "pi30-mppsolar", "pi30-reference"]
-}
-
-// Devices from captures.
-pub mod learn;
-pub mod replay;

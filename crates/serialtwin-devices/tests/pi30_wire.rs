@@ -5,7 +5,7 @@ mod common;
 
 use bytes::{Buf, Bytes, BytesMut};
 use common::{NOON, ask, config_for, ctx_at, frame, show, wire};
-use serialtwin_core::{Device, FrameError, Framer, LineConfig};
+use serialtwin_core::{Checksum, Device, FrameError, Framer, LineConfig};
 use serialtwin_devices::framing_by_name;
 use serialtwin_devices::pi30::{CrcVariant, Pi30, Pi30Config, Pi30Framer, UnknownPolicy, Variant};
 
@@ -331,4 +331,27 @@ fn framer_encodes_crc_and_cr() {
         show(&out),
         show(b"(92932004102647\x01\xce\r(92932004102647\x00\xce\r(NAKss\r")
     );
+}
+
+#[test]
+fn framer_checks_and_strips_the_crc_it_adds() {
+    let framer = Pi30Framer::new(CrcVariant::Mppsolar);
+    assert_eq!(
+        framer.check(b"QPIGS\xb7\xa9"),
+        Checksum::Valid { payload: 5 }
+    );
+    // A printable CRC (QMOD's is `I\xc1`), and a CRC valid only under the reference rule.
+    assert_eq!(framer.check(b"QMODI\xc1").payload(b"QMODI\xc1"), b"QMOD");
+    assert_eq!(
+        framer.check(b"(92932004102647\x00\xce"),
+        Checksum::Valid { payload: 15 }
+    );
+    // Typed without a CRC, or corrupted: nothing to strip.
+    assert_eq!(framer.check(b"QPIGS"), Checksum::Invalid);
+    assert_eq!(framer.check(b"QPIGS\xb7\xa8"), Checksum::Invalid);
+    assert_eq!(framer.check(b""), Checksum::Invalid);
+    // What learn does with a recorded reply: the payload the framer re-creates exactly.
+    let pi30 = framing_by_name("pi30").unwrap();
+    assert_eq!(pi30.unframe(b"(NAKss\r").as_deref(), Some(&b"(NAK"[..]));
+    assert_eq!(pi30.unframe(b"(NAKst\r"), None);
 }

@@ -246,7 +246,7 @@ async fn normalised_matching_and_fallbacks() {
     // QMOD's CRC is printable (`I\xc1`): a PI30 framing strips a valid CRC before normalising.
     assert_eq!(request("QMOD").as_ref(), b"QMODI\xc1");
     assert_eq!(
-        serialtwin_devices::replay::normalise_for("pi30", &request("QMOD")),
+        serialtwin_devices::replay::normalise_for(&framing, &request("QMOD")),
         b"QMOD"
     );
     let counts = replay.report().counts();
@@ -372,4 +372,80 @@ fn chunks_are_cut_again_with_another_framing() {
         .map(|(_, b)| b.as_ref())
         .collect();
     assert_eq!(replies, [&b"PONG\r\n"[..], b"1.0\r\n"]);
+}
+
+/// LF lines ending in a one-byte sum of the payload: a protocol replay and learn know nothing
+/// about but what its framer says.
+struct Summed(serialtwin_core::LineFramer);
+
+fn sum(payload: &[u8]) -> u8 {
+    payload.iter().fold(0u8, |s, b| s.wrapping_add(*b))
+}
+
+impl serialtwin_core::Framer for Summed {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, serialtwin_core::FrameError> {
+        self.0.decode(buf)
+    }
+    fn encode(
+        &mut self,
+        frame: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), serialtwin_core::FrameError> {
+        dst.extend_from_slice(frame);
+        dst.extend_from_slice(&[sum(frame), b'\n']);
+        Ok(())
+    }
+    fn check(&self, frame: &[u8]) -> serialtwin_core::Checksum {
+        match frame.split_last() {
+            Some((&s, payload)) if s == sum(payload) => serialtwin_core::Checksum::Valid {
+                payload: payload.len(),
+            },
+            _ => serialtwin_core::Checksum::Invalid,
+        }
+    }
+    fn max_frame_len(&self) -> usize {
+        256
+    }
+}
+
+/// Replay strips a checksum by asking the framer, and learn writes replies without the
+/// checksum the framer adds back: for any protocol, not one known by name.
+#[tokio::test]
+async fn replay_and_learn_use_the_framers_checksum_whatever_the_protocol() {
+    let framing = Framing::new("summed", || {
+        Summed(serialtwin_core::LineFramer::new(
+            serialtwin_core::Terminator::Lf,
+            256,
+        ))
+    });
+    let with_sum = |text: &[u8]| {
+        let mut frame = text.to_vec();
+        frame.push(sum(text));
+        Bytes::from(frame)
+    };
+    // The checksum of `READ?` is `[`: printable, so only the framer can tell it apart.
+    assert_eq!(sum(b"READ?"), b'[');
+    let mut wire = with_sum(b"1.5").to_vec();
+    wire.push(b'\n');
+    let conv = Arc::new(Conversation::from_frames(
+        vec![
+            capture::Data {
+                t: std::time::Duration::from_millis(100),
+                dir: Direction::Rx,
+                bytes: with_sum(b"READ?"),
+            },
+            capture::Data {
+                t: std::time::Duration::from_millis(200),
+                dir: Direction::Tx,
+                bytes: Bytes::from(wire.clone()),
+            },
+        ],
+        framing.name(),
+        serialtwin_devices::replay::FrameSource::Recorded,
+    ));
+    let mut replay = Replay::new(conv.clone(), framing.clone(), ReplayOptions::default());
+    // Typed without the checksum, in lower case: found by its payload.
+    assert_eq!(ask(&mut replay, &Bytes::from_static(b"read?")), [wire]);
+    let text = learn(&conv, &framing, &LearnOptions::default());
+    assert!(text.contains("reply = '1.5'"), "{text}");
 }

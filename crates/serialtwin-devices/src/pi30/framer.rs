@@ -1,14 +1,15 @@
 //! Cutting PI30 requests out of the byte stream, and putting a checksum on replies.
 //!
 //! A PI30 frame ends in `\r`; the two bytes before it are a checksum that the escapes keep
-//! clear of `\r`, so "read until CR" is safe. The framer does not check the request CRC: the
-//! device does, because what a failed check means (NAK, or a CRC-less command typed by a
-//! person) is protocol, not framing.
+//! clear of `\r`, so "read until CR" is safe. Decoding leaves the CRC in the frame: what a
+//! failed check means (NAK, or a CRC-less command typed by a person) is the device's to say.
+//! [`Framer::check`] verifies it (under either escape rule) for everyone else who looks at
+//! frames: replay, learn, traces.
 
 use bytes::{Buf, Bytes, BytesMut};
-use serialtwin_core::{FrameAt, FrameError, Framer, LineFramer, Terminator};
+use serialtwin_core::{Checksum, FrameAt, FrameError, Framer, LineFramer, Terminator};
 
-use super::crc::CrcVariant;
+use super::crc::{self, CrcVariant};
 
 /// Default longest request, CRC included. The longest real command is `PLEDC` with ten digits
 /// or `DAT` with fourteen; 256 leaves room for garbage without buffering it forever.
@@ -115,5 +116,16 @@ impl Framer for Pi30Framer {
     fn checksum_range(&self, encoded: &[u8]) -> Option<std::ops::Range<usize>> {
         (encoded.len() >= 3 && encoded.ends_with(b"\r"))
             .then(|| encoded.len() - 3..encoded.len() - 1)
+    }
+
+    /// The last two bytes, when they are the CRC of the rest under either escape rule (the
+    /// rule requests are accepted under, whatever this framer writes).
+    fn check(&self, frame: &[u8]) -> Checksum {
+        match crc::strip_valid(frame) {
+            Some(payload) => Checksum::Valid {
+                payload: payload.len(),
+            },
+            None => Checksum::Invalid,
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! - `plant`: sun, load, grid and battery, integrated over simulated time.
 //! - `commands`: the command table, query layouts and setter validation.
 //! - `shared`: the state a parallel group shares, and [`Pi30Handle`].
+//! - [`clients`]: how mppsolar reads a port's path (the link paths it misreads).
+//! - `model`: the registry entry ([`MODEL`]): `[device.pi30]`, groups, lints.
 //!
 //! # How a request is answered
 //! The framer hands over the frame without its `\r`. If its last two bytes are a valid
@@ -22,11 +24,13 @@
 //! `(NAK`, or the request echoed byte for byte. Setters answer `(ACK` or `(NAK`; a `(NAK`
 //! leaves every setting as it was.
 
+pub mod clients;
 pub mod config;
 pub mod crc;
 pub mod framer;
 
 mod commands;
+mod model;
 mod plant;
 mod shared;
 
@@ -43,6 +47,7 @@ pub use self::config::{
 };
 pub use self::crc::CrcVariant;
 pub use self::framer::Pi30Framer;
+pub use self::model::MODEL;
 pub use self::plant::{ChargeStage, DayEnergy, STEP_SECS, Snapshot, UnitFlows};
 pub use self::shared::Pi30Handle;
 

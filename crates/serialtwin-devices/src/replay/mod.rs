@@ -8,9 +8,9 @@
 //! 1. **Exact**: the request's bytes equal a recorded request's.
 //! 2. **Normalised**: both sides reduced to their leading printable-ASCII text (cut at the first
 //!    byte outside 0x20–0x7E, which drops a binary checksum), trimmed of surrounding whitespace,
-//!    upper-cased. With a PI30 framing a valid trailing CRC is removed first, even when its
-//!    bytes are printable (`QMOD` has CRC `I\xc1`). `qpigs` typed in a terminal finds
-//!    `QPIGS\xb7\xa9`. A request whose normalised form is empty is only matched exactly.
+//!    upper-cased. A checksum the framing verifies ([`Framer::check`]) is removed first, even
+//!    when its bytes are printable (PI30's `QMOD` has CRC `I\xc1`). `qpigs` typed in a terminal
+//!    finds `QPIGS\xb7\xa9`. A request whose normalised form is empty is only matched exactly.
 //! 3. Otherwise the **fallback**: silence (the default), `(NAK` through the framing, or a given
 //!    frame.
 //!
@@ -28,8 +28,17 @@
 //! it is answered with the fallback, reported as the handler's error (a `!! device error:` line
 //! in a trace) and kept in the [`ReplayReport`]; the position does not move, so a client that
 //! sends one extra request is back in step afterwards.
+//!
+//! # As a model
+//! `model = "replay"` in a fleet config ([`MODEL`]) serves a capture like any other device:
+//! `[device.replay]` names the capture and the options above; the `[[device]]`'s `framing`
+//! is the framing (default: the capture's). [`open`] reads a capture into a conversation, as
+//! the model and `serialtwin replay` do.
+//!
+//! [`Framer::check`]: serialtwin_core::Framer::check
 
 mod conversation;
+mod model;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,6 +51,7 @@ use serialtwin_core::{Context, Device, Framing, Replies, Reply};
 use tracing::{debug, warn};
 
 pub use self::conversation::{Conversation, ConversationError, Exchange, FrameSource};
+pub use self::model::MODEL;
 
 /// What to answer a request the capture never saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -173,15 +183,74 @@ pub fn normalise(request: &[u8]) -> Vec<u8> {
     request[..end].trim_ascii().to_ascii_uppercase()
 }
 
-/// [`normalise`] as `framing` needs it: for a PI30 framing, after removing a valid CRC.
+/// [`normalise`] after removing the checksum `framing` verifies, if the frame carries one.
 #[must_use]
-pub fn normalise_for(framing: &str, request: &[u8]) -> Vec<u8> {
-    if framing.starts_with("pi30")
-        && let Some(command) = crate::pi30::crc::strip_valid(request)
-    {
-        return normalise(command);
+pub fn normalise_for(framing: &Framing, request: &[u8]) -> Vec<u8> {
+    normalise(framing.check(request).payload(request))
+}
+
+/// Why a capture cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The capture cannot be read.
+    #[error(transparent)]
+    Capture(#[from] serialtwin_capture::CaptureError),
+    /// Neither the capture nor the caller says how to cut it into frames.
+    #[error("the capture was recorded without a framing: choose one (known: {})",
+        crate::registry::framing_names().join(", "))]
+    NoFraming,
+    /// The capture names a framing nobody knows.
+    #[error("the capture's {0}")]
+    Framing(#[from] crate::registry::UnknownFraming),
+    /// Its frames cannot be used with the framing asked for.
+    #[error(transparent)]
+    Conversation(#[from] ConversationError),
+    /// Not one request in it.
+    #[error("no requests in the capture (with framing `{framing}`)")]
+    Empty {
+        /// The framing it was read with.
+        framing: String,
+    },
+}
+
+/// The conversation in the capture at `path`, framed by `framing` (default: the capture's
+/// own), and that framing. An incomplete last record (a recorder that was killed) and record
+/// types this version does not know are skipped with a warning.
+///
+/// # Errors
+/// An [`OpenError`] (a missing file, no framing, no requests).
+pub fn open(
+    path: &std::path::Path,
+    framing: Option<Framing>,
+) -> Result<(Conversation, Framing), OpenError> {
+    let capture = serialtwin_capture::read(path)?;
+    if let Some((line, len)) = capture.truncated {
+        warn!(
+            "{}:{line}: the last record is incomplete ({len} bytes; was the recorder killed?): \
+             using the {} complete record(s) before it",
+            path.display(),
+            capture.records.len()
+        );
     }
-    normalise(request)
+    if capture.skipped > 0 {
+        warn!(
+            "{}: skipped {} record(s) of types this version does not know",
+            path.display(),
+            capture.skipped
+        );
+    }
+    let framing = match (framing, capture.header.framing.as_deref()) {
+        (Some(framing), _) => framing,
+        (None, Some(name)) => crate::registry::framing(name)?,
+        (None, None) => return Err(OpenError::NoFraming),
+    };
+    let conversation = Conversation::from_capture(&capture, &framing)?;
+    if conversation.exchanges.is_empty() {
+        return Err(OpenError::Empty {
+            framing: framing.name().to_owned(),
+        });
+    }
+    Ok((conversation, framing))
 }
 
 /// A device answering from a recorded conversation.
@@ -207,7 +276,7 @@ impl Replay {
         let mut normal: HashMap<Vec<u8>, (Vec<usize>, usize)> = HashMap::new();
         for (i, ex) in conversation.exchanges.iter().enumerate() {
             exact.entry(ex.request.clone()).or_default().0.push(i);
-            let key = normalise_for(framing.name(), &ex.request);
+            let key = normalise_for(&framing, &ex.request);
             if !key.is_empty() {
                 normal.entry(key).or_default().0.push(i);
             }
@@ -261,7 +330,7 @@ impl Replay {
         if let Some(entry) = self.exact.get_mut(request) {
             return Some((take(entry), true));
         }
-        let key = normalise_for(self.framing.name(), request);
+        let key = normalise_for(&self.framing, request);
         if key.is_empty() {
             return None;
         }
@@ -300,8 +369,8 @@ impl Replay {
             if ex.request == *request {
                 Some(true)
             } else {
-                let key = normalise_for(self.framing.name(), request);
-                (!key.is_empty() && key == normalise_for(self.framing.name(), &ex.request))
+                let key = normalise_for(&self.framing, request);
+                (!key.is_empty() && key == normalise_for(&self.framing, &ex.request))
                     .then_some(false)
             }
         });

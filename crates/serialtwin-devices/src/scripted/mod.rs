@@ -48,6 +48,7 @@
 //! new values.
 
 mod config;
+mod model;
 mod template;
 
 use std::convert::Infallible;
@@ -60,6 +61,7 @@ use regex::bytes::{Captures, Regex};
 use serialtwin_core::{Context, Device, Framing, Replies, Reply, Settable};
 
 pub use self::config::{ReplyItem, ReplySpec, RuleConfig, ScriptConfig};
+pub use self::model::MODEL;
 pub use self::template::escape_bytes;
 
 use self::template::{Piece, Template, unescape, unhex};

@@ -7,6 +7,14 @@
 //!
 //! A [`Framing`] names a framer and builds fresh instances of it, so framing can be chosen at
 //! run time by name (the CLI, the tap) and instantiated once per direction.
+//!
+//! # Checksums
+//! A framer owns its protocol's checksum, so that code working on frames of any protocol
+//! (replay, learn, traces) never needs to know which one it has: [`Framer::encode`] adds it,
+//! [`Framer::checksum_range`] says where it is on the wire, and [`Framer::check`] verifies
+//! the one a decoded frame carries and says where the payload before it ends
+//! ([`Checksum::payload`] strips it). Protocols without one (the line framers) keep the
+//! defaults: every frame is all payload.
 
 mod codec;
 mod lines;
@@ -95,9 +103,48 @@ pub trait Framer: Send + 'static {
         None
     }
 
+    /// What the checksum of `frame`, a frame as [`decode`](Self::decode) hands it over, says:
+    /// whether it verifies, and where the payload before it ends.
+    ///
+    /// A framer whose decoded frames keep their checksum (a device may need to see it: PI30
+    /// answers a bad one with `(NAK`) implements this, so that replay can match requests by
+    /// payload, learn can write replies without the checksum the framer adds back, and a trace
+    /// can point at frames that fail their check. Default: [`Checksum::Absent`], the protocol
+    /// has none (or the framer removed it while decoding).
+    fn check(&self, _frame: &[u8]) -> Checksum {
+        Checksum::Absent
+    }
+
     /// The longest frame this framer accepts. Longer input is discarded and reported, which
     /// is what bounds a port's receive buffer whatever a client sends.
     fn max_frame_len(&self) -> usize;
+}
+
+/// What a decoded frame's checksum says ([`Framer::check`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checksum {
+    /// The protocol puts no checksum in decoded frames: the whole frame is payload.
+    Absent,
+    /// The frame ends in a checksum of what comes before it, which verifies.
+    Valid {
+        /// The payload's length: the checksum starts at this index.
+        payload: usize,
+    },
+    /// The frame does not end in a valid checksum: corrupted on the way, or sent without one
+    /// (a person typing a command in a terminal).
+    Invalid,
+}
+
+impl Checksum {
+    /// `frame`'s payload: without its checksum when that verifies, else all of it (a frame
+    /// whose checksum fails cannot say where its payload ends).
+    #[must_use]
+    pub fn payload(self, frame: &[u8]) -> &[u8] {
+        match self {
+            Self::Valid { payload } => frame.get(..payload).unwrap_or(frame),
+            Self::Absent | Self::Invalid => frame,
+        }
+    }
 }
 
 /// Where [`Framer::peek`] found a frame.
@@ -131,6 +178,9 @@ impl<F: Framer + ?Sized> Framer for Box<F> {
     }
     fn checksum_range(&self, encoded: &[u8]) -> Option<std::ops::Range<usize>> {
         (**self).checksum_range(encoded)
+    }
+    fn check(&self, frame: &[u8]) -> Checksum {
+        (**self).check(frame)
     }
     fn max_frame_len(&self) -> usize {
         (**self).max_frame_len()
@@ -197,6 +247,32 @@ impl Framing {
     pub fn build(&self) -> BoxFramer {
         (self.make)()
     }
+
+    /// [`Framer::check`] of `frame` (a decoded frame), by a fresh framer: for occasional
+    /// questions; code that asks per frame keeps a framer of its own.
+    #[must_use]
+    pub fn check(&self, frame: &[u8]) -> Checksum {
+        self.build().check(frame)
+    }
+
+    /// The frame this framing encodes into exactly `wire` (one whole frame as it went on the
+    /// line), if there is one: what a device pushed before the framer added its terminator
+    /// and checksum. `None` when `wire` is not one frame, or when its checksum or terminator
+    /// is not the one this framing would write (a corrupted reply, another checksum rule), so
+    /// that such bytes are kept as they are.
+    #[must_use]
+    pub fn unframe(&self, wire: &[u8]) -> Option<Bytes> {
+        let mut framer = self.build();
+        let mut buf = BytesMut::from(wire);
+        let frame = framer.decode(&mut buf).ok()??;
+        if !buf.is_empty() {
+            return None;
+        }
+        let payload = Bytes::copy_from_slice(framer.check(&frame).payload(&frame));
+        let mut encoded = BytesMut::with_capacity(wire.len());
+        (framer.encode(&payload, &mut encoded).is_ok() && encoded.as_ref() == wire)
+            .then_some(payload)
+    }
 }
 
 impl Default for Framing {
@@ -209,5 +285,75 @@ impl Default for Framing {
 impl fmt::Debug for Framing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Framing").field(&self.name).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// LF lines ending in a one-byte sum of the payload: a checksum the framer leaves in the
+    /// decoded frame, as PI30's does.
+    struct Summed(LineFramer);
+
+    fn sum(payload: &[u8]) -> u8 {
+        payload.iter().fold(0u8, |s, b| s.wrapping_add(*b))
+    }
+
+    impl Framer for Summed {
+        fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+            self.0.decode(buf)
+        }
+        fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+            dst.extend_from_slice(frame);
+            dst.extend_from_slice(&[sum(frame), b'\n']);
+            Ok(())
+        }
+        fn check(&self, frame: &[u8]) -> Checksum {
+            match frame.split_last() {
+                Some((&s, payload)) if s == sum(payload) => Checksum::Valid {
+                    payload: payload.len(),
+                },
+                _ => Checksum::Invalid,
+            }
+        }
+        fn max_frame_len(&self) -> usize {
+            self.0.max_frame_len()
+        }
+    }
+
+    fn summed() -> Framing {
+        Framing::new("summed", || {
+            Summed(LineFramer::new(Terminator::Lf, Framing::DEFAULT_MAX_LEN))
+        })
+    }
+
+    #[test]
+    fn line_framings_have_no_checksum() {
+        let crlf = Framing::default();
+        assert_eq!(crlf.check(b"OK"), Checksum::Absent);
+        assert_eq!(Checksum::Absent.payload(b"OK"), b"OK");
+        assert_eq!(crlf.unframe(b"OK\r\n").as_deref(), Some(&b"OK"[..]));
+        // Not what this framing writes, or not one frame: kept as it is.
+        assert_eq!(crlf.unframe(b"OK\n"), None);
+        assert_eq!(crlf.unframe(b"OK\r\nOK\r\n"), None);
+        assert_eq!(crlf.unframe(b"OK"), None);
+    }
+
+    #[test]
+    fn a_framer_checks_strips_and_adds_its_own_checksum() {
+        let summed = summed();
+        let good = [b'A', b'B', sum(b"AB")];
+        assert_eq!(summed.check(&good), Checksum::Valid { payload: 2 });
+        assert_eq!(summed.check(&good).payload(&good), b"AB");
+        assert_eq!(summed.check(b"ABC"), Checksum::Invalid);
+        assert_eq!(Checksum::Invalid.payload(b"ABC"), b"ABC");
+        // Through the box every port holds.
+        assert_eq!(summed.build().check(&good), Checksum::Valid { payload: 2 });
+        let mut wire = good.to_vec();
+        wire.push(b'\n');
+        assert_eq!(summed.unframe(&wire).as_deref(), Some(&b"AB"[..]));
+        wire[2] ^= 1;
+        assert_eq!(summed.unframe(&wire), None, "a broken checksum stays raw");
     }
 }

@@ -1,11 +1,11 @@
-//! How well-known clients read a port's path.
+//! How PI30's usual clients read a port's path.
 //!
 //! mppsolar picks its transport from substrings of the whole lower-cased port path, parent
 //! directories included, first match wins (`mppsolar/inout/__init__.py`, version 0.16.56).
 
 /// What mppsolar makes of a port path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MppsolarPort {
+pub enum MppsolarPort {
     /// Its serial transport: what an emulated port needs.
     Serial,
     /// Another transport, chosen because the path contains `substring`.
@@ -43,7 +43,8 @@ const RULES: &[(&str, Option<&str>)] = &[
 ];
 
 /// How mppsolar classifies `path`.
-pub(crate) fn mppsolar(path: &str) -> MppsolarPort {
+#[must_use]
+pub fn mppsolar(path: &str) -> MppsolarPort {
     let lower = path.to_lowercase();
     for &(substring, effect) in RULES {
         if lower.contains(substring) {
@@ -56,22 +57,20 @@ pub(crate) fn mppsolar(path: &str) -> MppsolarPort {
     MppsolarPort::Unknown
 }
 
-/// A warning about `path` for a port of `model`, if mppsolar would misread it.
-///
-/// Traps are reported for every model (a path is often reused); a path mppsolar does not
-/// recognise at all only for PI30 ports, whose usual client mppsolar is.
-pub(crate) fn warning(path: &str, model: &str) -> Option<String> {
+/// A warning about a PI30 port's link `path`, if mppsolar would not open it as a serial port.
+#[must_use]
+pub fn warning(path: &str) -> Option<String> {
     match mppsolar(path) {
         MppsolarPort::Trap { substring, effect } => Some(format!(
             "mppsolar reads link {path} as not serial: it contains `{substring}`, so mppsolar \
              {effect}; choose a path without it, or run mppsolar with --porttype serial"
         )),
-        MppsolarPort::Unknown if model == "pi30" => Some(format!(
+        MppsolarPort::Unknown => Some(format!(
             "mppsolar does not recognise link {path} as a serial port (no `serial` or `ttyUSB` \
              in it): it would say \"No communications port defined\"; put `ttyUSB` in the name, \
              or run mppsolar with --porttype serial"
         )),
-        MppsolarPort::Serial | MppsolarPort::Unknown => None,
+        MppsolarPort::Serial => None,
     }
 }
 
@@ -108,9 +107,16 @@ mod tests {
             mppsolar("/tmp/a:b/ttyUSB0"),
             MppsolarPort::Trap { substring: ":", .. }
         ));
+        assert!(matches!(
+            mppsolar("/dev/hidraw0"),
+            MppsolarPort::Trap {
+                substring: "hidraw",
+                ..
+            }
+        ));
         assert_eq!(mppsolar("/dev/pts/3"), MppsolarPort::Unknown);
-        assert!(warning("/tmp/x/ttyACM0", "scripted").is_none());
-        assert!(warning("/tmp/x/ttyACM0", "pi30").is_some());
-        assert!(warning("/tmp/TEST/ttyUSB0", "scripted").is_some());
+        assert!(warning("/tmp/x/ttyACM0").is_some());
+        assert!(warning("/tmp/TEST/ttyUSB0").is_some());
+        assert!(warning("/tmp/x/ttyUSB0").is_none());
     }
 }
