@@ -7,6 +7,7 @@
 //! cargo bench --bench pty_fleet -- --rt multi       # serialtwin on a 2-worker multi_thread runtime
 //! cargo bench --bench pty_fleet -- --ports 100,1000 --reps 3 --secs 1
 //! cargo bench --bench pty_fleet -- --against bare   # the limit vs a variant (see below)
+//! cargo bench --bench pty_fleet -- --against registry  # devices built from a config
 //! ```
 //!
 //! Two servers, each in a child process (the bench re-executes itself with `--serve KIND`):
@@ -15,6 +16,10 @@
 //! - **serialtwin**: a [`serialtwin::Fleet`] of minimal devices through the public API (the
 //!   device pushes the 108-byte payload, the default CRLF framer adds `\r\n`), on a
 //!   `current_thread` runtime by default — the same single thread the limit gets.
+//!
+//! `--against registry` serves the same fleet with devices the model registry built from a
+//! config (the `scripted` model answering `QPIGS`, boxed, as `serialtwin run` makes them): what
+//! a fleet of config-built devices costs.
 //!
 //! `--against bare|api` replaces serialtwin with a yardstick, to see where the gap to the limit
 //! comes from: `bare` is the least a tokio program can do on serialtwin's pty (a task per port:
@@ -144,9 +149,14 @@ fn parse_args() -> Result<Options, String> {
                 let v = value("--against")?;
                 o.against = match v.as_str() {
                     "serialtwin" => "serialtwin",
+                    "registry" => "registry",
                     "bare" => "bare",
                     "api" => "api",
-                    _ => return Err(format!("--against: {v:?} (serialtwin, bare or api)")),
+                    _ => {
+                        return Err(format!(
+                            "--against: {v:?} (serialtwin, registry, bare or api)"
+                        ));
+                    }
                 };
             }
             "--serve" => o.serve = Some(value("--serve")?),

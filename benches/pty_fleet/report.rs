@@ -242,7 +242,7 @@ fn footer(out: &mut String, info: &RunInfo, points: &[Point]) {
     if corrupt > 0 {
         let _ = writeln!(out, "WARNING: {corrupt} replies had unexpected bytes");
     }
-    if info.against == "serialtwin" {
+    if matches!(info.against, "serialtwin" | "registry") {
         let _ = writeln!(out, "\ntargets (informative, never asserted):");
     } else {
         let _ = writeln!(

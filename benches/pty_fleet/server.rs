@@ -37,7 +37,7 @@ pub(crate) fn run(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     match kind {
         "limit" => limit(),
-        "serialtwin" | "bare" | "api" => on_tokio(kind, runtime),
+        "serialtwin" | "registry" | "bare" | "api" => on_tokio(kind, runtime),
         other => Err(format!("unknown server kind {other:?}").into()),
     }
 }
@@ -80,10 +80,32 @@ impl Device for Qpigs {
     }
 }
 
+/// `n` devices as `serialtwin run` makes them from a config: the model registry's `scripted`
+/// model, its `[device.script]` answering `QPIGS` with the payload (CRLF lines, its default),
+/// each boxed as a [`serialtwin::BoxDevice`].
+fn registry_devices(n: usize) -> Result<Vec<serialtwin::BoxDevice>, Box<dyn std::error::Error>> {
+    use serialtwin::devices::registry::{self, Build, Table};
+    let payload = std::str::from_utf8(PAYLOAD)?;
+    let text = format!(
+        "[[rule]]\nrequest = \"{}\"\nreply = \"{payload}\"\n",
+        std::str::from_utf8(&REQUEST[..REQUEST.len() - 2])?
+    );
+    let model = registry::find("scripted").ok_or("no scripted model in the registry")?;
+    let table = Table::parse(&text)?;
+    let build = Build {
+        count: n,
+        ..Build::new(table)
+    };
+    Ok((model.build)(&build)?
+        .into_iter()
+        .map(|built| built.device)
+        .collect())
+}
+
 /// The ports a tokio server child has open.
 enum Served {
-    /// serialtwin itself: a fleet of [`Qpigs`] devices, and their handles (kept, as a user
-    /// would).
+    /// serialtwin itself: a fleet of [`Qpigs`] devices (or of devices the model registry built
+    /// from a config), and their handles (kept, as a user would).
     Fleet {
         fleet: Fleet,
         _handles: Vec<serialtwin::PortHandle>,
@@ -99,6 +121,28 @@ impl Served {
             let fleet = Fleet::new();
             let handles = fleet
                 .spawn_all((0..n).map(|i| (PortSpec::new(format!("p{i}")), Qpigs)))
+                .await?;
+            let paths = handles
+                .iter()
+                .map(|h| h.pty().display().to_string())
+                .collect();
+            return Ok((
+                Self::Fleet {
+                    fleet,
+                    _handles: handles,
+                },
+                paths,
+            ));
+        }
+        if kind == "registry" {
+            let fleet = Fleet::new();
+            let handles = fleet
+                .spawn_all(
+                    registry_devices(n)?
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, d)| (PortSpec::new(format!("p{i}")), d)),
+                )
                 .await?;
             let paths = handles
                 .iter()

@@ -168,6 +168,9 @@ enum Answer {
 #[derive(Debug)]
 struct ReplyTemplate {
     template: Template,
+    /// The reply, rendered once, when the template has no placeholder: a reference count
+    /// per reply instead of a new buffer.
+    fixed: Option<Bytes>,
     delay: Duration,
     raw: bool,
 }
@@ -368,8 +371,18 @@ fn replies(spec: &ReplySpec, scope: &Scope<'_>) -> Result<Vec<ReplyTemplate>, Sc
                     ));
                 }
             };
+            let fixed = template
+                .pieces
+                .iter()
+                .all(|piece| matches!(piece, Piece::Literal(_)))
+                .then(|| {
+                    let mut bytes = Vec::new();
+                    template.render(|_| &[], &[], &mut bytes);
+                    Bytes::from(bytes)
+                });
             Ok(ReplyTemplate {
                 template,
+                fixed,
                 delay: Duration::from_millis(item.delay_ms),
                 raw: item.raw,
             })
@@ -489,11 +502,16 @@ fn render<'a>(
     replies: &mut Replies,
 ) {
     for reply in step {
-        let mut bytes = Vec::new();
-        reply.template.render(group, state, &mut bytes);
+        let bytes = if let Some(fixed) = &reply.fixed {
+            fixed.clone()
+        } else {
+            let mut bytes = Vec::new();
+            reply.template.render(group, state, &mut bytes);
+            Bytes::from(bytes)
+        };
         replies.push_reply(Reply {
             delay: reply.delay,
-            bytes: Bytes::from(bytes),
+            bytes,
             raw: reply.raw,
         });
     }
