@@ -44,7 +44,8 @@ mod wire;
 
 pub use crate::clock::SimClock;
 pub use crate::device::{
-    AsyncDevice, Awaiting, Body, BoxDevice, Context, Device, DeviceError, Replies, Reply, Settable,
+    AsyncDevice, Awaiting, Body, BoxDevice, Bus, Context, Device, DeviceError, Replies, Reply,
+    Route, Router, Settable,
 };
 pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec, control};
 pub use crate::port::link::{LinkError, LinkSlot};

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serialtwin_core::{
-    AsyncDevice, Awaiting, Body, CodecFramer, Context, Device, Direction, Framing, Observation,
-    Plain, Replies, Reply, Seen, ServeConfig, ServeError, serve,
+    AsyncDevice, Awaiting, Body, Bus, CodecFramer, Context, Device, Direction, Framing, LineConfig,
+    Observation, Plain, Replies, Reply, Route, Seen, ServeConfig, ServeError, serve,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::task::JoinHandle;
@@ -675,4 +675,109 @@ async fn a_paced_line_answers_the_next_request_once_the_previous_answer_has_left
     }
     cancel.cancel();
     task.await.unwrap().unwrap();
+}
+
+/// A bus unit: `INC` counts, `N?` answers the count; `step` is settable.
+#[derive(Default)]
+struct Unit {
+    n: u32,
+    step: u32,
+}
+
+impl Device for Unit {
+    type Error = std::convert::Infallible;
+
+    fn handle(
+        &mut self,
+        req: &[u8],
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        let command = req.split(|&b| b == b':').nth(1).unwrap_or_default();
+        match command {
+            b"INC" => self.n += self.step.max(1),
+            b"N?" => out.push(self.n.to_string()),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn set(&mut self, key: &str, value: &str, _: &mut Context) -> Result<(), String> {
+        match key {
+            "step" => self.step = value.parse().map_err(|_| format!("bad step {value:?}"))?,
+            _ => return Err(format!("no {key:?}")),
+        }
+        Ok(())
+    }
+}
+
+/// `<address>:<command>`; `*` addresses everyone.
+fn address_of(frame: &[u8]) -> Route {
+    match frame.split(|&b| b == b':').next() {
+        Some(b"*") => Route::All,
+        Some(a) => std::str::from_utf8(a)
+            .ok()
+            .and_then(|a| a.parse().ok())
+            .map_or(Route::Nobody, Route::To),
+        None => Route::Nobody,
+    }
+}
+
+/// Two units behind one port: each request reaches the unit it names, a broadcast reaches
+/// both and is answered by none, an unknown address by nobody; values are set per unit.
+#[tokio::test]
+async fn a_bus_hands_each_request_to_the_unit_it_names() {
+    let bus = Bus::new(address_of, Framing::default(), LineConfig::default())
+        .with(1, Unit::default())
+        .with(2, Unit::default());
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (client, cancel, task) = {
+        let (client, server) = tokio::io::duplex(4096);
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serialtwin_core::serve_with_control(
+            bus,
+            server,
+            ServeConfig::new("bus"),
+            cancel.clone(),
+            Some(rx),
+        ));
+        (client, cancel, task)
+    };
+    let mut client = BufReader::new(client);
+    let (set, took) = tokio::sync::oneshot::channel();
+    tx.send(serialtwin_core::Control::Set {
+        key: "2.step".into(),
+        value: "10".into(),
+        reply: Some(set),
+    })
+    .await
+    .unwrap();
+    assert_eq!(took.await.unwrap(), Ok(()));
+    client
+        .get_mut()
+        .write_all(b"1:INC\r\n2:INC\r\n9:INC\r\n9:N?\r\n*:INC\r\n*:N?\r\n1:N?\r\n2:N?\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_line(&mut client).await, "2\r\n");
+    assert_eq!(read_line(&mut client).await, "20\r\n");
+    let (bad, refused) = tokio::sync::oneshot::channel();
+    tx.send(serialtwin_core::Control::Set {
+        key: "step".into(),
+        value: "1".into(),
+        reply: Some(bad),
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused
+            .await
+            .unwrap()
+            .unwrap_err()
+            .contains("<address>.<key>")
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let mut rest = String::new();
+    client.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "", "nothing else answered");
 }

@@ -11,7 +11,7 @@ use crate::port::settings::LineEvent;
 use crate::wire::framer::Framing;
 use crate::wire::line::LineConfig;
 
-mod sealed {
+pub(super) mod sealed {
     /// Only this module's types are bodies.
     pub trait Sealed {}
 }

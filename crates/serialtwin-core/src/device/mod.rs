@@ -10,6 +10,7 @@
 //! nobody asked for (a GPS, a meter that streams) says so with [`Device::sends_unprompted`].
 
 mod body;
+mod bus;
 mod context;
 mod reply;
 
@@ -19,6 +20,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 pub use self::body::{Body, BoxDevice, DeviceError};
+pub use self::bus::{Bus, Route, Router};
 pub use self::context::Context;
 pub use self::reply::{Replies, Reply};
 use crate::port::settings::LineEvent;
