@@ -75,16 +75,3 @@ impl Default for SimClock {
         Self::real()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn advances_with_tokio_time_times_speed() {
-        let c = SimClock::at_unix(1_700_000_000, 60.0);
-        assert_eq!(c.now(), UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(c.now(), UNIX_EPOCH + Duration::from_secs(1_700_000_600));
-    }
-}

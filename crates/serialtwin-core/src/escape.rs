@@ -103,16 +103,3 @@ pub fn unescape_one(
         None => return Err("a lone `\\` at the end".into()),
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escapes_round_trip_every_byte() {
-        let all: Vec<u8> = (0..=255u8).collect();
-        assert_eq!(unescape(&escape(&all)).unwrap(), all);
-        assert_eq!(unhex(&hex(&all)).unwrap(), all);
-        assert_eq!(escape(b"QPIGS\xb7\xa9\r"), r"QPIGS\xb7\xa9\r");
-    }
-}

@@ -641,14 +641,6 @@ mod tests {
     }
 
     #[test]
-    fn path_without_file_name_is_refused() {
-        assert!(matches!(
-            LinkSlot::claim("/"),
-            Err(LinkError::NoFileName { .. })
-        ));
-    }
-
-    #[test]
     fn control_characters_are_refused() {
         let scratch = Scratch::new("link", "ctrl");
         for name in ["tty\u{1b}[31m", "tty\nUSB0", "tty\u{7f}"] {

@@ -241,22 +241,3 @@ pub struct Session {
     /// How many client sessions have begun since the port was created.
     pub count: u64,
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn display_is_the_usual_shorthand() {
-        assert_eq!(LineSettings::new(2400).to_string(), "2400 8N1");
-        let s = LineSettings {
-            stop_bits: StopBits::Two,
-            flow: FlowControl::Hardware,
-            parity: Parity::Even,
-            ..LineSettings::new(19200)
-        };
-        assert_eq!(s.to_string(), "19200 8E2 rtscts");
-        assert_eq!(s.bits_per_char(), 12);
-        assert_eq!(LineSettings::new(9600).bits_per_char(), 10);
-    }
-}

@@ -1,0 +1,75 @@
+//! The control protocol's commands ([`serialtwin_core::control`]), parsed from text.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serialtwin_core::control::{Command, Target, parse_duration};
+use serialtwin_core::{FaultKind, FaultRule};
+
+#[test]
+fn parses_every_command() {
+    assert_eq!(Command::parse("list"), Ok(Command::List));
+    assert_eq!(
+        Command::parse("fault inv0 break-crc next=3 cmd=QPIGS"),
+        Ok(Command::Fault(
+            Target::Port("inv0".into()),
+            FaultRule::next(FaultKind::BreakChecksum, 3).for_command(&b"QPIGS"[..])
+        ))
+    );
+    assert_eq!(
+        Command::parse("fault * drop p=0.25"),
+        Ok(Command::Fault(
+            Target::All,
+            FaultRule::probability(FaultKind::Drop, 0.25)
+        ))
+    );
+    assert_eq!(
+        Command::parse("unplug inv0 2s"),
+        Ok(Command::Unplug(
+            Target::Port("inv0".into()),
+            Duration::from_secs(2)
+        ))
+    );
+    assert_eq!(
+        Command::parse("set inv0 grid off"),
+        Ok(Command::Set(
+            Target::Port("inv0".into()),
+            "grid".into(),
+            "off".into()
+        ))
+    );
+    assert_eq!(
+        Command::parse(r"send m1 READING 1\x00\r"),
+        Ok(Command::Send(
+            "m1".into(),
+            Bytes::from_static(b"READING 1\x00\r")
+        ))
+    );
+}
+
+#[test]
+fn rejects_with_a_reason() {
+    for (line, needle) in [
+        ("", "empty"),
+        ("explode inv0", "unknown command"),
+        ("fault inv0", "missing kind"),
+        ("fault inv0 melt", "unknown fault"),
+        ("fault inv0 drop p=2", "not in 0..=1"),
+        ("fault inv0 drop when=now", "unknown option"),
+        ("unplug inv0 soon", "bad duration"),
+        ("set inv0 grid", "missing value"),
+        (r"send inv0 \q", "unknown escape"),
+    ] {
+        let err = Command::parse(line).unwrap_err().to_string();
+        assert!(err.contains(needle), "{line:?}: {err}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_mins(2)));
+    assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+    assert!(parse_duration("-1s").is_err());
+}
