@@ -2,7 +2,7 @@
 """Instructions per round trip, counted by callgrind: a figure that survives a noisy machine.
 
 The round-trip rates of `cargo bench --bench pty_fleet` drift with the VM's speed; instruction
-counts do not. This runs one server child of the bench (`--serve limit` or `--serve serialtwin`)
+counts do not. This runs one server child of the bench (`--serve limit`, `--serve serialtwin`, `--serve registry`...)
 under `valgrind --tool=callgrind` with one port, makes N round trips from here (request
 `QPIGS\\r\\n`, the 110-byte reply), and again with 5 N, and prints the difference per round
 trip: the server's user-space instructions for one request (all its threads'), start-up
@@ -105,7 +105,7 @@ def main():
         sys.exit("instructions.py needs valgrind (apt install valgrind); nothing else uses it")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("binary", help="the pty_fleet bench binary")
-    p.add_argument("--serve", default="serialtwin", choices=["serialtwin", "limit", "bare", "api"])
+    p.add_argument("--serve", default="serialtwin", choices=["serialtwin", "registry", "limit", "bare", "api"])
     p.add_argument("--n", type=int, default=1000, help="round trips of the short run")
     p.add_argument("--ports", type=int, default=1, help="ports the round trips take turns on")
     p.add_argument("--cache", action="store_true", help="simulate the caches, print misses")
