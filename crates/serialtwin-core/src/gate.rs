@@ -14,10 +14,9 @@
 //! The one rule: a source behind a gate must be polled through that gate and nowhere else,
 //! or its wake-ups would reach the task without setting its bit.
 
-use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
-use std::task::{Context, Poll, RawWakerVTable, Wake, Waker};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 
 use futures::task::AtomicWaker;
 
@@ -131,45 +130,26 @@ impl Gates {
     }
 }
 
-/// An [`AtomicWaker`] that does not register again a waker it already holds.
+/// Where a source keeps the waker of the task (or lent port) to wake: an [`AtomicWaker`].
 ///
-/// A serving loop registers the same task's waker several times per request (each gate, the
-/// session counters), and `AtomicWaker::register` takes two atomic read-modify-writes each
-/// time even when nothing changed. Here a waker that is still held — no wake took it since —
-/// costs two loads. The held waker's identity (its data and vtable pointers, what
-/// [`Waker::will_wake`] compares) is kept beside it; a wake clears it before taking the waker.
+/// It once skipped registering again a waker it believed it still held (two loads instead of
+/// two read-modify-writes). That belief could go stale: a wake racing a registration took the
+/// newly registered waker and left its name behind, the next registration skipped, and the
+/// wake after it was lost — a lent port whose task never took it back, a client waiting for a
+/// reply forever. Every registration is made in full now.
 #[derive(Debug, Default)]
 pub(crate) struct WakerSlot {
     waker: AtomicWaker,
-    /// Data pointer of the waker `waker` holds, null once a wake may have taken it.
-    held: AtomicPtr<()>,
-    /// Its vtable (written only by the registering side, before `held`).
-    held_vtable: AtomicPtr<RawWakerVTable>,
 }
 
 impl WakerSlot {
     /// Make sure `waker` is the one woken next.
-    ///
-    /// Skipping is safe: if `held` still names `waker`, no wake has run its first step yet,
-    /// and a wake running now wakes `waker` itself.
     pub(crate) fn register(&self, waker: &Waker) {
-        let data = waker.data().cast_mut();
-        let vtable = ptr::from_ref(waker.vtable()).cast_mut();
-        if self.held.load(Ordering::Acquire) == data
-            && self.held_vtable.load(Ordering::Relaxed) == vtable
-        {
-            return;
-        }
-        // Named before registering: a wake in between clears the name, and the next
-        // registration is made in full.
-        self.held_vtable.store(vtable, Ordering::Relaxed);
-        self.held.store(data, Ordering::Release);
         self.waker.register(waker);
     }
 
     /// Wake the waker held, if any.
     pub(crate) fn wake(&self) {
-        self.held.store(ptr::null_mut(), Ordering::Release);
         self.waker.wake();
     }
 }
@@ -248,7 +228,7 @@ mod tests {
             ),
             (2, 1)
         );
-        // And back: the skip compares with the waker held now, not with one seen before.
+        // And back: the waker registered last is the one woken.
         slot.register(&b);
         slot.register(&a);
         slot.wake();
@@ -259,6 +239,57 @@ mod tests {
             ),
             (3, 1)
         );
+    }
+
+    /// A waker that unparks a thread.
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    /// A task (this thread) and a source (another thread) racing as a lent port's task and its
+    /// lane do: the source sets a flag and wakes; the task registers, looks at the flag, and
+    /// parks until woken. Wakes that land while a registration is in progress must not leave
+    /// the slot believing it holds a waker it has given away: the next wake would be lost, and
+    /// the task would sleep with the flag set.
+    #[test]
+    fn no_wake_is_lost_to_a_registration_racing_a_wake() {
+        const ROUNDS: usize = 20_000;
+        let slot = Arc::new(WakerSlot::default());
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let source = {
+            let (slot, flag) = (slot.clone(), flag.clone());
+            std::thread::spawn(move || {
+                for _ in 0..ROUNDS {
+                    while flag.load(Ordering::Acquire) {
+                        std::hint::spin_loop();
+                    }
+                    flag.store(true, Ordering::Release);
+                    slot.wake();
+                    // And a second, late wake, as a lane giving back a port the task is
+                    // already taking.
+                    slot.wake();
+                }
+            })
+        };
+        for round in 0..ROUNDS {
+            loop {
+                slot.register(&waker);
+                if flag.swap(false, Ordering::AcqRel) {
+                    break;
+                }
+                let parked = std::time::Instant::now();
+                std::thread::park_timeout(Duration::from_secs(2));
+                assert!(
+                    parked.elapsed() < Duration::from_secs(2) || !flag.load(Ordering::Acquire),
+                    "round {round}: the flag is set and no wake came"
+                );
+            }
+        }
+        source.join().unwrap();
     }
 
     #[test]
