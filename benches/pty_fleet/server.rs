@@ -117,44 +117,10 @@ enum Served {
 impl Served {
     /// Open `n` ports of `kind`; their slave paths.
     async fn open(kind: &str, n: usize) -> Result<(Self, Vec<String>), Box<dyn std::error::Error>> {
-        if kind == "serialtwin" {
-            let fleet = Fleet::new();
-            let handles = fleet
-                .spawn_all((0..n).map(|i| (PortSpec::new(format!("p{i}")), Qpigs)))
-                .await?;
-            let paths = handles
-                .iter()
-                .map(|h| h.pty().display().to_string())
-                .collect();
-            return Ok((
-                Self::Fleet {
-                    fleet,
-                    _handles: handles,
-                },
-                paths,
-            ));
-        }
-        if kind == "registry" {
-            let fleet = Fleet::new();
-            let handles = fleet
-                .spawn_all(
-                    registry_devices(n)?
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, d)| (PortSpec::new(format!("p{i}")), d)),
-                )
-                .await?;
-            let paths = handles
-                .iter()
-                .map(|h| h.pty().display().to_string())
-                .collect();
-            return Ok((
-                Self::Fleet {
-                    fleet,
-                    _handles: handles,
-                },
-                paths,
-            ));
+        match kind {
+            "serialtwin" => return Self::fleet((0..n).map(|_| Qpigs)).await,
+            "registry" => return Self::fleet(registry_devices(n)?).await,
+            _ => {}
         }
         let mut tasks = Vec::with_capacity(n);
         let mut paths = Vec::with_capacity(n);
@@ -168,6 +134,32 @@ impl Served {
             });
         }
         Ok((Self::Tasks(tasks), paths))
+    }
+
+    /// A fleet with one port per device; the ports' slave paths.
+    async fn fleet<D: serialtwin::Body>(
+        devices: impl IntoIterator<Item = D>,
+    ) -> Result<(Self, Vec<String>), Box<dyn std::error::Error>> {
+        let fleet = Fleet::new();
+        let handles = fleet
+            .spawn_all(
+                devices
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, d)| (PortSpec::new(format!("p{i}")), d)),
+            )
+            .await?;
+        let paths = handles
+            .iter()
+            .map(|h| h.pty().display().to_string())
+            .collect();
+        Ok((
+            Self::Fleet {
+                fleet,
+                _handles: handles,
+            },
+            paths,
+        ))
     }
 
     async fn close(self) {
