@@ -781,3 +781,56 @@ async fn a_bus_hands_each_request_to_the_unit_it_names() {
     client.read_to_string(&mut rest).await.unwrap();
     assert_eq!(rest, "", "nothing else answered");
 }
+
+/// Answers `READ` with when it answered (milliseconds since it was made), padded to the
+/// 108 bytes of a PI30 `QPIGS` payload: 110 bytes on the wire with CRLF.
+struct Clock(tokio::time::Instant);
+
+impl Device for Clock {
+    type Error = std::convert::Infallible;
+
+    fn handle(
+        &mut self,
+        req: &[u8],
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        if req == b"READ" {
+            out.push(format!("{:0>108}", self.0.elapsed().as_millis()));
+        }
+        Ok(())
+    }
+
+    fn line(&self) -> LineConfig {
+        LineConfig::uart(2400)
+    }
+}
+
+/// Twenty requests sent at once to a device on a paced 2400-baud line are answered one at a
+/// time, each once the previous reply has left the wire: the readings are 458 ms apart, as a
+/// real inverter's are, not all taken at the moment the requests arrived.
+#[tokio::test(start_paused = true)]
+async fn pipelined_requests_on_a_paced_line_are_answered_as_each_reply_leaves() {
+    let (client, cancel, task) = start(
+        Clock(tokio::time::Instant::now()),
+        ServeConfig::new("paced"),
+    );
+    let mut client = BufReader::new(client);
+    client
+        .get_mut()
+        .write_all(&b"READ\r\n".repeat(20))
+        .await
+        .unwrap();
+    let mut taken = Vec::new();
+    for _ in 0..20 {
+        let line = read_line(&mut client).await;
+        assert_eq!(line.len(), 110, "{line:?}");
+        taken.push(line.trim_end().parse::<u64>().unwrap());
+    }
+    for pair in taken.windows(2) {
+        // 110 bytes x 10 bits / 2400 baud = 458.3 ms on the wire.
+        assert!(pair[1] - pair[0] >= 458, "readings {taken:?}");
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
