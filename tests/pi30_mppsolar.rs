@@ -654,3 +654,56 @@ async fn a_parallel_group_answers_qpgs_consistently_from_every_port() {
     );
     fleet.shutdown().await;
 }
+
+/// Opens and closes `sys.argv[1]` with pyserial at 2400 8E1 (`exclusive` as `sys.argv[2]`
+/// says), `sys.argv[3]` times with a short gap and nothing said; prints how many opens failed
+/// and the first error.
+const BARE_OPENS: &str = r#"
+import sys, time, serial
+failed, first = 0, None
+for _ in range(int(sys.argv[3])):
+    try:
+        serial.Serial(sys.argv[1], 2400, parity=serial.PARITY_EVEN, timeout=1,
+                      exclusive=sys.argv[2] == "on").close()
+    except Exception as e:
+        failed += 1
+        first = first or repr(e)
+    time.sleep(0.02)
+print(failed, first)
+"#;
+
+/// 8E1 is Modbus's default (and mbpoll's): a client that opens with even parity and closes
+/// again without a word, again and again, must be able to open every time — on a port served
+/// by a lane and on one served by its own task, with pyserial's exclusive mode on and off.
+/// (A pty drops `PARENB`, so each open's `tcsetattr` changes nothing but the canary flag we
+/// keep set; a canary not set again after a silent client leaves makes glibc fail the next
+/// open with EINVAL.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyserial_opens_with_even_parity_every_time_without_a_word_between() {
+    const OPENS: &str = "300";
+    let (lanes, own) = (Fleet::new(), Fleet::without_lanes());
+    let ports = [
+        (spawn_with(&lanes, "lane-excl", |_| {}), "on"),
+        (spawn_with(&lanes, "lane-shared", |_| {}), "off"),
+        (spawn_with(&own, "task-excl", |_| {}), "on"),
+        (spawn_with(&own, "task-shared", |_| {}), "off"),
+    ];
+    let runs = ports.iter().map(|(port, exclusive)| {
+        let args = [
+            port.pty().as_os_str().to_owned(),
+            (*exclusive).into(),
+            OPENS.into(),
+        ];
+        tokio::task::spawn_blocking(move || common::python::run_script(BARE_OPENS, &args))
+    });
+    for ((port, exclusive), out) in ports.iter().zip(futures::future::join_all(runs).await) {
+        let out = out.unwrap();
+        assert!(
+            out.starts_with("0 "),
+            "{} (exclusive {exclusive}): failed opens and the first error: {out}",
+            port.name()
+        );
+    }
+    lanes.shutdown().await;
+    own.shutdown().await;
+}

@@ -363,10 +363,12 @@ impl PtyPort {
         let clean = self.sessions.is_some() && !self.has_client_now();
         let left_behind = if clean {
             // First, so that it lands as close to the sync as possible: a client that opens
-            // after the sync must not have its own `tcsetattr` overtaken.
-            if self.rearm_pending {
-                self.rearm_canary();
-            }
+            // after the sync must not have its own `tcsetattr` overtaken. Decided by the line's
+            // settings, not by `rearm_pending`: the departed client's last `tcsetattr` may not
+            // have been read yet (its status byte comes after this), and a canary it cleared
+            // and nobody set again fails the next open that asks for what the pty cannot show
+            // (even parity: glibc sees "nothing changed" and says EINVAL).
+            self.rearm_canary();
             self.own_flush = true;
             if let Err(e) = rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush) {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
