@@ -446,3 +446,37 @@ async fn owner_and_mode_are_set_on_the_slave_and_kept_across_an_unplug() {
     check(&back);
     fleet.shutdown().await;
 }
+
+/// Fails on purpose with a scratch directory in use (run by
+/// `a_failing_test_leaves_no_scratch_directory`, in a child process).
+#[test]
+#[ignore = "fails on purpose; run by a_failing_test_leaves_no_scratch_directory"]
+fn fails_with_a_scratch_directory() {
+    if !common::is_child() {
+        return;
+    }
+    let dir = test_dir("failing");
+    std::fs::write(dir.join("note"), b"left by a failing test").unwrap();
+    println!("SCRATCH {}", dir.display());
+    panic!("failing on purpose");
+}
+
+/// A test that fails leaves nothing behind in the temp directory: a suite that fails a few
+/// times a day must not fill `/tmp`.
+#[test]
+fn a_failing_test_leaves_no_scratch_directory() {
+    let out = common::child("fails_with_a_scratch_directory", &[])
+        .env_remove("SERIALTWIN_KEEP_TEST_DIRS")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child failed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.split("SCRATCH ").nth(1))
+        .unwrap_or_else(|| panic!("the child names its directory: {stdout}"));
+    assert!(
+        !std::path::Path::new(dir).exists(),
+        "{dir} left behind by a failing test"
+    );
+}

@@ -1,5 +1,5 @@
-//! A test's own scratch directory under the system temp dir, removed when the test is done
-//! (kept when it failed, for a look).
+//! A test's own scratch directory under the system temp dir, removed when the test is done,
+//! failed or not (`SERIALTWIN_KEEP_TEST_DIRS=1` keeps a failed test's, for a look).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -38,8 +38,10 @@ impl AsRef<Path> for Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if std::thread::panicking() && std::env::var_os("SERIALTWIN_KEEP_TEST_DIRS").is_some() {
+            eprintln!("test files kept in {}", self.0.display());
+            return;
         }
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

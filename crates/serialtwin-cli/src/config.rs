@@ -33,7 +33,13 @@ const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// or under `$TMPDIR` where that is set (as the default control socket is), so that a second
 /// instance, a test suite above all, can have its own without touching a user's.
 pub(crate) fn default_config() -> String {
-    let dir = std::env::temp_dir().join("serialtwin/");
+    default_config_in(&std::env::temp_dir())
+}
+
+/// The default config with its link under `temp` (what [`default_config`] is for a temp
+/// directory).
+fn default_config_in(temp: &std::path::Path) -> String {
+    let dir = temp.join("serialtwin/");
     DEFAULT_CONFIG.replace("/tmp/serialtwin/", &dir.to_string_lossy())
 }
 
@@ -741,6 +747,23 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tests and second instances move the default link with `$TMPDIR`; a user who sets
+    /// nothing gets the documented `/tmp/serialtwin/ttyUSB0` (the temp dir is `/tmp` then).
+    #[test]
+    fn the_unredirected_default_link_is_the_documented_one() {
+        let config = default_config_in(std::path::Path::new("/tmp"));
+        assert!(
+            config.contains("link = \"/tmp/serialtwin/ttyUSB0\""),
+            "{config}"
+        );
+        let moved = default_config_in(std::path::Path::new("/run/user/1000/t"));
+        assert!(
+            moved.contains("link = \"/run/user/1000/t/serialtwin/ttyUSB0\""),
+            "{moved}"
+        );
+        assert!(!moved.contains("/tmp/serialtwin"), "{moved}");
+    }
 
     #[test]
     fn the_line_table_overrides_the_models_line() {
