@@ -33,7 +33,13 @@ const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// or under `$TMPDIR` where that is set (as the default control socket is), so that a second
 /// instance, a test suite above all, can have its own without touching a user's.
 pub(crate) fn default_config() -> String {
-    default_config_in(&std::env::temp_dir())
+    default_config_at(0)
+}
+
+/// The default config with its link at `ttyUSB<n>` instead (a second instance's, while a
+/// first holds `ttyUSB0`).
+pub(crate) fn default_config_at(n: u32) -> String {
+    default_config_in(&std::env::temp_dir()).replace("/ttyUSB0\"", &format!("/ttyUSB{n}\""))
 }
 
 /// The default config with its link under `temp` (what [`default_config`] is for a temp
@@ -41,6 +47,11 @@ pub(crate) fn default_config() -> String {
 fn default_config_in(temp: &std::path::Path) -> String {
     let dir = temp.join("serialtwin/");
     DEFAULT_CONFIG.replace("/tmp/serialtwin/", &dir.to_string_lossy())
+}
+
+/// Where the default config's links live: `serialtwin/` in the system's temp directory.
+pub(crate) fn default_link_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("serialtwin")
 }
 
 /// What the default config is called in messages.

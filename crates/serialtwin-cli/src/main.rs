@@ -45,7 +45,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", chain(&e));
-            if e.downcast_ref::<ConfigError>().is_some() {
+            if e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<run::SeveralInstances>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use serialtwin_core::control::{self, Ports};
 use serialtwin_core::trusted_dir::{self, Purpose, TrustedDir};
-use serialtwin_core::{Fleet, PortHandle, PortSpec, limits};
+use serialtwin_core::{Fleet, LinkError, PortHandle, PortSpec, limits};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{debug, info, warn};
 
@@ -22,17 +22,71 @@ use crate::trace::Trace;
 /// ports could not be started (nothing is left behind).
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let plan = match &args.config {
-        Some(path) => config::load(path)?,
-        None => config::parse(config::DEFAULT_NAME, &config::default_config(), None)?,
+        Some(path) => Some(config::load(path)?),
+        None => None,
     };
-    for w in &plan.warnings {
-        warn!("{w}");
-    }
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the runtime")?
-        .block_on(serve(plan, args))
+        .context("cannot start the runtime")?;
+    match plan {
+        Some(plan) => {
+            for w in &plan.warnings {
+                warn!("{w}");
+            }
+            runtime.block_on(serve(plan, args, Defaults::None))
+        }
+        None => runtime.block_on(serve_default(args)),
+    }
+}
+
+/// How many default links (`ttyUSB0`, `ttyUSB1`...) a `serialtwin run` without a config tries.
+const DEFAULT_LINKS: u32 = 16;
+
+/// The built-in default: a PI30 inverter at `ttyUSB0`, or at the next link no other instance
+/// holds (a second `serialtwin run` beside a user's first).
+async fn serve_default(args: &RunArgs) -> anyhow::Result<()> {
+    let mut n = 0;
+    loop {
+        let plan = config::parse(config::DEFAULT_NAME, &config::default_config_at(n), None)?;
+        if n == 0 {
+            for w in &plan.warnings {
+                warn!("{w}");
+            }
+        }
+        match serve(plan, args, Defaults::Link).await {
+            Err(e) if n + 1 < DEFAULT_LINKS && link_busy(&e) => {
+                n += 1;
+                info!(
+                    "{}: the default inverter takes ttyUSB{n} instead",
+                    busy_reason(&e)
+                );
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether starting failed because a link is held by another running instance.
+fn link_busy(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| matches!(c.downcast_ref(), Some(LinkError::Busy { .. })))
+}
+
+/// What the busy link error says.
+fn busy_reason(e: &anyhow::Error) -> String {
+    e.chain()
+        .find(|c| matches!(c.downcast_ref(), Some(LinkError::Busy { .. })))
+        .map_or_else(|| e.to_string(), ToString::to_string)
+}
+
+/// Which of the built-in defaults a run uses, for what to tidy at exit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Defaults {
+    /// None: a config file.
+    None,
+    /// The default config's link directory.
+    Link,
 }
 
 /// `serialtwin check`: validate, list what would start, warn.
@@ -96,7 +150,7 @@ impl Signals {
     }
 }
 
-async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
+async fn serve(plan: Plan, args: &RunArgs, defaults: Defaults) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     match limits::raise_nofile_limit() {
         Ok(r) if r.raised() => debug!(
@@ -141,19 +195,19 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
         }
     };
     let ports = Ports::new(handles.iter().cloned());
-    let control = start_control(args, ports.clone(), fleet.cancellation()).await?;
+    let (control, control_task) = start_control(args, ports.clone(), fleet.cancellation()).await?;
     let timeline = tokio::spawn(control::run_timeline(
         plan.timeline,
         ports,
         fleet.cancellation(),
     ));
-    ready(&handles, &models, args.json)?;
     if let Some(control) = &control {
         info!(
             "control: serialtwin ctl --socket {} list",
             control.display()
         );
     }
+    ready(&handles, &models, args.json)?;
     info!(
         ports = handles.len(),
         "ready; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP"
@@ -164,6 +218,20 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
     fleet.shutdown().await;
     let _ = timeline.await;
     drop(handles);
+    // The socket is removed when its task ends (the fleet's cancellation ends it).
+    if let Some(task) = control_task {
+        let _ = task.await;
+    }
+    // No empty directories left behind: the default socket's and the default link's, if
+    // nothing else (another instance) is in them. (`remove_dir` removes only an empty one.)
+    if args.control.is_none()
+        && let Some(dir) = control.as_deref().and_then(Path::parent)
+    {
+        let _ = std::fs::remove_dir(dir);
+    }
+    if defaults == Defaults::Link {
+        let _ = std::fs::remove_dir(config::default_link_dir());
+    }
     if let Some((t, writer)) = trace {
         drop(t);
         writer.finish();
@@ -172,42 +240,58 @@ async fn serve(plan: Plan, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The control socket: `--control PATH` (must work), or the per-user default (best effort:
-/// a second instance runs without one), or none with `--no-control`.
+/// The control socket: `--control PATH` (must work), or the per-user default — `control.sock`,
+/// or `control-<pid>.sock` beside it while another instance serves that one (best effort: no
+/// socket, and a warning, if neither can be made) — or none with `--no-control`. Its path,
+/// and the task that serves it (it removes the socket when the fleet is cancelled).
 async fn start_control(
     args: &RunArgs,
     ports: Ports,
     cancel: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<Option<PathBuf>> {
+) -> anyhow::Result<(Option<PathBuf>, Option<tokio::task::JoinHandle<()>>)> {
     if args.no_control {
-        return Ok(None);
+        return Ok((None, None));
     }
-    let (path, required) = match &args.control {
-        Some(path) => (path.clone(), true),
-        None => (control_default(), false),
+    let candidates = if let Some(path) = &args.control {
+        vec![path.clone()]
+    } else {
+        let first = control_default();
+        let own = first.with_file_name(format!("control-{}.sock", std::process::id()));
+        vec![first, own]
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let socket = path.clone();
-    tokio::spawn(async move {
-        let result = control::serve_socket_ready(&socket, ports, cancel, tx).await;
-        if let Err(e) = result {
-            debug!(error = %e, "control socket ended");
+    let mut last = None;
+    for path in candidates {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let socket = path.clone();
+        let (ports, cancel) = (ports.clone(), cancel.clone());
+        let task = tokio::spawn(async move {
+            let result = control::serve_socket_ready(&socket, ports, cancel, tx).await;
+            if let Err(e) = result {
+                debug!(error = %e, "control socket ended");
+            }
+        });
+        match rx.await {
+            Ok(Ok(())) => {
+                info!(socket = %path.display(), "control socket ready (serialtwin ctl)");
+                return Ok((Some(path), Some(task)));
+            }
+            Ok(Err(e)) => {
+                let _ = task.await;
+                last = Some((path, e));
+            }
+            Err(_) => return Ok((None, None)),
         }
-    });
-    match rx.await {
-        Ok(Ok(())) => {
-            info!(socket = %path.display(), "control socket ready (serialtwin ctl)");
-            Ok(Some(path))
-        }
-        Ok(Err(e)) if required => Err(anyhow::anyhow!(
+    }
+    match last {
+        Some((path, e)) if args.control.is_some() => Err(anyhow::anyhow!(
             "cannot open the control socket {}: {e}",
             path.display()
         )),
-        Ok(Err(e)) => {
+        Some((path, e)) => {
             warn!(socket = %path.display(), "no control socket: {e}; use --control PATH");
-            Ok(None)
+            Ok((None, None))
         }
-        Err(_) => Ok(None),
+        None => Ok((None, None)),
     }
 }
 
@@ -239,7 +323,10 @@ pub(crate) fn control_default() -> PathBuf {
 /// If the socket cannot be reached or is not to be trusted, no reply came within `--timeout`,
 /// or the instance answered with an error.
 pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
-    let path = args.socket.clone().unwrap_or_else(control_default);
+    let path = match &args.socket {
+        Some(path) => path.clone(),
+        None => instance()?,
+    };
     let line = args.command.join(" ");
     let reply = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -277,6 +364,68 @@ pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
         )),
     }
 }
+
+/// The control socket of the one instance running, as the default sockets show it: the
+/// default path when none answers there or beside it (the request then says nobody is).
+///
+/// # Errors
+/// [`SeveralInstances`] when more than one answers.
+fn instance() -> anyhow::Result<PathBuf> {
+    let first = control_default();
+    let Some(dir) = first.parent() else {
+        return Ok(first);
+    };
+    // Only in a directory of our own: a probe is a connection, and no one else's socket gets
+    // one.
+    if TrustedDir::open(dir, Purpose::Private).is_err() {
+        return Ok(first);
+    }
+    let mut sockets: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n == "control.sock"
+                    || n.strip_prefix("control-")
+                        .and_then(|rest| rest.strip_suffix(".sock"))
+                        .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+            })
+        })
+        .filter(|path| std::os::unix::net::UnixStream::connect(path).is_ok())
+        .collect();
+    sockets.sort();
+    match sockets.len() {
+        0 => Ok(first),
+        1 => Ok(sockets.remove(0)),
+        _ => Err(SeveralInstances(sockets).into()),
+    }
+}
+
+/// More than one `serialtwin run` answers on the default sockets: which one is meant?
+#[derive(Debug)]
+pub(crate) struct SeveralInstances(Vec<PathBuf>);
+
+impl std::fmt::Display for SeveralInstances {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} serialtwin instances are running; choose one with --socket:",
+            self.0.len()
+        )?;
+        for socket in &self.0 {
+            write!(
+                f,
+                "\n  serialtwin ctl --socket {} ...",
+                printable(&socket.display().to_string())
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SeveralInstances {}
 
 /// `text` with every control character but the line breaks escaped (`\r`, `\t`, `\x1b`,
 /// `\u{9b}`), so that nothing a server sends is taken by the terminal as a command.

@@ -793,3 +793,87 @@ fn a_port_name_that_is_not_one_word_is_a_config_error() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("inv-0.a_B"));
 }
+
+/// `serialtwin ctl <args>` with the defaults under `tmp` (and no runtime directory).
+fn ctl_in(tmp: &Path, args: &[&str]) -> std::process::Output {
+    common::output_within(
+        Command::new(common::bin())
+            .arg("ctl")
+            .args(args)
+            .env("TMPDIR", tmp)
+            .env("XDG_RUNTIME_DIR", ""),
+    )
+}
+
+/// A user runs the main job twice: the second instance takes the next default link and a
+/// control socket of its own, and says so; `ctl` without `--socket` names both and asks which;
+/// each answers on its own socket; when both have stopped, no directory is left behind.
+#[test]
+fn a_second_default_instance_takes_the_next_link_and_a_socket_of_its_own() {
+    let dir = work_dir("twoinst");
+    let env = [("TMPDIR", dir.as_ref()), ("XDG_RUNTIME_DIR", Path::new(""))];
+    let first = start_with_env(&dir, &[], &env);
+    let second = start_with_env(&dir, &[], &env);
+    assert_eq!(first.links(), [dir.join("serialtwin/ttyUSB0")]);
+    assert_eq!(
+        second.links(),
+        [dir.join("serialtwin/ttyUSB1")],
+        "{}",
+        second.stderr()
+    );
+    // (Logged before readiness is printed, but on another stream.)
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !second.stderr().contains("serialtwin ctl --socket ")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let said = second.stderr();
+    assert!(
+        said.contains("ttyUSB0 is in use by another serialtwin instance")
+            && said.contains("takes ttyUSB1"),
+        "{said}"
+    );
+    let socket = said
+        .lines()
+        .find_map(|l| l.split("serialtwin ctl --socket ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the second names its socket: {said}"))
+        .to_owned();
+    assert!(
+        Path::new(&socket)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("control-")),
+        "{socket}"
+    );
+
+    let both = ctl_in(&dir, &["list"]);
+    let complaint = String::from_utf8_lossy(&both.stderr);
+    assert_eq!(both.status.code(), Some(2), "{complaint}");
+    assert!(
+        complaint.contains("2 serialtwin instances are running")
+            && complaint.contains("control.sock")
+            && complaint.contains(&socket),
+        "{complaint}"
+    );
+    let listed = ctl_in(&dir, &["--socket", &socket, "list"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(second.ports[0]["pty"].as_str().unwrap()),
+        "{listed:?}"
+    );
+
+    let (status, _) = second.stop_with(Signal::SIGINT);
+    assert!(status.success());
+    let one = ctl_in(&dir, &["list"]);
+    assert!(one.status.success(), "one instance left: {one:?}");
+    let (status, _) = first.stop_with(Signal::SIGINT);
+    assert!(status.success());
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("serialtwin"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
