@@ -352,10 +352,9 @@ pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
     let reply = printable(&reply);
     match reply.strip_prefix("ok") {
         Some(rest) => {
+            // What followed `ok` (the ports, for `list`), or `ok` itself.
             let rest = rest.trim_start_matches('\n');
-            if !rest.is_empty() {
-                println!("{rest}");
-            }
+            println!("{}", if rest.is_empty() { "ok" } else { rest });
             Ok(())
         }
         None => Err(anyhow::anyhow!(

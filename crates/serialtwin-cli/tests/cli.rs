@@ -17,9 +17,26 @@ use common::{
 
 /// Open `path` as a Rust program would: tokio-serial at 2400 8N1.
 fn open(path: &Path) -> tokio_serial::SerialStream {
-    tokio_serial::new(path.to_str().unwrap(), 2400)
-        .open_native_async()
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+    open_at(path, 2400)
+}
+
+/// Open `path` with tokio-serial at `baud`. tokio-serial takes an exclusive `flock` on the
+/// port, and the one a stream dropped a moment ago may not be released yet: such an open is
+/// tried again (within `PATIENCE`).
+fn open_at(path: &Path, baud: u32) -> tokio_serial::SerialStream {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio_serial::new(path.to_str().unwrap(), baud).open_native_async() {
+            Ok(stream) => return stream,
+            Err(e)
+                if e.to_string().contains("exclusive lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
 }
 
 /// Write `request`, read up to and including `end`.
@@ -296,9 +313,7 @@ async fn the_configured_line_decides_who_is_understood() {
     let run = start(&dir, &[config.to_str().unwrap()]);
     let links = run.links();
     // At the configured 9600: understood.
-    let mut right = tokio_serial::new(links[0].to_str().unwrap(), 9600)
-        .open_native_async()
-        .unwrap();
+    let mut right = open_at(&links[0], 9600);
     assert_eq!(ask(&mut right, b"PING\r\n", b'\n').await, b"PONG\r\n");
     drop(right);
     // At 2400: the same number of bytes, none of them right (a UART at the wrong speed).

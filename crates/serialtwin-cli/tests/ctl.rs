@@ -112,7 +112,8 @@ run = "fault inv break-crc next=1 cmd=QMOD"
     let (ok, text) = ctl(&socket, &["fault", "meter", "drop", "next=1", "cmd=PING"]);
     assert!(ok, "{text}");
     let (ok, text) = ctl(&socket, &["set", "inv", "grid", "off"]);
-    assert!(ok, "{text}");
+    // A command that answers nothing more says `ok`, as README says.
+    assert!(ok && text == "ok\n", "{text:?}");
     let qpiws = ask_cr(&links[0], b"QPIWS\r").await;
     assert_eq!(
         qpiws[1 + 5],
@@ -149,6 +150,13 @@ run = "fault inv break-crc next=1 cmd=QMOD"
     timeline_fault_is_seen(&links[0]).await;
     unplug_through_ctl(&socket, &links[0]).await;
 
+    // Values set and timeline steps run are logged, as unplugs are.
+    let said = run.stderr();
+    assert!(
+        said.contains("device value set") && said.contains("grid") && said.contains("off"),
+        "{said}"
+    );
+    assert!(said.contains("timeline step done"), "{said}");
     let (status, extra) = run.stop_with(Signal::SIGINT);
     assert!(status.success(), "{status:?}");
     assert!(extra.is_empty(), "{extra:?}");

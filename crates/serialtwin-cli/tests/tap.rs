@@ -351,6 +351,12 @@ fn tap_records_mppsolar_and_replay_and_learn_answer_byte_for_byte() {
         "{log}"
     );
     assert!(log.contains("!! device error: strict replay"), "{log}");
+    // Logged once when it happens (the summary at exit aside).
+    let warned = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("deviates at exchange 2"))
+        .count();
+    assert_eq!(warned, 1, "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

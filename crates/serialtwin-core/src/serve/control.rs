@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 /// Commands the outside world sends to a running port.
 #[derive(Debug)]
@@ -123,7 +123,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             Control::Set { key, value, reply } => {
                 let result = self.device.body_set(&key, &value, &mut self.ctx);
                 match &result {
-                    Ok(()) => debug!(port = %self.name, %key, %value, "device value set"),
+                    Ok(()) => info!(port = %self.name, %key, %value, "device value set"),
                     Err(e) => {
                         warn!(port = %self.name, %key, %value, error = %e, "device value not set");
                     }

@@ -393,7 +393,7 @@ impl Replay {
             expected: expected.map(|ex| (ex.request.clone(), ex.at)),
             got: request.clone(),
         };
-        warn!("{deviation}");
+        // (Logged once, by the serving loop, as the error this returns.)
         let mut counts = self.report.lock();
         counts.fallback += 1;
         counts.deviations.push(deviation.clone());

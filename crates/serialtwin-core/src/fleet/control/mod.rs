@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 use crate::escape::unescape;
 use crate::fleet::{CommandError, PortHandle};
@@ -384,7 +384,7 @@ pub async fn run_timeline(steps: Vec<TimelineStep>, ports: Ports, cancel: Cancel
             () = tokio::time::sleep_until(start + step.at) => {}
         }
         match ports.execute(step.command.clone()).await {
-            Ok(_) => debug!(at = ?step.at, command = ?step.command, "timeline step done"),
+            Ok(_) => info!(at = ?step.at, command = ?step.command, "timeline step done"),
             Err(e) => warn!(at = ?step.at, error = %e, "timeline step failed"),
         }
     }
