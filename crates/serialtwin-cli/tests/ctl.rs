@@ -150,13 +150,7 @@ run = "fault inv break-crc next=1 cmd=QMOD"
     timeline_fault_is_seen(&links[0]).await;
     unplug_through_ctl(&socket, &links[0]).await;
 
-    // Values set and timeline steps run are logged, as unplugs are.
-    let said = run.stderr();
-    assert!(
-        said.contains("device value set") && said.contains("grid") && said.contains("off"),
-        "{said}"
-    );
-    assert!(said.contains("timeline step done"), "{said}");
+    values_and_steps_are_logged(&run.stderr());
     let (status, extra) = run.stop_with(Signal::SIGINT);
     assert!(status.success(), "{status:?}");
     assert!(extra.is_empty(), "{extra:?}");
@@ -166,6 +160,15 @@ run = "fault inv break-crc next=1 cmd=QMOD"
         !ok && text.contains("is `serialtwin run` running?"),
         "{text}"
     );
+}
+
+/// Values set and timeline steps run are logged, as unplugs are.
+fn values_and_steps_are_logged(said: &str) {
+    assert!(
+        said.contains("device value set") && said.contains("grid") && said.contains("off"),
+        "{said}"
+    );
+    assert!(said.contains("timeline step done"), "{said}");
 }
 
 /// The config's timeline put a broken CRC on one QMOD answer, whenever its step ran.
