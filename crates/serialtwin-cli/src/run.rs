@@ -256,6 +256,7 @@ async fn start_control(
         vec![path.clone()]
     } else {
         let first = control_default();
+        forget_dead_instances(&first);
         let own = first.with_file_name(format!("control-{}.sock", std::process::id()));
         vec![first, own]
     };
@@ -364,6 +365,42 @@ pub(crate) fn ctl(args: &CtlArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The process id a second instance's socket is named after (`control-<pid>.sock`).
+fn instance_pid(name: &str) -> Option<u32> {
+    name.strip_prefix("control-")?
+        .strip_suffix(".sock")?
+        .parse()
+        .ok()
+}
+
+/// Remove the sockets (and their lock files) beside `default` that instances which no longer
+/// run left behind (killed ones cannot remove their own): only in a directory of our own.
+fn forget_dead_instances(default: &Path) {
+    let Some(dir) = default.parent() else {
+        return;
+    };
+    if TrustedDir::open(dir, Purpose::Private).is_err() {
+        return;
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Some(pid) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(instance_pid)
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            debug!(socket = %path.display(), "removing a dead instance's control socket");
+            let _ = std::fs::remove_file(&path);
+            let mut lock = path.into_os_string();
+            lock.push(".lock");
+            let _ = std::fs::remove_file(lock);
+        }
+    }
+}
+
 /// The control socket of the one instance running, as the default sockets show it: the
 /// default path when none answers there or beside it (the request then says nobody is).
 ///
@@ -385,12 +422,9 @@ fn instance() -> anyhow::Result<PathBuf> {
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| {
-            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                n == "control.sock"
-                    || n.strip_prefix("control-")
-                        .and_then(|rest| rest.strip_suffix(".sock"))
-                        .is_some_and(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
-            })
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n == "control.sock" || instance_pid(n).is_some())
         })
         .filter(|path| std::os::unix::net::UnixStream::connect(path).is_ok())
         .collect();

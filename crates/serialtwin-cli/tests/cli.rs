@@ -337,6 +337,8 @@ fn sighup_stops_too_and_the_table_is_for_people() {
     // Without --json: the table.
     let mut child = std::process::Command::new(common::bin())
         .args(["run", config.to_str().unwrap(), "-q"])
+        .env("TMPDIR", &*dir)
+        .env("XDG_RUNTIME_DIR", "")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -64,6 +64,9 @@ impl Background {
             .args(args)
             .arg("--json")
             .current_dir(dir)
+            // A `run`'s default control socket in the test's own directory, never a user's.
+            .env("TMPDIR", dir)
+            .env("XDG_RUNTIME_DIR", "")
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr).unwrap())
             .spawn()

@@ -90,6 +90,10 @@ pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Runni
         .arg("run")
         .arg("--json")
         .args(args)
+        // The default control socket (and default link) in the test's own directory, never a
+        // user's: `env` may say otherwise.
+        .env("TMPDIR", dir)
+        .env("XDG_RUNTIME_DIR", "")
         .envs(env.iter().copied())
         .current_dir(dir)
         .stdin(Stdio::null())
@@ -178,7 +182,14 @@ impl Drop for Running {
 
 /// Run `serialtwin <args>` to its end (in `dir`), with a time limit.
 pub fn run_to_end(dir: &Path, args: &[&str]) -> Output {
-    output_within(Command::new(bin()).args(args).current_dir(dir))
+    output_within(
+        Command::new(bin())
+            .args(args)
+            .current_dir(dir)
+            // Defaults (control socket, default link) in the test's own directory.
+            .env("TMPDIR", dir)
+            .env("XDG_RUNTIME_DIR", ""),
+    )
 }
 
 /// Run `cmd` to its end with no input, collecting its output; killed (and the test failed)
