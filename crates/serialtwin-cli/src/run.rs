@@ -29,15 +29,28 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    match plan {
-        Some(plan) => {
-            for w in &plan.warnings {
-                warn!("{w}");
-            }
-            runtime.block_on(serve(plan, args, Defaults::None))
+    runtime.block_on(async {
+        // Once, before the first port exists (however many tries the default link takes).
+        let mut signals = Signals::install()?;
+        match limits::raise_nofile_limit() {
+            Ok(r) if r.raised() => debug!(
+                from = r.old_soft,
+                to = r.new_soft,
+                "raised the open-file limit"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!("cannot raise the open-file limit: {e}"),
         }
-        None => runtime.block_on(serve_default(args)),
-    }
+        match plan {
+            Some(plan) => {
+                for w in &plan.warnings {
+                    warn!("{w}");
+                }
+                serve(plan, args, Defaults::None, &mut signals).await
+            }
+            None => serve_default(args, &mut signals).await,
+        }
+    })
 }
 
 /// How many default links (`ttyUSB0`, `ttyUSB1`...) a `serialtwin run` without a config tries.
@@ -45,7 +58,7 @@ const DEFAULT_LINKS: u32 = 16;
 
 /// The built-in default: a PI30 inverter at `ttyUSB0`, or at the next link no other instance
 /// holds (a second `serialtwin run` beside a user's first).
-async fn serve_default(args: &RunArgs) -> anyhow::Result<()> {
+async fn serve_default(args: &RunArgs, signals: &mut Signals) -> anyhow::Result<()> {
     let mut n = 0;
     loop {
         let plan = config::parse(config::DEFAULT_NAME, &config::default_config_at(n), None)?;
@@ -54,7 +67,7 @@ async fn serve_default(args: &RunArgs) -> anyhow::Result<()> {
                 warn!("{w}");
             }
         }
-        match serve(plan, args, Defaults::Link).await {
+        match serve(plan, args, Defaults::Link, signals).await {
             Err(e) if n + 1 < DEFAULT_LINKS && link_busy(&e) => {
                 n += 1;
                 info!(
@@ -150,17 +163,12 @@ impl Signals {
     }
 }
 
-async fn serve(plan: Plan, args: &RunArgs, defaults: Defaults) -> anyhow::Result<()> {
-    let mut signals = Signals::install()?;
-    match limits::raise_nofile_limit() {
-        Ok(r) if r.raised() => debug!(
-            from = r.old_soft,
-            to = r.new_soft,
-            "raised the open-file limit"
-        ),
-        Ok(_) => {}
-        Err(e) => warn!("cannot raise the open-file limit: {e}"),
-    }
+async fn serve(
+    plan: Plan,
+    args: &RunArgs,
+    defaults: Defaults,
+    signals: &mut Signals,
+) -> anyhow::Result<()> {
     let trace = args.trace.map(Trace::start);
 
     let models: Vec<&'static str> = plan.ports.iter().map(|p| p.model).collect();
@@ -373,24 +381,36 @@ fn instance_pid(name: &str) -> Option<u32> {
         .ok()
 }
 
-/// Remove the sockets (and their lock files) beside `default` that instances which no longer
-/// run left behind (killed ones cannot remove their own): only in a directory of our own.
-fn forget_dead_instances(default: &Path) {
+/// The instances' sockets in `default`'s directory: `control.sock` (no pid) and every
+/// `control-<pid>.sock`. None unless the directory is our own: nothing in anyone else's is
+/// probed or removed.
+fn instance_sockets(default: &Path) -> Vec<(PathBuf, Option<u32>)> {
     let Some(dir) = default.parent() else {
-        return;
+        return Vec::new();
     };
     if TrustedDir::open(dir, Purpose::Private).is_err() {
-        return;
+        return Vec::new();
     }
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        let Some(pid) = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(instance_pid)
-        else {
-            continue;
-        };
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let path = entry.path();
+            let name = path.file_name()?.to_str()?;
+            match instance_pid(name) {
+                Some(pid) => Some((path, Some(pid))),
+                None => (name == "control.sock").then_some((path, None)),
+            }
+        })
+        .collect()
+}
+
+/// Remove the sockets (and their lock files) beside `default` that instances which no longer
+/// run left behind (killed ones cannot remove their own).
+fn forget_dead_instances(default: &Path) {
+    for (path, pid) in instance_sockets(default) {
+        let Some(pid) = pid else { continue };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             debug!(socket = %path.display(), "removing a dead instance's control socket");
             let _ = std::fs::remove_file(&path);
@@ -408,24 +428,10 @@ fn forget_dead_instances(default: &Path) {
 /// [`SeveralInstances`] when more than one answers.
 fn instance() -> anyhow::Result<PathBuf> {
     let first = control_default();
-    let Some(dir) = first.parent() else {
-        return Ok(first);
-    };
-    // Only in a directory of our own: a probe is a connection, and no one else's socket gets
-    // one.
-    if TrustedDir::open(dir, Purpose::Private).is_err() {
-        return Ok(first);
-    }
-    let mut sockets: Vec<PathBuf> = std::fs::read_dir(dir)
+    // (A probe is a connection: only in a directory of our own, see `instance_sockets`.)
+    let mut sockets: Vec<PathBuf> = instance_sockets(&first)
         .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n == "control.sock" || instance_pid(n).is_some())
-        })
+        .map(|(path, _)| path)
         .filter(|path| std::os::unix::net::UnixStream::connect(path).is_ok())
         .collect();
     sockets.sort();
