@@ -55,6 +55,16 @@ impl SimClock {
         self.epoch + real.mul_f64(self.speed)
     }
 
+    /// The simulated wall time at which this clock started (what it read when created).
+    ///
+    /// A model whose state evolves from a start (a battery's state of charge) starts there
+    /// unless its own config pins another moment, so an initial value means "when the clock
+    /// started" and not some moment derived from the first request.
+    #[must_use]
+    pub fn epoch(&self) -> SystemTime {
+        self.epoch
+    }
+
     /// Simulated seconds since the Unix epoch, with sub-second precision.
     #[must_use]
     pub fn unix_seconds_f64(&self) -> f64 {

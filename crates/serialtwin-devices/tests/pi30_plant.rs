@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::{NOON, START, ask, config, config_for, ctx_at, payload};
-use serialtwin_core::Context;
+use serialtwin_core::{Context, SimClock};
 use serialtwin_devices::pi30::{ConfigError, Pi30, Pi30Config, Settings, Variant};
 
 const ACK: &[u8] = b"(ACK9 \r";
@@ -27,6 +27,31 @@ fn qpigs_at(dev: &mut Pi30, unix: u64) -> Vec<String> {
 
 fn num(s: &str) -> f64 {
     s.parse().unwrap()
+}
+
+/// Without `start_unix`, `initial_soc` is the state of charge when the clock started — not at
+/// midnight UTC before it — and a later first request still sees the plant run from there.
+#[tokio::test(start_paused = true)]
+async fn initial_soc_holds_when_the_clock_starts() {
+    let mut cfg = config();
+    cfg.plant.start_unix = None;
+    cfg.battery.initial_soc = 0.5;
+    // 15:00 UTC: a day of sun and load lies between midnight and the clock's start.
+    let clock = SimClock::at_unix(START + 15 * HOUR, 1.0);
+    let mut dev = Pi30::new(cfg.clone()).unwrap();
+    let at_start = fields(&mut dev, &mut Context::for_test(clock), "QPIGS");
+    assert_eq!(at_start[10], "050", "battery capacity at the clock's start");
+
+    // The first request an hour after the clock started: the plant ran from the clock's start.
+    let mut late = Pi30::new(cfg.clone()).unwrap();
+    tokio::time::advance(Duration::from_secs(HOUR)).await;
+    let an_hour_in = fields(&mut late, &mut Context::for_test(clock), "QPIGS");
+    let mut pinned = cfg;
+    pinned.plant.start_unix = Some(START + 15 * HOUR);
+    let mut reference = Pi30::new(pinned).unwrap();
+    let expected = fields(&mut reference, &mut ctx_at(START + 16 * HOUR), "QPIGS");
+    assert_eq!(an_hour_in, expected, "same as a plant pinned at the clock's start");
+    assert_ne!(an_hour_in[10], "050", "an hour of sun moved the charge");
 }
 
 /// The same instant reached through different query histories gives identical bytes.

@@ -271,7 +271,8 @@ impl Default for Equalization {
 #[serde(deny_unknown_fields, default)]
 pub struct PlantConfig {
     /// Unix seconds at which the plant starts (its state is integrated from here).
-    /// `None`: midnight UTC of the simulated day of the first request.
+    /// `None`: when the simulated clock started (`[clock] start`, else when `run` started),
+    /// so `initial_soc` is the state of charge at that moment.
     pub start_unix: Option<u64>,
     /// Seed of the load and cloud variation.
     pub seed: u64,

@@ -147,8 +147,9 @@ impl Pi30 {
         }
     }
 
-    /// The reply to `frame` (a request without its `\r`) at simulated Unix time `t`.
-    fn respond(&self, frame: &[u8], t: f64) -> Response {
+    /// The reply to `frame` (a request without its `\r`) at simulated Unix time `t`, on a
+    /// clock that started at `clock_start` (where an unpinned plant starts).
+    fn respond(&self, frame: &[u8], t: f64, clock_start: f64) -> Response {
         let variant = self.config.variant;
         let printable = |b: &[u8]| b.iter().all(u8::is_ascii_graphic);
         let command = if let Some(body) = crc::strip_valid(frame) {
@@ -166,6 +167,7 @@ impl Pi30 {
             return Response::Unknown;
         };
         let mut sys = lock(&self.shared);
+        sys.plant.start_at(clock_start);
         let snap = sys.observe(t);
         if cmd.setter {
             #[expect(clippy::cast_possible_truncation, reason = "simulated times fit i64")]
@@ -192,8 +194,8 @@ impl Pi30 {
 
     /// Answer `request` (a frame without its `\r`) at the context's simulated time.
     fn serve(&self, request: &[u8], ctx: &Context, replies: &mut Replies) {
-        let t = unix_f64(ctx.clock().now());
-        match self.respond(request, t) {
+        let clock = ctx.clock();
+        match self.respond(request, unix_f64(clock.now()), unix_f64(clock.epoch())) {
             Response::Frame(payload) => replies.push(payload),
             Response::Unknown => match self.config.unknown_command {
                 UnknownPolicy::Nak => replies.push(NAK),
@@ -241,6 +243,7 @@ impl Device for Pi30 {
     /// `grid` = `on`/`off`, `soc` = battery state of charge in percent (0-100).
     fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String> {
         let at = ctx.clock().now();
+        self.control().start_at(ctx.clock().epoch());
         match key {
             "grid" => {
                 let present = match value {

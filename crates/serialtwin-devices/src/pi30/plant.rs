@@ -167,7 +167,8 @@ pub(crate) struct Plant {
     variant: Variant,
     /// Number of units sharing the plant.
     units: usize,
-    /// Unix second at which step 0 starts; fixed at the first observation if not configured.
+    /// Unix second at which step 0 starts: configured, else the clock's start (see
+    /// [`Plant::start_at`]), else the first instant the plant is asked about.
     start: Option<i64>,
     /// Whole steps integrated so far.
     steps: i64,
@@ -228,11 +229,22 @@ impl Plant {
         self.state.cutoff = false;
     }
 
-    /// The start second, fixing it at midnight UTC of `t`'s day if it was not configured.
+    /// Start the plant at `t` (where `initial_soc` holds) unless its start is configured or
+    /// already fixed. The device calls this with its clock's start before each observation,
+    /// so the start never depends on when the plant is first asked.
+    pub(crate) fn start_at(&mut self, t: f64) {
+        self.start.get_or_insert(floor_secs(t));
+    }
+
+    /// The Unix second at which the plant started, if it has.
+    #[must_use]
+    pub(crate) fn start(&self) -> Option<i64> {
+        self.start
+    }
+
+    /// The start second, fixing it at `t` if nothing fixed it before.
     fn start_for(&mut self, t: f64) -> i64 {
-        *self
-            .start
-            .get_or_insert_with(|| floor_secs(t).div_euclid(DAY) * DAY)
+        *self.start.get_or_insert_with(|| floor_secs(t))
     }
 
     /// Integrate every whole step that ends at or before `t`. `settings[i]` is unit `i`'s.

@@ -84,6 +84,14 @@ pub struct Pi30Handle {
 }
 
 impl Pi30Handle {
+    /// Start the plant at `at` — the moment `initial_soc` describes — unless its config pins
+    /// `start_unix` or it has started already. The device does this with its clock's start
+    /// whenever it answers or is set; a program driving the handle before any request calls
+    /// it first, or the plant starts at the first instant it is asked about.
+    pub fn start_at(&self, at: SystemTime) {
+        lock(&self.shared).plant.start_at(unix_f64(at));
+    }
+
     /// The grid goes away (`false`) or comes back (`true`) at `at`.
     pub fn set_grid_present(&self, present: bool, at: SystemTime) {
         let mut sys = lock(&self.shared);
