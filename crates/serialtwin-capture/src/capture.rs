@@ -1,10 +1,11 @@
 //! Captures: the JSON-lines format, [`CaptureWriter`] and [`read`] (see the crate docs).
 
+use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,6 +76,10 @@ pub struct Header {
     /// The link the client opened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The port's name, when an emulated device's port was recorded (`serialtwin run
+    /// --capture`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<String>,
     /// The device side's line settings when the capture started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<SettingsRecord>,
@@ -527,7 +532,124 @@ pub fn parse(path: &Path, text: &[u8]) -> Result<Capture, CaptureError> {
     Ok(capture)
 }
 
-/// Streams records to a capture file, one flushed line each, from its own thread.
+/// One thread that writes any number of capture files, so recording a fleet of a thousand ports
+/// costs one thread, not a thousand.
+///
+/// Each [`CaptureWriter`] it [creates](Self::create) hands its lines to that thread, which
+/// writes each whole line with one `write(2)` as soon as it comes. The thread ends when the
+/// recorder and every writer it made are gone. Clones share the thread.
+#[derive(Clone, Debug)]
+pub struct Recorder {
+    /// Messages for the writer thread.
+    tx: mpsc::Sender<Message>,
+    /// The next file's id.
+    next: Arc<AtomicU64>,
+}
+
+/// What the writer thread is asked to do.
+enum Message {
+    /// Take over a file whose header is written.
+    Open(u64, std::fs::File),
+    /// Write one record line to a file.
+    Line(u64, String),
+    /// Flush and close a file; the first write error it met goes back (if anyone listens).
+    Close(u64, mpsc::Sender<io::Result<()>>),
+}
+
+/// A file the writer thread holds.
+struct Open {
+    file: std::fs::File,
+    /// The first write error: later lines are dropped, `close` reports it.
+    failed: Option<io::Error>,
+}
+
+impl Recorder {
+    /// A recorder with its writer thread.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn new() -> io::Result<Self> {
+        let (tx, rx) = mpsc::channel::<Message>();
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || write_files(&rx))?;
+        Ok(Self {
+            tx,
+            next: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Create `path`, a new file (replacing a regular file there only with
+    /// [`Existing::Replace`], never a symlink, a FIFO or a device: see [`output::create`]),
+    /// and write `header` into it; `t = 0` is now.
+    ///
+    /// Must be called within a tokio runtime, or with tokio's clock otherwise usable.
+    ///
+    /// # Errors
+    /// [`CaptureError::Create`] if something is at `path` or the file cannot be created,
+    /// [`CaptureError::Io`] if it cannot be written or the writer thread is gone.
+    pub fn create(
+        &self,
+        path: impl Into<PathBuf>,
+        header: &Header,
+        existing: Existing,
+    ) -> Result<CaptureWriter, CaptureError> {
+        let path = path.into();
+        let io_error = |source| CaptureError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut file = output::create(&path, existing)?;
+        let mut line = serde_json::to_string(&Wire::Header(header.clone()))
+            .map_err(|e| io_error(io::Error::other(e)))?;
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(io_error)?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.tx
+            .send(Message::Open(id, file))
+            .map_err(|_| io_error(io::Error::other("the capture writer thread is gone")))?;
+        Ok(CaptureWriter {
+            inner: Arc::new(Inner {
+                path,
+                id,
+                origin: Instant::now(),
+                tx: Mutex::new(Some(self.tx.clone())),
+            }),
+        })
+    }
+}
+
+/// The writer thread: unbuffered, each record is one write(2), in the kernel before the next.
+fn write_files(rx: &mpsc::Receiver<Message>) {
+    let mut files: HashMap<u64, Open> = HashMap::new();
+    for message in rx {
+        match message {
+            Message::Open(id, file) => {
+                files.insert(id, Open { file, failed: None });
+            }
+            Message::Line(id, line) => {
+                if let Some(open) = files.get_mut(&id)
+                    && open.failed.is_none()
+                    && let Err(e) = open.file.write_all(line.as_bytes())
+                {
+                    open.failed = Some(e);
+                }
+            }
+            Message::Close(id, done) => {
+                let result =
+                    files
+                        .remove(&id)
+                        .map_or(Ok(()), |mut open| match open.failed.take() {
+                            Some(e) => Err(e),
+                            None => open.file.flush(),
+                        });
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// Streams records to one capture file, one flushed line each, from a [`Recorder`]'s thread.
 ///
 /// It is an [`Observer`]: frames, line events and errors a serving loop or a tap sees become
 /// records. Chunks (raw reads) come through [`chunk`](Self::chunk). Clones share the file;
@@ -540,17 +662,33 @@ pub struct CaptureWriter {
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
+    /// The file's id in the writer thread.
+    id: u64,
     /// `t = 0`.
     origin: Instant,
-    /// Lines for the writer thread; `None` once closed.
-    tx: Mutex<Option<mpsc::Sender<String>>>,
-    /// The writer thread, joined by `close`.
-    thread: Mutex<Option<JoinHandle<io::Result<()>>>>,
+    /// The writer thread's queue; `None` once closed.
+    tx: Mutex<Option<mpsc::Sender<Message>>>,
+}
+
+impl Drop for Inner {
+    /// A writer dropped without [`CaptureWriter::close`] still has its file flushed and closed.
+    fn drop(&mut self) {
+        if let Some(tx) = self
+            .tx
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            let (done, _) = mpsc::channel();
+            let _ = tx.send(Message::Close(self.id, done));
+        }
+    }
 }
 
 impl CaptureWriter {
     /// Create `path`, a new file, and write `header` into it; `t = 0` is now. Anything
-    /// already at `path` is left alone: see [`create_with`](Self::create_with).
+    /// already at `path` is left alone: see [`create_with`](Self::create_with). The file gets
+    /// a writer thread of its own; a [`Recorder`] shares one among many files.
     ///
     /// Must be called within a tokio runtime, or with tokio's clock otherwise usable.
     ///
@@ -572,34 +710,11 @@ impl CaptureWriter {
         existing: Existing,
     ) -> Result<Self, CaptureError> {
         let path = path.into();
-        let io_error = |source| CaptureError::Io {
+        let recorder = Recorder::new().map_err(|source| CaptureError::Io {
             path: path.clone(),
             source,
-        };
-        let mut file = output::create(&path, existing)?;
-        let mut line = serde_json::to_string(&Wire::Header(header.clone()))
-            .map_err(|e| io_error(io::Error::other(e)))?;
-        line.push('\n');
-        file.write_all(line.as_bytes()).map_err(io_error)?;
-        let (tx, rx) = mpsc::channel::<String>();
-        let thread = std::thread::Builder::new()
-            .name("capture".into())
-            .spawn(move || {
-                // Unbuffered: each record is one write(2), in the kernel before the next.
-                for line in rx {
-                    file.write_all(line.as_bytes())?;
-                }
-                file.flush()
-            })
-            .map_err(io_error)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                origin: Instant::now(),
-                tx: Mutex::new(Some(tx)),
-                thread: Mutex::new(Some(thread)),
-            }),
-        })
+        })?;
+        recorder.create(path, header, existing)
     }
 
     /// The capture file.
@@ -625,8 +740,8 @@ impl CaptureWriter {
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
-            // A failed writer thread has reported its error to `close`.
-            let _ = tx.send(line);
+            // A failed write is reported by `close`.
+            let _ = tx.send(Message::Line(self.inner.id, line));
         }
     }
 
@@ -642,29 +757,30 @@ impl CaptureWriter {
     /// Write what is queued and stop recording; later records are dropped.
     ///
     /// # Errors
-    /// The first write error the writer thread met.
+    /// The first write error met on this file.
     pub fn close(&self) -> Result<(), CaptureError> {
-        drop(
-            self.inner
-                .tx
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        let thread = self
+        let tx = self
             .inner
-            .thread
+            .tx
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let Some(tx) = tx else {
+            return Ok(());
+        };
         let io_error = |source| CaptureError::Io {
             path: self.inner.path.clone(),
             source,
         };
-        match thread.map(JoinHandle::join) {
-            None | Some(Ok(Ok(()))) => Ok(()),
-            Some(Ok(Err(e))) => Err(io_error(e)),
-            Some(Err(_)) => Err(io_error(io::Error::other("capture writer panicked"))),
+        let (done, result) = mpsc::channel();
+        tx.send(Message::Close(self.inner.id, done))
+            .map_err(|_| io_error(io::Error::other("the capture writer thread is gone")))?;
+        match result.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io_error(e)),
+            Err(_) => Err(io_error(io::Error::other(
+                "the capture writer thread ended",
+            ))),
         }
     }
 }

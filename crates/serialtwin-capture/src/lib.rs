@@ -24,8 +24,9 @@
 //! the framer (terminator removed), a reply (`tx`) exactly as it went on the wire (checksum and
 //! terminator included). Full details: `docs/capture.md`.
 //!
-//! [`CaptureWriter`] streams records to a file from its own thread, writing each whole line
-//! with one `write(2)` as soon as it is made, so a capture survives the recording process being
+//! [`CaptureWriter`] streams records to a file from a writer thread (a [`Recorder`]'s, which
+//! can serve any number of files), writing each whole line with one `write(2)` as soon as it
+//! is made, so a capture survives the recording process being
 //! killed (even with SIGKILL) up to the last record handed over. [`read`] accepts such a file:
 //! an incomplete last line is set aside ([`Capture::truncated`]), not an error.
 //!
@@ -51,6 +52,6 @@ mod tap;
 
 pub use crate::capture::{
     Capture, CaptureError, CaptureWriter, Data, FORMAT, FlowName, Header, ParityName, Record,
-    SettingsRecord, VERSION, parse, read,
+    Recorder, SettingsRecord, VERSION, parse, read,
 };
 pub use crate::tap::{Cut, Cutter, Tap, TapEnd, TapError, Upstream};

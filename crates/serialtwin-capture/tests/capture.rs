@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use serialtwin_capture::{CaptureWriter, Header, Record, parse, read};
+use serialtwin_capture::{CaptureWriter, Header, Record, Recorder, parse, read};
+use serialtwin_core::output::Existing;
 use serialtwin_core::{Direction, LineEvent, LineSettings, Observation, Observer as _, Seen};
 use tokio::time::Instant;
 
@@ -59,6 +60,57 @@ async fn writer_then_reader_is_lossless() {
         );
     }
     assert_eq!(capture.frames().next().unwrap().bytes, all.slice(128..));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One recorder writes many files with one thread; each gets only its own records, in order,
+/// and a writer dropped without `close` still has its file completed.
+#[tokio::test]
+async fn one_recorder_keeps_many_files_apart() {
+    let dir = std::env::temp_dir().join(format!("capture-many-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let recorder = Recorder::new().unwrap();
+    let writers: Vec<CaptureWriter> = (0..200)
+        .map(|i| {
+            let mut header = Header::now();
+            header.port = Some(format!("p{i}"));
+            recorder
+                .create(dir.join(format!("{i}.jsonl")), &header, Existing::Refuse)
+                .unwrap()
+        })
+        .collect();
+    let start = Instant::now();
+    for round in 0..5u8 {
+        for (i, w) in writers.iter().enumerate() {
+            w.chunk(start, Direction::Rx, Bytes::from(format!("{i}:{round}")));
+        }
+    }
+    // The first is dropped unclosed; closing the last afterwards waits for everything queued
+    // before it, the drop's close included.
+    let mut writers = writers.into_iter();
+    drop(writers.next());
+    let rest: Vec<CaptureWriter> = writers.collect();
+    for w in rest.iter().rev() {
+        w.close().unwrap();
+    }
+    for i in 0..200 {
+        let capture = read(&dir.join(format!("{i}.jsonl"))).unwrap();
+        assert_eq!(
+            capture.header.port.as_deref(),
+            Some(format!("p{i}").as_str())
+        );
+        let chunks: Vec<Bytes> = capture.chunks().map(|d| d.bytes.clone()).collect();
+        let expected: Vec<Bytes> = (0..5)
+            .map(|round| Bytes::from(format!("{i}:{round}")))
+            .collect();
+        assert_eq!(chunks, expected, "file {i}");
+    }
+    // Something in the way: refused, and the recorder goes on.
+    assert!(
+        recorder
+            .create(dir.join("7.jsonl"), &Header::now(), Existing::Refuse)
+            .is_err()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

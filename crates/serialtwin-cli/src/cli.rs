@@ -82,6 +82,18 @@ pub(crate) struct RunArgs {
     /// Do not open a control socket.
     #[arg(long)]
     pub(crate) no_control: bool,
+    /// Record every port's conversation — frames both ways and line events, as `tap` writes
+    /// them (docs/capture.md) — for `replay` or `learn`: one new file per port, owner-only
+    /// (0600). `{name}` in the path is the port's name (a `/` in it becomes `_`); with
+    /// several ports and no `{name}`, `-NAME` goes before the extension (`run.jsonl` ->
+    /// `run-inverter.jsonl`). The run stops before serving if anything is at a path (see
+    /// --force).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) capture: Option<PathBuf>,
+    /// Replace a --capture file that exists and is a regular file (never a symlink, a FIFO or
+    /// a device).
+    #[arg(long, requires = "capture")]
+    pub(crate) force: bool,
 }
 
 /// `serialtwin models`.
@@ -126,6 +138,8 @@ Examples:
       A scripted device answering QPGS, every frame logged on stderr
   serialtwin run fleet.toml --json > ports.jsonl
       Scripts wait for the final {\"ready\": N} line
+  serialtwin run fleet.toml --capture 'captures/{name}.jsonl'
+      Records each port's conversation; then: serialtwin replay captures/inverter.jsonl
 
 Stops on SIGINT, SIGTERM or SIGHUP, removing every link it made. Exit status: 0 after a
 signal, 1 if the ports cannot be started, 2 for a bad config.";

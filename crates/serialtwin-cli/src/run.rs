@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use serialtwin_capture::{CaptureWriter, Header, Recorder};
 use serialtwin_core::control::{self, Ports};
 use serialtwin_core::trusted_dir::{self, Purpose, TrustedDir};
 use serialtwin_core::{Fleet, LinkError, PortHandle, PortSpec, limits};
@@ -13,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::cli::{CheckArgs, CtlArgs, RunArgs};
 use crate::config::{self, Plan};
+use crate::files;
 use crate::trace::Trace;
 
 /// `serialtwin run`: start the fleet, report readiness, serve until a signal, clean up.
@@ -170,10 +172,18 @@ async fn serve(
     signals: &mut Signals,
 ) -> anyhow::Result<()> {
     let trace = args.trace.map(Trace::start);
+    let captures = match &args.capture {
+        Some(template) => Captures::create(template, &plan, args.force)?,
+        None => Captures::default(),
+    };
 
     let models: Vec<&'static str> = plan.ports.iter().map(|p| p.model).collect();
+    let mut writers = captures.writers.iter();
     let ports = plan.ports.into_iter().map(|p| {
         let mut spec = PortSpec::new(p.name);
+        if let Some(writer) = writers.next() {
+            spec.serve.observers.push(Arc::new(writer.clone()));
+        }
         spec.link = p.link;
         spec.owner = p.owner;
         spec.mode = p.mode;
@@ -199,6 +209,7 @@ async fn serve(
                 drop(t);
                 writer.finish();
             }
+            captures.discard();
             return Err(e).context("cannot start the ports (nothing was left behind)");
         }
     };
@@ -215,7 +226,7 @@ async fn serve(
             control.display()
         );
     }
-    ready(&handles, &models, args.json)?;
+    ready(&handles, &models, &captures, args.json)?;
     info!(
         ports = handles.len(),
         "ready; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP"
@@ -244,8 +255,105 @@ async fn serve(
         drop(t);
         writer.finish();
     }
+    captures.close()?;
     info!("stopped; links removed");
     Ok(())
+}
+
+/// `--capture`: one capture file per port, written by one thread.
+#[derive(Default)]
+struct Captures {
+    /// Port `i`'s writer.
+    writers: Vec<CaptureWriter>,
+}
+
+impl Captures {
+    /// Create every port's capture file from `template` (see `--capture`), or none: a file
+    /// that cannot be made removes those made before it.
+    fn create(template: &Path, plan: &Plan, force: bool) -> anyhow::Result<Self> {
+        let recorder = Recorder::new().context("cannot start the capture writer")?;
+        let several = plan.ports.len() > 1;
+        let mut made = Self::default();
+        for port in &plan.ports {
+            let path = capture_path(template, &port.name, several);
+            let header = Header {
+                framing: Some(port.framing.name().to_owned()),
+                link: port.link.as_ref().map(|l| l.display().to_string()),
+                port: Some(port.name.clone()),
+                tool: Some(format!("serialtwin {} run", env!("CARGO_PKG_VERSION"))),
+                ..Header::now()
+            };
+            match recorder.create(&path, &header, files::existing(force)) {
+                Ok(writer) => made.writers.push(writer),
+                Err(e) => {
+                    made.discard();
+                    return Err(files::with_hint(e))
+                        .with_context(|| format!("cannot record port `{}`", port.name));
+                }
+            }
+        }
+        for w in &made.writers {
+            info!(capture = %w.path().display(), "recording");
+        }
+        Ok(made)
+    }
+
+    /// Port `i`'s capture file.
+    fn path(&self, i: usize) -> Option<&Path> {
+        self.writers.get(i).map(CaptureWriter::path)
+    }
+
+    /// Close every file: each holds the whole conversation.
+    fn close(&self) -> anyhow::Result<()> {
+        let mut failed = None;
+        for w in &self.writers {
+            if let Err(e) = w.close() {
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), |e| Err(e).context("a capture is incomplete"))
+    }
+
+    /// Close and remove every file: nothing was served, nothing is left behind.
+    fn discard(&self) {
+        for w in &self.writers {
+            let _ = w.close();
+            let _ = std::fs::remove_file(w.path());
+        }
+    }
+}
+
+/// Port `name`'s capture path from `--capture`'s `template`: `{name}` replaced by the name
+/// (`/` as `_`, so a name never reaches into another directory); without `{name}` and with
+/// `several` ports, `-name` before the extension; else the template itself.
+fn capture_path(template: &Path, name: &str, several: bool) -> PathBuf {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+    let name = name.replace('/', "_");
+    let bytes = template.as_os_str().as_bytes();
+    let marker = b"{name}";
+    if bytes.windows(marker.len()).any(|w| w == marker) {
+        let mut out = Vec::with_capacity(bytes.len() + name.len());
+        let mut rest = bytes;
+        while let Some(at) = rest.windows(marker.len()).position(|w| w == marker) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(name.as_bytes());
+            rest = &rest[at + marker.len()..];
+        }
+        out.extend_from_slice(rest);
+        return PathBuf::from(OsString::from_vec(out));
+    }
+    if !several {
+        return template.to_owned();
+    }
+    let mut file = template.file_stem().unwrap_or_default().to_owned();
+    file.push("-");
+    file.push(&name);
+    if let Some(ext) = template.extension() {
+        file.push(".");
+        file.push(ext);
+    }
+    template.with_file_name(file)
 }
 
 /// The control socket: `--control PATH` (must work), or the per-user default — `control.sock`,
@@ -491,7 +599,31 @@ fn printable(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use std::path::{Path, PathBuf};
+
+    use super::{capture_path, printable};
+
+    #[test]
+    fn capture_paths_name_each_port_and_stay_in_their_directory() {
+        let at = |t: &str, name: &str, several: bool| capture_path(Path::new(t), name, several);
+        assert_eq!(
+            at("c/{name}.jsonl", "inv0", true),
+            PathBuf::from("c/inv0.jsonl")
+        );
+        assert_eq!(
+            at("c/{name}-{name}", "a/../b", false),
+            PathBuf::from("c/a_.._b-a_.._b")
+        );
+        assert_eq!(
+            at("c/run.jsonl", "inv0", true),
+            PathBuf::from("c/run-inv0.jsonl")
+        );
+        assert_eq!(at("c/run", "inv0", true), PathBuf::from("c/run-inv0"));
+        assert_eq!(
+            at("c/run.jsonl", "inv0", false),
+            PathBuf::from("c/run.jsonl")
+        );
+    }
 
     #[test]
     fn printable_escapes_control_characters_but_keeps_lines() {
@@ -509,19 +641,28 @@ struct ReadyPort<'a> {
     model: &'a str,
     pty: String,
     link: Option<String>,
+    /// `--capture`'s file for this port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    capture: Option<String>,
 }
 
 /// Readiness on stdout: a table, or JSON lines ending in `{"ready": N}`.
-fn ready(handles: &[PortHandle], models: &[&str], json: bool) -> anyhow::Result<()> {
+fn ready(
+    handles: &[PortHandle],
+    models: &[&str],
+    captures: &Captures,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let link = |h: &PortHandle| h.link().map(Path::display).map(|d| d.to_string());
     if json {
-        for (h, model) in handles.iter().zip(models) {
+        for (i, (h, model)) in handles.iter().zip(models).enumerate() {
             let port = ReadyPort {
                 name: h.name(),
                 model,
                 pty: h.pty().display().to_string(),
                 link: link(h),
+                capture: captures.path(i).map(|p| p.display().to_string()),
             };
             writeln!(out, "{}", serde_json::to_string(&port)?)?;
         }

@@ -50,7 +50,10 @@ async fn initial_soc_holds_when_the_clock_starts() {
     pinned.plant.start_unix = Some(START + 15 * HOUR);
     let mut reference = Pi30::new(pinned).unwrap();
     let expected = fields(&mut reference, &mut ctx_at(START + 16 * HOUR), "QPIGS");
-    assert_eq!(an_hour_in, expected, "same as a plant pinned at the clock's start");
+    assert_eq!(
+        an_hour_in, expected,
+        "same as a plant pinned at the clock's start"
+    );
     assert_ne!(an_hour_in[10], "050", "an hour of sun moved the charge");
 }
 

@@ -564,7 +564,10 @@ fn qbms(v: &View<'_>, s: &Settings) -> String {
 /// plant's start and is active for its first `time_min` minutes.
 fn qbeqi(v: &View<'_>) -> String {
     let e = &v.cfg.equalization;
-    #[expect(clippy::cast_precision_loss, reason = "simulated times are far below 2^53")]
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "simulated times are far below 2^53"
+    )]
     let start = v.sys.plant.start().map_or(v.snap.t, |s| s as f64);
     let period_h = f64::from(e.period_days.max(1)) * 24.0;
     let since_h = ((v.snap.t - start) / 3600.0).max(0.0) % period_h;
