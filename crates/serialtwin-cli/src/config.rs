@@ -32,13 +32,15 @@ const DEFAULT_CONFIG: &str = include_str!("default.toml");
 /// The default config, its link in the system's temp directory: `/tmp/serialtwin/ttyUSB0`,
 /// or under `$TMPDIR` where that is set (as the default control socket is), so that a second
 /// instance, a test suite above all, can have its own without touching a user's.
-pub(crate) fn default_config() -> String {
+#[must_use]
+pub fn default_config() -> String {
     default_config_at(0)
 }
 
 /// The default config with its link at `ttyUSB<n>` instead (a second instance's, while a
 /// first holds `ttyUSB0`).
-pub(crate) fn default_config_at(n: u32) -> String {
+#[must_use]
+pub fn default_config_at(n: u32) -> String {
     default_config_in(&std::env::temp_dir()).replace("/ttyUSB0\"", &format!("/ttyUSB{n}\""))
 }
 
@@ -50,19 +52,20 @@ fn default_config_in(temp: &std::path::Path) -> String {
 }
 
 /// Where the default config's links live: `serialtwin/` in the system's temp directory.
-pub(crate) fn default_link_dir() -> std::path::PathBuf {
+#[must_use]
+pub fn default_link_dir() -> std::path::PathBuf {
     std::env::temp_dir().join("serialtwin")
 }
 
 /// What the default config is called in messages.
-pub(crate) const DEFAULT_NAME: &str = "<default config>";
+pub const DEFAULT_NAME: &str = "<default config>";
 
 /// The most copies one `[[device]]` may ask for (far beyond any pty limit).
 const MAX_COUNT: u32 = 65_536;
 
 /// A config that cannot be used: where, and why (one line).
 #[derive(Debug)]
-pub(crate) struct ConfigError {
+pub struct ConfigError {
     /// The file, as given.
     file: String,
     /// 1-based line and column of the offending value, when known.
@@ -84,7 +87,7 @@ impl std::error::Error for ConfigError {}
 
 /// Something in a valid config that will probably not do what was meant.
 #[derive(Debug)]
-pub(crate) struct Warning(String);
+pub struct Warning(String);
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -94,32 +97,40 @@ impl fmt::Display for Warning {
 
 /// A validated fleet, ready to spawn.
 #[derive(Debug)]
-pub(crate) struct Plan {
+pub struct Plan {
     /// Every port, in config order.
-    pub(crate) ports: Vec<PortPlan>,
+    pub ports: Vec<PortPlan>,
     /// The simulated clock all devices see.
-    pub(crate) clock: SimClock,
+    pub clock: SimClock,
     /// Things worth a warning.
-    pub(crate) warnings: Vec<Warning>,
+    pub warnings: Vec<Warning>,
     /// The scenario: control commands at times from the start.
-    pub(crate) timeline: Vec<TimelineStep>,
+    pub timeline: Vec<TimelineStep>,
 }
 
 /// One port to start.
 #[derive(Debug)]
-pub(crate) struct PortPlan {
-    pub(crate) name: String,
-    pub(crate) model: &'static str,
-    pub(crate) link: Option<PathBuf>,
-    pub(crate) owner: Option<(u32, u32)>,
-    pub(crate) mode: Option<u32>,
+pub struct PortPlan {
+    /// The port's name (`name`, else the link's file name, else the model's).
+    pub name: String,
+    /// The model's registry name.
+    pub model: &'static str,
+    /// The link to make to the pty, if any.
+    pub link: Option<PathBuf>,
+    /// The pty's owner (uid, gid), if set.
+    pub owner: Option<(u32, u32)>,
+    /// The pty's permission bits, if set.
+    pub mode: Option<u32>,
     /// The port's framing: the `[[device]]`'s `framing`, else the device's own.
-    pub(crate) framing: Framing,
+    pub framing: Framing,
     /// The model's line with `[device.line]` over it, when that table is written.
-    pub(crate) line: Option<LineConfig>,
-    pub(crate) seed: u64,
-    pub(crate) faults: Faults,
-    pub(crate) device: BoxDevice,
+    pub line: Option<LineConfig>,
+    /// The seed of the port's randomness.
+    pub seed: u64,
+    /// Faults from the start.
+    pub faults: Faults,
+    /// The device, built by its model.
+    pub device: BoxDevice,
 }
 
 /// The whole file.
@@ -200,7 +211,10 @@ enum RawMismatch {
 
 /// Read and validate the config at `path`; relative paths in it (a replayed capture) are read
 /// from its directory.
-pub(crate) fn load(path: &Path) -> Result<Plan, ConfigError> {
+///
+/// # Errors
+/// A [`ConfigError`]: the file cannot be read, or as [`parse`].
+pub fn load(path: &Path) -> Result<Plan, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
@@ -213,7 +227,10 @@ pub(crate) fn load(path: &Path) -> Result<Plan, ConfigError> {
 
 /// Validate `text`, the config called `file`, whose relative paths are read from `base_dir`
 /// (`None`: the current directory).
-pub(crate) fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Plan, ConfigError> {
+///
+/// # Errors
+/// A [`ConfigError`] at the offending value (its line and column), or for the whole file.
+pub fn parse(file: &str, text: &str, base_dir: Option<&Path>) -> Result<Plan, ConfigError> {
     let here = Locator {
         file,
         text,

@@ -11,7 +11,6 @@
 //! - `files`: the files they write on request (`--force`).
 
 mod cli;
-mod config;
 mod files;
 mod learn;
 mod models;
@@ -27,7 +26,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
-use crate::config::ConfigError;
+use serialtwin_cli::config::{self, ConfigError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
