@@ -357,153 +357,135 @@ impl Plant {
         self.flows(t, settings)
     }
 
-    /// The flows at `t` from the integrated state.
-    #[expect(
-        clippy::too_many_lines,
-        reason = "one energy balance, read top to bottom"
-    )]
+    /// The flows at `t` from the integrated state: each unit's energy balance, then the bank.
     fn flows(&self, t: f64, settings: &[Settings]) -> Snapshot {
         let st = self.state;
-        let s0 = &settings[0];
-        let bat = &self.battery;
-        let v_rest = open_circuit_voltage(bat, st.soc);
-        let grid = self.grid_present;
-        let irr = self.irradiance(t);
         #[expect(clippy::cast_precision_loss, reason = "a handful of units")]
         let n = self.units as f64;
-        let load = self.load_total(t) / n;
-        let taper = if st.soc < 0.9 {
-            1.0
-        } else {
-            ((1.0 - st.soc) / 0.1).max(0.01)
+        let now = Conditions {
+            state: st,
+            s0: &settings[0],
+            v_rest: open_circuit_voltage(&self.battery, st.soc),
+            grid: self.grid_present,
+            irr: self.irradiance(t),
+            load: self.load_total(t) / n,
+            taper: if st.soc < 0.9 {
+                1.0
+            } else {
+                ((1.0 - st.soc) / 0.1).max(0.01)
+            },
         };
-        let mut units = Vec::with_capacity(self.units);
-        for (i, su) in settings.iter().enumerate().take(self.units) {
-            // Each unit's strings see the same sun, a little differently oriented.
-            #[expect(clippy::cast_precision_loss, reason = "a handful of units")]
-            let orient = 1.0 - 0.04 * i as f64;
-            let pv1 = self.cfg.pv_peak_w * irr * orient;
-            let pv2 = if self.variant == Variant::Pi30max {
-                self.cfg.pv2_peak_w * irr * orient
+        let units = settings
+            .iter()
+            .enumerate()
+            .take(self.units)
+            .map(|(i, su)| self.unit_flows(i, su, &now))
+            .collect();
+        self.snapshot(t, &now, units)
+    }
+
+    /// One unit's flows: its PV, where its load comes from, what charges the bank.
+    fn unit_flows(&self, i: usize, su: &Settings, now: &Conditions<'_>) -> UnitFlows {
+        // Each unit's strings see the same sun, a little differently oriented.
+        #[expect(clippy::cast_precision_loss, reason = "a handful of units")]
+        let orient = 1.0 - 0.04 * i as f64;
+        let pv1 = self.cfg.pv_peak_w * now.irr * orient;
+        let pv2 = if self.variant == Variant::Pi30max {
+            self.cfg.pv2_peak_w * now.irr * orient
+        } else {
+            0.0
+        };
+        let pv = pv1 + pv2;
+        let (mut f, pv_to_load) = carry_load(pv, su, now);
+        self.charge(&mut f, pv, pv_to_load, su, now);
+        let used = pv_to_load + f.pv_charge_w + f.feed_w;
+        let share = if pv > 0.0 { used / pv } else { 0.0 };
+        f.pv1_w = pv1 * share;
+        f.pv2_w = pv2 * share;
+        // An MPPT string sits near its maximum-power voltage while the sun is up.
+        let string_v = |p: f64| {
+            if p > 0.0 || now.irr > 0.0 {
+                300.0 + 60.0 * now.irr.sqrt()
             } else {
                 0.0
-            };
-            let pv = pv1 + pv2;
-            let line = grid
-                && match s0.output_source_priority {
-                    0 => true,
-                    1 => pv < load,
-                    _ => st.sbu_on_grid || st.cutoff || (!s0.battery_discharge && pv < load),
-                };
-            let output_on = line || !st.cutoff;
-            let mut f = UnitFlows {
-                output_on,
-                line,
-                ..UnitFlows::default()
-            };
-            let pv_to_load;
-            if line {
-                pv_to_load = if s0.output_source_priority == 0 {
-                    0.0
-                } else {
-                    pv.min(load)
-                };
-                f.grid_to_load_w = load - pv_to_load;
-                f.load_w = load;
-            } else if output_on {
-                pv_to_load = pv.min(load);
-                let deficit = load - pv_to_load;
-                let limit = if su.max_discharging_current > 0 {
-                    f64::from(su.max_discharging_current) * v_rest
-                } else {
-                    f64::INFINITY
-                };
-                f.discharge_w = if s0.battery_discharge {
-                    deficit.min(limit)
-                } else {
-                    0.0
-                };
-                let unserved = deficit - f.discharge_w;
-                if grid {
-                    f.grid_to_load_w = unserved;
-                    f.load_w = load;
-                } else {
-                    f.load_w = load - unserved;
-                }
-            } else {
-                pv_to_load = 0.0;
             }
-            let accept_w = f64::from(su.max_charging_current) * taper * v_rest;
-            let surplus = pv - pv_to_load;
-            let ac_limit_w = if line && s0.grid_charging {
-                f64::from(su.max_ac_charging_current) * v_rest
-            } else {
-                0.0
-            };
-            match su.charger_source_priority {
-                0 => {
-                    f.ac_charge_w = accept_w.min(ac_limit_w);
-                    f.pv_charge_w = surplus.min(accept_w - f.ac_charge_w);
-                }
-                1 => {
-                    f.pv_charge_w = surplus.min(accept_w);
-                    if pv <= 0.0 {
-                        f.ac_charge_w = (accept_w - f.pv_charge_w).min(ac_limit_w);
-                    }
-                }
-                2 => {
-                    f.pv_charge_w = surplus.min(accept_w);
+        };
+        f.pv1_v = if self.cfg.pv_peak_w > 0.0 {
+            string_v(pv1)
+        } else {
+            0.0
+        };
+        f.pv2_v = if pv2 > 0.0 || (self.cfg.pv2_peak_w > 0.0 && now.irr > 0.0) {
+            string_v(pv2)
+        } else {
+            0.0
+        };
+        f.charge_a = (f.pv_charge_w + f.ac_charge_w) / now.v_rest;
+        f.discharge_a = f.discharge_w / now.v_rest;
+        f
+    }
+
+    /// What charges the bank from one unit (by its charger priority), and what it feeds to
+    /// the grid, from the PV left after the load.
+    fn charge(
+        &self,
+        f: &mut UnitFlows,
+        pv: f64,
+        pv_to_load: f64,
+        su: &Settings,
+        now: &Conditions<'_>,
+    ) {
+        let s0 = now.s0;
+        let accept_w = f64::from(su.max_charging_current) * now.taper * now.v_rest;
+        let surplus = pv - pv_to_load;
+        let ac_limit_w = if f.line && s0.grid_charging {
+            f64::from(su.max_ac_charging_current) * now.v_rest
+        } else {
+            0.0
+        };
+        match su.charger_source_priority {
+            0 => {
+                f.ac_charge_w = accept_w.min(ac_limit_w);
+                f.pv_charge_w = surplus.min(accept_w - f.ac_charge_w);
+            }
+            1 => {
+                f.pv_charge_w = surplus.min(accept_w);
+                if pv <= 0.0 {
                     f.ac_charge_w = (accept_w - f.pv_charge_w).min(ac_limit_w);
                 }
-                _ => f.pv_charge_w = surplus.min(accept_w),
             }
-            if grid
-                && s0.grid_feed
-                && s0.flags.solar_feed_to_grid
-                && self.variant == Variant::Pi30max
-            {
-                f.feed_w = surplus - f.pv_charge_w;
+            2 => {
+                f.pv_charge_w = surplus.min(accept_w);
+                f.ac_charge_w = (accept_w - f.pv_charge_w).min(ac_limit_w);
             }
-            let used = pv_to_load + f.pv_charge_w + f.feed_w;
-            let share = if pv > 0.0 { used / pv } else { 0.0 };
-            f.pv1_w = pv1 * share;
-            f.pv2_w = pv2 * share;
-            // An MPPT string sits near its maximum-power voltage while the sun is up.
-            let string_v = |p: f64| {
-                if p > 0.0 || irr > 0.0 {
-                    300.0 + 60.0 * irr.sqrt()
-                } else {
-                    0.0
-                }
-            };
-            f.pv1_v = if self.cfg.pv_peak_w > 0.0 {
-                string_v(pv1)
-            } else {
-                0.0
-            };
-            f.pv2_v = if pv2 > 0.0 || (self.cfg.pv2_peak_w > 0.0 && irr > 0.0) {
-                string_v(pv2)
-            } else {
-                0.0
-            };
-            f.charge_a = (f.pv_charge_w + f.ac_charge_w) / v_rest;
-            f.discharge_a = f.discharge_w / v_rest;
-            units.push(f);
+            _ => f.pv_charge_w = surplus.min(accept_w),
         }
+        if now.grid
+            && s0.grid_feed
+            && s0.flags.solar_feed_to_grid
+            && self.variant == Variant::Pi30max
+        {
+            f.feed_w = surplus - f.pv_charge_w;
+        }
+    }
+
+    /// The bank and the grid at `t`, around the units' flows.
+    fn snapshot(&self, t: f64, now: &Conditions<'_>, units: Vec<UnitFlows>) -> Snapshot {
+        let st = now.state;
         let mut snap = Snapshot {
             t,
-            grid_present: grid,
+            grid_present: now.grid,
             grid_v: 0.0,
             grid_hz: 0.0,
             battery_v: 0.0,
             soc: st.soc,
             cutoff: st.cutoff,
             stage: ChargeStage::None,
-            irradiance: irr,
+            irradiance: now.irr,
             units,
         };
         let net = snap.net_current();
-        snap.battery_v = terminal_voltage(bat, s0, st.soc, net);
+        snap.battery_v = terminal_voltage(&self.battery, now.s0, st.soc, net);
         snap.stage = if net <= 0.0 {
             ChargeStage::None
         } else if st.soc < 0.85 {
@@ -513,7 +495,7 @@ impl Plant {
         } else {
             ChargeStage::Float
         };
-        if grid {
+        if now.grid {
             let minute = floor_secs(t / 60.0);
             snap.grid_v =
                 self.cfg.grid_voltage + 4.0 * (2.0 * noise(self.cfg.seed, 3, minute) - 1.0);
@@ -522,6 +504,76 @@ impl Plant {
         }
         snap
     }
+}
+
+/// What every unit's balance at one instant starts from.
+struct Conditions<'a> {
+    /// The integrated state.
+    state: State,
+    /// Unit 0's settings: output and charger priorities, grid charging and feeding are the
+    /// group's.
+    s0: &'a Settings,
+    /// The bank's resting voltage.
+    v_rest: f64,
+    /// The grid is there.
+    grid: bool,
+    /// Relative irradiance, 0..=1.
+    irr: f64,
+    /// Each unit's share of the load, W.
+    load: f64,
+    /// How much of its charging current a nearly full bank still takes, 0..=1.
+    taper: f64,
+}
+
+/// Where one unit's load comes from — the grid (line mode), its PV and the bank (battery
+/// mode), or nowhere (output off at cut-off) — and the PV power that goes to it.
+fn carry_load(pv: f64, su: &Settings, now: &Conditions<'_>) -> (UnitFlows, f64) {
+    let (s0, st, load) = (now.s0, now.state, now.load);
+    let line = now.grid
+        && match s0.output_source_priority {
+            0 => true,
+            1 => pv < load,
+            _ => st.sbu_on_grid || st.cutoff || (!s0.battery_discharge && pv < load),
+        };
+    let output_on = line || !st.cutoff;
+    let mut f = UnitFlows {
+        output_on,
+        line,
+        ..UnitFlows::default()
+    };
+    let pv_to_load;
+    if line {
+        pv_to_load = if s0.output_source_priority == 0 {
+            0.0
+        } else {
+            pv.min(load)
+        };
+        f.grid_to_load_w = load - pv_to_load;
+        f.load_w = load;
+    } else if output_on {
+        pv_to_load = pv.min(load);
+        let deficit = load - pv_to_load;
+        let limit = if su.max_discharging_current > 0 {
+            f64::from(su.max_discharging_current) * now.v_rest
+        } else {
+            f64::INFINITY
+        };
+        f.discharge_w = if s0.battery_discharge {
+            deficit.min(limit)
+        } else {
+            0.0
+        };
+        let unserved = deficit - f.discharge_w;
+        if now.grid {
+            f.grid_to_load_w = unserved;
+            f.load_w = load;
+        } else {
+            f.load_w = load - unserved;
+        }
+    } else {
+        pv_to_load = 0.0;
+    }
+    (f, pv_to_load)
 }
 
 /// Resting voltage of the bank at `soc` (a lead-acid curve, scaled to the nominal voltage).
