@@ -42,7 +42,7 @@ mod serve;
 mod spare;
 mod wire;
 
-pub use crate::clock::SimClock;
+pub use crate::clock::{LATEST_UNIX, SimClock};
 pub use crate::device::{
     AsyncDevice, Awaiting, Body, BoxDevice, Bus, Context, Device, DeviceError, Replies, Reply,
     Route, Router, Settable,
