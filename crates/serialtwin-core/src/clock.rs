@@ -142,9 +142,21 @@ mod tests {
             tokio::time::advance(Duration::from_hours(1)).await;
         }
         assert_eq!(clocks[0].now(), latest(), "a fast clock stops at the end");
-        assert_eq!(clocks[2].now(), UNIX_EPOCH, "NaN: a clock that stands still");
-        assert_eq!(clocks[3].now(), UNIX_EPOCH, "negative: a clock that stands still");
-        assert_eq!(clocks[4].now(), latest(), "an epoch beyond the end is the end");
+        assert_eq!(
+            clocks[2].now(),
+            UNIX_EPOCH,
+            "NaN: a clock that stands still"
+        );
+        assert_eq!(
+            clocks[3].now(),
+            UNIX_EPOCH,
+            "negative: a clock that stands still"
+        );
+        assert_eq!(
+            clocks[4].now(),
+            latest(),
+            "an epoch beyond the end is the end"
+        );
         assert_eq!(clocks[7].now(), latest(), "and time stops there");
     }
 }

@@ -53,7 +53,10 @@ fn rejects_with_a_reason() {
         ("", "empty"),
         ("explode inv0", "unknown command"),
         ("fault inv0", "missing kind"),
-        ("fault inv0 melt", "unknown fault"),
+        (
+            "fault inv0 melt",
+            "unknown fault \"melt\" (known: drop, corrupt, break-crc",
+        ),
         ("fault inv0 drop p=2", "not in 0..=1"),
         ("fault inv0 drop when=now", "unknown option"),
         ("unplug inv0 soon", "bad duration"),

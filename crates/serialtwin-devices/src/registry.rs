@@ -49,6 +49,10 @@ pub struct Model {
     /// state) rather than independent devices. The config refuses `parallel` for a model
     /// without groups, so its `build` never sees it.
     pub groups: bool,
+    /// The fastest `[clock] speed` its devices follow (`f64::INFINITY`: any). A model whose
+    /// state is integrated over simulated time (a PI30's plant) bounds its work per real
+    /// second, and a faster clock would outrun it: `check` refuses one.
+    pub max_clock_speed: f64,
     /// The keys `set <port> <key> <value>` takes, with their help: the device's own
     /// [`Device::settable`] where the keys are fixed (built from a default device), a
     /// description where they depend on the config (a script's state values).

@@ -160,21 +160,7 @@ impl LinkSlot {
     /// [`LinkError::LockRace`], or [`LinkError::Io`] when a filesystem call fails.
     pub fn claim(path: impl Into<PathBuf>) -> Result<Self, LinkError> {
         let path = path.into();
-        if path
-            .as_os_str()
-            .as_bytes()
-            .iter()
-            .any(|&b| b < 0x20 || b == 0x7f)
-        {
-            return Err(LinkError::ControlCharacters { path });
-        }
-        let Some(name) = path.file_name().map(OsStr::to_owned) else {
-            return Err(LinkError::NoFileName { path });
-        };
-        let dir_path = match path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        let (name, dir_path) = split(&path)?;
         let sibling = |suffix: &str| {
             let mut file = OsString::from(".");
             file.push(&name);
@@ -217,6 +203,35 @@ impl LinkSlot {
         slot.write_pid()?;
         debug!(link = %slot.path.display(), "claimed link slot");
         Ok(slot)
+    }
+
+    /// What [`claim`](Self::claim) would say about `path` now, without creating, locking or
+    /// removing anything (for `serialtwin check`): the same refusals, and
+    /// [`LinkError::Busy`] when the lock file beside it names a process that is alive (read
+    /// from the file: the lock itself is not tried, so an instance starting at that moment is
+    /// never disturbed). A directory that does not exist yet is fine: `claim` creates it.
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim), except [`LinkError::LockRace`].
+    pub fn probe(path: &Path) -> Result<(), LinkError> {
+        let (name, dir_path) = split(path)?;
+        let dir = match TrustedDir::open(&dir_path, Purpose::Links) {
+            Ok(dir) => dir,
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut lock_name = OsString::from(".");
+        lock_name.push(&name);
+        lock_name.push(".serialtwin.lock");
+        let lock_existed = dir.stat(&lock_name)?.is_some();
+        inspect(&dir, path, &name, lock_existed)?;
+        if lock_existed && let Some(pid) = lock_holder(&dir, &lock_name).filter(|&p| alive(p)) {
+            return Err(LinkError::Busy {
+                pid: Some(pid),
+                path: path.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Atomically point the link at `target`, replacing what it pointed at before.
@@ -415,6 +430,52 @@ fn inspect(
     Ok(Existing::Stale(target))
 }
 
+/// `path`'s file name and directory, if it can name a link at all.
+fn split(path: &Path) -> Result<(OsString, PathBuf), LinkError> {
+    if path
+        .as_os_str()
+        .as_bytes()
+        .iter()
+        .any(|&b| b < 0x20 || b == 0x7f)
+    {
+        return Err(LinkError::ControlCharacters {
+            path: path.to_owned(),
+        });
+    }
+    let Some(name) = path.file_name().map(OsStr::to_owned) else {
+        return Err(LinkError::NoFileName {
+            path: path.to_owned(),
+        });
+    };
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok((name, dir))
+}
+
+/// The pid written in the lock file `name` of `dir`, read without following a symlink or
+/// waiting on a FIFO.
+fn lock_holder(dir: &TrustedDir, name: &OsStr) -> Option<u32> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(
+        dir.fd(),
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    read_pid(&File::from(fd))
+}
+
+/// Whether process `pid` exists (whoever owns it: `EPERM` means it does).
+fn alive(pid: u32) -> bool {
+    i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| !matches!(rustix::process::test_kill_process(pid), Err(Errno::SRCH)))
+}
+
 fn read_pid(file: &File) -> Option<u32> {
     let mut text = String::new();
     file.take(32).read_to_string(&mut text).ok()?;
@@ -456,6 +517,39 @@ mod tests {
             entries(&scratch.0.join("a/b")),
             [".ttyUSB0.serialtwin.lock", "ttyUSB0"]
         );
+    }
+
+    /// `probe` says what `claim` would, and changes nothing on the way.
+    #[test]
+    fn probe_foresees_the_claim_and_touches_nothing() {
+        let scratch = Scratch::new("link", "probe");
+        let link = scratch.0.join("ttyUSB0");
+        LinkSlot::probe(&link).unwrap();
+        LinkSlot::probe(&scratch.0.join("not/yet/there")).unwrap();
+        assert!(entries(&scratch.0).is_empty(), "probing created nothing");
+
+        let held = LinkSlot::claim(&link).unwrap();
+        match LinkSlot::probe(&link) {
+            Err(LinkError::Busy { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        held.release().unwrap();
+        LinkSlot::probe(&link).unwrap();
+
+        // A lock file left by a process that is gone: free (claim takes it over).
+        fs::write(scratch.0.join(".ttyUSB1.serialtwin.lock"), "999999999\n").unwrap();
+        LinkSlot::probe(&scratch.0.join("ttyUSB1")).unwrap();
+
+        fs::write(scratch.0.join("file"), "keep").unwrap();
+        assert!(matches!(
+            LinkSlot::probe(&scratch.0.join("file")),
+            Err(LinkError::NotOurs { .. })
+        ));
+        assert!(matches!(
+            LinkSlot::probe(Path::new("/")),
+            Err(LinkError::NoFileName { .. })
+        ));
+        assert_eq!(fs::read_to_string(scratch.0.join("file")).unwrap(), "keep");
     }
 
     #[test]

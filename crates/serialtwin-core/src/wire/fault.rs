@@ -66,13 +66,22 @@ impl FaultKind {
                 "truncate" => Self::Truncate,
                 "noise" => Self::Noise,
                 "duplicate" => Self::Duplicate,
-                _ => return Err(format!("unknown fault {s:?}")),
+                _ => return Err(unknown(s)),
             },
             Some(("delay", v)) => Self::Delay(ms(v)?),
             Some(("unplug", v)) => Self::Unplug(ms(v)?),
-            Some(_) => return Err(format!("unknown fault {s:?}")),
+            Some(_) => return Err(unknown(s)),
         })
     }
+}
+
+/// The fault kinds, as [`FaultKind::parse`] reads them.
+const FAULT_KINDS: &str =
+    "drop, corrupt, break-crc, truncate, noise, duplicate, delay:<ms>, unplug:<ms>";
+
+/// Not a fault kind: the message lists the ones there are.
+fn unknown(s: &str) -> String {
+    format!("unknown fault {s:?} (known: {FAULT_KINDS})")
 }
 
 /// When a rule fires.

@@ -468,6 +468,105 @@ pub enum ConfigError {
     /// A text field that would break the frame (non-printable, or a space where fields split).
     #[error("{0} must be printable ASCII without spaces")]
     Text(&'static str),
+    /// A number outside what it can mean (a state of charge of 1.5, a NaN capacity, an
+    /// infinite PV peak): refused, never clamped behind the user's back.
+    #[error("`{path}` must be {expected}, not {value}")]
+    Number {
+        /// Where it is, as a dotted key path under the model's table (`battery.initial_soc`).
+        path: &'static str,
+        /// What it may be.
+        expected: String,
+        /// What it is, as written back.
+        value: String,
+    },
+}
+
+/// What a number of the config may be.
+#[derive(Clone, Copy)]
+enum Range {
+    /// Between the two, inclusive.
+    Within(f64, f64),
+    /// More than 0, finite.
+    Positive,
+    /// 0 or more, finite.
+    NotNegative,
+}
+
+impl Range {
+    fn holds(self, v: f64) -> bool {
+        match self {
+            Self::Within(lo, hi) => (lo..=hi).contains(&v),
+            Self::Positive => v.is_finite() && v > 0.0,
+            Self::NotNegative => v.is_finite() && v >= 0.0,
+        }
+    }
+
+    fn expected(self) -> String {
+        match self {
+            Self::Within(lo, hi) => format!("between {lo} and {hi}"),
+            Self::Positive => "a positive number".into(),
+            Self::NotNegative => "0 or a positive number".into(),
+        }
+    }
+}
+
+/// Fail with the first of `checks` whose value is outside its range.
+fn check_numbers(checks: &[(&'static str, f64, Range)]) -> Result<(), ConfigError> {
+    match checks.iter().find(|(_, v, range)| !range.holds(*v)) {
+        Some(&(path, value, range)) => Err(ConfigError::Number {
+            path,
+            expected: range.expected(),
+            value: value.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+impl Settings {
+    /// The settings' numbers, named under `table` (`settings` or `defaults`).
+    fn check_numbers(&self, table: Table) -> Result<(), ConfigError> {
+        use Range::NotNegative;
+        let names = table.paths();
+        check_numbers(&[
+            (names[0], self.output_voltage, NotNegative),
+            (names[1], self.battery_under_voltage, NotNegative),
+            (names[2], self.battery_float_voltage, NotNegative),
+            (names[3], self.battery_bulk_voltage, NotNegative),
+            (names[4], self.battery_recharge_voltage, NotNegative),
+            (names[5], self.battery_redischarge_voltage, NotNegative),
+        ])
+    }
+}
+
+/// Which settings table.
+#[derive(Clone, Copy)]
+enum Table {
+    Settings,
+    Defaults,
+}
+
+impl Table {
+    /// The dotted paths of [`Settings::check_numbers`]'s values, in its order.
+    fn paths(self) -> [&'static str; 6] {
+        match self {
+            Self::Settings => [
+                "settings.output_voltage",
+                "settings.battery_under_voltage",
+                "settings.battery_float_voltage",
+                "settings.battery_bulk_voltage",
+                "settings.battery_recharge_voltage",
+                "settings.battery_redischarge_voltage",
+            ],
+            Self::Defaults => [
+                "defaults.output_voltage",
+                "defaults.battery_under_voltage",
+                "defaults.battery_float_voltage",
+                "defaults.battery_bulk_voltage",
+                "defaults.battery_recharge_voltage",
+                "defaults.battery_redischarge_voltage",
+            ],
+        }
+    }
 }
 
 impl Pi30Config {
@@ -539,6 +638,60 @@ impl Pi30Config {
         }
         if !self.parallel_serials.iter().all(|s| printable(s)) {
             return Err(ConfigError::Text("parallel_serials"));
+        }
+        self.check_numbers()
+    }
+
+    /// Every number the plant and the answers compute with: finite, and inside what it means.
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        use Range::{NotNegative, Positive, Within};
+        let (b, p) = (&self.battery, &self.plant);
+        check_numbers(&[
+            ("battery.capacity_ah", b.capacity_ah, Positive),
+            ("battery.initial_soc", b.initial_soc, Within(0.0, 1.0)),
+            (
+                "battery.internal_resistance",
+                b.internal_resistance,
+                NotNegative,
+            ),
+            ("plant.sunrise_hour", p.sunrise_hour, NotNegative),
+            ("plant.sunset_hour", p.sunset_hour, NotNegative),
+            ("plant.pv_peak_w", p.pv_peak_w, NotNegative),
+            ("plant.pv2_peak_w", p.pv2_peak_w, NotNegative),
+            ("plant.cloudiness", p.cloudiness, Within(0.0, 1.0)),
+            ("plant.base_load_w", p.base_load_w, NotNegative),
+            ("plant.load_variation", p.load_variation, Within(0.0, 1.0)),
+            ("plant.load_power_factor", p.load_power_factor, Positive),
+            ("plant.grid_voltage", p.grid_voltage, Positive),
+            ("plant.grid_frequency", p.grid_frequency, Positive),
+            ("plant.ambient_c", p.ambient_c, Within(-100.0, 150.0)),
+            (
+                "equalization.voltage",
+                self.equalization.voltage,
+                NotNegative,
+            ),
+            ("ac_input_voltage", self.ac_input_voltage, NotNegative),
+            ("ac_input_current", self.ac_input_current, NotNegative),
+        ])?;
+        if !(p.sunrise_hour < p.sunset_hour && p.sunset_hour <= 24.0) {
+            return Err(ConfigError::Number {
+                path: "plant.sunset_hour",
+                expected: "later than sunrise_hour and at most 24".into(),
+                value: p.sunset_hour.to_string(),
+            });
+        }
+        if p.load_power_factor > 1.0 {
+            return Err(ConfigError::Number {
+                path: "plant.load_power_factor",
+                expected: "more than 0 and at most 1".into(),
+                value: p.load_power_factor.to_string(),
+            });
+        }
+        if let Some(s) = &self.settings {
+            s.check_numbers(Table::Settings)?;
+        }
+        if let Some(s) = &self.defaults {
+            s.check_numbers(Table::Defaults)?;
         }
         Ok(())
     }

@@ -38,7 +38,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use serialtwin_core::{Context, Device, Framing, LineConfig, Replies, Settable};
+use serialtwin_core::{Context, Device, Framing, LineConfig, Replies, Settable, SimClock};
 
 pub use self::commands::command_names;
 pub use self::config::{
@@ -48,7 +48,9 @@ pub use self::config::{
 pub use self::crc::CrcVariant;
 pub use self::framer::Pi30Framer;
 pub use self::model::MODEL;
-pub use self::plant::{ChargeStage, DayEnergy, STEP_SECS, Snapshot, UnitFlows};
+pub use self::plant::{
+    ChargeStage, DayEnergy, MAX_CLOCK_SPEED, STEP_SECS, STEPS_PER_REAL_SECOND, Snapshot, UnitFlows,
+};
 pub use self::shared::Pi30Handle;
 
 use self::commands::query::{self, View};
@@ -147,9 +149,9 @@ impl Pi30 {
         }
     }
 
-    /// The reply to `frame` (a request without its `\r`) at simulated Unix time `t`, on a
-    /// clock that started at `clock_start` (where an unpinned plant starts).
-    fn respond(&self, frame: &[u8], t: f64, clock_start: f64) -> Response {
+    /// The reply to `frame` (a request without its `\r`) on `clock`, now.
+    fn respond(&self, frame: &[u8], clock: &SimClock) -> Response {
+        let t = unix_f64(clock.now());
         let variant = self.config.variant;
         let printable = |b: &[u8]| b.iter().all(u8::is_ascii_graphic);
         let command = if let Some(body) = crc::strip_valid(frame) {
@@ -167,7 +169,7 @@ impl Pi30 {
             return Response::Unknown;
         };
         let mut sys = lock(&self.shared);
-        sys.plant.start_at(clock_start);
+        sys.plant.start_on(unix_f64(clock.epoch()), clock.speed());
         let snap = sys.observe(t);
         if cmd.setter {
             #[expect(clippy::cast_possible_truncation, reason = "simulated times fit i64")]
@@ -194,8 +196,7 @@ impl Pi30 {
 
     /// Answer `request` (a frame without its `\r`) at the context's simulated time.
     fn serve(&self, request: &[u8], ctx: &Context, replies: &mut Replies) {
-        let clock = ctx.clock();
-        match self.respond(request, unix_f64(clock.now()), unix_f64(clock.epoch())) {
+        match self.respond(request, ctx.clock()) {
             Response::Frame(payload) => replies.push(payload),
             Response::Unknown => match self.config.unknown_command {
                 UnknownPolicy::Nak => replies.push(NAK),
@@ -243,7 +244,7 @@ impl Device for Pi30 {
     /// `grid` = `on`/`off`, `soc` = battery state of charge in percent (0-100).
     fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String> {
         let at = ctx.clock().now();
-        self.control().start_at(ctx.clock().epoch());
+        self.control().start_on(ctx.clock());
         match key {
             "grid" => {
                 let present = match value {
@@ -322,5 +323,44 @@ mod tests {
         let echo = ask(b"HELLO");
         assert_eq!(echo.frames(), [b"HELLO\r"]);
         assert!(echo.as_slice()[0].raw);
+    }
+
+    /// Ask `dev` for QPIGS on `ctx`: the reply's bytes.
+    fn qpigs(dev: &mut Pi30, ctx: &mut Context) -> Vec<u8> {
+        let mut replies = Replies::new();
+        assert_eq!(dev.handle(&with_crc(b"QPIGS"), ctx, &mut replies), Ok(()));
+        replies.as_slice()[0].bytes.to_vec()
+    }
+
+    /// However fast the clock, a request after a gap integrates at most
+    /// `STEPS_PER_REAL_SECOND` steps per real second of it: the step grows, not the work.
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_clock_lengthens_the_step_not_the_work() {
+        for speed in [1e4, 1e7, 1e18, 1e308] {
+            let mut dev = unit(UnknownPolicy::Nak);
+            let mut ctx = Context::for_test(SimClock::at_unix(NOON, speed));
+            qpigs(&mut dev, &mut ctx);
+            tokio::time::advance(std::time::Duration::from_secs(5)).await;
+            qpigs(&mut dev, &mut ctx);
+            let steps = lock(&dev.shared).plant.steps();
+            // The 12 hours from the plant's start to the clock's, then the 5 s gap.
+            #[expect(clippy::cast_possible_truncation, reason = "small test numbers")]
+            let bound = (5.0 * STEPS_PER_REAL_SECOND) as i64 + 12 * 3600 / STEP_SECS;
+            assert!(steps <= bound, "speed {speed}: {steps} steps");
+        }
+    }
+
+    /// On a fast clock too, the same instant gives the same bytes whether the plant was asked
+    /// a hundred times on the way or never.
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_clock_keeps_the_same_bytes_whatever_the_history() {
+        let clock = SimClock::at_unix(NOON, 50_000.0);
+        let (mut busy, mut idle) = (unit(UnknownPolicy::Nak), unit(UnknownPolicy::Nak));
+        let mut ctx = Context::for_test(clock);
+        for _ in 0..100 {
+            qpigs(&mut busy, &mut ctx);
+            tokio::time::advance(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(qpigs(&mut busy, &mut ctx), qpigs(&mut idle, &mut ctx));
     }
 }

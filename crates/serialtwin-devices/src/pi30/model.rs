@@ -32,6 +32,7 @@ pub static MODEL: Model = Model {
         },
     ],
     groups: true,
+    max_clock_speed: super::MAX_CLOCK_SPEED,
     settable,
     lint,
     build,
@@ -86,6 +87,7 @@ fn units(b: &Build<'_>) -> Result<Vec<Pi30>, BuildError> {
     let config: Pi30Config = b.table.deserialize()?.unwrap_or_default();
     // At the value the unit rejects when it is written, else at the table.
     let at = |e: &ConfigError| {
+        let path: Vec<&str>;
         let key: &[&str] = match e {
             ConfigError::BatteryVoltage(_) => &["battery", "nominal_voltage"],
             ConfigError::FieldCount {
@@ -93,6 +95,10 @@ fn units(b: &Build<'_>) -> Result<Vec<Pi30>, BuildError> {
             } => &["qpigs_fields"],
             ConfigError::FieldCount { .. } => &["qpiri_fields"],
             ConfigError::Text(name) => &[name],
+            ConfigError::Number { path: dotted, .. } => {
+                path = dotted.split('.').collect();
+                &path
+            }
             ConfigError::GroupSize { .. } => &[],
         };
         b.error(key, e.to_string())

@@ -1,7 +1,11 @@
 //! The plant behind the numbers: sun, load, grid and a battery bank, as a function of time.
 //!
 //! The plant's state (state of charge, the SBU and cut-off hysteresis, the energy counters)
-//! is integrated in fixed steps of [`STEP_SECS`] simulated seconds from the plant's start.
+//! is integrated in fixed steps from the plant's start: [`STEP_SECS`] simulated seconds, or
+//! longer on a fast clock, so that at most [`STEPS_PER_REAL_SECOND`] steps are integrated for
+//! each real second however fast the clock runs (the work behind a request never grows with
+//! the clock's speed). Start and step are fixed together when the plant starts, from the
+//! config and the clock, never from when it is asked.
 //! Asking for time `t` first completes every whole step before `t`, then evaluates the
 //! instantaneous flows at `t` itself from that state. Nothing depends on how often or when the
 //! plant was asked before: the same instant gives the same numbers whatever the query history.
@@ -12,8 +16,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::config::{BatteryConfig, PlantConfig, Settings, Variant};
 
-/// Length of one integration step, simulated seconds.
+/// Length of the shortest integration step, simulated seconds.
 pub const STEP_SECS: i64 = 10;
+
+/// The most integration steps a plant takes per real second: a fast clock lengthens the step.
+pub const STEPS_PER_REAL_SECOND: f64 = 1000.0;
+
+/// The longest step that still follows the sun and the load through a day, simulated seconds.
+const MAX_STEP_SECS: i64 = 900;
+
+/// The fastest clock the plant follows: [`STEPS_PER_REAL_SECOND`] steps of at most 15
+/// minutes per real second. `check` refuses a faster `[clock] speed` for a PI30.
+#[expect(clippy::cast_precision_loss, reason = "a small constant")]
+pub const MAX_CLOCK_SPEED: f64 = MAX_STEP_SECS as f64 * STEPS_PER_REAL_SECOND;
+
+/// The step for a clock running at `speed`: at least [`STEP_SECS`], long enough that one real
+/// second needs at most [`STEPS_PER_REAL_SECOND`] of them.
+fn step_for(speed: f64) -> i64 {
+    let needed = (speed / STEPS_PER_REAL_SECOND).ceil();
+    #[expect(clippy::cast_precision_loss, reason = "a small constant")]
+    let shortest = STEP_SECS as f64;
+    if needed > shortest {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "saturates: a step beyond i64 is one that never ends"
+        )]
+        let step = needed as i64;
+        step
+    } else {
+        STEP_SECS
+    }
+}
 
 /// Seconds per day.
 const DAY: i64 = 86_400;
@@ -170,6 +203,8 @@ pub(crate) struct Plant {
     /// Unix second at which step 0 starts: configured, else the clock's start (see
     /// [`Plant::start_at`]), else the first instant the plant is asked about.
     start: Option<i64>,
+    /// Length of a step, simulated seconds: fixed with the start (see [`Plant::start_on`]).
+    step: Option<i64>,
     /// Whole steps integrated so far.
     steps: i64,
     /// The integrated state after `steps` steps.
@@ -203,6 +238,7 @@ impl Plant {
             variant,
             units: units.max(1),
             start,
+            step: None,
             steps: 0,
             state,
             grid_present,
@@ -229,11 +265,14 @@ impl Plant {
         self.state.cutoff = false;
     }
 
-    /// Start the plant at `t` (where `initial_soc` holds) unless its start is configured or
-    /// already fixed. The device calls this with its clock's start before each observation,
-    /// so the start never depends on when the plant is first asked.
-    pub(crate) fn start_at(&mut self, t: f64) {
+    /// Start the plant on a clock that started at `t` and runs at `speed`: at `t` (where
+    /// `initial_soc` holds) unless its start is configured, with the step that speed needs
+    /// ([`STEPS_PER_REAL_SECOND`]). Whatever is fixed already stays. The device calls this
+    /// with its clock before each observation, so neither depends on when the plant is first
+    /// asked.
+    pub(crate) fn start_on(&mut self, t: f64, speed: f64) {
         self.start.get_or_insert(floor_secs(t));
+        self.step.get_or_insert(step_for(speed));
     }
 
     /// The Unix second at which the plant started, if it has.
@@ -250,19 +289,29 @@ impl Plant {
     /// Integrate every whole step that ends at or before `t`. `settings[i]` is unit `i`'s.
     pub(crate) fn advance(&mut self, t: f64, settings: &[Settings]) {
         let start = self.start_for(t);
-        let target = (floor_secs(t) - start).div_euclid(STEP_SECS);
+        let step = *self.step.get_or_insert(STEP_SECS);
+        let target = floor_secs(t).saturating_sub(start).div_euclid(step);
         while self.steps < target {
             #[expect(clippy::cast_precision_loss, reason = "step times are far below 2^53")]
-            let t0 = (start + self.steps * STEP_SECS) as f64;
-            self.step(t0, settings);
+            let t0 = start.saturating_add(self.steps.saturating_mul(step)) as f64;
+            self.integrate(t0, step, settings);
             self.steps += 1;
         }
     }
 
-    /// One integration step starting at `t0`.
-    fn step(&mut self, t0: f64, settings: &[Settings]) {
-        #[expect(clippy::cast_precision_loss, reason = "a small constant")]
-        let dt_h = STEP_SECS as f64 / 3600.0;
+    /// Steps integrated so far (for tests of the work a request costs).
+    #[cfg(test)]
+    pub(crate) fn steps(&self) -> i64 {
+        self.steps
+    }
+
+    /// One integration step of `step` seconds starting at `t0`.
+    fn integrate(&mut self, t0: f64, step: i64, settings: &[Settings]) {
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "steps are far below 2^53 seconds"
+        )]
+        let dt_h = step as f64 / 3600.0;
         let snap = self.flows(t0, settings);
         let net = snap.net_current();
         let s0 = &settings[0];

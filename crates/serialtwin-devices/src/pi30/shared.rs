@@ -4,6 +4,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use serialtwin_core::SimClock;
+
 use super::config::{Pi30Config, Settings};
 use super::plant::{Plant, Snapshot, unix_f64};
 
@@ -84,12 +86,16 @@ pub struct Pi30Handle {
 }
 
 impl Pi30Handle {
-    /// Start the plant at `at` — the moment `initial_soc` describes — unless its config pins
-    /// `start_unix` or it has started already. The device does this with its clock's start
-    /// whenever it answers or is set; a program driving the handle before any request calls
-    /// it first, or the plant starts at the first instant it is asked about.
-    pub fn start_at(&self, at: SystemTime) {
-        lock(&self.shared).plant.start_at(unix_f64(at));
+    /// Start the plant on `clock`: at the clock's start — the moment `initial_soc` describes
+    /// — unless its config pins `start_unix`, integrating in steps the clock's speed allows
+    /// (see [`STEPS_PER_REAL_SECOND`](super::STEPS_PER_REAL_SECOND)). Whatever is fixed already
+    /// stays. The device does this whenever it answers or is set; a program driving the handle
+    /// before any request calls it first, or the plant starts at the first instant it is asked
+    /// about, in the shortest steps.
+    pub fn start_on(&self, clock: &SimClock) {
+        lock(&self.shared)
+            .plant
+            .start_on(unix_f64(clock.epoch()), clock.speed());
     }
 
     /// The grid goes away (`false`) or comes back (`true`) at `at`.

@@ -18,6 +18,7 @@ pub static MODEL: Model = Model {
     example: EXAMPLE,
     framings: &[],
     groups: false,
+    max_clock_speed: f64::INFINITY,
     settable: registry::nothing_settable,
     lint: registry::no_lint,
     build,

@@ -16,6 +16,7 @@ pub static MODEL: Model = Model {
     example: EXAMPLE,
     framings: &[],
     groups: false,
+    max_clock_speed: f64::INFINITY,
     settable,
     lint: registry::no_lint,
     build,

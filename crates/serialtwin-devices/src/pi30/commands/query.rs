@@ -588,15 +588,25 @@ fn qbeqi(v: &View<'_>) -> String {
 }
 
 /// The device clock (QT): simulated time, shifted to local time and by any `DAT`.
+///
+/// Counted on civil dates, which reach the last second of 9999 (jiff's timestamps stop a
+/// day short of it), so a clock standing at the end of simulated time still shows its date.
 fn device_time(v: &View<'_>) -> Option<String> {
     let secs = local_seconds(v)?;
-    let ts = jiff::Timestamp::from_second(secs).ok()?;
-    Some(
-        TimeZone::UTC
-            .to_datetime(ts)
-            .strftime("%Y%m%d%H%M%S")
-            .to_string(),
-    )
+    let day = Date::new(1970, 1, 1)
+        .ok()?
+        .checked_add(jiff::Span::new().try_days(secs.div_euclid(86_400)).ok()?)
+        .ok()?;
+    let time = secs.rem_euclid(86_400);
+    Some(format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        day.year(),
+        day.month(),
+        day.day(),
+        time / 3600,
+        time % 3600 / 60,
+        time % 60
+    ))
 }
 
 /// The unit's local clock now, whole seconds since 1970 (as if local time were UTC).
