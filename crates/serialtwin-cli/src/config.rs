@@ -5,10 +5,15 @@
 //! `[[device]]`'s model table (`[device.<table>]`, any table a model of the registry
 //! declares) is set aside for its model, and serde (with `deny_unknown_fields`) reads
 //! the rest into raw tables whose checkable values keep their spans. Then [`plan`] checks what
-//! serde cannot (models, framings, port names, duplicate links) and asks each model's registry
-//! entry to build its devices from its table, which reports its own errors at their spans.
-//! Nothing here knows a model by name. Nothing is opened or created here either (a model may
-//! read a file, as replay reads its capture): `check` and `run` share all of it.
+//! serde cannot (models, framings, port names, links, numbers out of range, a clock faster than
+//! a model follows) and asks each model's registry entry to build its devices from its table,
+//! which reports its own errors at their spans. Nothing here knows a model by name.
+//!
+//! `check` and `run` share all of it, so whatever `run` would refuse `check` reports first:
+//! what follows from the config alone is an error at its value; the disk is looked at, never
+//! changed (a link's place is probed as claiming it would judge it, and a model may read a
+//! file, as replay reads its capture), and what it says now is an error when something is in
+//! the way and a warning when it is only busy (a link another running instance holds).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,9 +22,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serialtwin_core::control::{Command as ControlCommand, Target, TimelineStep, parse_duration};
+use serialtwin_core::control::{
+    Command as ControlCommand, MAX_DURATION, Target, TimelineStep, parse_duration,
+};
 use serialtwin_core::{
-    BoxDevice, Faults, Framing, Latency, LineConfig, Mismatch, SimClock, check_port_name,
+    BoxDevice, Faults, Framing, LATEST_UNIX, Latency, LineConfig, LinkError, LinkSlot, Mismatch,
+    SimClock, check_port_name,
 };
 use serialtwin_devices::registry::{self, Build, Built, Lint, Model, Table};
 use toml::de::{DeTable, DeValue};
@@ -104,6 +112,10 @@ pub struct Plan {
     pub clock: SimClock,
     /// Things worth a warning.
     pub warnings: Vec<Warning>,
+    /// Links other running instances hold now: warnings for `check`; `run` says nothing
+    /// before it tries them (it fails on one with its own error, or the default inverter
+    /// moves to the next link).
+    pub busy: Vec<Warning>,
     /// The scenario: control commands at times from the start.
     pub timeline: Vec<TimelineStep>,
 }
@@ -192,13 +204,13 @@ type ModelTables<'a> = Vec<(String, Spanned<DeValue<'a>>)>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLine {
-    baud: Option<u32>,
+    baud: Option<Spanned<u32>>,
     format: Option<Spanned<String>>,
     pace: Option<bool>,
     mismatch: Option<RawMismatch>,
     latency_ms: Option<Spanned<Value>>,
     /// Milliseconds after which a partial request is forgotten; 0: never.
-    frame_timeout_ms: Option<u64>,
+    frame_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -311,8 +323,9 @@ fn plan<'a>(
     let clock = clock(here, raw.clock.as_ref())?;
     let mut ports = Vec::new();
     let mut warnings = Vec::new();
+    let mut busy = Vec::new();
     // Where each link and name was claimed, for duplicates.
-    let mut links: HashMap<PathBuf, (String, usize)> = HashMap::new();
+    let mut links: Vec<Claimed> = Vec::new();
     let mut names: HashMap<String, usize> = HashMap::new();
     tables.resize_with(raw.device.len(), Vec::new);
     for (device, tables) in raw.device.iter().zip(tables) {
@@ -328,16 +341,15 @@ fn plan<'a>(
             let (line, _) = here.position(device.span().start);
             if let Some(link) = &port.link {
                 let span = d.link.as_ref().map_or(device.span(), Spanned::span);
-                if let Some((other, other_line)) = links.get(link) {
-                    return Err(here.error(
-                        &span,
-                        format!(
-                            "duplicate link {}: port `{other}` (line {other_line}) has it too",
-                            link.display()
-                        ),
-                    ));
+                let claimed = Claimed {
+                    place: resolved(link),
+                    port: port.name.clone(),
+                    line,
+                };
+                if let Some(w) = check_link(here, &span, link, &claimed, &links)? {
+                    busy.push(w);
                 }
-                links.insert(link.clone(), (port.name.clone(), line));
+                links.push(claimed);
             }
             let seen = Lint {
                 link: port.link.as_deref(),
@@ -361,13 +373,134 @@ fn plan<'a>(
             }
         }
     }
+    clock_speed_followed(here, raw)?;
     let timeline = timeline(here, &raw.timeline, &names)?;
     Ok(Plan {
         ports,
         clock,
         warnings,
+        busy,
         timeline,
     })
+}
+
+/// A link the config asks for: where it really is, and whose it is.
+struct Claimed {
+    /// The path with its existing directories resolved ([`resolved`]).
+    place: PathBuf,
+    /// The port's name.
+    port: String,
+    /// The line of its `[[device]]`.
+    line: usize,
+}
+
+/// Where `path` really is: its longest existing directory canonicalised (symlinks and `..`
+/// resolved), the rest appended with `.` and `..` taken lexically. The last component is
+/// never resolved: a link there is what will be replaced, not where it points.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = if path.is_absolute() {
+        path.to_owned()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let parts: Vec<Component<'_>> = absolute.components().collect();
+    for existing in (1..parts.len()).rev() {
+        let head: PathBuf = parts[..existing].iter().collect();
+        if let Ok(mut place) = head.canonicalize() {
+            for part in &parts[existing..] {
+                match part {
+                    Component::ParentDir => {
+                        place.pop();
+                    }
+                    Component::Normal(name) => place.push(name),
+                    _ => {}
+                }
+            }
+            return place;
+        }
+    }
+    absolute
+}
+
+/// What a link path may not be, from the config alone (an error), and what the disk says
+/// now (`claim`'s own judgement through [`LinkSlot::probe`]): something that is not a link
+/// of ours in the way is an error, for it stays until someone moves it; a link a running
+/// instance holds is a warning, for it is free once that instance stops.
+fn check_link(
+    here: &Locator<'_>,
+    span: &Range<usize>,
+    link: &Path,
+    this: &Claimed,
+    earlier: &[Claimed],
+) -> Result<Option<Warning>, ConfigError> {
+    let shown = link.display();
+    for other in earlier {
+        let (port, at_line) = (&other.port, other.line);
+        if other.place == this.place {
+            return Err(here.error(
+                span,
+                format!(
+                    "duplicate link {shown} ({}): port `{port}` (line {at_line}) has it too",
+                    this.place.display()
+                ),
+            ));
+        }
+        if this.place.starts_with(&other.place) || other.place.starts_with(&this.place) {
+            return Err(here.error(
+                span,
+                format!(
+                    "link {shown} and port `{port}`'s link (line {at_line}) are one inside the \
+                     other: a link is a file, never a directory of links"
+                ),
+            ));
+        }
+    }
+    for kernel in ["/proc", "/sys"] {
+        if this.place.starts_with(kernel) {
+            return Err(here.error(
+                span,
+                format!("link {shown} is in {kernel}, a kernel filesystem: no link goes there"),
+            ));
+        }
+    }
+    match LinkSlot::probe(link) {
+        Ok(()) => Ok(None),
+        Err(e @ LinkError::Busy { .. }) => Ok(Some(
+            here.warning(span, &format!("{e}: `run` cannot start until it stops")),
+        )),
+        Err(e) => Err(here.error(span, format!("link {shown}: {e}"))),
+    }
+}
+
+/// `[clock] speed` no faster than every model in the fleet follows (see
+/// [`Model::max_clock_speed`]): the first that cannot is named.
+fn clock_speed_followed(here: &Locator<'_>, raw: &RawFleet) -> Result<(), ConfigError> {
+    let Some(speed) = raw.clock.as_ref().and_then(|c| c.speed.as_ref()) else {
+        return Ok(());
+    };
+    let slowest = raw
+        .device
+        .iter()
+        .filter_map(|d| Some((d, registry::find(d.get_ref().model.get_ref())?)))
+        .min_by(|a, b| a.1.max_clock_speed.total_cmp(&b.1.max_clock_speed));
+    match slowest {
+        Some((device, model)) if *speed.get_ref() > model.max_clock_speed => {
+            let (line, _) = here.position(device.span().start);
+            Err(here.error(
+                &speed.span(),
+                format!(
+                    "`speed` {} is faster than model `{}` (the [[device]] at line {line}) can \
+                     follow: at most {} (its state is integrated over simulated time with a \
+                     bounded amount of work per real second)",
+                    speed.get_ref(),
+                    model.name,
+                    model.max_clock_speed
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `[[timeline]]`: each step's time and command, with ports that exist.
@@ -426,28 +559,67 @@ fn clock(here: &Locator<'_>, raw: Option<&RawClock>) -> Result<SimClock, ConfigE
     };
     let start = match &raw.start {
         None => SystemTime::now(),
-        Some(v) => match v.get_ref() {
-            Value::Integer(secs) if *secs >= 0 => {
-                SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-            }
-            Value::Datetime(dt) => {
-                let ts: jiff::Timestamp = dt.to_string().parse().map_err(|e| {
-                    here.error(
+        Some(v) => {
+            let secs = match v.get_ref() {
+                Value::Integer(secs) => *secs,
+                Value::Datetime(dt) => {
+                    datetime_seconds(dt).map_err(|reason| here.error(&v.span(), reason))?
+                }
+                _ => {
+                    return Err(here.error(
                         &v.span(),
-                        format!("`start` needs a date, a time and an offset: {e}"),
-                    )
-                })?;
-                SystemTime::try_from(ts).map_err(|e| here.error(&v.span(), e.to_string()))?
-            }
-            _ => {
+                        "`start` must be a date-time (2026-06-21T12:00:00Z) or Unix seconds",
+                    ));
+                }
+            };
+            // Simulated time runs from 1970 to the last second of 9999, as devices date it.
+            let latest = i64::try_from(LATEST_UNIX).unwrap_or(i64::MAX);
+            if !(0..=latest).contains(&secs) {
                 return Err(here.error(
                     &v.span(),
-                    "`start` must be a date-time (2026-06-21T12:00:00Z) or Unix seconds",
+                    format!(
+                        "`start` must be from 1970-01-01T00:00:00Z (Unix 0) to \
+                         9999-12-31T23:59:59Z (Unix {LATEST_UNIX}), the time serialtwin \
+                         simulates; this is Unix {secs}"
+                    ),
                 ));
             }
-        },
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+        }
     };
     Ok(SimClock::new(start, speed))
+}
+
+/// Unix seconds of a TOML date-time, which must have a date, a time and an offset. Any
+/// four-digit year is read (jiff's civil dates reach 9999-12-31; its timestamps stop a day
+/// short of that, so they are not used here).
+fn datetime_seconds(dt: &toml::value::Datetime) -> Result<i64, String> {
+    let (Some(date), Some(time), Some(offset)) = (dt.date, dt.time, dt.offset) else {
+        return Err(format!(
+            "`start` needs a date, a time and an offset (2026-06-21T12:00:00Z), not {dt}"
+        ));
+    };
+    let day = jiff::civil::Date::new(
+        i16::try_from(date.year).map_err(|e| e.to_string())?,
+        i8::try_from(date.month).map_err(|e| e.to_string())?,
+        i8::try_from(date.day).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("`start`: {e}"))?;
+    let days = i64::from(
+        jiff::civil::date(1970, 1, 1)
+            .until((jiff::Unit::Day, day))
+            .map_err(|e| format!("`start`: {e}"))?
+            .get_days(),
+    );
+    let minutes = match offset {
+        toml::value::Offset::Z => 0,
+        toml::value::Offset::Custom { minutes } => i64::from(minutes),
+    };
+    Ok(days * 86_400
+        + i64::from(time.hour) * 3600
+        + i64::from(time.minute) * 60
+        + i64::from(time.second.unwrap_or(0))
+        - minutes * 60)
 }
 
 /// The model of one `[[device]]` and its table; a table of another model is a mistake, not
@@ -725,11 +897,81 @@ fn mode(here: &Locator<'_>, value: &Spanned<Value>) -> Result<u32, ConfigError> 
     Ok(bits)
 }
 
+/// The baud rates a line may have: termios' named rates, B50 to B4000000.
+const BAUDS: std::ops::RangeInclusive<u32> = 50..=4_000_000;
+
+/// `ms` milliseconds of `key`, at most [`MAX_DURATION`] (what a control command's durations
+/// may be too).
+fn millis(
+    here: &Locator<'_>,
+    span: Range<usize>,
+    key: &str,
+    ms: u64,
+) -> Result<Duration, ConfigError> {
+    let d = Duration::from_millis(ms);
+    if d > MAX_DURATION {
+        return Err(here.error(
+            &span,
+            format!(
+                "`{key}` must be at most {} ms ({} h), not {ms}",
+                MAX_DURATION.as_millis(),
+                MAX_DURATION.as_secs() / 3600
+            ),
+        ));
+    }
+    Ok(d)
+}
+
+/// `latency_ms`: milliseconds (50) or a range `[min, max]` with `min <= max`.
+fn latency_ms(here: &Locator<'_>, latency: &Spanned<Value>) -> Result<Latency, ConfigError> {
+    let format = || {
+        here.error(
+            &latency.span(),
+            "`latency_ms` must be milliseconds (50) or a range [min, max]",
+        )
+    };
+    let ms = |v: &Value| match v {
+        Value::Integer(i) => u64::try_from(*i)
+            .map_err(|_| format())
+            .and_then(|ms| millis(here, latency.span(), "latency_ms", ms)),
+        _ => Err(format()),
+    };
+    match latency.get_ref() {
+        v @ Value::Integer(_) => Ok(Latency::Fixed(ms(v)?)),
+        Value::Array(a) if a.len() == 2 => {
+            let (min, max) = (ms(&a[0])?, ms(&a[1])?);
+            if min > max {
+                return Err(here.error(
+                    &latency.span(),
+                    format!(
+                        "`latency_ms` range [{}, {}]: the minimum is more than the maximum",
+                        min.as_millis(),
+                        max.as_millis()
+                    ),
+                ));
+            }
+            Ok(Latency::Range { min, max })
+        }
+        _ => Err(format()),
+    }
+}
+
 /// `[device.line]` over the model's own line.
 fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig, ConfigError> {
     let mut line = own;
-    if let Some(baud) = raw.baud {
-        line.baud = Some(baud);
+    if let Some(baud) = &raw.baud {
+        if !BAUDS.contains(baud.get_ref()) {
+            return Err(here.error(
+                &baud.span(),
+                format!(
+                    "`baud` must be from {} to {} (the rates a termios line names), not {}",
+                    BAUDS.start(),
+                    BAUDS.end(),
+                    baud.get_ref()
+                ),
+            ));
+        }
+        line.baud = Some(*baud.get_ref());
     }
     if let Some(format) = &raw.format {
         line.format = Some(format.get_ref().parse().map_err(
@@ -739,8 +981,9 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
     if let Some(pace) = raw.pace {
         line.pace = pace;
     }
-    if let Some(ms) = raw.frame_timeout_ms {
-        line.frame_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    if let Some(ms) = &raw.frame_timeout_ms {
+        let timeout = millis(here, ms.span(), "frame_timeout_ms", *ms.get_ref())?;
+        line.frame_timeout = (!timeout.is_zero()).then_some(timeout);
     }
     if let Some(m) = raw.mismatch {
         line.mismatch = match m {
@@ -750,24 +993,7 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
         };
     }
     if let Some(latency) = &raw.latency_ms {
-        let ms = |v: &Value| match v {
-            Value::Integer(i) => u64::try_from(*i).ok().map(Duration::from_millis),
-            _ => None,
-        };
-        line.latency = match latency.get_ref() {
-            v @ Value::Integer(_) => ms(v).map(Latency::Fixed),
-            Value::Array(a) if a.len() == 2 => match (ms(&a[0]), ms(&a[1])) {
-                (Some(min), Some(max)) if min <= max => Some(Latency::Range { min, max }),
-                _ => None,
-            },
-            _ => None,
-        }
-        .ok_or_else(|| {
-            here.error(
-                &latency.span(),
-                "`latency_ms` must be milliseconds (50) or a range [min, max]",
-            )
-        })?;
+        line.latency = latency_ms(here, latency)?;
     }
     Ok(line)
 }

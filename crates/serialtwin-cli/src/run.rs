@@ -116,7 +116,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
             config::DEFAULT_NAME.to_owned(),
         ),
     };
-    for w in &plan.warnings {
+    for w in plan.warnings.iter().chain(&plan.busy) {
         eprintln!("warning: {w}");
     }
     let mut out = std::io::stdout().lock();
@@ -131,7 +131,7 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
         out,
         "{name}: ok, {} port(s){}",
         plan.ports.len(),
-        match plan.warnings.len() {
+        match plan.warnings.len() + plan.busy.len() {
             0 => String::new(),
             n => format!(", {n} warning(s)"),
         }

@@ -406,6 +406,16 @@ fn a_busy_link_fails_with_status_1_and_leaves_nothing() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(leftovers(&other), Vec::<PathBuf>::new());
+    // `check` says so beforehand, as a warning: the link is free once the first one stops.
+    let out = run_to_end(&dir, &["check", second.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("warning: {}:8:8: ", second.display()))
+            && stderr.contains("is in use by another serialtwin instance (pid "),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 port(s), 1 warning(s)"));
     // The first instance is untouched.
     assert!(std::fs::symlink_metadata(&link).is_ok());
     let (status, extra) = first.stop_with(Signal::SIGINT);
@@ -521,7 +531,7 @@ const BAD: &[Bad] = &[
                [device.line]\nlatency_ms = [50, 10]\n",
         line: 6,
         col: 14,
-        reason: "`latency_ms` must be",
+        reason: "`latency_ms` range [50, 10]: the minimum is more than the maximum",
     },
     Bad {
         text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
@@ -569,6 +579,110 @@ const BAD: &[Bad] = &[
         col: 11,
         reason: "nowhere.jsonl",
     },
+    // What `run` would refuse or choke on, `check` refuses first, at the value.
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
+               [device.line]\nbaud = 0\n",
+        line: 6,
+        col: 8,
+        reason: "`baud` must be from 50 to 4000000 (the rates a termios line names), not 0",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
+               [device.line]\nbaud = 1\n",
+        line: 6,
+        col: 8,
+        reason: "not 1",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\
+               [device.pi30.battery]\ninitial_soc = 1.5\n",
+        line: 5,
+        col: 15,
+        reason: "`battery.initial_soc` must be between 0 and 1, not 1.5",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\
+               [device.pi30.battery]\ninitial_soc = nan\n",
+        line: 5,
+        col: 15,
+        reason: "`battery.initial_soc` must be between 0 and 1, not NaN",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\
+               [device.pi30.battery]\ncapacity_ah = nan\n",
+        line: 5,
+        col: 15,
+        reason: "`battery.capacity_ah` must be a positive number, not NaN",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n\
+               [device.pi30.plant]\npv_peak_w = inf\n",
+        line: 5,
+        col: 13,
+        reason: "`plant.pv_peak_w` must be 0 or a positive number, not inf",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/a/ttyUSB0'\nscript = {}\n\n\
+               [[device]]\nmodel = 'scripted'\nlink = '{dir}/a/x/../ttyUSB0'\nscript = {}\n",
+        line: 8,
+        col: 8,
+        reason: "ttyUSB0): port `ttyUSB0` (line 1) has it too",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\n\
+               [[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0/ttyUSB1'\nscript = {}\n",
+        line: 8,
+        col: 8,
+        reason: "are one inside the other",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '/'\nscript = {}\n",
+        line: 3,
+        col: 8,
+        reason: "link /: / cannot name a link: it has no file name",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '/etc/passwd'\nscript = {}\n",
+        line: 3,
+        col: 8,
+        reason: "link /etc/passwd: ",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '/dev/null'\nscript = {}\n",
+        line: 3,
+        col: 8,
+        reason: "link /dev/null: ",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '/proc/self/mem'\nscript = {}\n",
+        line: 3,
+        col: 8,
+        reason: "is in /proc, a kernel filesystem",
+    },
+    Bad {
+        text: "[[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n\
+               faults = ['melt next=1']\n",
+        line: 5,
+        col: 11,
+        reason: "unknown fault \"melt\" (known: drop, corrupt, break-crc, truncate, noise, \
+                 duplicate, delay:<ms>, unplug:<ms>)",
+    },
+    Bad {
+        text: "[clock]\nstart = 253402300800\n\n\
+               [[device]]\nmodel = 'scripted'\nlink = '{dir}/ttyUSB0'\nscript = {}\n",
+        line: 2,
+        col: 9,
+        reason: "`start` must be from 1970-01-01T00:00:00Z (Unix 0) to 9999-12-31T23:59:59Z",
+    },
+    Bad {
+        text: "[clock]\nspeed = 1e7\n\n\
+               [[device]]\nmodel = 'pi30'\nlink = '{dir}/ttyUSB0'\n",
+        line: 2,
+        col: 9,
+        reason: "`speed` 10000000 is faster than model `pi30` (the [[device]] at line 4) can \
+                 follow: at most 900000",
+    },
     Bad {
         text: "# nothing here\n",
         line: 1,
@@ -615,6 +729,59 @@ fn bad_configs_are_rejected_at_the_offending_value() {
             assert_eq!(leftovers(&dir), Vec::<PathBuf>::new(), "{context}");
         }
     }
+}
+
+/// The ends of what `check` accepts work in `run`: a clock started at the last second of
+/// year 9999 (it stands there), and a scripted device on a clock as fast as a float goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_second_and_the_fastest_clock_are_served() {
+    let dir = work_dir("edge");
+    let config = write_config(
+        &dir,
+        "edge.toml",
+        &format!(
+            "[clock]\nstart = 9999-12-31T23:59:59Z\n\n\
+             [[device]]\nmodel = 'pi30'\nlink = '{}/ttyUSB0'\n[device.line]\nlatency_ms = 0\n\
+             [device.pi30]\nvariant = 'pi30max'\n",
+            dir.display()
+        ),
+    );
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let run = start(&dir, &[config.to_str().unwrap()]);
+    let mut inverter = open(&run.links()[0]);
+    let qt = ask(&mut inverter, b"QT\r", b'\r').await;
+    assert!(
+        qt.starts_with(b"(99991231235959"),
+        "{:?}",
+        String::from_utf8_lossy(&qt)
+    );
+    assert!(
+        ask(&mut inverter, b"QPIGS\r", b'\r')
+            .await
+            .starts_with(b"(")
+    );
+    drop(inverter);
+    let links = run.links();
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &links);
+
+    let fast = write_config(
+        &dir,
+        "fast.toml",
+        &format!(
+            "[clock]\nspeed = 1e308\n\n[[device]]\nmodel = 'scripted'\nlink = '{}/ttyUSB1'\n\
+             framing = 'cr'\n[[device.script.rule]]\nrequest = 'T?'\nreply = 'ok'\n",
+            dir.display()
+        ),
+    );
+    let run = start(&dir, &[fast.to_str().unwrap()]);
+    let mut meter = open(&run.links()[0]);
+    assert_eq!(ask(&mut meter, b"T?\r", b'\r').await, b"ok\r");
+    drop(meter);
+    let links = run.links();
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &links);
 }
 
 #[test]
