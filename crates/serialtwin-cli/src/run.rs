@@ -3,13 +3,13 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serialtwin_capture::{CaptureWriter, Header, Recorder};
 use serialtwin_core::control::{self, Ports};
 use serialtwin_core::trusted_dir::{self, Purpose, TrustedDir};
-use serialtwin_core::{Fleet, LinkError, PortHandle, PortSpec, limits};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use serialtwin_core::{Fleet, LinkError, PortHandle, PortSpec, Stopper, limits};
 use tracing::{debug, info, warn};
 
 use crate::cli::{CheckArgs, CtlArgs, RunArgs};
@@ -27,13 +27,15 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         Some(path) => Some(config::load(path)?),
         None => None,
     };
+    // First, while this is the only thread: the runtime's threads must start with the
+    // signals blocked, so that only the stopper's thread takes them.
+    let stopper = Stopper::install(STOP_GRACE).context("cannot take over the stop signals")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async {
         // Once, before the first port exists (however many tries the default link takes).
-        let mut signals = Signals::install()?;
         match limits::raise_nofile_limit() {
             Ok(r) if r.raised() => debug!(
                 from = r.old_soft,
@@ -48,9 +50,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
                 for w in &plan.warnings {
                     warn!("{w}");
                 }
-                serve(plan, args, Defaults::None, &mut signals).await
+                serve(plan, args, Defaults::None, &stopper).await
             }
-            None => serve_default(args, &mut signals).await,
+            None => serve_default(args, &stopper).await,
         }
     })
 }
@@ -60,7 +62,7 @@ const DEFAULT_LINKS: u32 = 16;
 
 /// The built-in default: a PI30 inverter at `ttyUSB0`, or at the next link no other instance
 /// holds (a second `serialtwin run` beside a user's first).
-async fn serve_default(args: &RunArgs, signals: &mut Signals) -> anyhow::Result<()> {
+async fn serve_default(args: &RunArgs, stopper: &Stopper) -> anyhow::Result<()> {
     let mut n = 0;
     loop {
         let plan = config::parse(config::DEFAULT_NAME, &config::default_config_at(n), None)?;
@@ -69,7 +71,7 @@ async fn serve_default(args: &RunArgs, signals: &mut Signals) -> anyhow::Result<
                 warn!("{w}");
             }
         }
-        match serve(plan, args, Defaults::Link, signals).await {
+        match serve(plan, args, Defaults::Link, stopper).await {
             Err(e) if n + 1 < DEFAULT_LINKS && link_busy(&e) => {
                 n += 1;
                 info!(
@@ -139,37 +141,16 @@ pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGINT, SIGTERM and SIGHUP, installed before the first port exists so that none is lost.
-struct Signals {
-    int: Signal,
-    term: Signal,
-    hup: Signal,
-}
-
-impl Signals {
-    fn install() -> anyhow::Result<Self> {
-        let install = |kind| signal(kind).context("cannot install a signal handler");
-        Ok(Self {
-            int: install(SignalKind::interrupt())?,
-            term: install(SignalKind::terminate())?,
-            hup: install(SignalKind::hangup())?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-            _ = self.hup.recv() => "SIGHUP",
-        }
-    }
-}
+/// How long the ports have to stop after a signal before the process removes their links and
+/// exits without them (a device handler that never returns): within 2 s of the signal, all
+/// told.
+const STOP_GRACE: Duration = Duration::from_millis(1500);
 
 async fn serve(
     plan: Plan,
     args: &RunArgs,
     defaults: Defaults,
-    signals: &mut Signals,
+    stopper: &Stopper,
 ) -> anyhow::Result<()> {
     let trace = args.trace.map(Trace::start);
     let captures = match &args.capture {
@@ -213,8 +194,12 @@ async fn serve(
             return Err(e).context("cannot start the ports (nothing was left behind)");
         }
     };
+    stopper.release_links_of(fleet.links());
     let ports = Ports::new(handles.iter().cloned());
     let (control, control_task) = start_control(args, ports.clone(), fleet.cancellation()).await?;
+    if let Some(control) = &control {
+        stopper.remove_file(control.clone());
+    }
     let timeline = tokio::spawn(control::run_timeline(
         plan.timeline,
         ports,
@@ -232,7 +217,7 @@ async fn serve(
         "ready; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP"
     );
 
-    let which = signals.recv().await;
+    let which = stopper.signalled().await;
     info!("{which}: stopping every port");
     fleet.shutdown().await;
     let _ = timeline.await;
@@ -255,7 +240,9 @@ async fn serve(
         drop(t);
         writer.finish();
     }
-    captures.close()?;
+    let closed = captures.close();
+    stopper.stopped();
+    closed?;
     info!("stopped; links removed");
     Ok(())
 }

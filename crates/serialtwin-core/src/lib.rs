@@ -47,7 +47,9 @@ pub use crate::device::{
     AsyncDevice, Awaiting, Body, BoxDevice, Bus, Context, Device, DeviceError, Replies, Reply,
     Route, Router, Settable,
 };
-pub use crate::fleet::{CommandError, Fleet, FleetError, PortHandle, PortSpec, control};
+pub use crate::fleet::{
+    CommandError, Fleet, FleetError, LinkKeeper, PortHandle, PortSpec, Stopper, control,
+};
 pub use crate::port::link::{LinkError, LinkSlot};
 pub use crate::port::port_name::{PortNameError, check_port_name};
 pub use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};

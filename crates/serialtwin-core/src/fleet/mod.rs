@@ -7,15 +7,18 @@
 
 pub mod control;
 mod port_task;
+mod stop;
+
+pub use self::stop::Stopper;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::device::Body;
 #[cfg(doc)]
@@ -256,6 +259,65 @@ impl PortHandle {
     }
 }
 
+/// One port's link slot, shared by its task and the fleet's [`LinkKeeper`]: whoever takes it
+/// first releases it.
+type SharedSlot = Arc<Mutex<Option<LinkSlot>>>;
+
+/// A port's [`SharedSlot`] as the keeper holds it: gone with the port.
+type KeptSlot = Weak<Mutex<Option<LinkSlot>>>;
+
+/// The links a fleet's ports hold, reachable from any thread (see [`Fleet::links`]).
+///
+/// A port removes its own link when it stops. A process that has to exit while a port cannot
+/// stop — its device handler never returns, holding the thread that would run the port's
+/// shutdown — calls [`release_all`](Self::release_all) instead, so no link is left behind
+/// pointing at a pty that is about to vanish. A port that does stop later finds its link
+/// already released.
+#[derive(Clone, Debug, Default)]
+pub struct LinkKeeper {
+    slots: Arc<Mutex<Vec<KeptSlot>>>,
+}
+
+impl LinkKeeper {
+    /// Keep `slot` (if any) for [`release_all`](Self::release_all); the port's share of it.
+    fn keep(&self, slot: Option<LinkSlot>) -> SharedSlot {
+        let has_link = slot.is_some();
+        let shared = Arc::new(Mutex::new(slot));
+        if has_link {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            // Ports that stopped are forgotten as new ones come, so the list stays the size
+            // of the fleet.
+            slots.retain(|w| w.strong_count() > 0);
+            slots.push(Arc::downgrade(&shared));
+        }
+        shared
+    }
+
+    /// Remove every link still held — if it still points where its port put it — and its lock
+    /// file. How many were released.
+    pub fn release_all(&self) -> usize {
+        let slots: Vec<_> = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut released = 0;
+        for shared in slots {
+            let held = shared.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(slot) = held {
+                let path = slot.path().to_owned();
+                if let Err(e) = slot.release() {
+                    error!(link = %path.display(), error = %e, "cannot remove link");
+                }
+                released += 1;
+            }
+        }
+        released
+    }
+}
+
 /// Many ports on the current tokio runtime.
 ///
 /// Each port has a task of its own. Ports whose device answers without waiting and sends
@@ -267,6 +329,8 @@ impl PortHandle {
 pub struct Fleet {
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// Every port's link, for releasing without the ports.
+    links: LinkKeeper,
     /// `None`: every port is served by its own task only.
     lanes: Option<Lanes>,
 }
@@ -337,6 +401,7 @@ impl Fleet {
         if let Some(slot) = slot.as_mut() {
             slot.point_to(port.path()).map_err(link_error)?;
         }
+        let slot = self.links.keep(slot);
         let observations = Broadcast::new(OBSERVATION_BACKLOG);
         let mut config = spec.serve;
         config.line = Some(line);
@@ -398,6 +463,13 @@ impl Fleet {
         }
         info!(ports = handles.len(), "ports ready");
         Ok(handles)
+    }
+
+    /// The fleet's links, reachable from any thread: a process that must exit while a port
+    /// cannot stop (a device handler that never returns) removes them through it.
+    #[must_use]
+    pub fn links(&self) -> LinkKeeper {
+        self.links.clone()
     }
 
     /// A token that fires when the fleet shuts down (for tasks living beside the ports).

@@ -9,11 +9,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info};
 
-use super::Plugged;
+use super::{Plugged, SharedSlot};
 use crate::device::Body;
 #[cfg(doc)]
 use crate::device::Device;
-use crate::port::link::LinkSlot;
 use crate::port::pty::{PtyOptions, PtyPort};
 use crate::serve::lane::{Lanes, SlotHandle};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeError, Server};
@@ -28,7 +27,7 @@ use crate::serve::{Control, ControlRx, Order, Outcome, ServeError, Server};
 pub(super) async fn run_port<D: Body>(
     server: Box<Server<D, PtyPort>>,
     options: PtyOptions,
-    slot: Option<LinkSlot>,
+    slot: SharedSlot,
     plugged: Arc<Mutex<Plugged>>,
     stop: CancellationToken,
     control: mpsc::Receiver<Box<Order>>,
@@ -38,7 +37,7 @@ pub(super) async fn run_port<D: Body>(
     // Fires last, even on a panic: everything else is moved into locals declared after it, so
     // the pty is closed and the link gone before anyone waiting on `done` hears.
     let _done = done.drop_guard();
-    let (mut server, mut slot, plugged, stop) = (server, slot, plugged, stop);
+    let (mut server, slot, plugged, stop) = (server, slot, plugged, stop);
     let name = server.name.clone();
     let mut control = Some(ControlRx::Boxed(control));
     // Taken when the port is first quiet enough to lend: a device a lane cannot serve (one
@@ -84,7 +83,7 @@ pub(super) async fn run_port<D: Body>(
         };
         let unplugged = Unplugged {
             options: &options,
-            slot: slot.as_mut(),
+            slot: &slot,
             plugged: &plugged,
             stop: &stop,
         };
@@ -95,8 +94,10 @@ pub(super) async fn run_port<D: Body>(
     drop(lane_slot);
     drop(server);
     plugged.lock().unwrap_or_else(PoisonError::into_inner).pty = None;
-    // The pty is closed by now; remove the link if it is still ours.
-    if let Some(slot) = slot
+    // The pty is closed by now; remove the link if it is still ours (and nobody released it
+    // already: a process exiting without us, see `LinkKeeper`).
+    let held = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(slot) = held
         && let Err(e) = slot.release()
     {
         error!(port = %name, error = %e, "cannot remove link");
@@ -150,7 +151,7 @@ async fn lend<D: Body>(
 /// What a port needs to be unplugged and plugged back in.
 struct Unplugged<'a> {
     options: &'a PtyOptions,
-    slot: Option<&'a mut LinkSlot>,
+    slot: &'a SharedSlot,
     plugged: &'a Mutex<Plugged>,
     stop: &'a CancellationToken,
 }
@@ -161,7 +162,7 @@ impl Unplugged<'_> {
     /// the device at once, a frame to send is refused (nobody is connected), and another
     /// unplug sets when the port comes back. Returns false if the port should stop instead.
     async fn replug<D: Body>(
-        mut self,
+        self,
         server: &mut Server<D, PtyPort>,
         control: &mut Option<ControlRx>,
         after: Duration,
@@ -182,7 +183,11 @@ impl Unplugged<'_> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pty = None;
-        if let Some(slot) = self.slot.as_deref_mut()
+        if let Some(slot) = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
             && let Err(e) = slot.unlink()
         {
             error!(port = %name, error = %e, "cannot remove link while unplugged");
@@ -227,7 +232,11 @@ impl Unplugged<'_> {
                 return false;
             }
         };
-        if let Some(slot) = self.slot
+        if let Some(slot) = self
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
             && let Err(e) = slot.point_to(port.path())
         {
             error!(port = %name, error = %e, "cannot re-point link");
