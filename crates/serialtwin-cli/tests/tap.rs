@@ -738,18 +738,24 @@ fn pi30_frame(payload: &[u8], variant: CrcVariant, cr: bool) -> Vec<u8> {
 
 /// A PI30 capture of `exchanges` (request frame, reply on the wire), 0.1 s apart.
 fn write_pi30_capture(path: &Path, exchanges: &[(&[u8], &[u8])]) {
-    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    use std::fmt::Write as _;
     let mut text = String::from(
         "{\"type\":\"header\",\"format\":\"serialtwin-capture\",\"version\":1,\
          \"started\":\"2026-06-21T12:00:00.000000Z\",\"framing\":\"pi30\"}\n",
     );
     for (i, (request, reply)) in exchanges.iter().enumerate() {
+        // `t` in tenths of a second.
         for (t, dir, bytes) in [(2 * i + 1, "rx", request), (2 * i + 2, "tx", reply)] {
-            text.push_str(&format!(
-                "{{\"type\":\"frame\",\"t\":{:.1},\"dir\":\"{dir}\",\"hex\":\"{}\"}}\n",
-                t as f64 / 10.0,
-                hex(bytes)
-            ));
+            let _ = write!(
+                text,
+                "{{\"type\":\"frame\",\"t\":{}.{},\"dir\":\"{dir}\",\"hex\":\"",
+                t / 10,
+                t % 10
+            );
+            for b in *bytes {
+                let _ = write!(text, "{b:02x}");
+            }
+            text.push_str("\"}\n");
         }
     }
     std::fs::write(path, text).unwrap();
@@ -820,7 +826,7 @@ async fn a_learned_pi30_answers_like_replay_and_naks_what_it_never_saw() {
         ],
     );
     let learned = dir.join("learned.toml");
-    let link = dir.join("learned/ttyUSB0");
+    let learned_link = dir.join("learned/ttyUSB0");
     let out = run_to_end(
         &dir,
         &[
@@ -829,14 +835,14 @@ async fn a_learned_pi30_answers_like_replay_and_naks_what_it_never_saw() {
             "-o",
             learned.to_str().unwrap(),
             "--link",
-            link.to_str().unwrap(),
+            learned_link.to_str().unwrap(),
         ],
     );
     assert!(out.status.success(), "{out:?}");
     let text = std::fs::read_to_string(&learned).unwrap();
 
     let run = Background::start(&dir, "learned", &["run", learned.to_str().unwrap()]);
-    let mut port = open_serial(&link);
+    let mut port = open_serial(&learned_link);
     // Typed in a terminal, without a CRC: the first recorded QPIGS.
     assert_eq!(ask_serial(&mut port, b"QPIGS\r").await, qpigs_1, "{text}");
     // A CRC that fails: as replay, its text finds the recording (the second QPIGS).
@@ -867,7 +873,7 @@ async fn a_learned_pi30_answers_like_replay_and_naks_what_it_never_saw() {
         text.replace("match = \"normalised\"", "match = \"fuzzy\""),
     )
     .unwrap();
-    let line = 1 + text
+    let match_line = 1 + text
         .lines()
         .position(|l| l.starts_with("match = "))
         .unwrap();
@@ -875,7 +881,7 @@ async fn a_learned_pi30_answers_like_replay_and_naks_what_it_never_saw() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(
-        stderr.contains(&format!("{}:{line}:9: ", bad.display()))
+        stderr.contains(&format!("{}:{}:9: ", bad.display(), match_line))
             && stderr.contains("unknown variant `fuzzy`, expected `exact` or `normalised`"),
         "{stderr}"
     );
@@ -892,7 +898,7 @@ async fn a_learned_pi30_answers_like_replay_and_naks_what_it_never_saw() {
         assert!(out.status.success(), "{out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         match want {
-            Some(line) => assert!(text.contains(line), "{text}"),
+            Some(want) => assert!(text.contains(want), "{text}"),
             None => assert!(!text.contains("\ndefault = "), "{text}"),
         }
     }

@@ -395,6 +395,8 @@ async fn a_normalised_script_matches_requests_as_replay_does() {
 /// the two are the same request: one code, one answer.
 #[tokio::test]
 async fn normalised_rules_agree_with_replays_normalisation() {
+    use std::fmt::Write as _;
+
     use serialtwin_devices::replay::normalise_for;
     let rules = [
         "QPIGS",
@@ -430,7 +432,7 @@ async fn normalised_rules_agree_with_replays_normalisation() {
         let framing = serialtwin_devices::framing_by_name(framing_name).unwrap();
         let mut text = String::from("match = 'normalised'\n");
         for (i, rule) in rules.iter().enumerate() {
-            text.push_str(&format!("[[rule]]\nrequest = '{rule}'\nreply = '{i}'\n"));
+            let _ = writeln!(text, "[[rule]]\nrequest = '{rule}'\nreply = '{i}'");
         }
         let mut dev = device(&text).with_framing(framing.clone());
         let written: Vec<Vec<u8>> = rules

@@ -64,12 +64,9 @@ pub enum MatchMode {
 }
 
 impl MatchMode {
-    /// Whether this is [`MatchMode::Exact`] (the default, left out when serialised).
+    /// Whether this is [`MatchMode::Exact`] (the default, left out when serialised; by
+    /// reference, as serde's `skip_serializing_if` asks).
     #[must_use]
-    #[expect(
-        clippy::trivially_copy_pass_by_ref,
-        reason = "serde's skip_serializing_if passes a reference"
-    )]
     pub fn is_exact(&self) -> bool {
         *self == Self::Exact
     }

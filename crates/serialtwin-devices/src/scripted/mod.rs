@@ -321,8 +321,7 @@ fn compile_rule(
         (None, None) => return Err(ScriptError::at(span, ScriptErrorKind::NoPattern)),
         (Some(_), Some(r)) => return Err(ScriptError::at(r.span(), ScriptErrorKind::TwoPatterns)),
         (Some(request), None) => {
-            let bytes =
-                unescape(request.get_ref()).map_err(|e| text_error(request.span(), e))?;
+            let bytes = unescape(request.get_ref()).map_err(|e| text_error(request.span(), e))?;
             match matching {
                 MatchMode::Exact => Pattern::Exact(bytes),
                 MatchMode::Normalised => Pattern::Normalised(bytes),
