@@ -444,9 +444,10 @@ pub struct Scripted {
 }
 
 /// A normalised script's matching, for one framing: the port's own framer for
-/// [`Framer::check`](serialtwin_core::Framer::check) (so a request is normalised without building one, or allocating), and
-/// each rule's normalised `request` (upper-cased; empty for a rule that is not
-/// [`Pattern::Normalised`], or whose request has no printable text: matched exactly only).
+/// [`Framer::check`](serialtwin_core::Framer::check) (so that a request is normalised without
+/// building one, or allocating), and each rule's normalised `request` (upper-cased; empty for a
+/// rule that is not [`Pattern::Normalised`], or whose request has no printable text: matched
+/// byte for byte only).
 struct Normaliser {
     framer: BoxFramer,
     keys: Vec<Vec<u8>>,
