@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use serialtwin_core::{PortNameError, check_port_name, output};
 use serialtwin_devices::learn::{LearnOptions, learn as learn_toml};
+use serialtwin_devices::replay::Fallback;
 use tracing::info;
 
 use crate::replay::{DEFAULT_LINK, conversation};
@@ -40,6 +41,11 @@ pub(crate) struct LearnArgs {
     /// Sequences start over after their last reply (default: the last reply repeats).
     #[arg(long)]
     pub(crate) cycle: bool,
+    /// What requests never recorded get: `silence`, `nak` (`(NAK`), or any text as a frame
+    /// through the framing (escapes `\r`, `\xNN` allowed), as replay's --fallback. Default:
+    /// what the framing's protocol answers an unknown command (PI30: `(NAK`), else silence.
+    #[arg(long, value_name = "silence|nak|FRAME", value_parser = Fallback::parse)]
+    pub(crate) default: Option<Fallback>,
 }
 
 /// `--name`: refused by clap, before the capture is read, if it is not a port name.
@@ -53,6 +59,8 @@ Examples:
       A scripted device answering as the recorded one did; edit inverter.toml from there
   serialtwin learn inverter.jsonl -o inverter.toml --timing --force
       Learn it again, with the recorded delays, over the last inverter.toml
+  serialtwin learn meter.jsonl -o meter.toml --default 'ERR'
+      Requests never recorded get ERR, not what the framing's protocol answers (PI30: (NAK)
 
 -o makes a new file (mode 0600) and stops if anything is at its path; --force replaces a
 regular file there, never a symlink, a FIFO or a device.";
@@ -69,6 +77,7 @@ pub(crate) fn learn(args: &LearnArgs) -> anyhow::Result<()> {
         source: args.capture.display().to_string(),
         timing: args.timing,
         cycle: args.cycle,
+        default: args.default.clone(),
     };
     let text = learn_toml(&conversation, &framing, &options);
     // What we write must load: a failure here is a bug in `learn`, caught before a person

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+use serialtwin_devices::pi30::CrcVariant;
 
 mod common;
 
@@ -722,4 +723,183 @@ fn never_replaced(writes: Writes) -> scratch::Scratch {
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&new).unwrap().permissions());
     assert_eq!(mode & 0o077, 0, "{context}: {mode:o}");
     dir
+}
+
+/// `payload` with its PI30 CRC under `variant`, and `\r` if `cr`: a frame as it goes on the
+/// wire, or (without `\r`) as the framer hands a request over.
+fn pi30_frame(payload: &[u8], variant: CrcVariant, cr: bool) -> Vec<u8> {
+    let mut frame = payload.to_vec();
+    frame.extend_from_slice(&variant.checksum(payload));
+    if cr {
+        frame.push(b'\r');
+    }
+    frame
+}
+
+/// A PI30 capture of `exchanges` (request frame, reply on the wire), 0.1 s apart.
+fn write_pi30_capture(path: &Path, exchanges: &[(&[u8], &[u8])]) {
+    use std::fmt::Write as _;
+    let mut text = String::from(
+        "{\"type\":\"header\",\"format\":\"serialtwin-capture\",\"version\":1,\
+         \"started\":\"2026-06-21T12:00:00.000000Z\",\"framing\":\"pi30\"}\n",
+    );
+    for (i, (request, reply)) in exchanges.iter().enumerate() {
+        // `t` in tenths of a second.
+        for (t, dir, bytes) in [(2 * i + 1, "rx", request), (2 * i + 2, "tx", reply)] {
+            let _ = write!(
+                text,
+                "{{\"type\":\"frame\",\"t\":{}.{},\"dir\":\"{dir}\",\"hex\":\"",
+                t / 10,
+                t % 10
+            );
+            for b in *bytes {
+                let _ = write!(text, "{b:02x}");
+            }
+            text.push_str("\"}\n");
+        }
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// Open `path` with tokio-serial at 2400 8N1, as a Rust client would. tokio-serial takes an
+/// exclusive `flock`, which a stream dropped a moment ago may still hold: tried again (within
+/// `PATIENCE`).
+fn open_serial(path: &Path) -> tokio_serial::SerialStream {
+    use tokio_serial::SerialPortBuilderExt as _;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match tokio_serial::new(path.to_str().unwrap(), 2400).open_native_async() {
+            Ok(stream) => return stream,
+            Err(e) if e.to_string().contains("exclusive lock") && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Write `request`, read the reply up to its `\r` (within `PATIENCE`, a safety net).
+async fn ask_serial(port: &mut tokio_serial::SerialStream, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    port.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, async {
+        let mut b = [0u8; 1];
+        while reply.last() != Some(&b'\r') {
+            port.read_exact(&mut b).await.unwrap();
+            reply.push(b[0]);
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "no reply to {:?}; got {:?}",
+        String::from_utf8_lossy(request),
+        String::from_utf8_lossy(&reply)
+    );
+    reply
+}
+
+/// `learn` from a PI30 capture, `run` the learned file, and a Rust client finds the recorded
+/// replies as replay would: a request under the other CRC escape rule, one typed without a
+/// CRC, one whose CRC fails; a command never recorded gets `(NAK` with its CRC, as a PI30
+/// answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_pi30_answers_like_replay_and_naks_what_it_never_saw() {
+    use CrcVariant::{Mppsolar, Reference};
+    let dir = work_dir("learned");
+    let capture = dir.join("inverter.jsonl");
+    // mppsolar's CRC on QED20250305 is 0x7201; the reference code's 0x7200.
+    let qed = b"QED20250305";
+    assert_ne!(Mppsolar.checksum(qed), Reference.checksum(qed));
+    let (qpigs_1, qpigs_2, qed_reply) = (
+        pi30_frame(b"(230.0 50.0 0100", Mppsolar, true),
+        pi30_frame(b"(231.5 50.0 0200", Mppsolar, true),
+        pi30_frame(b"(00238", Mppsolar, true),
+    );
+    write_pi30_capture(
+        &capture,
+        &[
+            (&pi30_frame(b"QPIGS", Mppsolar, false), &qpigs_1),
+            (&pi30_frame(qed, Mppsolar, false), &qed_reply),
+            (&pi30_frame(b"QPIGS", Mppsolar, false), &qpigs_2),
+        ],
+    );
+    let learned = dir.join("learned.toml");
+    let learned_link = dir.join("learned/ttyUSB0");
+    let out = run_to_end(
+        &dir,
+        &[
+            "learn",
+            capture.to_str().unwrap(),
+            "-o",
+            learned.to_str().unwrap(),
+            "--link",
+            learned_link.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&learned).unwrap();
+
+    let run = Background::start(&dir, "learned", &["run", learned.to_str().unwrap()]);
+    let mut port = open_serial(&learned_link);
+    // Typed in a terminal, without a CRC: the first recorded QPIGS.
+    assert_eq!(ask_serial(&mut port, b"QPIGS\r").await, qpigs_1, "{text}");
+    // A CRC that fails: as replay, its text finds the recording (the second QPIGS).
+    assert_eq!(ask_serial(&mut port, b"QPIGS\xff\xff\r").await, qpigs_2);
+    // The other CRC escape rule than the one recorded.
+    assert_eq!(
+        ask_serial(&mut port, &pi30_frame(qed, Reference, true)).await,
+        qed_reply
+    );
+    // Never recorded: (NAK, with its CRC and \r, as a PI30 answers an unknown command.
+    assert_eq!(
+        ask_serial(&mut port, &pi30_frame(b"QXYZ", Mppsolar, true)).await,
+        pi30_frame(b"(NAK", Mppsolar, true)
+    );
+    // As recorded, byte for byte: the last QPIGS again (sticks at the last).
+    assert_eq!(
+        ask_serial(&mut port, &pi30_frame(b"QPIGS", Mppsolar, true)).await,
+        qpigs_2
+    );
+    drop(port);
+    let (ok, log) = run.stop(Signal::SIGTERM);
+    assert!(ok, "{log}");
+
+    // `check` says where a `match` nobody knows is, as for any script error.
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("match = \"normalised\"", "match = \"fuzzy\""),
+    )
+    .unwrap();
+    let match_line = 1 + text
+        .lines()
+        .position(|l| l.starts_with("match = "))
+        .unwrap();
+    let out = run_to_end(&dir, &["check", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:{}:9: ", bad.display(), match_line))
+            && stderr.contains("unknown variant `fuzzy`, expected `exact` or `normalised`"),
+        "{stderr}"
+    );
+
+    // --default chooses another answer; `silence` leaves it out.
+    for (asked, want) in [
+        ("silence", None),
+        (r"ERR\x01", Some(r"default = 'ERR\x01'")),
+    ] {
+        let out = run_to_end(
+            &dir,
+            &["learn", capture.to_str().unwrap(), "--default", asked],
+        );
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        match want {
+            Some(want) => assert!(text.contains(want), "{text}"),
+            None => assert!(!text.contains("\ndefault = "), "{text}"),
+        }
+    }
 }

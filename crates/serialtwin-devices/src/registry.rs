@@ -73,6 +73,11 @@ pub struct NamedFraming {
     pub summary: &'static str,
     /// A fresh [`Framing`] of this name.
     pub make: fn() -> Framing,
+    /// What a device speaking this protocol answers a command it does not know, as the frame
+    /// it pushes (the framing adds checksum and terminator): `(NAK` for PI30. `None`: nothing
+    /// (silence), or nothing the protocol says. A device learned from a capture
+    /// (`serialtwin learn`) answers unknown commands with it, as the recorded one would.
+    pub unknown_command: Option<&'static [u8]>,
 }
 
 /// No warnings: the [`Model::lint`] of a model with nothing to warn about.
@@ -352,6 +357,18 @@ pub fn framing(name: &str) -> Result<Framing, UnknownFraming> {
         .ok_or_else(|| UnknownFraming { name: name.into() })
 }
 
+/// What the protocol of the framing called `name` answers a command it does not know
+/// ([`NamedFraming::unknown_command`]); `None` for the core's line framings, which belong to no
+/// protocol, and for names nobody knows.
+#[must_use]
+pub fn unknown_command(name: &str) -> Option<&'static [u8]> {
+    crate::MODELS
+        .iter()
+        .flat_map(|m| m.framings)
+        .find(|f| f.name == name)
+        .and_then(|f| f.unknown_command)
+}
+
 /// Every framing name [`framing`] knows, the core's first.
 #[must_use]
 pub fn framing_names() -> Vec<&'static str> {
@@ -446,6 +463,17 @@ mod tests {
             e.to_string()
                 .starts_with("unknown framing `crlf2` (known: crlf, cr, lf")
         );
+    }
+
+    #[test]
+    fn a_framing_says_what_its_protocol_answers_an_unknown_command() {
+        for name in ["pi30", "pi30-mppsolar", "pi30-reference"] {
+            assert_eq!(unknown_command(name), Some(&b"(NAK"[..]), "{name}");
+        }
+        // Lines belong to no protocol: nothing to say, silence.
+        for name in ["crlf", "cr", "lf", "nonsense"] {
+            assert_eq!(unknown_command(name), None, "{name}");
+        }
     }
 
     #[test]

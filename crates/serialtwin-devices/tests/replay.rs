@@ -449,3 +449,139 @@ async fn replay_and_learn_use_the_framers_checksum_whatever_the_protocol() {
     let text = learn(&conv, &framing, &LearnOptions::default());
     assert!(text.contains("reply = '1.5'"), "{text}");
 }
+
+/// `request` framed as a PI30 reply goes on the wire: its CRC (mppsolar's) and `\r`.
+fn pi30_wire(payload: &str) -> Bytes {
+    let mut wire = BytesMut::new();
+    pi30_framing()
+        .build()
+        .encode(payload.as_bytes(), &mut wire)
+        .unwrap();
+    wire.freeze()
+}
+
+/// A learned PI30 script matches as replay does, one rule per normalised form: two spellings
+/// of one request (with and without CRC, two CRC escape variants) share their rule and its
+/// replies in recorded order, so none is shadowed; a binary request stays exact; a command
+/// never recorded gets `(NAK` through the framer.
+#[tokio::test]
+async fn a_learned_script_matches_every_spelling_of_a_request_in_recorded_order() {
+    let qed_mpp = request("QED20250305");
+    let mut qed_ref = b"QED20250305".to_vec();
+    qed_ref.extend_from_slice(&CrcVariant::Reference.checksum(b"QED20250305"));
+    let qed_ref = Bytes::from(qed_ref);
+    assert_ne!(qed_mpp, qed_ref, "the escape rules differ for this one");
+    let binary = Bytes::from_static(b"\x01\x03\x00");
+    let recorded = [
+        (request("QPIGS"), vec![pi30_wire("(1")]),
+        (Bytes::from_static(b"QPIGS"), vec![pi30_wire("(2")]),
+        (qed_mpp.clone(), vec![pi30_wire("(00100")]),
+        (request("QMOD"), vec![pi30_wire("(B")]),
+        (qed_ref.clone(), vec![pi30_wire("(00200")]),
+        (request("QPIGS"), vec![pi30_wire("(3")]),
+        (binary.clone(), vec![Bytes::from_static(b"\x01\x83\r")]),
+    ];
+    let path = temp("spellings.jsonl");
+    write_capture(&path, "pi30", &recorded);
+    let framing = pi30_framing();
+    let conv = conversation(&path, &framing);
+    let toml = learn(&conv, &framing, &LearnOptions::default());
+
+    // Readable requests, one rule (plus its stick-at-the-last) per normalised form.
+    assert!(toml.contains("match = \"normalised\""), "{toml}");
+    assert_eq!(toml.matches("request = 'QPIGS'\n").count(), 2, "{toml}");
+    assert_eq!(
+        toml.matches("request = 'QED20250305'\n").count(),
+        2,
+        "{toml}"
+    );
+    assert_eq!(toml.matches("request = 'QMOD'\n").count(), 1, "{toml}");
+    assert_eq!(toml.matches("request = ").count(), 6, "{toml}");
+    assert!(
+        toml.contains(r"# recorded as 'QPIGS\xb7\xa9', 'QPIGS': "),
+        "{toml}"
+    );
+    assert!(toml.contains(r"request = '\x01\x03\x00'"), "{toml}");
+    assert!(toml.contains("default = '(NAK'"), "{toml}");
+
+    // Any spelling advances the same replies, in recorded order, then sticks at the last.
+    let mut dev = scripted_from(&toml, &framing);
+    let mut ask = |req: &[u8]| scripted_ask(&mut dev, &framing, req);
+    assert_eq!(ask(b"qpigs"), [pi30_wire("(1")]);
+    assert_eq!(ask(&request("QPIGS")), [pi30_wire("(2")]);
+    assert_eq!(ask(b"QPIGS\xff\xff"), [pi30_wire("(3")]);
+    assert_eq!(ask(b"QPIGS"), [pi30_wire("(3")]);
+    assert_eq!(ask(&qed_ref), [pi30_wire("(00100")]);
+    assert_eq!(ask(&qed_mpp), [pi30_wire("(00200")]);
+    assert_eq!(ask(b"QMOD"), [pi30_wire("(B")]);
+    // Binary: byte for byte only, as replay.
+    assert_eq!(ask(&binary), [Bytes::from_static(b"\x01\x83\r")]);
+    // Never recorded: what a PI30 answers, (NAK with its CRC and \r.
+    assert_eq!(ask(b"\x01\x03\x01"), [pi30_wire("(NAK")]);
+    assert_eq!(ask(&request("QXYZ")), [pi30_wire("(NAK")]);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A request whose text is not all printable is written as recorded, and still found by its
+/// normalised form; a line framing's protocol says nothing of unknown commands (silence), and
+/// `default` chooses another answer.
+#[tokio::test]
+async fn learn_writes_what_it_cannot_make_readable_as_recorded_and_the_default_asked() {
+    let path = temp("lines.jsonl");
+    let recorded = [
+        (
+            Bytes::from_static(b"AB\x01CD"),
+            vec![Bytes::from_static(b"1\r\n")],
+        ),
+        (
+            Bytes::from_static(b"*idn? "),
+            vec![Bytes::from_static(b"ACME\r\n")],
+        ),
+    ];
+    write_capture(&path, "crlf", &recorded);
+    let framing = Framing::default();
+    let conv = conversation(&path, &framing);
+    let toml = learn(&conv, &framing, &LearnOptions::default());
+    assert!(toml.contains(r"request = 'AB\x01CD'"), "{toml}");
+    assert!(toml.contains("request = '*idn?'"), "{toml}");
+    assert!(!toml.contains("\ndefault"), "{toml}");
+    assert!(
+        toml.contains("get silence (framing crlf says nothing"),
+        "{toml}"
+    );
+    let mut dev = scripted_from(&toml, &framing);
+    let mut ask = |req: &[u8]| scripted_ask(&mut dev, &framing, req);
+    assert_eq!(ask(b"ab"), [Bytes::from_static(b"1\r\n")]);
+    assert_eq!(ask(b"*IDN?"), [Bytes::from_static(b"ACME\r\n")]);
+    // The same text before an unprintable byte: the same request, as replay has it.
+    assert_eq!(ask(b"AB\x02"), [Bytes::from_static(b"1\r\n")]);
+    assert!(ask(b"nothing").is_empty());
+
+    for (asked, want) in [
+        ("silence", None),
+        ("nak", Some("default = '(NAK'")),
+        (r"ERR {x}\x01", Some(r"default = 'ERR {{x}}\x01'")),
+    ] {
+        let options = LearnOptions {
+            default: Some(Fallback::parse(asked).unwrap()),
+            ..LearnOptions::default()
+        };
+        for (framing, conv) in [(&framing, &conv), (&pi30_framing(), &conv)] {
+            let toml = learn(conv, framing, &options);
+            match want {
+                Some(line) => assert!(toml.contains(line), "{asked}: {toml}"),
+                None => assert!(!toml.contains("\ndefault"), "{asked}: {toml}"),
+            }
+        }
+    }
+    let options = LearnOptions {
+        default: Some(Fallback::parse(r"ERR {x}\x01").unwrap()),
+        ..LearnOptions::default()
+    };
+    let mut dev = scripted_from(&learn(&conv, &framing, &options), &framing);
+    assert_eq!(
+        scripted_ask(&mut dev, &framing, b"nothing"),
+        [Bytes::from_static(b"ERR {x}\x01\r\n")]
+    );
+    let _ = std::fs::remove_file(&path);
+}

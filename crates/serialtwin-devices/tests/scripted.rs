@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serialtwin_core::{Context, Device, Replies, SimClock};
-use serialtwin_devices::scripted::{Script, ScriptConfig, ScriptError, ScriptErrorKind, Scripted};
+use serialtwin_devices::pi30::CrcVariant;
+use serialtwin_devices::scripted::{
+    MatchMode, Script, ScriptConfig, ScriptError, ScriptErrorKind, Scripted, escape_bytes,
+};
 
 fn device(toml_text: &str) -> Scripted {
     let config: ScriptConfig = toml::from_str(toml_text).expect("valid TOML");
@@ -310,4 +313,188 @@ async fn a_generated_script_round_trips_through_toml() {
     assert_eq!(ask(&mut dev, b"QPGS"), frames(&["one"]));
     assert_eq!(ask(&mut dev, b"QPGS"), [b"two".to_vec(), vec![0x00, 0xff]]);
     assert_eq!(ask(&mut dev, b"QPGS"), frames(&["?"]));
+}
+
+/// A scripted device on the framing called `framing`.
+fn device_on(toml_text: &str, framing: &str) -> Scripted {
+    device(toml_text).with_framing(serialtwin_devices::framing_by_name(framing).unwrap())
+}
+
+/// `command` with its PI30 CRC under `variant` (a request as the framer hands it over).
+fn pi30(command: &str, variant: CrcVariant) -> Vec<u8> {
+    let mut r = command.as_bytes().to_vec();
+    r.extend_from_slice(&variant.checksum(command.as_bytes()));
+    r
+}
+
+#[tokio::test]
+async fn a_normalised_script_matches_requests_as_replay_does() {
+    let script = r#"
+        match = "normalised"
+        default = "(NAK"
+        [[rule]]
+        request = 'QPIGS'
+        reply = '(230.0'
+        [[rule]]
+        request = 'QED20250305'
+        reply = '(00238'
+        [[rule]]
+        request = 'QMODI\xc1'          # as recorded: QMOD and its (printable) CRC
+        reply = '(B'
+        [[rule]]
+        request = '\x01\x03\x00\x00'   # binary: no printable text, so byte for byte only
+        reply = 'registers'
+        [[rule]]
+        regex = '(?s-u)QPIRI..'        # a regex sees the request as it came, CRC and all
+        reply = 'by regex'
+    "#;
+    let mut dev = device_on(script, "pi30");
+    let ok = |dev: &mut Scripted, request: &[u8], reply: &str| {
+        assert_eq!(
+            ask(dev, request),
+            frames(&[reply]),
+            "{}",
+            escape_bytes(request)
+        );
+    };
+    // With its CRC under either escape rule (QED20250305's differ: 0x7201 and 0x7200).
+    ok(&mut dev, &pi30("QPIGS", CrcVariant::Mppsolar), "(230.0");
+    let (mpp, reference) = (
+        pi30("QED20250305", CrcVariant::Mppsolar),
+        pi30("QED20250305", CrcVariant::Reference),
+    );
+    assert_ne!(mpp, reference);
+    ok(&mut dev, &mpp, "(00238");
+    ok(&mut dev, &reference, "(00238");
+    // Typed in a terminal: no CRC, any case, spaces around.
+    ok(&mut dev, b"QPIGS", "(230.0");
+    ok(&mut dev, b" qpigs  ", "(230.0");
+    // A CRC that does not verify is not removed: the text before its first unprintable byte
+    // is what counts, as in replay.
+    ok(&mut dev, b"QPIGS\xff\xff", "(230.0");
+    // A rule written with its CRC: the CRC the framing verifies is removed from the rule too.
+    ok(&mut dev, b"qmod", "(B");
+    ok(&mut dev, &pi30("QMOD", CrcVariant::Reference), "(B");
+    // Binary: byte for byte only.
+    ok(&mut dev, b"\x01\x03\x00\x00", "registers");
+    ok(&mut dev, b"\x01\x03\x00\x01", "(NAK");
+    // Regex: the raw request.
+    ok(&mut dev, &pi30("QPIRI", CrcVariant::Mppsolar), "by regex");
+    ok(&mut dev, b"qpiri", "(NAK");
+    ok(&mut dev, b"QPIGSX", "(NAK");
+
+    // The same script without `match`: byte for byte, as before.
+    let exact = script.replace("match = \"normalised\"", "");
+    let mut dev = device_on(&exact, "pi30");
+    ok(&mut dev, b"QPIGS", "(230.0");
+    ok(&mut dev, b"qpigs", "(NAK");
+    ok(&mut dev, &pi30("QPIGS", CrcVariant::Mppsolar), "(NAK");
+}
+
+/// Whatever the requests, a normalised rule matches exactly when replay's normalisation says
+/// the two are the same request: one code, one answer.
+#[tokio::test]
+async fn normalised_rules_agree_with_replays_normalisation() {
+    use std::fmt::Write as _;
+
+    use serialtwin_devices::replay::normalise_for;
+    let rules = [
+        "QPIGS",
+        "qpiri ",
+        r"QMODI\xc1",
+        r"\x00ABC",
+        r"AB\x01CD",
+        "*IDN?",
+        "",
+    ];
+    let probes: Vec<Vec<u8>> = [
+        &b"QPIGS"[..],
+        b"QPIGS\xb7\xa9",
+        b"QPIRI",
+        b"QPIRI\xf8\x54",
+        b"qmod",
+        b"QMOD",
+        b"\x00ABC",
+        b"\x00ABD",
+        b"ab",
+        b"AB\x02",
+        b"AB\x01CD",
+        b"*idn?",
+        b"",
+        b"  ",
+        b"\xff",
+    ]
+    .iter()
+    .map(|p| p.to_vec())
+    .chain([pi30("QPIGS", CrcVariant::Reference)])
+    .collect();
+    for framing_name in ["pi30", "crlf"] {
+        let framing = serialtwin_devices::framing_by_name(framing_name).unwrap();
+        let mut text = String::from("match = 'normalised'\n");
+        for (i, rule) in rules.iter().enumerate() {
+            let _ = writeln!(text, "[[rule]]\nrequest = '{rule}'\nreply = '{i}'");
+        }
+        let mut dev = device(&text).with_framing(framing.clone());
+        let written: Vec<Vec<u8>> = rules
+            .iter()
+            .map(|r| serialtwin_core::escape::unescape(r).unwrap())
+            .collect();
+        for probe in &probes {
+            let key = normalise_for(&framing, probe);
+            let want = written
+                .iter()
+                .position(|r| r == probe || (!key.is_empty() && normalise_for(&framing, r) == key))
+                .map(|i| vec![i.to_string().into_bytes()])
+                .unwrap_or_default();
+            assert_eq!(
+                ask(&mut dev, probe),
+                want,
+                "{framing_name}: {}",
+                escape_bytes(probe)
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_normalised_sequence_counts_every_spelling_of_its_request() {
+    let mut dev = device_on(
+        "match = 'normalised'\n[[rule]]\nrequest = 'QPIGS'\nsequence = ['1', '2', '3']\n",
+        "pi30",
+    );
+    assert_eq!(
+        ask(&mut dev, &pi30("QPIGS", CrcVariant::Mppsolar)),
+        frames(&["1"])
+    );
+    assert_eq!(ask(&mut dev, b"qpigs"), frames(&["2"]));
+    assert_eq!(ask(&mut dev, b"QPIGS\x00\x00"), frames(&["3"]));
+    assert!(ask(&mut dev, b"QPIGS").is_empty(), "used up");
+}
+
+#[test]
+fn match_takes_exact_or_normalised_and_says_so_at_the_value() {
+    for (text, mode) in [
+        ("", MatchMode::Exact),
+        ("match = 'exact'\n", MatchMode::Exact),
+        ("match = 'normalised'\n", MatchMode::Normalised),
+    ] {
+        let config: ScriptConfig = toml::from_str(text).unwrap();
+        assert_eq!(config.matching, mode, "{text}");
+        assert_eq!(Script::compile(&config).unwrap().matching(), mode);
+    }
+    let text = "default = 'x'\nmatch = 'fuzzy'\n";
+    let err = toml::from_str::<ScriptConfig>(text).unwrap_err();
+    assert!(
+        err.message()
+            .contains("unknown variant `fuzzy`, expected `exact` or `normalised`"),
+        "{err}"
+    );
+    assert_eq!(err.span().map(|s| &text[s]), Some("'fuzzy'"));
+    // Written back only when it is not the default.
+    let config: ScriptConfig = toml::from_str("match = 'normalised'\n").unwrap();
+    assert_eq!(
+        toml::to_string(&config).unwrap(),
+        "match = \"normalised\"\n"
+    );
+    assert_eq!(toml::to_string(&ScriptConfig::default()).unwrap(), "");
 }

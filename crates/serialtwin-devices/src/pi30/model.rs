@@ -18,17 +18,20 @@ pub static MODEL: Model = Model {
             name: "pi30",
             summary: "CR-terminated frames; replies carry a CRC escaped as mppsolar checks it",
             make: mppsolar_crc,
+            unknown_command: Some(super::NAK),
         },
         NamedFraming {
             name: "pi30-mppsolar",
             summary: "the same as pi30",
             make: mppsolar_crc,
+            unknown_command: Some(super::NAK),
         },
         NamedFraming {
             name: "pi30-reference",
             summary: "CR-terminated frames; replies carry a CRC escaped as Voltronic's \
                       reference code does (NUT, ESPHome pipsolar)",
             make: reference_crc,
+            unknown_command: Some(super::NAK),
         },
     ],
     groups: true,

@@ -47,7 +47,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serialtwin_core::escape::escape;
-use serialtwin_core::{Context, Device, Framing, Replies, Reply};
+use serialtwin_core::{Context, Device, Framer, Framing, Replies, Reply};
 use tracing::{debug, warn};
 
 pub use self::conversation::{Conversation, ConversationError, Exchange, FrameSource};
@@ -176,17 +176,33 @@ impl ReplayReport {
 /// Leading printable-ASCII text, trimmed, upper-cased (see the module docs).
 #[must_use]
 pub fn normalise(request: &[u8]) -> Vec<u8> {
+    normal_text(request).to_ascii_uppercase()
+}
+
+/// What [`normalise`] upper-cases: the leading printable-ASCII text, trimmed. A slice of
+/// `request`, so that a matcher on the serving path (a scripted device's `match =
+/// "normalised"`) compares it with a normalised key (`eq_ignore_ascii_case`) without
+/// allocating, and still matches exactly what replay matches.
+#[must_use]
+pub fn normal_text(request: &[u8]) -> &[u8] {
     let end = request
         .iter()
         .position(|b| !(0x20..=0x7e).contains(b))
         .unwrap_or(request.len());
-    request[..end].trim_ascii().to_ascii_uppercase()
+    request[..end].trim_ascii()
+}
+
+/// [`normal_text`] after removing the checksum `framer` verifies, if the frame carries one:
+/// for code that normalises every request and keeps a framer of its own for it.
+#[must_use]
+pub fn normal_text_with<'a, F: Framer + ?Sized>(framer: &F, request: &'a [u8]) -> &'a [u8] {
+    normal_text(framer.check(request).payload(request))
 }
 
 /// [`normalise`] after removing the checksum `framing` verifies, if the frame carries one.
 #[must_use]
 pub fn normalise_for(framing: &Framing, request: &[u8]) -> Vec<u8> {
-    normalise(framing.check(request).payload(request))
+    normal_text_with(&*framing.build(), request).to_ascii_uppercase()
 }
 
 /// Why a capture cannot be replayed.

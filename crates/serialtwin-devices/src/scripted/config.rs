@@ -32,6 +32,10 @@ pub struct ScriptConfig {
     /// change them with `set`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub state: BTreeMap<String, Spanned<String>>,
+    /// How the rules' `request`s are compared with a request (`match` in TOML): exactly (the
+    /// default), or as replay does.
+    #[serde(default, rename = "match", skip_serializing_if = "MatchMode::is_exact")]
+    pub matching: MatchMode,
     /// The reply to anything no rule matches. `None`: silence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<ReplySpec>,
@@ -40,11 +44,40 @@ pub struct ScriptConfig {
     pub rules: Vec<Spanned<RuleConfig>>,
 }
 
+/// How a script compares a rule's `request` with a request (`match = "..."`).
+///
+/// Only `request` rules: a `regex` always sees the request as it came (checksum included), so
+/// that it can look at every byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchMode {
+    /// Byte for byte: `request` is the whole frame the framer hands over (a PI30 request with
+    /// its CRC).
+    #[default]
+    Exact,
+    /// As replay matches ([`normalise_for`](crate::replay::normalise_for)): the same bytes,
+    /// or the same normalised form (the checksum the framing verifies removed, cut at the
+    /// first byte that is not printable ASCII, trimmed, case-folded) when that is not empty.
+    /// `qpigs` typed in a terminal finds `request = 'QPIGS'`, and so do both CRC escape
+    /// variants of it; a binary request (empty normalised form) still matches only exactly.
+    Normalised,
+}
+
+impl MatchMode {
+    /// Whether this is [`MatchMode::Exact`] (the default, left out when serialised; by
+    /// reference, as serde's `skip_serializing_if` asks).
+    #[must_use]
+    pub fn is_exact(&self) -> bool {
+        *self == Self::Exact
+    }
+}
+
 /// One rule: a request pattern and what it does.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    /// The exact request, with escapes (`\r`, `\x00`, ...).
+    /// The request, with escapes (`\r`, `\x00`, ...): compared as the script's
+    /// [`MatchMode`] says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<Spanned<String>>,
     /// A regular expression the whole request must match; its captures are `{1}`, `{name}`.

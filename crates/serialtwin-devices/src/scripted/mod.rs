@@ -7,6 +7,7 @@
 //! ```toml
 //! default = "I dont understand"          # anything no rule matches; leave out for silence
 //! state = { volts = "0.000" }            # named values, read in templates as {volts}
+//! # match = "normalised"                 # compare requests as replay does (default: exact)
 //!
 //! [[rule]]
 //! request = "QPGS"                       # the exact request (the framing's terminator removed)
@@ -37,6 +38,18 @@
 //! A rule with `times = N` is used up after N matches; one with a `sequence` after its last
 //! entry, unless `cycle = true`.
 //!
+//! `match = "normalised"` ([`MatchMode`]) compares `request`s the way
+//! [replay](crate::replay) does, with the same code: a request matches a rule when it has the
+//! rule's bytes, or the same *normalised form*: the checksum the port's framing verifies
+//! removed ([`Framer::check`](serialtwin_core::Framer::check)), cut at the first byte that is
+//! not printable ASCII, trimmed, upper-cased. So `request = 'QPIGS'` on a PI30 framing answers
+//! `QPIGS` with either CRC escape rule, `qpigs` typed in a terminal without one, and
+//! `QPIGS\xb7\xa9` written as recorded answers the same. A request whose normalised form is
+//! empty (binary: `\x01\x03...`) matches only byte for byte, as in replay. `regex` rules
+//! still see the request as it came, checksum included (they can say what they need). An
+//! exact script's serving path is unchanged; a normalised one normalises each request once,
+//! as a slice of it, without allocating.
+//!
 //! # Replies
 //! A reply is a string, a table `{ text | hex, delay_ms, raw }`, or an array of those (several
 //! frames; `[]` for silence). Text is a template: `{name}` is a named capture of the rule's
@@ -58,13 +71,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use regex::bytes::{Captures, Regex};
-use serialtwin_core::{Context, Device, Framing, Replies, Reply, Settable};
+use serialtwin_core::{BoxFramer, Context, Device, Framing, Replies, Reply, Settable};
 
-pub use self::config::{ReplyItem, ReplySpec, RuleConfig, ScriptConfig};
+pub use self::config::{MatchMode, ReplyItem, ReplySpec, RuleConfig, ScriptConfig};
 pub use self::model::MODEL;
 pub use self::template::escape_bytes;
 
 use self::template::{Piece, Template, unescape, unhex};
+use crate::replay::normal_text_with;
 
 /// Why a dialogue cannot be compiled.
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +150,8 @@ impl ScriptError {
 #[derive(Debug)]
 pub struct Script {
     rules: Vec<Rule>,
+    /// How `request` rules match ([`Pattern::Exact`] or [`Pattern::Normalised`]).
+    matching: MatchMode,
     default: Vec<ReplyTemplate>,
     state_names: Vec<String>,
     initial: Vec<Vec<u8>>,
@@ -153,6 +169,9 @@ struct Rule {
 #[derive(Debug)]
 enum Pattern {
     Exact(Vec<u8>),
+    /// The request as written; its normalised form depends on the port's framing (the
+    /// checksum it verifies), so each [`Scripted`] keeps it ([`Normaliser`]).
+    Normalised(Vec<u8>),
     Regex(Regex),
 }
 
@@ -198,10 +217,11 @@ impl Script {
         let rules = config
             .rules
             .iter()
-            .map(|rule| compile_rule(rule, &state_names))
+            .map(|rule| compile_rule(rule, &state_names, config.matching))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             rules,
+            matching: config.matching,
             default,
             state_names,
             initial,
@@ -224,6 +244,12 @@ impl Script {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// How its `request` rules match.
+    #[must_use]
+    pub fn matching(&self) -> MatchMode {
+        self.matching
     }
 }
 
@@ -287,14 +313,19 @@ fn text_error(span: Range<usize>, reason: String) -> ScriptError {
 fn compile_rule(
     rule: &serde_spanned::Spanned<RuleConfig>,
     state: &[String],
+    matching: MatchMode,
 ) -> Result<Rule, ScriptError> {
     let span = rule.span();
     let rule = rule.get_ref();
     let pattern = match (&rule.request, &rule.regex) {
         (None, None) => return Err(ScriptError::at(span, ScriptErrorKind::NoPattern)),
         (Some(_), Some(r)) => return Err(ScriptError::at(r.span(), ScriptErrorKind::TwoPatterns)),
-        (Some(exact), None) => {
-            Pattern::Exact(unescape(exact.get_ref()).map_err(|e| text_error(exact.span(), e))?)
+        (Some(request), None) => {
+            let bytes = unescape(request.get_ref()).map_err(|e| text_error(request.span(), e))?;
+            match matching {
+                MatchMode::Exact => Pattern::Exact(bytes),
+                MatchMode::Normalised => Pattern::Normalised(bytes),
+            }
         }
         (None, Some(re)) => Pattern::Regex(
             Regex::new(&format!(r"\A(?:{})\z", re.get_ref())).map_err(|e| {
@@ -306,7 +337,7 @@ fn compile_rule(
         state,
         regex: match &pattern {
             Pattern::Regex(r) => Some(r),
-            Pattern::Exact(_) => None,
+            Pattern::Exact(_) | Pattern::Normalised(_) => None,
         },
     };
     let answer = match (&rule.reply, &rule.sequence) {
@@ -404,26 +435,71 @@ fn regex_reason(e: &regex::Error) -> String {
 pub struct Scripted {
     script: Arc<Script>,
     framing: Framing,
+    /// `match = "normalised"`: what normalises requests for this port's framing. `None` for
+    /// an exact script, whose serving path stays a byte comparison per rule.
+    normaliser: Option<Normaliser>,
     state: Vec<Vec<u8>>,
     /// Matches so far, per rule.
     matched: Vec<u64>,
+}
+
+/// A normalised script's matching, for one framing: the port's own framer for
+/// [`Framer::check`](serialtwin_core::Framer::check) (so that a request is normalised without
+/// building one, or allocating), and each rule's normalised `request` (upper-cased; empty for a
+/// rule that is not [`Pattern::Normalised`], or whose request has no printable text: matched
+/// byte for byte only).
+struct Normaliser {
+    framer: BoxFramer,
+    keys: Vec<Vec<u8>>,
+}
+
+impl Normaliser {
+    fn new(script: &Script, framing: &Framing) -> Option<Self> {
+        if script.matching == MatchMode::Exact {
+            return None;
+        }
+        let framer = framing.build();
+        let keys = script
+            .rules
+            .iter()
+            .map(|rule| match &rule.pattern {
+                Pattern::Normalised(request) => {
+                    normal_text_with(&*framer, request).to_ascii_uppercase()
+                }
+                Pattern::Exact(_) | Pattern::Regex(_) => Vec::new(),
+            })
+            .collect();
+        Some(Self { framer, keys })
+    }
+}
+
+impl std::fmt::Debug for Normaliser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Normaliser")
+            .field("keys", &self.keys.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Scripted {
     /// A device running `script`, framed as CRLF lines.
     #[must_use]
     pub fn new(script: Arc<Script>) -> Self {
+        let framing = Framing::default();
         Self {
             state: script.initial.clone(),
             matched: vec![0; script.rules.len()],
+            normaliser: Normaliser::new(&script, &framing),
             script,
-            framing: Framing::default(),
+            framing,
         }
     }
 
-    /// The same device framed by `framing`.
+    /// The same device framed by `framing` (whose checksum a normalised script removes
+    /// before comparing).
     #[must_use]
     pub fn with_framing(mut self, framing: Framing) -> Self {
+        self.normaliser = Normaliser::new(&self.script, &framing);
         self.framing = framing;
         self
     }
@@ -438,6 +514,11 @@ impl Scripted {
     /// The replies to `request` (updating state and sequence positions).
     pub fn answer(&mut self, request: &[u8], replies: &mut Replies) {
         let script = Arc::clone(&self.script);
+        // Normalised once per request, as a slice of it.
+        let normal = self
+            .normaliser
+            .as_ref()
+            .map(|n| (normal_text_with(&*n.framer, request), &n.keys));
         for (i, rule) in script.rules.iter().enumerate() {
             let used = self.matched[i];
             if rule.times.is_some_and(|n| used >= n) {
@@ -455,11 +536,19 @@ impl Scripted {
             };
             let captures = match &rule.pattern {
                 Pattern::Exact(bytes) if bytes == request => None,
+                Pattern::Normalised(bytes)
+                    if bytes == request
+                        || normal.is_some_and(|(text, keys)| {
+                            !keys[i].is_empty() && text.eq_ignore_ascii_case(&keys[i])
+                        }) =>
+                {
+                    None
+                }
                 Pattern::Regex(re) => match re.captures(request) {
                     Some(c) => Some(c),
                     None => continue,
                 },
-                Pattern::Exact(_) => continue,
+                Pattern::Exact(_) | Pattern::Normalised(_) => continue,
             };
             self.matched[i] = used + 1;
             let group = group_fn(request, captures.as_ref());

@@ -10,8 +10,8 @@ use crate::registry::{self, Build, BuildError, Built, Model};
 /// The `scripted` model.
 pub static MODEL: Model = Model {
     name: "scripted",
-    summary: "a dialogue written in the config: exact or regex requests, reply templates, \
-              state, sequences, delays, raw bytes (CRLF lines unless `framing` says otherwise)",
+    summary: "a dialogue written in the config: exact, normalised (as replay) or regex requests, \
+              reply templates, state, sequences, delays, raw bytes (CRLF lines unless `framing` says otherwise)",
     table: "script",
     example: EXAMPLE,
     framings: &[],
@@ -30,6 +30,7 @@ framing = "crlf"                    # any framing by name (default: CRLF lines)
 
 [device.script]
 default = "ERR"                     # anything no rule matches (leave out for silence)
+match = "exact"                     # or "normalised": requests compared as replay does
 state = { volts = "0.000" }         # named values: {volts} in templates, `set` at run time
 
 [[device.script.rule]]
@@ -101,5 +102,10 @@ mod tests {
         let text = "rule = [{ request = 'A', reply = 'hi {name}' }]\n";
         let e = build(&Build::new(Table::parse(text).unwrap())).unwrap_err();
         assert_eq!(e.at, Some(33..44), "{e}");
+        // A `match` nobody knows: at its value, naming the ones there are.
+        let text = "default = 'x'\nmatch = 'fuzzy'\n";
+        let e = build(&Build::new(Table::parse(text).unwrap())).unwrap_err();
+        assert_eq!(e.at, Some(22..29), "{e}");
+        assert!(e.reason.contains("expected `exact` or `normalised`"), "{e}");
     }
 }
