@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Other options: `--think-ms N` (a client's mean pause between answer and next request,
-//! 250), `--kill-every-secs N` (10), `--fault-every-secs N` (20), `--seed N`.
+//! 250), `--kill-every-secs N` (10), `--fault-every-secs N` (20), `--seed N`; and, to find
+//! out what a figure comes from, `--no-kills`, `--no-faults`, `--reopen-one-in N` (a client
+//! closes and reopens a port after one answer in N, 16; 0: never).
 //!
 //! Processes (the bench re-executes itself):
 //! - **the server** (`--serve DIR`): 1,000 ports, six kinds (see `soak/proto.rs`): sync
@@ -46,7 +48,8 @@ mod report;
 mod server;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
@@ -75,6 +78,12 @@ struct Options {
     kill_every: Duration,
     fault_every: Duration,
     seed: u64,
+    /// Kill clients (`--no-kills`: never).
+    kills: bool,
+    /// Fault cycles (`--no-faults`: none).
+    faults: bool,
+    /// A client closes and reopens a port after one answer in this many (0: never).
+    reopen_one_in: u64,
 }
 
 /// What this process is to be.
@@ -87,17 +96,21 @@ enum Mode {
         ports: Vec<usize>,
         seed: u64,
         think_ms: u64,
+        reopen_one_in: u64,
     },
 }
 
 fn parse_args() -> Result<Mode, String> {
     let mut o = Options {
-        warmup: Duration::from_secs(120),
-        measured: Duration::from_secs(180),
+        warmup: Duration::from_mins(2),
+        measured: Duration::from_mins(3),
         think_ms: 250,
         kill_every: Duration::from_secs(10),
         fault_every: Duration::from_secs(20),
         seed: 1,
+        kills: true,
+        faults: true,
+        reopen_one_in: 16,
     };
     let (mut serve, mut role, mut dir, mut ports) = (None, None, None, Vec::new());
     let mut it = std::env::args().skip(1);
@@ -107,7 +120,7 @@ fn parse_args() -> Result<Mode, String> {
             v.parse().map_err(|e| format!("{name}: {e}"))
         };
         match arg.as_str() {
-            "--hour" => o.measured = Duration::from_secs(3600),
+            "--hour" => o.measured = Duration::from_hours(1),
             "--minutes" => {
                 let v = value("--minutes")?;
                 let m: f64 = v.parse().map_err(|e| format!("--minutes: {e}"))?;
@@ -125,6 +138,9 @@ fn parse_args() -> Result<Mode, String> {
                 o.fault_every = Duration::from_secs(number(&arg, value(&arg)?)?.max(10));
             }
             "--seed" => o.seed = number(&arg, value(&arg)?)?,
+            "--no-kills" => o.kills = false,
+            "--no-faults" => o.faults = false,
+            "--reopen-one-in" => o.reopen_one_in = number(&arg, value(&arg)?)?,
             "--serve" => serve = Some(PathBuf::from(value(&arg)?)),
             "--client" => {
                 let v = value(&arg)?;
@@ -152,6 +168,7 @@ fn parse_args() -> Result<Mode, String> {
             ports,
             seed: o.seed,
             think_ms: o.think_ms,
+            reopen_one_in: o.reopen_one_in,
         });
     }
     Ok(Mode::Parent(o))
@@ -166,7 +183,8 @@ fn main() -> std::process::ExitCode {
             ports,
             seed,
             think_ms,
-        }) => client::run(role, &dir, &ports, seed, think_ms).map(|()| true),
+            reopen_one_in,
+        }) => client::run(role, &dir, &ports, seed, think_ms, reopen_one_in).map(|()| true),
         Ok(Mode::Parent(o)) => parent(&o),
         Err(e) => Err(e.into()),
     };
@@ -242,7 +260,7 @@ impl Server {
     fn still_open(&mut self, ports: &[usize]) -> std::io::Result<Vec<usize>> {
         let mut command = "sessions".to_owned();
         for p in ports {
-            command.push_str(&format!(" {p}"));
+            let _ = write!(command, " {p}");
         }
         let line = self.ask(&command)?;
         let flags: Vec<&str> = line.split_whitespace().skip(1).collect();
@@ -399,7 +417,7 @@ impl ClientChild {
         ports: Vec<usize>,
         dir: &Path,
         seed: u64,
-        think_ms: u64,
+        o: &Options,
         tx: &mpsc::Sender<Message>,
     ) -> std::io::Result<Self> {
         let list = ports
@@ -411,12 +429,9 @@ impl ClientChild {
             .args(["--client", role.name(), "--ports", &list])
             .arg("--dir")
             .arg(dir)
-            .args([
-                "--seed",
-                &seed.to_string(),
-                "--think-ms",
-                &think_ms.to_string(),
-            ])
+            .args(["--seed", &seed.to_string()])
+            .args(["--think-ms", &o.think_ms.to_string()])
+            .args(["--reopen-one-in", &o.reopen_one_in.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -640,79 +655,92 @@ fn run(o: &Options, dir: &Path, started: Instant) -> Result<bool, Box<dyn std::e
         }
         r.step_faulting(now, due)?;
     }
-    // Stop: every client finishes what it is owed and reports.
-    let stats = r.server.stats()?;
-    for c in &mut r.clients {
-        if c.life == Life::Running {
-            c.tell("stop");
+    r.finish(readings, started)
+}
+
+impl Run<'_> {
+    /// Stop every client (each finishes what it is owed and reports) and the server; the
+    /// report.
+    fn finish(
+        self,
+        readings: Vec<Reading>,
+        started: Instant,
+    ) -> Result<bool, Box<dyn std::error::Error>> {
+        let mut r = self;
+        let o = r.o;
+        let stats = r.server.stats()?;
+        for c in &mut r.clients {
+            if c.life == Life::Running {
+                c.tell("stop");
+            }
         }
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while r.clients.iter().any(|c| c.life == Life::Running) && Instant::now() < deadline {
-        r.pump(Duration::from_millis(100));
-    }
-    for (id, c) in r.clients.iter_mut().enumerate() {
-        if c.life == Life::Running {
-            r.problems.push(format!(
-                "client {id} ({}) did not finish within 30 s of stop",
-                c.role.name()
-            ));
-            let _ = c.child.kill();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.clients.iter().any(|c| c.life == Life::Running) && Instant::now() < deadline {
+            r.pump(Duration::from_millis(100));
         }
-        let _ = c.child.wait();
-    }
-    let Run {
-        server,
-        clients,
-        kills,
-        cycles,
-        cycles_recovered,
-        faults,
-        clears,
-        mut problems,
-        details,
-        detail_lines,
-        rss,
-        ..
-    } = r;
-    if !server.finish() {
-        problems.push("the server did not shut down cleanly".to_owned());
-    }
-    let mut survivors = PerKind::default();
-    let mut killed = PerKind::default();
-    for c in &clients {
-        let sum = if c.life == Life::Killed {
-            &mut killed
-        } else {
-            &mut survivors
+        for (id, c) in r.clients.iter_mut().enumerate() {
+            if c.life == Life::Running {
+                r.problems.push(format!(
+                    "client {id} ({}) did not finish within 30 s of stop",
+                    c.role.name()
+                ));
+                let _ = c.child.kill();
+            }
+            let _ = c.child.wait();
+        }
+        let Run {
+            server,
+            clients,
+            kills,
+            cycles,
+            cycles_recovered,
+            faults,
+            clears,
+            mut problems,
+            details,
+            detail_lines,
+            rss,
+            ..
+        } = r;
+        if !server.finish() {
+            problems.push("the server did not shut down cleanly".to_owned());
+        }
+        let mut survivors = PerKind::default();
+        let mut killed = PerKind::default();
+        for c in &clients {
+            let sum = if c.life == Life::Killed {
+                &mut killed
+            } else {
+                &mut survivors
+            };
+            for (s, k) in sum.iter_mut().zip(&c.counts) {
+                s.add(k);
+            }
+        }
+        let report = Report {
+            warmup: o.warmup,
+            measured: o.measured,
+            total: started.elapsed(),
+            readings,
+            survivors,
+            killed,
+            killed_clients: kills,
+            clients: clients.len(),
+            server_stats: stats,
+            cycles,
+            cycles_recovered,
+            faults,
+            clears,
+            problems,
+            details,
+            detail_lines,
+            rss,
+            commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
+            kernel: command_output("uname", &["-r"]),
         };
-        for (s, k) in sum.iter_mut().zip(&c.counts) {
-            s.add(k);
-        }
+        print!("{}", report.text());
+        Ok(report.passed())
     }
-    let report = Report {
-        warmup: o.warmup,
-        measured: o.measured,
-        total: started.elapsed(),
-        readings,
-        survivors,
-        killed,
-        killed_clients: kills,
-        clients: clients.len(),
-        server_stats: stats,
-        cycles,
-        cycles_recovered,
-        faults,
-        clears,
-        problems,
-        details,
-        detail_lines,
-        rss,
-        commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
-        kernel: command_output("uname", &["-r"]),
-    };
-    print!("{}", report.text());
-    Ok(report.passed())
 }
 
 fn command_output(program: &str, args: &[&str]) -> String {
@@ -729,7 +757,7 @@ impl Run<'_> {
     fn spawn_client(&mut self, role: Role, ports: Vec<usize>) -> std::io::Result<usize> {
         let id = self.clients.len();
         let seed = self.o.seed.wrapping_mul(1000).wrapping_add(id as u64);
-        let c = ClientChild::spawn(id, role, ports, &self.dir, seed, self.o.think_ms, &self.tx)?;
+        let c = ClientChild::spawn(id, role, ports, &self.dir, seed, self.o, &self.tx)?;
         self.clients.push(c);
         Ok(id)
     }
@@ -837,7 +865,7 @@ impl Run<'_> {
     fn step_killing(&mut self, now: Instant) -> std::io::Result<()> {
         match &self.killing {
             Killing::Idle => {
-                if now < self.next_kill {
+                if !self.o.kills || now < self.next_kill {
                     return Ok(());
                 }
                 let slot = usize::try_from(self.rng.below(self.killable.len() as u64)).unwrap_or(0);
@@ -914,11 +942,15 @@ impl Run<'_> {
     }
 
     /// One step of the fault cycle; `hold`: start no new cycle.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per step of the cycle, in the order they come"
+    )]
     fn step_faulting(&mut self, now: Instant, hold: bool) -> std::io::Result<()> {
         let late = |since: Instant| now.duration_since(since) > STEP_WITHIN;
         match self.faulting {
             Faulting::Idle => {
-                if !hold && now >= self.next_fault {
+                if self.o.faults && !hold && now >= self.next_fault {
                     self.acks.clear();
                     self.clients[self.faulted].tell("lenient");
                     self.faulting = Faulting::Lenient { since: now };

@@ -76,6 +76,8 @@ struct Client {
     counts: PerKind,
     rng: Rng,
     think_ms: u64,
+    /// Close and reopen a port after one answer in this many (0: never).
+    reopen_one_in: u64,
     lenient: bool,
     stopping: bool,
     recovering: usize,
@@ -97,6 +99,7 @@ pub(crate) fn run(
     ports: &[usize],
     seed: u64,
     think_ms: u64,
+    reopen_one_in: u64,
 ) -> Result<(), Box<dyn std::error::Error>> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
@@ -125,6 +128,7 @@ pub(crate) fn run(
         counts: PerKind::default(),
         rng: Rng::new(seed),
         think_ms: think_ms.max(1),
+        reopen_one_in,
         lenient: false,
         stopping: false,
         recovering: 0,
@@ -430,7 +434,10 @@ impl Client {
         self.ports[i].next_send = now + think;
         // Now and then, close the port and open it again at once, as mppsolar does for
         // every command.
-        if self.role != Role::Faulted && self.rng.below(16) == 0 {
+        if self.role != Role::Faulted
+            && self.reopen_one_in > 0
+            && self.rng.below(self.reopen_one_in) == 0
+        {
             self.close(i, Some(now));
             self.open(i, now);
         }

@@ -249,7 +249,7 @@ impl Report {
         );
         if let (Some(first), Some(last)) = (self.readings.first(), self.readings.last()) {
             let server = |r: &Reading| r.server.iter().map(|(h, _)| h).sum::<u64>();
-            let secs = (last.at - first.at).as_secs_f64().max(1.0);
+            let secs = last.at.saturating_sub(first.at).as_secs_f64().max(1.0);
             let requests = |r: &Reading| both(&r.alive, &r.killed).requests();
             #[expect(clippy::cast_precision_loss, reason = "request counts far below 2^53")]
             let rate = (requests(last) - requests(first)) as f64 / secs;
@@ -267,9 +267,10 @@ impl Report {
                 "server CPU {} to {}: {:.1} s in {:.0} s ({:.0} % of one CPU)",
                 a.name,
                 b.name,
-                (b.cpu - a.cpu).as_secs_f64(),
-                (b.at - a.at).as_secs_f64(),
-                100.0 * (b.cpu - a.cpu).as_secs_f64() / (b.at - a.at).as_secs_f64().max(1.0)
+                b.cpu.saturating_sub(a.cpu).as_secs_f64(),
+                b.at.saturating_sub(a.at).as_secs_f64(),
+                100.0 * b.cpu.saturating_sub(a.cpu).as_secs_f64()
+                    / b.at.saturating_sub(a.at).as_secs_f64().max(1.0)
             );
         }
         let _ = writeln!(s);

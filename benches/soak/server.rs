@@ -12,7 +12,8 @@
 //! from `/proc/<pid>` and nothing of the clients' or the parent's.
 
 use std::convert::Infallible;
-use std::io::{BufRead, Write};
+use std::fmt::Write as _;
+use std::io::{BufRead, Write as _};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -217,7 +218,7 @@ pub(crate) fn run(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
                     for k in 0..Kind::ALL.len() {
                         let h = shared.handled[k].load(Ordering::Relaxed);
                         let e = shared.errors[k].load(Ordering::Relaxed);
-                        line.push_str(&format!(" {h} {e}"));
+                        let _ = write!(line, " {h} {e}");
                     }
                     say(&line);
                 }
