@@ -4,7 +4,7 @@
 //! that is wrong: the file is parsed into a tree that keeps every value's span, each
 //! `[[device]]`'s model table (`[device.<table>]`, any table a model of the registry
 //! declares) is set aside for its model, and serde (with `deny_unknown_fields`) reads
-//! the rest into raw tables whose checkable values keep their spans. Then [`plan`] checks what
+//! the rest into raw tables whose checkable values keep their spans. Then `plan` checks what
 //! serde cannot (models, framings, port names, links, numbers out of range, a clock faster than
 //! a model follows) and asks each model's registry entry to build its devices from its table,
 //! which reports its own errors at their spans. Nothing here knows a model by name.
