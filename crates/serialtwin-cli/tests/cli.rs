@@ -826,21 +826,33 @@ fn check_warns_about_paths_mppsolar_misreads() {
 #[test]
 fn the_example_configs_are_valid() {
     let root = common::workspace();
-    // The default config: its link reads as serial to mppsolar (no warning).
+    // The default config: its link reads as serial to mppsolar (no warning). Its temp
+    // directory is the test's own, so a user's `serialtwin run` holding the real default
+    // (which `check` would rightly warn about) is none of this test's business.
+    let dir = work_dir("examples");
     let out = output_within(
         Command::new(bin())
             .arg("check")
             .current_dir(&root)
-            .env("TMPDIR", "/tmp"),
+            .env("TMPDIR", &*dir),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
     assert!(
-        stdout.contains("pi30       /tmp/serialtwin/ttyUSB0"),
+        stdout.contains(&format!("pi30       {}/serialtwin/ttyUSB0", dir.display())),
         "{stdout}"
     );
-    for example in ["examples/fleet.toml", "examples/qpgs.toml"] {
-        let out = run_to_end(&root, &["check", example]);
+    // The shipped examples, their links moved into the same directory (with the capture the
+    // fleet's replay device reads beside them).
+    std::fs::copy(root.join("examples/qpgs.jsonl"), dir.join("qpgs.jsonl")).unwrap();
+    for example in ["fleet.toml", "qpgs.toml"] {
+        let text = std::fs::read_to_string(root.join("examples").join(example)).unwrap();
+        let moved = text.replace(
+            "/tmp/serialtwin/",
+            &format!("{}/serialtwin/", dir.display()),
+        );
+        let config = write_config(&dir, example, &moved);
+        let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{example}: {stderr}");
         assert!(!stderr.contains("warning"), "{example}: {stderr}");
