@@ -294,24 +294,34 @@ fn seconds(d: Duration) -> f64 {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     #[expect(
         clippy::cast_precision_loss,
-        reason = "exact below 2^53 µs (285 years)"
+        reason = "exact below 2^53 µs (285 years); read back exactly below MAX_MICROS"
     )]
     let s = micros as f64 / 1e6;
     s
 }
 
+/// The latest time a record may carry, in microseconds: 2^51, about 71 years. Below it, a
+/// time written with [`seconds`] reads back to the same microsecond (dividing, then
+/// multiplying, by 10^6 in `f64` is off by less than half a microsecond); above it, a time read
+/// and written back could come back a microsecond or two off.
+const MAX_MICROS: f64 = 2_251_799_813_685_248.0;
+
 fn duration(t: f64) -> Result<Duration, String> {
     if !(t.is_finite() && t >= 0.0) {
         return Err(format!("bad time {t}"));
+    }
+    let micros = (t * 1e6).round();
+    if micros >= MAX_MICROS {
+        return Err(format!("bad time {t}: more than 71 years after the start"));
     }
     Ok(Duration::from_micros(
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            reason = "checked finite and non-negative; saturates"
+            reason = "checked non-negative and below 2^51"
         )]
         {
-            (t * 1e6).round() as u64
+            micros as u64
         },
     ))
 }
@@ -906,6 +916,31 @@ mod tests {
         let e = read(&fifo).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(e.to_string().contains("not a regular file (a FIFO)"), "{e}");
+    }
+
+    /// Found by the `capture` fuzz target: `"t":9999999990.204517` (317 years) read as
+    /// ….204518 s, written back as ….204517 and read again as ….204516.
+    #[test]
+    fn times_read_back_exactly_or_not_at_all() {
+        let last = Duration::from_micros(2_251_799_813_685_247);
+        let json = Record::Error {
+            t: last,
+            message: String::new(),
+        }
+        .to_json();
+        let t: f64 = json
+            .split("\"t\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(duration(t).unwrap(), last);
+        for t in [2_251_799_813.685_248, 9_999_999_990.204_517, 1e300] {
+            assert!(duration(t).unwrap_err().contains("71 years"), "{t}");
+        }
     }
 
     #[test]
