@@ -294,24 +294,34 @@ fn seconds(d: Duration) -> f64 {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     #[expect(
         clippy::cast_precision_loss,
-        reason = "exact below 2^53 µs (285 years)"
+        reason = "exact below 2^53 µs (285 years); read back exactly below MAX_MICROS"
     )]
     let s = micros as f64 / 1e6;
     s
 }
 
+/// The latest time a record may carry, in microseconds: 2^51, about 71 years. Below it, a
+/// time written with [`seconds`] reads back to the same microsecond (dividing, then
+/// multiplying, by 10^6 in `f64` is off by less than half a microsecond); above it, a time read
+/// and written back could come back a microsecond or two off.
+const MAX_MICROS: f64 = 2_251_799_813_685_248.0;
+
 fn duration(t: f64) -> Result<Duration, String> {
     if !(t.is_finite() && t >= 0.0) {
         return Err(format!("bad time {t}"));
+    }
+    let micros = (t * 1e6).round();
+    if micros >= MAX_MICROS {
+        return Err(format!("bad time {t}: more than 71 years after the start"));
     }
     Ok(Duration::from_micros(
         #[expect(
             clippy::cast_possible_truncation,
             clippy::cast_sign_loss,
-            reason = "checked finite and non-negative; saturates"
+            reason = "checked non-negative and below 2^51"
         )]
         {
-            (t * 1e6).round() as u64
+            micros as u64
         },
     ))
 }
@@ -441,20 +451,85 @@ impl Capture {
     }
 }
 
-/// Read the capture at `path`.
+/// The longest capture [`read`] reads: 1 GiB, days of a busy line, and a bound on what a
+/// path that keeps giving (a file still growing) can make it hold.
+pub const MAX_CAPTURE_LEN: u64 = 1 << 30;
+
+/// Read the capture at `path`: a regular file of at most [`MAX_CAPTURE_LEN`] bytes.
 ///
 /// A last line that is incomplete — no newline and not a whole record, as a writer killed
 /// mid-record leaves it — is set aside in [`Capture::truncated`]; everything before it is read.
 ///
+/// Anything but a regular file is refused before it is opened, and again by what was opened:
+/// a device such as `/dev/zero` never ends (reading it whole would take all memory), a FIFO or
+/// a serial port blocks its reader, and opening a terminal can change its line.
+///
 /// # Errors
-/// [`CaptureError`]: the file cannot be read, does not start with a capture header, or has a
-/// malformed record before its last line.
+/// [`CaptureError`]: the file cannot be read, is not a regular file or is longer than
+/// [`MAX_CAPTURE_LEN`], does not start with a capture header, or has a malformed record before its
+/// last line.
 pub fn read(path: &Path) -> Result<Capture, CaptureError> {
-    let text = std::fs::read(path).map_err(|source| CaptureError::Io {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let io_error = |source| CaptureError::Io {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let refuse = |reason: String| io_error(io::Error::new(io::ErrorKind::InvalidInput, reason));
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(refuse(format!(
+                "not a regular file ({}): a capture is read from a file",
+                kind(meta.file_type())
+            )));
+        }
+        if meta.len() > MAX_CAPTURE_LEN {
+            return Err(refuse(format!(
+                "{} bytes, longer than the {MAX_CAPTURE_LEN} a capture may be",
+                meta.len()
+            )));
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(io_error)?)?;
+    // Not blocking and not taking a terminal, should something else be there by now.
+    let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+        .map_err(io_error)?;
+    let meta = file.metadata().map_err(io_error)?;
+    check(&meta)?;
+    let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(MAX_CAPTURE_LEN + 1)
+        .read_to_end(&mut text)
+        .map_err(io_error)?;
+    if text.len() as u64 > MAX_CAPTURE_LEN {
+        return Err(refuse(format!(
+            "grew past the {MAX_CAPTURE_LEN} bytes a capture may be while it was read"
+        )));
+    }
     parse(path, &text)
+}
+
+/// What a file that is not a regular one is, for messages.
+fn kind(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }
 
 /// Parse capture `text` (what [`read`] reads; `path` names it in errors).
@@ -818,6 +893,55 @@ impl Observer for CaptureWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `capture = "/dev/zero"` in a replay device (a config the `config` fuzz target may
+    /// write): `read` read a device that never ends until memory ran out. Devices, FIFOs and
+    /// directories are refused without a read (a FIFO without a writer would block the open).
+    #[test]
+    fn read_refuses_what_is_not_a_regular_file() {
+        for path in ["/dev/zero", "/dev/null", "/"] {
+            let e = read(Path::new(path)).unwrap_err();
+            assert!(
+                matches!(&e, CaptureError::Io { source, .. }
+                    if source.kind() == io::ErrorKind::InvalidInput),
+                "{path}: {e}"
+            );
+            assert!(e.to_string().contains("not a regular file"), "{e}");
+        }
+        let dir =
+            std::env::temp_dir().join(format!("serialtwin-capture-fifo-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = read(&fifo).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(e.to_string().contains("not a regular file (a FIFO)"), "{e}");
+    }
+
+    /// Found by the `capture` fuzz target: `"t":9999999990.204517` (317 years) read as
+    /// ….204518 s, written back as ….204517 and read again as ….204516.
+    #[test]
+    fn times_read_back_exactly_or_not_at_all() {
+        let last = Duration::from_micros(2_251_799_813_685_247);
+        let json = Record::Error {
+            t: last,
+            message: String::new(),
+        }
+        .to_json();
+        let t: f64 = json
+            .split("\"t\":")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(duration(t).unwrap(), last);
+        for t in [2_251_799_813.685_248, 9_999_999_990.204_517, 1e300] {
+            assert!(duration(t).unwrap_err().contains("71 years"), "{t}");
+        }
+    }
 
     #[test]
     fn times_have_microsecond_precision() {

@@ -29,9 +29,17 @@ pub fn unhex(text: &str) -> Result<Vec<u8>, String> {
         .chunks(2)
         .map(|pair| {
             let s = std::str::from_utf8(pair).map_err(|_| "not a hex digit".to_owned())?;
-            u8::from_str_radix(s, 16).map_err(|_| format!("`{s}` is not a hex byte"))
+            hex_byte(s).ok_or_else(|| format!("`{s}` is not a hex byte"))
         })
         .collect()
+}
+
+/// Two hex digits as a byte. Not `u8::from_str_radix` alone, which takes a sign (`+f`).
+fn hex_byte(digits: &str) -> Option<u8> {
+    if digits.len() != 2 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u8::from_str_radix(digits, 16).ok()
 }
 
 /// `bytes` as readable text: printable ASCII as is, `\r`, `\n`, `\t`, `\\`, else `\xNN`.
@@ -90,9 +98,7 @@ pub fn unescape_one(
         Some('\\') => b'\\',
         Some('x') => {
             let digits: String = (0..2).map_while(|_| next()).collect();
-            u8::from_str_radix(&digits, 16)
-                .ok()
-                .filter(|_| digits.len() == 2)
+            hex_byte(&digits)
                 .ok_or_else(|| format!("`\\x{digits}`: write `\\x` and two hex digits"))?
         }
         Some(c) => {

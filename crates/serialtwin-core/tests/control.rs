@@ -47,6 +47,34 @@ fn parses_every_command() {
     );
 }
 
+/// Found by the `control` fuzz target: with two spaces before the port, the frame was the
+/// port and everything after it.
+#[test]
+fn send_takes_the_text_after_the_port_however_it_is_spaced() {
+    let frame = |line: &str| match Command::parse(line) {
+        Ok(Command::Send(port, frame)) => (port, frame),
+        other => panic!("{line:?}: {other:?}"),
+    };
+    for line in [
+        "send m1 HI",
+        "send  m1 HI",
+        "  send\tm1 HI  ",
+        "send \t m1 HI",
+    ] {
+        assert_eq!(
+            frame(line),
+            ("m1".into(), Bytes::from_static(b"HI")),
+            "{line:?}"
+        );
+    }
+    // One separator after the port; the rest is the frame, spaces included.
+    assert_eq!(
+        frame("send m1  HI  THERE").1,
+        Bytes::from_static(b" HI  THERE")
+    );
+    assert!(Command::parse("send  m1").is_err());
+}
+
 #[test]
 fn rejects_with_a_reason() {
     for (line, needle) in [

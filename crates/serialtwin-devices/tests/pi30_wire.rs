@@ -304,6 +304,41 @@ fn framer_discards_overlong_frames_and_recovers() {
     assert_eq!(f.max_frame_len(), 8);
 }
 
+/// Found by the `framers` fuzz target: the padding after an overlong frame was kept as the
+/// next frame's first byte when both came in one read (a CRLF terminal after a long line got
+/// `(NAK` for its next command), and not when they came apart.
+#[test]
+fn framer_skips_padding_after_an_overlong_frame_in_the_same_read() {
+    let input = b"123456789\r\nQPI\xbe\xac\r\0\n12345678\r";
+    let make = || Pi30Framer::with_max_len(CrcVariant::Mppsolar, 8);
+    let mut f = make();
+    let mut buf = BytesMut::new();
+    let expected = vec![
+        Err(FrameError::TooLong { limit: 8 }.to_string()),
+        ok(b"QPI\xbe\xac"),
+        ok(b"12345678"),
+    ];
+    assert_eq!(feed(&mut f, &mut buf, input), expected);
+    let mut f = make();
+    let mut buf = BytesMut::new();
+    let bytewise: Vec<_> = input
+        .iter()
+        .flat_map(|b| feed(&mut f, &mut buf, &[*b]))
+        .collect();
+    assert_eq!(bytewise, expected);
+    // Padding then a frame of exactly the limit after the overlong one.
+    let mut f = make();
+    let mut buf = BytesMut::new();
+    assert_eq!(
+        feed(&mut f, &mut buf, b"123456789abc\r\n12345678\r"),
+        vec![
+            Err(FrameError::TooLong { limit: 8 }.to_string()),
+            ok(b"12345678")
+        ]
+    );
+    peek_agrees_with_decode(make, input);
+}
+
 #[test]
 fn framer_skips_empty_lines_and_crlf() {
     let mut f = Pi30Framer::new(CrcVariant::Mppsolar);

@@ -31,6 +31,10 @@ pub struct Pi30Framer {
     variant: CrcVariant,
     /// CR-terminated, bounded, incremental line cutting (the core's).
     lines: LineFramer,
+    /// True while dropping the rest of an overlong frame (its error was already reported).
+    /// Done here, not by the line framer, which would go straight on to the next frame in the
+    /// same buffer without skipping the padding before it.
+    discarding: bool,
 }
 
 impl Pi30Framer {
@@ -47,6 +51,7 @@ impl Pi30Framer {
         Self {
             variant,
             lines: LineFramer::new(Terminator::Cr, max_len.max(1)),
+            discarding: false,
         }
     }
 
@@ -65,14 +70,28 @@ fn is_filler(b: u8) -> bool {
 impl Framer for Pi30Framer {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         loop {
+            if self.discarding {
+                let Some(end) = buf.iter().position(|&b| b == b'\r') else {
+                    buf.clear();
+                    return Ok(None);
+                };
+                buf.advance(end + 1);
+                self.discarding = false;
+                self.lines.reset();
+            }
             if self.lines.is_between_frames() {
                 let filler = buf.iter().take_while(|&&b| is_filler(b)).count();
                 buf.advance(filler);
             }
-            match self.lines.decode(buf)? {
+            match self.lines.decode(buf) {
                 // A bare `\r` (a person pressing Enter): nothing to answer.
-                Some(frame) if frame.is_empty() => {}
-                other => return Ok(other),
+                Ok(Some(frame)) if frame.is_empty() => {}
+                Ok(other) => return Ok(other),
+                Err(e) => {
+                    // An overlong frame whose `\r` has not come yet: drop the rest as it comes.
+                    self.discarding = !self.lines.is_between_frames();
+                    return Err(e);
+                }
             }
         }
     }
@@ -105,6 +124,7 @@ impl Framer for Pi30Framer {
     }
 
     fn reset(&mut self) {
+        self.discarding = false;
         self.lines.reset();
     }
 

@@ -191,12 +191,18 @@ impl Command {
             }
             "send" => {
                 let port = need("port")?;
-                // The rest of the line, verbatim, is the frame.
-                let rest = line
-                    .splitn(3, char::is_whitespace)
-                    .nth(2)
-                    .ok_or_else(|| syntax("send: missing text"))?;
-                Self::Send(port, Bytes::from(unescape(rest).map_err(syntax)?))
+                // The rest of the line after the port and one separator, verbatim, is the
+                // frame, however many separators come before the port.
+                let after_port = line[verb.len()..]
+                    .trim_start()
+                    .strip_prefix(port.as_str())
+                    .unwrap_or_default();
+                let mut rest = after_port.chars();
+                rest.next();
+                if rest.as_str().is_empty() {
+                    return Err(syntax("send: missing text"));
+                }
+                Self::Send(port, Bytes::from(unescape(rest.as_str()).map_err(syntax)?))
             }
             "fault" => {
                 let port = Target::parse(&need("port")?);

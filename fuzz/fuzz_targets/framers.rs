@@ -1,0 +1,9 @@
+//! Fuzz target `framers`: the invariants are in `checks/framers.rs`, shared with the stable corpus
+//! replay (tests/fuzz_corpus.rs). See docs/fuzzing.md.
+
+#![no_main]
+
+#[path = "../checks/framers.rs"]
+mod check;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

@@ -1,0 +1,75 @@
+//! The fuzz corpus as regression tests, on stable: every input `cargo fuzz` kept
+//! (`fuzz/corpus/<target>/`, minimised with `cargo fuzz cmin`) and every input that once
+//! crashed a target (`fuzz/regressions/<target>/`) goes through the target's own checks
+//! (`fuzz/checks/<target>.rs`, the very code the fuzz target runs). Fuzzing itself needs
+//! nightly; this replay does not. See docs/fuzzing.md.
+
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::path::{Path, PathBuf};
+
+#[path = "../fuzz/checks/capture.rs"]
+mod capture;
+#[path = "../fuzz/checks/config.rs"]
+mod config;
+#[path = "../fuzz/checks/control.rs"]
+mod control;
+#[path = "../fuzz/checks/framers.rs"]
+mod framers;
+#[path = "../fuzz/checks/template.rs"]
+mod template;
+
+/// The files in `dir`, sorted; none if it does not exist.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("a readable corpus directory").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Run `check` on every input of `target`'s corpus and regressions; the corpus must exist.
+fn replay(target: &str, check: fn(&[u8])) {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let corpus = files(&fuzz.join("corpus").join(target));
+    assert!(
+        !corpus.is_empty(),
+        "no corpus for {target} in fuzz/corpus/{target}"
+    );
+    let regressions = files(&fuzz.join("regressions").join(target));
+    for path in corpus.iter().chain(&regressions) {
+        let data = std::fs::read(path).expect("a readable corpus file");
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| check(&data))) {
+            eprintln!("{target}: {} fails its check", path.display());
+            resume_unwind(panic);
+        }
+    }
+}
+
+#[test]
+fn framers() {
+    replay("framers", framers::check);
+}
+
+#[test]
+fn config() {
+    replay("config", config::check);
+}
+
+#[test]
+fn capture() {
+    replay("capture", capture::check);
+}
+
+#[test]
+fn control() {
+    replay("control", control::check);
+}
+
+#[test]
+fn template() {
+    replay("template", template::check);
+}
