@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serialtwin_core::Replies;
 use serialtwin_core::escape::escape;
 use serialtwin_devices::scripted::{
-    ReplyItem, ReplySpec, RuleConfig, Script, ScriptConfig, Scripted,
+    MatchMode, ReplyItem, ReplySpec, RuleConfig, Script, ScriptConfig, Scripted,
 };
 use toml::Spanned;
 
@@ -170,6 +170,7 @@ fn exact_rule(template: &str, request: &[u8], state: &str, set: &str) {
             ("v".to_owned(), spanned(STATE_V, V)),
         ]),
         default: None,
+        matching: MatchMode::Exact,
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -210,6 +211,7 @@ fn regex_rule(template: &str, request: &[u8], regex: &str) {
     let config = ScriptConfig {
         state: BTreeMap::from([("s".to_owned(), spanned(STATE_S, V))]),
         default: Some(reply(DEFAULT, "default")),
+        matching: MatchMode::Exact,
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -233,6 +235,7 @@ fn literals(request: &[u8]) {
     let config = ScriptConfig {
         state: BTreeMap::new(),
         default: Some(reply(DEFAULT, &literal(request))),
+        matching: MatchMode::Exact,
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {

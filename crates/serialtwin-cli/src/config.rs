@@ -325,7 +325,7 @@ fn plan<'a>(
     let mut warnings = Vec::new();
     let mut busy = Vec::new();
     // Where each link and name was claimed, for duplicates.
-    let mut links: Vec<Claimed> = Vec::new();
+    let mut links = Links::default();
     let mut names: HashMap<String, usize> = HashMap::new();
     tables.resize_with(raw.device.len(), Vec::new);
     for (device, tables) in raw.device.iter().zip(tables) {
@@ -346,10 +346,9 @@ fn plan<'a>(
                     port: port.name.clone(),
                     line,
                 };
-                if let Some(w) = check_link(here, &span, link, &claimed, &links)? {
+                if let Some(w) = check_link(here, &span, link, &claimed, &mut links)? {
                     busy.push(w);
                 }
-                links.push(claimed);
             }
             let seen = Lint {
                 link: port.link.as_deref(),
@@ -382,6 +381,15 @@ fn plan<'a>(
         busy,
         timeline,
     })
+}
+
+/// The links claimed so far, for duplicates and nesting in time proportional to the fleet.
+#[derive(Default)]
+struct Links {
+    /// Each link's place ([`resolved`]), and its port and line.
+    places: HashMap<PathBuf, (String, usize)>,
+    /// Every directory above a claimed link, and the first port whose link is under it.
+    dirs: HashMap<PathBuf, (String, usize)>,
 }
 
 /// A link the config asks for: where it really is, and whose it is.
@@ -432,30 +440,41 @@ fn check_link(
     span: &Range<usize>,
     link: &Path,
     this: &Claimed,
-    earlier: &[Claimed],
+    earlier: &mut Links,
 ) -> Result<Option<Warning>, ConfigError> {
     let shown = link.display();
-    for other in earlier {
-        let (port, at_line) = (&other.port, other.line);
-        if other.place == this.place {
-            return Err(here.error(
-                span,
-                format!(
-                    "duplicate link {shown} ({}): port `{port}` (line {at_line}) has it too",
-                    this.place.display()
-                ),
-            ));
-        }
-        if this.place.starts_with(&other.place) || other.place.starts_with(&this.place) {
-            return Err(here.error(
-                span,
-                format!(
-                    "link {shown} and port `{port}`'s link (line {at_line}) are one inside the \
-                     other: a link is a file, never a directory of links"
-                ),
-            ));
-        }
+    if let Some((port, at_line)) = earlier.places.get(&this.place) {
+        return Err(here.error(
+            span,
+            format!(
+                "duplicate link {shown} ({}): port `{port}` (line {at_line}) has it too",
+                this.place.display()
+            ),
+        ));
     }
+    let inside = earlier.dirs.get(&this.place).or_else(|| {
+        this.place
+            .ancestors()
+            .skip(1)
+            .find_map(|dir| earlier.places.get(dir))
+    });
+    if let Some((port, at_line)) = inside {
+        return Err(here.error(
+            span,
+            format!(
+                "link {shown} and port `{port}`'s link (line {at_line}) are one inside the \
+                 other: a link is a file, never a directory of links"
+            ),
+        ));
+    }
+    let owner = (this.port.clone(), this.line);
+    for dir in this.place.ancestors().skip(1) {
+        earlier
+            .dirs
+            .entry(dir.to_owned())
+            .or_insert_with(|| owner.clone());
+    }
+    earlier.places.insert(this.place.clone(), owner);
     for kernel in ["/proc", "/sys"] {
         if this.place.starts_with(kernel) {
             return Err(here.error(
