@@ -85,10 +85,24 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.at {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.reason),
-            None => write!(f, "{}: {}", self.file, self.reason),
+            Some((line, col)) => write!(f, "{}:{line}:{col}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        one_line(f, &self.reason)
+    }
+}
+
+/// `text` on one line: control characters a config's values can carry into a message (a
+/// model named `"pi\n30"`) escaped, so one error is one line and cannot drive a terminal.
+fn one_line(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() {
+            write!(f, "{}", c.escape_debug())?;
+        } else {
+            fmt::Write::write_char(f, c)?;
         }
     }
+    Ok(())
 }
 
 impl std::error::Error for ConfigError {}
@@ -99,7 +113,7 @@ pub struct Warning(String);
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        one_line(f, &self.0)
     }
 }
 

@@ -684,6 +684,12 @@ const BAD: &[Bad] = &[
                  follow: at most 900000",
     },
     Bad {
+        text: "[[device]]\nmodel = \"pi\\n30\\u001b[2J\"\nlink = '{dir}/ttyUSB0'\n",
+        line: 2,
+        col: 9,
+        reason: "unknown model `pi\\n30\\u{1b}[2J` (known: pi30",
+    },
+    Bad {
         text: "# nothing here\n",
         line: 1,
         col: 1,
