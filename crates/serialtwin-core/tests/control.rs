@@ -89,6 +89,10 @@ fn rejects_with_a_reason() {
         ("fault inv0 drop when=now", "unknown option"),
         ("unplug inv0 soon", "bad duration"),
         ("set inv0 grid", "missing value"),
+        ("set inv0 grid off now", "set: unexpected \"now\""),
+        ("list all", "list: unexpected \"all\""),
+        ("clear inv0 drop", "clear: unexpected \"drop\""),
+        ("unplug inv0 5s later", "unplug: unexpected \"later\""),
         (r"send inv0 \q", "unknown escape"),
     ] {
         let err = Command::parse(line).unwrap_err().to_string();

@@ -169,6 +169,23 @@ impl Command {
         let line = line.trim();
         let mut words = line.split_whitespace();
         let verb = words.next().ok_or_else(|| syntax("empty command"))?;
+        // Words a command does not take are an error, never ignored: `set inv0 grid off now`
+        // must not quietly set `off`.
+        let takes = match verb {
+            "list" => Some(0),
+            "clear" => Some(1),
+            "unplug" => Some(2),
+            "set" => Some(3),
+            _ => None,
+        };
+        if let Some(n) = takes
+            && let Some(extra) = line.split_whitespace().nth(n + 1)
+        {
+            return Err(syntax(format!(
+                "{verb}: unexpected {extra:?} (it takes {n} word(s) after `{verb}`; a value is \
+                 one word)"
+            )));
+        }
         let mut need = |what: &str| {
             words
                 .next()
