@@ -39,6 +39,8 @@ mod client;
 mod report;
 #[path = "pty_fleet/server.rs"]
 mod server;
+#[path = "shared/mod.rs"]
+mod shared;
 
 use std::time::{Duration, Instant};
 
@@ -240,16 +242,6 @@ fn point(o: &Options, ports: usize, throughput: bool) -> std::io::Result<Point> 
     })
 }
 
-fn command_output(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let o = parse_args()?;
     if let Some(kind) = &o.serve {
@@ -269,8 +261,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         warmup: o.warmup,
         quick: o.quick,
         cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        kernel: command_output("uname", &["-r"]),
-        commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
+        kernel: shared::command_output("uname", &["-r"]),
+        commit: shared::command_output("git", &["rev-parse", "--short", "HEAD"]),
         total: started.elapsed(),
     };
     print!("{}", report::table(&info, &points));

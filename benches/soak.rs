@@ -46,6 +46,8 @@ mod proto;
 mod report;
 #[path = "soak/server.rs"]
 mod server;
+#[path = "shared/mod.rs"]
+mod shared;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -735,22 +737,12 @@ impl Run<'_> {
             details,
             detail_lines,
             rss,
-            commit: command_output("git", &["rev-parse", "--short", "HEAD"]),
-            kernel: command_output("uname", &["-r"]),
+            commit: shared::command_output("git", &["rev-parse", "--short", "HEAD"]),
+            kernel: shared::command_output("uname", &["-r"]),
         };
         print!("{}", report.text());
         Ok(report.passed())
     }
-}
-
-fn command_output(program: &str, args: &[&str]) -> String {
-    Command::new(program)
-        .args(args)
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 impl Run<'_> {

@@ -11,7 +11,7 @@
 //! scheduler with the client.
 
 use std::convert::Infallible;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
@@ -247,17 +247,7 @@ fn on_tokio(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error::Erro
     };
     // Commands come from a plain thread reading stdin, so that the runtime's threads do nothing
     // but serve.
-    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        })?;
+    let mut commands = crate::shared::stdin_lines()?;
     rt.block_on(async move {
         let mut served = None;
         say("ready");

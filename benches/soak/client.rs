@@ -26,7 +26,8 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::termios::OptionalActions;
 
-use crate::proto::{self, Kind, PerKind, Rng, Role, escape, port_name};
+use crate::proto::{self, Kind, PerKind, Rng, Role, port_name};
+use serialtwin::escape::escape;
 
 /// An owed answer that has not come after this long is missed. (The slowest answer, 63 bytes
 /// at 2400 baud, takes 0.26 s on the line.)

@@ -295,20 +295,3 @@ impl Rng {
         self.next() % n.max(1)
     }
 }
-
-/// Bytes as one printable line: printable ASCII as is, the rest as `\xHH` (`\r`, `\n` by name).
-pub(crate) fn escape(bytes: &[u8]) -> String {
-    let mut s = String::new();
-    for &b in bytes {
-        match b {
-            b'\r' => s.push_str("\\r"),
-            b'\n' => s.push_str("\\n"),
-            b'\\' => s.push_str("\\\\"),
-            0x20..=0x7e => s.push(char::from(b)),
-            _ => {
-                let _ = write!(s, "\\x{b:02x}");
-            }
-        }
-    }
-    s
-}

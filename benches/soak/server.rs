@@ -13,7 +13,7 @@
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{BufRead, Write as _};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -154,17 +154,7 @@ pub(crate) fn run(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     // Commands come from a plain thread reading stdin.
-    let (tx, mut commands) = tokio::sync::mpsc::unbounded_channel::<String>();
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            for line in std::io::stdin().lock().lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        })?;
+    let mut commands = crate::shared::stdin_lines()?;
     let shared = Arc::new(Shared {
         open: (0..PORTS).map(|_| AtomicBool::new(false)).collect(),
         handled: Default::default(),

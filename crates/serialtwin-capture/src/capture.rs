@@ -481,7 +481,7 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
         if !meta.is_file() {
             return Err(refuse(format!(
                 "not a regular file ({}): a capture is read from a file",
-                kind(meta.file_type())
+                output::describe(meta.file_type())
             )));
         }
         if meta.len() > MAX_CAPTURE_LEN {
@@ -512,24 +512,6 @@ pub fn read(path: &Path) -> Result<Capture, CaptureError> {
         )));
     }
     parse(path, &text)
-}
-
-/// What a file that is not a regular one is, for messages.
-fn kind(file_type: std::fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    }
 }
 
 /// Parse capture `text` (what [`read`] reads; `path` names it in errors).

@@ -8,55 +8,15 @@ use std::process::Command;
 
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_serial::SerialPortBuilderExt;
 
 use common::{
-    PATIENCE, bin, leftovers, output_within, run_to_end, start, start_with_env, work_dir,
-    write_config,
+    PATIENCE, ask, bin, leftovers, open_at, output_within, run_to_end, start, start_with_env,
+    work_dir, write_config,
 };
 
 /// Open `path` as a Rust program would: tokio-serial at 2400 8N1.
 fn open(path: &Path) -> tokio_serial::SerialStream {
     open_at(path, 2400)
-}
-
-/// Open `path` with tokio-serial at `baud`. tokio-serial takes an exclusive `flock` on the
-/// port, and the one a stream dropped a moment ago may not be released yet: such an open is
-/// tried again (within `PATIENCE`).
-fn open_at(path: &Path, baud: u32) -> tokio_serial::SerialStream {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio_serial::new(path.to_str().unwrap(), baud).open_native_async() {
-            Ok(stream) => return stream,
-            Err(e)
-                if e.to_string().contains("exclusive lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("open {}: {e}", path.display()),
-        }
-    }
-}
-
-/// Write `request`, read up to and including `end`.
-async fn ask<S: AsyncReadExt + AsyncWriteExt + Unpin>(
-    s: &mut S,
-    request: &[u8],
-    end: u8,
-) -> Vec<u8> {
-    s.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(PATIENCE, async {
-        let mut b = [0u8; 1];
-        while reply.last() != Some(&end) {
-            s.read_exact(&mut b).await.unwrap();
-            reply.push(b[0]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no reply; got {:?}", String::from_utf8_lossy(&reply)));
-    reply
 }
 
 /// Assert a clean stop: exit status 0, nothing more on stdout, every link gone.

@@ -8,43 +8,17 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_serial::SerialPortBuilderExt;
 
-use common::{PATIENCE, leftovers, run_to_end, start, work_dir, write_config};
+use common::{leftovers, open_at, run_to_end, start, work_dir, write_config};
 
-/// Open `path` with tokio-serial at 2400 8N1, trying again while the exclusive lock of a
-/// stream dropped a moment ago is still held.
+/// Open `path` with tokio-serial at 2400 8N1.
 fn open(path: &Path) -> tokio_serial::SerialStream {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
-        match tokio_serial::new(path.to_str().unwrap(), 2400).open_native_async() {
-            Ok(stream) => return stream,
-            Err(e)
-                if e.to_string().contains("exclusive lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => panic!("open {}: {e}", path.display()),
-        }
-    }
+    open_at(path, 2400)
 }
 
 /// Write `request`, read through the next `\r`.
 async fn ask(s: &mut tokio_serial::SerialStream, request: &[u8]) -> Vec<u8> {
-    s.write_all(request).await.unwrap();
-    let mut reply = Vec::new();
-    tokio::time::timeout(PATIENCE, async {
-        let mut b = [0u8; 1];
-        while reply.last() != Some(&b'\r') {
-            s.read_exact(&mut b).await.unwrap();
-            reply.push(b[0]);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no reply; got {:?}", String::from_utf8_lossy(&reply)));
-    reply
+    common::ask(s, request, b'\r').await
 }
 
 /// A PI30 inverter and a scripted meter, links in `dir`.

@@ -128,8 +128,10 @@ fn odd_kind(path: &Path) -> io::Result<Option<&'static str>> {
     }
 }
 
-/// A file type for a message.
-fn describe(kind: FileType) -> &'static str {
+/// A file type for a message (`a directory`, `a FIFO`...): what a file that is not a regular
+/// one is, wherever it is refused.
+#[must_use]
+pub fn describe(kind: FileType) -> &'static str {
     if kind.is_symlink() {
         "a symbolic link"
     } else if kind.is_dir() {

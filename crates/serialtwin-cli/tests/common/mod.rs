@@ -237,3 +237,45 @@ pub fn python(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Open `path` with tokio-serial at `baud`. tokio-serial takes an exclusive `flock` on the
+/// port, and the one a stream dropped a moment ago may not be released yet: such an open is
+/// tried again (within `PATIENCE`).
+pub fn open_at(path: &Path, baud: u32) -> tokio_serial::SerialStream {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(
+            path.to_str().unwrap(),
+            baud,
+        )) {
+            Ok(stream) => return stream,
+            Err(e)
+                if e.to_string().contains("exclusive lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("open {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Write `request`, read up to and including `end`.
+pub async fn ask<S: tokio::io::AsyncReadExt + tokio::io::AsyncWriteExt + Unpin>(
+    s: &mut S,
+    request: &[u8],
+    end: u8,
+) -> Vec<u8> {
+    s.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut b = [0u8; 1];
+        while reply.last() != Some(&end) {
+            s.read_exact(&mut b).await.unwrap();
+            reply.push(b[0]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no reply; got {:?}", String::from_utf8_lossy(&reply)));
+    reply
+}
