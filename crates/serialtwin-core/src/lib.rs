@@ -64,4 +64,4 @@ pub use crate::wire::fault::{FaultKind, FaultRule, Faults, When};
 pub use crate::wire::framer::{
     BoxFramer, Checksum, CodecFramer, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator,
 };
-pub use crate::wire::line::{Latency, Line, LineConfig, Mismatch};
+pub use crate::wire::line::{Adapter, Latency, Line, LineConfig, Mismatch};

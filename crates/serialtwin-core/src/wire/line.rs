@@ -4,6 +4,11 @@
 //! device's own tests need none of it. It knows the device's real baud rate (and what happens
 //! when the client's differs), its character format, pacing at that speed and format, and a
 //! response latency.
+//!
+//! A paced reply reaches the client as the device's adapter hands it to the host (see
+//! [`Adapter`]): in USB chunks, or whole frames from a native UART. The line only says *when*
+//! each piece is due ([`Line::schedule`]); whoever serves the port writes it then, from the
+//! port's task or from its lane, with the same schedule.
 
 use std::time::Duration;
 
@@ -13,8 +18,48 @@ use tokio::time::Instant;
 
 use crate::port::settings::{CharFormat, LineSettings};
 
-/// Longest batch of paced bytes released at once: pacing stays exact at 115200 baud too.
-const PACING_BATCH: Duration = Duration::from_millis(2);
+/// Silence between two frames on a native UART line, in character times: Modbus RTU's
+/// inter-frame gap, which a receiver timing gaps needs to tell frames apart.
+const FRAME_GAP_CHARS: f64 = 3.5;
+
+/// How paced output reaches the client: through which adapter the host hears the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Adapter {
+    /// A USB-serial adapter, as most hosts reach these devices: it hands bytes over in chunks,
+    /// when [`Adapter::CHUNK_BYTES`] have come in or when its latency timer (`chunk`) runs out. Each byte
+    /// reaches the client no earlier than it has left the wire and no later than one `chunk`
+    /// after; a reply's last chunk goes at its wire end. `chunk` of 1 ms is an FTDI set to
+    /// `low_latency`.
+    Usb {
+        /// The chunk interval (the adapter's latency timer), 1 ms to [`Adapter::MAX_CHUNK`].
+        chunk: Duration,
+    },
+    /// A native UART (a motherboard's `ttyS0`, an RS-485 card): each frame is written in one
+    /// piece when its last byte has left the wire, and frames are at least 3.5 character times
+    /// apart, for protocols that time gaps (Modbus RTU). A pty cannot promise gaps between
+    /// characters below the scheduler's jitter, so a frame is never split.
+    Native,
+}
+
+impl Adapter {
+    /// The most bytes a USB-serial adapter hands the host in one chunk: a full-speed bulk
+    /// packet is 64 bytes, and an FTDI chip spends two of them on its modem and line status.
+    pub const CHUNK_BYTES: usize = 62;
+
+    /// An untuned FTDI adapter's latency timer: the default [`Adapter::Usb`] chunk interval.
+    pub const DEFAULT_CHUNK: Duration = Duration::from_millis(16);
+
+    /// The longest chunk interval: an FTDI latency timer is one byte of milliseconds.
+    pub const MAX_CHUNK: Duration = Duration::from_millis(255);
+}
+
+impl Default for Adapter {
+    fn default() -> Self {
+        Self::Usb {
+            chunk: Self::DEFAULT_CHUNK,
+        }
+    }
+}
 
 /// A UART line's default [`LineConfig::frame_timeout`]: long enough for a person typing a
 /// command into a terminal, far longer than any program takes between the bytes of one write.
@@ -79,6 +124,8 @@ pub struct LineConfig {
     pub mismatch: Mismatch,
     /// Release output no faster than the line's speed would carry it.
     pub pace: bool,
+    /// How paced output reaches the client.
+    pub adapter: Adapter,
     /// Time before the first byte of an answer.
     pub latency: Latency,
     /// How long the device's UART keeps a partial request: bytes of an incomplete frame older
@@ -97,6 +144,7 @@ impl LineConfig {
             format: Some(CharFormat::N81),
             mismatch: Mismatch::Garbage,
             pace: true,
+            adapter: Adapter::default(),
             latency: Latency::None,
             frame_timeout: Some(UART_FRAME_TIMEOUT),
         }
@@ -171,9 +219,9 @@ impl Line {
 
     /// What the wire makes of `bytes` (an encoded reply) for a client at `settings`, as pieces
     /// each to be written at its instant, handed to `piece` in order: nothing when the device is
-    /// not understood at that speed, garbage when it is at the wrong one, and with pacing, batches
-    /// released as their last bit would leave the wire, starting when the wire is free (after
-    /// `now` and after what was scheduled before). Without pacing, one piece at `now`.
+    /// not understood at that speed, garbage when it is at the wrong one, and with pacing, the
+    /// pieces the [`Adapter`] hands the host, starting when the wire is free (after `now` and
+    /// after what was scheduled before). Without pacing, one piece at `now`.
     pub fn schedule(
         &mut self,
         bytes: Bytes,
@@ -197,27 +245,60 @@ impl Line {
             piece(now, bytes);
             return;
         }
-        // The device's own speed and format: a client's choice of stop bits does not change
-        // how fast the device's UART sends.
+        let per_byte = self.char_time(settings);
+        // The wire is free after what was scheduled before (and, for a native UART, after
+        // the silence a frame needs before it).
+        let free = match (self.busy_until, self.config.adapter) {
+            (Some(busy), Adapter::Native) => busy + per_byte.mul_f64(FRAME_GAP_CHARS),
+            (Some(busy), Adapter::Usb { .. }) => busy,
+            (None, _) => now,
+        };
+        let start = free.max(now);
+        // A byte has arrived once its last bit has been on the wire.
+        let end_of = |i: usize| start + per_byte * u32::try_from(i).unwrap_or(u32::MAX);
+        let end = end_of(bytes.len());
+        self.busy_until = Some(end);
+        let Adapter::Usb { chunk } = self.config.adapter else {
+            piece(end, bytes);
+            return;
+        };
+        let chunk = chunk.clamp(Duration::from_millis(1), Adapter::MAX_CHUNK);
+        // When the adapter last handed bytes over: its latency timer counts from there.
+        let mut last = start;
+        let mut sent = 0usize;
+        while sent < bytes.len() {
+            let full = (sent + Adapter::CHUNK_BYTES).min(bytes.len());
+            let first_done = end_of(sent + 1);
+            // The timer runs out on the first tick that finds a byte waiting.
+            let ticks = (first_done - last)
+                .as_nanos()
+                .div_ceil(chunk.as_nanos().max(1));
+            let tick = last + chunk * u32::try_from(ticks.max(1)).unwrap_or(u32::MAX);
+            let (at, upto) = if end_of(full) <= tick {
+                // The packet filled (or the reply ended) before the timer ran out.
+                (end_of(full), full)
+            } else {
+                // Every byte done by the tick: at least the first, and fewer than a packet.
+                let done = (tick - start).as_nanos() / per_byte.as_nanos().max(1);
+                let done = usize::try_from(done).unwrap_or(usize::MAX);
+                (tick, done.clamp(sent + 1, full - 1))
+            };
+            piece(at, bytes.slice(sent..upto));
+            sent = upto;
+            last = at;
+        }
+    }
+
+    /// How long one character of the device's takes on the wire: the device's own speed and
+    /// format (a client's choice of stop bits does not change how fast the device's UART
+    /// sends).
+    fn char_time(&self, settings: &LineSettings) -> Duration {
         let baud = self.config.baud.unwrap_or(settings.baud);
         let bits = self
             .config
             .format
             .map_or_else(|| settings.bits_per_char(), |f| f.bits_per_char());
-        let per_byte = Duration::from_secs_f64(f64::from(bits) / f64::from(baud.max(1)));
-        let per_batch = usize::try_from(PACING_BATCH.as_nanos() / per_byte.as_nanos().max(1))
-            .unwrap_or(1)
-            .max(1);
-        let start = self.busy_until.filter(|&t| t > now).unwrap_or(now);
-        let mut sent = 0usize;
-        while sent < bytes.len() {
-            let done = (sent + per_batch).min(bytes.len());
-            // A byte leaves once its last bit has been on the wire.
-            let due = start + per_byte * u32::try_from(done).unwrap_or(u32::MAX);
-            piece(due, bytes.slice(sent..done));
-            sent = done;
-            self.busy_until = Some(due);
-        }
+        Duration::from_secs_f64(f64::from(bits) / f64::from(baud.max(1)))
     }
 
     /// What was scheduled and not yet sent will not be: the wire is free from `now`.
