@@ -13,11 +13,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Counter, PATIENCE, ask, open_client, read_line, wait_for};
-use serialtwin::{Context, Control, Device, Direction, Fleet, LineEvent, PortSpec, Replies, Seen};
+use serialtwin::{
+    Context, Control, Device, Direction, Fleet, LineConfig, LineEvent, PortSpec, Replies, Seen,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A [`Counter`] (`INC` counts) that also answers `WHO` with the task answering, `LATER` after
-/// a pause, `BIG` with 30,000 bytes, and `BOOM` by panicking. Every line event is recorded.
+/// a pause, `BIG` with 30,000 bytes, `LONG` with 240, and `BOOM` by panicking. Every line
+/// event is recorded.
 #[derive(Debug, Default)]
 struct Quick {
     counter: Counter,
@@ -44,6 +47,7 @@ impl Device for Quick {
             b"WHO" => out.push(task_name()),
             b"LATER" => out.push_after(Duration::from_millis(30), "later"),
             b"BIG" => out.push(vec![b'x'; 30_000]),
+            b"LONG" => out.push(vec![b'y'; 240]),
             b"BOOM" => panic!("boom"),
             _ => return self.counter.handle(req, ctx, out),
         }
@@ -429,6 +433,91 @@ async fn a_device_that_streams_and_answers_at_once_keeps_streaming_in_a_lane_fle
     assert!(
         ticks >= expected * 9 / 10,
         "{ticks} unprompted frames of {expected} expected"
+    );
+    fleet.shutdown().await;
+}
+
+/// A [`Quick`] on a paced 2400-baud line, as a PI30's.
+#[derive(Debug, Default)]
+struct Paced(Quick);
+
+impl Device for Paced {
+    type Error = std::convert::Infallible;
+
+    fn line(&self) -> LineConfig {
+        LineConfig::uart(2400)
+    }
+
+    fn handle(
+        &mut self,
+        req: &[u8],
+        ctx: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        self.0.handle(req, ctx, out)
+    }
+}
+
+/// How long `bytes` take on a 2400-baud 8N1 wire.
+fn wire_time(bytes: usize) -> Duration {
+    Duration::from_secs_f64(bytes as f64 * 10.0 / 2400.0)
+}
+
+/// A paced port is served from the lane: its requests answered there, its replies written by
+/// the lane's timers, pipelined requests answered as each reply leaves — in order, whole, and
+/// no sooner than the wire carries them.
+#[tokio::test]
+async fn a_paced_port_is_served_from_its_lane_in_order_and_at_the_lines_speed() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("paced"), Paced::default()).unwrap();
+    let mut c = open_client(port.pty());
+    back_on_the_lane(&mut c).await;
+    let started = tokio::time::Instant::now();
+    c.write_all(b"INC\r\nINC\r\nLONG\r\nINC\r\nWHO\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(read_line(&mut c).await);
+    }
+    let took = started.elapsed();
+    assert_eq!(got[0], b"1\r\n");
+    assert_eq!(got[1], b"2\r\n");
+    assert_eq!(got[2], [vec![b'y'; 240], b"\r\n".to_vec()].concat());
+    assert_eq!(got[3], b"3\r\n");
+    let who = line(&got[4]);
+    assert!(
+        on_lane(&who),
+        "a request held back behind paced output is answered by the lane: {who}"
+    );
+    let total = got.iter().map(Vec::len).sum();
+    assert!(took >= wire_time(total), "{took:?} for {total} bytes");
+    fleet.shutdown().await;
+}
+
+/// A client that leaves while its lane paces a reply to it: the rest of the reply is not
+/// written for whoever opens next.
+#[tokio::test]
+async fn a_client_gone_mid_reply_on_a_lane_leaves_nothing_for_the_next() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("gone"), Paced::default()).unwrap();
+    let mut first = open_client(port.pty());
+    back_on_the_lane(&mut first).await;
+    let started = tokio::time::Instant::now();
+    first.write_all(b"LONG\r\n").await.unwrap();
+    let mut some = [0u8; 10];
+    tokio::time::timeout(PATIENCE, first.read_exact(&mut some))
+        .await
+        .expect("the reply starts")
+        .unwrap();
+    drop(first);
+    // Past the reply's wire time: whatever was still to go would have been written by now.
+    tokio::time::sleep(wire_time(242).saturating_sub(started.elapsed())).await;
+    let mut next = open_client(port.pty());
+    assert_eq!(
+        ask(&mut next, b"INC\r\n").await,
+        b"1\r\n",
+        "nothing of the departed client's reply before the next client's own"
     );
     fleet.shutdown().await;
 }

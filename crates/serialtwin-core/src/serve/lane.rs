@@ -32,6 +32,8 @@
 //!
 //! [`Device`]: crate::device::Device
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::AssertUnwindSafe;
@@ -42,6 +44,7 @@ use std::task::{Wake, Waker};
 use bytes::BytesMut;
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
+use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error};
 
@@ -80,6 +83,13 @@ pub(crate) trait LanePort: Send + 'static {
     /// would not take them all (the task waits for room) or failed. The buffer goes back to
     /// `scratch` once written.
     fn flush(&mut self, scratch: &mut Scratch) -> Step;
+    /// Whether output waits for its time (pacing, latency, delays): [`LanePort::on_time`] then
+    /// says until when.
+    fn waits(&self) -> bool;
+    /// Write what is due at `now`, and answer what waited for it to go: until when the port
+    /// waits next, or whether it goes back to its task (`recalled`: as for
+    /// [`LanePort::serve_input`]).
+    fn on_time(&mut self, now: Instant, recalled: &AtomicBool) -> Timed;
     /// Where the state a request touches lies: the addresses of the memory [`LanePort::serve_input`]
     /// reads first, for the lane to fetch into the cache while it serves the port before.
     fn hot(&self) -> [usize; HOT];
@@ -95,6 +105,17 @@ pub(crate) enum Step {
     Stay,
     /// Stays on the lane, with input left to read: the lane looks again on its next turn.
     Busy,
+    /// Goes back to its task.
+    Leave,
+}
+
+/// What a port's output waits for, after [`LanePort::on_time`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Timed {
+    /// Nothing: everything was sent.
+    Idle,
+    /// The lane's timer, at this instant.
+    At(Instant),
     /// Goes back to its task.
     Leave,
 }
@@ -186,6 +207,7 @@ impl Lanes {
             held: Mutex::new(SlotState {
                 port: None,
                 watched: false,
+                timer: None,
             }),
             recalled: AtomicBool::new(false),
             owner: WakerSlot::default(),
@@ -354,9 +376,16 @@ fn run(lane: &Lane) {
     let mut events: Vec<epoll::Event> = Vec::with_capacity(EVENTS);
     let mut scratch = Scratch::default();
     let mut written: Vec<usize> = Vec::with_capacity(EVENTS);
+    // The ports' timers, soonest first: (instant, slot). One heap for the whole lane, and its
+    // soonest entry the epoll wait's timeout, so paced output costs no task wake-up, no timer
+    // of tokio's and no thread's wake-up per port: ports due together are written together.
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
     loop {
         events.clear();
-        match epoll::wait(&lane.epoll, spare_capacity(&mut events), None) {
+        let timeout = timers
+            .peek()
+            .map(|Reverse((at, _))| timespec(at.saturating_duration_since(Instant::now())));
+        match epoll::wait(&lane.epoll, spare_capacity(&mut events), timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
@@ -386,10 +415,16 @@ fn run(lane: &Lane) {
                 if let Some(next) = slot(i + 1) {
                     next.prefetch_port();
                 }
-                if let Some(slot) = slot(i)
-                    && slot.serve_port(lane.epoll.as_fd(), e.data, &mut scratch)
-                {
-                    written.push(i);
+                if let Some(slot) = slot(i) {
+                    let served = slot.serve_port(lane.epoll.as_fd(), e.data, &mut scratch);
+                    if served.write {
+                        written.push(i);
+                    }
+                    if let Some(at) = served.timer
+                        && let Ok(token) = usize::try_from(e.data.u64())
+                    {
+                        timers.push(Reverse((at, token)));
+                    }
                 }
             }
             // Every reply of the batch written after all its requests were read, back to back
@@ -398,6 +433,18 @@ fn run(lane: &Lane) {
             for i in written.drain(..) {
                 if let Some(slot) = slot(i) {
                     slot.flush(lane.epoll.as_fd(), &mut scratch);
+                }
+            }
+            // Output whose time has come, port after port.
+            let now = Instant::now();
+            while let Some(&Reverse((at, token))) = timers.peek()
+                && at <= now
+            {
+                timers.pop();
+                if let Some(Some(slot)) = slots.slots.get(token)
+                    && let Some(next) = slot.on_timer(lane.epoll.as_fd(), at)
+                {
+                    timers.push(Reverse((next, token)));
                 }
             }
         }
@@ -411,16 +458,27 @@ fn run(lane: &Lane) {
     }
 }
 
+/// `d` for `epoll_wait`'s timeout (which waits at least that long: rounded up to the next
+/// millisecond where the kernel counts in those).
+fn timespec(d: std::time::Duration) -> rustix::event::Timespec {
+    rustix::event::Timespec {
+        tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
 /// A slot as the lane sees it: something to serve when its master is ready.
 trait ServeSlot: Send + Sync {
     /// Serve the port if it is here (`token`: its slot's), giving it back if it must go.
-    /// Whether it has replies to write ([`ServeSlot::flush`], after the rest of the batch).
     fn serve_port(
         &self,
         epoll: BorrowedFd<'_>,
         token: epoll::EventData,
         scratch: &mut Scratch,
-    ) -> bool;
+    ) -> Served;
+    /// The lane's timer for the slot, set for `at`, has run out: write what is due (if the
+    /// entry is not stale, and the port still here). When to come back, if ever.
+    fn on_timer(&self, epoll: BorrowedFd<'_>, at: Instant) -> Option<Instant>;
     /// Write the replies [`ServeSlot::serve_port`] left, if the port is still here.
     fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch);
     /// Give the port back, whatever it is doing.
@@ -429,6 +487,15 @@ trait ServeSlot: Send + Sync {
     fn prefetch_slot(&self);
     /// Fetch the port's hot state ([`LanePort::hot`]), as far as the slot knows it.
     fn prefetch_port(&self);
+}
+
+/// What serving a port from its master's readiness left for the lane.
+#[derive(Clone, Copy, Debug, Default)]
+struct Served {
+    /// Replies to write after the rest of the batch ([`ServeSlot::flush`]).
+    write: bool,
+    /// A timer to set: output waits for this instant.
+    timer: Option<Instant>,
 }
 
 /// Where a lent port sits.
@@ -442,6 +509,42 @@ struct Slot<S> {
     /// [`LanePort::hot`] of the port while it is lent (zero otherwise): read without the lock,
     /// to prefetch only.
     hot: [AtomicUsize; HOT],
+}
+
+impl<S: LanePort> Slot<S> {
+    /// After [`LanePort::on_time`]: the timer to set for the port (`None` if none is needed,
+    /// or one for that instant is set already), or `None` outside if it went back to its task.
+    fn timed(
+        &self,
+        mut held: MutexGuard<'_, SlotState<S>>,
+        epoll: BorrowedFd<'_>,
+        timed: Timed,
+    ) -> Option<Option<Instant>> {
+        match timed {
+            Timed::Idle => Some(None),
+            Timed::At(at) if held.timer == Some(at) => Some(None),
+            Timed::At(at) => {
+                held.timer = Some(at);
+                Some(Some(at))
+            }
+            Timed::Leave => {
+                return_to_task(held, epoll, &self.owner);
+                None
+            }
+        }
+    }
+}
+
+/// `serve(port)`, or `otherwise` if it panicked (a bug of ours: device panics are caught where
+/// the device is called), the port told so.
+fn catching<S: LanePort, R>(port: &mut S, serve: impl FnOnce(&mut S) -> R, otherwise: R) -> R {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| serve(&mut *port))) {
+        Ok(r) => r,
+        Err(panic) => {
+            port.panicked(super::panic_message(panic.as_ref()));
+            otherwise
+        }
+    }
 }
 
 /// The recall waker ([`SlotHandle::recall`]): mark the port wanted, wake its task.
@@ -461,6 +564,9 @@ struct SlotState<S> {
     port: Option<Box<S>>,
     /// Whether its master is in the lane's epoll set.
     watched: bool,
+    /// When the lane's timer is set for the port, if it is: of the lane's entries for this
+    /// slot, only the one at this instant counts (the others are stale and skipped).
+    timer: Option<Instant>,
 }
 
 /// Out of the epoll set, and its task told to take it.
@@ -477,6 +583,7 @@ fn return_to_task<S: LanePort>(
 impl<S: LanePort> SlotState<S> {
     /// Out of the epoll set (the port stays here until its task takes it).
     fn unwatch(&mut self, epoll: BorrowedFd<'_>) {
+        self.timer = None;
         if std::mem::take(&mut self.watched)
             && let Some(port) = &self.port
             && let Err(e) = epoll::delete(epoll, port.master())
@@ -493,27 +600,20 @@ impl<S: LanePort> ServeSlot for Slot<S> {
         epoll: BorrowedFd<'_>,
         token: epoll::EventData,
         scratch: &mut Scratch,
-    ) -> bool {
+    ) -> Served {
         let mut held = lock(&self.held);
         if !held.watched {
-            return false;
+            return Served::default();
         }
         let Some(port) = held.port.as_mut() else {
-            return false;
+            return Served::default();
         };
         // Recalled: its task wants it and is on its way; the input is left for it.
         let step = if self.recalled.load(Ordering::Acquire) {
             Step::Leave
         } else {
             let recalled = &self.recalled;
-            match std::panic::catch_unwind(AssertUnwindSafe(|| port.serve_input(recalled, scratch)))
-            {
-                Ok(step) => step,
-                Err(panic) => {
-                    port.panicked(super::panic_message(panic.as_ref()));
-                    Step::Leave
-                }
-            }
+            catching(&mut **port, |port| port.serve_input(recalled, scratch), Step::Leave)
         };
         let leave = match step {
             Step::Stay => false,
@@ -528,9 +628,43 @@ impl<S: LanePort> ServeSlot for Slot<S> {
         if leave {
             // What it has to write, its task writes.
             return_to_task(held, epoll, &self.owner);
-            return false;
+            return Served::default();
         }
-        port.has_output()
+        if !port.waits() {
+            return Served {
+                write: port.has_output(),
+                timer: None,
+            };
+        }
+        // Paced or delayed output: what is due now goes at once, the rest on the lane's timer.
+        let recalled = &self.recalled;
+        let timed = catching(
+            &mut **port,
+            |port| port.on_time(Instant::now(), recalled),
+            Timed::Leave,
+        );
+        self.timed(held, epoll, timed)
+            .map_or_else(Served::default, |timer| Served {
+                write: false,
+                timer,
+            })
+    }
+
+    fn on_timer(&self, epoll: BorrowedFd<'_>, at: Instant) -> Option<Instant> {
+        let mut held = lock(&self.held);
+        if !held.watched || held.timer != Some(at) {
+            // Stale: taken back, or set again for another instant since.
+            return None;
+        }
+        held.timer = None;
+        let port = held.port.as_mut()?;
+        let recalled = &self.recalled;
+        let timed = catching(
+            &mut **port,
+            |port| port.on_time(Instant::now(), recalled),
+            Timed::Leave,
+        );
+        self.timed(held, epoll, timed).flatten()
     }
 
     fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch) {

@@ -3,7 +3,9 @@
 use super::Server;
 use super::answer::Answering;
 use super::control::ControlRx;
-use super::lane::{HOT, LanePort, Scratch, Step};
+use super::MAX_HELD_INPUT;
+use super::lane::{HOT, LanePort, Scratch, Step, Timed};
+use super::outbox::Next;
 use super::run::next_chunk;
 use crate::device::Body;
 #[cfg(doc)]
@@ -15,6 +17,7 @@ use crate::port::transport::Transport;
 use bytes::Buf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use tokio::time::Instant;
 use tracing::error;
 
 impl<D: Body> Server<D, PtyPort> {
@@ -82,10 +85,11 @@ impl<D: Body> Server<D, PtyPort> {
             return Turn::Leave;
         }
         match self.answer_ready() {
-            // The replies wait in `coalesced` for `LanePort::flush`, after the lane's batch.
-            Answering::Drained if self.outbox.is_empty() => {}
-            // Replies to deliver later: the task's timers.
-            Answering::Drained | Answering::Unplugged => return Turn::Leave,
+            // Replies that go straight out wait in `coalesced` for `LanePort::flush`, after the
+            // lane's batch; paced or delayed ones in the outbox, for the lane's timers
+            // (`LanePort::on_time`).
+            Answering::Drained => {}
+            Answering::Unplugged => return Turn::Leave,
             Answering::Later(frame) => {
                 self.waiting = Some(frame);
                 return Turn::Leave;
@@ -95,7 +99,64 @@ impl<D: Body> Server<D, PtyPort> {
                 return Turn::Leave;
             }
         }
+        if !self.outbox.is_empty() && self.rx.len() >= MAX_HELD_INPUT {
+            // A client writing far faster than its answers go out: its task reads no more
+            // until they have (the lane's edge-triggered set would not say when to).
+            return Turn::Leave;
+        }
         if more { Turn::Again } else { Turn::Done }
+    }
+
+    /// A lane's turn at the port's output, at `now`: write what went straight out and what is
+    /// due, release the replies whose time has come, and answer the requests held back while
+    /// output waited (the answering core again). The outbox's own schedule, as on the task
+    /// (`Outbox::poll_write`); only the waiting is the lane's.
+    pub(super) fn drive_output(&mut self, now: Instant) -> Timed {
+        loop {
+            if !self.coalesced.is_empty() {
+                // Before anything in the outbox: it was answered first.
+                match self.io.write_now(&self.coalesced) {
+                    Ok(n) if n == self.coalesced.len() => self.coalesced.clear(),
+                    Ok(n) => {
+                        self.coalesced.advance(n);
+                        return Timed::Leave;
+                    }
+                    Err(_) => return Timed::Leave,
+                }
+            }
+            let Self { io, outbox, .. } = self;
+            let next = outbox.write_due(now, |bytes| match io.write_now(bytes) {
+                // A full line.
+                Ok(0) => Poll::Pending,
+                written => Poll::Ready(written),
+            });
+            match next {
+                Ok(Next::At(at)) => return Timed::At(at),
+                Ok(Next::Due) => {
+                    self.release(now);
+                    if self.unplug.is_some() {
+                        return Timed::Leave;
+                    }
+                }
+                Ok(Next::Sent) => match self.answer_ready() {
+                    Answering::Drained if self.outbox.is_empty() && self.coalesced.is_empty() => {
+                        return Timed::Idle;
+                    }
+                    Answering::Drained => {}
+                    Answering::Later(frame) => {
+                        self.waiting = Some(frame);
+                        return Timed::Leave;
+                    }
+                    Answering::Panicked(message) => {
+                        self.panicked = Some(message);
+                        return Timed::Leave;
+                    }
+                    Answering::Unplugged => return Timed::Leave,
+                },
+                // A full line (the task waits for room), or an error its task meets again.
+                Ok(Next::Blocked) | Err(_) => return Timed::Leave,
+            }
+        }
     }
 }
 
@@ -149,6 +210,18 @@ impl<D: Body> LanePort for Server<D, PtyPort> {
 
     fn has_output(&self) -> bool {
         !self.coalesced.is_empty()
+    }
+
+    fn waits(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
+    fn on_time(&mut self, now: Instant, recalled: &AtomicBool) -> Timed {
+        if recalled.load(Ordering::Acquire) {
+            // Its task wants it (perhaps the client left: nothing more is written to it).
+            return Timed::Leave;
+        }
+        self.drive_output(now)
     }
 
     fn flush(&mut self, scratch: &mut Scratch) -> Step {

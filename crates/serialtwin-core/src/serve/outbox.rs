@@ -147,6 +147,43 @@ impl Outbox {
         had
     }
 
+    /// Write what is due at `now` with `write` (one write: how much the line took, `Pending`
+    /// when it is full), and say what comes next. The one sending schedule, whoever waits for
+    /// it: [`Outbox::poll_write`] on the port's task, a lane's timers for a lent port.
+    pub(crate) fn write_due(
+        &mut self,
+        now: Instant,
+        mut write: impl FnMut(&[u8]) -> Poll<std::io::Result<usize>>,
+    ) -> std::io::Result<Next> {
+        while let Some((at, bytes)) = self.wire.front_mut() {
+            if *at > now {
+                return Ok(Next::At(*at));
+            }
+            match write(bytes) {
+                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.blocked = false;
+                    if n == bytes.len() {
+                        self.wire.pop_front();
+                    } else {
+                        bytes.advance(n);
+                    }
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {
+                    self.blocked = true;
+                    return Ok(Next::Blocked);
+                }
+            }
+        }
+        let Some(first) = self.queue.front_mut() else {
+            return Ok(Next::Sent);
+        };
+        // The wire is free: the first reply's own wait starts now, if it has not yet.
+        let due = *first.due.get_or_insert(now + first.after);
+        Ok(if due > now { Next::At(due) } else { Next::Due })
+    }
+
     /// Write what is due, wait for what is not. `Pending` while something waits (a timer or
     /// room on the line, with the task's waker registered); `Ready` when the loop has work:
     /// a reply is due, or everything has been sent. Never `Ready(Sent)` when it was empty
@@ -160,44 +197,32 @@ impl Outbox {
             return Poll::Pending;
         }
         loop {
-            if let Some((at, bytes)) = self.wire.front_mut() {
-                if timer_pending(&mut self.timer, *at, cx) {
-                    return Poll::Pending;
-                }
-                match Pin::new(&mut *io).poll_write(cx, bytes) {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-                    }
-                    Poll::Ready(Ok(n)) => {
-                        self.blocked = false;
-                        if n == bytes.len() {
-                            self.wire.pop_front();
-                        } else {
-                            bytes.advance(n);
-                        }
-                        continue;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => {
-                        self.blocked = true;
-                        return Poll::Pending;
-                    }
-                }
-            }
-            let Some(first) = self.queue.front_mut() else {
-                return Poll::Ready(Ok(Progress::Sent));
-            };
-            // The wire is free: the first reply's own wait starts now, if it has not yet.
-            let due = *first
-                .due
-                .get_or_insert_with(|| Instant::now() + first.after);
-            return if timer_pending(&mut self.timer, due, cx) {
-                Poll::Pending
-            } else {
-                Poll::Ready(Ok(Progress::Due))
-            };
+            let next = self.write_due(Instant::now(), |bytes| Pin::new(&mut *io).poll_write(cx, bytes));
+            return Poll::Ready(match next {
+                Ok(Next::At(at)) if timer_pending(&mut self.timer, at, cx) => return Poll::Pending,
+                // Its time came meanwhile.
+                Ok(Next::At(_)) => continue,
+                Ok(Next::Blocked) => return Poll::Pending,
+                Ok(Next::Due) => Ok(Progress::Due),
+                Ok(Next::Sent) => Ok(Progress::Sent),
+                Err(e) => Err(e),
+            });
         }
     }
+}
+
+/// What [`Outbox::write_due`] left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// The first reply in line is due: encode it and schedule its bytes
+    /// ([`Outbox::take_due`], then [`Outbox::push_wire`]).
+    Due,
+    /// Everything was sent.
+    Sent,
+    /// Nothing more is due before this instant.
+    At(Instant),
+    /// The line is full: the client is not reading.
+    Blocked,
 }
 
 /// Whether `at` is still to come (`timer` then set for it, and registered with `cx`).

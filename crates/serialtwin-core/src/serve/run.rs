@@ -146,7 +146,7 @@ impl<D: Body, T: Transport> Server<D, T> {
                         return Ok(self.outcome());
                     }
                 },
-                Wake::Output(Ok(Progress::Due)) => self.release(),
+                Wake::Output(Ok(Progress::Due)) => self.release(Instant::now()),
                 Wake::Output(Err(e)) => return Err(self.io_error(e)),
                 Wake::Control(None) => *control = None,
                 Wake::Control(Some(order)) => self.obey(order),
@@ -177,10 +177,13 @@ impl<D: Body, T: Transport> Server<D, T> {
             && (control.is_none() || !self.gates.is_open(Source::Control))
     }
 
-    /// What a lane needs of the port, looked at again after each of its requests: replies go
-    /// straight out, the framer does not cut on silence, the transport can stay.
+    /// What a lane needs of the port, looked at again after each of its requests: nothing to
+    /// apply to replies but what the line does (its pacing, latency and mismatch the lane's
+    /// timers carry out), nobody watching, a framer that does not cut on silence, and a
+    /// transport that can stay.
     pub(super) fn quiet_now(&self) -> bool {
-        self.sends_directly()
+        self.faults.is_empty()
+            && !self.watching.get()
             && self.framer.silence_gap(&self.ctx.settings()).is_none()
             && self.can_lend.is_some_and(|can_lend| can_lend(&self.io))
     }

@@ -94,13 +94,12 @@ impl<D: Body, T: Transport> Server<D, T> {
         Some((Drawn { bytes, faults }, delay))
     }
 
-    /// The first reply in line is due: encode it, draw its faults, and put its bytes on the
-    /// wire as the line would send them.
-    pub(super) fn release(&mut self) {
+    /// The first reply in line is due at `now`: encode it, draw its faults, and put its bytes
+    /// on the wire as the line would send them.
+    pub(super) fn release(&mut self, now: Instant) {
         let Some(mut queued) = self.outbox.take_due() else {
             return;
         };
-        let now = Instant::now();
         let drawn = if let Some(drawn) = queued.drawn.take() {
             drawn
         } else {
