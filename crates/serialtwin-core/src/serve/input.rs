@@ -156,7 +156,9 @@ impl<D: Body, T: Transport> Server<D, T> {
         }
         self.unconfirmed += read;
         let mut events = false;
-        while let Some(event) = if news {
+        // Notes brought up to date are taken too (on a lane as well): what was read is only
+        // the present session's once every change before it has been seen.
+        while let Some(event) = if news || synced {
             self.io.take_event()
         } else {
             self.io.take_inband_event()
