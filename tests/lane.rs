@@ -469,7 +469,9 @@ fn wire_time(bytes: usize) -> Duration {
 #[tokio::test]
 async fn a_paced_port_is_served_from_its_lane_in_order_and_at_the_lines_speed() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("paced"), Paced::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("paced"), Paced::default())
+        .unwrap();
     let mut c = open_client(port.pty());
     back_on_the_lane(&mut c).await;
     let started = tokio::time::Instant::now();
@@ -500,7 +502,9 @@ async fn a_paced_port_is_served_from_its_lane_in_order_and_at_the_lines_speed() 
 #[tokio::test]
 async fn a_client_gone_mid_reply_on_a_lane_leaves_nothing_for_the_next() {
     let fleet = Fleet::new();
-    let port = fleet.spawn(PortSpec::new("gone"), Paced::default()).unwrap();
+    let port = fleet
+        .spawn(PortSpec::new("gone"), Paced::default())
+        .unwrap();
     let mut first = open_client(port.pty());
     back_on_the_lane(&mut first).await;
     let started = tokio::time::Instant::now();

@@ -26,8 +26,8 @@ use serialtwin_core::control::{
     Command as ControlCommand, MAX_DURATION, Target, TimelineStep, parse_duration,
 };
 use serialtwin_core::{
-    BoxDevice, Faults, Framing, LATEST_UNIX, Latency, LineConfig, LinkError, LinkSlot, Mismatch,
-    SimClock, check_port_name,
+    Adapter, BoxDevice, Faults, Framing, LATEST_UNIX, Latency, LineConfig, LinkError, LinkSlot,
+    Mismatch, SimClock, check_port_name,
 };
 use serialtwin_devices::registry::{self, Build, Built, Lint, Model, Table};
 use toml::de::{DeTable, DeValue};
@@ -221,10 +221,21 @@ struct RawLine {
     baud: Option<Spanned<u32>>,
     format: Option<Spanned<String>>,
     pace: Option<bool>,
+    /// How paced output reaches the client: `"usb"` (in chunks) or `"native"` (whole frames).
+    adapter: Option<RawAdapter>,
+    /// The USB adapter's chunk interval (its latency timer), 1 to 255 ms.
+    chunk_ms: Option<Spanned<u64>>,
     mismatch: Option<RawMismatch>,
     latency_ms: Option<Spanned<Value>>,
     /// Milliseconds after which a partial request is forgotten; 0: never.
     frame_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawAdapter {
+    Usb,
+    Native,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -1014,6 +1025,41 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
     if let Some(pace) = raw.pace {
         line.pace = pace;
     }
+    match raw.adapter {
+        Some(RawAdapter::Native) => line.adapter = Adapter::Native,
+        // The model's chunk interval, if its adapter is a USB one already.
+        Some(RawAdapter::Usb) if !matches!(line.adapter, Adapter::Usb { .. }) => {
+            line.adapter = Adapter::default();
+        }
+        Some(RawAdapter::Usb) | None => {}
+    }
+    if let Some(ms) = &raw.chunk_ms {
+        let range = Adapter::MIN_CHUNK.as_millis()..=Adapter::MAX_CHUNK.as_millis();
+        let chunk = match line.adapter {
+            Adapter::Usb { .. } if range.contains(&u128::from(*ms.get_ref())) => {
+                Duration::from_millis(*ms.get_ref())
+            }
+            Adapter::Usb { .. } => {
+                return Err(here.error(
+                    &ms.span(),
+                    format!(
+                        "`chunk_ms` must be from {} to {} (a USB adapter's latency timer), not {}",
+                        range.start(),
+                        range.end(),
+                        ms.get_ref()
+                    ),
+                ));
+            }
+            Adapter::Native => {
+                return Err(here.error(
+                    &ms.span(),
+                    "`chunk_ms` is a USB adapter's: a native UART writes each frame whole"
+                        .to_owned(),
+                ));
+            }
+        };
+        line.adapter = Adapter::Usb { chunk };
+    }
     if let Some(ms) = &raw.frame_timeout_ms {
         let timeout = millis(here, ms.span(), "frame_timeout_ms", *ms.get_ref())?;
         line.frame_timeout = (!timeout.is_zero()).then_some(timeout);
@@ -1075,6 +1121,53 @@ mod tests {
                 max: Duration::from_millis(9)
             }
         );
+    }
+
+    #[test]
+    fn the_line_says_how_paced_output_reaches_the_client() {
+        let line_of = |table: &str| {
+            parse(
+                "t.toml",
+                &format!(
+                    "[[device]]\nmodel = 'pi30'\nlink = '/tmp/x/ttyUSB0'\n[device.line]\n{table}"
+                ),
+                None,
+            )
+            .map(|plan| plan.ports[0].line.unwrap().adapter)
+            .map_err(|e| e.to_string())
+        };
+        // The PI30's own: an untuned FTDI adapter.
+        assert_eq!(
+            line_of("").unwrap(),
+            Adapter::Usb {
+                chunk: Duration::from_millis(16)
+            }
+        );
+        assert_eq!(
+            line_of("chunk_ms = 1\n").unwrap(),
+            Adapter::Usb {
+                chunk: Duration::from_millis(1)
+            }
+        );
+        assert_eq!(line_of("adapter = 'native'\n").unwrap(), Adapter::Native);
+        assert_eq!(
+            line_of("adapter = 'usb'\nchunk_ms = 255\n").unwrap(),
+            Adapter::Usb {
+                chunk: Duration::from_millis(255)
+            }
+        );
+        for (table, message) in [
+            ("chunk_ms = 0\n", "`chunk_ms` must be from 1 to 255"),
+            ("chunk_ms = 256\n", "`chunk_ms` must be from 1 to 255"),
+            (
+                "adapter = 'native'\nchunk_ms = 4\n",
+                "`chunk_ms` is a USB adapter's",
+            ),
+            ("adapter = 'pci'\n", "unknown variant `pci`"),
+        ] {
+            let e = line_of(table).unwrap_err();
+            assert!(e.contains(message), "{table}: {e}");
+        }
     }
 
     #[test]

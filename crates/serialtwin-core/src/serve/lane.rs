@@ -7,15 +7,19 @@
 //! `epoll_wait` does neither (the benchmark's limit), and the difference is what separates a
 //! task per port from the kernel's limit on a fleet of hundreds.
 //!
-//! A lane is one thread with one epoll set of up to [`LANE_SLOTS`] masters. A
-//! port whose device answers synchronously (a [`Device`] that sends nothing unprompted) and has nothing else going
-//! on — no faults, pacing, latency, observers, silence-framed protocol, read-ahead or blocked
-//! write — is *lent* to a lane by its task: the master leaves tokio's reactor and joins the
-//! lane's set. For each batch of ready masters the lane reads, decodes, answers and encodes
-//! ([`LanePort::serve_input`]), then writes all the batch's replies back to back ([`LanePort::flush`]). The
-//! port's task sleeps meanwhile and takes the port back:
+//! A lane is one thread with one epoll set of up to [`LANE_SLOTS`] masters. A port whose
+//! device answers synchronously (a [`Device`] that sends nothing unprompted) and has nothing
+//! else going on — no faults, observers, silence-framed protocol, read-ahead or blocked write —
+//! is *lent* to a lane by its task: the master leaves tokio's reactor and joins the lane's set.
+//! For each batch of ready masters the lane reads, decodes, answers and encodes
+//! ([`LanePort::serve_input`]), then writes all the batch's replies back to back
+//! ([`LanePort::flush`]). Output that waits for its time — pacing, latency, delayed replies —
+//! waits on the lane's timers ([`LanePort::on_time`]): one heap per lane, whose soonest entry is
+//! the `epoll_wait` timeout, so a paced reply's chunks cost a write each and no wake-up of
+//! anything but the lane (ports due together are written together). The port's task sleeps
+//! meanwhile and takes the port back:
 //! - when the lane gives it back: the port needs something only its task does (an asynchronous
-//!   handler, delayed replies, a full line, end of input, a panic to report);
+//!   handler, a full line, end of input, a panic to report);
 //! - when anything else wakes it: a control command, an observer subscribing, cancellation, a
 //!   client opening or closing the port. Those sources wake it through the slot's *recall*
 //!   waker ([`SlotHandle::recall`]), which also tells the lane to stop serving the port, so the lane
@@ -613,7 +617,11 @@ impl<S: LanePort> ServeSlot for Slot<S> {
             Step::Leave
         } else {
             let recalled = &self.recalled;
-            catching(&mut **port, |port| port.serve_input(recalled, scratch), Step::Leave)
+            catching(
+                &mut **port,
+                |port| port.serve_input(recalled, scratch),
+                Step::Leave,
+            )
         };
         let leave = match step {
             Step::Stay => false,

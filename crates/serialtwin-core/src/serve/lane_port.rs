@@ -1,9 +1,9 @@
 //! A port's side of a fleet's lane ([`super::lane`]): what the lane calls to serve it.
 
+use super::MAX_HELD_INPUT;
 use super::Server;
 use super::answer::Answering;
 use super::control::ControlRx;
-use super::MAX_HELD_INPUT;
 use super::lane::{HOT, LanePort, Scratch, Step, Timed};
 use super::outbox::Next;
 use super::run::next_chunk;

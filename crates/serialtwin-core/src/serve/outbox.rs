@@ -197,7 +197,9 @@ impl Outbox {
             return Poll::Pending;
         }
         loop {
-            let next = self.write_due(Instant::now(), |bytes| Pin::new(&mut *io).poll_write(cx, bytes));
+            let next = self.write_due(Instant::now(), |bytes| {
+                Pin::new(&mut *io).poll_write(cx, bytes)
+            });
             return Poll::Ready(match next {
                 Ok(Next::At(at)) if timer_pending(&mut self.timer, at, cx) => return Poll::Pending,
                 // Its time came meanwhile.

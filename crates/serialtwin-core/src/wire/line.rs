@@ -31,7 +31,8 @@ pub enum Adapter {
     /// after; a reply's last chunk goes at its wire end. `chunk` of 1 ms is an FTDI set to
     /// `low_latency`.
     Usb {
-        /// The chunk interval (the adapter's latency timer), 1 ms to [`Adapter::MAX_CHUNK`].
+        /// The chunk interval (the adapter's latency timer), [`Adapter::MIN_CHUNK`] to
+        /// [`Adapter::MAX_CHUNK`] (a value outside is taken as the nearest of the two).
         chunk: Duration,
     },
     /// A native UART (a motherboard's `ttyS0`, an RS-485 card): each frame is written in one
@@ -48,6 +49,9 @@ impl Adapter {
 
     /// An untuned FTDI adapter's latency timer: the default [`Adapter::Usb`] chunk interval.
     pub const DEFAULT_CHUNK: Duration = Duration::from_millis(16);
+
+    /// The shortest chunk interval: an FTDI adapter set to `low_latency`.
+    pub const MIN_CHUNK: Duration = Duration::from_millis(1);
 
     /// The longest chunk interval: an FTDI latency timer is one byte of milliseconds.
     pub const MAX_CHUNK: Duration = Duration::from_millis(255);
@@ -262,7 +266,7 @@ impl Line {
             piece(end, bytes);
             return;
         };
-        let chunk = chunk.clamp(Duration::from_millis(1), Adapter::MAX_CHUNK);
+        let chunk = chunk.clamp(Adapter::MIN_CHUNK, Adapter::MAX_CHUNK);
         // When the adapter last handed bytes over: its latency timer counts from there.
         let mut last = start;
         let mut sent = 0usize;

@@ -20,6 +20,12 @@
 //! - any other printable frame is an unknown command (the [`UnknownPolicy`]);
 //! - a frame with non-printable bytes that does not verify has a bad CRC: `(NAK`.
 //!
+//! # The line
+//! 2400 baud 8N1, paced: a 110-byte `QPIGS` answer takes 0.46 s, as on the wire. Paced output
+//! reaches the client as through a USB-serial adapter with an untuned FTDI's 16 ms chunk
+//! interval (the usual way a host reaches the inverter's RS-232 port): about 29 chunks for
+//! `QPIGS`. `[device.line]` changes any of it (`chunk_ms`, `adapter = "native"`, `pace`).
+//!
 //! A verified (or CRC-less) command the variant does not know gets the [`UnknownPolicy`]:
 //! `(NAK`, or the request echoed byte for byte. Setters answer `(ACK` or `(NAK`; a `(NAK`
 //! leaves every setting as it was.
@@ -226,6 +232,7 @@ impl Device for Pi30 {
         framing_for(self.config.crc)
     }
 
+    /// See "The line" above.
     fn line(&self) -> LineConfig {
         LineConfig::uart(2400)
     }

@@ -4,7 +4,9 @@
 //! # Protocol facts, and where they come from
 //! - The line: 9600 baud, 8 data bits, no parity, 2 stop bits (the Agilent E3632A's factory
 //!   setting; its stop bits are fixed at 2: E3632A User's Guide, "RS-232 Configuration
-//!   Overview"). 9600 is also pyvisa's default.
+//!   Overview"). 9600 is also pyvisa's default. Replies are paced at that speed and reach
+//!   the client as through a USB-serial adapter with 16 ms chunks (the core's default
+//!   [`Adapter`](serialtwin_core::Adapter)).
 //! - Messages end in LF; CR LF (pyvisa's default write termination) is accepted too; replies
 //!   end in LF (IEEE 488.2 §8.5), or CR LF with `terminator = "crlf"`. A bare CR is not a
 //!   terminator here.
