@@ -834,3 +834,86 @@ async fn pipelined_requests_on_a_paced_line_are_answered_as_each_reply_leaves() 
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// What a client reading as fast as it can sees of `request`'s answer: each read's instant
+/// (from the request) and bytes, until `len` bytes came.
+async fn reads(client: &mut DuplexStream, request: &[u8], len: usize) -> Vec<(Duration, Vec<u8>)> {
+    client.write_all(request).await.unwrap();
+    let t0 = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let mut total = 0;
+    while total < len {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf))
+            .await
+            .expect("the answer in time")
+            .unwrap();
+        assert!(n > 0, "end of stream");
+        total += n;
+        got.push((t0.elapsed(), buf[..n].to_vec()));
+    }
+    got
+}
+
+/// The serving loop writes each piece the line scheduled at its instant: a 110-byte answer at
+/// 2400 baud through an untuned USB adapter comes in 29 chunks 16 ms apart, the last at the
+/// answer's wire end (to the timer's millisecond).
+#[tokio::test(start_paused = true)]
+async fn a_paced_answer_arrives_in_the_adapters_chunks_at_their_instants() {
+    let mut config = ServeConfig::new("chunks");
+    config.line = Some(LineConfig::uart(2400));
+    let (mut client, cancel, task) = start(Counter::default(), config);
+    // 108 bytes of `?` echo and CRLF: 110 on the wire, 458.3 ms.
+    let mut request = vec![b'A'; 107];
+    request.extend_from_slice(b"\r\n");
+    let got = reads(&mut client, &request, 110).await;
+    let mut answer = b"?".to_vec();
+    answer.extend_from_slice(&request);
+    assert_eq!(got.concat_bytes(), answer);
+    assert_eq!(got.len(), 29, "{:?}", got.iter().map(|(t, _)| *t).collect::<Vec<_>>());
+    for (k, (at, bytes)) in got.iter().enumerate().take(28) {
+        assert_eq!(*at, Duration::from_millis(16) * u32::try_from(k + 1).unwrap());
+        assert!((3..=4).contains(&bytes.len()), "chunk {k}: {} bytes", bytes.len());
+    }
+    // Timers count in whole milliseconds: 458.3 ms is written at 459.
+    assert_eq!(got[28].0, Duration::from_millis(459));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// A native UART line writes each frame whole when its last byte has left the wire, and the
+/// next no sooner than 3.5 characters later.
+#[tokio::test(start_paused = true)]
+async fn a_native_uart_line_writes_whole_frames_with_gaps_between_them() {
+    let mut config = ServeConfig::new("native");
+    config.line = Some(LineConfig {
+        adapter: serialtwin_core::Adapter::Native,
+        ..LineConfig::uart(9600)
+    });
+    let (mut client, cancel, task) = start(Counter::default(), config);
+    // Three frames of 4 bytes ("0:0\r\n" is 5): 5 characters each at 9600 8N1, 1.04 ms each.
+    let got = reads(&mut client, b"DUMP\r\n", 15).await;
+    let frames: Vec<&[u8]> = got.iter().map(|(_, b)| b.as_slice()).collect();
+    assert_eq!(frames, [b"0:0\r\n".as_slice(), b"1:0\r\n", b"2:0\r\n"]);
+    let char_time = 10.0 / 9600.0;
+    let mut wire_end = 0.0;
+    for (i, (at, _)) in got.iter().enumerate() {
+        // Starts 3.5 characters after the frame before ended (the first at once).
+        let start = if i == 0 { 0.0 } else { wire_end + 3.5 * char_time };
+        wire_end = start + 5.0 * char_time;
+        let at = at.as_secs_f64();
+        assert!(at >= wire_end && at < wire_end + 0.001, "frame {i} at {at}, ends {wire_end}");
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+trait Concat {
+    fn concat_bytes(&self) -> Vec<u8>;
+}
+
+impl Concat for Vec<(Duration, Vec<u8>)> {
+    fn concat_bytes(&self) -> Vec<u8> {
+        self.iter().flat_map(|(_, b)| b.iter().copied()).collect()
+    }
+}
