@@ -460,7 +460,7 @@ impl Device for Paced {
 
 /// How long `bytes` take on a 2400-baud 8N1 wire.
 fn wire_time(bytes: usize) -> Duration {
-    Duration::from_secs_f64(bytes as f64 * 10.0 / 2400.0)
+    Duration::from_secs(u64::try_from(bytes).unwrap() * 10) / 2400
 }
 
 /// A paced port is served from the lane: its requests answered there, its replies written by
@@ -523,5 +523,70 @@ async fn a_client_gone_mid_reply_on_a_lane_leaves_nothing_for_the_next() {
         b"1\r\n",
         "nothing of the departed client's reply before the next client's own"
     );
+    fleet.shutdown().await;
+}
+
+/// Talks every 100 ms on its own — what it says names the thread that said it, 65 ms on its
+/// 9600-baud line — and answers `WHO` at once: a GPS or a charge controller with a beat.
+#[derive(Debug, Default)]
+struct Beating;
+
+impl Device for Beating {
+    type Error = std::convert::Infallible;
+
+    fn line(&self) -> LineConfig {
+        LineConfig {
+            mismatch: serialtwin::Mismatch::Ignore,
+            ..LineConfig::uart(9600)
+        }
+    }
+
+    fn handle(
+        &mut self,
+        req: &[u8],
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        if req == b"WHO" {
+            out.push(task_name());
+        }
+        Ok(())
+    }
+
+    fn talks_every(&self) -> Option<Duration> {
+        Some(Duration::from_millis(100))
+    }
+
+    fn talk(&mut self, _: &mut Context, out: &mut Replies) {
+        out.push(format!("BEAT {}", task_name()));
+    }
+}
+
+/// A device with a beat is served from its lane: it talks from there (the lane's timers, no
+/// task), and what it is asked between beats is answered there too.
+#[tokio::test]
+async fn a_device_with_a_beat_talks_and_answers_from_its_lane() {
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("beat"), Beating).unwrap();
+    let mut c = open_client(port.pty());
+    let mut beats_from_the_lane = 0;
+    let mut answers_from_the_lane = 0;
+    let listening = async {
+        while beats_from_the_lane < 5 || answers_from_the_lane < 1 {
+            c.write_all(b"WHO\r\n").await.unwrap();
+            loop {
+                let heard = line(&read_line(&mut c).await);
+                if let Some(who) = heard.strip_prefix("BEAT ") {
+                    beats_from_the_lane += usize::from(on_lane(who));
+                } else {
+                    answers_from_the_lane += usize::from(on_lane(&heard));
+                    break;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(PATIENCE, listening)
+        .await
+        .expect("beats and answers from the lane");
     fleet.shutdown().await;
 }

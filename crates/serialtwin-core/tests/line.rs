@@ -139,10 +139,20 @@ fn latency_range_is_seeded() {
     );
 }
 
+/// The `i`th byte of a test reply.
+fn byte(i: usize) -> u8 {
+    u8::try_from(i % 251).unwrap()
+}
+
+/// A small count as a float.
+fn float(n: impl TryInto<u32, Error: std::fmt::Debug>) -> f64 {
+    f64::from(n.try_into().unwrap())
+}
+
 /// The pieces a line makes of `len` bytes sent at `t0`, as (milliseconds after `t0`, bytes).
 fn pieces(line: &mut Line, len: usize, t0: Instant) -> Vec<(f64, Bytes)> {
     let mut rng = fastrand::Rng::with_seed(1);
-    let bytes = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    let bytes = Bytes::from((0..len).map(byte).collect::<Vec<_>>());
     let mut out = Vec::new();
     let settings = LineSettings::new(line.config().baud.unwrap_or(9600));
     line.schedule(bytes, &settings, &mut rng, t0, |at, piece| {
@@ -181,7 +191,7 @@ fn a_usb_chunk_holds_at_most_62_bytes_and_goes_when_full() {
     assert_eq!(sizes, [62, 62, 62, 14]);
     for (i, (t, _)) in got.iter().enumerate() {
         let done = (62 * (i + 1)).min(200);
-        assert!((t - per_byte * done as f64).abs() < 1e-3, "{got:?}");
+        assert!((t - per_byte * float(done)).abs() < 1e-3, "{got:?}");
     }
 }
 
@@ -209,17 +219,17 @@ fn every_byte_arrives_after_its_wire_time_and_within_one_chunk_of_it() {
                     joined.extend_from_slice(piece);
                     at.extend(std::iter::repeat_n(*t, piece.len()));
                 }
-                let want: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let want: Vec<u8> = (0..len).map(byte).collect();
                 assert_eq!(joined, want, "{case}");
                 for (i, t) in at.iter().enumerate() {
-                    let wire = per_byte * (i + 1) as f64;
+                    let wire = per_byte * float(i + 1);
                     assert!(*t >= wire - 1e-3, "{case}: byte {i} at {t} before {wire}");
                     assert!(
-                        *t <= wire + chunk_ms as f64 + 1e-3,
+                        *t <= wire + float(chunk_ms) + 1e-3,
                         "{case}: byte {i} at {t}, more than a chunk after {wire}"
                     );
                 }
-                let end = per_byte * len as f64;
+                let end = per_byte * float(len);
                 assert!(
                     (before - end).abs() < 1e-3,
                     "{case}: last chunk at {before}, not {end}"

@@ -870,10 +870,22 @@ async fn a_paced_answer_arrives_in_the_adapters_chunks_at_their_instants() {
     let mut answer = b"?".to_vec();
     answer.extend_from_slice(&request);
     assert_eq!(got.concat_bytes(), answer);
-    assert_eq!(got.len(), 29, "{:?}", got.iter().map(|(t, _)| *t).collect::<Vec<_>>());
+    assert_eq!(
+        got.len(),
+        29,
+        "{:?}",
+        got.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+    );
     for (k, (at, bytes)) in got.iter().enumerate().take(28) {
-        assert_eq!(*at, Duration::from_millis(16) * u32::try_from(k + 1).unwrap());
-        assert!((3..=4).contains(&bytes.len()), "chunk {k}: {} bytes", bytes.len());
+        assert_eq!(
+            *at,
+            Duration::from_millis(16) * u32::try_from(k + 1).unwrap()
+        );
+        assert!(
+            (3..=4).contains(&bytes.len()),
+            "chunk {k}: {} bytes",
+            bytes.len()
+        );
     }
     // Timers count in whole milliseconds: 458.3 ms is written at 459.
     assert_eq!(got[28].0, Duration::from_millis(459));
@@ -899,10 +911,17 @@ async fn a_native_uart_line_writes_whole_frames_with_gaps_between_them() {
     let mut wire_end = 0.0;
     for (i, (at, _)) in got.iter().enumerate() {
         // Starts 3.5 characters after the frame before ended (the first at once).
-        let start = if i == 0 { 0.0 } else { wire_end + 3.5 * char_time };
+        let start = if i == 0 {
+            0.0
+        } else {
+            wire_end + 3.5 * char_time
+        };
         wire_end = start + 5.0 * char_time;
         let at = at.as_secs_f64();
-        assert!(at >= wire_end && at < wire_end + 0.001, "frame {i} at {at}, ends {wire_end}");
+        assert!(
+            at >= wire_end && at < wire_end + 0.001,
+            "frame {i} at {at}, ends {wire_end}"
+        );
     }
     cancel.cancel();
     task.await.unwrap().unwrap();
@@ -916,4 +935,90 @@ impl Concat for Vec<(Duration, Vec<u8>)> {
     fn concat_bytes(&self) -> Vec<u8> {
         self.iter().flat_map(|(_, b)| b.iter().copied()).collect()
     }
+}
+
+/// Talks on a beat of its own: `TICK n` every second; answers `INC` too.
+#[derive(Default)]
+struct Talker {
+    ticks: u32,
+    counter: Counter,
+}
+
+impl Device for Talker {
+    type Error = Failed;
+
+    fn line(&self) -> LineConfig {
+        LineConfig::uart(9600)
+    }
+
+    fn handle(&mut self, req: &[u8], ctx: &mut Context, out: &mut Replies) -> Result<(), Failed> {
+        self.counter.handle(req, ctx, out)
+    }
+
+    fn talks_every(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    fn talk(&mut self, _: &mut Context, out: &mut Replies) {
+        self.ticks += 1;
+        out.push(format!("TICK {}", self.ticks));
+    }
+}
+
+/// A device's beat: what it says each period comes paced like an answer (here one chunk, at
+/// its wire end), and a request between beats is answered in between.
+#[tokio::test(start_paused = true)]
+async fn a_device_talks_on_its_beat_paced_like_an_answer() {
+    let t0 = tokio::time::Instant::now();
+    let (client, cancel, task) = start(Talker::default(), ServeConfig::new("talker"));
+    let mut client = BufReader::new(client);
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        heard.push((read_line(&mut client).await, t0.elapsed()));
+    }
+    client.get_mut().write_all(b"INC\r\n").await.unwrap();
+    for _ in 0..2 {
+        heard.push((read_line(&mut client).await, t0.elapsed()));
+    }
+    let said: Vec<&str> = heard.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(said, ["TICK 1\r\n", "TICK 2\r\n", "1\r\n", "TICK 3\r\n"]);
+    // "TICK n\r\n": 8 bytes, 8.3 ms at 9600 8N1, in one chunk at its wire end (the timer's
+    // next millisecond).
+    let ms = |(_, t): &(String, Duration)| t.as_millis();
+    assert_eq!(ms(&heard[0]), 1_009);
+    assert_eq!(ms(&heard[1]), 2_009);
+    assert_eq!(ms(&heard[3]), 3_009);
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// A beat that comes while the line still carries the last one's words is skipped: what a
+/// device says never piles up behind a line too slow for it.
+#[tokio::test(start_paused = true)]
+async fn a_beat_while_the_line_is_busy_is_skipped() {
+    let t0 = tokio::time::Instant::now();
+    let mut config = ServeConfig::new("slow talker");
+    // "TICK n" and CRLF at 50 baud: 8 bytes, 1.6 s on the wire, for a beat every second.
+    config.line = Some(LineConfig {
+        mismatch: serialtwin_core::Mismatch::Ignore,
+        ..LineConfig::uart(50)
+    });
+    let (client, cancel, task) = start(Talker::default(), config);
+    let mut client = BufReader::new(client);
+    let mut heard = Vec::new();
+    for _ in 0..3 {
+        heard.push((read_line(&mut client).await, t0.elapsed().as_millis()));
+    }
+    // Spoken at 1 s, 3 s and 5 s (the beats at 2 s and 4 s found the line busy), each heard
+    // 1.6 s later.
+    assert_eq!(
+        heard,
+        [
+            ("TICK 1\r\n".to_owned(), 2_600),
+            ("TICK 2\r\n".to_owned(), 4_600),
+            ("TICK 3\r\n".to_owned(), 6_600),
+        ]
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
 }

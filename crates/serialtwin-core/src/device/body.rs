@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -52,6 +53,10 @@ pub trait Body: sealed::Sealed + Send + 'static {
     #[doc(hidden)]
     fn body_unprompted(&mut self, ctx: &mut Context) -> impl Future<Output = Option<Reply>> + Send;
     #[doc(hidden)]
+    fn body_talks_every(&self) -> Option<Duration>;
+    #[doc(hidden)]
+    fn body_talk(&mut self, ctx: &mut Context, replies: &mut Replies);
+    #[doc(hidden)]
     fn body_on_event(&mut self, event: &LineEvent, ctx: &mut Context);
     #[doc(hidden)]
     fn body_set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String>;
@@ -100,6 +105,14 @@ impl<D: Device> Body for D {
 
     fn body_unprompted(&mut self, ctx: &mut Context) -> impl Future<Output = Option<Reply>> + Send {
         self.unprompted(ctx)
+    }
+
+    fn body_talks_every(&self) -> Option<Duration> {
+        self.talks_every()
+    }
+
+    fn body_talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
+        self.talk(ctx, replies);
     }
 
     fn body_on_event(&mut self, event: &LineEvent, ctx: &mut Context) {
@@ -156,6 +169,14 @@ impl<A: AsyncDevice> Body for Awaiting<A> {
 
     fn body_unprompted(&mut self, ctx: &mut Context) -> impl Future<Output = Option<Reply>> + Send {
         self.0.unprompted(ctx)
+    }
+
+    fn body_talks_every(&self) -> Option<Duration> {
+        self.0.talks_every()
+    }
+
+    fn body_talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
+        self.0.talk(ctx, replies);
     }
 
     fn body_on_event(&mut self, event: &LineEvent, ctx: &mut Context) {
@@ -219,6 +240,8 @@ trait Erased: Send + 'static {
         replies: &'a mut Replies,
     ) -> Boxed<'a, Result<(), DeviceError>>;
     fn unprompted<'a>(&'a mut self, ctx: &'a mut Context) -> Boxed<'a, Option<Reply>>;
+    fn talks_every(&self) -> Option<Duration>;
+    fn talk(&mut self, ctx: &mut Context, replies: &mut Replies);
     fn on_event(&mut self, event: &LineEvent, ctx: &mut Context);
     fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String>;
     fn settable(&self) -> Vec<Settable>;
@@ -261,6 +284,12 @@ impl<B: Body> Erased for B {
     }
     fn unprompted<'a>(&'a mut self, ctx: &'a mut Context) -> Boxed<'a, Option<Reply>> {
         Box::pin(self.body_unprompted(ctx))
+    }
+    fn talks_every(&self) -> Option<Duration> {
+        self.body_talks_every()
+    }
+    fn talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
+        self.body_talk(ctx, replies);
     }
     fn on_event(&mut self, event: &LineEvent, ctx: &mut Context) {
         self.body_on_event(event, ctx);
@@ -315,6 +344,14 @@ impl Body for BoxDevice {
     async fn body_unprompted(&mut self, ctx: &mut Context) -> Option<Reply> {
         // Asked only of devices that send unprompted frames: the box is made per wait.
         self.0.unprompted(ctx).await
+    }
+
+    fn body_talks_every(&self) -> Option<Duration> {
+        self.0.talks_every()
+    }
+
+    fn body_talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
+        self.0.talk(ctx, replies);
     }
 
     fn body_on_event(&mut self, event: &LineEvent, ctx: &mut Context) {

@@ -209,6 +209,13 @@ impl<R: Router, D: Body> Body for Bus<R, D> {
         std::future::pending()
     }
 
+    /// A bus's devices speak when spoken to (an RS-485 line has one master).
+    fn body_talks_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    fn body_talk(&mut self, _ctx: &mut Context, _replies: &mut Replies) {}
+
     fn body_on_event(&mut self, event: &LineEvent, ctx: &mut Context) {
         for (_, device) in &mut self.devices {
             device.body_on_event(event, ctx);

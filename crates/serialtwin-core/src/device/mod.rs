@@ -7,7 +7,9 @@
 //!   real device behind it) implements [`AsyncDevice`] and is served as [`Awaiting`]`(device)`.
 //!
 //! The serving loop and fleets take either as a [`Body`]. A device that also sends frames
-//! nobody asked for (a GPS, a meter that streams) says so with [`Device::sends_unprompted`].
+//! nobody asked for says so: on a beat of its own (a GPS's fix every second, a VE.Direct block)
+//! with [`Device::talks_every`], which costs its port nothing between beats and lets a fleet's
+//! lane serve it; on whatever it awaits with [`Device::sends_unprompted`].
 
 mod body;
 mod bus;
@@ -97,6 +99,21 @@ pub trait Device: Send + 'static {
         std::future::pending()
     }
 
+    /// How often this device talks on its own, if it does so on a fixed beat (a GPS's fixes
+    /// once a second, a charge controller's status block): [`Device::talk`] is then called once
+    /// per period, the first one period after serving starts. Read when serving starts and
+    /// again after each [`Device::set`] (a new rate starts its beat afresh). The beat waits on
+    /// the same timers as paced output — on a fleet's lane, its timer heap — so a talking port
+    /// costs nothing between beats. Default: none.
+    fn talks_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// What the device says on its beat ([`Device::talks_every`]), pushed into `replies`
+    /// (which arrives empty) as an answer's are: framed, faulted and paced alike, and dropped
+    /// while nobody has the port open, as a real device's output is. Default: nothing.
+    fn talk(&mut self, _ctx: &mut Context, _replies: &mut Replies) {}
+
     /// Something happened on the line (a client opened or closed the port, changed settings).
     /// Default: nothing.
     fn on_event(&mut self, _event: &LineEvent, _ctx: &mut Context) {}
@@ -173,6 +190,14 @@ pub trait AsyncDevice: Send + 'static {
     fn unprompted(&mut self, _ctx: &mut Context) -> impl Future<Output = Option<Reply>> + Send {
         std::future::pending()
     }
+
+    /// As [`Device::talks_every`].
+    fn talks_every(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// As [`Device::talk`].
+    fn talk(&mut self, _ctx: &mut Context, _replies: &mut Replies) {}
 
     /// As [`Device::on_event`].
     fn on_event(&mut self, _event: &LineEvent, _ctx: &mut Context) {}

@@ -123,7 +123,10 @@ impl<D: Body, T: Transport> Server<D, T> {
             Control::Set { key, value, reply } => {
                 let result = self.device.body_set(&key, &value, &mut self.ctx);
                 match &result {
-                    Ok(()) => info!(port = %self.name, %key, %value, "device value set"),
+                    Ok(()) => {
+                        info!(port = %self.name, %key, %value, "device value set");
+                        self.rebeat(Instant::now());
+                    }
                     Err(e) => {
                         warn!(port = %self.name, %key, %value, error = %e, "device value not set");
                     }

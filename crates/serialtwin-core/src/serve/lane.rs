@@ -87,8 +87,8 @@ pub(crate) trait LanePort: Send + 'static {
     /// would not take them all (the task waits for room) or failed. The buffer goes back to
     /// `scratch` once written.
     fn flush(&mut self, scratch: &mut Scratch) -> Step;
-    /// Whether output waits for its time (pacing, latency, delays): [`LanePort::on_time`] then
-    /// says until when.
+    /// Whether output waits for its time (pacing, latency, delays) or the device talks on a beat
+    /// of its own: [`LanePort::on_time`] then says until when.
     fn waits(&self) -> bool;
     /// Write what is due at `now`, and answer what waited for it to go: until when the port
     /// waits next, or whether it goes back to its task (`recalled`: as for
@@ -236,6 +236,9 @@ struct Lane {
     /// waiting in `epoll_wait` wakes and ends.
     wake_fd: OwnedFd,
     slots: Mutex<SlotTable>,
+    /// Slots whose ports were lent waiting for a time (a device's beat): the thread sets their
+    /// timers when `wake_fd` wakes it.
+    arms: Mutex<Vec<usize>>,
     /// Slots taken: changed under the `slots` lock, read without it.
     taken: AtomicUsize,
     /// Tracks the thread.
@@ -286,6 +289,7 @@ impl Lane {
             epoll,
             wake_fd,
             slots: Mutex::new(SlotTable::default()),
+            arms: Mutex::new(Vec::new()),
             taken: AtomicUsize::new(0),
             threads,
         })
@@ -335,9 +339,14 @@ impl Lane {
         slots.free.push(index);
         if self.taken.fetch_sub(1, Ordering::AcqRel) == 1 {
             drop(slots);
-            if let Err(e) = rustix::io::write(&self.wake_fd, &1u64.to_ne_bytes()) {
-                error!(error = %e, "cannot wake a lane's thread to end it");
-            }
+            self.wake();
+        }
+    }
+
+    /// Wake the thread: to end it, or to set timers (`arms`).
+    fn wake(&self) {
+        if let Err(e) = rustix::io::write(&self.wake_fd, &1u64.to_ne_bytes()) {
+            error!(error = %e, "cannot wake a lane's thread");
         }
     }
 
@@ -404,6 +413,19 @@ fn run(lane: &Lane) {
             // request. Serving never takes it (a device cannot sit or leave a slot from
             // a lane: slots are taken and left by ports' tasks).
             let slots = lock(&lane.slots);
+            if events.iter().any(|e| e.data.u64() == WAKE_TOKEN) {
+                // Read first: a port lent after this wakes the thread again.
+                let mut ring = [0u8; 8];
+                let _ = rustix::io::read(&lane.wake_fd, &mut ring);
+                let arms = std::mem::take(&mut *lock(&lane.arms));
+                for token in arms {
+                    if let Some(Some(slot)) = slots.slots.get(token)
+                        && let Some(at) = slot.arm(lane.epoll.as_fd())
+                    {
+                        timers.push(Reverse((at, token)));
+                    }
+                }
+            }
             let slot = |i: usize| {
                 let token = usize::try_from(events.get(i)?.data.u64()).ok()?;
                 slots.slots.get(token)?.as_deref()
@@ -452,12 +474,8 @@ fn run(lane: &Lane) {
                 }
             }
         }
-        if events.iter().any(|e| e.data.u64() == WAKE_TOKEN) {
-            let mut ring = [0u8; 8];
-            let _ = rustix::io::read(&lane.wake_fd, &mut ring);
-            if lane.should_end() {
-                return;
-            }
+        if events.iter().any(|e| e.data.u64() == WAKE_TOKEN) && lane.should_end() {
+            return;
         }
     }
 }
@@ -483,6 +501,8 @@ trait ServeSlot: Send + Sync {
     /// The lane's timer for the slot, set for `at`, has run out: write what is due (if the
     /// entry is not stale, and the port still here). When to come back, if ever.
     fn on_timer(&self, epoll: BorrowedFd<'_>, at: Instant) -> Option<Instant>;
+    /// The port was lent waiting for a time: set its timer (when, if it is still here).
+    fn arm(&self, epoll: BorrowedFd<'_>) -> Option<Instant>;
     /// Write the replies [`ServeSlot::serve_port`] left, if the port is still here.
     fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch);
     /// Give the port back, whatever it is doing.
@@ -516,21 +536,20 @@ struct Slot<S> {
 }
 
 impl<S: LanePort> Slot<S> {
-    /// After [`LanePort::on_time`]: the timer to set for the port (`None` if none is needed,
-    /// or one for that instant is set already), or `None` outside if it went back to its task.
+    /// After [`LanePort::on_time`]: the timer to set for the port, if one is needed and not
+    /// set for that instant already (never when it went back to its task).
     fn timed(
         &self,
         mut held: MutexGuard<'_, SlotState<S>>,
         epoll: BorrowedFd<'_>,
         timed: Timed,
-    ) -> Option<Option<Instant>> {
+    ) -> Option<Instant> {
         match timed {
-            Timed::Idle => Some(None),
-            Timed::At(at) if held.timer == Some(at) => Some(None),
-            Timed::At(at) => {
+            Timed::At(at) if held.timer != Some(at) => {
                 held.timer = Some(at);
-                Some(Some(at))
+                Some(at)
             }
+            Timed::Idle | Timed::At(_) => None,
             Timed::Leave => {
                 return_to_task(held, epoll, &self.owner);
                 None
@@ -651,11 +670,25 @@ impl<S: LanePort> ServeSlot for Slot<S> {
             |port| port.on_time(Instant::now(), recalled),
             Timed::Leave,
         );
+        Served {
+            write: false,
+            timer: self.timed(held, epoll, timed),
+        }
+    }
+
+    fn arm(&self, epoll: BorrowedFd<'_>) -> Option<Instant> {
+        let mut held = lock(&self.held);
+        if !held.watched {
+            return None;
+        }
+        let port = held.port.as_mut()?;
+        let recalled = &self.recalled;
+        let timed = catching(
+            &mut **port,
+            |port| port.on_time(Instant::now(), recalled),
+            Timed::Leave,
+        );
         self.timed(held, epoll, timed)
-            .map_or_else(Served::default, |timer| Served {
-                write: false,
-                timer,
-            })
     }
 
     fn on_timer(&self, epoll: BorrowedFd<'_>, at: Instant) -> Option<Instant> {
@@ -672,7 +705,7 @@ impl<S: LanePort> ServeSlot for Slot<S> {
             |port| port.on_time(Instant::now(), recalled),
             Timed::Leave,
         );
-        self.timed(held, epoll, timed).flatten()
+        self.timed(held, epoll, timed)
     }
 
     fn flush(&self, epoll: BorrowedFd<'_>, scratch: &mut Scratch) {
@@ -748,8 +781,15 @@ impl<S: LanePort> SlotHandle<S> {
         for (hint, addr) in self.slot.hot.iter().zip(port.hot()) {
             hint.store(addr, Ordering::Relaxed);
         }
+        let waits = port.waits();
         held.port = Some(port);
         held.watched = true;
+        drop(held);
+        if waits {
+            // Its beat: the lane's thread sets the timer (it may be in `epoll_wait` until then).
+            lock(&self.lane.arms).push(self.index);
+            self.lane.wake();
+        }
         Ok(())
     }
 

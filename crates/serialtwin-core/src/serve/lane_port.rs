@@ -112,6 +112,21 @@ impl<D: Body> Server<D, PtyPort> {
     /// output waited (the answering core again). The outbox's own schedule, as on the task
     /// (`Outbox::poll_write`); only the waiting is the lane's.
     pub(super) fn drive_output(&mut self, now: Instant) -> Timed {
+        // The device's beat too: what it says goes behind what waits.
+        if let Some(message) = self.on_beat(now) {
+            self.panicked = Some(message);
+            return Timed::Leave;
+        }
+        let timed = self.write_output(now);
+        match (timed, self.beat.map(|b| b.next)) {
+            (Timed::Idle, Some(beat)) => Timed::At(beat),
+            (Timed::At(at), Some(beat)) => Timed::At(at.min(beat)),
+            (timed, _) => timed,
+        }
+    }
+
+    /// [`Server::drive_output`] without the beat.
+    fn write_output(&mut self, now: Instant) -> Timed {
         loop {
             if !self.coalesced.is_empty() {
                 // Before anything in the outbox: it was answered first.
@@ -213,7 +228,7 @@ impl<D: Body> LanePort for Server<D, PtyPort> {
     }
 
     fn waits(&self) -> bool {
-        !self.outbox.is_empty()
+        !self.outbox.is_empty() || self.beat.is_some()
     }
 
     fn on_time(&mut self, now: Instant, recalled: &AtomicBool) -> Timed {

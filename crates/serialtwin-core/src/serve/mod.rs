@@ -243,10 +243,42 @@ pub(crate) struct Server<D, T> {
     /// It is dropped when a session begins or ends, or when more bytes come after the line's
     /// frame timeout (see [`LineConfig::frame_timeout`]).
     partial: Option<(Instant, usize)>,
+    /// The device's own beat ([`Device::talks_every`]), if it talks on one.
+    beat: Option<Beat>,
     /// How many bytes at the end of `rx` were read since the session notes were last brought up
     /// to date: they may be a client's that opened after a departure not yet reported, so a
     /// departure does not take them for the departed client's (see [`Server::departed`]).
     unconfirmed: usize,
+}
+
+/// A device's beat: how often it talks on its own, and when next.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Beat {
+    every: Duration,
+    next: Instant,
+}
+
+impl Beat {
+    /// The beat of a device that talks `every` so often (never for a zero period), its first
+    /// one period after `now`.
+    fn of(every: Option<Duration>, now: Instant) -> Option<Self> {
+        every.filter(|every| !every.is_zero()).map(|every| Self {
+            every,
+            next: now + every,
+        })
+    }
+
+    /// Whether it is time at `now`; if so, the next beat is set (beats missed while the port
+    /// could not talk — unplugged, its task busy — are not made up).
+    fn due(&mut self, now: Instant) -> bool {
+        if self.next > now {
+            return false;
+        }
+        let missed = (now - self.next).as_nanos() / self.every.as_nanos();
+        let steps = u32::try_from(missed + 1).unwrap_or(u32::MAX);
+        self.next += self.every.saturating_mul(steps);
+        true
+    }
 }
 
 /// What a lane touches per request fits the first three cache lines of a `Server` on a pty
@@ -293,6 +325,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             config.seed,
         );
         let streams = device.body_sends_unprompted();
+        let device_beat = device.body_talks_every();
         let lane_device = device.answers_at_once() && !streams;
         let gates = Gates::new();
         for o in &config.observers {
@@ -326,6 +359,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             outbox: Outbox::default(),
             partial: None,
             unconfirmed: 0,
+            beat: Beat::of(device_beat, Instant::now()),
         }
     }
 
@@ -411,5 +445,29 @@ impl<D: Body, T: Transport> Server<D, T> {
             port: self.name.clone(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_beat_keeps_its_time_and_does_not_make_up_missed_ones() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        assert!(
+            Beat::of(Some(Duration::ZERO), t0).is_none(),
+            "no beat at all"
+        );
+        let mut beat = Beat::of(Some(second), t0).unwrap();
+        assert!(!beat.due(t0 + Duration::from_millis(999)));
+        // Late by 300 ms: the next stays on the beat's own time.
+        assert!(beat.due(t0 + Duration::from_millis(1_300)));
+        assert_eq!(beat.next, t0 + 2 * second);
+        // Ten seconds unheard (an unplugged port): one beat, not ten.
+        assert!(beat.due(t0 + Duration::from_millis(12_500)));
+        assert!(!beat.due(t0 + Duration::from_millis(12_600)));
+        assert_eq!(beat.next, t0 + 13 * second);
     }
 }

@@ -37,6 +37,8 @@ pub(super) enum Wake {
     /// A command, or `None` once the channel closed.
     Control(Option<Order>),
     Silence,
+    /// The device's beat ([`Device::talks_every`]).
+    Beat,
     Unprompted(Option<Reply>),
 }
 
@@ -151,6 +153,11 @@ impl<D: Body, T: Transport> Server<D, T> {
                 Wake::Control(None) => *control = None,
                 Wake::Control(Some(order)) => self.obey(order),
                 Wake::Silence => self.on_silence(),
+                Wake::Beat => {
+                    if let Some(message) = self.on_beat(Instant::now()) {
+                        return Err(self.device_panicked(message));
+                    }
+                }
                 Wake::Output(Ok(Progress::Sent)) | Wake::Unprompted(None) => {}
                 Wake::Unprompted(Some(reply)) => self.send(reply),
             }
@@ -189,7 +196,8 @@ impl<D: Body, T: Transport> Server<D, T> {
     }
 
     /// Wait for the next thing to do: cancellation, output due or sent, input or a line event,
-    /// a control command, the end of a silence gap, or an unprompted frame from the device —
+    /// a control command, the end of a silence gap, the device's beat, or an unprompted frame
+    /// from the device —
     /// looked at in that order. One `poll_fn` rather than a `select!`: this runs twice per request, and every
     /// instruction here is paid by every port.
     pub(super) async fn wait(
@@ -198,6 +206,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         control: &mut Option<ControlRx>,
     ) -> Wake {
         let silence = self.silence_deadline();
+        let beat = self.beat.map(|b| b.next);
         let Self {
             device,
             ctx,
@@ -215,6 +224,7 @@ impl<D: Body, T: Transport> Server<D, T> {
         // on every wake-up); a timer exists only while a silence gap is running.
         let mut unprompted = std::pin::pin!(streams.then(|| device.body_unprompted(ctx)));
         let mut silence = std::pin::pin!(silence.map(tokio::time::sleep_until));
+        let mut beat = std::pin::pin!(beat.map(tokio::time::sleep_until));
         poll_fn(|cx| {
             if cancelled.poll(cx).is_ready() {
                 return Poll::Ready(Wake::Cancelled);
@@ -235,6 +245,11 @@ impl<D: Body, T: Transport> Server<D, T> {
                 && sleep.poll(cx).is_ready()
             {
                 return Poll::Ready(Wake::Silence);
+            }
+            if let Some(sleep) = beat.as_mut().as_pin_mut()
+                && sleep.poll(cx).is_ready()
+            {
+                return Poll::Ready(Wake::Beat);
             }
             match unprompted.as_mut().as_pin_mut() {
                 Some(unprompted) => unprompted.poll(cx).map(Wake::Unprompted),

@@ -210,6 +210,58 @@ impl<D: Body, T: Transport> Server<D, T> {
         }
     }
 
+    /// The device's beat, if it is time at `now` ([`Device::talks_every`]): what it says goes
+    /// out as an answer would. A beat that comes while output still waits (the last beat's
+    /// still on the wire, or an answer) is skipped, as a device whose UART is busy skips a
+    /// cycle: a device that says more than its line carries never piles output up. The
+    /// panic's message if it panicked.
+    pub(super) fn on_beat(&mut self, now: Instant) -> Option<String> {
+        if !self.beat.as_mut().is_some_and(|beat| beat.due(now)) {
+            return None;
+        }
+        if !self.outbox.is_empty() {
+            debug!(port = %self.name, "the line is still busy: beat skipped");
+            return None;
+        }
+        self.replies.clear();
+        let Self {
+            device,
+            ctx,
+            replies,
+            ..
+        } = self;
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            device.body_talk(ctx, replies);
+        })) {
+            let message = super::panic_message(panic.as_ref());
+            tracing::error!(port = %self.name, %message, "device panicked; port stopped");
+            return Some(message);
+        }
+        // Not an answer: no per-command fault matches it.
+        self.request = None;
+        let at_once = self.replies.as_slice().iter().all(|r| r.delay.is_zero());
+        if self.outbox.is_empty() && self.sends_directly() && at_once {
+            let mut replies = std::mem::take(&mut self.replies);
+            for reply in replies.as_slice() {
+                self.send_directly(reply);
+            }
+            replies.clear();
+            self.replies = replies;
+        } else {
+            self.queue_replies(Duration::ZERO);
+        }
+        None
+    }
+
+    /// Work out the beat again after the device's values changed ([`Device::talks_every`] is
+    /// read again): a new period starts afresh at `now`, the same one keeps its time.
+    pub(super) fn rebeat(&mut self, now: Instant) {
+        let every = self.device.body_talks_every();
+        if self.beat.map(|b| b.every) != every {
+            self.beat = super::Beat::of(every, now);
+        }
+    }
+
     /// Send a frame the device did not answer with (unprompted, or from control): straight
     /// into the pending write when nothing stands between it and the line, else behind
     /// whatever is waiting.
