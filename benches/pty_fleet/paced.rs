@@ -56,6 +56,9 @@ pub(crate) const PTY_HEADROOM: usize = 64;
 const SETTLE: Duration = Duration::from_millis(300);
 /// How long after a window's last poll its answers may still come before they count as lost.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Most ready slaves read between two looks at the timetable: a few hundred reads take about a
+/// millisecond, so a due poll waits no longer than that behind them.
+const EVENTS: usize = 256;
 /// The quiet port's longest wait for the next piece of a reply.
 const QUIET_TIMEOUT: u16 = 2000;
 
@@ -119,6 +122,8 @@ pub(crate) struct Window {
     pub(crate) answers: u64,
     /// The server's CPU time within the span.
     pub(crate) server: CpuSpent,
+    /// CPU time of the kernel's workqueue threads within the span (see [`Kworkers`]).
+    pub(crate) kworkers: Duration,
     /// Non-idle CPU time of the whole machine within the span (`/proc/stat`, every CPU).
     pub(crate) machine: Duration,
     /// CPU time of this process (the client) within the span.
@@ -487,6 +492,7 @@ struct OpenLoop {
 struct Sample {
     at: Instant,
     server: Cpu,
+    kworkers: Kworkers,
     /// Non-idle CPU time of the machine, in clock ticks.
     machine: u64,
     /// This process's CPU time.
@@ -498,9 +504,61 @@ impl Sample {
         Self {
             at: Instant::now(),
             server: server.cpu(),
+            kworkers: Kworkers::now(),
             machine: machine_ticks(),
             client: process_cpu(),
         }
+    }
+}
+
+/// Run time of every kernel workqueue thread (`kworker/...`), by pid: a pty write only queues
+/// the bytes, and a kworker carries them to the other side's line discipline and wakes its
+/// reader (`flush_to_ldisc`), work that no process's own CPU time shows. The kworkers serve
+/// the whole machine, but during a window nearly all of their work is the bench's ptys.
+struct Kworkers(Vec<(u32, u64)>);
+
+impl Kworkers {
+    fn now() -> Self {
+        let mut threads = Vec::new();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Self(threads);
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            let kworker = std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with("kworker"));
+            if !kworker {
+                continue;
+            }
+            let ns = std::fs::read_to_string(entry.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            if let Some(ns) = ns {
+                threads.push((pid, ns));
+            }
+        }
+        threads.sort_unstable();
+        Self(threads)
+    }
+
+    /// Their run time from `earlier` to this reading: a kworker born in between counts whole;
+    /// one that ended in between is missed (the kernel keeps few idle ones, rarely ends busy
+    /// ones).
+    fn since(&self, earlier: &Self) -> Duration {
+        let ns = self
+            .0
+            .iter()
+            .map(|&(pid, ns)| {
+                let before = earlier
+                    .0
+                    .binary_search_by_key(&pid, |&(p, _)| p)
+                    .map_or(0, |i| earlier.0[i].1);
+                ns.saturating_sub(before)
+            })
+            .sum();
+        Duration::from_nanos(ns)
     }
 }
 
@@ -536,7 +594,7 @@ impl OpenLoop {
         Ok(Self {
             epoll,
             ports,
-            events: vec![EpollEvent::empty(); 1024],
+            events: vec![EpollEvent::empty(); EVENTS],
             buf: vec![0; 64 * 1024],
         })
     }
@@ -594,6 +652,7 @@ impl OpenLoop {
         if let (Some(first), Some(last)) = (first, last) {
             w.wall = last.at - first.at;
             w.server = last.server.since(&first.server);
+            w.kworkers = last.kworkers.since(&first.kworkers);
             w.machine = Duration::from_nanos(last.machine.saturating_sub(first.machine) * TICK_NS);
             w.client = last.client.saturating_sub(first.client);
         }
