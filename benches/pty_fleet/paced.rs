@@ -124,7 +124,9 @@ pub(crate) struct Window {
     pub(crate) server: CpuSpent,
     /// CPU time of the kernel's workqueue threads within the span (see [`Kworkers`]).
     pub(crate) kworkers: Duration,
-    /// Non-idle CPU time of the whole machine within the span (`/proc/stat`, every CPU).
+    /// Non-idle CPU time of the whole machine within the span (`/proc/stat`, every CPU): what
+    /// no process shows is in it, but so is anything else running, and the kernel counts it by
+    /// sampling each tick, so a light, bursty load comes out coarse (even below its parts).
     pub(crate) machine: Duration,
     /// CPU time of this process (the client) within the span.
     pub(crate) client: Duration,
