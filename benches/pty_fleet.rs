@@ -266,9 +266,9 @@ fn point(o: &Options, ports: usize, throughput: bool) -> std::io::Result<Point> 
     })
 }
 
-/// Raise the soft limit on open files to the hard one: the big paced fleet needs two
-/// descriptors per port in its server (master and held slave) and one per port here, and the
-/// server children inherit the limit.
+/// Raise the soft limit on open files to the hard one: the big paced fleet needs three
+/// descriptors per port in its server (pty master, held slave, lock file) and one per port
+/// here, and the server children inherit the limit.
 fn raise_file_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
