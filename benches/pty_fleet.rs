@@ -1,8 +1,10 @@
 //! The fleet benchmark: how close serialtwin gets to the kernel's pty limit, side by side.
 //!
 //! ```text
-//! cargo bench --bench pty_fleet                     # full run (~1.5 min)
-//! cargo bench --bench pty_fleet -- --quick          # short run (< 30 s)
+//! cargo bench --bench pty_fleet                     # full run (~3 min, paced section included)
+//! cargo bench --bench pty_fleet -- --quick          # short run (< 1 min)
+//! cargo bench --bench pty_fleet -- --no-paced       # the closed loop only (~1.5 min)
+//! cargo bench --bench pty_fleet -- --paced-only     # the paced section only (~1.5 min)
 //! cargo bench --bench pty_fleet -- --json out.json  # JSON path (default target/bench/pty_fleet.json)
 //! cargo bench --bench pty_fleet -- --rt multi       # serialtwin on a 2-worker multi_thread runtime
 //! cargo bench --bench pty_fleet -- --ports 100,1000 --reps 3 --secs 1
@@ -30,11 +32,22 @@
 //! both with a closed loop, one request outstanding per port, alternating the servers window by
 //! window (ABBA) so that a noisy machine hurts both alike. Nothing is pinned. See
 //! `docs/performance.md` for the numbers and what moved them.
+//!
+//! After the closed loop comes the **paced section** (issue 17; `paced.rs`): PI30-like ports on
+//! a paced 2400-baud 8N1 line, polled open loop on a fixed schedule — one quiet port's reply
+//! read by read, 1,000 ports paced against the same unpaced (every 2 s per port, in turns),
+//! and 4,000 paced ports, or as many as the machine allows, every second. Its figures are the
+//! server's CPU per answer (and the machine's, kworkers included), the share of polls sent on
+//! schedule and answered whole in time, and how each reply arrives.
 
 #[path = "pty_fleet/child.rs"]
 mod child;
 #[path = "pty_fleet/client.rs"]
 mod client;
+#[path = "pty_fleet/paced.rs"]
+mod paced;
+#[path = "pty_fleet/paced_report.rs"]
+mod paced_report;
 #[path = "pty_fleet/report.rs"]
 mod report;
 #[path = "pty_fleet/server.rs"]
@@ -97,6 +110,10 @@ struct Options {
     runtime: Runtime,
     /// The server measured against the limit: `serialtwin`, or a yardstick variant.
     against: &'static str,
+    /// Run the closed loop (not with `--paced-only`).
+    closed: bool,
+    /// Run the paced section (not with `--no-paced`).
+    paced: bool,
     serve: Option<String>,
 }
 
@@ -112,6 +129,8 @@ fn parse_args() -> Result<Options, String> {
         throughput: Duration::from_secs(1),
         runtime: Runtime::CurrentThread,
         against: "serialtwin",
+        closed: true,
+        paced: true,
         serve: None,
     };
     let mut reps = None;
@@ -121,6 +140,8 @@ fn parse_args() -> Result<Options, String> {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--quick" => o.quick = true,
+            "--no-paced" => o.paced = false,
+            "--paced-only" => o.closed = false,
             "--json" => o.json = value("--json")?,
             "--ports" => {
                 o.ports = value("--ports")?
@@ -180,6 +201,9 @@ fn parse_args() -> Result<Options, String> {
         o.window = Duration::try_from_secs_f64(s).map_err(|e| format!("--secs: {e}"))?;
     }
     o.reps = o.reps.max(1);
+    if !o.closed && !o.paced {
+        return Err("--paced-only and --no-paced leave nothing to run".into());
+    }
     Ok(o)
 }
 
@@ -242,17 +266,38 @@ fn point(o: &Options, ports: usize, throughput: bool) -> std::io::Result<Point> 
     })
 }
 
+/// Raise the soft limit on open files to the hard one: the big paced fleet needs three
+/// descriptors per port in its server (pty master, held slave, lock file) and one per port
+/// here, and the server children inherit the limit.
+fn raise_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        eprintln!("pty_fleet: cannot raise the open-file limit from {soft} to {hard}: {e}");
+    }
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let o = parse_args()?;
     if let Some(kind) = &o.serve {
         return server::run(kind, o.runtime);
     }
+    raise_file_limit();
     let started = Instant::now();
     let mut points = Vec::new();
-    for (i, &n) in o.ports.iter().enumerate() {
-        eprintln!("pty_fleet: {n} ports ...");
-        points.push(point(&o, n, i == 0)?);
+    if o.closed {
+        for (i, &n) in o.ports.iter().enumerate() {
+            eprintln!("pty_fleet: {n} ports ...");
+            points.push(point(&o, n, i == 0)?);
+        }
     }
+    let paced = if o.paced {
+        Some(paced::run(o.quick, o.runtime)?)
+    } else {
+        None
+    };
     let info = RunInfo {
         against: o.against,
         runtime: o.runtime.name(),
@@ -265,8 +310,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         commit: shared::command_output("git", &["rev-parse", "--short", "HEAD"]),
         total: started.elapsed(),
     };
-    print!("{}", report::table(&info, &points));
-    let json = report::json(&info, &points);
+    if o.closed {
+        print!("{}", report::table(&info, &points));
+    }
+    if let Some(paced) = &paced {
+        print!("{}", paced_report::table(paced));
+    }
+    println!("total bench time {:.1} s", info.total.as_secs_f64());
+    let json = report::json(&info, &points, paced.as_ref().map(paced_report::json));
     if let Some(dir) = std::path::Path::new(&o.json).parent()
         && !dir.as_os_str().is_empty()
     {

@@ -70,6 +70,30 @@ impl ServerChild {
     /// Open `n` ports; their slave paths and the time the server took.
     pub(crate) fn open(&mut self, n: usize) -> std::io::Result<(Duration, Vec<String>)> {
         let line = self.command(&format!("open {n}"))?;
+        self.opened(&line, n)
+    }
+
+    /// Open `n` ports on the paced section's 2400-baud line, `paced` or not (`serialtwin`
+    /// only). `Ok(Err(_))`: the system refused a port; the child closed them all again.
+    pub(crate) fn open_on_line(
+        &mut self,
+        n: usize,
+        paced: bool,
+    ) -> std::io::Result<Result<(Duration, Vec<String>), Refused>> {
+        let pacing = if paced { "paced" } else { "unpaced" };
+        let line = self.command(&format!("open {n} {pacing}"))?;
+        if let Some(rest) = line.strip_prefix("failed ") {
+            let (count, error) = rest.split_once(' ').unwrap_or((rest, ""));
+            return Ok(Err(Refused {
+                opened: count.parse().map_err(std::io::Error::other)?,
+                error: error.to_owned(),
+            }));
+        }
+        self.opened(&line, n).map(Ok)
+    }
+
+    /// The paths and bring-up time of an `opened` answer for `n` ports.
+    fn opened(&self, line: &str, n: usize) -> std::io::Result<(Duration, Vec<String>)> {
         let mut words = line.split(' ');
         let (Some("opened"), Some(ns)) = (words.next(), words.next()) else {
             return Err(std::io::Error::other(format!(
@@ -134,17 +158,33 @@ impl ServerChild {
         if found && total > 0 {
             return total;
         }
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        (ticks(11) + ticks(12)) * 10_000_000
+        stat_ticks(&format!("/proc/{pid}/stat")) * TICK_NS
+    }
+
+    /// A reading of the server's CPU time for [`Cpu::since`]: every thread's `schedstat` (ns)
+    /// and the process's `utime + stime` from `/proc/<pid>/stat` (clock ticks, which also
+    /// count threads that have exited).
+    pub(crate) fn cpu(&self) -> Cpu {
+        let pid = self.child.id();
+        let mut threads = Vec::new();
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                    continue;
+                };
+                let ns = std::fs::read_to_string(task.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+                if let Some(ns) = ns {
+                    threads.push((tid, ns));
+                }
+            }
+        }
+        threads.sort_unstable();
+        Cpu {
+            threads,
+            ticks: stat_ticks(&format!("/proc/{pid}/stat")),
+        }
     }
 
     /// Close stdin (the child exits), and wait for it; kill it if it lingers.
@@ -174,6 +214,79 @@ impl Drop for ServerChild {
     fn drop(&mut self) {
         if self.stdin.is_some() {
             self.stop();
+        }
+    }
+}
+
+/// A server child's refusal to open the ports it was asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Refused {
+    /// Ports it had opened when the system refused the next one.
+    pub(crate) opened: usize,
+    /// The error, as the fleet put it.
+    pub(crate) error: String,
+}
+
+/// Nanoseconds per clock tick of `/proc` (`USER_HZ`, 100 on every Linux architecture the
+/// bench runs on).
+pub(crate) const TICK_NS: u64 = 10_000_000;
+
+/// `utime + stime` of the process whose `stat` file is at `path`, in clock ticks: every thread
+/// the process has had, live or exited.
+pub(crate) fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // Fields after the command's closing parenthesis: utime is the 12th, stime the 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    ticks(11) + ticks(12)
+}
+
+/// One reading of a server process's CPU time (see [`ServerChild::cpu`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cpu {
+    /// `(tid, ns run)` of every live thread, by tid.
+    threads: Vec<(u32, u64)>,
+    /// `utime + stime` of the process, in clock ticks.
+    ticks: u64,
+}
+
+/// The server's CPU time between two readings.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CpuSpent {
+    /// Summed over every thread, to the nanosecond (`schedstat`); when a thread exited in
+    /// between, whose time `schedstat` can no longer show, the `stat` figure instead.
+    pub(crate) threads: Duration,
+    /// From the process's `utime + stime`: every thread too, but in 10 ms ticks, so up to
+    /// 10 ms off at each end.
+    pub(crate) stat: Duration,
+    /// A thread that was there at the start was gone at the end.
+    pub(crate) thread_exited: bool,
+}
+
+impl Cpu {
+    /// What was spent from `earlier` to this reading.
+    pub(crate) fn since(&self, earlier: &Self) -> CpuSpent {
+        let stat = Duration::from_nanos(self.ticks.saturating_sub(earlier.ticks) * TICK_NS);
+        let thread_exited = earlier
+            .threads
+            .iter()
+            .any(|(tid, _)| self.threads.binary_search_by_key(tid, |&(t, _)| t).is_err());
+        let total = |c: &Self| c.threads.iter().map(|&(_, ns)| ns).sum::<u64>();
+        let threads = if thread_exited || self.threads.is_empty() {
+            stat
+        } else {
+            Duration::from_nanos(total(self).saturating_sub(total(earlier)))
+        };
+        CpuSpent {
+            threads,
+            stat,
+            thread_exited,
         }
     }
 }

@@ -63,7 +63,16 @@ pub(crate) struct Client {
 
 /// CPU time of the calling thread.
 pub(crate) fn thread_cpu() -> Duration {
-    let Ok(u) = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_THREAD) else {
+    cpu_of(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+}
+
+/// CPU time of this whole process (every thread; not its children).
+pub(crate) fn process_cpu() -> Duration {
+    cpu_of(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+fn cpu_of(who: nix::sys::resource::UsageWho) -> Duration {
+    let Ok(u) = nix::sys::resource::getrusage(who) else {
         return Duration::ZERO;
     };
     let tv = |t: nix::sys::time::TimeVal| {

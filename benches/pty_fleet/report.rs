@@ -260,7 +260,6 @@ fn footer(out: &mut String, info: &RunInfo, points: &[Point]) {
             t.detail
         );
     }
-    let _ = writeln!(out, "total bench time {:.1} s", info.total.as_secs_f64());
 }
 
 fn ms(d: Duration) -> f64 {
@@ -269,14 +268,18 @@ fn ms(d: Duration) -> f64 {
 
 /// One of the benchmark's targets, evaluated.
 pub(crate) struct Target {
-    name: String,
-    met: bool,
-    detail: String,
-    value: f64,
+    pub(crate) name: String,
+    pub(crate) met: bool,
+    pub(crate) detail: String,
+    pub(crate) value: f64,
 }
 
 pub(crate) fn targets(points: &[Point]) -> Vec<Target> {
     let mut out = Vec::new();
+    if points.is_empty() {
+        // `--paced-only`: the closed loop did not run.
+        return out;
+    }
     for p in points.iter().filter(|p| p.ports >= 100) {
         let r = ratio(
             p.serialtwin.summary().rate_median,
@@ -331,7 +334,8 @@ pub(crate) fn targets(points: &[Point]) -> Vec<Target> {
 // ---------------------------------------------------------------------------------------------
 // JSON, written by hand: the structure is small and fixed.
 
-enum J {
+/// A JSON value.
+pub(crate) enum J {
     Num(f64),
     Str(String),
     Bool(bool),
@@ -340,7 +344,7 @@ enum J {
 }
 
 impl J {
-    fn write(&self, out: &mut String) {
+    pub(crate) fn write(&self, out: &mut String) {
         match self {
             Self::Num(v) if v.is_finite() => {
                 let _ = write!(out, "{v}");
@@ -424,12 +428,12 @@ fn server_json(run: &ServerRun) -> J {
     ])
 }
 
-/// The JSON document.
-pub(crate) fn json(info: &RunInfo, points: &[Point]) -> String {
+/// The JSON document; `paced`: the paced section's part, when it ran.
+pub(crate) fn json(info: &RunInfo, points: &[Point], paced: Option<J>) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let doc = J::Obj(vec![
+    let mut fields = vec![
         ("bench", J::Str("pty_fleet".into())),
         ("schema", J::Num(1.0)),
         ("unix_time", J::Num(f64_of(now))),
@@ -490,7 +494,11 @@ pub(crate) fn json(info: &RunInfo, points: &[Point]) -> String {
                     .collect(),
             ),
         ),
-    ]);
+    ];
+    if let Some(paced) = paced {
+        fields.push(("paced", paced));
+    }
+    let doc = J::Obj(fields);
     let mut out = String::new();
     doc.write(&mut out);
     out.push('\n');

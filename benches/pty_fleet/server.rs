@@ -3,6 +3,9 @@
 //! Both servers speak the same tiny protocol with the parent on stdin/stdout, one line each:
 //! - the child prints `ready` once it is set up (runtime built, nothing opened);
 //! - `open N` → the child opens `N` ports and prints `opened <ns> <path>...` (ns: bring-up time);
+//! - `open N paced` or `open N unpaced` (`serialtwin` only, for the paced section) → the same,
+//!   on a 2400-baud 8N1 line, paced or not; when the system refuses a port the child closes what
+//!   it opened, prints `failed <opened> <error>` and stays up (the parent tries fewer);
 //! - `close` → the child closes every port and prints `closed <ns>` (ns: teardown time);
 //! - end of stdin → the child exits.
 //!
@@ -21,10 +24,11 @@ use rustix::io::Errno;
 use rustix::pty::OpenptFlags;
 use rustix::termios::OptionalActions;
 use serialtwin::Framer as _;
-use serialtwin::{Context, Device, Fleet, Framing, PortSpec, Replies, SimClock};
+use serialtwin::{Context, Device, Fleet, Framing, LineConfig, PortSpec, Replies, SimClock};
 use serialtwin::{PtyOptions, PtyPort};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::paced::BAUD;
 use crate::{PAYLOAD, REPLY, REQUEST, Runtime};
 
 /// Longest request line either server buffers before discarding it (both use 1024, the core's
@@ -162,6 +166,36 @@ impl Served {
         ))
     }
 
+    /// `n` [`Qpigs`] on `line` (the paced section's ports), spawned one by one so that a
+    /// refusal can say how many the system allowed: `Err((opened, error))`, with every port
+    /// closed again.
+    async fn on_line(n: usize, line: LineConfig) -> Result<(Self, Vec<String>), (usize, String)> {
+        let fleet = Fleet::new();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut spec = PortSpec::new(format!("p{i}"));
+            spec.serve.line = Some(line);
+            match fleet.spawn(spec, Qpigs) {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    fleet.shutdown().await;
+                    return Err((i, e.to_string()));
+                }
+            }
+        }
+        let paths = handles
+            .iter()
+            .map(|h| h.pty().display().to_string())
+            .collect();
+        Ok((
+            Self::Fleet {
+                fleet,
+                _handles: handles,
+            },
+            paths,
+        ))
+    }
+
     async fn close(self) {
         match self {
             Self::Fleet { fleet, .. } => fleet.shutdown().await,
@@ -253,8 +287,8 @@ fn on_tokio(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error::Erro
         say("ready");
         while let Some(command) = commands.recv().await {
             let mut words = command.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("open"), Some(n)) => {
+            match (words.next(), words.next(), words.next()) {
+                (Some("open"), Some(n), None) => {
                     let n: usize = n.parse()?;
                     let start = Instant::now();
                     let (ports, paths) = Served::open(kind, n).await?;
@@ -263,7 +297,26 @@ fn on_tokio(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error::Erro
                     tokio::task::yield_now().await;
                     opened(start.elapsed(), paths.into_iter());
                 }
-                (Some("close"), None) => {
+                (Some("open"), Some(n), Some(pacing @ ("paced" | "unpaced")))
+                    if kind == "serialtwin" =>
+                {
+                    let n: usize = n.parse()?;
+                    // Struct update: whatever fields the line gains keep `uart`'s defaults.
+                    let line = LineConfig {
+                        pace: pacing == "paced",
+                        ..LineConfig::uart(BAUD)
+                    };
+                    let start = Instant::now();
+                    match Served::on_line(n, line).await {
+                        Ok((ports, paths)) => {
+                            served = Some(ports);
+                            tokio::task::yield_now().await;
+                            opened(start.elapsed(), paths.into_iter());
+                        }
+                        Err((count, error)) => say(&format!("failed {count} {error}")),
+                    }
+                }
+                (Some("close"), None, None) => {
                     let start = Instant::now();
                     if let Some(ports) = served.take() {
                         ports.close().await;
