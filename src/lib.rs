@@ -264,13 +264,16 @@
 //!   something: a channel from the test driving it, a real device behind it. Its port answers
 //!   nothing else meanwhile, as a serial device answers one request at a time, and is never
 //!   served from a lane (below).
+//! - **[`Device::talks_every`]` -> Some(period)`** and [`Device::talk`], for a device that talks
+//!   on a beat of its own (a GPS's fixes, a charge controller's status block): what it says is
+//!   paced and faulted like an answer, and its port can still be served from a lane.
 //! - **[`Device::sends_unprompted`]` -> true`**, for a device that sends frames nobody asked for
-//!   (a meter streaming readings, a GPS): its [`Device::unprompted`] future is raced against
-//!   incoming requests, so it must be cancel-safe. Such a port is never served from a lane.
+//!   on whatever it awaits: its [`Device::unprompted`] future is raced against incoming
+//!   requests, so it must be cancel-safe. Such a port is never served from a lane.
 //! - **[`BoxDevice::new`]`(device)`**, to give devices of different types one type, for a fleet
 //!   or a [`Fleet::spawn_all`] whose ports run different models.
 //! - **[`Fleet::without_lanes`]**, to serve every port from its own task. By default a fleet
-//!   serves the quiet ports of devices that answer at once and send nothing unprompted from
+//!   serves the quiet ports of devices that answer at once and await nothing unprompted from
 //!   shared *lanes* (one thread and epoll set per 1,024 ports; no task woken per request); the
 //!   port's own task takes it back for everything else. A lane is a fast path, not another
 //!   behaviour; turning lanes off is for comparing the two, or to keep every call into a
