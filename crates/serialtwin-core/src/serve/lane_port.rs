@@ -14,6 +14,7 @@ use crate::gate::Source;
 use crate::port::pty::PtyPort;
 use crate::port::pty::ReadNow;
 use crate::port::transport::Transport;
+use crate::spare::Spare;
 use bytes::Buf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
@@ -131,7 +132,11 @@ impl<D: Body> Server<D, PtyPort> {
             if !self.coalesced.is_empty() {
                 // Before anything in the outbox: it was answered first.
                 match self.io.write_now(&self.coalesced) {
-                    Ok(n) if n == self.coalesced.len() => self.coalesced.clear(),
+                    Ok(n) if n == self.coalesced.len() => {
+                        // A lent port keeps no buffer of its own (see `serve_input`).
+                        self.coalesced.clear();
+                        Spare::Write.give_back(&mut self.coalesced);
+                    }
                     Ok(n) => {
                         self.coalesced.advance(n);
                         return Timed::Leave;
