@@ -67,6 +67,76 @@ pub(crate) fn wire_time() -> Duration {
     Duration::from_nanos(REPLY.len() as u64 * BITS_PER_BYTE * 1_000_000_000 / u64::from(BAUD))
 }
 
+/// One piece of a paced reply: due this long after the request was read, carrying the reply's
+/// bytes up to this index (from where the piece before it ended).
+pub(crate) type Piece = (Duration, usize);
+
+/// One byte's time on the wire at [`BAUD`] 8N1 in nanoseconds, rounded to the nearest as the
+/// library's line has it (4,166,667 ns: without the rounding, byte 96 would end exactly on the
+/// 400 ms tick and join its piece, which in the library it misses by 32 ns).
+fn byte_ns() -> u64 {
+    (BITS_PER_BYTE * 1_000_000_000 + u64::from(BAUD) / 2) / u64::from(BAUD)
+}
+
+/// A byte's wire end, `i` bytes into a reply, in nanoseconds from its start.
+fn wire_end_ns(i: usize) -> u64 {
+    i as u64 * byte_ns()
+}
+
+/// How a USB-serial adapter with the default 16 ms latency timer ([`CHUNK`]) hands a paced
+/// reply to the host, worked out here from the wire alone (the limit's own arithmetic, not the
+/// library's): the adapter's timer runs out [`CHUNK`] after its last hand-over (the reply's
+/// start the first time), on the first tick that finds a byte waiting, and hands over every byte
+/// whose wire time has passed, at most [`serialtwin::Adapter::CHUNK_BYTES`]; a full packet, or the
+/// reply's end, that comes before the tick goes when its last byte has left the wire. For
+/// `QPIGS` at 2400 baud: ticks at 16, 32, ... 448 ms, then the rest at 458.33 ms — 29 pieces.
+pub(crate) fn pieces() -> Vec<Piece> {
+    let len = REPLY.len();
+    let chunk = u64::try_from(CHUNK.as_nanos()).unwrap_or(u64::MAX);
+    let mut plan = Vec::new();
+    let mut last = 0u64;
+    let mut sent = 0usize;
+    while sent < len {
+        let full = (sent + serialtwin::Adapter::CHUNK_BYTES).min(len);
+        let ticks = (wire_end_ns(sent + 1) - last).div_ceil(chunk).max(1);
+        let tick = last + chunk * ticks;
+        let (at, upto) = if wire_end_ns(full) <= tick {
+            (wire_end_ns(full), full)
+        } else {
+            // Bytes whose wire time has passed by the tick.
+            let done = tick / byte_ns();
+            let done = usize::try_from(done).unwrap_or(usize::MAX);
+            (tick, done.clamp(sent + 1, full - 1))
+        };
+        plan.push((Duration::from_nanos(at), upto));
+        sent = upto;
+        last = at;
+    }
+    plan
+}
+
+/// The pieces the library's own line ([`serialtwin::Line::schedule`]) makes of the reply on the
+/// paced section's line, to check [`pieces`] against.
+pub(crate) fn library_pieces() -> Vec<Piece> {
+    let mut line = serialtwin::Line::new(serialtwin::LineConfig::uart(BAUD));
+    // A paced line at the client's own speed draws no random number; a context lends the rng.
+    let mut ctx = serialtwin::Context::for_test(serialtwin::SimClock::real());
+    let now = tokio::time::Instant::now();
+    let mut plan = Vec::new();
+    let mut upto = 0;
+    line.schedule(
+        bytes::Bytes::from_static(REPLY),
+        &serialtwin::LineSettings::new(BAUD),
+        ctx.rng(),
+        now,
+        |at, piece| {
+            upto += piece.len();
+            plan.push((at - now, upto));
+        },
+    );
+    plan
+}
+
 /// An answer is in time when its last byte was read no later than this after its poll was
 /// written: wire time, one chunk, and [`SLACK`].
 pub(crate) fn in_time_bound() -> Duration {
