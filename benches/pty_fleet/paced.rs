@@ -8,12 +8,14 @@
 //! figures are what a poller cares about — were the polls sent on time, did every answer come
 //! back whole and in time — and what the server pays per answer, paced against unpaced.
 //!
-//! Three parts, each with its own `serialtwin` server child (`open N paced|unpaced`):
+//! Three parts, each with server children of its own (`open N paced|unpaced`):
 //! - **one quiet port**: one client, alone, polls a few times and counts the reads each reply
 //!   arrives in, and the gaps between them;
-//! - **1,000 ports, paced vs unpaced**: two children, one on the paced line and one on the same
-//!   line unpaced, each polled every 2 s per port, window by window in turn (ABBA) so that noise
-//!   hits both;
+//! - **1,000 ports, paced vs unpaced vs the limit paced**: three children, one on the paced
+//!   line, one on the same line unpaced, and the bench's `limit` responder (`open N paced`: one
+//!   thread, epoll over raw ptys, the same pieces written on its own timers — the least a C
+//!   program would do, so the kernel's floor for this workload), each polled every 2 s per
+//!   port, window by window in turn (ABC CBA) so that noise hits all three;
 //! - **the big fleet**: 4,000 paced ports (or as many as the machine allows, see [`big_fleet`])
 //!   polled every second.
 
@@ -230,6 +232,8 @@ pub(crate) struct Window {
 /// One row: a server child's fleet and its windows.
 #[derive(Debug)]
 pub(crate) struct Row {
+    /// The server child's kind: `serialtwin`, or `limit` (the bench's C-like responder).
+    pub(crate) server: &'static str,
     /// `paced` or `unpaced`.
     pub(crate) name: &'static str,
     pub(crate) ports: usize,
@@ -241,8 +245,9 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn new(paced: bool, ports: usize, period: Duration) -> Self {
+    fn new(server: &'static str, paced: bool, ports: usize, period: Duration) -> Self {
         Self {
+            server,
             name: if paced { "paced" } else { "unpaced" },
             ports,
             period,
@@ -294,6 +299,8 @@ pub(crate) struct Results {
     pub(crate) quiet: Quiet,
     pub(crate) paced: Row,
     pub(crate) unpaced: Row,
+    /// The limit server on the paced line, alongside `paced` and `unpaced`: the kernel's floor.
+    pub(crate) limit: Row,
     pub(crate) big: Row,
     pub(crate) count: BigCount,
 }
@@ -303,8 +310,8 @@ pub(crate) fn run(quick: bool, runtime: Runtime) -> std::io::Result<Results> {
     let plan = Plan::new(quick);
     eprintln!("pty_fleet: paced, one quiet port ...");
     let quiet = quiet_port(&plan, runtime)?;
-    eprintln!("pty_fleet: paced vs unpaced, {FLEET} ports ...");
-    let [paced, unpaced] = compare(&plan, runtime)?;
+    eprintln!("pty_fleet: paced vs unpaced vs limit paced, {FLEET} ports ...");
+    let [paced, unpaced, limit] = compare(&plan, runtime)?;
     eprintln!("pty_fleet: paced, up to {BIG_FLEET} ports ...");
     let (big, count) = big_fleet(&plan, runtime)?;
     Ok(Results {
@@ -312,12 +319,13 @@ pub(crate) fn run(quick: bool, runtime: Runtime) -> std::io::Result<Results> {
         quiet,
         paced,
         unpaced,
+        limit,
         big,
         count,
     })
 }
 
-/// Open `n` ports of a new server child on the paced line (or unpaced).
+/// Open `n` ports of a server child on the paced line (or unpaced).
 fn open(
     server: &mut ServerChild,
     n: usize,
@@ -392,15 +400,19 @@ fn poll_quietly(fd: &OwnedFd, buf: &mut [u8], quiet: &mut Quiet) -> std::io::Res
     Ok(())
 }
 
-/// The same 1,000 ports paced and unpaced, each in its own child, in turns.
-fn compare(plan: &Plan, runtime: Runtime) -> std::io::Result<[Row; 2]> {
+/// The same 1,000 ports paced and unpaced, and the limit paced, each in its own child, in
+/// turns: window by window in one order and then the reverse (ABC CBA), so that a drift in the
+/// machine's noise hits all three alike.
+fn compare(plan: &Plan, runtime: Runtime) -> std::io::Result<[Row; 3]> {
     let mut servers = [
         ServerChild::spawn("serialtwin", runtime)?,
         ServerChild::spawn("serialtwin", runtime)?,
+        ServerChild::spawn("limit", runtime)?,
     ];
     let mut rows = [
-        Row::new(true, FLEET, FLEET_PERIOD),
-        Row::new(false, FLEET, FLEET_PERIOD),
+        Row::new("serialtwin", true, FLEET, FLEET_PERIOD),
+        Row::new("serialtwin", false, FLEET, FLEET_PERIOD),
+        Row::new("limit", true, FLEET, FLEET_PERIOD),
     ];
     let mut clients = Vec::new();
     for (server, row) in servers.iter_mut().zip(&mut rows) {
@@ -410,7 +422,7 @@ fn compare(plan: &Plan, runtime: Runtime) -> std::io::Result<[Row; 2]> {
     }
     std::thread::sleep(SETTLE);
     for w in 0..plan.windows {
-        let order = if w % 2 == 0 { [0, 1] } else { [1, 0] };
+        let order = if w % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
         for i in order {
             let window =
                 clients[i].window(rows[i].period, plan.lead_in, plan.window, &servers[i])?;
@@ -474,7 +486,7 @@ fn big_fleet(plan: &Plan, runtime: Runtime) -> std::io::Result<(Row, BigCount)> 
         }
     };
     count.used = want;
-    let mut row = Row::new(true, want, BIG_PERIOD);
+    let mut row = Row::new("serialtwin", true, want, BIG_PERIOD);
     row.bring_up = up;
     let mut client = OpenLoop::open(&paths)?;
     std::thread::sleep(SETTLE);
