@@ -8,7 +8,7 @@ use crate::Runtime;
 
 /// A server running in a child process of ours.
 pub(crate) struct ServerChild {
-    /// `limit` or `serialtwin`.
+    /// `limit`, `serialtwin` or a variant.
     pub(crate) kind: &'static str,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -73,8 +73,8 @@ impl ServerChild {
         self.opened(&line, n)
     }
 
-    /// Open `n` ports on the paced section's 2400-baud line, `paced` or not (`serialtwin`
-    /// only). `Ok(Err(_))`: the system refused a port; the child closed them all again.
+    /// Open `n` ports on the paced section's 2400-baud line, `paced` or not (`serialtwin` or
+    /// `limit`). `Ok(Err(_))`: the system refused a port; the child closed them all again.
     pub(crate) fn open_on_line(
         &mut self,
         n: usize,

@@ -8,12 +8,14 @@
 //! figures are what a poller cares about — were the polls sent on time, did every answer come
 //! back whole and in time — and what the server pays per answer, paced against unpaced.
 //!
-//! Three parts, each with its own `serialtwin` server child (`open N paced|unpaced`):
+//! Three parts, each with server children of its own (`open N paced|unpaced`):
 //! - **one quiet port**: one client, alone, polls a few times and counts the reads each reply
 //!   arrives in, and the gaps between them;
-//! - **1,000 ports, paced vs unpaced**: two children, one on the paced line and one on the same
-//!   line unpaced, each polled every 2 s per port, window by window in turn (ABBA) so that noise
-//!   hits both;
+//! - **1,000 ports, paced vs unpaced vs the limit paced**: three children, one on the paced
+//!   line, one on the same line unpaced, and the bench's `limit` responder (`open N paced`: one
+//!   thread, epoll over raw ptys, the same pieces written on its own timers — the least a C
+//!   program would do, so the kernel's floor for this workload), each polled every 2 s per
+//!   port, window by window in turn (ABC CBA) so that noise hits all three;
 //! - **the big fleet**: 4,000 paced ports (or as many as the machine allows, see [`big_fleet`])
 //!   polled every second.
 
@@ -65,6 +67,76 @@ const QUIET_TIMEOUT: u16 = 2000;
 /// The reply's time on the wire at [`BAUD`] 8N1: 458.3 ms.
 pub(crate) fn wire_time() -> Duration {
     Duration::from_nanos(REPLY.len() as u64 * BITS_PER_BYTE * 1_000_000_000 / u64::from(BAUD))
+}
+
+/// One piece of a paced reply: due this long after the request was read, carrying the reply's
+/// bytes up to this index (from where the piece before it ended).
+pub(crate) type Piece = (Duration, usize);
+
+/// One byte's time on the wire at [`BAUD`] 8N1 in nanoseconds, rounded to the nearest as the
+/// library's line has it (4,166,667 ns: without the rounding, byte 96 would end exactly on the
+/// 400 ms tick and join its piece, which in the library it misses by 32 ns).
+fn byte_ns() -> u64 {
+    (BITS_PER_BYTE * 1_000_000_000 + u64::from(BAUD) / 2) / u64::from(BAUD)
+}
+
+/// A byte's wire end, `i` bytes into a reply, in nanoseconds from its start.
+fn wire_end_ns(i: usize) -> u64 {
+    i as u64 * byte_ns()
+}
+
+/// How a USB-serial adapter with the default 16 ms latency timer ([`CHUNK`]) hands a paced
+/// reply to the host, worked out here from the wire alone (the limit's own arithmetic, not the
+/// library's): the adapter's timer runs out [`CHUNK`] after its last hand-over (the reply's
+/// start the first time), on the first tick that finds a byte waiting, and hands over every byte
+/// whose wire time has passed, at most [`serialtwin::Adapter::CHUNK_BYTES`]; a full packet, or the
+/// reply's end, that comes before the tick goes when its last byte has left the wire. For
+/// `QPIGS` at 2400 baud: ticks at 16, 32, ... 448 ms, then the rest at 458.33 ms — 29 pieces.
+pub(crate) fn pieces() -> Vec<Piece> {
+    let len = REPLY.len();
+    let chunk = u64::try_from(CHUNK.as_nanos()).unwrap_or(u64::MAX);
+    let mut plan = Vec::new();
+    let mut last = 0u64;
+    let mut sent = 0usize;
+    while sent < len {
+        let full = (sent + serialtwin::Adapter::CHUNK_BYTES).min(len);
+        let ticks = (wire_end_ns(sent + 1) - last).div_ceil(chunk).max(1);
+        let tick = last + chunk * ticks;
+        let (at, upto) = if wire_end_ns(full) <= tick {
+            (wire_end_ns(full), full)
+        } else {
+            // Bytes whose wire time has passed by the tick.
+            let done = tick / byte_ns();
+            let done = usize::try_from(done).unwrap_or(usize::MAX);
+            (tick, done.clamp(sent + 1, full - 1))
+        };
+        plan.push((Duration::from_nanos(at), upto));
+        sent = upto;
+        last = at;
+    }
+    plan
+}
+
+/// The pieces the library's own line ([`serialtwin::Line::schedule`]) makes of the reply on the
+/// paced section's line, to check [`pieces`] against.
+pub(crate) fn library_pieces() -> Vec<Piece> {
+    let mut line = serialtwin::Line::new(serialtwin::LineConfig::uart(BAUD));
+    // A paced line at the client's own speed draws no random number; a context lends the rng.
+    let mut ctx = serialtwin::Context::for_test(serialtwin::SimClock::real());
+    let now = tokio::time::Instant::now();
+    let mut plan = Vec::new();
+    let mut upto = 0;
+    line.schedule(
+        bytes::Bytes::from_static(REPLY),
+        &serialtwin::LineSettings::new(BAUD),
+        ctx.rng(),
+        now,
+        |at, piece| {
+            upto += piece.len();
+            plan.push((at - now, upto));
+        },
+    );
+    plan
 }
 
 /// An answer is in time when its last byte was read no later than this after its poll was
@@ -160,6 +232,8 @@ pub(crate) struct Window {
 /// One row: a server child's fleet and its windows.
 #[derive(Debug)]
 pub(crate) struct Row {
+    /// The server child's kind: `serialtwin`, or `limit` (the bench's C-like responder).
+    pub(crate) server: &'static str,
     /// `paced` or `unpaced`.
     pub(crate) name: &'static str,
     pub(crate) ports: usize,
@@ -171,8 +245,9 @@ pub(crate) struct Row {
 }
 
 impl Row {
-    fn new(paced: bool, ports: usize, period: Duration) -> Self {
+    fn new(server: &'static str, paced: bool, ports: usize, period: Duration) -> Self {
         Self {
+            server,
             name: if paced { "paced" } else { "unpaced" },
             ports,
             period,
@@ -224,6 +299,8 @@ pub(crate) struct Results {
     pub(crate) quiet: Quiet,
     pub(crate) paced: Row,
     pub(crate) unpaced: Row,
+    /// The limit server on the paced line, alongside `paced` and `unpaced`: the kernel's floor.
+    pub(crate) limit: Row,
     pub(crate) big: Row,
     pub(crate) count: BigCount,
 }
@@ -233,8 +310,8 @@ pub(crate) fn run(quick: bool, runtime: Runtime) -> std::io::Result<Results> {
     let plan = Plan::new(quick);
     eprintln!("pty_fleet: paced, one quiet port ...");
     let quiet = quiet_port(&plan, runtime)?;
-    eprintln!("pty_fleet: paced vs unpaced, {FLEET} ports ...");
-    let [paced, unpaced] = compare(&plan, runtime)?;
+    eprintln!("pty_fleet: paced vs unpaced vs limit paced, {FLEET} ports ...");
+    let [paced, unpaced, limit] = compare(&plan, runtime)?;
     eprintln!("pty_fleet: paced, up to {BIG_FLEET} ports ...");
     let (big, count) = big_fleet(&plan, runtime)?;
     Ok(Results {
@@ -242,12 +319,13 @@ pub(crate) fn run(quick: bool, runtime: Runtime) -> std::io::Result<Results> {
         quiet,
         paced,
         unpaced,
+        limit,
         big,
         count,
     })
 }
 
-/// Open `n` ports of a new server child on the paced line (or unpaced).
+/// Open `n` ports of a server child on the paced line (or unpaced).
 fn open(
     server: &mut ServerChild,
     n: usize,
@@ -322,15 +400,19 @@ fn poll_quietly(fd: &OwnedFd, buf: &mut [u8], quiet: &mut Quiet) -> std::io::Res
     Ok(())
 }
 
-/// The same 1,000 ports paced and unpaced, each in its own child, in turns.
-fn compare(plan: &Plan, runtime: Runtime) -> std::io::Result<[Row; 2]> {
+/// The same 1,000 ports paced and unpaced, and the limit paced, each in its own child, in
+/// turns: window by window in one order and then the reverse (ABC CBA), so that a drift in the
+/// machine's noise hits all three alike.
+fn compare(plan: &Plan, runtime: Runtime) -> std::io::Result<[Row; 3]> {
     let mut servers = [
         ServerChild::spawn("serialtwin", runtime)?,
         ServerChild::spawn("serialtwin", runtime)?,
+        ServerChild::spawn("limit", runtime)?,
     ];
     let mut rows = [
-        Row::new(true, FLEET, FLEET_PERIOD),
-        Row::new(false, FLEET, FLEET_PERIOD),
+        Row::new("serialtwin", true, FLEET, FLEET_PERIOD),
+        Row::new("serialtwin", false, FLEET, FLEET_PERIOD),
+        Row::new("limit", true, FLEET, FLEET_PERIOD),
     ];
     let mut clients = Vec::new();
     for (server, row) in servers.iter_mut().zip(&mut rows) {
@@ -340,7 +422,7 @@ fn compare(plan: &Plan, runtime: Runtime) -> std::io::Result<[Row; 2]> {
     }
     std::thread::sleep(SETTLE);
     for w in 0..plan.windows {
-        let order = if w % 2 == 0 { [0, 1] } else { [1, 0] };
+        let order = if w % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
         for i in order {
             let window =
                 clients[i].window(rows[i].period, plan.lead_in, plan.window, &servers[i])?;
@@ -404,7 +486,7 @@ fn big_fleet(plan: &Plan, runtime: Runtime) -> std::io::Result<(Row, BigCount)> 
         }
     };
     count.used = want;
-    let mut row = Row::new(true, want, BIG_PERIOD);
+    let mut row = Row::new("serialtwin", true, want, BIG_PERIOD);
     row.bring_up = up;
     let mut client = OpenLoop::open(&paths)?;
     std::thread::sleep(SETTLE);

@@ -278,45 +278,55 @@ fn row_line(out: &mut String, label: &str, row: &Row, s: &Summary) {
     );
 }
 
+/// One row's per-answer figures over another's.
+fn ratio_line(out: &mut String, label: &str, a: &Summary, b: &Summary) {
+    let _ = writeln!(
+        out,
+        "{:<8} {:>5} {:>5} {:>7} {:>10.2} {:>6} {:>9.2} {:>10.2}",
+        label,
+        "",
+        "",
+        "",
+        a.cpu_us / b.cpu_us,
+        "",
+        a.kworker_us / b.kworker_us,
+        a.machine_us / b.machine_us
+    );
+}
+
 /// The printed section.
 pub(crate) fn table(r: &Results) -> String {
     let mut out = String::new();
     header(&mut out, r);
     let paced = r.paced.summary();
     let unpaced = r.unpaced.summary();
+    let limit = r.limit.summary();
     let big = r.big.summary();
     row_line(&mut out, "paced", &r.paced, &paced);
     row_line(&mut out, "unpaced", &r.unpaced, &unpaced);
-    let _ = writeln!(
-        out,
-        "{:<8} {:>5} {:>5} {:>7} {:>10.2} {:>6} {:>9.2} {:>10.2}",
-        "ratio",
-        "",
-        "",
-        "",
-        paced.cpu_us / unpaced.cpu_us,
-        "",
-        paced.kworker_us / unpaced.kworker_us,
-        paced.machine_us / unpaced.machine_us
-    );
+    ratio_line(&mut out, "ratio", &paced, &unpaced);
+    row_line(&mut out, "limit", &r.limit, &limit);
+    ratio_line(&mut out, "st/limit", &paced, &limit);
     row_line(&mut out, "paced", &r.big, &big);
     quiet_line(&mut out, &r.quiet);
     let _ = writeln!(out, "big fleet: {} ports: {}", r.count.used, why(&r.count));
     let _ = writeln!(
         out,
         "measured: {:.1} s per row at {FLEET} ports ({} windows each, in turns), {:.1} s at {}; \
-         bring-up paced {:.1} ms, unpaced {:.1} ms, big {:.1} ms",
+         bring-up paced {:.1} ms, unpaced {:.1} ms, limit {:.1} ms, big {:.1} ms",
         paced.wall_s,
         r.paced.windows.len(),
         big.wall_s,
         r.big.ports,
         r.paced.bring_up.as_secs_f64() * 1e3,
         r.unpaced.bring_up.as_secs_f64() * 1e3,
+        r.limit.bring_up.as_secs_f64() * 1e3,
         r.big.bring_up.as_secs_f64() * 1e3
     );
     for (name, row, s) in [
         ("paced", &r.paced, &paced),
         ("unpaced", &r.unpaced, &unpaced),
+        ("limit", &r.limit, &limit),
         ("big", &r.big, &big),
     ] {
         details(&mut out, name, row, s);
@@ -341,6 +351,15 @@ pub(crate) fn table(r: &Results) -> String {
             t.detail
         );
     }
+    let _ = writeln!(
+        out,
+        "paced floor (informative: the limit responder on the same paced line, {} writes per \
+         reply on its own timers):",
+        crate::paced::pieces().len()
+    );
+    for f in floor(r) {
+        let _ = writeln!(out, "  {}: {}", f.name, f.detail);
+    }
     out
 }
 
@@ -363,6 +382,13 @@ fn header(out: &mut String, r: &Results) {
         in_time_bound().as_secs_f64() * 1e3,
         CHUNK.as_millis(),
         SLACK.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "  ratio: paced / unpaced; limit: the bench's limit responder (one thread, epoll over raw \
+         ptys) paced the same way, each reply in the adapter's pieces, every due piece written \
+         back to back after its epoll_wait, whose timeout is the soonest piece (to the ms); \
+         st/limit: paced / limit"
     );
     let _ = writeln!(
         out,
@@ -535,6 +561,85 @@ pub(crate) fn targets(r: &Results) -> Vec<Target> {
     ]
 }
 
+/// An informative figure of the paced floor: a ratio of server CPU per answer with the limit
+/// paced, never a target.
+pub(crate) struct Floor {
+    pub(crate) name: String,
+    /// Its key in the JSON file.
+    pub(crate) key: &'static str,
+    /// Server CPU per answer, one row's over the other's.
+    pub(crate) value: f64,
+    /// The same with each row's kworker time per answer added.
+    pub(crate) with_kworkers: f64,
+    pub(crate) detail: String,
+}
+
+/// The paced floor's figures: how far serialtwin paced is from the limit paced, and what the
+/// limit paced (the kernel's part, nearly) costs against serialtwin unpaced.
+pub(crate) fn floor(r: &Results) -> Vec<Floor> {
+    let paced = r.paced.summary();
+    let unpaced = r.unpaced.summary();
+    let limit = r.limit.summary();
+    let ratio = |a: &Summary, b: &Summary| {
+        (
+            a.cpu_us / b.cpu_us,
+            (a.cpu_us + a.kworker_us) / (b.cpu_us + b.kworker_us),
+        )
+    };
+    let figure = |name: String, key, a: &Summary, b: &Summary, what: &str| {
+        let (value, with_kworkers) = ratio(a, b);
+        Floor {
+            name,
+            key,
+            value,
+            with_kworkers,
+            detail: format!(
+                "{value:.2} ({:.2} / {:.2} us; with kworkers {with_kworkers:.2}: {:.2} / {:.2} \
+                 us){what}",
+                a.cpu_us,
+                b.cpu_us,
+                a.cpu_us + a.kworker_us,
+                b.cpu_us + b.kworker_us
+            ),
+        }
+    };
+    vec![
+        figure(
+            format!("serialtwin paced / limit paced server CPU per answer at {FLEET} ports"),
+            "serialtwin_paced_over_limit_paced",
+            &paced,
+            &limit,
+            "",
+        ),
+        figure(
+            format!("limit paced / serialtwin unpaced server CPU per answer at {FLEET} ports"),
+            "limit_paced_over_serialtwin_unpaced",
+            &limit,
+            &unpaced,
+            "; what pacing costs with nothing but the kernel's writes around it",
+        ),
+        Floor {
+            name: "limit paced replies".into(),
+            key: "limit_paced_reads_per_reply_median",
+            value: limit.reads_median,
+            with_kworkers: f64::NAN,
+            detail: format!(
+                "{:.0} reads per reply [{:.0}-{:.0}] ({} pieces written), {} of {} \
+                 polls answered whole, {} corrupt or stray, {:.2} % in time, {:.2} % on schedule",
+                limit.reads_median,
+                limit.reads_min,
+                limit.reads_max,
+                crate::paced::pieces().len(),
+                limit.correct,
+                limit.polls,
+                limit.corrupt + limit.stray,
+                limit.in_time * 100.0,
+                limit.on_schedule * 100.0
+            ),
+        },
+    ]
+}
+
 fn num(v: f64) -> J {
     J::Num(v)
 }
@@ -546,6 +651,7 @@ fn count(v: u64) -> J {
 fn row_json(row: &Row) -> J {
     let s = row.summary();
     J::Obj(vec![
+        ("server", J::Str(row.server.into())),
         ("pacing", J::Str(row.name.into())),
         ("ports", num(f64_of_len(row.ports))),
         ("period_s", num(row.period.as_secs_f64())),
@@ -605,6 +711,7 @@ pub(crate) fn json(r: &Results) -> J {
         ("in_time_bound_ms", num(in_time_bound().as_secs_f64() * 1e3)),
         ("paced", row_json(&r.paced)),
         ("unpaced", row_json(&r.unpaced)),
+        ("limit_paced", row_json(&r.limit)),
         (
             "ratio",
             J::Obj(vec![
@@ -626,6 +733,22 @@ pub(crate) fn json(r: &Results) -> J {
                     num(paced.machine_us / unpaced.machine_us),
                 ),
             ]),
+        ),
+        (
+            "floor",
+            J::Arr(
+                floor(r)
+                    .into_iter()
+                    .map(|f| {
+                        J::Obj(vec![
+                            ("name", J::Str(f.name)),
+                            ("key", J::Str(f.key.into())),
+                            ("value", J::Num(f.value)),
+                            ("with_kworkers", J::Num(f.with_kworkers)),
+                        ])
+                    })
+                    .collect(),
+            ),
         ),
         ("big", row_json(&r.big)),
         (

@@ -3,9 +3,12 @@
 //! Both servers speak the same tiny protocol with the parent on stdin/stdout, one line each:
 //! - the child prints `ready` once it is set up (runtime built, nothing opened);
 //! - `open N` → the child opens `N` ports and prints `opened <ns> <path>...` (ns: bring-up time);
-//! - `open N paced` or `open N unpaced` (`serialtwin` only, for the paced section) → the same,
-//!   on a 2400-baud 8N1 line, paced or not; when the system refuses a port the child closes what
-//!   it opened, prints `failed <opened> <error>` and stays up (the parent tries fewer);
+//! - `open N paced` or `open N unpaced` (`serialtwin` and `limit`, for the paced section) → the
+//!   same, on a 2400-baud 8N1 line, paced or not; when the system refuses a port the child
+//!   closes what it opened, prints `failed <opened> <error>` and stays up (the parent tries
+//!   fewer). The limit paces a reply itself: the pieces a USB adapter would hand the host
+//!   ([`crate::paced::pieces`]), each written when due on its own timers (a heap whose soonest
+//!   entry is the `epoll_wait` timeout), a port's next reply only once the last has left;
 //! - `close` → the child closes every port and prints `closed <ns>` (ns: teardown time);
 //! - end of stdin → the child exits.
 //!
@@ -13,6 +16,8 @@
 //! one's CPU time and resident memory from `/proc/<pid>`, and neither shares an allocator or a
 //! scheduler with the client.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::convert::Infallible;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
@@ -28,7 +33,7 @@ use serialtwin::{Context, Device, Fleet, Framing, LineConfig, PortSpec, Replies,
 use serialtwin::{PtyOptions, PtyPort};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::paced::BAUD;
+use crate::paced::{BAUD, Piece};
 use crate::{PAYLOAD, REPLY, REQUEST, Runtime};
 
 /// Longest request line either server buffers before discarding it (both use 1024, the core's
@@ -344,7 +349,27 @@ struct RawPort {
     out: Vec<u8>,
     /// Whether we are registered for `EPOLLOUT` too.
     want_out: bool,
+    /// On the paced line (`open N paced`): each reply goes out in the pieces of
+    /// [`crate::paced::pieces`], each written when due on the limit's own timers.
+    paced: bool,
+    /// The paced reply under way, if any.
+    sending: Option<Sending>,
+    /// Paced requests whose replies wait for the one under way to leave the wire.
+    queued: usize,
 }
+
+/// A paced reply under way on a [`RawPort`].
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    /// When its first byte went on the wire: when its request was read, or when the reply
+    /// before it had left the wire.
+    start: Instant,
+    /// The piece to write next, an index into the pieces.
+    next: usize,
+}
+
+/// The limit's timers, soonest first: when a paced port's next piece is due, and the port.
+type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
 
 /// The epoll token of stdin; ports use their index.
 const STDIN_TOKEN: u64 = u64::MAX;
@@ -365,6 +390,35 @@ fn open_raw_pty() -> std::io::Result<(OwnedFd, String)> {
     Ok((master, path))
 }
 
+/// [`crate::paced::pieces`], checked against what the library's own line schedules: the same
+/// pieces, due at the same nanosecond.
+fn checked_pieces() -> Result<Vec<Piece>, Box<dyn std::error::Error>> {
+    let ours = crate::paced::pieces();
+    let library = crate::paced::library_pieces();
+    if ours != library {
+        return Err(format!(
+            "the limit's paced pieces differ from the library's: {ours:?} vs {library:?}"
+        )
+        .into());
+    }
+    Ok(ours)
+}
+
+/// The limit's epoll timeout: until the soonest timer, rounded up to the millisecond
+/// (`epoll_wait` counts in those, as the library's lanes do; waking early would only spin);
+/// no timeout without one.
+fn limit_timeout(timers: &Timers) -> EpollTimeout {
+    timers
+        .peek()
+        .map_or(EpollTimeout::NONE, |&Reverse((at, _))| {
+            let ms = at
+                .saturating_duration_since(Instant::now())
+                .as_nanos()
+                .div_ceil(1_000_000);
+            EpollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX))
+        })
+}
+
 fn limit() -> Result<(), Box<dyn std::error::Error>> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
     let stdin = std::io::stdin();
@@ -377,9 +431,11 @@ fn limit() -> Result<(), Box<dyn std::error::Error>> {
     let mut buf = [0u8; 4096];
     let mut replies: Vec<u8> = Vec::new();
     let mut commands: Vec<u8> = Vec::new();
+    let mut timers = Timers::new();
+    let pieces = checked_pieces()?;
     say("ready");
     loop {
-        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+        let n = match epoll.wait(&mut events, limit_timeout(&timers)) {
             Ok(n) => n,
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -395,7 +451,7 @@ fn limit() -> Result<(), Box<dyn std::error::Error>> {
                 while let Some(end) = commands.iter().position(|&b| b == b'\n') {
                     let line = String::from_utf8_lossy(&commands[..end]).into_owned();
                     commands.drain(..=end);
-                    limit_command(&line, &epoll, &mut ports)?;
+                    limit_command(&line, &epoll, &mut ports, &mut timers)?;
                 }
                 continue;
             }
@@ -409,8 +465,22 @@ fn limit() -> Result<(), Box<dyn std::error::Error>> {
             if flags.contains(EpollFlags::EPOLLOUT) && !port.out.is_empty() {
                 flush_out(port, &epoll, token)?;
             }
-            if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR) {
-                serve_raw(port, &epoll, token, &mut buf, &mut replies)?;
+            if flags.intersects(EpollFlags::EPOLLIN | EpollFlags::EPOLLHUP | EpollFlags::EPOLLERR)
+                && let Some(at) = serve_raw(port, &epoll, token, &mut buf, &mut replies, &pieces)?
+            {
+                timers.push(Reverse((at, index)));
+            }
+        }
+        // Every piece whose time has come, back to back.
+        let now = Instant::now();
+        while let Some(&Reverse((at, index))) = timers.peek()
+            && at <= now
+        {
+            timers.pop();
+            if let Some(port) = ports.get_mut(index)
+                && let Some(next) = send_piece(port, &epoll, u64::try_from(index)?, &pieces)?
+            {
+                timers.push(Reverse((next, index)));
             }
         }
     }
@@ -420,34 +490,50 @@ fn limit_command(
     line: &str,
     epoll: &Epoll,
     ports: &mut Vec<RawPort>,
+    timers: &mut Timers,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut words = line.split_whitespace();
-    match (words.next(), words.next()) {
-        (Some("open"), Some(n)) => {
+    match (words.next(), words.next(), words.next()) {
+        (Some("open"), Some(n), pacing @ (None | Some("paced" | "unpaced"))) => {
             let n: usize = n.parse()?;
+            let paced = pacing == Some("paced");
             let start = Instant::now();
+            let before = ports.len();
             let mut paths = Vec::with_capacity(n);
             for i in 0..n {
-                let (master, path) = open_raw_pty()?;
+                let (master, path) = match open_raw_pty() {
+                    Ok(opened) => opened,
+                    // On the paced section's line, a refusal is reported (see the module docs).
+                    Err(e) if pacing.is_some() => {
+                        ports.truncate(before);
+                        say(&format!("failed {i} {e}"));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 epoll.add(
                     &master,
-                    EpollEvent::new(EpollFlags::EPOLLIN, u64::try_from(i)?),
+                    EpollEvent::new(EpollFlags::EPOLLIN, u64::try_from(ports.len())?),
                 )?;
                 ports.push(RawPort {
                     master,
                     carry: Vec::new(),
                     out: Vec::new(),
                     want_out: false,
+                    paced,
+                    sending: None,
+                    queued: 0,
                 });
                 paths.push(path);
             }
             opened(start.elapsed(), paths.into_iter());
         }
-        (Some("close"), None) => {
+        (Some("close"), None, None) => {
             let start = Instant::now();
             // Closing a descriptor removes it from the epoll set.
             ports.clear();
             ports.shrink_to_fit();
+            timers.clear();
             say(&format!("closed {}", start.elapsed().as_nanos()));
         }
         _ => return Err(format!("bad command {line:?}").into()),
@@ -455,24 +541,29 @@ fn limit_command(
     Ok(())
 }
 
-/// Read what the client sent, answer every complete `QPIGS` line with one write.
+/// Read what the client sent, answer every complete `QPIGS` line: unpaced with one write, paced
+/// by starting its reply (or queueing it behind the one under way). The time of the first
+/// piece of a paced reply started here, for the timers.
 fn serve_raw(
     port: &mut RawPort,
     epoll: &Epoll,
     token: u64,
     buf: &mut [u8; 4096],
     replies: &mut Vec<u8>,
-) -> Result<(), Box<dyn std::error::Error>> {
+    pieces: &[Piece],
+) -> Result<Option<Instant>, Box<dyn std::error::Error>> {
     let n = match rustix::io::read(&port.master, &mut buf[..]) {
         Err(Errno::IO) | Ok(0) => {
             // The client went away for good: stop watching this port.
             let _ = epoll.delete(&port.master);
-            return Ok(());
+            return Ok(None);
         }
         Ok(n) => n,
-        Err(Errno::AGAIN | Errno::INTR) => return Ok(()),
+        Err(Errno::AGAIN | Errno::INTR) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    // A paced reply's first byte goes on the wire when its request has been read.
+    let read_at = port.paced.then(Instant::now);
     let mut count = 0usize;
     let mut rest: &[u8] = &buf[..n];
     while let Some(end) = rest.iter().position(|&b| b == b'\n') {
@@ -497,14 +588,24 @@ fn serve_raw(
         }
     }
     if count == 0 {
-        return Ok(());
+        return Ok(None);
+    }
+    if let Some(start) = read_at {
+        let mut first = None;
+        if port.sending.is_none() {
+            port.sending = Some(Sending { start, next: 0 });
+            first = pieces.first().map(|&(after, _)| start + after);
+            count -= 1;
+        }
+        port.queued += count;
+        return Ok(first);
     }
     if !port.out.is_empty() {
         // Keep order behind what is already waiting.
         for _ in 0..count {
             port.out.extend_from_slice(REPLY);
         }
-        return Ok(());
+        return Ok(None);
     }
     let bytes: &[u8] = if count == 1 {
         REPLY
@@ -515,6 +616,60 @@ fn serve_raw(
         }
         replies
     };
+    send_raw(port, epoll, token, bytes)?;
+    Ok(None)
+}
+
+/// Write the due piece of a paced port's reply; when its next piece is due (the first of the
+/// next reply, when a request waited for this one to leave the wire).
+fn send_piece(
+    port: &mut RawPort,
+    epoll: &Epoll,
+    token: u64,
+    pieces: &[Piece],
+) -> Result<Option<Instant>, Box<dyn std::error::Error>> {
+    let Some(sending) = port.sending else {
+        return Ok(None);
+    };
+    let Some(&(at, to)) = pieces.get(sending.next) else {
+        port.sending = None;
+        return Ok(None);
+    };
+    let from = sending
+        .next
+        .checked_sub(1)
+        .and_then(|i| pieces.get(i))
+        .map_or(0, |&(_, end)| end);
+    if port.out.is_empty() {
+        send_raw(port, epoll, token, &REPLY[from..to])?;
+    } else {
+        port.out.extend_from_slice(&REPLY[from..to]);
+    }
+    let next = sending.next + 1;
+    if let Some(&(after, _)) = pieces.get(next) {
+        port.sending = Some(Sending { next, ..sending });
+        return Ok(Some(sending.start + after));
+    }
+    // The reply has left the wire (its last piece is due at its wire end): the next one starts
+    // there.
+    if port.queued == 0 {
+        port.sending = None;
+        return Ok(None);
+    }
+    port.queued -= 1;
+    let start = sending.start + at;
+    port.sending = Some(Sending { start, next: 0 });
+    Ok(pieces.first().map(|&(after, _)| start + after))
+}
+
+/// Write `bytes` (nothing waits in `out`); what the pty will not take waits there for
+/// `EPOLLOUT`.
+fn send_raw(
+    port: &mut RawPort,
+    epoll: &Epoll,
+    token: u64,
+    bytes: &[u8],
+) -> Result<(), Box<dyn std::error::Error>> {
     let written = match rustix::io::write(&port.master, bytes) {
         Ok(w) => w,
         Err(Errno::AGAIN | Errno::INTR) => 0,
