@@ -26,10 +26,10 @@ const FRAME_GAP_CHARS: f64 = 3.5;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Adapter {
     /// A USB-serial adapter, as most hosts reach these devices: it hands bytes over in chunks,
-    /// when [`Adapter::CHUNK_BYTES`] have come in or when its latency timer (`chunk`) runs out. Each byte
-    /// reaches the client no earlier than it has left the wire and no later than one `chunk`
-    /// after; a reply's last chunk goes at its wire end. `chunk` of 1 ms is an FTDI set to
-    /// `low_latency`.
+    /// when [`Adapter::CHUNK_BYTES`] have come in or when its latency timer (`chunk`) runs
+    /// out. Each byte reaches the client no earlier than it has left the wire and no later
+    /// than one `chunk` after; a reply's last chunk goes at its wire end. `chunk` of 1 ms is
+    /// an FTDI set to `low_latency`.
     Usb {
         /// The chunk interval (the adapter's latency timer), [`Adapter::MIN_CHUNK`] to
         /// [`Adapter::MAX_CHUNK`] (a value outside is taken as the nearest of the two).
