@@ -992,33 +992,63 @@ async fn a_device_talks_on_its_beat_paced_like_an_answer() {
     task.await.unwrap().unwrap();
 }
 
-/// A beat that comes while the line still carries the last one's words is skipped: what a
-/// device says never piles up behind a line too slow for it.
+/// Says when it speaks (milliseconds since it was made) on a beat of one second, on a 50-baud
+/// line where that takes 1.4 s.
+struct Clockwork {
+    made: tokio::time::Instant,
+}
+
+impl Device for Clockwork {
+    type Error = Failed;
+
+    fn line(&self) -> LineConfig {
+        LineConfig {
+            mismatch: serialtwin_core::Mismatch::Ignore,
+            ..LineConfig::uart(50)
+        }
+    }
+
+    fn handle(&mut self, _: &[u8], _: &mut Context, _: &mut Replies) -> Result<(), Failed> {
+        Ok(())
+    }
+
+    fn talks_every(&self) -> Option<Duration> {
+        Some(Duration::from_secs(1))
+    }
+
+    fn talk(&mut self, _: &mut Context, out: &mut Replies) {
+        out.push(format!("T{:04}", self.made.elapsed().as_millis()));
+    }
+}
+
+/// A beat that comes while the last one's words still wait for the line is skipped: what a
+/// device says never piles up behind a line too slow for it, and what is heard is fresh.
 #[tokio::test(start_paused = true)]
-async fn a_beat_while_the_line_is_busy_is_skipped() {
+async fn a_beat_while_the_last_ones_words_still_wait_is_skipped() {
     let t0 = tokio::time::Instant::now();
-    let mut config = ServeConfig::new("slow talker");
-    // "TICK n" and CRLF at 50 baud: 8 bytes, 1.6 s on the wire, for a beat every second.
-    config.line = Some(LineConfig {
-        mismatch: serialtwin_core::Mismatch::Ignore,
-        ..LineConfig::uart(50)
-    });
-    let (client, cancel, task) = start(Talker::default(), config);
+    let device = Clockwork { made: t0 };
+    let (client, cancel, task) = start(device, ServeConfig::new("slow talker"));
     let mut client = BufReader::new(client);
     let mut heard = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         heard.push((read_line(&mut client).await, t0.elapsed().as_millis()));
     }
-    // Spoken at 1 s, 3 s and 5 s (the beats at 2 s and 4 s found the line busy), each heard
-    // 1.6 s later.
-    assert_eq!(
-        heard,
-        [
-            ("TICK 1\r\n".to_owned(), 2_600),
-            ("TICK 2\r\n".to_owned(), 4_600),
-            ("TICK 3\r\n".to_owned(), 6_600),
-        ]
-    );
+    // "T1000\r\n" is 7 bytes, 1.4 s on the wire. Said at 1 s (on the wire until 2.4 s), at 2 s
+    // (waits until then, on until 3.8 s), at 3 s (waits, on until 5.2 s) and at 4 s (waits
+    // until 5.2 s); at 5 s the words of 4 s still wait: skipped. At 6 s they are on the wire:
+    // said. Without the skip every second's words would queue and be heard ever staler
+    // (T5000 fifth).
+    let expected: Vec<(String, u128)> = [
+        ("T1000", 2_400),
+        ("T2000", 3_800),
+        ("T3000", 5_200),
+        ("T4000", 6_600),
+        ("T6000", 8_000),
+    ]
+    .iter()
+    .map(|(s, t)| (format!("{s}\r\n"), *t))
+    .collect();
+    assert_eq!(heard, expected);
     cancel.cancel();
     task.await.unwrap().unwrap();
 }

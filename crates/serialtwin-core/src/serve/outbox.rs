@@ -38,6 +38,8 @@ pub(crate) struct Queued {
     /// The reply encoded and its faults drawn, once it was first due: a delay fault postpones
     /// it, and what was drawn stays drawn.
     pub(crate) drawn: Option<Drawn>,
+    /// Said on the device's beat, not in answer to anything.
+    pub(crate) beat: bool,
 }
 
 /// A reply encoded, with the faults drawn for it.
@@ -57,6 +59,7 @@ impl Queued {
             due: None,
             request,
             drawn: None,
+            beat: false,
         }
     }
 }
@@ -88,6 +91,23 @@ impl Outbox {
     /// Nothing waits to be sent.
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty() && self.wire.is_empty()
+    }
+
+    /// How many replies wait (not counting bytes on the wire).
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The replies queued after the first `from` were said on the device's beat.
+    pub(crate) fn mark_beat(&mut self, from: usize) {
+        for q in self.queue.iter_mut().skip(from) {
+            q.beat = true;
+        }
+    }
+
+    /// Whether something said on the device's beat waits to go on the wire.
+    pub(crate) fn holds_beat(&self) -> bool {
+        self.queue.iter().any(|q| q.beat)
     }
 
     /// The line is full and the client is not reading: more output would only pile up.

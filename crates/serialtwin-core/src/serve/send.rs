@@ -211,16 +211,16 @@ impl<D: Body, T: Transport> Server<D, T> {
     }
 
     /// The device's beat, if it is time at `now` ([`Device::talks_every`]): what it says goes
-    /// out as an answer would. A beat that comes while output still waits (the last beat's
-    /// still on the wire, or an answer) is skipped, as a device whose UART is busy skips a
-    /// cycle: a device that says more than its line carries never piles output up. The
-    /// panic's message if it panicked.
+    /// out as an answer would, behind what is on its way. A beat that comes while the last
+    /// one's words still wait to go on the wire is skipped, as a device whose UART is busy
+    /// skips a cycle: a device that says more than its line carries never piles output up,
+    /// and one whose line is busy answering still talks. The panic's message if it panicked.
     pub(super) fn on_beat(&mut self, now: Instant) -> Option<String> {
         if !self.beat.as_mut().is_some_and(|beat| beat.due(now)) {
             return None;
         }
-        if !self.outbox.is_empty() {
-            debug!(port = %self.name, "the line is still busy: beat skipped");
+        if self.outbox.holds_beat() {
+            debug!(port = %self.name, "the last beat still waits for the line: beat skipped");
             return None;
         }
         self.replies.clear();
@@ -248,7 +248,9 @@ impl<D: Body, T: Transport> Server<D, T> {
             replies.clear();
             self.replies = replies;
         } else {
+            let queued = self.outbox.len();
             self.queue_replies(Duration::ZERO);
+            self.outbox.mark_beat(queued);
         }
         None
     }
