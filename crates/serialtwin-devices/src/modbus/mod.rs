@@ -5,3 +5,4 @@
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
 
 pub mod data;
+pub mod unit;
