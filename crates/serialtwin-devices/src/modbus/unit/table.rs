@@ -1,0 +1,422 @@
+//! A unit's tables: sparse maps of bits and registers, each declared read-only or writable,
+//! and registers whose value is computed at read time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::modbus::data::{DataError, Encoding, Value};
+
+/// Whether a client may write a declared bit or register.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Reads only; a write answers exception 02.
+    #[default]
+    ReadOnly,
+    /// Reads and writes.
+    ReadWrite,
+}
+
+/// What an address inside a table's extent that nothing was declared at answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Gaps {
+    /// Reads give 0, as Eastron SDM meters do (sdm-modbus `read_all` reads across gaps).
+    /// Writes still answer 02: there is nothing there to write.
+    #[default]
+    Zero,
+    /// Any access answers exception 02 (illegal data address).
+    Exception,
+}
+
+/// Why a declaration was refused.
+#[derive(Clone, Debug, Error, PartialEq)]
+pub enum MapError {
+    /// The value would run past address 65535.
+    #[error("{len} registers from {start} run past address 65535")]
+    PastEnd {
+        /// The first address.
+        start: u16,
+        /// How many.
+        len: usize,
+    },
+    /// The register belongs to a computed value ([`Registers::set_provider`]).
+    #[error("register {0} holds a computed value")]
+    Computed(u16),
+    /// Nothing is stored at this register.
+    #[error("register {0} is not declared")]
+    Undeclared(u16),
+    /// The value does not encode.
+    #[error(transparent)]
+    Data(#[from] DataError),
+}
+
+/// A value computed when it is read: a function of the time (a ramp, a counter), given as a
+/// trait object to [`Registers::set_provider`].
+///
+/// It is asked once per request that reads any of its registers, so a value spanning several
+/// registers is always read whole and consistent.
+pub trait Provider: fmt::Debug + Send {
+    /// The engineering value at `now` (the time since the serving side's clock began; any
+    /// fixed origin will do).
+    fn value(&mut self, now: Duration) -> Value;
+}
+
+/// A value rising (or falling) steadily: `start + per_second × now`, as a float.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ramp {
+    /// The value at time zero.
+    pub start: f64,
+    /// The change per second.
+    pub per_second: f64,
+}
+
+impl Provider for Ramp {
+    fn value(&mut self, now: Duration) -> Value {
+        Value::Float(self.start + self.per_second * now.as_secs_f64())
+    }
+}
+
+/// A whole-number counter: `start + step` for every full `every` elapsed (an energy meter's
+/// pulses, an uptime in seconds). With `every` zero it stays at `start`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// The count at time zero.
+    pub start: i64,
+    /// Added each period.
+    pub step: i64,
+    /// The period.
+    pub every: Duration,
+}
+
+impl Provider for Counter {
+    fn value(&mut self, now: Duration) -> Value {
+        let periods = now
+            .as_nanos()
+            .checked_div(self.every.as_nanos())
+            .unwrap_or(0);
+        let periods = i128::try_from(periods).unwrap_or(i128::MAX);
+        Value::Int(
+            i128::from(self.start).saturating_add(i128::from(self.step).saturating_mul(periods)),
+        )
+    }
+}
+
+/// The last address of `len` from `start`, if it exists.
+fn last(start: u16, len: usize) -> Option<u16> {
+    let len = u16::try_from(len).ok()?;
+    if len == 0 {
+        return None;
+    }
+    start.checked_add(len - 1)
+}
+
+/// `len` addresses from `start`, stopping at 65535 (a `u16` range from would overflow there).
+fn addresses(start: u16, len: usize) -> impl Iterator<Item = u16> {
+    (u32::from(start)..)
+        .take(len)
+        .map_while(|address| u16::try_from(address).ok())
+}
+
+/// The extent set, or the span from the lowest to the highest declared address.
+fn extent_of<V>(set: Option<(u16, u16)>, cells: &BTreeMap<u16, V>) -> Option<(u16, u16)> {
+    set.or_else(|| Some((*cells.first_key_value()?.0, *cells.last_key_value()?.0)))
+}
+
+/// Coils or discrete inputs: single bits, declared one by one or in runs.
+#[derive(Clone, Debug, Default)]
+pub struct Bits {
+    cells: BTreeMap<u16, (bool, Access)>,
+    /// Set by [`Bits::set_extent`]; otherwise the declared span.
+    extent: Option<(u16, u16)>,
+}
+
+impl Bits {
+    /// An empty table.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declare (or overwrite) the bit at `address`.
+    pub fn set(&mut self, address: u16, value: bool, access: Access) {
+        self.cells.insert(address, (value, access));
+    }
+
+    /// Declare a run of bits from `start`.
+    ///
+    /// # Errors
+    /// [`MapError::PastEnd`] if the run passes address 65535 (nothing is declared then).
+    pub fn set_run(&mut self, start: u16, values: &[bool], access: Access) -> Result<(), MapError> {
+        if !values.is_empty() && last(start, values.len()).is_none() {
+            return Err(MapError::PastEnd {
+                start,
+                len: values.len(),
+            });
+        }
+        for (address, &value) in addresses(start, values.len()).zip(values) {
+            self.set(address, value, access);
+        }
+        Ok(())
+    }
+
+    /// The bit at `address`, if declared.
+    #[must_use]
+    pub fn get(&self, address: u16) -> Option<bool> {
+        self.cells.get(&address).map(|&(value, _)| value)
+    }
+
+    /// Make the table span `range` whatever is declared: addresses outside it answer 02,
+    /// undeclared ones inside it follow the unit's [`Gaps`].
+    pub fn set_extent(&mut self, range: RangeInclusive<u16>) {
+        self.extent = Some((*range.start(), *range.end()));
+    }
+
+    /// The addresses the table spans (`None` while empty and no extent is set).
+    #[must_use]
+    pub fn extent(&self) -> Option<RangeInclusive<u16>> {
+        extent_of(self.extent, &self.cells).map(|(a, b)| a..=b)
+    }
+
+    pub(super) fn readable(&self, start: u16, quantity: u16, gaps: Gaps) -> bool {
+        let Some(end) = last(start, quantity.into()) else {
+            return false;
+        };
+        let Some((first, final_)) = extent_of(self.extent, &self.cells) else {
+            return false;
+        };
+        start >= first
+            && end <= final_
+            && (gaps == Gaps::Zero || (start..=end).all(|a| self.cells.contains_key(&a)))
+    }
+
+    pub(super) fn writable(&self, start: u16, quantity: u16) -> bool {
+        let Some(end) = last(start, quantity.into()) else {
+            return false;
+        };
+        self.readable(start, quantity, Gaps::Exception)
+            && self
+                .cells
+                .range(start..=end)
+                .all(|(_, &(_, access))| access == Access::ReadWrite)
+    }
+
+    /// Bits from `start`, packed LSB first, 0 in gaps and padding. Checked beforehand.
+    pub(super) fn read_packed(&self, start: u16, quantity: u16, out: &mut Vec<u8>) {
+        let from = out.len();
+        out.resize(from + usize::from(quantity).div_ceil(8), 0);
+        for (i, address) in addresses(start, quantity.into()).enumerate() {
+            if self.get(address) == Some(true) {
+                out[from + i / 8] |= 1 << (i % 8);
+            }
+        }
+    }
+
+    /// Write `quantity` bits packed LSB first in `packed`. Checked beforehand.
+    pub(super) fn write_packed(&mut self, start: u16, quantity: u16, packed: &[u8]) {
+        for (i, address) in addresses(start, quantity.into()).enumerate() {
+            if let Some(cell) = self.cells.get_mut(&address) {
+                cell.0 = packed[i / 8] & (1 << (i % 8)) != 0;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Cell {
+    Stored(u16, Access),
+    /// Word `word` of computed value `point`.
+    Computed {
+        point: usize,
+        word: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Point {
+    encoding: Encoding,
+    provider: Box<dyn Provider>,
+}
+
+/// Holding or input registers: stored words, each read-only or writable, and computed values.
+#[derive(Debug, Default)]
+pub struct Registers {
+    cells: BTreeMap<u16, Cell>,
+    points: Vec<Point>,
+    /// Set by [`Registers::set_extent`]; otherwise the declared span.
+    extent: Option<(u16, u16)>,
+}
+
+impl Registers {
+    /// An empty table.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declare (or overwrite) registers from `start` holding `words`.
+    ///
+    /// # Errors
+    /// [`MapError::PastEnd`] past address 65535, [`MapError::Computed`] over a computed value;
+    /// nothing is changed then.
+    pub fn set_words(&mut self, start: u16, words: &[u16], access: Access) -> Result<(), MapError> {
+        self.check_free(start, words.len())?;
+        for (address, &word) in addresses(start, usize::MAX).zip(words) {
+            self.cells.insert(address, Cell::Stored(word, access));
+        }
+        Ok(())
+    }
+
+    /// Declare (or overwrite) registers from `start` holding `value` as `encoding` says.
+    ///
+    /// # Errors
+    /// As [`Registers::set_words`], and [`MapError::Data`] if the value does not encode.
+    pub fn set_value(
+        &mut self,
+        start: u16,
+        encoding: &Encoding,
+        value: &Value,
+        access: Access,
+    ) -> Result<(), MapError> {
+        let words = encoding.encode(value)?;
+        self.set_words(start, &words, access)
+    }
+
+    /// Declare registers from `start` whose value `provider` computes at each read, encoded
+    /// as `encoding` says. They are read-only. A value that does not encode (out of range)
+    /// reads as zeros.
+    ///
+    /// # Errors
+    /// [`MapError::PastEnd`] past address 65535, [`MapError::Computed`] over another computed
+    /// value.
+    pub fn set_provider(
+        &mut self,
+        start: u16,
+        encoding: Encoding,
+        provider: Box<dyn Provider>,
+    ) -> Result<(), MapError> {
+        let len = encoding.registers();
+        self.check_free(start, len)?;
+        let point = self.points.len();
+        self.points.push(Point { encoding, provider });
+        for (word, address) in addresses(start, len).enumerate() {
+            self.cells.insert(address, Cell::Computed { point, word });
+        }
+        Ok(())
+    }
+
+    fn check_free(&self, start: u16, len: usize) -> Result<(), MapError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = last(start, len).ok_or(MapError::PastEnd { start, len })?;
+        match self
+            .cells
+            .range(start..=end)
+            .find(|(_, cell)| matches!(cell, Cell::Computed { .. }))
+        {
+            Some((&address, _)) => Err(MapError::Computed(address)),
+            None => Ok(()),
+        }
+    }
+
+    /// The stored word at `address` (`None` if undeclared or computed).
+    #[must_use]
+    pub fn word(&self, address: u16) -> Option<u16> {
+        match self.cells.get(&address)? {
+            Cell::Stored(word, _) => Some(*word),
+            Cell::Computed { .. } => None,
+        }
+    }
+
+    /// The stored value at `start`, decoded as `encoding` says.
+    ///
+    /// # Errors
+    /// [`MapError::Undeclared`] or [`MapError::Computed`] for a register that stores
+    /// nothing, [`MapError::Data`] if the words do not decode.
+    pub fn value(&self, start: u16, encoding: &Encoding) -> Result<Value, MapError> {
+        let len = encoding.registers();
+        let _ = last(start, len).ok_or(MapError::PastEnd { start, len })?;
+        let words = addresses(start, len)
+            .map(|address| match self.cells.get(&address) {
+                Some(Cell::Stored(word, _)) => Ok(*word),
+                Some(Cell::Computed { .. }) => Err(MapError::Computed(address)),
+                None => Err(MapError::Undeclared(address)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(encoding.decode(&words)?)
+    }
+
+    /// Make the table span `range` whatever is declared: addresses outside it answer 02,
+    /// undeclared ones inside it follow the unit's [`Gaps`].
+    pub fn set_extent(&mut self, range: RangeInclusive<u16>) {
+        self.extent = Some((*range.start(), *range.end()));
+    }
+
+    /// The addresses the table spans (`None` while empty and no extent is set).
+    #[must_use]
+    pub fn extent(&self) -> Option<RangeInclusive<u16>> {
+        extent_of(self.extent, &self.cells).map(|(a, b)| a..=b)
+    }
+
+    pub(super) fn readable(&self, start: u16, quantity: u16, gaps: Gaps) -> bool {
+        let Some(end) = last(start, quantity.into()) else {
+            return false;
+        };
+        let Some((first, final_)) = extent_of(self.extent, &self.cells) else {
+            return false;
+        };
+        start >= first
+            && end <= final_
+            && (gaps == Gaps::Zero || (start..=end).all(|a| self.cells.contains_key(&a)))
+    }
+
+    pub(super) fn writable(&self, start: u16, quantity: u16) -> bool {
+        let Some(end) = last(start, quantity.into()) else {
+            return false;
+        };
+        self.readable(start, quantity, Gaps::Exception)
+            && self
+                .cells
+                .range(start..=end)
+                .all(|(_, cell)| matches!(cell, Cell::Stored(_, Access::ReadWrite)))
+    }
+
+    /// Registers from `start` as big-endian bytes, 0 in gaps; each computed value asked once.
+    /// Checked beforehand.
+    pub(super) fn read(&mut self, start: u16, quantity: u16, now: Duration, out: &mut Vec<u8>) {
+        let mut computed: Vec<(usize, Vec<u16>)> = Vec::new();
+        for address in addresses(start, quantity.into()) {
+            let word = match self.cells.get(&address) {
+                None => 0,
+                Some(Cell::Stored(word, _)) => *word,
+                Some(&Cell::Computed { point, word }) => {
+                    let words = if let Some((_, words)) = computed.iter().find(|(p, _)| *p == point)
+                    {
+                        words
+                    } else {
+                        let Point { encoding, provider } = &mut self.points[point];
+                        let words = encoding
+                            .encode(&provider.value(now))
+                            .unwrap_or_else(|_| vec![0; encoding.registers()]);
+                        computed.push((point, words));
+                        &computed[computed.len() - 1].1
+                    };
+                    words.get(word).copied().unwrap_or(0)
+                }
+            };
+            out.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+
+    /// Write `words` from `start`. Checked beforehand (every register stored and writable).
+    pub(super) fn write(&mut self, start: u16, words: impl IntoIterator<Item = u16>) {
+        for (address, new) in addresses(start, usize::MAX).zip(words) {
+            if let Some(Cell::Stored(word, _)) = self.cells.get_mut(&address) {
+                *word = new;
+            }
+        }
+    }
+}
