@@ -26,6 +26,18 @@
 //! behind garbage, or behind a corrupted request, is found where it starts. (pymodbus drops
 //! the whole buffer instead, losing every request pipelined behind a bad one.)
 //!
+//! While hunting, until a request is cut, only a request whose header gives its length can
+//! start: a code without one (FC 8, an undefined code) is skipped like any other byte that is
+//! no request. Otherwise the first such code met inside the garbage would scan everything
+//! behind it, good requests included, which no CRC over the wrong start verifies, and hold
+//! them until silence; and each of its up to 252 prefixes would be a chance in 65,536 of a
+//! false request. The price: an FC 8 request right behind garbage, in the same write, is
+//! dropped with it. The rule depends only on the bytes, never on how they came in, so every
+//! chunking of a stream gives the same requests.
+//!
+//! When the line goes quiet with an undecided request buffered, everything that is not a
+//! whole request is dropped: a request of any code found behind the garbage is kept.
+//!
 //! A partial request whose length is known never waits on silence: the line's frame timeout
 //! (`LineConfig::frame_timeout`) drops it once stale, when the next bytes come.
 //!
@@ -130,6 +142,10 @@ enum Why {
     TooLong,
     /// No prefix's CRC verifies, within [`MAX_ADU_LEN`] bytes or before the line went quiet.
     NoCrc,
+    /// A code without a length in its header, met while resynchronising.
+    Hunting,
+    /// The line went quiet before the request was whole.
+    Cut,
 }
 
 impl fmt::Display for Why {
@@ -138,20 +154,41 @@ impl fmt::Display for Why {
             Self::Crc => "CRC check failed",
             Self::TooLong => "byte count claims more than 256 bytes",
             Self::NoCrc => "no CRC verifies",
+            Self::Hunting => "function code without a length met while resynchronising",
+            Self::Cut => "incomplete when the line went quiet",
         })
     }
 }
 
-/// What the bytes at the start of `buf` are. `ended`: nothing more will come (the line went
-/// quiet), so a request still undecided is not one. `scan` continues (and keeps) the CRC
-/// scan of the request at `buf`'s start, for a caller that calls again as bytes come.
-fn judge(buf: &[u8], ended: bool, scan: &mut Option<Scan>) -> Verdict {
+/// How [`judge`] looks at the start of the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Between requests: a request of any code may start here.
+    Normal,
+    /// Resynchronising after bytes that were no request: only a request whose header gives its
+    /// length can start here (see the module docs).
+    Hunting,
+    /// The line went quiet: nothing more will come, so whatever is not a whole request is not
+    /// one.
+    Ended,
+}
+
+/// What the bytes at the start of `buf` are, looked at in `mode`. `scan` continues (and
+/// keeps) the CRC scan of the request at `buf`'s start, for a caller that calls again as bytes
+/// come.
+fn judge(buf: &[u8], mode: Mode, scan: &mut Option<Scan>) -> Verdict {
+    let incomplete = if mode == Mode::Ended {
+        Verdict::Bad(Why::Cut)
+    } else {
+        Verdict::Wait
+    };
     match request_len(buf) {
-        RequestLen::NeedHeader(_) => Verdict::Wait,
+        RequestLen::NeedHeader(_) => incomplete,
         RequestLen::Exact(len) if len > MAX_ADU_LEN => Verdict::Bad(Why::TooLong),
-        RequestLen::Exact(len) if buf.len() < len => Verdict::Wait,
+        RequestLen::Exact(len) if buf.len() < len => incomplete,
         RequestLen::Exact(len) if crc_ok(&buf[..len]) => Verdict::Good(len),
         RequestLen::Exact(_) => Verdict::Bad(Why::Crc),
+        RequestLen::Scan { .. } if mode == Mode::Hunting => Verdict::Bad(Why::Hunting),
         RequestLen::Scan { min, step } => {
             let Scan {
                 mut len,
@@ -170,7 +207,7 @@ fn judge(buf: &[u8], ended: bool, scan: &mut Option<Scan>) -> Verdict {
                     return Verdict::Good(len);
                 }
             }
-            if ended || len >= MAX_ADU_LEN {
+            if mode == Mode::Ended || len >= MAX_ADU_LEN {
                 Verdict::Bad(Why::NoCrc)
             } else {
                 *scan = Some(Scan { len, digest });
@@ -208,6 +245,9 @@ pub struct RtuFramer {
     /// silence mean anything ([`Framer::silence_gap`]), so a port whose requests all have
     /// known lengths can be served without watching the clock.
     undecided: bool,
+    /// Whether bytes were dropped since the last request was cut: until a request whose
+    /// header gives its length verifies, no other kind is looked for (see the module docs).
+    hunting: bool,
 }
 
 impl RtuFramer {
@@ -223,6 +263,7 @@ impl fmt::Debug for RtuFramer {
         f.debug_struct("RtuFramer")
             .field("scanned", &self.scan.as_ref().map(|s| s.len))
             .field("undecided", &self.undecided)
+            .field("hunting", &self.hunting)
             .finish()
     }
 }
@@ -232,14 +273,21 @@ impl Framer for RtuFramer {
         let mut skipped = 0;
         let mut first = None;
         loop {
-            match judge(buf, false, &mut self.scan) {
+            let mode = if self.hunting {
+                Mode::Hunting
+            } else {
+                Mode::Normal
+            };
+            match judge(buf, mode, &mut self.scan) {
                 Verdict::Good(len) if skipped == 0 => {
                     self.scan = None;
                     self.undecided = false;
+                    self.hunting = false;
                     return Ok(Some(cut(buf, len)));
                 }
                 Verdict::Bad(why) => {
                     self.scan = None;
+                    self.hunting = true;
                     buf.advance(1);
                     skipped += 1;
                     first.get_or_insert(why);
@@ -266,6 +314,7 @@ impl Framer for RtuFramer {
         }
         self.scan = None;
         self.undecided = false;
+        self.hunting = false;
         Some(FrameAt {
             frame: 0..len - 2,
             used: len,
@@ -289,15 +338,19 @@ impl Framer for RtuFramer {
         self.undecided.then(|| idle_timeout(settings.baud))
     }
 
-    /// The undecided request ended without a CRC verifying: it is dropped, and so is every
-    /// start after it that is not a request either, up to the first request found or one of
-    /// known length still coming.
+    /// The undecided request ended without a CRC verifying: it is dropped, and so is
+    /// everything after it up to the first whole request (of any code: all that will come is
+    /// there), or all of it.
     fn on_silence(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         self.undecided = false;
+        self.hunting = false;
         let mut skipped = 0;
         let mut first = None;
         loop {
-            match judge(buf, true, &mut self.scan) {
+            if buf.is_empty() {
+                break;
+            }
+            match judge(buf, Mode::Ended, &mut self.scan) {
                 Verdict::Good(len) if skipped == 0 => {
                     self.scan = None;
                     return Ok(Some(cut(buf, len)));
@@ -311,7 +364,7 @@ impl Framer for RtuFramer {
                 _ => break,
             }
         }
-        // What is left starts with a request, decided: `decode` takes it from here.
+        // What is left is empty or starts with a whole request: `decode` takes it from here.
         self.scan = None;
         match first {
             Some(why) => Err(dropped(skipped, why, " after silence")),
@@ -322,6 +375,7 @@ impl Framer for RtuFramer {
     fn reset(&mut self) {
         self.scan = None;
         self.undecided = false;
+        self.hunting = false;
     }
 
     /// The last two bytes.
