@@ -590,3 +590,65 @@ async fn a_device_with_a_beat_talks_and_answers_from_its_lane() {
         .expect("beats and answers from the lane");
     fleet.shutdown().await;
 }
+
+/// Echoes each Modbus RTU request it is sent (the framer checks and adds the CRC).
+#[derive(Debug, Default)]
+struct RtuEcho;
+
+impl Device for RtuEcho {
+    type Error = std::convert::Infallible;
+
+    fn framing(&self) -> serialtwin::Framing {
+        serialtwin::devices::modbus::rtu::framing()
+    }
+
+    fn handle(
+        &mut self,
+        req: &[u8],
+        _: &mut Context,
+        out: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        out.push(req.to_vec());
+        Ok(())
+    }
+}
+
+/// A request the framer can cut only on silence (a Modbus diagnostics request, whose length
+/// its header does not give), started on a lane and abandoned: the lane hands the port to its
+/// task, whose timer drops the stale start, and the next request is answered. A lane that kept
+/// it would glue the two and answer neither.
+#[tokio::test]
+async fn a_request_cut_only_on_silence_leaves_the_lane_for_its_timer() {
+    use serialtwin::devices::modbus::rtu::crc16;
+    let with_crc = |payload: &[u8]| {
+        let mut adu = payload.to_vec();
+        adu.extend_from_slice(&crc16(payload).to_le_bytes());
+        adu
+    };
+    let fleet = Fleet::new();
+    let port = fleet.spawn(PortSpec::new("rtu"), RtuEcho).unwrap();
+    let mut c = open_client(port.pty());
+    let read = with_crc(&[0x01, 0x03, 0x00, 0x6B, 0x00, 0x03]);
+    // Answered (on the lane, once the port is lent).
+    for _ in 0..3 {
+        c.write_all(&read).await.unwrap();
+        let mut echo = vec![0u8; read.len()];
+        tokio::time::timeout(PATIENCE, c.read_exact(&mut echo))
+            .await
+            .expect("an echo")
+            .unwrap();
+        assert_eq!(echo, read);
+    }
+    let diagnostics = with_crc(&[0x01, 0x08, 0x00, 0x00, 0xA5, 0x37]);
+    c.write_all(&diagnostics[..3]).await.unwrap();
+    // Well past the idle timeout (5 ms at this speed).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.write_all(&diagnostics).await.unwrap();
+    let mut echo = vec![0u8; diagnostics.len()];
+    tokio::time::timeout(PATIENCE, c.read_exact(&mut echo))
+        .await
+        .expect("the whole request answered, its abandoned start dropped")
+        .unwrap();
+    assert_eq!(echo, diagnostics);
+    fleet.shutdown().await;
+}

@@ -100,6 +100,12 @@ impl<D: Body> Server<D, PtyPort> {
                 return Turn::Leave;
             }
         }
+        if !self.rx.is_empty() && self.framer.silence_gap(&self.ctx.settings()).is_some() {
+            // A request the framer can cut only on silence (one whose length its header does
+            // not give): the task's timer waits for it, from this read.
+            self.last_rx = Instant::now();
+            return Turn::Leave;
+        }
         if !self.outbox.is_empty() && self.rx.len() >= MAX_HELD_INPUT {
             // A client writing far faster than its answers go out: its task reads no more
             // until they have (the lane's edge-triggered set would not say when to).

@@ -135,11 +135,11 @@ impl<D: Body, T: Transport> Server<D, T> {
                 Wake::Cancelled => return Ok(self.outcome()),
                 Wake::Read(r) => match r.map_err(|e| self.io_error(e))? {
                     Recv::Data => {
-                        // Only silence-delimited framing needs to know when (a clock read
-                        // per request otherwise).
-                        if self.framer.silence_gap(&self.ctx.settings()).is_some() {
-                            self.last_rx = Instant::now();
-                        }
+                        // When, for a framer that cuts on silence: it may ask for silence
+                        // only once it has seen these bytes (a request whose length its
+                        // header does not give), so every read is timed. Ports that need no
+                        // timing are served from lanes, which read no clock.
+                        self.last_rx = Instant::now();
                         self.take_in(held, true);
                     }
                     Recv::Event(event) => self.on_event(event, self.rx.len()),
