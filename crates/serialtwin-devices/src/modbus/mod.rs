@@ -1,6 +1,12 @@
 //! Modbus RTU and ASCII slaves (issue 18), landing in parts: the framers and the data model
 //! first, the slave model, its registry entry, buses and real devices after.
 //!
+//! - [`rtu`] and [`ascii`]: the framers, cutting requests by length ([`functions`]) and
+//!   checking their CRC or LRC;
+//! - [`data`]: engineering values in registers (types, word and byte orders, scale);
+//! - [`unit`]: one unit's tables answering request PDUs, checks in the standard's order;
+//! - [`slave`]: a unit at its address on a line, as a device; several make a bus.
+//!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
 
@@ -8,4 +14,5 @@ pub mod ascii;
 pub mod data;
 pub mod functions;
 pub mod rtu;
+pub mod slave;
 pub mod unit;

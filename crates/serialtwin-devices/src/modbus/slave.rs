@@ -1,0 +1,143 @@
+//! A Modbus unit on a serial line: its address, and its [`Unit`] answering what is sent to it
+//! or to everyone.
+//!
+//! The RTU framer hands over each request as address, function and data (its CRC checked and
+//! removed) and adds the CRC to each reply; the unit answers the PDU. Several slaves share one
+//! port as a [`Bus`](serialtwin_core::Bus) routed by [`route`].
+
+use std::time::Duration;
+
+use serialtwin_core::Route;
+use serialtwin_core::{CharFormat, Context, Device, Framing, Latency, LineConfig, Parity, Replies};
+
+use super::rtu;
+use super::unit::{Delivery, Outcome, Unit};
+
+/// The broadcast address: every unit carries out a write sent to it, and none answers.
+pub const BROADCAST: u8 = 0;
+
+/// The highest address a unit may have; 248–255 are reserved (SL §2.2).
+pub const MAX_ADDRESS: u8 = 247;
+
+/// An address a unit cannot have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a Modbus unit's address must be from 1 to {MAX_ADDRESS}, not {0}")]
+pub struct BadAddress(pub u8);
+
+/// One Modbus unit at its address, as a [`Device`].
+#[derive(Debug)]
+pub struct Slave {
+    address: u8,
+    unit: Unit,
+    /// The reply being built: the address, then the unit's PDU.
+    reply: Vec<u8>,
+}
+
+impl Slave {
+    /// `unit` at `address` (1 to [`MAX_ADDRESS`]).
+    ///
+    /// # Errors
+    /// [`BadAddress`] for 0 (broadcast) and the reserved 248–255.
+    pub fn new(address: u8, unit: Unit) -> Result<Self, BadAddress> {
+        if address == BROADCAST || address > MAX_ADDRESS {
+            return Err(BadAddress(address));
+        }
+        Ok(Self {
+            address,
+            unit,
+            reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
+        })
+    }
+
+    /// Its address.
+    #[must_use]
+    pub fn address(&self) -> u8 {
+        self.address
+    }
+
+    /// Its unit.
+    #[must_use]
+    pub fn unit(&self) -> &Unit {
+        &self.unit
+    }
+
+    /// Its unit, to change.
+    pub fn unit_mut(&mut self) -> &mut Unit {
+        &mut self.unit
+    }
+}
+
+/// The line the Modbus standard makes the default: 19,200 baud, 8 data bits, even parity, one
+/// stop bit (SL §2.5.1, §3.2); a native UART, whole frames 3.5 characters apart (a master
+/// timing gaps must see them); answers within 1–5 ms, as a slave's firmware turns a request
+/// around; a partial request forgotten after a second without bytes.
+#[must_use]
+pub fn standard_line() -> LineConfig {
+    LineConfig {
+        format: Some(CharFormat {
+            parity: Parity::Even,
+            ..CharFormat::N81
+        }),
+        adapter: serialtwin_core::Adapter::Native,
+        latency: Latency::Range {
+            min: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        },
+        ..LineConfig::uart(19_200)
+    }
+}
+
+/// Where a request goes on a bus of [`Slave`]s: the unit its first byte names, or every unit
+/// for a broadcast. A bus's router.
+#[must_use]
+pub fn route(request: &[u8]) -> Route {
+    match request.first() {
+        None => Route::Nobody,
+        Some(&BROADCAST) => Route::All,
+        Some(&address) => Route::To(u32::from(address)),
+    }
+}
+
+impl Device for Slave {
+    type Error = std::convert::Infallible;
+
+    fn framing(&self) -> Framing {
+        rtu::framing()
+    }
+
+    fn line(&self) -> LineConfig {
+        standard_line()
+    }
+
+    fn handle(
+        &mut self,
+        request: &[u8],
+        ctx: &mut Context,
+        replies: &mut Replies,
+    ) -> Result<(), Self::Error> {
+        let Some((&address, pdu)) = request.split_first() else {
+            return Ok(());
+        };
+        let delivery = match address {
+            BROADCAST => Delivery::Broadcast,
+            a if a == self.address => Delivery::Addressed,
+            _ => {
+                // Another unit's: heard on the line, not answered.
+                self.unit.note_other_message();
+                return Ok(());
+            }
+        };
+        let clock = ctx.clock();
+        let now = clock
+            .now()
+            .duration_since(clock.epoch())
+            .unwrap_or_default();
+        self.reply.clear();
+        self.reply.push(self.address);
+        match self.unit.answer(pdu, delivery, now, &mut self.reply) {
+            Outcome::Normal | Outcome::Exception(_) => replies.push(self.reply.clone()),
+            Outcome::Silent(_) => {}
+        }
+        Ok(())
+    }
+}
