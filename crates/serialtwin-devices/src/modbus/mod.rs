@@ -1,11 +1,14 @@
 //! Modbus RTU and ASCII slaves (issue 18), landing in parts: the framers and the data model
 //! first, the slave model, its registry entry, buses and real devices after.
 //!
-//! - [`rtu`](crate::modbus::rtu) and [`ascii`](crate::modbus::ascii): the framers, cutting requests by length ([`functions`](crate::modbus::functions)) and
-//!   checking their CRC or LRC;
-//! - [`data`](crate::modbus::data): engineering values in registers (types, word and byte orders, scale);
-//! - [`unit`](crate::modbus::unit): one unit's tables answering request PDUs, checks in the standard's order;
-//! - [`slave`](crate::modbus::slave): a unit at its address on a line, as a device; several make a bus.
+//! - [`rtu`](crate::modbus::rtu) and [`ascii`](crate::modbus::ascii): the framers, cutting
+//!   requests by length ([`functions`](crate::modbus::functions)) and checking their CRC or LRC;
+//! - [`data`](crate::modbus::data): engineering values in registers (types, word and byte
+//!   orders, scale);
+//! - [`unit`](crate::modbus::unit): one unit's tables answering request PDUs, checks in the
+//!   standard's order;
+//! - [`slave`](crate::modbus::slave): a unit at its address on a line, as a device; several
+//!   make a bus.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
