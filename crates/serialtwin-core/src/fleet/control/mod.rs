@@ -328,6 +328,7 @@ impl Ports {
     /// [`ControlError`] for an unknown port, a port that stopped, refused or did not answer in
     /// time; for `*`, [`ControlError::Some`] with each port's failure (the others did it).
     pub async fn execute(&self, command: Command) -> Result<String, ControlError> {
+        let command = self.per_unit(command);
         let Some(target) = command.target() else {
             return Ok(self.list());
         };
@@ -353,6 +354,27 @@ impl Ports {
             (_, 0) => Ok(String::new()),
             (Target::Port(_), _) => Err(failed.remove(0)),
             (Target::All, _) => Err(ControlError::Some { total, failed }),
+        }
+    }
+
+    /// `set <port>/<unit> <key> <value>` for a device on a bus is `set <port> <unit>.<key>
+    /// <value>` (what a bus takes): a name that is no port's but ends in `/<unit>` after a
+    /// port's name. A port whose own name has a `/` is found by that name first.
+    fn per_unit(&self, command: Command) -> Command {
+        match command {
+            Command::Set(Target::Port(name), key, value) if !self.by_name.contains_key(&name) => {
+                match name.rsplit_once('/') {
+                    Some((port, unit)) if !unit.is_empty() && self.by_name.contains_key(port) => {
+                        Command::Set(
+                            Target::Port(port.to_owned()),
+                            format!("{unit}.{key}"),
+                            value,
+                        )
+                    }
+                    _ => Command::Set(Target::Port(name), key, value),
+                }
+            }
+            other => other,
         }
     }
 
