@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use serialtwin_core::{BoxDevice, Bus, Route};
+use serialtwin_core::{BoxDevice, Bus, CharFormat, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
 use super::slave::{self, Declared, MAX_ADDRESS, Slave, route, standard_line};
@@ -229,7 +229,14 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         }
     }
     let framing = b.framing.clone().unwrap_or_else(rtu::framing);
-    let line = standard_line();
+    let mut line = standard_line();
+    if framing.name() == ascii::NAME {
+        // ASCII characters are 7 bits with even parity (SL §2.5.2): 10 bits on the wire.
+        line.format = Some(CharFormat {
+            data_bits: 7,
+            ..line.format.unwrap_or(CharFormat::N81)
+        });
+    }
     (0..b.count)
         .map(|_| {
             let router: fn(&[u8]) -> Route = route;
@@ -480,6 +487,20 @@ mod tests {
         let devices = built(&table).unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0].line.baud, Some(19_200));
+    }
+
+    #[test]
+    fn an_ascii_line_sends_7e1_characters() {
+        let table = ConfigTable::parse("[[unit]]\nid = 1\n").unwrap();
+        let rtu_line = build(&Build::new(table.clone())).unwrap()[0].line;
+        assert_eq!(rtu_line.format.unwrap().to_string(), "8E1");
+        let ascii = Build {
+            framing: Some(ascii::framing()),
+            ..Build::new(table)
+        };
+        let built = &build(&ascii).unwrap()[0];
+        assert_eq!(built.framing.name(), "modbus-ascii");
+        assert_eq!(built.line.format.unwrap().to_string(), "7E1");
     }
 
     #[test]
