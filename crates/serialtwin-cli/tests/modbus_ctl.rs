@@ -128,5 +128,38 @@ value = false
         let (ok, text) = ctl(&socket, &args);
         assert!(!ok && text.contains(why), "{args:?}: {text}");
     }
+
+    // Faults per unit: unit 7 goes silent, unit 1 answers on; unit 1's next reply has a broken
+    // CRC; `clear` brings unit 7 back.
+    let (ok, text) = ctl(&socket, &["fault", "bus/7", "drop", "p=1"]);
+    assert!(ok, "{text}");
+    port.write_all(&with_crc(&[7, 1, 0, 3, 0, 1]))
+        .await
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let heard =
+        tokio::time::timeout(std::time::Duration::from_millis(300), port.read(&mut byte)).await;
+    assert!(heard.is_err(), "a silent unit answered {byte:02X?}");
+    assert_eq!(
+        ask(&mut port, &[1, 3, 0, 20, 0, 1], 7).await,
+        with_crc(&[1, 3, 2, 0x12, 0x67])
+    );
+    let (ok, text) = ctl(&socket, &["fault", "bus/1", "break-crc", "next=1"]);
+    assert!(ok, "{text}");
+    let broken = ask(&mut port, &[1, 3, 0, 20, 0, 1], 7).await;
+    assert_eq!(broken[..5], [1, 3, 2, 0x12, 0x67]);
+    assert_ne!(
+        broken,
+        with_crc(&[1, 3, 2, 0x12, 0x67]),
+        "the CRC is broken"
+    );
+    let (ok, text) = ctl(&socket, &["clear", "bus"]);
+    assert!(ok, "{text}");
+    assert_eq!(
+        ask(&mut port, &[7, 1, 0, 3, 0, 1], 6).await,
+        with_crc(&[7, 1, 1, 1])
+    );
+    let (ok, text) = ctl(&socket, &["fault", "bus/x", "drop"]);
+    assert!(!ok && text.contains("no port named \"bus/x\""), "{text}");
     drop(run);
 }
