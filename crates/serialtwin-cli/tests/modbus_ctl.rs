@@ -42,9 +42,17 @@ async fn ask(port: &mut tokio_serial::SerialStream, payload: &[u8], reply: usize
     got
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctl_sets_a_units_declared_values_as_declared() {
-    let dir = work_dir("modbusctl");
+/// A bus of two units (1 and 7) served by `serialtwin run` with a control socket: the run,
+/// the socket, and a client on the port at 19,200 baud.
+fn bus(
+    tag: &str,
+) -> (
+    common::Running,
+    std::path::PathBuf,
+    tokio_serial::SerialStream,
+    common::scratch::Scratch,
+) {
+    let dir = work_dir(tag);
     let socket = dir.join("run/control.sock");
     let config = write_config(
         &dir,
@@ -86,7 +94,13 @@ value = false
         ],
     );
     let link = run.links().remove(0);
-    let mut port = open_at(&link, 19_200);
+    let port = open_at(&link, 19_200);
+    (run, socket, port, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_sets_a_units_declared_values_as_declared() {
+    let (run, socket, mut port, _dir) = bus("modbusset");
 
     let (ok, text) = ctl(&socket, &["set", "bus/1", "holding.20", "4711"]);
     assert!(ok, "{text}");
@@ -128,6 +142,14 @@ value = false
         let (ok, text) = ctl(&socket, &args);
         assert!(!ok && text.contains(why), "{args:?}: {text}");
     }
+    drop(run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_faults_one_unit_of_a_bus() {
+    let (run, socket, mut port, _dir) = bus("modbusfault");
+    let (ok, text) = ctl(&socket, &["set", "bus/1", "holding.20", "4711"]);
+    assert!(ok, "{text}");
 
     // Faults per unit: unit 7 goes silent, unit 1 answers on; unit 1's next reply has a broken
     // CRC; `clear` brings unit 7 back.
