@@ -179,7 +179,7 @@ async fn ctl_faults_one_unit_of_a_bus() {
     assert!(ok, "{text}");
     assert_eq!(
         ask(&mut port, &[7, 1, 0, 3, 0, 1], 6).await,
-        with_crc(&[7, 1, 1, 1])
+        with_crc(&[7, 1, 1, 0])
     );
     let (ok, text) = ctl(&socket, &["fault", "bus/x", "drop"]);
     assert!(!ok && text.contains("no port named \"bus/x\""), "{text}");
