@@ -229,6 +229,8 @@ struct RawLine {
     latency_ms: Option<Spanned<Value>>,
     /// Milliseconds after which a partial request is forgotten; 0: never.
     frame_timeout_ms: Option<Spanned<u64>>,
+    /// The client hears its own bytes back (an echoing RS-485 adapter).
+    echo: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -1025,6 +1027,9 @@ fn line(here: &Locator<'_>, raw: &RawLine, own: LineConfig) -> Result<LineConfig
     if let Some(pace) = raw.pace {
         line.pace = pace;
     }
+    if let Some(echo) = raw.echo {
+        line.echo = echo;
+    }
     match raw.adapter {
         Some(RawAdapter::Native) => line.adapter = Adapter::Native,
         // The model's chunk interval, if its adapter is a USB one already.
@@ -1104,7 +1109,7 @@ mod tests {
             "t.toml",
             "[[device]]\nmodel = 'pi30'\nlink = '/tmp/x/ttyUSB0'\n\
              [device.line]\nbaud = 9600\nformat = '7E1'\npace = false\nmismatch = 'silence'\nlatency_ms = [5, 9]\n\
-             frame_timeout_ms = 250\n",
+             frame_timeout_ms = 250\necho = true\n",
             None,
         )
         .unwrap();
@@ -1112,6 +1117,7 @@ mod tests {
         assert_eq!(line.baud, Some(9600));
         assert_eq!(line.format.map(|f| f.to_string()).as_deref(), Some("7E1"));
         assert!(!line.pace);
+        assert!(line.echo);
         assert_eq!(line.mismatch, Mismatch::Silence);
         assert_eq!(line.frame_timeout, Some(Duration::from_millis(250)));
         assert_eq!(

@@ -1052,3 +1052,31 @@ async fn a_beat_while_the_last_ones_words_still_wait_is_skipped() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+/// An echoing line (an RS-485 adapter that hears itself) gives the client each byte it sends,
+/// at once and before any answer: a request written in two pieces is heard in two pieces.
+#[tokio::test]
+async fn an_echoing_line_gives_the_client_its_own_bytes_before_the_answer() {
+    let mut config = ServeConfig::new("echo");
+    config.line = Some(LineConfig {
+        echo: true,
+        ..LineConfig::default()
+    });
+    let (client, cancel, task) = start(Counter::default(), config);
+    let mut client = BufReader::new(client);
+    client.get_mut().write_all(b"INC\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "INC\r\n");
+    assert_eq!(read_line(&mut client).await, "1\r\n");
+    client.get_mut().write_all(b"IN").await.unwrap();
+    let mut half = [0u8; 2];
+    tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut half))
+        .await
+        .expect("the echo at once")
+        .unwrap();
+    assert_eq!(&half, b"IN");
+    client.get_mut().write_all(b"C\r\n").await.unwrap();
+    assert_eq!(read_line(&mut client).await, "C\r\n");
+    assert_eq!(read_line(&mut client).await, "2\r\n");
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -145,6 +145,11 @@ impl<D: Body, T: Transport> Server<D, T> {
     #[inline]
     pub(super) fn take_in(&mut self, held: usize, news: bool) -> bool {
         let read = self.rx.len() - held;
+        if read > 0 && self.echo {
+            // The client's adapter hears its own bytes at once, before any answer.
+            crate::spare::Spare::Write.reserve(&mut self.coalesced, read);
+            self.coalesced.extend_from_slice(&self.rx[held..]);
+        }
         // Behind a partial request, and where replies wait (pacing, latency, faults) so that
         // they must not be taken for the next client's, the session notes are brought up to
         // date first: a departure that happened before this read is seen before what it

@@ -204,6 +204,9 @@ pub(crate) struct Server<D, T> {
     lane_device: bool,
     /// Whether the device sends unprompted frames (asked for only if it does).
     streams: bool,
+    /// Whether the client hears its own bytes back ([`LineConfig::echo`]): read once, here
+    /// with what every request touches.
+    echo: bool,
     /// Whether replies go straight into the pending write: no faults, nobody watching, no
     /// latency or pacing, the client at the line's rate. Worked out again whenever one of
     /// those changes (see [`Server::refresh_direct`]), so that answering a request asks one
@@ -325,6 +328,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             config.seed,
         );
         let streams = device.body_sends_unprompted();
+        let echo = line.config().echo;
         let device_beat = device.body_talks_every();
         let lane_device = device.answers_at_once() && !streams;
         let gates = Gates::new();
@@ -353,6 +357,7 @@ impl<D: Body, T: Transport> Server<D, T> {
             watching: std::cell::Cell::new(false),
             lane_device,
             streams,
+            echo,
             can_lend: None,
             panicked: None,
             direct: std::cell::Cell::new(false),

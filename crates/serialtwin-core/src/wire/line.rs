@@ -132,6 +132,9 @@ pub struct LineConfig {
     pub adapter: Adapter,
     /// Time before the first byte of an answer.
     pub latency: Latency,
+    /// The client hears its own bytes back, before any answer, as through an RS-485 adapter
+    /// that echoes what it sends (pymodbus `handle_local_echo=True` expects it).
+    pub echo: bool,
     /// How long the device's UART keeps a partial request: bytes of an incomplete frame older
     /// than this are discarded when new bytes arrive, as UART firmware resets its receive
     /// buffer after a gap (a client killed half-way through a request must not spoil the next
@@ -151,6 +154,7 @@ impl LineConfig {
             adapter: Adapter::default(),
             latency: Latency::None,
             frame_timeout: Some(UART_FRAME_TIMEOUT),
+            echo: false,
         }
     }
 
