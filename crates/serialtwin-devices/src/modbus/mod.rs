@@ -7,13 +7,15 @@
 //! - [`data`]: engineering values in registers (types, word and byte orders, scale);
 //! - [`unit`](mod@unit): one unit's tables answering request PDUs, checks in the standard's
 //!   order;
-//! - [`slave`]: a unit at its address on a line, as a device; several make a bus.
+//! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
+//! - [`describe`]: one line on each frame, for `--trace`.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
 
 pub mod ascii;
 pub mod data;
+pub mod describe;
 pub mod functions;
 mod model;
 pub mod rtu;
