@@ -5,14 +5,20 @@
 //! 2026-06-21T12:00:00.126Z qpgs tx "correct result\r\n"
 //! 2026-06-21T12:00:01.002Z qpgs -- close
 //! 2026-06-21T12:00:02.310Z inverter rx "QPIGS\xb7\xa8" (checksum does not verify)
+//! 2026-06-21T12:00:03.000Z bus rx 01 03 00 6b 00 03 (unit 1 read holding 0x006B ×3)
+//! 2026-06-21T12:00:03.001Z bus tx 01 03 06 02 2b 00 00 00 64 05 7a (unit 1 holding ×3: 0x022B 0x0000 0x0064)
 //! ```
 //!
 //! A frame whose checksum the port's framer does not verify ([`Framer::check`]: a corrupted
 //! request, a `break-crc` fault, a command typed without one) is marked, whatever the
-//! protocol; frames of protocols without checksums never are.
+//! protocol; frames of protocols without checksums never are. A protocol whose framing
+//! describes its frames ([`NamedFraming::describe`]: Modbus) gets that line in parentheses after
+//! the bytes; the others' lines are the bytes alone.
 //!
 //! The serving loop calls observers synchronously, so the observer only formats the line and
 //! hands it to a writer thread; a slow stderr never slows a port down.
+//!
+//! [`NamedFraming::describe`]: serialtwin_devices::registry::NamedFraming::describe
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -23,6 +29,7 @@ use bytes::BytesMut;
 use serialtwin_core::{
     BoxFramer, Checksum, Direction, Framer, Framing, Observation, Observer, Seen,
 };
+use serialtwin_devices::registry::{self, Describe};
 use serialtwin_devices::scripted::escape_bytes;
 use tokio::time::Instant;
 
@@ -37,6 +44,8 @@ pub(crate) struct Trace {
     origin: (Instant, jiff::Timestamp),
     /// The port's framing, to check its frames' checksums ([`Trace::checking`]).
     checker: Option<Checker>,
+    /// How the port's protocol describes a frame in words, if it does.
+    describe: Option<Describe>,
 }
 
 /// A framer of one port's framing, asked whether its frames' checksums verify. Observers
@@ -93,15 +102,19 @@ impl Trace {
             format,
             origin: (Instant::now(), jiff::Timestamp::now()),
             checker: None,
+            describe: None,
         };
         (trace, TraceWriter { thread })
     }
 
     /// The observer for a port framed by `framing`, which marks frames whose checksum does
-    /// not verify (`None`: a port without framing, whose bytes are never checked).
+    /// not verify and says what each frame means if the framing's protocol can
+    /// ([`registry::describer`], found by the framing's name). `None`: a port without
+    /// framing, whose bytes are never checked nor described.
     pub(crate) fn checking(&self, framing: Option<&Framing>) -> Self {
         Self {
             checker: framing.map(|f| Checker(Arc::new(Mutex::new(f.build())))),
+            describe: framing.and_then(|f| registry::describer(f.name())),
             ..self.clone()
         }
     }
@@ -125,6 +138,9 @@ impl Trace {
                         let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
                         line.push_str(&hex.join(" "));
                     }
+                }
+                if let Some(words) = self.describe.and_then(|d| d(bytes, *direction)) {
+                    let _ = write!(line, " ({words})");
                 }
                 if self
                     .checker
@@ -193,6 +209,41 @@ mod tests {
         assert!(!frame(&crlf, Direction::Rx, b"QPGS").ends_with(bad));
         assert!(!frame(&trace, Direction::Rx, b"QPIGS\xb7\xa8").ends_with(bad));
         drop((trace, pi30, crlf));
+        writer.finish();
+    }
+
+    #[test]
+    fn modbus_frames_are_described_next_to_their_bytes() {
+        let (trace, writer) = Trace::start(TraceFormat::Hex);
+        let rtu = trace.checking(serialtwin_devices::framing_by_name("modbus-rtu").as_ref());
+        let line = frame(&rtu, Direction::Rx, &[0x01, 0x03, 0x00, 0x6B, 0x00, 0x03]);
+        assert!(
+            line.ends_with(" p rx 01 03 00 6b 00 03 (unit 1 read holding 0x006B ×3)"),
+            "{line}"
+        );
+        let line = frame(&rtu, Direction::Tx, &[0x01, 0x83, 0x02, 0xC0, 0xF1]);
+        assert!(
+            line.ends_with(
+                " p tx 01 83 02 c0 f1 (unit 1 exception 02 (illegal data address) to read holding)"
+            ),
+            "{line}"
+        );
+        let ascii = trace.checking(serialtwin_devices::framing_by_name("modbus-ascii").as_ref());
+        let line = frame(&ascii, Direction::Tx, b":0183027A\r\n");
+        assert!(
+            line.ends_with(" (unit 1 exception 02 (illegal data address) to read holding)"),
+            "{line}"
+        );
+        // Framings that do not describe, and ports without framing, show the bytes alone.
+        let pi30 = trace.checking(serialtwin_devices::framing_by_name("pi30").as_ref());
+        assert!(
+            frame(&pi30, Direction::Rx, b"QPIGS\xb7\xa9").ends_with(" p rx 51 50 49 47 53 b7 a9")
+        );
+        assert!(
+            frame(&trace, Direction::Rx, &[1, 3, 0, 0x6B, 0, 3])
+                .ends_with(" p rx 01 03 00 6b 00 03")
+        );
+        drop((trace, rtu, ascii, pi30));
         writer.finish();
     }
 }

@@ -258,6 +258,59 @@ async fn trace_hex_shows_every_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_describes_modbus_frames() {
+    let dir = work_dir("modbus-trace");
+    // Holding registers 0x006B-0x006D (APP §6.3's example: 0x022B 0x0000 0x0064).
+    let config = write_config(
+        &dir,
+        "modbus.toml",
+        &format!(
+            "[[device]]\nname = 'bus'\nmodel = 'modbus'\nlink = '{}/ttyUSB0'\n\n\
+             [[device.modbus.unit]]\nid = 1\n\n\
+             [[device.modbus.unit.holding]]\naddress = 0x6B\nvalue = 0x022B\n\n\
+             [[device.modbus.unit.holding]]\naddress = 0x6C\nvalue = 0\n\n\
+             [[device.modbus.unit.holding]]\naddress = 0x6D\nvalue = 0x64\n",
+            dir.display()
+        ),
+    );
+    let run = start(&dir, &[config.to_str().unwrap(), "--trace=hex"]);
+    let links = run.links();
+    let mut client = open_at(&links[0], 19_200);
+    // Read holding 0x006B x3 (modbus.md §1), then one register nobody declared.
+    for (request, reply) in [
+        (
+            &b"\x01\x03\x00\x6B\x00\x03\x74\x17"[..],
+            &b"\x01\x03\x06\x02\x2B\x00\x00\x00\x64\x05\x7A"[..],
+        ),
+        (
+            &b"\x01\x03\x01\x00\x00\x01\x85\xF6"[..],
+            &b"\x01\x83\x02\xC0\xF1"[..],
+        ),
+    ] {
+        client.write_all(request).await.unwrap();
+        let mut got = vec![0; reply.len()];
+        tokio::time::timeout(PATIENCE, client.read_exact(&mut got))
+            .await
+            .expect("a reply in time")
+            .unwrap();
+        assert_eq!(got, reply);
+    }
+    drop(client);
+    let stderr_path = run.stderr_path.clone();
+    let (status, extra) = run.stop_with(Signal::SIGINT);
+    assert_clean_stop(status, &extra, &links);
+    let stderr = std::fs::read_to_string(stderr_path).unwrap();
+    for needle in [
+        " bus rx 01 03 00 6b 00 03 (unit 1 read holding 0x006B ×3)\n",
+        " bus tx 01 03 06 02 2b 00 00 00 64 05 7a (unit 1 holding ×3: 0x022B 0x0000 0x0064)\n",
+        " bus rx 01 03 01 00 00 01 (unit 1 read holding 0x0100 ×1)\n",
+        " bus tx 01 83 02 c0 f1 (unit 1 exception 02 (illegal data address) to read holding)\n",
+    ] {
+        assert!(stderr.contains(needle), "trace lacks {needle:?}:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configured_line_decides_who_is_understood() {
     let dir = work_dir("line");
     let config = write_config(

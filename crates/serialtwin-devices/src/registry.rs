@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_spanned::Spanned;
 use serialtwin_core::{
-    AsyncDevice, Awaiting, BoxDevice, Device, Framing, LineConfig, Settable, Terminator,
+    AsyncDevice, Awaiting, BoxDevice, Device, Direction, Framing, LineConfig, Settable, Terminator,
 };
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
@@ -78,7 +78,20 @@ pub struct NamedFraming {
     /// (silence), or nothing the protocol says. A device learned from a capture
     /// (`serialtwin learn`) answers unknown commands with it, as the recorded one would.
     pub unknown_command: Option<&'static [u8]>,
+    /// One short line on what a frame of this protocol says, shown next to its bytes by
+    /// `--trace` (`unit 1 read holding 0x006B ×3` for Modbus). `None`: the bytes speak for
+    /// themselves (PI30's text commands).
+    pub describe: Option<Describe>,
 }
+
+/// Describes one frame in one short line ([`NamedFraming::describe`]), from the frame as an
+/// observer sees it ([`Seen::Frame`](serialtwin_core::Seen::Frame)): a request
+/// ([`Direction::Rx`]) as the framer decoded it, a reply ([`Direction::Tx`]) as it went on the
+/// wire, checksum and terminator included. `None`: nothing to say about this one.
+///
+/// Any bytes may come (a corrupted frame, a client speaking another protocol): a describer
+/// says what it can and never panics.
+pub type Describe = fn(&[u8], Direction) -> Option<String>;
 
 /// No warnings: the [`Model::lint`] of a model with nothing to warn about.
 #[must_use]
@@ -369,6 +382,18 @@ pub fn unknown_command(name: &str) -> Option<&'static [u8]> {
         .and_then(|f| f.unknown_command)
 }
 
+/// How the protocol of the framing called `name` describes its frames
+/// ([`NamedFraming::describe`]); `None` for the core's line framings, for framings that do not,
+/// and for names nobody knows.
+#[must_use]
+pub fn describer(name: &str) -> Option<Describe> {
+    crate::MODELS
+        .iter()
+        .flat_map(|m| m.framings)
+        .find(|f| f.name == name)
+        .and_then(|f| f.describe)
+}
+
 /// Every framing name [`framing`] knows, the core's first.
 #[must_use]
 pub fn framing_names() -> Vec<&'static str> {
@@ -473,6 +498,27 @@ mod tests {
         // Lines belong to no protocol: nothing to say, silence.
         for name in ["crlf", "cr", "lf", "nonsense"] {
             assert_eq!(unknown_command(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_framing_may_describe_its_frames() {
+        for name in ["modbus-rtu", "modbus-ascii"] {
+            let describe = describer(name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(
+                describe(&[0x01, 0x03, 0x00, 0x6B, 0x00, 0x03], Direction::Rx).as_deref(),
+                Some("unit 1 read holding 0x006B ×3"),
+                "{name}"
+            );
+        }
+        for name in [
+            "pi30",
+            "pi30-mppsolar",
+            "pi30-reference",
+            "crlf",
+            "nonsense",
+        ] {
+            assert!(describer(name).is_none(), "{name}");
         }
     }
 

@@ -2,20 +2,20 @@
 //! framers, the data model, a unit's function codes and a bus of units are here; the line's
 //! faults per unit, values bound to a plant, real meters and the pymodbus map import after.
 //!
-//! - [`rtu`](crate::modbus::rtu) and [`ascii`](crate::modbus::ascii): the framers, cutting
-//!   requests by length ([`functions`](crate::modbus::functions)) and checking their CRC or LRC;
-//! - [`data`](crate::modbus::data): engineering values in registers (types, word and byte
-//!   orders, scale);
-//! - [`unit`](crate::modbus::unit): one unit's tables answering request PDUs, checks in the
-//!   standard's order;
-//! - [`slave`](crate::modbus::slave): a unit at its address on a line, as a device; several
-//!   make a bus.
+//! - [`rtu`] and [`ascii`]: the framers, cutting requests by length ([`functions`]) and
+//!   checking their CRC or LRC;
+//! - [`data`]: engineering values in registers (types, word and byte orders, scale);
+//! - [`unit`](mod@unit): one unit's tables answering request PDUs, checks in the standard's
+//!   order;
+//! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
+//! - [`describe`]: one line on each frame, for `--trace`.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
 
 pub mod ascii;
 pub mod data;
+pub mod describe;
 pub mod functions;
 mod model;
 pub mod rtu;

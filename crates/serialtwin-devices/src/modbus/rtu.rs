@@ -65,6 +65,7 @@ pub const NAMED_FRAMING: NamedFraming = NamedFraming {
     // The answer to an unknown function (exception 01) carries the request's address and
     // code: no fixed frame says it.
     unknown_command: None,
+    describe: Some(super::describe::rtu),
 };
 
 /// The shortest silence that gives up an undecided request (see [`idle_timeout`]).

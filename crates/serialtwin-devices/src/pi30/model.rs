@@ -19,12 +19,14 @@ pub static MODEL: Model = Model {
             summary: "CR-terminated frames; replies carry a CRC escaped as mppsolar checks it",
             make: mppsolar_crc,
             unknown_command: Some(super::NAK),
+            describe: None,
         },
         NamedFraming {
             name: "pi30-mppsolar",
             summary: "the same as pi30",
             make: mppsolar_crc,
             unknown_command: Some(super::NAK),
+            describe: None,
         },
         NamedFraming {
             name: "pi30-reference",
@@ -32,6 +34,7 @@ pub static MODEL: Model = Model {
                       reference code does (NUT, ESPHome pipsolar)",
             make: reference_crc,
             unknown_command: Some(super::NAK),
+            describe: None,
         },
     ],
     groups: true,
