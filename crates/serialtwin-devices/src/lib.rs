@@ -4,14 +4,14 @@
 //!   with a simulated plant behind its numbers and parallel groups.
 //! - [`scripted`]: a dialogue written in the config instead of Rust.
 //! - [`replay`]: a device answering the way a recorded one did (a capture).
+//! - [`scpi_psu`]: a SCPI bench power supply.
+//! - [`modbus`]: Modbus RTU units on one line.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
 //! models' own.
 
 pub mod learn;
-/// Not a model yet: its registry entry comes with the slave model (issue 18).
-pub mod modbus;
 pub mod registry;
 
 use serialtwin_core::Framing;
@@ -36,6 +36,7 @@ models! {
     scripted,
     replay,
     scpi_psu,
+    modbus,
 }
 
 /// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run

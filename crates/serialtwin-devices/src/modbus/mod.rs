@@ -1,5 +1,6 @@
-//! Modbus RTU and ASCII slaves (issue 18), landing in parts: the framers and the data model
-//! first, the slave model, its registry entry, buses and real devices after.
+//! Modbus RTU units on one line (`model = "modbus"`), landing in parts (issue 18): the
+//! framers, the data model, a unit's function codes and a bus of units are here; the line's
+//! faults per unit, values bound to a plant, real meters and the pymodbus map import after.
 //!
 //! - [`rtu`](crate::modbus::rtu) and [`ascii`](crate::modbus::ascii): the framers, cutting
 //!   requests by length ([`functions`](crate::modbus::functions)) and checking their CRC or LRC;
@@ -16,6 +17,9 @@
 pub mod ascii;
 pub mod data;
 pub mod functions;
+mod model;
 pub mod rtu;
 pub mod slave;
 pub mod unit;
+
+pub use self::model::MODEL;

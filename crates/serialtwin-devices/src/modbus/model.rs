@@ -1,0 +1,507 @@
+//! The registry entry: `model = "modbus"`, a bus of units declared in `[device.modbus]`.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_spanned::Spanned;
+use serialtwin_core::{BoxDevice, Bus, Route};
+
+use super::data::{Encoding, Kind, Order, Pad, Value};
+use super::slave::{MAX_ADDRESS, Slave, route, standard_line};
+use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Unit};
+use super::{ascii, rtu};
+use crate::registry::{self, Build, BuildError, Built, Model};
+
+/// The registry's entry for Modbus units.
+pub static MODEL: Model = Model {
+    name: "modbus",
+    summary: "Modbus RTU units on one RS-485 line (a bus): coils, discrete inputs, holding and \
+              input registers of typed values; 19,200 baud 8E1",
+    table: "modbus",
+    example: EXAMPLE,
+    framings: &[rtu::NAMED_FRAMING, ascii::NAMED_FRAMING],
+    groups: false,
+    max_clock_speed: f64::INFINITY,
+    settable: registry::nothing_settable,
+    lint: registry::no_lint,
+    build,
+};
+
+const EXAMPLE: &str = r#"[[device]]
+name = "bus"
+model = "modbus"
+link = "/tmp/serialtwin/ttyUSB-modbus"  # mbpoll -m rtu -b 19200 -a 1 -r 1 -c 2 /tmp/serialtwin/ttyUSB-modbus
+
+[device.modbus]
+gaps = "exception"        # an undeclared address inside a unit's range: "exception" (02) or "zero"
+
+[[device.modbus.unit]]
+id = 1                    # the unit's address, 1-247
+vendor = "serialtwin"     # read device identification (43/14); all three optional
+product = "meter"
+revision = "1.0"
+
+[[device.modbus.unit.holding]]   # or [[device.modbus.unit.input]]: read-only
+address = 0               # the PDU address (mbpoll -r counts from 1)
+type = "f32"              # u16 (default), i16, u32, i32, u64, i64, f32, f64, string
+order = "ABCD"            # a value of several registers: ABCD (default), CDAB, BADC, DCBA
+value = 230.5             # a number, or text for type = "string" (with registers = N)
+scale = 1.0               # register value = (value - offset) / scale
+offset = 0.0
+writable = true           # holding registers: default true
+
+[[device.modbus.unit.input]]
+address = 10
+type = "u32"
+counter = { start = 0, step = 1, every_ms = 1000 }   # or ramp = { start = 0.0, per_second = 1.5 }
+
+[[device.modbus.unit.coil]]      # or [[device.modbus.unit.discrete]]: read-only
+address = 0
+value = true
+"#;
+
+/// `[device.modbus]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBus {
+    /// What an undeclared address inside a unit's range answers.
+    #[serde(default)]
+    gaps: RawGaps,
+    /// The units on the line.
+    #[serde(default)]
+    unit: Vec<Spanned<RawUnit>>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawGaps {
+    #[default]
+    Exception,
+    Zero,
+}
+
+/// `[[device.modbus.unit]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnit {
+    id: Spanned<u32>,
+    vendor: Option<String>,
+    product: Option<String>,
+    revision: Option<String>,
+    #[serde(default)]
+    holding: Vec<Spanned<RawRegister>>,
+    #[serde(default)]
+    input: Vec<Spanned<RawRegister>>,
+    #[serde(default)]
+    coil: Vec<Spanned<RawBit>>,
+    #[serde(default)]
+    discrete: Vec<Spanned<RawBit>>,
+}
+
+/// One register value.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    address: u16,
+    #[serde(rename = "type", default)]
+    kind: RawKind,
+    #[serde(default)]
+    order: RawOrder,
+    value: Option<toml::Value>,
+    registers: Option<u16>,
+    scale: Option<f64>,
+    offset: Option<f64>,
+    writable: Option<bool>,
+    ramp: Option<RawRamp>,
+    counter: Option<RawCounter>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawKind {
+    #[default]
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+    F32,
+    F64,
+    String,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+enum RawOrder {
+    #[default]
+    #[serde(rename = "ABCD", alias = "abcd")]
+    Abcd,
+    #[serde(rename = "CDAB", alias = "cdab")]
+    Cdab,
+    #[serde(rename = "BADC", alias = "badc")]
+    Badc,
+    #[serde(rename = "DCBA", alias = "dcba")]
+    Dcba,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRamp {
+    start: f64,
+    per_second: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCounter {
+    #[serde(default)]
+    start: i64,
+    #[serde(default = "one")]
+    step: i64,
+    every_ms: u64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// One coil or discrete input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBit {
+    address: u16,
+    #[serde(default)]
+    value: bool,
+    writable: Option<bool>,
+}
+
+/// Which table a declaration is in, for messages and defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Table {
+    Holding,
+    Input,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Holding => "holding register",
+            Table::Input => "input register",
+        }
+    }
+}
+
+/// The units of one `[[device]]`, as a bus.
+type ModbusBus = Bus<fn(&[u8]) -> Route, Slave>;
+
+fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
+    let raw: RawBus = b.table.deserialize()?.unwrap_or_default();
+    if raw.unit.is_empty() {
+        return Err(b.error(
+            &[],
+            "a Modbus bus needs at least one `[[device.modbus.unit]]`, with its `id`",
+        ));
+    }
+    let gaps = match raw.gaps {
+        RawGaps::Exception => Gaps::Exception,
+        RawGaps::Zero => Gaps::Zero,
+    };
+    let mut ids = BTreeSet::new();
+    for unit in &raw.unit {
+        let id = unit.get_ref().id.get_ref();
+        if !ids.insert(*id) {
+            return Err(BuildError::at(
+                unit.get_ref().id.span(),
+                format!("two units with `id = {id}` on one line"),
+            ));
+        }
+    }
+    let framing = b.framing.clone().unwrap_or_else(rtu::framing);
+    let line = standard_line();
+    (0..b.count)
+        .map(|_| {
+            let router: fn(&[u8]) -> Route = route;
+            let mut bus: ModbusBus = Bus::new(router, framing.clone(), line);
+            for unit in &raw.unit {
+                let slave = slave(unit, gaps)?;
+                bus = bus.with(u32::from(slave.address()), slave);
+            }
+            Ok(Built {
+                device: BoxDevice::new(bus),
+                framing: framing.clone(),
+                line,
+            })
+        })
+        .collect()
+}
+
+/// One unit, as its table says.
+fn slave(raw: &Spanned<RawUnit>, gaps: Gaps) -> Result<Slave, BuildError> {
+    let unit = raw.get_ref();
+    let id = *unit.id.get_ref();
+    let address = u8::try_from(id)
+        .ok()
+        .filter(|a| (1..=MAX_ADDRESS).contains(a))
+        .ok_or_else(|| {
+            BuildError::at(
+                unit.id.span(),
+                format!("a unit's `id` must be from 1 to {MAX_ADDRESS}, not {id}"),
+            )
+        })?;
+    let mut settings = Settings {
+        gaps,
+        ..Settings::default()
+    };
+    for (object, text) in [
+        (0x00, &unit.vendor),
+        (0x01, &unit.product),
+        (0x02, &unit.revision),
+    ] {
+        if let Some(text) = text {
+            settings
+                .identification
+                .insert(object, text.as_bytes().to_vec());
+        }
+    }
+    let mut built = Unit::new(settings).map_err(|e| BuildError::at(raw.span(), e.to_string()))?;
+    let mut taken = Taken::default();
+    for (table, entries) in [(Table::Holding, &unit.holding), (Table::Input, &unit.input)] {
+        for entry in entries {
+            let registers = match table {
+                Table::Holding => &mut built.holding,
+                Table::Input => &mut built.input,
+            };
+            declare(registers, table, entry, &mut taken)
+                .map_err(|why| BuildError::at(entry.span(), format!("unit {id}: {why}")))?;
+        }
+    }
+    for (name, entries, writable_by_default) in [
+        ("coil", &unit.coil, true),
+        ("discrete input", &unit.discrete, false),
+    ] {
+        let mut seen = BTreeSet::new();
+        for entry in entries {
+            let bit = entry.get_ref();
+            let at = |why: String| BuildError::at(entry.span(), format!("unit {id}: {why}"));
+            if !seen.insert(bit.address) {
+                return Err(at(format!("{name} {} is declared twice", bit.address)));
+            }
+            let access = match (bit.writable, writable_by_default) {
+                (Some(true), false) => {
+                    return Err(at("discrete inputs are read-only".to_owned()));
+                }
+                (Some(true) | None, true) => Access::ReadWrite,
+                (Some(false) | None, _) => Access::ReadOnly,
+            };
+            let bits = if writable_by_default {
+                &mut built.coils
+            } else {
+                &mut built.discrete_inputs
+            };
+            bits.set(bit.address, bit.value, access);
+        }
+    }
+    Slave::new(address, built).map_err(|e| BuildError::at(unit.id.span(), e.to_string()))
+}
+
+/// The registers declared so far in each table, to refuse overlaps.
+#[derive(Default)]
+struct Taken {
+    holding: Vec<Range<u32>>,
+    input: Vec<Range<u32>>,
+}
+
+/// The provider of a value that moves (`ramp` or `counter`), if it does.
+fn moving(raw: &RawRegister) -> Result<Option<Box<dyn Provider>>, String> {
+    Ok(match (&raw.ramp, &raw.counter) {
+        (Some(_), Some(_)) => {
+            return Err("a value moves as a `ramp` or a `counter`, not both".into());
+        }
+        (Some(r), None) => Some(Box::new(Ramp {
+            start: r.start,
+            per_second: r.per_second,
+        })),
+        (None, Some(c)) => {
+            if c.every_ms == 0 {
+                return Err("a counter's `every_ms` must be at least 1".into());
+            }
+            Some(Box::new(Counter {
+                start: c.start,
+                step: c.step,
+                every: Duration::from_millis(c.every_ms),
+            }))
+        }
+        (None, None) => None,
+    })
+}
+
+/// Declare one register value in `registers`.
+fn declare(
+    registers: &mut Registers,
+    table: Table,
+    entry: &Spanned<RawRegister>,
+    taken: &mut Taken,
+) -> Result<(), String> {
+    let raw = entry.get_ref();
+    let kind = match raw.kind {
+        RawKind::U16 => Kind::U16,
+        RawKind::I16 => Kind::I16,
+        RawKind::U32 => Kind::U32,
+        RawKind::I32 => Kind::I32,
+        RawKind::U64 => Kind::U64,
+        RawKind::I64 => Kind::I64,
+        RawKind::F32 => Kind::F32,
+        RawKind::F64 => Kind::F64,
+        RawKind::String => Kind::Ascii {
+            registers: raw
+                .registers
+                .filter(|n| (1..=123).contains(n))
+                .ok_or("a string needs `registers`, from 1 to 123")?,
+            pad: Pad::Nul,
+        },
+    };
+    if raw.registers.is_some() && !matches!(raw.kind, RawKind::String) {
+        return Err("`registers` is for `type = \"string\"` only".to_owned());
+    }
+    let order = match raw.order {
+        RawOrder::Abcd => Order::Abcd,
+        RawOrder::Cdab => Order::Cdab,
+        RawOrder::Badc => Order::Badc,
+        RawOrder::Dcba => Order::Dcba,
+    };
+    let mut encoding = Encoding::new(kind).with_order(order);
+    if raw.scale.is_some() || raw.offset.is_some() {
+        encoding = encoding
+            .scaled(raw.scale.unwrap_or(1.0), raw.offset.unwrap_or(0.0))
+            .map_err(|e| e.to_string())?;
+    }
+    let span = u32::from(raw.address)
+        ..u32::from(raw.address) + u32::try_from(kind.registers()).unwrap_or(u32::MAX);
+    if span.end > 0x1_0000 {
+        return Err(format!(
+            "{} at {} runs past address 65535",
+            table.name(),
+            raw.address
+        ));
+    }
+    let list = match table {
+        Table::Holding => &mut taken.holding,
+        Table::Input => &mut taken.input,
+    };
+    if let Some(other) = list
+        .iter()
+        .find(|r| r.start < span.end && span.start < r.end)
+    {
+        return Err(format!(
+            "{} at {} overlaps the one at {}",
+            table.name(),
+            raw.address,
+            other.start
+        ));
+    }
+    list.push(span);
+    let moving = moving(raw)?;
+    if let Some(provider) = moving {
+        if raw.value.is_some() {
+            return Err("a value that moves has no `value`".into());
+        }
+        if raw.writable == Some(true) {
+            return Err("a value that moves is read-only".into());
+        }
+        return registers
+            .set_provider(raw.address, encoding, provider)
+            .map_err(|e| e.to_string());
+    }
+    let access = match (table, raw.writable) {
+        (Table::Input, Some(true)) => return Err("input registers are read-only".into()),
+        (Table::Input, _) | (Table::Holding, Some(false)) => Access::ReadOnly,
+        (Table::Holding, _) => Access::ReadWrite,
+    };
+    let value = match (&raw.value, kind) {
+        (None, Kind::Ascii { .. }) => Value::Text(String::new()),
+        (None, _) => Value::Int(0),
+        (Some(toml::Value::String(text)), Kind::Ascii { .. }) => Value::Text(text.clone()),
+        (Some(_), Kind::Ascii { .. }) => return Err("a string's `value` is text".into()),
+        (Some(toml::Value::Integer(n)), _) => Value::Int(i128::from(*n)),
+        (Some(toml::Value::Float(x)), _) => Value::Float(*x),
+        (Some(_), _) => return Err(format!("a {kind}'s `value` is a number")),
+    };
+    registers
+        .set_value(raw.address, &encoding, &value, access)
+        .map_err(|e| format!("{} at {}: {e}", table.name(), raw.address))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Table as ConfigTable;
+
+    fn built(table: &str) -> Result<Vec<Built>, BuildError> {
+        let table = ConfigTable::parse(table)?;
+        build(&Build::new(table))
+    }
+
+    fn error(table: &str) -> String {
+        built(table).unwrap_err().reason
+    }
+
+    #[test]
+    fn the_example_builds() {
+        let text = EXAMPLE.split_once("[device.modbus]").unwrap().1;
+        // The example's table, rooted where `[device.modbus]` begins.
+        let table = text.replace("device.modbus.", "");
+        let devices = built(&table).unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].line.baud, Some(19_200));
+    }
+
+    #[test]
+    fn declarations_that_cannot_be_are_refused_with_the_reason() {
+        for (table, expected) in [
+            ("", "needs at least one"),
+            ("[[unit]]\nid = 0\n", "from 1 to 247, not 0"),
+            ("[[unit]]\nid = 248\n", "from 1 to 247, not 248"),
+            (
+                "[[unit]]\nid = 3\n[[unit]]\nid = 3\n",
+                "two units with `id = 3`",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\ntype = 'u32'\n[[unit.holding]]\naddress = 1\n",
+                "overlaps the one at 0",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 65535\ntype = 'u32'\n",
+                "runs past address 65535",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\nvalue = 70000\n",
+                "holding register at 0",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\nwritable = true\n",
+                "input registers are read-only",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.discrete]]\naddress = 0\nwritable = true\n",
+                "discrete inputs are read-only",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\ntype = 'string'\n",
+                "a string needs `registers`",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\nvalue = 1\nramp = { start = 0.0, per_second = 1.0 }\n",
+                "a value that moves has no `value`",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\ncolour = 1\n",
+                "unknown field `colour`",
+            ),
+        ] {
+            let got = error(table);
+            assert!(got.contains(expected), "{table:?}: {got}");
+        }
+    }
+}
