@@ -22,7 +22,7 @@ use serde_json::Value;
 const HARNESS: &str = include_str!("modbus/harness.py");
 
 /// Safety net for one Python process (its imports included), never a timing assertion.
-const PYTHON_PATIENCE: Duration = Duration::from_secs(180);
+const PYTHON_PATIENCE: Duration = Duration::from_mins(3);
 
 /// Run `script` (after the harness) with the venv's Python and `args`; its results, one JSON
 /// object per check. Killed, and the test failed, past [`PYTHON_PATIENCE`].
@@ -69,7 +69,10 @@ fn run_checks(script: &str, args: &[&str]) -> Vec<Value> {
 /// Every check passed, and exactly those named in `want` ran (so none was skipped); else a
 /// panic listing each failure with its bytes, and what serialtwin printed.
 fn assert_passed(results: &[Value], want: &[&str], run: &common::Running, context: &str) {
-    let names: Vec<&str> = results.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = results
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     let failures: Vec<String> = results
         .iter()
         .filter(|r| r["ok"] != Value::Bool(true))
@@ -119,7 +122,11 @@ fn stop(run: common::Running) {
     let (status, extra) = run.stop_with(Signal::SIGTERM);
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
     for link in links {
-        assert!(std::fs::symlink_metadata(&link).is_err(), "{link:?} left");
+        assert!(
+            std::fs::symlink_metadata(&link).is_err(),
+            "{} left",
+            link.display()
+        );
     }
 }
 
@@ -133,202 +140,15 @@ fn link_of(run: &common::Running, name: &str) -> PathBuf {
     PathBuf::from(port["link"].as_str().unwrap())
 }
 
-/// Three units (1, 2, 247) on the standard 19,200 line, and one unit alone at 115,200.
-fn bus_config(dir: &Path) -> String {
-    let d = dir.display();
-    format!(
-        r#"
-[[device]]
-name = "bus"
-model = "modbus"
-link = "{d}/ttyUSB-modbus"
-
-[device.modbus]
-gaps = "exception"
-
-[[device.modbus.unit]]
-id = 1
-vendor = "ACME Meters"
-product = "PM-3"
-revision = "2.7"
-
-[[device.modbus.unit.holding]]
-address = 0
-value = 1234
-[[device.modbus.unit.holding]]
-address = 1
-type = "i16"
-value = -5
-[[device.modbus.unit.holding]]
-address = 2
-type = "u32"
-value = 123456
-[[device.modbus.unit.holding]]
-address = 4
-type = "u32"
-order = "CDAB"
-value = 123456
-[[device.modbus.unit.holding]]
-address = 6
-type = "f32"
-value = 230.5
-[[device.modbus.unit.holding]]
-address = 8
-type = "string"
-value = "SDM630"
-registers = 4
-[[device.modbus.unit.holding]]
-address = 12
-value = 7
-writable = false
-[[device.modbus.unit.holding]]
-address = 13
-value = 23.5
-scale = 0.1
-[[device.modbus.unit.holding]]
-address = 14
-type = "i16"
-value = -2.0
-scale = 0.01
-[[device.modbus.unit.holding]]
-address = 16
-type = "f32"
-order = "BADC"
-value = 230.5
-[[device.modbus.unit.holding]]
-address = 18
-type = "f32"
-order = "DCBA"
-value = 230.5
-[[device.modbus.unit.holding]]
-address = 20
-value = 0
-[[device.modbus.unit.holding]]
-address = 21
-value = 0
-[[device.modbus.unit.holding]]
-address = 22
-value = 0
-[[device.modbus.unit.holding]]
-address = 23
-value = 0
-[[device.modbus.unit.holding]]
-address = 24
-value = 0x12
-[[device.modbus.unit.holding]]
-address = 30
-value = 30
-[[device.modbus.unit.holding]]
-address = 31
-value = 31
-[[device.modbus.unit.holding]]
-address = 32
-value = 32
-[[device.modbus.unit.holding]]
-address = 33
-value = 33
-[[device.modbus.unit.holding]]
-address = 100
-value = 0
-
-[[device.modbus.unit.input]]
-address = 0
-type = "f32"
-value = 230.5
-[[device.modbus.unit.input]]
-address = 2
-type = "u32"
-order = "CDAB"
-value = 123456
-[[device.modbus.unit.input]]
-address = 4
-value = 42
-[[device.modbus.unit.input]]
-address = 10
-type = "u32"
-counter = {{ start = 0, step = 1, every_ms = 100 }}
-[[device.modbus.unit.input]]
-address = 12
-type = "f32"
-ramp = {{ start = 0.0, per_second = 1.5 }}
-
-[[device.modbus.unit.coil]]
-address = 0
-value = true
-[[device.modbus.unit.coil]]
-address = 1
-value = false
-[[device.modbus.unit.coil]]
-address = 2
-value = true
-{coils}
-[[device.modbus.unit.coil]]
-address = 10
-value = true
-writable = false
-[[device.modbus.unit.coil]]
-address = 100
-value = false
-
-[[device.modbus.unit.discrete]]
-address = 0
-value = true
-[[device.modbus.unit.discrete]]
-address = 1
-value = false
-[[device.modbus.unit.discrete]]
-address = 2
-value = true
-[[device.modbus.unit.discrete]]
-address = 3
-value = true
-{others}
-
-[[device]]
-name = "fast"
-model = "modbus"
-link = "{d}/ttyUSB-modbus-fast"
-
-[device.line]
-baud = 115200
-
-[[device.modbus.unit]]
-id = 1
-
-[[device.modbus.unit.holding]]
-address = 0
-value = 4321
-[[device.modbus.unit.holding]]
-address = 1
-value = 0
-[[device.modbus.unit.holding]]
-address = 10
-type = "string"
-value = "{alphabet}"
-registers = 100
-"#,
-        coils = (3..=9)
-            .map(|a| format!("[[device.modbus.unit.coil]]\naddress = {a}\nvalue = false\n"))
-            .collect::<String>(),
-        others = [2, 247]
-            .iter()
-            .map(|id| format!(
-                "\n[[device.modbus.unit]]\nid = {id}\n\
-                 [[device.modbus.unit.holding]]\naddress = 0\nvalue = {id}\n\
-                 [[device.modbus.unit.holding]]\naddress = 100\nvalue = 0\n\
-                 [[device.modbus.unit.coil]]\naddress = 100\nvalue = false\n"
-            ))
-            .collect::<String>(),
-        alphabet = (0..200u8)
-            .map(|i| char::from(b'A' + i % 26))
-            .collect::<String>(),
-    )
+/// A config from `modbus/`, its links in `dir`.
+fn config_in(dir: &Path, name: &str, text: &str) -> PathBuf {
+    write_config(dir, name, &text.replace("@DIR@", dir.to_str().unwrap()))
 }
 
 #[test]
 fn pymodbus_reads_writes_and_sees_exceptions_on_a_three_unit_bus() {
     let dir = work_dir("modbus-pymodbus");
-    let config = write_config(&dir, "bus.toml", &bus_config(&dir));
+    let config = config_in(&dir, "bus.toml", include_str!("modbus/bus.toml"));
     let run = serve(&dir, &config);
     let bus = link_of(&run, "bus");
     let fast = link_of(&run, "fast");
@@ -366,6 +186,85 @@ fn pymodbus_reads_writes_and_sees_exceptions_on_a_three_unit_bus() {
         ],
         &run,
         "pymodbus",
+    );
+    stop(run);
+}
+
+/// The seed for the random maps: `SERIALTWIN_MODBUS_SEED` to replay one, else a fresh one,
+/// printed (and named in a failure) so that a failing map can be drawn again.
+fn seed() -> u64 {
+    std::env::var("SERIALTWIN_MODBUS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+                    % 1_000_000_007,
+            )
+            .unwrap()
+        })
+}
+
+#[test]
+fn pymodbus_reads_random_maps_as_its_own_converters_encode_them() {
+    let dir = work_dir("modbus-random");
+    let seed = seed();
+    eprintln!("random map seed {seed} (SERIALTWIN_MODBUS_SEED={seed} draws it again)");
+    let script = include_str!("modbus/random_map.py");
+    let dir_arg = dir.to_str().unwrap();
+    run_checks(script, &["draw", &seed.to_string(), dir_arg]);
+    let run = serve(&dir, &dir.join("map.toml"));
+    let exception = link_of(&run, "exception");
+    let zero = link_of(&run, "zero");
+    let results = run_checks(
+        script,
+        &[
+            "check",
+            dir_arg,
+            exception.to_str().unwrap(),
+            zero.to_str().unwrap(),
+        ],
+    );
+    // Three units, each: two register tables (values, gaps) and holding writes, two bit tables.
+    let context = format!("random map, seed {seed}");
+    assert!(
+        results.len() >= 3 * 3,
+        "{context}: too few checks: {results:?}"
+    );
+    eprintln!("{context}: {} checks", results.len());
+    assert_passed(&results, &[], &run, &context);
+    stop(run);
+}
+
+#[test]
+fn minimalmodbus_reads_and_writes_with_its_strict_checks() {
+    let dir = work_dir("modbus-minimal");
+    let config = config_in(&dir, "minimal.toml", include_str!("modbus/minimal.toml"));
+    let run = serve(&dir, &config);
+    let link = link_of(&run, "bus");
+    let results = run_checks(
+        include_str!("modbus/minimalmodbus_rtu.py"),
+        &[link.to_str().unwrap()],
+    );
+    assert_passed(
+        &results,
+        &[
+            "read_register",
+            "read_float",
+            "read_long",
+            "read_string",
+            "write_register and friends",
+            "bits",
+            "more than 40 registers with the timeout raised",
+            "exceptions",
+            "absent unit",
+            "broadcast",
+        ],
+        &run,
+        "minimalmodbus",
     );
     stop(run);
 }

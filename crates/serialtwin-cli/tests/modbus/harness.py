@@ -12,6 +12,7 @@ WIRE = []
 def trace(sending, data):
     """pymodbus' trace_packet: the bytes of the current check, for a failure's message."""
     WIRE.append(("-> " if sending else "<- ") + data.hex(" "))
+    del WIRE[:-24]  # the last exchanges are the ones a failure needs
     return data
 
 
