@@ -45,3 +45,23 @@ fn parse_names() {
     );
     assert!(FaultKind::parse("explode").is_err());
 }
+
+/// A rule for one device of a bus hits that device's replies only, and never a reply whose
+/// device is unknown.
+#[test]
+fn a_unit_rule_hits_its_unit_only() {
+    let mut f = Faults::new();
+    f.add(FaultRule::next(FaultKind::Drop, 1).for_unit(2));
+    let mut rng = fastrand::Rng::with_seed(1);
+    assert!(f.per_unit());
+    assert!(
+        f.draw(Some(b"\x02\x03"), &mut rng).is_empty(),
+        "whose unknown"
+    );
+    assert!(f.draw_for(Some(b"\x01\x03"), Some(1), &mut rng).is_empty());
+    assert_eq!(
+        f.draw_for(Some(b"\x02\x03"), Some(2), &mut rng),
+        [FaultKind::Drop]
+    );
+    assert!(f.is_empty(), "spent");
+}

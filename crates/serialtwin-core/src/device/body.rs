@@ -52,6 +52,11 @@ pub trait Body: sealed::Sealed + Send + 'static {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
     #[doc(hidden)]
     fn body_unprompted(&mut self, ctx: &mut Context) -> impl Future<Output = Option<Reply>> + Send;
+    /// Which device of a bus `request` is for (`None`: not a bus, or nobody's).
+    #[doc(hidden)]
+    fn body_unit(&mut self, _request: &[u8]) -> Option<u32> {
+        None
+    }
     #[doc(hidden)]
     fn body_talks_every(&self) -> Option<Duration>;
     #[doc(hidden)]
@@ -241,6 +246,7 @@ trait Erased: Send + 'static {
     ) -> Boxed<'a, Result<(), DeviceError>>;
     fn unprompted<'a>(&'a mut self, ctx: &'a mut Context) -> Boxed<'a, Option<Reply>>;
     fn talks_every(&self) -> Option<Duration>;
+    fn unit(&mut self, request: &[u8]) -> Option<u32>;
     fn talk(&mut self, ctx: &mut Context, replies: &mut Replies);
     fn on_event(&mut self, event: &LineEvent, ctx: &mut Context);
     fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String>;
@@ -287,6 +293,9 @@ impl<B: Body> Erased for B {
     }
     fn talks_every(&self) -> Option<Duration> {
         self.body_talks_every()
+    }
+    fn unit(&mut self, request: &[u8]) -> Option<u32> {
+        self.body_unit(request)
     }
     fn talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
         self.body_talk(ctx, replies);
@@ -348,6 +357,10 @@ impl Body for BoxDevice {
 
     fn body_talks_every(&self) -> Option<Duration> {
         self.0.talks_every()
+    }
+
+    fn body_unit(&mut self, request: &[u8]) -> Option<u32> {
+        self.0.unit(request)
     }
 
     fn body_talk(&mut self, ctx: &mut Context, replies: &mut Replies) {

@@ -209,6 +209,13 @@ impl<R: Router, D: Body> Body for Bus<R, D> {
         std::future::pending()
     }
 
+    fn body_unit(&mut self, request: &[u8]) -> Option<u32> {
+        match self.router.route(request) {
+            Route::To(address) => Some(address),
+            Route::All | Route::Nobody => None,
+        }
+    }
+
     /// A bus's devices speak when spoken to (an RS-485 line has one master).
     fn body_talks_every(&self) -> Option<std::time::Duration> {
         None

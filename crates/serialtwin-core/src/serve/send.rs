@@ -74,7 +74,14 @@ impl<D: Body, T: Transport> Server<D, T> {
                 Duration::ZERO,
             ));
         }
-        let mut faults = self.faults.draw(queued.request.as_deref(), self.ctx.rng());
+        // Whose reply it is, asked of the bus only when a rule is for one of its devices.
+        let unit = match &queued.request {
+            Some(request) if self.faults.per_unit() => self.device.body_unit(request),
+            _ => None,
+        };
+        let mut faults = self
+            .faults
+            .draw_for(queued.request.as_deref(), unit, self.ctx.rng());
         // Spent rules are gone: perhaps every one.
         self.refresh_direct();
         let mut delay = Duration::ZERO;

@@ -103,6 +103,9 @@ pub struct FaultRule {
     /// Only replies to requests starting with these bytes (`None`: every reply, unprompted
     /// frames included).
     pub command: Option<Bytes>,
+    /// Only replies of the device at this address on a bus (`None`: every device's): a
+    /// silent, slow or checksum-breaking unit among good ones.
+    pub unit: Option<u32>,
 }
 
 impl FaultRule {
@@ -113,6 +116,7 @@ impl FaultRule {
             kind,
             when: When::Next(n),
             command: None,
+            unit: None,
         }
     }
 
@@ -123,6 +127,7 @@ impl FaultRule {
             kind,
             when: When::Probability(p),
             command: None,
+            unit: None,
         }
     }
 
@@ -133,12 +138,20 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, request: Option<&[u8]>) -> bool {
-        match (&self.command, request) {
+    /// Only for replies of the device at `unit` on a bus.
+    #[must_use]
+    pub fn for_unit(mut self, unit: u32) -> Self {
+        self.unit = Some(unit);
+        self
+    }
+
+    fn matches(&self, request: Option<&[u8]>, unit: Option<u32>) -> bool {
+        let command = match (&self.command, request) {
             (None, _) => true,
             (Some(c), Some(r)) => r.starts_with(c),
             (Some(_), None) => false,
-        }
+        };
+        command && (self.unit.is_none() || self.unit == unit)
     }
 
     fn spent(&self) -> bool {
@@ -175,12 +188,28 @@ impl Faults {
         self.rules.is_empty()
     }
 
+    /// Whether a rule is for one device of a bus: the caller then says whose each reply is.
+    #[must_use]
+    pub fn per_unit(&self) -> bool {
+        self.rules.iter().any(|r| r.unit.is_some())
+    }
+
     /// The faults that hit one reply to `request` (`None`: unprompted), consuming `Next`
-    /// counts.
+    /// counts. Rules for one unit of a bus never hit (see [`Faults::draw_for`]).
     pub fn draw(&mut self, request: Option<&[u8]>, rng: &mut fastrand::Rng) -> Vec<FaultKind> {
+        self.draw_for(request, None, rng)
+    }
+
+    /// [`Faults::draw`] for a reply of the device at `unit` on a bus.
+    pub fn draw_for(
+        &mut self,
+        request: Option<&[u8]>,
+        unit: Option<u32>,
+        rng: &mut fastrand::Rng,
+    ) -> Vec<FaultKind> {
         let mut hit = Vec::new();
         for rule in &mut self.rules {
-            if !rule.matches(request) {
+            if !rule.matches(request, unit) {
                 continue;
             }
             let fires = match &mut rule.when {

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use serialtwin_core::{BoxDevice, Bus, Route};
+use serialtwin_core::{BoxDevice, Bus, CharFormat, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
-use super::slave::{MAX_ADDRESS, Slave, route, standard_line};
+use super::slave::{self, Declared, MAX_ADDRESS, Slave, route, standard_line};
 use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Unit};
 use super::{ascii, rtu};
 use crate::registry::{self, Build, BuildError, Built, Model};
@@ -24,7 +24,7 @@ pub static MODEL: Model = Model {
     framings: &[rtu::NAMED_FRAMING, ascii::NAMED_FRAMING],
     groups: false,
     max_clock_speed: f64::INFINITY,
-    settable: registry::nothing_settable,
+    settable,
     lint: registry::no_lint,
     build,
 };
@@ -61,6 +61,16 @@ counter = { start = 0, step = 1, every_ms = 1000 }   # or ramp = { start = 0.0, 
 address = 0
 value = true
 "#;
+
+/// What `set` takes on a port of this model: per unit, as the bus says (`<unit>.<key>`, or
+/// `<port>/<unit>` in a command).
+fn settable() -> Vec<serialtwin_core::Settable> {
+    vec![serialtwin_core::Settable::new(
+        "<unit>.<table>.<address>",
+        "a declared value (`set bus/1 holding.20 5`): table coil, discrete, holding or input, \
+         the address decimal or 0x hex; a number, text for a string, on/off for a bit",
+    )]
+}
 
 /// `[device.modbus]`.
 #[derive(Debug, Default, Deserialize)]
@@ -219,7 +229,14 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         }
     }
     let framing = b.framing.clone().unwrap_or_else(rtu::framing);
-    let line = standard_line();
+    let mut line = standard_line();
+    if framing.name() == ascii::NAME {
+        // ASCII characters are 7 bits with even parity (SL §2.5.2): 10 bits on the wire.
+        line.format = Some(CharFormat {
+            data_bits: 7,
+            ..line.format.unwrap_or(CharFormat::N81)
+        });
+    }
     (0..b.count)
         .map(|_| {
             let router: fn(&[u8]) -> Route = route;
@@ -267,14 +284,21 @@ fn slave(raw: &Spanned<RawUnit>, gaps: Gaps) -> Result<Slave, BuildError> {
     }
     let mut built = Unit::new(settings).map_err(|e| BuildError::at(raw.span(), e.to_string()))?;
     let mut taken = Taken::default();
+    // What `set` may change later, as declared.
+    let mut declared_here = Vec::new();
     for (table, entries) in [(Table::Holding, &unit.holding), (Table::Input, &unit.input)] {
         for entry in entries {
             let registers = match table {
                 Table::Holding => &mut built.holding,
                 Table::Input => &mut built.input,
             };
-            declare(registers, table, entry, &mut taken)
+            let declared = declare(registers, table, entry, &mut taken)
                 .map_err(|why| BuildError::at(entry.span(), format!("unit {id}: {why}")))?;
+            let noted = match table {
+                Table::Holding => slave::Table::Holding,
+                Table::Input => slave::Table::Input,
+            };
+            declared_here.push((noted, entry.get_ref().address, declared));
         }
     }
     for (name, entries, writable_by_default) in [
@@ -295,15 +319,21 @@ fn slave(raw: &Spanned<RawUnit>, gaps: Gaps) -> Result<Slave, BuildError> {
                 (Some(true) | None, true) => Access::ReadWrite,
                 (Some(false) | None, _) => Access::ReadOnly,
             };
-            let bits = if writable_by_default {
-                &mut built.coils
+            let (bits, noted) = if writable_by_default {
+                (&mut built.coils, slave::Table::Coil)
             } else {
-                &mut built.discrete_inputs
+                (&mut built.discrete_inputs, slave::Table::Discrete)
             };
             bits.set(bit.address, bit.value, access);
+            declared_here.push((noted, bit.address, Declared::Bit(access)));
         }
     }
-    Slave::new(address, built).map_err(|e| BuildError::at(unit.id.span(), e.to_string()))
+    let mut slave =
+        Slave::new(address, built).map_err(|e| BuildError::at(unit.id.span(), e.to_string()))?;
+    for (table, address, declared) in declared_here {
+        slave.note_declared(table, address, declared);
+    }
+    Ok(slave)
 }
 
 /// The registers declared so far in each table, to refuse overlaps.
@@ -343,7 +373,7 @@ fn declare(
     table: Table,
     entry: &Spanned<RawRegister>,
     taken: &mut Taken,
-) -> Result<(), String> {
+) -> Result<Declared, String> {
     let raw = entry.get_ref();
     let kind = match raw.kind {
         RawKind::U16 => Kind::U16,
@@ -412,6 +442,7 @@ fn declare(
         }
         return registers
             .set_provider(raw.address, encoding, provider)
+            .map(|()| Declared::Moving)
             .map_err(|e| e.to_string());
     }
     let access = match (table, raw.writable) {
@@ -430,6 +461,7 @@ fn declare(
     };
     registers
         .set_value(raw.address, &encoding, &value, access)
+        .map(|()| Declared::Registers(encoding, access))
         .map_err(|e| format!("{} at {}: {e}", table.name(), raw.address))
 }
 
@@ -455,6 +487,20 @@ mod tests {
         let devices = built(&table).unwrap();
         assert_eq!(devices.len(), 1);
         assert_eq!(devices[0].line.baud, Some(19_200));
+    }
+
+    #[test]
+    fn an_ascii_line_sends_7e1_characters() {
+        let table = ConfigTable::parse("[[unit]]\nid = 1\n").unwrap();
+        let rtu_line = build(&Build::new(table.clone())).unwrap()[0].line;
+        assert_eq!(rtu_line.format.unwrap().to_string(), "8E1");
+        let ascii = Build {
+            framing: Some(ascii::framing()),
+            ..Build::new(table)
+        };
+        let built = &build(&ascii).unwrap()[0];
+        assert_eq!(built.framing.name(), "modbus-ascii");
+        assert_eq!(built.line.format.unwrap().to_string(), "7E1");
     }
 
     #[test]

@@ -5,13 +5,18 @@
 //! removed) and adds the CRC to each reply; the unit answers the PDU. Several slaves share one
 //! port as a [`Bus`](serialtwin_core::Bus) routed by [`route`].
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use serialtwin_core::Route;
-use serialtwin_core::{CharFormat, Context, Device, Framing, Latency, LineConfig, Parity, Replies};
+use serialtwin_core::{
+    CharFormat, Context, Device, Framing, Latency, LineConfig, Parity, Replies, Settable,
+};
 
+use super::data::{Encoding, Kind, Value};
 use super::rtu;
-use super::unit::{Delivery, Outcome, Unit};
+use super::unit::{Access, Delivery, Outcome, Unit};
 
 /// The broadcast address: every unit carries out a write sent to it, and none answers.
 pub const BROADCAST: u8 = 0;
@@ -31,6 +36,55 @@ pub struct Slave {
     unit: Unit,
     /// The reply being built: the address, then the unit's PDU.
     reply: Vec<u8>,
+    /// What was declared where, for [`Device::set`].
+    declared: BTreeMap<(Table, u16), Declared>,
+}
+
+/// One of a unit's four tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Table {
+    /// Coils (read and write bits).
+    Coil,
+    /// Discrete inputs (read-only bits).
+    Discrete,
+    /// Holding registers.
+    Holding,
+    /// Input registers (read-only).
+    Input,
+}
+
+impl Table {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "coil" => Self::Coil,
+            "discrete" => Self::Discrete,
+            "holding" => Self::Holding,
+            "input" => Self::Input,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Coil => "coil",
+            Self::Discrete => "discrete",
+            Self::Holding => "holding",
+            Self::Input => "input",
+        })
+    }
+}
+
+/// What a declaration holds, for [`Device::set`] to change it as declared.
+#[derive(Clone, Copy, Debug)]
+pub enum Declared {
+    /// A bit, with what the client may do to it.
+    Bit(Access),
+    /// A value in registers, with its encoding and what the client may do to it.
+    Registers(Encoding, Access),
+    /// A value that moves with the clock: not set from outside.
+    Moving,
 }
 
 impl Slave {
@@ -46,7 +100,14 @@ impl Slave {
             address,
             unit,
             reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
+            declared: BTreeMap::new(),
         })
+    }
+
+    /// Note what was declared at `address` of `table`, so that [`Device::set`]
+    /// (`set <port>/<unit> holding.20 5`) can change it as declared.
+    pub fn note_declared(&mut self, table: Table, address: u16, declared: Declared) {
+        self.declared.insert((table, address), declared);
     }
 
     /// Its address.
@@ -139,5 +200,85 @@ impl Device for Slave {
             Outcome::Silent(_) => {}
         }
         Ok(())
+    }
+
+    /// `<table>.<address>` (`holding.20`, `coil.0x10`) and a value as the declaration's type
+    /// reads it: a number, text for a string, `on`/`off` for a bit.
+    fn set(&mut self, key: &str, value: &str, _ctx: &mut Context) -> Result<(), String> {
+        let (table, address) = key
+            .split_once('.')
+            .and_then(|(t, a)| Some((Table::parse(t)?, parse_address(a)?)))
+            .ok_or_else(|| {
+                format!(
+                    "{key:?}: a key is <table>.<address>, table coil, discrete, holding or input"
+                )
+            })?;
+        let declared = self
+            .declared
+            .get(&(table, address))
+            .copied()
+            .ok_or_else(|| {
+                format!(
+                    "unit {} declares no {table} value at {address}",
+                    self.address
+                )
+            })?;
+        match declared {
+            Declared::Moving => Err(format!(
+                "{table} {address} moves with the clock: it cannot be set"
+            )),
+            Declared::Bit(access) => {
+                let bit = match value {
+                    "on" | "true" | "1" => true,
+                    "off" | "false" | "0" => false,
+                    _ => return Err(format!("a bit is on or off, not {value:?}")),
+                };
+                let bits = if table == Table::Coil {
+                    &mut self.unit.coils
+                } else {
+                    &mut self.unit.discrete_inputs
+                };
+                bits.set(address, bit, access);
+                Ok(())
+            }
+            Declared::Registers(encoding, access) => {
+                let kind = encoding.kind();
+                let value = if matches!(kind, Kind::Ascii { .. }) {
+                    Value::Text(value.to_owned())
+                } else if let Ok(n) = value.parse::<i128>() {
+                    Value::Int(n)
+                } else {
+                    Value::Float(
+                        value
+                            .parse::<f64>()
+                            .map_err(|_| format!("a {kind} is a number, not {value:?}"))?,
+                    )
+                };
+                let registers = if table == Table::Holding {
+                    &mut self.unit.holding
+                } else {
+                    &mut self.unit.input
+                };
+                registers
+                    .set_value(address, &encoding, &value, access)
+                    .map_err(|e| format!("{table} {address}: {e}"))
+            }
+        }
+    }
+
+    fn settable(&self) -> Vec<Settable> {
+        vec![Settable::new(
+            "<table>.<address>",
+            "a declared value: table coil, discrete, holding or input, the address decimal or \
+             0x hex; a number, text for a string, on/off for a bit",
+        )]
+    }
+}
+
+/// `20` or `0x14`.
+fn parse_address(s: &str) -> Option<u16> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
     }
 }

@@ -244,9 +244,13 @@ impl Command {
                         Some(("cmd", c)) => {
                             rule.command = Some(Bytes::from(unescape(c).map_err(syntax)?));
                         }
+                        Some(("unit", u)) => {
+                            rule.unit =
+                                Some(u.parse().map_err(|_| syntax(format!("bad unit {u:?}")))?);
+                        }
                         _ => {
                             return Err(syntax(format!(
-                                "fault: unknown option {opt:?} (next=N, p=P, cmd=PREFIX)"
+                                "fault: unknown option {opt:?} (next=N, p=P, cmd=PREFIX, unit=N)"
                             )));
                         }
                     }
@@ -328,6 +332,7 @@ impl Ports {
     /// [`ControlError`] for an unknown port, a port that stopped, refused or did not answer in
     /// time; for `*`, [`ControlError::Some`] with each port's failure (the others did it).
     pub async fn execute(&self, command: Command) -> Result<String, ControlError> {
+        let command = self.per_unit(command);
         let Some(target) = command.target() else {
             return Ok(self.list());
         };
@@ -353,6 +358,39 @@ impl Ports {
             (_, 0) => Ok(String::new()),
             (Target::Port(_), _) => Err(failed.remove(0)),
             (Target::All, _) => Err(ControlError::Some { total, failed }),
+        }
+    }
+
+    /// A command for one device on a bus: `set <port>/<unit> <key> <value>` is `set <port>
+    /// <unit>.<key> <value>` (what a bus takes), `fault <port>/<unit> …` is `fault <port> …
+    /// unit=<unit>`: a name that is no port's but ends in `/<unit>` after a port's name. A
+    /// port whose own name has a `/` is found by that name first.
+    fn per_unit(&self, command: Command) -> Command {
+        let on_bus = |name: &str| {
+            name.rsplit_once('/')
+                .filter(|(port, unit)| !unit.is_empty() && self.by_name.contains_key(*port))
+                .map(|(port, unit)| (port.to_owned(), unit.to_owned()))
+        };
+        match command {
+            Command::Fault(Target::Port(name), rule) if !self.by_name.contains_key(&name) => {
+                match on_bus(&name).and_then(|(port, unit)| Some((port, unit.parse().ok()?))) {
+                    Some((port, unit)) => Command::Fault(Target::Port(port), rule.for_unit(unit)),
+                    None => Command::Fault(Target::Port(name), rule),
+                }
+            }
+            Command::Set(Target::Port(name), key, value) if !self.by_name.contains_key(&name) => {
+                match name.rsplit_once('/') {
+                    Some((port, unit)) if !unit.is_empty() && self.by_name.contains_key(port) => {
+                        Command::Set(
+                            Target::Port(port.to_owned()),
+                            format!("{unit}.{key}"),
+                            value,
+                        )
+                    }
+                    _ => Command::Set(Target::Port(name), key, value),
+                }
+            }
+            other => other,
         }
     }
 
