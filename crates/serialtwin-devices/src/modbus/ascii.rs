@@ -124,24 +124,22 @@ impl AsciiFramer {
 impl Framer for AsciiFramer {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         if self.scanned == 0 {
-            // Between frames: everything up to the next `:` is noise.
-            let Some(start) = buf.iter().position(|&c| c == b':') else {
-                let noise = buf.len();
-                buf.clear();
-                return match noise {
-                    0 => Ok(None),
-                    n => Err(FrameError::Malformed(format!(
-                        "{n} character(s) outside a frame dropped"
-                    ))),
-                };
+            // Between frames: everything up to the next `:` is noise, dropped when that `:`
+            // comes, or a frame's length of it at a time: however the bytes were split, the
+            // same noise is reported the same way.
+            let noise = match buf.iter().position(|&c| c == b':') {
+                Some(start) => start,
+                None if buf.len() >= MAX_CHARS => buf.len(),
+                None => return Ok(None),
             };
-            self.scanned = 1;
-            if start > 0 {
-                buf.advance(start);
+            if noise > 0 {
+                let dropped = noise.min(MAX_CHARS);
+                buf.advance(dropped);
                 return Err(FrameError::Malformed(format!(
-                    "{start} character(s) outside a frame dropped"
+                    "{dropped} character(s) outside a frame dropped"
                 )));
             }
+            self.scanned = 1;
         }
         while self.scanned < buf.len() {
             let at = self.scanned;

@@ -249,6 +249,12 @@ pub struct RtuFramer {
     /// Whether bytes were dropped since the last request was cut: until a request whose
     /// header gives its length verifies, no other kind is looked for (see the module docs).
     hunting: bool,
+    /// Bytes dropped and not yet reported, and why the first of them was: a run of dropped
+    /// bytes is reported once, when the request after it is found (or the line goes quiet,
+    /// or a request's length of them has gone), so that however the bytes were split into
+    /// reads, the same runs are reported the same way.
+    dropped: usize,
+    why: Option<Why>,
 }
 
 impl RtuFramer {
@@ -256,6 +262,12 @@ impl RtuFramer {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The dropped bytes not yet reported, as one error; none are held after.
+    fn report(&mut self, after: &str) -> FrameError {
+        let why = self.why.take().unwrap_or(Why::NoCrc);
+        dropped(std::mem::take(&mut self.dropped), why, after)
     }
 }
 
@@ -271,8 +283,6 @@ impl fmt::Debug for RtuFramer {
 
 impl Framer for RtuFramer {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        let mut skipped = 0;
-        let mut first = None;
         loop {
             let mode = if self.hunting {
                 Mode::Hunting
@@ -280,25 +290,27 @@ impl Framer for RtuFramer {
                 Mode::Normal
             };
             match judge(buf, mode, &mut self.scan) {
-                Verdict::Good(len) if skipped == 0 => {
+                Verdict::Good(len) if self.dropped == 0 => {
                     self.scan = None;
                     self.undecided = false;
                     self.hunting = false;
                     return Ok(Some(cut(buf, len)));
                 }
+                // What was dropped before this request, reported before it is cut.
+                Verdict::Good(_) => return Err(self.report("")),
                 Verdict::Bad(why) => {
                     self.scan = None;
                     self.hunting = true;
                     buf.advance(1);
-                    skipped += 1;
-                    first.get_or_insert(why);
+                    self.dropped += 1;
+                    self.why.get_or_insert(why);
+                    if self.dropped == MAX_ADU_LEN {
+                        return Err(self.report(""));
+                    }
                 }
                 verdict => {
                     self.undecided = verdict == Verdict::Undecided;
-                    return match first {
-                        Some(why) => Err(dropped(skipped, why, "")),
-                        None => Ok(None),
-                    };
+                    return Ok(None);
                 }
             }
         }
@@ -345,31 +357,30 @@ impl Framer for RtuFramer {
     fn on_silence(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         self.undecided = false;
         self.hunting = false;
-        let mut skipped = 0;
-        let mut first = None;
         loop {
             if buf.is_empty() {
                 break;
             }
             match judge(buf, Mode::Ended, &mut self.scan) {
-                Verdict::Good(len) if skipped == 0 => {
+                Verdict::Good(len) if self.dropped == 0 => {
                     self.scan = None;
                     return Ok(Some(cut(buf, len)));
                 }
                 Verdict::Bad(why) => {
                     self.scan = None;
                     buf.advance(1);
-                    skipped += 1;
-                    first.get_or_insert(why);
+                    self.dropped += 1;
+                    self.why.get_or_insert(why);
                 }
                 _ => break,
             }
         }
         // What is left is empty or starts with a whole request: `decode` takes it from here.
         self.scan = None;
-        match first {
-            Some(why) => Err(dropped(skipped, why, " after silence")),
-            None => Ok(None),
+        if self.dropped == 0 {
+            Ok(None)
+        } else {
+            Err(self.report(" after silence"))
         }
     }
 
@@ -377,6 +388,8 @@ impl Framer for RtuFramer {
         self.scan = None;
         self.undecided = false;
         self.hunting = false;
+        self.dropped = 0;
+        self.why = None;
     }
 
     /// The last two bytes.
