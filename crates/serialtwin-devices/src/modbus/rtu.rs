@@ -277,6 +277,8 @@ impl fmt::Debug for RtuFramer {
             .field("scanned", &self.scan.as_ref().map(|s| s.len))
             .field("undecided", &self.undecided)
             .field("hunting", &self.hunting)
+            .field("dropped", &self.dropped)
+            .field("why", &self.why)
             .finish()
     }
 }
