@@ -1470,3 +1470,68 @@ fn random_maps_encode_decode_and_read_back_exactly() {
         }
     }
 }
+
+mod moving_values {
+    use std::time::Duration;
+
+    use serialtwin_devices::modbus::data::Value;
+    use serialtwin_devices::modbus::unit::{Provider, Sine, Walk};
+
+    fn float(v: Value) -> f64 {
+        match v {
+            Value::Float(x) => x,
+            other => panic!("not a float: {other:?}"),
+        }
+    }
+
+    /// The exact bits: the same walk is the same, not nearly.
+    fn bits(v: Value) -> u64 {
+        float(v).to_bits()
+    }
+
+    #[test]
+    fn a_sine_swings_around_its_mean_over_its_period() {
+        let mut sine = Sine {
+            mean: 230.0,
+            amplitude: 10.0,
+            period: Duration::from_mins(1),
+        };
+        let at = |sine: &mut Sine, s: u64| float(sine.value(Duration::from_secs(s)));
+        assert!((at(&mut sine, 0) - 230.0).abs() < 1e-9);
+        assert!((at(&mut sine, 15) - 240.0).abs() < 1e-9);
+        assert!((at(&mut sine, 45) - 220.0).abs() < 1e-9);
+        assert!((at(&mut sine, 60) - 230.0).abs() < 1e-9);
+        assert!((at(&mut sine, 75) - 240.0).abs() < 1e-9, "and again");
+    }
+
+    /// The same seed gives the same walk however it is read; another seed another walk; it
+    /// never leaves its bounds.
+    #[test]
+    fn a_walk_is_its_seeds_whatever_the_reads() {
+        let walk = |seed| Walk::new(50.0, 5.0, Duration::from_secs(1), (40.0, 60.0), seed);
+        let (mut every_second, mut now_and_then) = (walk(7), walk(7));
+        let stepwise: Vec<u64> = (0..=600)
+            .map(|s| bits(every_second.value(Duration::from_secs(s))))
+            .collect();
+        for s in [0u64, 3, 200, 201, 599, 600] {
+            let got = bits(now_and_then.value(Duration::from_secs(s)));
+            assert_eq!(got, stepwise[usize::try_from(s).unwrap()], "at {s} s");
+        }
+        assert!(
+            stepwise
+                .iter()
+                .all(|&v| (40.0..=60.0).contains(&f64::from_bits(v)))
+        );
+        assert!(stepwise.windows(2).any(|w| w[0] != w[1]), "it moves");
+        let mut other = walk(8);
+        let differs = (1..=600).any(|s| {
+            bits(other.value(Duration::from_secs(s))) != stepwise[usize::try_from(s).unwrap()]
+        });
+        assert!(differs, "another seed, another walk");
+        // A clock that goes back walks again from the start.
+        assert_eq!(
+            bits(now_and_then.value(Duration::from_secs(3))),
+            stepwise[3]
+        );
+    }
+}

@@ -10,7 +10,7 @@ use serialtwin_core::{BoxDevice, Bus, CharFormat, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
 use super::slave::{self, Declared, MAX_ADDRESS, Slave, route, standard_line};
-use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Unit};
+use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Sine, Unit, Walk};
 use super::{ascii, rtu};
 use crate::registry::{self, Build, BuildError, Built, Model};
 
@@ -55,7 +55,10 @@ writable = true           # holding registers: default true
 [[device.modbus.unit.input]]
 address = 10
 type = "u32"
-counter = { start = 0, step = 1, every_ms = 1000 }   # or ramp = { start = 0.0, per_second = 1.5 }
+counter = { start = 0, step = 1, every_ms = 1000 }   # or, moving with the clock:
+# ramp = { start = 0.0, per_second = 1.5 }
+# sine = { mean = 230.0, amplitude = 5.0, period_s = 86400.0 }
+# walk = { start = 20.0, step = 0.5, every_ms = 1000, min = 10.0, max = 30.0 }  # seeded
 
 [[device.modbus.unit.coil]]      # or [[device.modbus.unit.discrete]]: read-only
 address = 0
@@ -126,6 +129,26 @@ struct RawRegister {
     writable: Option<bool>,
     ramp: Option<RawRamp>,
     counter: Option<RawCounter>,
+    sine: Option<RawSine>,
+    walk: Option<RawWalk>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSine {
+    mean: f64,
+    amplitude: f64,
+    period_s: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWalk {
+    start: f64,
+    step: f64,
+    every_ms: u64,
+    min: f64,
+    max: f64,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -238,11 +261,11 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         });
     }
     (0..b.count)
-        .map(|_| {
+        .map(|copy| {
             let router: fn(&[u8]) -> Route = route;
             let mut bus: ModbusBus = Bus::new(router, framing.clone(), line);
             for unit in &raw.unit {
-                let slave = slave(unit, gaps)?;
+                let slave = slave(unit, gaps, b.port_seed(copy))?;
                 bus = bus.with(u32::from(slave.address()), slave);
             }
             Ok(Built {
@@ -255,7 +278,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
 }
 
 /// One unit, as its table says.
-fn slave(raw: &Spanned<RawUnit>, gaps: Gaps) -> Result<Slave, BuildError> {
+fn slave(raw: &Spanned<RawUnit>, gaps: Gaps, seed: u64) -> Result<Slave, BuildError> {
     let unit = raw.get_ref();
     let id = *unit.id.get_ref();
     let address = u8::try_from(id)
@@ -292,7 +315,9 @@ fn slave(raw: &Spanned<RawUnit>, gaps: Gaps) -> Result<Slave, BuildError> {
                 Table::Holding => &mut built.holding,
                 Table::Input => &mut built.input,
             };
-            let declared = declare(registers, table, entry, &mut taken)
+            // Each walk its own: the port's seed, the unit and the address.
+            let seed = seed ^ (u64::from(id) << 32) ^ u64::from(entry.get_ref().address);
+            let declared = declare(registers, table, entry, &mut taken, seed)
                 .map_err(|why| BuildError::at(entry.span(), format!("unit {id}: {why}")))?;
             let noted = match table {
                 Table::Holding => slave::Table::Holding,
@@ -305,11 +330,11 @@ fn slave(raw: &Spanned<RawUnit>, gaps: Gaps) -> Result<Slave, BuildError> {
         ("coil", &unit.coil, true),
         ("discrete input", &unit.discrete, false),
     ] {
-        let mut seen = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
         for entry in entries {
             let bit = entry.get_ref();
             let at = |why: String| BuildError::at(entry.span(), format!("unit {id}: {why}"));
-            if !seen.insert(bit.address) {
+            if !addresses.insert(bit.address) {
                 return Err(at(format!("{name} {} is declared twice", bit.address)));
             }
             let access = match (bit.writable, writable_by_default) {
@@ -343,28 +368,75 @@ struct Taken {
     input: Vec<Range<u32>>,
 }
 
-/// The provider of a value that moves (`ramp` or `counter`), if it does.
-fn moving(raw: &RawRegister) -> Result<Option<Box<dyn Provider>>, String> {
-    Ok(match (&raw.ramp, &raw.counter) {
-        (Some(_), Some(_)) => {
-            return Err("a value moves as a `ramp` or a `counter`, not both".into());
+/// The shortest step of a random walk: a read catches up on the steps since the last, and a
+/// port idle for a day must not cost a second of them.
+const MIN_WALK_STEP_MS: u64 = 100;
+
+/// The provider of a value that moves (`ramp`, `counter`, `sine` or `walk`), if it does;
+/// `seed` seeds a walk.
+fn moving(raw: &RawRegister, seed: u64) -> Result<Option<Box<dyn Provider>>, String> {
+    let given = [
+        raw.ramp.is_some(),
+        raw.counter.is_some(),
+        raw.sine.is_some(),
+        raw.walk.is_some(),
+    ];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err("a value moves one way: a `ramp`, a `counter`, a `sine` or a `walk`".into());
+    }
+    let finite = |name: &str, x: f64| {
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(format!("`{name}` must be a finite number"))
         }
-        (Some(r), None) => Some(Box::new(Ramp {
-            start: r.start,
-            per_second: r.per_second,
-        })),
-        (None, Some(c)) => {
-            if c.every_ms == 0 {
-                return Err("a counter's `every_ms` must be at least 1".into());
-            }
-            Some(Box::new(Counter {
-                start: c.start,
-                step: c.step,
-                every: Duration::from_millis(c.every_ms),
-            }))
+    };
+    if let Some(r) = &raw.ramp {
+        return Ok(Some(Box::new(Ramp {
+            start: finite("start", r.start)?,
+            per_second: finite("per_second", r.per_second)?,
+        })));
+    }
+    if let Some(c) = &raw.counter {
+        if c.every_ms == 0 {
+            return Err("a counter's `every_ms` must be at least 1".into());
         }
-        (None, None) => None,
-    })
+        return Ok(Some(Box::new(Counter {
+            start: c.start,
+            step: c.step,
+            every: Duration::from_millis(c.every_ms),
+        })));
+    }
+    if let Some(s) = &raw.sine {
+        let period = finite("period_s", s.period_s)?;
+        if period <= 0.0 || period > 1e9 {
+            return Err("a sine's `period_s` must be above 0 (seconds)".into());
+        }
+        return Ok(Some(Box::new(Sine {
+            mean: finite("mean", s.mean)?,
+            amplitude: finite("amplitude", s.amplitude)?,
+            period: Duration::from_secs_f64(period),
+        })));
+    }
+    if let Some(w) = &raw.walk {
+        if w.every_ms < MIN_WALK_STEP_MS {
+            return Err(format!(
+                "a walk's `every_ms` must be at least {MIN_WALK_STEP_MS}"
+            ));
+        }
+        let (min, max) = (finite("min", w.min)?, finite("max", w.max)?);
+        if min > max {
+            return Err("a walk's `min` must not be above its `max`".into());
+        }
+        return Ok(Some(Box::new(Walk::new(
+            finite("start", w.start)?,
+            finite("step", w.step)?,
+            Duration::from_millis(w.every_ms),
+            (min, max),
+            seed,
+        ))));
+    }
+    Ok(None)
 }
 
 /// Declare one register value in `registers`.
@@ -373,6 +445,7 @@ fn declare(
     table: Table,
     entry: &Spanned<RawRegister>,
     taken: &mut Taken,
+    seed: u64,
 ) -> Result<Declared, String> {
     let raw = entry.get_ref();
     let kind = match raw.kind {
@@ -432,7 +505,7 @@ fn declare(
         ));
     }
     list.push(span);
-    let moving = moving(raw)?;
+    let moving = moving(raw, seed)?;
     if let Some(provider) = moving {
         if raw.value.is_some() {
             return Err("a value that moves has no `value`".into());
@@ -490,6 +563,17 @@ mod tests {
     }
 
     #[test]
+    fn values_swing_and_walk_from_the_config() {
+        built(
+            "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\n\
+             sine = { mean = 230.0, amplitude = 5.0, period_s = 86400.0 }\n\
+             [[unit.input]]\naddress = 2\ntype = 'f32'\n\
+             walk = { start = 20.0, step = 0.5, every_ms = 1000, min = 10.0, max = 30.0 }\n",
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn an_ascii_line_sends_7e1_characters() {
         let table = ConfigTable::parse("[[unit]]\nid = 1\n").unwrap();
         let rtu_line = build(&Build::new(table.clone())).unwrap()[0].line;
@@ -544,6 +628,22 @@ mod tests {
             (
                 "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\ncolour = 1\n",
                 "unknown field `colour`",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\nsine = { mean = 1.0, amplitude = 1.0, period_s = 60.0 }\nramp = { start = 0.0, per_second = 1.0 }\n",
+                "a value moves one way",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\nwalk = { start = 1.0, step = 1.0, every_ms = 10, min = 0.0, max = 2.0 }\n",
+                "`every_ms` must be at least 100",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\nwalk = { start = 1.0, step = 1.0, every_ms = 1000, min = 3.0, max = 2.0 }\n",
+                "`min` must not be above its `max`",
+            ),
+            (
+                "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\nsine = { mean = 1.0, amplitude = 1.0, period_s = 0.0 }\n",
+                "`period_s` must be above 0",
             ),
         ] {
             let got = error(table);

@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-pub use self::table::{Access, Bits, Counter, Gaps, MapError, Provider, Ramp, Registers};
+pub use self::table::{
+    Access, Bits, Counter, Gaps, MapError, Provider, Ramp, Registers, Sine, Walk,
+};
 
 /// The largest PDU (APP §4.1).
 pub const MAX_PDU: usize = 253;

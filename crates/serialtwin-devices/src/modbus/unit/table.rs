@@ -104,6 +104,91 @@ impl Provider for Counter {
     }
 }
 
+/// A value swinging around `mean`: `mean + amplitude × sin(2π × now / period)` (a grid's
+/// voltage over a day, a temperature).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sine {
+    /// The middle of the swing.
+    pub mean: f64,
+    /// How far it swings either way.
+    pub amplitude: f64,
+    /// One full swing (zero: it stays at `mean`).
+    pub period: Duration,
+}
+
+impl Provider for Sine {
+    fn value(&mut self, now: Duration) -> Value {
+        let period = self.period.as_secs_f64();
+        if period <= 0.0 {
+            return Value::Float(self.mean);
+        }
+        let phase = std::f64::consts::TAU * (now.as_secs_f64() / period).fract();
+        Value::Float(self.mean + self.amplitude * phase.sin())
+    }
+}
+
+/// A seeded random walk: from `start`, each `every` a step drawn uniformly from
+/// `-step..=step`, kept within `min..=max`. The same seed gives the same walk however often
+/// it is read: step `n` is drawn from the seed and `n`, never from the reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Walk {
+    /// The value at time zero.
+    pub start: f64,
+    /// The largest step either way.
+    pub step: f64,
+    /// How often it steps (zero: it stays at `start`).
+    pub every: Duration,
+    /// The lowest it goes.
+    pub min: f64,
+    /// The highest it goes.
+    pub max: f64,
+    /// The walk's seed.
+    pub seed: u64,
+    /// Where it was last read: (steps taken, value), so that a read costs the steps since.
+    at: (u128, f64),
+}
+
+impl Walk {
+    /// A walk from `start` (kept within `min..=max`).
+    #[must_use]
+    pub fn new(start: f64, step: f64, every: Duration, (min, max): (f64, f64), seed: u64) -> Self {
+        let start = start.clamp(min.min(max), max.max(min));
+        Self {
+            start,
+            step,
+            every,
+            min: min.min(max),
+            max: max.max(min),
+            seed,
+            at: (0, start),
+        }
+    }
+}
+
+impl Provider for Walk {
+    fn value(&mut self, now: Duration) -> Value {
+        let steps = now
+            .as_nanos()
+            .checked_div(self.every.as_nanos())
+            .unwrap_or(0);
+        if steps < self.at.0 {
+            // The clock went back: walk again from the start.
+            self.at = (0, self.start);
+        }
+        let (mut n, mut value) = self.at;
+        while n < steps {
+            n += 1;
+            // Step n from the seed and n alone.
+            let n64 = u64::try_from(n).unwrap_or(u64::MAX);
+            let mut rng =
+                fastrand::Rng::with_seed(self.seed ^ n64.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            value = (value + self.step * (2.0 * rng.f64() - 1.0)).clamp(self.min, self.max);
+        }
+        self.at = (n, value);
+        Value::Float(value)
+    }
+}
+
 /// The last address of `len` from `start`, if it exists.
 fn last(start: u16, len: usize) -> Option<u16> {
     let len = u16::try_from(len).ok()?;
