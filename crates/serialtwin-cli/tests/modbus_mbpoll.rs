@@ -79,7 +79,7 @@ value = 5
 
 /// One user's session with mbpoll at 19,200 baud and `parity` (`even` or `none`: parity cannot
 /// be seen on a pty, so both work).
-fn session(tag: &str, parity: &str, line: &str) {
+fn session(tag: &str, parity: &str, settings: &str) {
     let mbpoll_bin = common::debian::ensure("mbpoll", "mbpoll");
     let dir = work_dir(tag);
     let config = bus(&dir);
@@ -100,8 +100,8 @@ fn session(tag: &str, parity: &str, line: &str) {
             run.stderr()
         );
         assert!(
-            p.stdout.contains(line),
-            "mbpoll says it runs at {line}:\n{}",
+            p.stdout.contains(settings),
+            "mbpoll says it runs at {settings}:\n{}",
             p.stdout
         );
         p.values

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Safety net for one `apt-get` run (never an assertion about speed): a slow mirror is fine.
-const APT_PATIENCE: Duration = Duration::from_secs(600);
+const APT_PATIENCE: Duration = Duration::from_mins(10);
 
 /// The path of `binary`, installing Debian's `package` first if `binary` is not on `PATH`.
 ///
@@ -92,22 +92,15 @@ fn known(package: &str) -> bool {
 
 /// Run `apt-get <args>` non-interactively (behind `prefix`), within [`APT_PATIENCE`].
 fn apt(prefix: &[&str], args: &[&str], by_hand: &str) {
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut cmd = Command::new(first);
-            cmd.args(rest)
-                .arg("env")
-                .arg("DEBIAN_FRONTEND=noninteractive");
-            cmd.arg("apt-get");
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new("apt-get");
-            cmd.env("DEBIAN_FRONTEND", "noninteractive");
-            cmd
-        }
-    };
-    cmd.args(args);
+    // `env` passes the setting through `sudo` too.
+    let line = [
+        prefix,
+        &["env", "DEBIAN_FRONTEND=noninteractive", "apt-get"],
+        args,
+    ]
+    .concat();
+    let mut cmd = Command::new(line[0]);
+    cmd.args(&line[1..]);
     let out =
         within(&mut cmd, APT_PATIENCE).unwrap_or_else(|why| panic!("{by_hand}: {cmd:?} {why}"));
     assert!(
