@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, kill};
 
 #[path = "../../../../tests/common/bare.rs"]
 pub mod bare;
+pub mod debian;
 #[path = "../../../../tests/common/python.rs"]
 pub mod python;
 #[path = "../../../../tests/common/scratch.rs"]
