@@ -33,7 +33,7 @@ fn hr0(address: u8) -> u16 {
 
 /// Coil `i` of unit `address` (10 coils, writable).
 fn coil(address: u8, i: u16) -> bool {
-    (i + u16::from(address)) % 3 == 0
+    (i + u16::from(address)).is_multiple_of(3)
 }
 
 /// Discrete input `i` of unit `address` (5 inputs).
