@@ -231,6 +231,11 @@ fn dropped(count: usize, why: Why, after: &str) -> FrameError {
     ))
 }
 
+/// The most bytes held as not a request before they are dropped and reported (see
+/// [`RtuFramer`]'s `dropped`): few, so that what a framer waiting for the rest of a request
+/// holds stays within a request's length and a little.
+const HELD: usize = 16;
+
 /// The Modbus RTU server framer: cuts requests, adds a CRC to replies. See the
 /// [module docs](self) for how requests are cut and what happens after a bad CRC.
 ///
@@ -249,10 +254,11 @@ pub struct RtuFramer {
     /// Whether bytes were dropped since the last request was cut: until a request whose
     /// header gives its length verifies, no other kind is looked for (see the module docs).
     hunting: bool,
-    /// Bytes dropped and not yet reported, and why the first of them was: a run of dropped
-    /// bytes is reported once, when the request after it is found (or the line goes quiet,
-    /// or a request's length of them has gone), so that however the bytes were split into
-    /// reads, the same runs are reported the same way.
+    /// Bytes at the buffer's start judged not to be a request and not yet dropped, and why
+    /// the first of them was not: a run of them is dropped and reported in one go when the
+    /// request after it is found, the line goes quiet or [`HELD`] have gathered, so that
+    /// however the bytes were split into reads, the same runs are reported the same way (and
+    /// each report consumes what it reports).
     dropped: usize,
     why: Option<Why>,
 }
@@ -264,10 +270,12 @@ impl RtuFramer {
         Self::default()
     }
 
-    /// The dropped bytes not yet reported, as one error; none are held after.
-    fn report(&mut self, after: &str) -> FrameError {
+    /// Drop the bytes held as not a request, and say so in one error.
+    fn report(&mut self, buf: &mut BytesMut, after: &str) -> FrameError {
         let why = self.why.take().unwrap_or(Why::NoCrc);
-        dropped(std::mem::take(&mut self.dropped), why, after)
+        let count = std::mem::take(&mut self.dropped);
+        buf.advance(count);
+        dropped(count, why, after)
     }
 }
 
@@ -291,23 +299,22 @@ impl Framer for RtuFramer {
             } else {
                 Mode::Normal
             };
-            match judge(buf, mode, &mut self.scan) {
+            match judge(&buf[self.dropped..], mode, &mut self.scan) {
                 Verdict::Good(len) if self.dropped == 0 => {
                     self.scan = None;
                     self.undecided = false;
                     self.hunting = false;
                     return Ok(Some(cut(buf, len)));
                 }
-                // What was dropped before this request, reported before it is cut.
-                Verdict::Good(_) => return Err(self.report("")),
+                // What was not a request before this one, dropped before it is cut.
+                Verdict::Good(_) => return Err(self.report(buf, "")),
                 Verdict::Bad(why) => {
                     self.scan = None;
                     self.hunting = true;
-                    buf.advance(1);
                     self.dropped += 1;
                     self.why.get_or_insert(why);
-                    if self.dropped == MAX_ADU_LEN {
-                        return Err(self.report(""));
+                    if self.dropped == HELD {
+                        return Err(self.report(buf, ""));
                     }
                 }
                 verdict => {
@@ -321,6 +328,10 @@ impl Framer for RtuFramer {
     /// A complete request of known length at the start, whose CRC verifies (the common
     /// case); `decode` does the rest.
     fn peek(&mut self, buf: &[u8]) -> Option<FrameAt> {
+        if self.dropped > 0 {
+            // Bytes judged not to be a request lead the buffer: `decode` drops them first.
+            return None;
+        }
         let RequestLen::Exact(len) = request_len(buf) else {
             return None;
         };
@@ -363,14 +374,16 @@ impl Framer for RtuFramer {
             if buf.is_empty() {
                 break;
             }
-            match judge(buf, Mode::Ended, &mut self.scan) {
+            if self.dropped == buf.len() {
+                break;
+            }
+            match judge(&buf[self.dropped..], Mode::Ended, &mut self.scan) {
                 Verdict::Good(len) if self.dropped == 0 => {
                     self.scan = None;
                     return Ok(Some(cut(buf, len)));
                 }
                 Verdict::Bad(why) => {
                     self.scan = None;
-                    buf.advance(1);
                     self.dropped += 1;
                     self.why.get_or_insert(why);
                 }
@@ -382,7 +395,7 @@ impl Framer for RtuFramer {
         if self.dropped == 0 {
             Ok(None)
         } else {
-            Err(self.report(" after silence"))
+            Err(self.report(buf, " after silence"))
         }
     }
 
