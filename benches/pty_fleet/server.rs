@@ -158,17 +158,22 @@ impl Served {
                     .map(|(i, d)| (PortSpec::new(format!("p{i}")), d)),
             )
             .await?;
+        Ok(Self::with_paths(fleet, handles))
+    }
+
+    /// A fleet and its ports' handles, with the ports' slave paths.
+    fn with_paths(fleet: Fleet, handles: Vec<serialtwin::PortHandle>) -> (Self, Vec<String>) {
         let paths = handles
             .iter()
             .map(|h| h.pty().display().to_string())
             .collect();
-        Ok((
+        (
             Self::Fleet {
                 fleet,
                 _handles: handles,
             },
             paths,
-        ))
+        )
     }
 
     /// `n` [`Qpigs`] on `line` (the paced section's ports), spawned one by one so that a
@@ -188,17 +193,7 @@ impl Served {
                 }
             }
         }
-        let paths = handles
-            .iter()
-            .map(|h| h.pty().display().to_string())
-            .collect();
-        Ok((
-            Self::Fleet {
-                fleet,
-                _handles: handles,
-            },
-            paths,
-        ))
+        Ok(Self::with_paths(fleet, handles))
     }
 
     async fn close(self) {

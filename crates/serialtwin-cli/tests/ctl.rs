@@ -6,25 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{PATIENCE, bin, start, work_dir, write_config};
+use common::{PATIENCE, bin, ctl, start, work_dir, write_config};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn ctl(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 async fn ask_cr(path: &Path, request: &[u8]) -> Vec<u8> {
     let mut port = tokio_serial::SerialPortBuilderExt::open_native_async(tokio_serial::new(

@@ -3,28 +3,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{PATIENCE, bin, open_at, start, work_dir, write_config};
+use common::{PATIENCE, ctl, open_at, start, work_dir, write_config};
 use serialtwin_devices::modbus::rtu::crc16;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn ctl(socket: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin())
-        .arg("ctl")
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 fn with_crc(payload: &[u8]) -> Vec<u8> {
     let mut adu = payload.to_vec();

@@ -280,3 +280,21 @@ pub async fn ask<S: tokio::io::AsyncReadExt + tokio::io::AsyncWriteExt + Unpin>(
     .unwrap_or_else(|_| panic!("no reply; got {:?}", String::from_utf8_lossy(&reply)));
     reply
 }
+
+/// `serialtwin ctl --socket <socket> <args>`: whether it succeeded, and what it printed
+/// (stdout, then stderr).
+pub fn ctl(socket: &Path, args: &[&str]) -> (bool, String) {
+    let out = output_within(
+        Command::new(bin())
+            .arg("ctl")
+            .arg("--socket")
+            .arg(socket)
+            .args(args),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

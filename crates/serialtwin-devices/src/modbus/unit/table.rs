@@ -210,6 +210,26 @@ fn extent_of<V>(set: Option<(u16, u16)>, cells: &BTreeMap<u16, V>) -> Option<(u1
     set.or_else(|| Some((*cells.first_key_value()?.0, *cells.last_key_value()?.0)))
 }
 
+/// Whether `quantity` cells from `start` lie within a table's extent, each declared unless
+/// gaps read as zero: what a read of bits and of registers alike may reach.
+fn readable<V>(
+    extent: Option<(u16, u16)>,
+    cells: &BTreeMap<u16, V>,
+    start: u16,
+    quantity: u16,
+    gaps: Gaps,
+) -> bool {
+    let Some(end) = last(start, quantity.into()) else {
+        return false;
+    };
+    let Some((first, final_)) = extent_of(extent, cells) else {
+        return false;
+    };
+    start >= first
+        && end <= final_
+        && (gaps == Gaps::Zero || (start..=end).all(|a| cells.contains_key(&a)))
+}
+
 /// Coils or discrete inputs: single bits, declared one by one or in runs.
 #[derive(Clone, Debug, Default)]
 pub struct Bits {
@@ -266,15 +286,7 @@ impl Bits {
     }
 
     pub(super) fn readable(&self, start: u16, quantity: u16, gaps: Gaps) -> bool {
-        let Some(end) = last(start, quantity.into()) else {
-            return false;
-        };
-        let Some((first, final_)) = extent_of(self.extent, &self.cells) else {
-            return false;
-        };
-        start >= first
-            && end <= final_
-            && (gaps == Gaps::Zero || (start..=end).all(|a| self.cells.contains_key(&a)))
+        readable(self.extent, &self.cells, start, quantity, gaps)
     }
 
     pub(super) fn writable(&self, start: u16, quantity: u16) -> bool {
@@ -447,15 +459,7 @@ impl Registers {
     }
 
     pub(super) fn readable(&self, start: u16, quantity: u16, gaps: Gaps) -> bool {
-        let Some(end) = last(start, quantity.into()) else {
-            return false;
-        };
-        let Some((first, final_)) = extent_of(self.extent, &self.cells) else {
-            return false;
-        };
-        start >= first
-            && end <= final_
-            && (gaps == Gaps::Zero || (start..=end).all(|a| self.cells.contains_key(&a)))
+        readable(self.extent, &self.cells, start, quantity, gaps)
     }
 
     pub(super) fn writable(&self, start: u16, quantity: u16) -> bool {
