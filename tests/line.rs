@@ -45,6 +45,50 @@ print("reopened 20 times")
     fleet.shutdown().await;
 }
 
+
+/// A client that changes a setting between requests (`ser.timeout = 1` on a port opened with
+/// `parity=EVEN`) asks once more for the even parity a pty drops, and Debian's glibc fails that
+/// `tcsetattr` unless something else changes: the canary must be set again once the client's
+/// request has been read, before it is answered. On a lane-served port and on one served by its
+/// own task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyserial_parity_even_changes_settings_between_requests() {
+    let fleet = Fleet::new();
+    let lent = fleet
+        .spawn(PortSpec::new("8e1-lane"), Counter::default())
+        .unwrap();
+    let tasks = Fleet::without_lanes();
+    let own = tasks
+        .spawn(PortSpec::new("8e1-task"), Counter::default())
+        .unwrap();
+    let paths = [lent.pty().to_owned(), own.pty().to_owned()];
+    let out = tokio::task::spawn_blocking(move || {
+        common::python::run_script(
+            r#"
+import sys, termios, serial
+for path in sys.argv[1:]:
+    s = serial.Serial(path, 19200, parity=serial.PARITY_EVEN, timeout=5)
+    for i, (setting, value) in enumerate([("timeout", 4), ("inter_byte_timeout", 0.002), ("write_timeout", 2), ("baudrate", 19200), ("timeout", 5)] * 4):
+        s.write(b"INC\r\n")
+        line = s.readline()
+        assert line == f"{i + 1}\r\n".encode(), (i, line)
+        try:
+            setattr(s, setting, value)
+        except termios.error as e:
+            raise SystemExit(f"{path}: setting {setting} after request {i + 1}: {e}")
+    s.close()
+print("changed a setting after each of 20 requests per port")
+"#,
+            &paths,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("after each of 20 requests per port"), "{out}");
+    fleet.shutdown().await;
+    tasks.shutdown().await;
+}
+
 #[tokio::test]
 async fn settings_changes_are_seen_and_shown() {
     let fleet = Fleet::new();

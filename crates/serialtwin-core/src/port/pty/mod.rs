@@ -437,10 +437,14 @@ impl PtyPort {
     /// after each client `tcsetattr`.
     ///
     /// When matters: not at once (glibc's check re-reads the settings right after `TCSETS`, and
-    /// our change landing in between would make it see "nothing changed"), and not only when
-    /// the client leaves (it may reopen before we notice). We re-arm when the client's next
-    /// bytes arrive — it has finished configuring by then — or when it leaves without
-    /// sending any. Nothing else of the client's settings is touched.
+    /// our change landing in between would make it see "nothing changed"; and a client may
+    /// still be configuring: our read-modify-write then undoes its next change, which
+    /// serialport-rs reports as "Settings did not apply correctly" — tried, seen in one run in
+    /// four), and not only when the client leaves (it may reopen before we notice). We re-arm
+    /// when the client's next bytes arrive — it has finished configuring by then — or when it
+    /// leaves without sending any. Nothing else of the client's settings is touched. A client
+    /// that sets the line twice before its first request (pymodbus's `connect`) is beyond
+    /// any re-arm: its calls come microseconds apart, faster than a wake-up (see README).
     fn rearm_canary(&mut self) {
         self.rearm_pending = false;
         let Ok(mut t) = rustix::termios::tcgetattr(&self.master) else {
