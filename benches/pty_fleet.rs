@@ -5,6 +5,8 @@
 //! cargo bench --bench pty_fleet -- --quick          # short run (< 1 min)
 //! cargo bench --bench pty_fleet -- --no-paced       # the closed loop only (~1.5 min)
 //! cargo bench --bench pty_fleet -- --paced-only     # the paced section only (~2 min)
+//! cargo bench --bench pty_fleet -- --modbus-only    # the Modbus rows only (~1 min)
+//! cargo bench --bench pty_fleet -- --no-modbus      # everything but the Modbus rows
 //! cargo bench --bench pty_fleet -- --json out.json  # JSON path (default target/bench/pty_fleet.json)
 //! cargo bench --bench pty_fleet -- --rt multi       # serialtwin on a 2-worker multi_thread runtime
 //! cargo bench --bench pty_fleet -- --ports 100,1000 --reps 3 --secs 1
@@ -41,6 +43,10 @@
 //! machine's), the share of polls sent on schedule and answered whole in time, and how each
 //! reply arrives.
 //!
+//! Then the **Modbus rows** (issue 18; `modbus.rs`): a read of ten holding registers at 100 and
+//! 1,000 unpaced ports, serialtwin's `modbus` model against the limit answering the same read,
+//! and on one pty pair against pymodbus's own serial server.
+//!
 //! The **limit paced** (`open N paced` to the limit) is the kernel's floor for that workload: the
 //! same responder writing each reply in the 29 pieces the library's USB-adapter model schedules
 //! (16 ms latency timer, at most 62 bytes a piece, the last at the reply's wire end), each when
@@ -53,10 +59,20 @@
 mod child;
 #[path = "pty_fleet/client.rs"]
 mod client;
+#[path = "pty_fleet/modbus.rs"]
+mod modbus;
 #[path = "pty_fleet/paced.rs"]
 mod paced;
 #[path = "pty_fleet/paced_report.rs"]
 mod paced_report;
+/// The tests' pinned venv (pymodbus for the Modbus rows), created by the same code.
+#[path = "../tests/common/python.rs"]
+#[expect(
+    dead_code,
+    unreachable_pub,
+    reason = "the bench needs only the venv's interpreter, and the file is the tests' too"
+)]
+mod python;
 #[path = "pty_fleet/report.rs"]
 mod report;
 #[path = "pty_fleet/server.rs"]
@@ -108,6 +124,10 @@ impl Runtime {
 
 /// Command-line options.
 #[derive(Debug)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of the command line, one per section"
+)]
 struct Options {
     quick: bool,
     json: String,
@@ -121,8 +141,10 @@ struct Options {
     against: &'static str,
     /// Run the closed loop (not with `--paced-only`).
     closed: bool,
-    /// Run the paced section (not with `--no-paced`).
+    /// Run the paced section (not with `--no-paced` or `--modbus-only`).
     paced: bool,
+    /// Run the Modbus rows (not with `--no-modbus`, `--paced-only`).
+    modbus: bool,
     serve: Option<String>,
 }
 
@@ -140,6 +162,7 @@ fn parse_args() -> Result<Options, String> {
         against: "serialtwin",
         closed: true,
         paced: true,
+        modbus: true,
         serve: None,
     };
     let mut reps = None;
@@ -150,7 +173,15 @@ fn parse_args() -> Result<Options, String> {
         match arg.as_str() {
             "--quick" => o.quick = true,
             "--no-paced" => o.paced = false,
-            "--paced-only" => o.closed = false,
+            "--paced-only" => {
+                o.closed = false;
+                o.modbus = false;
+            }
+            "--no-modbus" => o.modbus = false,
+            "--modbus-only" => {
+                o.closed = false;
+                o.paced = false;
+            }
             "--json" => o.json = value("--json")?,
             "--ports" => {
                 o.ports = value("--ports")?
@@ -210,10 +241,48 @@ fn parse_args() -> Result<Options, String> {
         o.window = Duration::try_from_secs_f64(s).map_err(|e| format!("--secs: {e}"))?;
     }
     o.reps = o.reps.max(1);
-    if !o.closed && !o.paced {
-        return Err("--paced-only and --no-paced leave nothing to run".into());
+    if !o.closed && !o.paced && !o.modbus {
+        return Err("those options leave nothing to run".into());
     }
     Ok(o)
+}
+
+/// How long the closed loop measures: a warm-up, then `reps` windows per server.
+pub(crate) struct Windows {
+    reps: usize,
+    window: Duration,
+    warmup: Duration,
+}
+
+impl Options {
+    fn windows(&self) -> Windows {
+        Windows {
+            reps: self.reps,
+            window: self.window,
+            warmup: self.warmup,
+        }
+    }
+}
+
+/// The closed loop on two servers' clients: a warm-up each, then `reps` windows each, in ABBA
+/// order so that a noisy machine hurts both alike; `cpu[i]` reads server `i`'s CPU time.
+pub(crate) fn alternate(
+    w: &Windows,
+    clients: &mut [Client],
+    cpu: &mut [Box<dyn FnMut() -> u64>],
+    runs: &mut [ServerRun; 2],
+) -> std::io::Result<()> {
+    for (client, cpu) in clients.iter_mut().zip(cpu.iter_mut()) {
+        client.closed_loop(w.warmup, cpu.as_mut())?;
+    }
+    for rep in 0..w.reps {
+        let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let window = clients[i].closed_loop(w.window, cpu[i].as_mut())?;
+            runs[i].windows.push(window);
+        }
+    }
+    Ok(())
 }
 
 /// Measure both servers at `ports` ports.
@@ -239,16 +308,14 @@ fn point(o: &Options, ports: usize, throughput: bool) -> std::io::Result<Point> 
         run.bring_up = up;
         clients.push(Client::open(&paths)?);
     }
-    for (i, client) in clients.iter_mut().enumerate() {
-        client.closed_loop(o.warmup, &mut || servers[i].cpu_ns())?;
-    }
-    for rep in 0..o.reps {
-        let order = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
-            let window = clients[i].closed_loop(o.window, &mut || servers[i].cpu_ns())?;
-            runs[i].windows.push(window);
-        }
-    }
+    let mut cpu: Vec<Box<dyn FnMut() -> u64>> = servers
+        .iter()
+        .map(|server| {
+            let pid = server.pid();
+            Box::new(move || child::process_cpu_ns(pid)) as Box<dyn FnMut() -> u64>
+        })
+        .collect();
+    alternate(&o.windows(), &mut clients, &mut cpu, &mut runs)?;
     for (i, run) in runs.iter_mut().enumerate() {
         run.rss_after = servers[i].rss();
     }
@@ -307,6 +374,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         None
     };
+    let modbus = if o.modbus {
+        Some(modbus::run(o.quick, o.runtime, &o.windows())?)
+    } else {
+        None
+    };
     let info = RunInfo {
         against: o.against,
         runtime: o.runtime.name(),
@@ -325,8 +397,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Some(paced) = &paced {
         print!("{}", paced_report::table(paced));
     }
+    if let Some(modbus) = &modbus {
+        print!("{}", modbus::table(modbus));
+    }
     println!("total bench time {:.1} s", info.total.as_secs_f64());
-    let json = report::json(&info, &points, paced.as_ref().map(paced_report::json));
+    let json = report::json(
+        &info,
+        &points,
+        paced.as_ref().map(paced_report::json),
+        modbus.as_ref().map(modbus::json),
+    );
     if let Some(dir) = std::path::Path::new(&o.json).parent()
         && !dir.as_os_str().is_empty()
     {

@@ -45,7 +45,6 @@ print("reopened 20 times")
     fleet.shutdown().await;
 }
 
-
 /// A client that changes a setting between requests (`ser.timeout = 1` on a port opened with
 /// `parity=EVEN`) asks once more for the even parity a pty drops, and Debian's glibc fails that
 /// `tcsetattr` unless something else changes: the canary must be set again once the client's

@@ -92,6 +92,12 @@ impl ServerChild {
         self.opened(&line, n).map(Ok)
     }
 
+    /// Open `n` ports answering the Modbus rows' read (`serialtwin` and `limit`).
+    pub(crate) fn open_modbus(&mut self, n: usize) -> std::io::Result<(Duration, Vec<String>)> {
+        let line = self.command(&format!("open {n} modbus"))?;
+        self.opened(&line, n)
+    }
+
     /// The paths and bring-up time of an `opened` answer for `n` ports.
     fn opened(&self, line: &str, n: usize) -> std::io::Result<(Duration, Vec<String>)> {
         let mut words = line.split(' ');
@@ -123,6 +129,11 @@ impl ServerChild {
         Ok(Duration::from_nanos(ns))
     }
 
+    /// The server process's id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the server process, in bytes.
     pub(crate) fn rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -132,33 +143,6 @@ impl ServerChild {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kib| kib * 1024)
-    }
-
-    /// CPU time of every thread of the server process so far, in nanoseconds (the sum of the
-    /// threads' `schedstat` run times; `stat`'s utime+stime at 10 ms resolution as a fallback).
-    pub(crate) fn cpu_ns(&self) -> u64 {
-        let pid = self.child.id();
-        let mut total = 0u64;
-        let mut found = false;
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) else {
-                    continue;
-                };
-                if let Some(ns) = s
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                {
-                    total += ns;
-                    found = true;
-                }
-            }
-        }
-        if found && total > 0 {
-            return total;
-        }
-        stat_ticks(&format!("/proc/{pid}/stat")) * TICK_NS
     }
 
     /// A reading of the server's CPU time for [`Cpu::since`]: every thread's `schedstat` (ns)
@@ -230,6 +214,32 @@ pub(crate) struct Refused {
 /// Nanoseconds per clock tick of `/proc` (`USER_HZ`, 100 on every Linux architecture the
 /// bench runs on).
 pub(crate) const TICK_NS: u64 = 10_000_000;
+
+/// CPU time of every thread of process `pid` so far, in nanoseconds (the sum of the threads'
+/// `schedstat` run times; `stat`'s utime+stime at 10 ms resolution as a fallback).
+pub(crate) fn process_cpu_ns(pid: u32) -> u64 {
+    let mut total = 0u64;
+    let mut found = false;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) else {
+                continue;
+            };
+            if let Some(ns) = s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                total += ns;
+                found = true;
+            }
+        }
+    }
+    if found && total > 0 {
+        return total;
+    }
+    stat_ticks(&format!("/proc/{pid}/stat")) * TICK_NS
+}
 
 /// `utime + stime` of the process whose `stat` file is at `path`, in clock ticks: every thread
 /// the process has had, live or exited.

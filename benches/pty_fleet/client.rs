@@ -57,6 +57,10 @@ pub(crate) struct Client {
     slaves: Vec<Slave>,
     events: Vec<EpollEvent>,
     buf: Vec<u8>,
+    /// What the closed loop sends and expects back: a PI30 `QPIGS` and its reply, or a Modbus
+    /// read and its reply.
+    request: &'static [u8],
+    reply: &'static [u8],
     /// Replies whose bytes differed from the expected reply (must stay 0).
     pub(crate) corrupt: u64,
 }
@@ -93,11 +97,19 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Client {
-    /// Open every path as a client would: raw, nonblocking, and watch them all.
+    /// Open every path as a client would: raw, nonblocking, and watch them all; PI30 requests.
     pub(crate) fn open(paths: &[String]) -> std::io::Result<Self> {
-        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        let mut slaves = Vec::with_capacity(paths.len());
-        for (i, path) in paths.iter().enumerate() {
+        Self::open_for(paths, REQUEST, REPLY)
+    }
+
+    /// [`Client::open`] with another request and reply (the Modbus rows).
+    pub(crate) fn open_for(
+        paths: &[String],
+        request: &'static [u8],
+        reply: &'static [u8],
+    ) -> std::io::Result<Self> {
+        let mut fds = Vec::with_capacity(paths.len());
+        for path in paths {
             let fd = rustix::fs::open(
                 path.as_str(),
                 OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
@@ -106,6 +118,21 @@ impl Client {
             let mut t = rustix::termios::tcgetattr(&fd)?;
             t.make_raw();
             rustix::termios::tcsetattr(&fd, OptionalActions::Now, &t)?;
+            fds.push(fd);
+        }
+        Self::on(fds, request, reply)
+    }
+
+    /// A client on descriptors already open and set up (a pty master whose slave another
+    /// server opened), nonblocking.
+    pub(crate) fn on(
+        fds: Vec<OwnedFd>,
+        request: &'static [u8],
+        reply: &'static [u8],
+    ) -> std::io::Result<Self> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let mut slaves = Vec::with_capacity(fds.len());
+        for (i, fd) in fds.into_iter().enumerate() {
             epoll.add(&fd, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
             slaves.push(Slave {
                 fd,
@@ -116,9 +143,11 @@ impl Client {
         }
         Ok(Self {
             epoll,
-            events: vec![EpollEvent::empty(); 1024.min(paths.len().max(1))],
+            events: vec![EpollEvent::empty(); 1024.min(slaves.len().max(1))],
             slaves,
             buf: vec![0; 64 * 1024],
+            request,
+            reply,
             corrupt: 0,
         })
     }
@@ -137,9 +166,9 @@ impl Client {
         }
     }
 
-    fn send_request(slave: &mut Slave, now: Instant) -> std::io::Result<()> {
-        let n = rustix::io::write(&slave.fd, REQUEST)?;
-        if n != REQUEST.len() {
+    fn send_request(slave: &mut Slave, request: &[u8], now: Instant) -> std::io::Result<()> {
+        let n = rustix::io::write(&slave.fd, request)?;
+        if n != request.len() {
             return Err(std::io::Error::other("short request write"));
         }
         slave.sent = Some(now);
@@ -154,6 +183,7 @@ impl Client {
         length: Duration,
         cpu: &mut dyn FnMut() -> u64,
     ) -> std::io::Result<Window> {
+        let (request, reply) = (self.request, self.reply);
         let mut latencies = Vec::with_capacity(1 << 16);
         for s in &mut self.slaves {
             s.done = 0;
@@ -164,7 +194,7 @@ impl Client {
         let start = Instant::now();
         let end = start + length;
         for s in &mut self.slaves {
-            Self::send_request(s, start)?;
+            Self::send_request(s, request, start)?;
         }
         let mut round_trips = 0u64;
         let mut last_progress = start;
@@ -203,11 +233,11 @@ impl Client {
                     Err(e) => return Err(e.into()),
                 };
                 let bytes = &self.buf[..got];
-                if slave.got + got > REPLY.len() || bytes != &REPLY[slave.got..slave.got + got] {
+                if slave.got + got > reply.len() || bytes != &reply[slave.got..slave.got + got] {
                     self.corrupt += 1;
                 }
                 slave.got += got;
-                if slave.got < REPLY.len() {
+                if slave.got < reply.len() {
                     continue;
                 }
                 slave.got = 0;
@@ -220,7 +250,7 @@ impl Client {
                     round_trips += 1;
                     slave.done += 1;
                     latencies.push(saturating_ns(now - sent));
-                    Self::send_request(slave, now)?;
+                    Self::send_request(slave, request, now)?;
                 } else {
                     outstanding -= 1;
                 }

@@ -14,7 +14,7 @@ pub(crate) fn f64_of(v: u64) -> f64 {
     v as f64
 }
 
-fn f64_of_usize(v: usize) -> f64 {
+pub(crate) fn f64_of_usize(v: usize) -> f64 {
     f64_of(u64::try_from(v).unwrap_or(u64::MAX))
 }
 
@@ -429,7 +429,12 @@ fn server_json(run: &ServerRun) -> J {
 }
 
 /// The JSON document; `paced`: the paced section's part, when it ran.
-pub(crate) fn json(info: &RunInfo, points: &[Point], paced: Option<J>) -> String {
+pub(crate) fn json(
+    info: &RunInfo,
+    points: &[Point],
+    paced: Option<J>,
+    modbus: Option<J>,
+) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -497,6 +502,9 @@ pub(crate) fn json(info: &RunInfo, points: &[Point], paced: Option<J>) -> String
     ];
     if let Some(paced) = paced {
         fields.push(("paced", paced));
+    }
+    if let Some(modbus) = modbus {
+        fields.push(("modbus", modbus));
     }
     let doc = J::Obj(fields);
     let mut out = String::new();

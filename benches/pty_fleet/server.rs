@@ -9,6 +9,9 @@
 //!   fewer). The limit paces a reply itself: the pieces a USB adapter would hand the host
 //!   ([`crate::paced::pieces`]), each written when due on its own timers (a heap whose soonest
 //!   entry is the `epoll_wait` timeout), a port's next reply only once the last has left;
+//! - `open N modbus` (`serialtwin` and `limit`, for the Modbus rows) → the same, answering the
+//!   Modbus read of [`crate::modbus::REQUEST`]: serialtwin with the `modbus` model built by the
+//!   registry from a config, on an unpaced line; the limit cutting requests by their fixed length;
 //! - `close` → the child closes every port and prints `closed <ns>` (ns: teardown time);
 //! - end of stdin → the child exits.
 //!
@@ -34,7 +37,7 @@ use serialtwin::{PtyOptions, PtyPort};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::paced::{BAUD, Piece};
-use crate::{PAYLOAD, REPLY, REQUEST, Runtime};
+use crate::{PAYLOAD, REPLY, REQUEST, Runtime, modbus};
 
 /// Longest request line either server buffers before discarding it (both use 1024, the core's
 /// default line limit).
@@ -111,6 +114,31 @@ fn registry_devices(n: usize) -> Result<Vec<serialtwin::BoxDevice>, Box<dyn std:
         .collect())
 }
 
+/// `n` devices of the registry's `modbus` model, each one unit (id 1) whose holding registers
+/// 0–9 hold 1 to 10 as u16: what [`crate::modbus::REQUEST`] reads.
+fn modbus_devices(n: usize) -> Result<Vec<serialtwin::BoxDevice>, Box<dyn std::error::Error>> {
+    use serialtwin::devices::registry::{self, Build, Table};
+    use std::fmt::Write as _;
+    let mut text = String::from("[[unit]]\nid = 1\n");
+    for address in 0..modbus::REGISTERS {
+        let _ = write!(
+            text,
+            "[[unit.holding]]\naddress = {address}\nvalue = {}\n",
+            address + 1
+        );
+    }
+    let model = registry::find("modbus").ok_or("no modbus model in the registry")?;
+    let table = Table::parse(&text)?;
+    let build = Build {
+        count: n,
+        ..Build::new(table)
+    };
+    Ok((model.build)(&build)?
+        .into_iter()
+        .map(|built| built.device)
+        .collect())
+}
+
 /// The ports a tokio server child has open.
 enum Served {
     /// serialtwin itself: a fleet of [`Qpigs`] devices (or of devices the model registry built
@@ -174,6 +202,21 @@ impl Served {
             },
             paths,
         )
+    }
+
+    /// `n` Modbus units as `serialtwin run` makes them from a config ([`modbus_devices`]), each
+    /// on its own port, on an unpaced line.
+    async fn modbus(n: usize) -> Result<(Self, Vec<String>), Box<dyn std::error::Error>> {
+        let fleet = Fleet::new();
+        let line = modbus::unpaced_line();
+        let handles = fleet
+            .spawn_all(modbus_devices(n)?.into_iter().enumerate().map(|(i, d)| {
+                let mut spec = PortSpec::new(format!("m{i}"));
+                spec.serve.line = Some(line);
+                (spec, d)
+            }))
+            .await?;
+        Ok(Self::with_paths(fleet, handles))
     }
 
     /// `n` [`Qpigs`] on `line` (the paced section's ports), spawned one by one so that a
@@ -316,6 +359,14 @@ fn on_tokio(kind: &str, runtime: Runtime) -> Result<(), Box<dyn std::error::Erro
                         Err((count, error)) => say(&format!("failed {count} {error}")),
                     }
                 }
+                (Some("open"), Some(n), Some("modbus")) if kind == "serialtwin" => {
+                    let n: usize = n.parse()?;
+                    let start = Instant::now();
+                    let (ports, paths) = Served::modbus(n).await?;
+                    served = Some(ports);
+                    tokio::task::yield_now().await;
+                    opened(start.elapsed(), paths.into_iter());
+                }
                 (Some("close"), None, None) => {
                     let start = Instant::now();
                     if let Some(ports) = served.take() {
@@ -347,6 +398,8 @@ struct RawPort {
     /// On the paced line (`open N paced`): each reply goes out in the pieces of
     /// [`crate::paced::pieces`], each written when due on the limit's own timers.
     paced: bool,
+    /// Answering the Modbus read (`open N modbus`): requests cut by their fixed length.
+    modbus: bool,
     /// The paced reply under way, if any.
     sending: Option<Sending>,
     /// Paced requests whose replies wait for the one under way to leave the wire.
@@ -369,7 +422,7 @@ type Timers = BinaryHeap<Reverse<(Instant, usize)>>;
 /// The epoll token of stdin; ports use their index.
 const STDIN_TOKEN: u64 = u64::MAX;
 
-fn open_raw_pty() -> std::io::Result<(OwnedFd, String)> {
+pub(crate) fn open_raw_pty() -> std::io::Result<(OwnedFd, String)> {
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
     let master = rustix::pty::openpt(flags)?;
     rustix::pty::grantpt(&master)?;
@@ -489,9 +542,10 @@ fn limit_command(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut words = line.split_whitespace();
     match (words.next(), words.next(), words.next()) {
-        (Some("open"), Some(n), pacing @ (None | Some("paced" | "unpaced"))) => {
+        (Some("open"), Some(n), pacing @ (None | Some("paced" | "unpaced" | "modbus"))) => {
             let n: usize = n.parse()?;
             let paced = pacing == Some("paced");
+            let modbus = pacing == Some("modbus");
             let start = Instant::now();
             let before = ports.len();
             let mut paths = Vec::with_capacity(n);
@@ -516,6 +570,7 @@ fn limit_command(
                     out: Vec::new(),
                     want_out: false,
                     paced,
+                    modbus,
                     sending: None,
                     queued: 0,
                 });
@@ -557,6 +612,10 @@ fn serve_raw(
         Err(Errno::AGAIN | Errno::INTR) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
+    if port.modbus {
+        let count = modbus::cut_requests(&mut port.carry, &buf[..n]);
+        return answer_unpaced(port, epoll, token, count, modbus::REPLY, replies).map(|()| None);
+    }
     // A paced reply's first byte goes on the wire when its request has been read.
     let read_at = port.paced.then(Instant::now);
     let mut count = 0usize;
@@ -595,24 +654,39 @@ fn serve_raw(
         port.queued += count;
         return Ok(first);
     }
+    answer_unpaced(port, epoll, token, count, REPLY, replies)?;
+    Ok(None)
+}
+
+/// Answer `count` requests at once with `reply` each, in one write, behind anything waiting.
+fn answer_unpaced(
+    port: &mut RawPort,
+    epoll: &Epoll,
+    token: u64,
+    count: usize,
+    reply: &[u8],
+    replies: &mut Vec<u8>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if count == 0 {
+        return Ok(());
+    }
     if !port.out.is_empty() {
         // Keep order behind what is already waiting.
         for _ in 0..count {
-            port.out.extend_from_slice(REPLY);
+            port.out.extend_from_slice(reply);
         }
-        return Ok(None);
+        return Ok(());
     }
     let bytes: &[u8] = if count == 1 {
-        REPLY
+        reply
     } else {
         replies.clear();
         for _ in 0..count {
-            replies.extend_from_slice(REPLY);
+            replies.extend_from_slice(reply);
         }
         replies
     };
-    send_raw(port, epoll, token, bytes)?;
-    Ok(None)
+    send_raw(port, epoll, token, bytes)
 }
 
 /// Write the due piece of a paced port's reply; when its next piece is due (the first of the

@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use common::{PATIENCE, open_at, start, work_dir, write_config};
@@ -52,15 +53,14 @@ fn bus(
     common::scratch::Scratch,
 ) {
     let dir = work_dir(tag);
-    let text: String = UNITS
-        .iter()
-        .map(|&unit| {
-            format!(
-                "[[device.modbus.unit]]\nid = {unit}\n[[device.modbus.unit.holding]]\naddress = 0\nvalue = {}\n",
-                u16::from(unit) * 100
-            )
-        })
-        .collect();
+    let mut text = String::new();
+    for unit in UNITS {
+        let value = u16::from(unit) * 100;
+        let _ = write!(
+            text,
+            "[[device.modbus.unit]]\nid = {unit}\n[[device.modbus.unit.holding]]\naddress = 0\nvalue = {value}\n"
+        );
+    }
     let config = write_config(
         &dir,
         "bus.toml",
