@@ -8,12 +8,15 @@
 //! - [`unit`](mod@unit): one unit's tables answering request PDUs, checks in the standard's
 //!   order;
 //! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
+//! - [`bound`]: register values read from a device's simulated plant (the real devices'
+//!   models bind their maps to one);
 //! - [`describe`]: one line on each frame, for `--trace`.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
 
 pub mod ascii;
+pub mod bound;
 pub mod data;
 pub mod describe;
 pub mod functions;

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serialtwin_core::Route;
 use serialtwin_core::{
@@ -38,6 +38,30 @@ pub struct Slave {
     reply: Vec<u8>,
     /// What was declared where, for [`Device::set`].
     declared: BTreeMap<(Table, u16), Declared>,
+    /// The run-time keys of the device behind the unit, if a real device's model gave it some
+    /// ([`Slave::with_knobs`]).
+    knobs: Option<Box<dyn Knobs>>,
+}
+
+/// What a real device's model adds to its unit besides registers: run-time keys that move
+/// its plant (`set meter/1 load_w 3000`), and the wall clock its registers may show (an
+/// EPEver's real-time clock).
+///
+/// The registers' [`Provider`](super::unit::Provider)s only see the time since the clock
+/// began, which is all that integrating a plant needs; a device that shows the date learns
+/// where that time began from [`Knobs::clock_epoch`], told before every request it answers.
+pub trait Knobs: fmt::Debug + Send {
+    /// Set `key` to `value` at `now` (the time since the clock began, as providers see it).
+    ///
+    /// # Errors
+    /// A one-line reason: an unknown key, a value out of range.
+    fn set(&mut self, key: &str, value: &str, now: Duration) -> Result<(), String>;
+
+    /// The keys [`Knobs::set`] takes, with their help.
+    fn settable(&self) -> Vec<Settable>;
+
+    /// The simulated wall time at which the clock began. Default: not needed.
+    fn clock_epoch(&mut self, _epoch: SystemTime) {}
 }
 
 /// One of a unit's four tables.
@@ -101,7 +125,15 @@ impl Slave {
             unit,
             reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
             declared: BTreeMap::new(),
+            knobs: None,
         })
+    }
+
+    /// The same unit with `knobs`: keys without a table (`load_w`) go to them.
+    #[must_use]
+    pub fn with_knobs(mut self, knobs: Box<dyn Knobs>) -> Self {
+        self.knobs = Some(knobs);
+        self
     }
 
     /// Note what was declared at `address` of `table`, so that [`Device::set`]
@@ -145,6 +177,18 @@ pub fn standard_line() -> LineConfig {
             max: Duration::from_millis(5),
         },
         ..LineConfig::uart(19_200)
+    }
+}
+
+/// A real device's factory line: [`standard_line`] (a native UART answering within 1–5 ms) at
+/// the device's own speed and character format (an Eastron SDM630 leaves the factory at
+/// 9600 8N1).
+#[must_use]
+pub fn factory_line(baud: u32, format: CharFormat) -> LineConfig {
+    LineConfig {
+        baud: Some(baud),
+        format: Some(format),
+        ..standard_line()
     }
 }
 
@@ -193,6 +237,9 @@ impl Device for Slave {
             .now()
             .duration_since(clock.epoch())
             .unwrap_or_default();
+        if let Some(knobs) = &mut self.knobs {
+            knobs.clock_epoch(clock.epoch());
+        }
         self.reply.clear();
         self.reply.push(self.address);
         match self.unit.answer(pdu, delivery, now, &mut self.reply) {
@@ -204,7 +251,18 @@ impl Device for Slave {
 
     /// `<table>.<address>` (`holding.20`, `coil.0x10`) and a value as the declaration's type
     /// reads it: a number, text for a string, `on`/`off` for a bit.
-    fn set(&mut self, key: &str, value: &str, _ctx: &mut Context) -> Result<(), String> {
+    fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String> {
+        if let Some(knobs) = &mut self.knobs
+            && !key.contains('.')
+        {
+            let clock = ctx.clock();
+            let now = clock
+                .now()
+                .duration_since(clock.epoch())
+                .unwrap_or_default();
+            knobs.clock_epoch(clock.epoch());
+            return knobs.set(key, value, now);
+        }
         let (table, address) = key
             .split_once('.')
             .and_then(|(t, a)| Some((Table::parse(t)?, parse_address(a)?)))
@@ -267,11 +325,13 @@ impl Device for Slave {
     }
 
     fn settable(&self) -> Vec<Settable> {
-        vec![Settable::new(
+        let mut keys = self.knobs.as_ref().map(|k| k.settable()).unwrap_or_default();
+        keys.push(Settable::new(
             "<table>.<address>",
             "a declared value: table coil, discrete, holding or input, the address decimal or \
              0x hex; a number, text for a string, on/off for a bit",
-        )]
+        ));
+        keys
     }
 }
 
