@@ -8,6 +8,7 @@
 //! - [`modbus`]: Modbus RTU units on one line.
 //! - [`eastron_sdm`]: an Eastron SDM630 or SDM120 energy meter, a real device on the
 //!   generic Modbus slave.
+//! - [`epever`]: an EPEver Tracer AN solar charge controller, another real Modbus device.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
@@ -40,6 +41,7 @@ models! {
     scpi_psu,
     modbus,
     eastron_sdm,
+    epever,
 }
 
 /// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run

@@ -323,7 +323,13 @@ struct MeterKnobs {
 }
 
 impl Knobs for MeterKnobs {
-    fn set(&mut self, key: &str, value: &str, now: std::time::Duration) -> Result<(), String> {
+    fn set(
+        &mut self,
+        key: &str,
+        value: &str,
+        _epoch: std::time::SystemTime,
+        now: std::time::Duration,
+    ) -> Result<(), String> {
         match key {
             "load_w" => {
                 let x = value

@@ -44,24 +44,28 @@ pub struct Slave {
 }
 
 /// What a real device's model adds to its unit besides registers: run-time keys that move
-/// its plant (`set meter/1 load_w 3000`), and the wall clock its registers may show (an
-/// EPEver's real-time clock).
+/// its plant (`set meter/1 load_w 3000`), and a look at the unit before each request, to
+/// bring stored values up to date with the plant and the wall clock.
 ///
-/// The registers' [`Provider`](super::unit::Provider)s only see the time since the clock
-/// began, which is all that integrating a plant needs; a device that shows the date learns
-/// where that time began from [`Knobs::clock_epoch`], told before every request it answers.
+/// The registers' [`Provider`](super::unit::Provider)s compute values at read time from the
+/// time since the clock began, which is all that integrating a plant needs. Bits have no
+/// providers, and a clock a client may set (an EPEver's real-time clock) must be stored to be
+/// written: [`Knobs::refresh`] keeps those, with the wall time the clock began at.
 pub trait Knobs: fmt::Debug + Send {
-    /// Set `key` to `value` at `now` (the time since the clock began, as providers see it).
+    /// Set `key` to `value` at `now` (the time since the clock began, as providers see it;
+    /// the clock read `epoch` then).
     ///
     /// # Errors
     /// A one-line reason: an unknown key, a value out of range.
-    fn set(&mut self, key: &str, value: &str, now: Duration) -> Result<(), String>;
+    fn set(&mut self, key: &str, value: &str, epoch: SystemTime, now: Duration)
+    -> Result<(), String>;
 
     /// The keys [`Knobs::set`] takes, with their help.
     fn settable(&self) -> Vec<Settable>;
 
-    /// The simulated wall time at which the clock began. Default: not needed.
-    fn clock_epoch(&mut self, _epoch: SystemTime) {}
+    /// Before `unit` answers a request at `now` (since the clock began, which read `epoch`):
+    /// update what the plant or the date say in stored values. Default: nothing to update.
+    fn refresh(&mut self, _unit: &mut Unit, _epoch: SystemTime, _now: Duration) {}
 }
 
 /// One of a unit's four tables.
@@ -238,11 +242,17 @@ impl Device for Slave {
             .duration_since(clock.epoch())
             .unwrap_or_default();
         if let Some(knobs) = &mut self.knobs {
-            knobs.clock_epoch(clock.epoch());
+            knobs.refresh(&mut self.unit, clock.epoch(), now);
         }
         self.reply.clear();
         self.reply.push(self.address);
-        match self.unit.answer(pdu, delivery, now, &mut self.reply) {
+        let outcome = self.unit.answer(pdu, delivery, now, &mut self.reply);
+        if let Some(knobs) = &mut self.knobs {
+            // At once: a client's write to a stored value the plant keeps (a clock it set)
+            // is noticed before time moves on.
+            knobs.refresh(&mut self.unit, clock.epoch(), now);
+        }
+        match outcome {
             Outcome::Normal | Outcome::Exception(_) => replies.push(self.reply.clone()),
             Outcome::Silent(_) => {}
         }
@@ -260,8 +270,7 @@ impl Device for Slave {
                 .now()
                 .duration_since(clock.epoch())
                 .unwrap_or_default();
-            knobs.clock_epoch(clock.epoch());
-            return knobs.set(key, value, now);
+            return knobs.set(key, value, clock.epoch(), now);
         }
         let (table, address) = key
             .split_once('.')
