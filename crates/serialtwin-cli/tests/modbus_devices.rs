@@ -159,7 +159,8 @@ fn assert_one_request_per_call(expected: &[Value], port: u64, capture: &Path) {
 
 /// Start `serialtwin run` on `config`, its control socket and captures in `dir`.
 fn serve(dir: &Path, config: &Path) -> common::Running {
-    let socket = dir.join("control.sock");
+    // A directory of its own for the socket: serialtwin makes it private (0700).
+    let socket = dir.join("run/control.sock");
     let captures = dir.join("{name}.jsonl");
     start(
         dir,
@@ -263,7 +264,7 @@ fn epevermodbus_reads_a_tracer_as_a_real_charge_controller() {
             &NOON.to_string(),
             &before.to_string(),
             common::bin(),
-            dir.join("control.sock").to_str().unwrap(),
+            dir.join("run/control.sock").to_str().unwrap(),
         ],
     );
     assert_passed(

@@ -302,9 +302,15 @@ impl SolarPlant {
         } else {
             (1.0 - (self.soc - 0.9) / 0.1 * 0.98).max(0.02)
         };
-        let battery_limit = RATED_AMPS * taper * open_circuit;
+        // The most the battery takes: its current limit at the voltage that current makes.
+        let limit_amps = RATED_AMPS * taper;
+        let battery_limit = limit_amps * (open_circuit + limit_amps * RESISTANCE);
         let charge_watts = (available * EFFICIENCY).min(load_watts + battery_limit);
-        let battery_amps = (charge_watts - load_watts) / open_circuit;
+        // The battery's power is its current times its terminal voltage, which that current
+        // raises (or lowers) through the internal resistance: R·I² + OCV·I − P = 0.
+        let net = charge_watts - load_watts;
+        let battery_amps = 2.0 * net
+            / (open_circuit + (open_circuit * open_circuit + 4.0 * RESISTANCE * net).max(0.0).sqrt());
         let battery_volts = open_circuit + battery_amps * RESISTANCE;
         let pv_watts = charge_watts / EFFICIENCY;
         let pv_volts = if irradiance > 0.0 {
@@ -502,7 +508,13 @@ mod tests {
         let soc0 = p.soc;
         let charged = p.value(Quantity::Generated(Period::Day), 3600.0);
         assert!(p.soc > soc0 && charged > 0.2, "{} {charged}", p.soc);
-        assert!(p.value(Quantity::BatteryAmps, 3600.0) > 0.0);
+        let amps = p.value(Quantity::BatteryAmps, 3600.0);
+        assert!(amps > 0.0);
+        // What the charger gives less what the load takes is the battery's current times
+        // its terminal voltage.
+        let net = p.value(Quantity::ChargeWatts, 3600.0) - p.value(Quantity::LoadWatts, 3600.0);
+        let volts = p.value(Quantity::BatteryVolts, 3600.0);
+        assert!((net - amps * volts).abs() < 1e-9 * net.abs(), "{net} {amps} {volts}");
     }
 
     #[test]
