@@ -322,3 +322,22 @@ fn a_bus_of_units_with_different_factory_lines_needs_a_line() {
     let out = run_to_end(&dir, &["check", meters.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
 }
+
+#[test]
+fn the_meters_example_checks() {
+    let dir = work_dir("modbus-meters-example");
+    let example = common::workspace().join("examples/meters.toml");
+    let out = run_to_end(&dir, &["check", example.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    // Without its `[device.line]`, the shared line's conflict is found.
+    let text = std::fs::read_to_string(&example)
+        .unwrap()
+        .replace("[device.line]\nbaud = 2400\nformat = \"8N1\"\n", "");
+    let config = write_config(&dir, "meters.toml", &text);
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unit 10 is a `tracer`"),
+        "{out:?}"
+    );
+}
