@@ -1,5 +1,5 @@
 //! Real Modbus devices (issue 18, item 6): an Eastron SDM630 and SDM120 (`model = "sdm"`) and
-//! an EPEver Tracer (`model = "epever"`), served by the real `serialtwin run` from a config
+//! an EPEVER Tracer (`model = "epever"`), served by the real `serialtwin run` from a config
 //! and read by the clients written for the real devices: sdm-modbus 0.7.0 on pymodbus 3.6.9
 //! and epevermodbus 0.0.18 on minimalmodbus 2.1.1, each in a venv of its own (their pins clash
 //! with the shared venv's pymodbus 3.16), each client's checks in one Python process.
@@ -191,7 +191,8 @@ fn stop(run: common::Running) {
 
 #[test]
 fn sdm_modbus_reads_an_sdm630_and_an_sdm120_as_real_meters() {
-    let python = common::python::venv_of("tests/python/sdm-modbus.txt", "pyenv-sdm").join("bin/python");
+    let python =
+        common::python::venv_of("tests/python/sdm-modbus.txt", "pyenv-sdm").join("bin/python");
     let dir = work_dir("modbus-sdm");
     // Ten simulated minutes per real second: two reads ten simulated minutes apart cost a
     // second of the test.
@@ -275,7 +276,7 @@ fn epevermodbus_reads_a_tracer_as_a_real_charge_controller() {
             "RTC is the simulated clock",
             "FC 16 of twelve set-points at 0x9003 reads back",
             "other getters",
-            "function codes EPEver does not list answer 01",
+            "function codes EPEVER does not list answer 01",
             "set_rtc moves the RTC",
             "ctl set irradiance 0 makes it night",
         ],

@@ -8,7 +8,7 @@
 //! - [`modbus`]: Modbus RTU units on one line.
 //! - [`eastron_sdm`]: an Eastron SDM630 or SDM120 energy meter, a real device on the
 //!   generic Modbus slave.
-//! - [`epever`]: an EPEver Tracer AN solar charge controller, another real Modbus device.
+//! - [`epever`]: an EPEVER Tracer AN solar charge controller, another real Modbus device.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the

@@ -2,7 +2,7 @@
 //! `sdm-modbus` client and any Modbus master read it (`model = "sdm"`).
 //!
 //! The meter is a unit of the generic slave ([`Slave`]) whose map is filled from the client's
-//! own register tables ([`map`]) and whose input registers read a simulated circuit
+//! own register tables (`map`) and whose input registers read a simulated circuit
 //! (`plant`): a load following a daily profile over the fleet's simulated clock, so that its
 //! power is its voltage times its current times its power factor on every phase and its
 //! import energy is the integral of that power. `set <port>/<unit> load_w <W>` moves the load.
@@ -32,7 +32,7 @@ use crate::modbus::data::{Encoding, Kind, Value};
 use crate::modbus::rtu;
 use crate::modbus::slave::{Knobs, MAX_ADDRESS, Slave, factory_line, route};
 use crate::modbus::unit::{Access, Gaps, Settings, Unit};
-use crate::registry::{self, Build, BuildError, BusUnit, Built, Model};
+use crate::registry::{self, Build, BuildError, Built, BusUnit, Model};
 
 use self::map::Holding;
 use self::plant::MeterPlant;
@@ -56,13 +56,17 @@ pub static MODEL: Model = Model {
             name: "sdm630",
             summary: "an Eastron SDM630 three-phase energy meter (9600 8N1)",
             line: || Meter::Sdm630.line(),
-            build: |id, seed| Meter::Sdm630.unit(id, &MeterConfig::defaults(Meter::Sdm630, seed), seed),
+            build: |id, seed| {
+                Meter::Sdm630.unit(id, &MeterConfig::defaults(Meter::Sdm630, seed), seed)
+            },
         },
         BusUnit {
             name: "sdm120",
             summary: "an Eastron SDM120 single-phase energy meter (2400 8N1)",
             line: || Meter::Sdm120.line(),
-            build: |id, seed| Meter::Sdm120.unit(id, &MeterConfig::defaults(Meter::Sdm120, seed), seed),
+            build: |id, seed| {
+                Meter::Sdm120.unit(id, &MeterConfig::defaults(Meter::Sdm120, seed), seed)
+            },
         },
     ],
 };
@@ -197,10 +201,13 @@ impl Meter {
             "meter_id" => (f(f64::from(id)), ReadOnly),
             "baud" => (f(self.baud_code()), ReadOnly),
             "system_power" => (f(3.0 * plant::NOMINAL_VOLTS * 100.0), ReadOnly),
-            "p1_output_mode" => (f(1.0), ReadWrite),
+            // P1 output: import energy; measurement: total imported.
+            "p1_output_mode" | "measurement_mode" => (f(1.0), ReadWrite),
             "display_scroll_timing" => (f(5.0), ReadWrite),
-            "measurement_mode" => (f(1.0), ReadWrite),
-            "serial_number" => (Value::Int(i128::from(20_000_000 + seed % 1_000_000)), ReadOnly),
+            "serial_number" => (
+                Value::Int(i128::from(20_000_000 + seed % 1_000_000)),
+                ReadOnly,
+            ),
             "software_version" => (f(1.0), ReadOnly),
             // Parity N-1, the P1 divisor, the indicator mode and the demand time start at 0;
             // only the first cannot be written (it would move the line).
@@ -271,7 +278,10 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             .ok_or_else(|| {
                 BuildError::at(
                     unit.span(),
-                    format!("`unit` must be from 1 to {MAX_ADDRESS}, not {}", unit.get_ref()),
+                    format!(
+                        "`unit` must be from 1 to {MAX_ADDRESS}, not {}",
+                        unit.get_ref()
+                    ),
                 )
             })?,
     };
@@ -352,6 +362,10 @@ impl Knobs for MeterKnobs {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::float_cmp,
+    reason = "exact values: zeros, and floats that encode exactly"
+)]
 mod tests {
     use std::collections::BTreeSet;
     use std::time::Duration;
@@ -415,7 +429,10 @@ mod tests {
         assert!((p - v * i * pf).abs() <= 0.001 * p, "{p} {v} {i} {pf}");
         // Past the map: 02.
         let (outcome, _) = read(&mut slave, &[0x04, 0x01, 0x7C, 0x00, 0x04], 60);
-        assert_eq!(outcome, Outcome::Exception(crate::modbus::unit::ExceptionCode::IllegalDataAddress));
+        assert_eq!(
+            outcome,
+            Outcome::Exception(crate::modbus::unit::ExceptionCode::IllegalDataAddress)
+        );
     }
 
     #[test]
@@ -451,19 +468,38 @@ mod tests {
             &[0x10, 0x00, 0x14, 0x00, 0x02, 0x04, 0x40, 0x00, 0x00, 0x00],
             0,
         );
-        assert_eq!(outcome, Outcome::Exception(crate::modbus::unit::ExceptionCode::IllegalDataAddress));
+        assert_eq!(
+            outcome,
+            Outcome::Exception(crate::modbus::unit::ExceptionCode::IllegalDataAddress)
+        );
     }
 
     #[test]
     fn the_load_key_moves_the_meter() {
-        let built = build(&Build::new(Table::parse("meter = 'sdm120'\nload_w = 1000.0\n").unwrap())).unwrap();
+        let built = build(&Build::new(
+            Table::parse("meter = 'sdm120'\nload_w = 1000.0\n").unwrap(),
+        ))
+        .unwrap();
         assert_eq!(built[0].line.baud, Some(2400));
-        let config = MeterConfig { load_w: 1000.0, import_kwh: 5.0 };
+        let config = MeterConfig {
+            load_w: 1000.0,
+            import_kwh: 5.0,
+        };
         let mut slave = Meter::Sdm120.unit(1, &config, 0);
         let mut ctx = Context::for_test(serialtwin_core::SimClock::at_unix(0, 0.0));
         slave.set("load_w", "0", &mut ctx).unwrap();
-        assert!(slave.set("load_w", "-3", &mut ctx).unwrap_err().contains("from 0"));
-        assert!(slave.set("volts", "3", &mut ctx).unwrap_err().contains("load_w"));
+        assert!(
+            slave
+                .set("load_w", "-3", &mut ctx)
+                .unwrap_err()
+                .contains("from 0")
+        );
+        assert!(
+            slave
+                .set("volts", "3", &mut ctx)
+                .unwrap_err()
+                .contains("load_w")
+        );
         let (_, reply) = read(&mut slave, &[0x04, 0x00, 0x0C, 0x00, 0x02], 100);
         assert_eq!(float_at(&reply, 0), 0.0);
     }

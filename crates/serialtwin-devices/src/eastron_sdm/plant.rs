@@ -237,8 +237,8 @@ impl MeterPlant {
         let t = t.max(stretch.start);
         let omega = TAU / DAY;
         let cos = |x: f64| (omega * x + self.load_phase).cos();
-        let joules = stretch.load_w
-            * ((t - stretch.start) - SWING / omega * (cos(t) - cos(stretch.start)));
+        let joules =
+            stretch.load_w * ((t - stretch.start) - SWING / omega * (cos(t) - cos(stretch.start)));
         stretch.wh + joules / HOUR
     }
 
@@ -352,21 +352,25 @@ impl MeterPlant {
         self.shares[i] * self.import_wh(t) / 1000.0
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per quantity the meter shows, read side by side"
+    )]
     fn value(&mut self, quantity: Quantity, t: f64) -> f64 {
         use Quantity as Q;
         let n = self.phases;
         #[expect(clippy::cast_precision_loss, reason = "1 or 3 phases")]
         let count = n as f64;
         let total_watts = || self.phases().map(|i| self.phase_watts(i, t)).sum::<f64>();
-        let total_volt_amps = || self.phases().map(|i| self.phase_volt_amps(i, t)).sum::<f64>();
+        let total_volt_amps = || {
+            self.phases()
+                .map(|i| self.phase_volt_amps(i, t))
+                .sum::<f64>()
+        };
         let total_vars = || self.phases().map(|i| self.phase_vars(i, t)).sum::<f64>();
         let total_pf = || {
             let s = total_volt_amps();
-            if s > 0.0 {
-                total_watts() / s
-            } else {
-                1.0
-            }
+            if s > 0.0 { total_watts() / s } else { 1.0 }
         };
         let line_volts = |k: usize| {
             if n == 1 {
@@ -389,7 +393,6 @@ impl MeterPlant {
             Q::Vars(i) => self.phase_vars(i, t),
             Q::PowerFactor(i) if i < n => self.power_factors[i],
             Q::Angle(i) if i < n => self.power_factors[i].acos().to_degrees(),
-            Q::PowerFactor(_) | Q::Angle(_) => 0.0,
             Q::MeanVolts => self.phases().map(|i| self.volts(i, t)).sum::<f64>() / count,
             Q::MeanAmps => self.phases().map(|i| self.phase_amps(i, t)).sum::<f64>() / count,
             Q::SumAmps => self.phases().map(|i| self.phase_amps(i, t)).sum::<f64>(),
@@ -409,14 +412,6 @@ impl MeterPlant {
             Q::PhaseImportKvarh(i) | Q::PhaseKvarh(i) if i < n => {
                 self.phase_import_kwh(i, t) * self.tan(i)
             }
-            Q::ExportKwh
-            | Q::ExportKvarh
-            | Q::PhaseExportKwh(_)
-            | Q::PhaseExportKvarh(_)
-            | Q::PhaseImportKvarh(_)
-            | Q::PhaseKvarh(_)
-            | Q::ExportDemandWatts
-            | Q::MaxExportDemandWatts => 0.0,
             Q::TotalDemandWatts | Q::ImportDemandWatts => self.demand(0, self.demand_watts(t)),
             Q::MaxTotalDemandWatts | Q::MaxImportDemandWatts => {
                 self.demand(0, self.demand_watts(t));
@@ -453,21 +448,34 @@ impl MeterPlant {
             Q::NeutralAmps => self.neutral_amps(|i| self.phase_amps(i, t)),
             Q::VoltsThd(i) if i < n => self.thd[i].0,
             Q::AmpsThd(i) if i < n => self.thd[i].1,
-            Q::VoltsThd(_) | Q::AmpsThd(_) => 0.0,
             Q::MeanVoltsThd => self.phases().map(|i| self.thd[i].0).sum::<f64>() / count,
             Q::MeanAmpsThd => self.phases().map(|i| self.thd[i].1).sum::<f64>() / count,
             // Line-to-line distortion: the two phases' own, combined as uncorrelated.
             Q::LineVoltsThd(k) if n == 3 => {
                 (self.thd[k].0.hypot(self.thd[(k + 1) % 3].0)) / 2.0_f64.sqrt()
             }
-            Q::LineVoltsThd(_) => 0.0,
             Q::MeanLineVoltsThd if n == 3 => {
                 (0..3)
                     .map(|k| self.thd[k].0.hypot(self.thd[(k + 1) % 3].0) / 2.0_f64.sqrt())
                     .sum::<f64>()
                     / 3.0
             }
-            Q::MeanLineVoltsThd => 0.0,
+            // Phases (and phase pairs) a single-phase meter lacks, and everything exported:
+            // nothing.
+            Q::PowerFactor(_)
+            | Q::Angle(_)
+            | Q::ExportKwh
+            | Q::ExportKvarh
+            | Q::PhaseExportKwh(_)
+            | Q::PhaseExportKvarh(_)
+            | Q::PhaseImportKvarh(_)
+            | Q::PhaseKvarh(_)
+            | Q::ExportDemandWatts
+            | Q::MaxExportDemandWatts
+            | Q::VoltsThd(_)
+            | Q::AmpsThd(_)
+            | Q::LineVoltsThd(_)
+            | Q::MeanLineVoltsThd => 0.0,
         }
     }
 
@@ -497,6 +505,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::many_single_char_names,
+        reason = "v, a, p, s, q: the quantities' own symbols"
+    )]
     fn power_is_volts_times_amps_times_power_factor_on_every_phase() {
         for phases in [1, 3] {
             let mut plant = MeterPlant::new(phases, 3000.0, 100.0, 7);
@@ -535,13 +547,17 @@ mod tests {
         let (t0, t1) = (5000.0, 5010.0);
         let de = at(&mut plant, Quantity::ImportKwh, t1) - at(&mut plant, Quantity::ImportKwh, t0);
         let p = at(&mut plant, Quantity::TotalWatts, t0 + 5.0);
-        assert!((de * 3.6e6 / 10.0 - p).abs() < 0.01 * p, "{} vs {p}", de * 3.6e6 / 10.0);
+        assert!(
+            (de * 3.6e6 / 10.0 - p).abs() < 0.01 * p,
+            "{} vs {p}",
+            de * 3.6e6 / 10.0
+        );
         // A new setting bends the slope, never the counter.
         let before = at(&mut plant, Quantity::ImportKwh, 6000.0);
-        plant.set_load(0.0, Duration::from_secs(6000));
+        plant.set_load(0.0, Duration::from_mins(100));
         assert!((at(&mut plant, Quantity::ImportKwh, 6000.0) - before).abs() < 1e-9);
         assert!((at(&mut plant, Quantity::ImportKwh, 9000.0) - before).abs() < 1e-9);
-        plant.set_load(5000.0, Duration::from_secs(9000));
+        plant.set_load(5000.0, Duration::from_mins(150));
         let mut last = 0.0;
         for t in (0..20).map(|k| 9000.0 + f64::from(k) * 100.0) {
             let e = at(&mut plant, Quantity::ImportKwh, t);
@@ -557,8 +573,14 @@ mod tests {
         let mut b = MeterPlant::new(3, 1500.0, 0.0, 42);
         let mut c = MeterPlant::new(3, 1500.0, 0.0, 43);
         let q = Quantity::Amps(1);
-        assert_eq!(at(&mut a, q, 777.0).to_bits(), at(&mut b, q, 777.0).to_bits());
-        assert_ne!(at(&mut a, q, 777.0).to_bits(), at(&mut c, q, 777.0).to_bits());
+        assert_eq!(
+            at(&mut a, q, 777.0).to_bits(),
+            at(&mut b, q, 777.0).to_bits()
+        );
+        assert_ne!(
+            at(&mut a, q, 777.0).to_bits(),
+            at(&mut c, q, 777.0).to_bits()
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! An EPEver Tracer AN MPPT solar charge controller on Modbus RTU, as the `epevermodbus`
+//! An EPEVER Tracer AN MPPT solar charge controller on Modbus RTU, as the `epevermodbus`
 //! client reads it (`model = "epever"`).
 //!
 //! The controller is a unit of the generic slave ([`Slave`]) whose map follows what
-//! epevermodbus 0.0.18 reads (`epevermodbus/driver.py`) and EPEver's register list, its
+//! epevermodbus 0.0.18 reads (`epevermodbus/driver.py`) and EPEVER's register list, its
 //! values read from a simulated solar system (`plant`): PV array, battery and load over the
 //! fleet's simulated clock. `set <port>/<unit> irradiance|load_w|soc <value>` moves it.
 //!
@@ -33,14 +33,14 @@ use crate::modbus::data::{Encoding, Kind, Order, Value};
 use crate::modbus::rtu;
 use crate::modbus::slave::{Knobs, MAX_ADDRESS, Slave, factory_line, route};
 use crate::modbus::unit::{Access, Gaps, Settings, Unit};
-use crate::registry::{self, Build, BuildError, BusUnit, Built, Model};
+use crate::registry::{self, Build, BuildError, Built, BusUnit, Model};
 
 use self::plant::{Civil, Period, Quantity, SolarPlant};
 
-/// The registry's entry for EPEver charge controllers.
+/// The registry's entry for EPEVER charge controllers.
 pub static MODEL: Model = Model {
     name: "epever",
-    summary: "an EPEver Tracer AN MPPT solar charge controller on Modbus RTU, as epevermodbus \
+    summary: "an EPEVER Tracer AN MPPT solar charge controller on Modbus RTU, as epevermodbus \
               reads it: PV, battery and load over the simulated day; 115200 8N1",
     table: "epever",
     example: EXAMPLE,
@@ -53,8 +53,8 @@ pub static MODEL: Model = Model {
     build,
     units: &[BusUnit {
         name: "tracer",
-        summary: "an EPEver Tracer AN MPPT charge controller (115200 8N1)",
-        line: line,
+        summary: "an EPEVER Tracer AN MPPT charge controller (115200 8N1)",
+        line,
         build: |id, seed| unit(id, &Config::defaults(seed), seed),
     }],
 };
@@ -184,7 +184,7 @@ const RATED: &[(u16, f64)] = &[
 ];
 
 /// The battery voltage set-points at 0x9003–0x900E (epevermodbus'
-/// `battery_voltage_control_register_names`, in order): EPEver's defaults for a sealed 12 V
+/// `battery_voltage_control_register_names`, in order): EPEVER's defaults for a sealed 12 V
 /// battery, in volts.
 const SET_POINTS: [f64; 12] = [
     16.0, // over-voltage disconnect
@@ -233,7 +233,7 @@ fn unit(id: u8, config: &Config, seed: u64) -> Slave {
     ));
     let settings = Settings {
         gaps: Gaps::Exception,
-        // EPEver's protocol document: 01, 02, 03, 04, 05, 0F, 10.
+        // EPEVER's protocol document: 01, 02, 03, 04, 05, 0F, 10.
         functions: Some(BTreeSet::from([0x01, 0x02, 0x03, 0x04, 0x05, 0x0F, 0x10])),
         server_id: b"Tracer AN".to_vec(),
         identification: [
@@ -252,9 +252,12 @@ fn unit(id: u8, config: &Config, seed: u64) -> Slave {
             .set_provider(address, encoding, Reading::boxed(&plant, quantity));
     }
     for &(address, value) in RATED {
-        let _ = unit
-            .input
-            .set_value(address, &hundredths(), &Value::Float(value), Access::ReadOnly);
+        let _ = unit.input.set_value(
+            address,
+            &hundredths(),
+            &Value::Float(value),
+            Access::ReadOnly,
+        );
     }
     let _ = unit.input.set_value(
         0x3002,
@@ -273,9 +276,12 @@ fn unit(id: u8, config: &Config, seed: u64) -> Slave {
         let _ = unit.holding.set_words(address, &[word], Access::ReadWrite);
     }
     for (address, volts) in (0x9003..).zip(SET_POINTS) {
-        let _ = unit
-            .holding
-            .set_value(address, &hundredths(), &Value::Float(volts), Access::ReadWrite);
+        let _ = unit.holding.set_value(
+            address,
+            &hundredths(),
+            &Value::Float(volts),
+            Access::ReadWrite,
+        );
     }
     let _ = unit.holding.set_words(RTC, &[0, 0, 0], Access::ReadWrite);
     unit.discrete_inputs
@@ -466,6 +472,10 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::decimal_bitwise_operands,
+    reason = "dates: hour 12, day 21 read as the RTC's bytes"
+)]
 mod tests {
     use serialtwin_core::{Context, Device, SimClock};
 
@@ -494,7 +504,11 @@ mod tests {
         let mut request = vec![1];
         request.extend_from_slice(pdu);
         slave.handle(&request, &mut ctx, &mut replies).unwrap();
-        replies.frames().first().map(|r| r[1..].to_vec()).unwrap_or_default()
+        replies
+            .frames()
+            .first()
+            .map(|r| r[1..].to_vec())
+            .unwrap_or_default()
     }
 
     fn word(reply: &[u8], i: usize) -> u16 {
@@ -507,9 +521,13 @@ mod tests {
         let volts = f64::from(word(&ask(&mut slave, &[0x04, 0x31, 0x00, 0x00, 0x01]), 0)) / 100.0;
         let amps = f64::from(word(&ask(&mut slave, &[0x04, 0x31, 0x01, 0x00, 0x01]), 0)) / 100.0;
         let reply = ask(&mut slave, &[0x04, 0x31, 0x02, 0x00, 0x02]);
-        let watts = f64::from(u32::from(word(&reply, 1)) << 16 | u32::from(word(&reply, 0))) / 100.0;
+        let watts =
+            f64::from(u32::from(word(&reply, 1)) << 16 | u32::from(word(&reply, 0))) / 100.0;
         assert!(watts > 100.0, "{watts}");
-        assert!((watts - volts * amps).abs() <= 0.02 * watts, "{watts} {volts} {amps}");
+        assert!(
+            (watts - volts * amps).abs() <= 0.02 * watts,
+            "{watts} {volts} {amps}"
+        );
     }
 
     #[test]
@@ -517,7 +535,10 @@ mod tests {
         let mut slave = controller();
         let reply = ask(&mut slave, &[0x03, 0x90, 0x13, 0x00, 0x03]);
         // 2026-06-21 12:00:00: second 0 + minute 0, hour 12 + day 21, month 6 + year 26.
-        assert_eq!([word(&reply, 0), word(&reply, 1), word(&reply, 2)], [0, 12 | 21 << 8, 6 | 26 << 8]);
+        assert_eq!(
+            [word(&reply, 0), word(&reply, 1), word(&reply, 2)],
+            [0, 12 | 21 << 8, 6 | 26 << 8]
+        );
         // set_rtc(2030-01-02 03:04:05) with FC 16.
         let [a, b, c] = [5 | 4 << 8, 3 | 2 << 8, 1 | 30 << 8u16];
         let mut write = vec![0x10, 0x90, 0x13, 0x00, 0x03, 0x06];
@@ -526,18 +547,40 @@ mod tests {
         }
         assert_eq!(ask(&mut slave, &write), [0x10, 0x90, 0x13, 0x00, 0x03]);
         let reply = ask(&mut slave, &[0x03, 0x90, 0x13, 0x00, 0x03]);
-        assert_eq!([word(&reply, 0), word(&reply, 1), word(&reply, 2)], [a, b, c]);
+        assert_eq!(
+            [word(&reply, 0), word(&reply, 1), word(&reply, 2)],
+            [a, b, c]
+        );
     }
 
     #[test]
     fn codes_outside_the_document_answer_01_and_unknown_addresses_02() {
         let mut slave = controller();
-        assert_eq!(ask(&mut slave, &[0x06, 0x90, 0x01, 0x00, 0x64]), [0x86, ExceptionCode::IllegalFunction.code()]);
-        assert_eq!(ask(&mut slave, &[0x04, 0x31, 0x03, 0x00, 0x02])[0], 0x04, "inside PV power");
-        assert_eq!(ask(&mut slave, &[0x04, 0x31, 0x08, 0x00, 0x01]), [0x84, 0x02]);
-        assert_eq!(ask(&mut slave, &[0x02, 0x20, 0x0C, 0x00, 0x01]), [0x02, 0x01, 0x00], "day");
+        assert_eq!(
+            ask(&mut slave, &[0x06, 0x90, 0x01, 0x00, 0x64]),
+            [0x86, ExceptionCode::IllegalFunction.code()]
+        );
+        assert_eq!(
+            ask(&mut slave, &[0x04, 0x31, 0x03, 0x00, 0x02])[0],
+            0x04,
+            "inside PV power"
+        );
+        assert_eq!(
+            ask(&mut slave, &[0x04, 0x31, 0x08, 0x00, 0x01]),
+            [0x84, 0x02]
+        );
+        assert_eq!(
+            ask(&mut slave, &[0x02, 0x20, 0x0C, 0x00, 0x01]),
+            [0x02, 0x01, 0x00],
+            "day"
+        );
         let mut out = Vec::new();
-        let outcome = slave.unit_mut().answer(&[0x2B, 0x0E, 0x01, 0x00], Delivery::Addressed, Duration::ZERO, &mut out);
+        let outcome = slave.unit_mut().answer(
+            &[0x2B, 0x0E, 0x01, 0x00],
+            Delivery::Addressed,
+            Duration::ZERO,
+            &mut out,
+        );
         assert_eq!(outcome, Outcome::Exception(ExceptionCode::IllegalFunction));
     }
 
@@ -560,12 +603,27 @@ mod tests {
         let mut slave = controller();
         let mut ctx = Context::for_test(SimClock::at_unix(NOON, 0.0));
         slave.set("irradiance", "0", &mut ctx).unwrap();
-        assert_eq!(word(&ask(&mut slave, &[0x04, 0x31, 0x01, 0x00, 0x01]), 0), 0);
-        assert_eq!(ask(&mut slave, &[0x02, 0x20, 0x0C, 0x00, 0x01]), [0x02, 0x01, 0x01], "night");
+        assert_eq!(
+            word(&ask(&mut slave, &[0x04, 0x31, 0x01, 0x00, 0x01]), 0),
+            0
+        );
+        assert_eq!(
+            ask(&mut slave, &[0x02, 0x20, 0x0C, 0x00, 0x01]),
+            [0x02, 0x01, 0x01],
+            "night"
+        );
         slave.set("soc", "12", &mut ctx).unwrap();
-        assert_eq!(word(&ask(&mut slave, &[0x04, 0x31, 0x1A, 0x00, 0x01]), 0), 12);
+        assert_eq!(
+            word(&ask(&mut slave, &[0x04, 0x31, 0x1A, 0x00, 0x01]), 0),
+            12
+        );
         assert!(slave.set("soc", "120", &mut ctx).is_err());
-        assert!(slave.set("volts", "1", &mut ctx).unwrap_err().contains("irradiance"));
+        assert!(
+            slave
+                .set("volts", "1", &mut ctx)
+                .unwrap_err()
+                .contains("irradiance")
+        );
     }
 
     #[test]

@@ -310,7 +310,10 @@ impl SolarPlant {
         // raises (or lowers) through the internal resistance: R·I² + OCV·I − P = 0.
         let net = charge_watts - load_watts;
         let battery_amps = 2.0 * net
-            / (open_circuit + (open_circuit * open_circuit + 4.0 * RESISTANCE * net).max(0.0).sqrt());
+            / (open_circuit
+                + (open_circuit * open_circuit + 4.0 * RESISTANCE * net)
+                    .max(0.0)
+                    .sqrt());
         let battery_volts = open_circuit + battery_amps * RESISTANCE;
         let pv_watts = charge_watts / EFFICIENCY;
         let pv_volts = if irradiance > 0.0 {
@@ -339,8 +342,8 @@ impl SolarPlant {
         while self.at < t {
             let dt = step.min(t - self.at);
             let flows = self.flows(self.at + dt / 2.0);
-            self.soc = (self.soc + flows.battery_amps * dt / 3600.0 / self.capacity_ah)
-                .clamp(0.0, 1.0);
+            self.soc =
+                (self.soc + flows.battery_amps * dt / 3600.0 / self.capacity_ah).clamp(0.0, 1.0);
             if self.load_on && self.soc < DISCONNECT_SOC {
                 self.load_on = false;
             } else if !self.load_on && self.soc > RECONNECT_SOC {
@@ -467,6 +470,7 @@ impl Plant for SolarPlant {
 }
 
 #[cfg(test)]
+#[expect(clippy::float_cmp, reason = "exact values: zeros and status codes")]
 mod tests {
     use super::*;
 
@@ -486,7 +490,13 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        for unix in [0, 951_782_400, 1_782_043_200, 4_102_444_799, 253_402_300_799] {
+        for unix in [
+            0,
+            951_782_400,
+            1_782_043_200,
+            4_102_444_799,
+            253_402_300_799,
+        ] {
             assert_eq!(Civil::from_unix(unix).to_unix(), unix);
         }
         let c = Civil::from_unix(1_782_043_200);
@@ -514,7 +524,10 @@ mod tests {
         // its terminal voltage.
         let net = p.value(Quantity::ChargeWatts, 3600.0) - p.value(Quantity::LoadWatts, 3600.0);
         let volts = p.value(Quantity::BatteryVolts, 3600.0);
-        assert!((net - amps * volts).abs() < 1e-9 * net.abs(), "{net} {amps} {volts}");
+        assert!(
+            (net - amps * volts).abs() < 1e-9 * net.abs(),
+            "{net} {amps} {volts}"
+        );
     }
 
     #[test]
@@ -531,7 +544,10 @@ mod tests {
         assert_eq!(p.value(Quantity::LoadWatts, later), 0.0);
         assert_eq!(p.value(Quantity::BatteryStatus, later), 3.0);
         // Midnight passed: the day's counters restarted, the totals did not.
-        assert!(p.value(Quantity::Consumed(Period::Day), later) < p.value(Quantity::Consumed(Period::Total), later));
+        assert!(
+            p.value(Quantity::Consumed(Period::Day), later)
+                < p.value(Quantity::Consumed(Period::Total), later)
+        );
     }
 
     #[test]

@@ -347,7 +347,9 @@ fn bus_line(
     generic: LineConfig,
 ) -> Result<LineConfig, BuildError> {
     let described = |device: Option<&registry::BusUnit>, line: &LineConfig| {
-        let speed = line.baud.map_or_else(|| "any speed".to_owned(), |b| b.to_string());
+        let speed = line
+            .baud
+            .map_or_else(|| "any speed".to_owned(), |b| b.to_string());
         let format = line.format.map(|f| format!(" {f}")).unwrap_or_default();
         match device {
             Some(d) => format!("a `{}` ({speed}{format})", d.name),
@@ -358,7 +360,11 @@ fn bus_line(
     for (unit, device) in units.iter().zip(named) {
         let line = device.map_or(generic, |d| (d.line)());
         let Some((agreed, who, id)) = &first else {
-            first = Some((line, described(*device, &line), *unit.get_ref().id.get_ref()));
+            first = Some((
+                line,
+                described(*device, &line),
+                *unit.get_ref().id.get_ref(),
+            ));
             continue;
         };
         if line != *agreed && !b.line_written {
@@ -699,10 +705,9 @@ mod tests {
 
     #[test]
     fn a_unit_may_be_a_real_device_and_the_bus_takes_its_factory_line() {
-        let devices = built(
-            "[[unit]]\nid = 1\ndevice = 'sdm630'\n[[unit]]\nid = 2\ndevice = 'sdm630'\n",
-        )
-        .unwrap();
+        let devices =
+            built("[[unit]]\nid = 1\ndevice = 'sdm630'\n[[unit]]\nid = 2\ndevice = 'sdm630'\n")
+                .unwrap();
         assert_eq!(devices[0].line.baud, Some(9600));
         assert_eq!(devices[0].line.format.unwrap().to_string(), "8N1");
         // A meter and a charge controller: 9600 and 115200. The conflict is at the second.
@@ -710,13 +715,18 @@ mod tests {
         let e = built(text).unwrap_err();
         assert_eq!(e.at, Some(text.find("'tracer'").unwrap()..text.len() - 1));
         assert!(
-            e.reason.contains("unit 7 is a `tracer` (115200 8N1) but unit 1 is a `sdm630` (9600 8N1)"),
+            e.reason
+                .contains("unit 7 is a `tracer` (115200 8N1) but unit 1 is a `sdm630` (9600 8N1)"),
             "{e}"
         );
         // A declared unit has the standard's line: a conflict too, at its id.
         let text = "[[unit]]\nid = 1\ndevice = 'sdm120'\n[[unit]]\nid = 2\n";
         let e = built(text).unwrap_err();
-        assert!(e.reason.contains("declared unit (the standard's 19200 8E1)"), "{e}");
+        assert!(
+            e.reason
+                .contains("declared unit (the standard's 19200 8E1)"),
+            "{e}"
+        );
         // With `[device.line]` written, the config's line wins and the bus builds.
         let written = Build {
             line_written: true,
@@ -775,7 +785,10 @@ mod tests {
                 "[[unit]]\nid = 1\ndevice = 'sdm630'\n[[unit.holding]]\naddress = 0\n",
                 "a `sdm630` brings its own registers",
             ),
-            ("[[unit]]\nid = 0\ndevice = 'tracer'\n", "from 1 to 247, not 0"),
+            (
+                "[[unit]]\nid = 0\ndevice = 'tracer'\n",
+                "from 1 to 247, not 0",
+            ),
             (
                 "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\nsine = { mean = 1.0, amplitude = 1.0, period_s = 60.0 }\nramp = { start = 0.0, per_second = 1.0 }\n",
                 "a value moves one way",

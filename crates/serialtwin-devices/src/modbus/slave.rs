@@ -49,7 +49,7 @@ pub struct Slave {
 ///
 /// The registers' [`Provider`](super::unit::Provider)s compute values at read time from the
 /// time since the clock began, which is all that integrating a plant needs. Bits have no
-/// providers, and a clock a client may set (an EPEver's real-time clock) must be stored to be
+/// providers, and a clock a client may set (an EPEVER's real-time clock) must be stored to be
 /// written: [`Knobs::refresh`] keeps those, with the wall time the clock began at.
 pub trait Knobs: fmt::Debug + Send {
     /// Set `key` to `value` at `now` (the time since the clock began, as providers see it;
@@ -57,8 +57,13 @@ pub trait Knobs: fmt::Debug + Send {
     ///
     /// # Errors
     /// A one-line reason: an unknown key, a value out of range.
-    fn set(&mut self, key: &str, value: &str, epoch: SystemTime, now: Duration)
-    -> Result<(), String>;
+    fn set(
+        &mut self,
+        key: &str,
+        value: &str,
+        epoch: SystemTime,
+        now: Duration,
+    ) -> Result<(), String>;
 
     /// The keys [`Knobs::set`] takes, with their help.
     fn settable(&self) -> Vec<Settable>;
@@ -334,7 +339,11 @@ impl Device for Slave {
     }
 
     fn settable(&self) -> Vec<Settable> {
-        let mut keys = self.knobs.as_ref().map(|k| k.settable()).unwrap_or_default();
+        let mut keys = self
+            .knobs
+            .as_ref()
+            .map(|k| k.settable())
+            .unwrap_or_default();
         keys.push(Settable::new(
             "<table>.<address>",
             "a declared value: table coil, discrete, holding or input, the address decimal or \
