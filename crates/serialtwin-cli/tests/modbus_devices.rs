@@ -155,6 +155,11 @@ fn assert_one_request_per_call(expected: &[Value], port: u64, capture: &Path) {
         "port {port}: more requests than calls: {:x?}",
         &got[at..]
     );
+    eprintln!(
+        "port {port}: {} requests captured for {} calls",
+        got.len(),
+        expected.iter().filter(|e| e[0] == port).count()
+    );
 }
 
 /// Start `serialtwin run` on `config`, its control socket and captures in `dir`.
@@ -217,6 +222,8 @@ fn sdm_modbus_reads_an_sdm630_and_an_sdm120_as_real_meters() {
             link_of(&run, "sdm630").to_str().unwrap(),
             link_of(&run, "sdm120").to_str().unwrap(),
             speed,
+            common::bin(),
+            dir.join("run/control.sock").to_str().unwrap(),
         ],
     );
     assert_passed(
@@ -229,6 +236,7 @@ fn sdm_modbus_reads_an_sdm630_and_an_sdm120_as_real_meters() {
             "write goes to unit 0, times out, reads back on unit 1",
             "function codes Eastron does not list answer 01",
             "SDM120 read_all at 2400 baud",
+            "ctl set load_w moves the meter",
         ],
         &run,
     );

@@ -1,6 +1,7 @@
 # sdm-modbus 0.7.0 (on pymodbus 3.6.9) reads an emulated SDM630 and SDM120 as it reads the
 # real meters. Args: the SDM630's link, the SDM120's link, the clock's speed (simulated
-# seconds per real second). Prepended with harness.py by modbus_devices.rs.
+# seconds per real second), the serialtwin binary and the control socket (to move the load as
+# a user does). Prepended with harness.py by modbus_devices.rs.
 #
 # Besides the results, prints one JSON line {"requests": [...]}: the request every call should
 # have put on the wire, in order ([port, unit, function, address, quantity, repeats]), which
@@ -11,7 +12,10 @@ import time
 import sdm_modbus
 from pymodbus.pdu import ExceptionResponse
 
+import subprocess
+
 link630, link120, speed = sys.argv[1], sys.argv[2], float(sys.argv[3])
+serialtwin, socket = sys.argv[4], sys.argv[5]
 REQUESTS = []
 
 
@@ -170,6 +174,22 @@ def sdm120_reads_one_phase():
     expect(h["baud"], 0, "baud code (2400)")
 
 
+def ctl_set_load_moves_the_meter():
+    subprocess.run([serialtwin, "ctl", "--socket", socket, "set", "sdm630/1", "load_w", "0"], check=True, capture_output=True)
+    a = m630.read("import_energy_active")
+    expect(m630.read("total_power_active"), 0.0, "power with no load")
+    expect(m630.read("l1_current"), 0.0, "current with no load")
+    time.sleep(60.0 / speed)  # a simulated minute, at least
+    expect(m630.read("import_energy_active"), a, "import energy with no load")
+    expect_requests(0, (1, 4, 0x48, 2), (1, 4, 0x34, 2), (1, 4, 0x06, 2), (1, 4, 0x48, 2))
+    subprocess.run([serialtwin, "ctl", "--socket", socket, "set", "sdm630/1", "load_w", "9000"], check=True, capture_output=True)
+    p = m630.read("total_power_active")
+    expect_requests(0, (1, 4, 0x34, 2))
+    # 9 kW ± the day's 25 % swing.
+    if not 6750 <= p <= 11250:
+        raise AssertionError(f"{p} W drawn by a 9 kW load")
+
+
 check("read_all returns every key of its SDM630 table, physically consistent", read_all_630)
 check("import energy rises over ten simulated minutes as power says", energy_rises_ten_simulated_minutes_later)
 check("read_all of the holding registers", holding_registers)
@@ -177,6 +197,7 @@ check("read one key: one request", single_reads)
 check("write goes to unit 0, times out, reads back on unit 1", write_goes_to_unit_0_times_out_and_reads_back_on_unit_1)
 check("function codes Eastron does not list answer 01", unlisted_function_codes_answer_01)
 check("SDM120 read_all at 2400 baud", sdm120_reads_one_phase)
+check("ctl set load_w moves the meter", ctl_set_load_moves_the_meter)
 m630.disconnect()
 m120.disconnect()
 print(json.dumps({"requests": REQUESTS}))

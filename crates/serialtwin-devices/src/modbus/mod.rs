@@ -1,6 +1,7 @@
 //! Modbus RTU units on one line (`model = "modbus"`), landing in parts (issue 18): the
-//! framers, the data model, a unit's function codes and a bus of units are here; the line's
-//! faults per unit, values bound to a plant, real meters and the pymodbus map import after.
+//! framers, the data model, a unit's function codes, a bus of units, values bound to a plant
+//! and real devices on the bus (`device = "sdm630"`, lent by their models through the
+//! registry) are here; the line's faults per unit and the pymodbus map import after.
 //!
 //! - [`rtu`] and [`ascii`]: the framers, cutting requests by length ([`functions`]) and
 //!   checking their CRC or LRC;
