@@ -11,8 +11,9 @@
 //! pass unseen: every port is captured (`run --capture`), and its requests must be exactly
 //! those the script's getters should send, once each.
 //!
-//! And the line (item 5): a bus of units whose factory lines differ needs a `[device.line]`,
-//! or `serialtwin check` says where the conflict is.
+//! And the line (item 5): two SDM630s on one `modbus` bus (`device = "sdm630"`) answer each
+//! at its address on their factory line; a bus of units whose factory lines differ needs a
+//! `[device.line]`, or `serialtwin check` says where the conflict is.
 #![allow(missing_docs)]
 
 mod common;
@@ -210,7 +211,10 @@ fn sdm_modbus_reads_an_sdm630_and_an_sdm120_as_real_meters() {
              [[device]]\nname = 'sdm630'\nmodel = 'sdm'\nlink = '{d}/ttyUSB-sdm630'\nseed = 11\n\
              [device.sdm]\nmeter = 'sdm630'\n\n\
              [[device]]\nname = 'sdm120'\nmodel = 'sdm'\nlink = '{d}/ttyUSB-sdm120'\nseed = 12\n\
-             [device.sdm]\nmeter = 'sdm120'\n",
+             [device.sdm]\nmeter = 'sdm120'\n\n\
+             [[device]]\nname = 'bus'\nmodel = 'modbus'\nlink = '{d}/ttyUSB-bus'\nseed = 13\n\
+             [[device.modbus.unit]]\nid = 1\ndevice = 'sdm630'\n\
+             [[device.modbus.unit]]\nid = 2\ndevice = 'sdm630'\n",
             d = dir.display()
         ),
     );
@@ -224,6 +228,7 @@ fn sdm_modbus_reads_an_sdm630_and_an_sdm120_as_real_meters() {
             speed,
             common::bin(),
             dir.join("run/control.sock").to_str().unwrap(),
+            link_of(&run, "bus").to_str().unwrap(),
         ],
     );
     assert_passed(
@@ -237,12 +242,14 @@ fn sdm_modbus_reads_an_sdm630_and_an_sdm120_as_real_meters() {
             "function codes Eastron does not list answer 01",
             "SDM120 read_all at 2400 baud",
             "ctl set load_w moves the meter",
+            "two SDM630s on one modbus bus, each at its address",
         ],
         &run,
     );
     stop(run);
     assert_one_request_per_call(&requests, 0, &dir.join("sdm630.jsonl"));
     assert_one_request_per_call(&requests, 1, &dir.join("sdm120.jsonl"));
+    assert_one_request_per_call(&requests, 2, &dir.join("bus.jsonl"));
 }
 
 #[test]

@@ -15,7 +15,7 @@ from pymodbus.pdu import ExceptionResponse
 import subprocess
 
 link630, link120, speed = sys.argv[1], sys.argv[2], float(sys.argv[3])
-serialtwin, socket = sys.argv[4], sys.argv[5]
+serialtwin, socket, link_bus = sys.argv[4], sys.argv[5], sys.argv[6]
 REQUESTS = []
 
 
@@ -190,6 +190,23 @@ def ctl_set_load_moves_the_meter():
         raise AssertionError(f"{p} W drawn by a 9 kW load")
 
 
+def two_meters_on_one_bus():
+    second = sdm_modbus.SDM630(device=link_bus, baud=9600, parity="N", unit=2, timeout=1)
+    first = sdm_modbus.SDM630(parent=second, unit=1)
+    r2 = second.read_all(INPUT)
+    expect_requests(2, *[(2,) + s[1:] for s in spans(second, INPUT)])
+    physics(r2, ["l1_", "l2_", "l3_"])
+    expect(second.read("meter_id"), 2, "unit 2's meter_id")
+    expect(first.read("meter_id"), 1, "unit 1's meter_id")
+    expect_requests(2, (2, 3, 0x14, 2), (1, 3, 0x14, 2))
+    # Two meters, two circuits: their currents differ.
+    a1, a2 = first.read("l1_current"), second.read("l1_current")
+    expect_requests(2, (1, 4, 0x06, 2), (2, 4, 0x06, 2))
+    if a1 == a2:
+        raise AssertionError(f"both meters read {a1} A")
+    second.disconnect()
+
+
 check("read_all returns every key of its SDM630 table, physically consistent", read_all_630)
 check("import energy rises over ten simulated minutes as power says", energy_rises_ten_simulated_minutes_later)
 check("read_all of the holding registers", holding_registers)
@@ -198,6 +215,7 @@ check("write goes to unit 0, times out, reads back on unit 1", write_goes_to_uni
 check("function codes Eastron does not list answer 01", unlisted_function_codes_answer_01)
 check("SDM120 read_all at 2400 baud", sdm120_reads_one_phase)
 check("ctl set load_w moves the meter", ctl_set_load_moves_the_meter)
+check("two SDM630s on one modbus bus, each at its address", two_meters_on_one_bus)
 m630.disconnect()
 m120.disconnect()
 print(json.dumps({"requests": REQUESTS}))
