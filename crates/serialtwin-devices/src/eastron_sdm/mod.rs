@@ -261,11 +261,15 @@ fn load(x: f64) -> Result<f64, String> {
     }
 }
 
+/// The unit's keys, as a port (a bus of one unit) takes them: `set <port>/<unit> <key>`.
 fn settable() -> Vec<Settable> {
     MeterKnobs {
         plant: Shared::new(MeterPlant::new(1, 0.0, 0.0, 0)),
     }
     .settable()
+    .into_iter()
+    .map(|s| Settable::new(format!("<unit>.{}", s.key), s.help))
+    .collect()
 }
 
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {

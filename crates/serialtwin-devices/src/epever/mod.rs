@@ -401,6 +401,7 @@ impl Knobs for ControllerKnobs {
 /// The largest DC load a setting takes (W).
 const MAX_LOAD_W: f64 = 10_000.0;
 
+/// The unit's keys, as a port (a bus of one unit) takes them: `set <port>/<unit> <key>`.
 fn settable() -> Vec<Settable> {
     ControllerKnobs {
         plant: Shared::new(SolarPlant::new(0.0, 1.0, 0.0, 0.0, 0, UNIX_EPOCH)),
@@ -408,6 +409,9 @@ fn settable() -> Vec<Settable> {
         rtc_shown: None,
     }
     .settable()
+    .into_iter()
+    .map(|s| Settable::new(format!("<unit>.{}", s.key), s.help))
+    .collect()
 }
 
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
