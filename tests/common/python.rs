@@ -1,6 +1,6 @@
-//! A pinned Python venv under `target/` with the real clients (pyserial, mppsolar), created by
-//! the tests themselves the first time one needs it. Shared by every package's tests (the CLI's
-//! include this file): one requirements file, one lock, one stamp.
+//! Pinned Python venvs under `target/` with the real clients (pyserial, mppsolar, pymodbus...),
+//! created by the tests themselves the first time one needs them. Shared by every package's
+//! tests (the CLI's include this file): one requirements file, one lock and one stamp per venv.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -20,19 +20,39 @@ fn workspace() -> PathBuf {
 ///
 /// Safe to call from parallel tests and test binaries: a file lock serialises creation.
 pub fn venv() -> PathBuf {
+    venv_of("tests/python/requirements.txt", "pyenv")
+}
+
+/// A venv of its own under `target/<name>`, created and filled from `requirements` (a path
+/// from the workspace root) if needed: for clients whose pins clash with the shared venv's
+/// (sdm-modbus needs pymodbus 3.6, the shared venv has 3.16).
+///
+/// Safe to call from parallel tests and test binaries: a file lock per venv serialises
+/// creation, and a stamp of the requirements it was made from says when to make it again.
+pub fn venv_of(requirements: &str, name: &str) -> PathBuf {
     let root = workspace();
-    let requirements = root.join("tests/python/requirements.txt");
-    let dir = root.join("target/pyenv");
+    let requirements = root.join(requirements);
+    let dir = root.join("target").join(name);
     std::fs::create_dir_all(root.join("target")).unwrap();
-    let lock = File::create(root.join("target/pyenv.lock")).unwrap();
+    let lock = File::create(root.join("target").join(format!("{name}.lock"))).unwrap();
     lock.lock().unwrap();
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
+    let wanted = std::fs::read_to_string(&requirements)
+        .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
     let stamp = dir.join("requirements.installed");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
         let _ = std::fs::remove_dir_all(&dir);
         run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
-        run(Command::new(dir.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        // `python -m pip`, not `bin/pip`: a venv copied from elsewhere keeps scripts whose
+        // first line names the other place's interpreter.
+        run(Command::new(dir.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(&requirements));
         std::fs::write(&stamp, wanted).unwrap();
     }

@@ -744,6 +744,7 @@ fn device_ports(
         framing: framing.clone(),
         base_dir: here.base_dir,
         at: device.span(),
+        line_written: d.line.is_some(),
     };
     let devices = build_devices(here, device, model, &build)?;
     let line_config = d

@@ -6,6 +6,9 @@
 //! - [`replay`]: a device answering the way a recorded one did (a capture).
 //! - [`scpi_psu`]: a SCPI bench power supply.
 //! - [`modbus`]: Modbus RTU units on one line.
+//! - [`eastron_sdm`]: an Eastron SDM630 or SDM120 energy meter, a real device on the
+//!   generic Modbus slave.
+//! - [`epever`]: an EPEVER Tracer AN solar charge controller, another real Modbus device.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
@@ -37,6 +40,8 @@ models! {
     replay,
     scpi_psu,
     modbus,
+    eastron_sdm,
+    epever,
 }
 
 /// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run

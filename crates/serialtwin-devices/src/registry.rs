@@ -62,6 +62,42 @@ pub struct Model {
     pub lint: fn(&Lint<'_>) -> Vec<Finding>,
     /// The devices of one `[[device]]`: `count` of them, one per port, in order.
     pub build: fn(&Build<'_>) -> Result<Vec<Built>, BuildError>,
+    /// The real Modbus devices this model also lends a generic bus, as units a
+    /// `[[device.modbus.unit]]` names (`device = "sdm630"`): several makes on one RS-485 line,
+    /// while the generic model names none of them. Empty for most models.
+    pub units: &'static [BusUnit],
+}
+
+/// A real Modbus device a generic bus may carry as one of its units ([`Model::units`]).
+#[derive(Debug)]
+pub struct BusUnit {
+    /// What `device = "..."` calls it: one word, unique in the registry.
+    pub name: &'static str,
+    /// One line on what it is, for messages and `serialtwin models`.
+    pub summary: &'static str,
+    /// The line it leaves the factory with: a bus's line when its units agree.
+    pub line: fn() -> LineConfig,
+    /// The unit at address `id` (1–247), its plant seeded with `seed`.
+    pub build: fn(id: u8, seed: u64) -> crate::modbus::slave::Slave,
+}
+
+/// The real Modbus device called `name` ([`Model::units`]), with the model lending it.
+#[must_use]
+pub fn bus_unit(name: &str) -> Option<&'static BusUnit> {
+    crate::MODELS
+        .iter()
+        .flat_map(|m| m.units)
+        .find(|u| u.name == name)
+}
+
+/// Every name [`bus_unit`] knows, for messages.
+#[must_use]
+pub fn bus_unit_names() -> Vec<&'static str> {
+    crate::MODELS
+        .iter()
+        .flat_map(|m| m.units)
+        .map(|u| u.name)
+        .collect()
 }
 
 /// A framing a model brings, by name.
@@ -141,6 +177,9 @@ pub struct Build<'a> {
     pub base_dir: Option<&'a Path>,
     /// Where the `[[device]]` is in the config text: errors about the device as a whole.
     pub at: Range<usize>,
+    /// Whether the `[[device]]` wrote a `[device.line]`, which overrides the model's line: a
+    /// bus whose units leave the factory with different lines needs one to say which.
+    pub line_written: bool,
 }
 
 impl<'a> Build<'a> {
@@ -155,6 +194,7 @@ impl<'a> Build<'a> {
             framing: None,
             base_dir: None,
             at: 0..0,
+            line_written: false,
         }
     }
 
@@ -434,6 +474,12 @@ impl fmt::Display for Model {
                 "parallel = true: a [[device]]'s copies are one group sharing their state"
             )?;
         }
+        if !self.units.is_empty() {
+            writeln!(f, "\nunits it lends a `modbus` bus (device = \"...\"):")?;
+            for unit in self.units {
+                writeln!(f, "  {:<16} {}", unit.name, unit.summary)?;
+            }
+        }
         if !self.framings.is_empty() {
             writeln!(f, "\nframings it brings:")?;
             for framing in self.framings {
@@ -472,6 +518,11 @@ mod tests {
     fn names_tables_and_framings_are_unique() {
         let mut names = HashSet::new();
         let mut tables = HashSet::new();
+        let mut units = HashSet::new();
+        for unit in crate::MODELS.iter().flat_map(|m| m.units) {
+            assert!(units.insert(unit.name), "bus unit {} twice", unit.name);
+            assert!(!unit.summary.contains('\n'), "{}: one line", unit.name);
+        }
         for m in crate::MODELS {
             assert!(names.insert(m.name), "model {} twice", m.name);
             assert!(tables.insert(m.table), "table {} twice", m.table);

@@ -1,6 +1,7 @@
 //! Modbus RTU units on one line (`model = "modbus"`), landing in parts (issue 18): the
-//! framers, the data model, a unit's function codes and a bus of units are here; the line's
-//! faults per unit, values bound to a plant, real meters and the pymodbus map import after.
+//! framers, the data model, a unit's function codes, a bus of units, values bound to a plant
+//! and real devices on the bus (`device = "sdm630"`, lent by their models through the
+//! registry) are here; the line's faults per unit and the pymodbus map import after.
 //!
 //! - [`rtu`] and [`ascii`]: the framers, cutting requests by length ([`functions`]) and
 //!   checking their CRC or LRC;
@@ -8,12 +9,15 @@
 //! - [`unit`](mod@unit): one unit's tables answering request PDUs, checks in the standard's
 //!   order;
 //! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
+//! - [`bound`]: register values read from a device's simulated plant (the real devices'
+//!   models bind their maps to one);
 //! - [`describe`]: one line on each frame, for `--trace`.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
 
 pub mod ascii;
+pub mod bound;
 pub mod data;
 pub mod describe;
 pub mod functions;

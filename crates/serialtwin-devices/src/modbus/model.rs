@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use serialtwin_core::{BoxDevice, Bus, CharFormat, Route};
+use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
 use super::slave::{self, Declared, MAX_ADDRESS, Slave, route, standard_line};
@@ -27,6 +27,7 @@ pub static MODEL: Model = Model {
     settable,
     lint: registry::no_lint,
     build,
+    units: &[],
 };
 
 const EXAMPLE: &str = r#"[[device]]
@@ -39,6 +40,8 @@ gaps = "exception"        # an undeclared address inside a unit's range: "except
 
 [[device.modbus.unit]]
 id = 1                    # the unit's address, 1-247
+# device = "sdm630"       # instead of what follows: a real device (sdm630, sdm120, tracer);
+                          # units with other factory lines need a [device.line]
 vendor = "serialtwin"     # read device identification (43/14); all three optional
 product = "meter"
 revision = "1.0"
@@ -100,6 +103,9 @@ enum RawGaps {
 #[serde(deny_unknown_fields)]
 struct RawUnit {
     id: Spanned<u32>,
+    /// A real device some model lends the bus ([`registry::BusUnit`]), instead of
+    /// declarations.
+    device: Option<Spanned<String>>,
     vendor: Option<String>,
     product: Option<String>,
     revision: Option<String>,
@@ -252,20 +258,29 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         }
     }
     let framing = b.framing.clone().unwrap_or_else(rtu::framing);
-    let mut line = standard_line();
+    let mut generic_line = standard_line();
     if framing.name() == ascii::NAME {
         // ASCII characters are 7 bits with even parity (SL §2.5.2): 10 bits on the wire.
-        line.format = Some(CharFormat {
+        generic_line.format = Some(CharFormat {
             data_bits: 7,
-            ..line.format.unwrap_or(CharFormat::N81)
+            ..generic_line.format.unwrap_or(CharFormat::N81)
         });
     }
+    let named = named_units(&raw.unit)?;
+    let line = bus_line(b, &raw.unit, &named, generic_line)?;
     (0..b.count)
         .map(|copy| {
             let router: fn(&[u8]) -> Route = route;
             let mut bus: ModbusBus = Bus::new(router, framing.clone(), line);
-            for unit in &raw.unit {
-                let slave = slave(unit, gaps, b.port_seed(copy))?;
+            for (unit, named) in raw.unit.iter().zip(&named) {
+                let slave = match named {
+                    Some(device) => {
+                        let id = address(unit.get_ref())?;
+                        // Each unit its own plant: the port's seed and the unit.
+                        (device.build)(id, b.port_seed(copy) ^ (u64::from(id) << 32))
+                    }
+                    None => slave(unit, gaps, b.port_seed(copy))?,
+                };
                 bus = bus.with(u32::from(slave.address()), slave);
             }
             Ok(Built {
@@ -277,11 +292,105 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         .collect()
 }
 
-/// One unit, as its table says.
-fn slave(raw: &Spanned<RawUnit>, gaps: Gaps, seed: u64) -> Result<Slave, BuildError> {
-    let unit = raw.get_ref();
+/// The real device each unit names (`device = "sdm630"`), if it names one; a unit that does
+/// declares nothing itself.
+fn named_units(
+    units: &[Spanned<RawUnit>],
+) -> Result<Vec<Option<&'static registry::BusUnit>>, BuildError> {
+    units
+        .iter()
+        .map(|unit| {
+            let raw = unit.get_ref();
+            let Some(name) = &raw.device else {
+                return Ok(None);
+            };
+            let device = registry::bus_unit(name.get_ref()).ok_or_else(|| {
+                BuildError::at(
+                    name.span(),
+                    format!(
+                        "no device `{}` to put on a bus (known: {})",
+                        name.get_ref(),
+                        registry::bus_unit_names().join(", ")
+                    ),
+                )
+            })?;
+            let declares = !(raw.holding.is_empty()
+                && raw.input.is_empty()
+                && raw.coil.is_empty()
+                && raw.discrete.is_empty())
+                || raw.vendor.is_some()
+                || raw.product.is_some()
+                || raw.revision.is_some();
+            if declares {
+                return Err(BuildError::at(
+                    unit.span(),
+                    format!(
+                        "unit {}: a `{}` brings its own registers and identification; declare \
+                         nothing else in it",
+                        raw.id.get_ref(),
+                        device.name
+                    ),
+                ));
+            }
+            Ok(Some(device))
+        })
+        .collect()
+}
+
+/// The bus's line: its units' factory line (a unit declared here has the standard's,
+/// `generic`), when they agree. Units leaving the factory with different lines cannot all
+/// be right on one wire: unless `[device.line]` says which, the second line is an error.
+fn bus_line(
+    b: &Build<'_>,
+    units: &[Spanned<RawUnit>],
+    named: &[Option<&'static registry::BusUnit>],
+    generic: LineConfig,
+) -> Result<LineConfig, BuildError> {
+    let described = |device: Option<&registry::BusUnit>, line: &LineConfig| {
+        let speed = line
+            .baud
+            .map_or_else(|| "any speed".to_owned(), |b| b.to_string());
+        let format = line.format.map(|f| format!(" {f}")).unwrap_or_default();
+        match device {
+            Some(d) => format!("a `{}` ({speed}{format})", d.name),
+            None => format!("a declared unit (the standard's {speed}{format})"),
+        }
+    };
+    let mut first: Option<(LineConfig, String, u32)> = None;
+    for (unit, device) in units.iter().zip(named) {
+        let line = device.map_or(generic, |d| (d.line)());
+        let Some((agreed, who, id)) = &first else {
+            first = Some((
+                line,
+                described(*device, &line),
+                *unit.get_ref().id.get_ref(),
+            ));
+            continue;
+        };
+        if line != *agreed && !b.line_written {
+            let at = unit
+                .get_ref()
+                .device
+                .as_ref()
+                .map_or_else(|| unit.get_ref().id.span(), Spanned::span);
+            return Err(BuildError::at(
+                at,
+                format!(
+                    "unit {} is {} but unit {id} is {who}: units with different factory \
+                     lines on one bus need a `[device.line]` saying which the wire has",
+                    unit.get_ref().id.get_ref(),
+                    described(*device, &line),
+                ),
+            ));
+        }
+    }
+    Ok(first.map_or(generic, |(line, _, _)| line))
+}
+
+/// A unit's address, from its `id`.
+fn address(unit: &RawUnit) -> Result<u8, BuildError> {
     let id = *unit.id.get_ref();
-    let address = u8::try_from(id)
+    u8::try_from(id)
         .ok()
         .filter(|a| (1..=MAX_ADDRESS).contains(a))
         .ok_or_else(|| {
@@ -289,7 +398,14 @@ fn slave(raw: &Spanned<RawUnit>, gaps: Gaps, seed: u64) -> Result<Slave, BuildEr
                 unit.id.span(),
                 format!("a unit's `id` must be from 1 to {MAX_ADDRESS}, not {id}"),
             )
-        })?;
+        })
+}
+
+/// One unit, as its table says.
+fn slave(raw: &Spanned<RawUnit>, gaps: Gaps, seed: u64) -> Result<Slave, BuildError> {
+    let unit = raw.get_ref();
+    let id = *unit.id.get_ref();
+    let address = address(unit)?;
     let mut settings = Settings {
         gaps,
         ..Settings::default()
@@ -588,6 +704,38 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_may_be_a_real_device_and_the_bus_takes_its_factory_line() {
+        let devices =
+            built("[[unit]]\nid = 1\ndevice = 'sdm630'\n[[unit]]\nid = 2\ndevice = 'sdm630'\n")
+                .unwrap();
+        assert_eq!(devices[0].line.baud, Some(9600));
+        assert_eq!(devices[0].line.format.unwrap().to_string(), "8N1");
+        // A meter and a charge controller: 9600 and 115200. The conflict is at the second.
+        let text = "[[unit]]\nid = 1\ndevice = 'sdm630'\n[[unit]]\nid = 7\ndevice = 'tracer'\n";
+        let e = built(text).unwrap_err();
+        assert_eq!(e.at, Some(text.find("'tracer'").unwrap()..text.len() - 1));
+        assert!(
+            e.reason
+                .contains("unit 7 is a `tracer` (115200 8N1) but unit 1 is a `sdm630` (9600 8N1)"),
+            "{e}"
+        );
+        // A declared unit has the standard's line: a conflict too, at its id.
+        let text = "[[unit]]\nid = 1\ndevice = 'sdm120'\n[[unit]]\nid = 2\n";
+        let e = built(text).unwrap_err();
+        assert!(
+            e.reason
+                .contains("declared unit (the standard's 19200 8E1)"),
+            "{e}"
+        );
+        // With `[device.line]` written, the config's line wins and the bus builds.
+        let written = Build {
+            line_written: true,
+            ..Build::new(ConfigTable::parse(text).unwrap())
+        };
+        assert_eq!(build(&written).unwrap().len(), 1);
+    }
+
+    #[test]
     fn declarations_that_cannot_be_are_refused_with_the_reason() {
         for (table, expected) in [
             ("", "needs at least one"),
@@ -628,6 +776,18 @@ mod tests {
             (
                 "[[unit]]\nid = 1\n[[unit.holding]]\naddress = 0\ncolour = 1\n",
                 "unknown field `colour`",
+            ),
+            (
+                "[[unit]]\nid = 1\ndevice = 'sdm999'\n",
+                "no device `sdm999` to put on a bus (known: sdm630, sdm120, tracer)",
+            ),
+            (
+                "[[unit]]\nid = 1\ndevice = 'sdm630'\n[[unit.holding]]\naddress = 0\n",
+                "a `sdm630` brings its own registers",
+            ),
+            (
+                "[[unit]]\nid = 0\ndevice = 'tracer'\n",
+                "from 1 to 247, not 0",
             ),
             (
                 "[[unit]]\nid = 1\n[[unit.input]]\naddress = 0\ntype = 'f32'\nsine = { mean = 1.0, amplitude = 1.0, period_s = 60.0 }\nramp = { start = 0.0, per_second = 1.0 }\n",

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serialtwin_core::Route;
 use serialtwin_core::{
@@ -38,6 +38,39 @@ pub struct Slave {
     reply: Vec<u8>,
     /// What was declared where, for [`Device::set`].
     declared: BTreeMap<(Table, u16), Declared>,
+    /// The run-time keys of the device behind the unit, if a real device's model gave it some
+    /// ([`Slave::with_knobs`]).
+    knobs: Option<Box<dyn Knobs>>,
+}
+
+/// What a real device's model adds to its unit besides registers: run-time keys that move
+/// its plant (`set meter/1 load_w 3000`), and a look at the unit before each request, to
+/// bring stored values up to date with the plant and the wall clock.
+///
+/// The registers' [`Provider`](super::unit::Provider)s compute values at read time from the
+/// time since the clock began, which is all that integrating a plant needs. Bits have no
+/// providers, and a clock a client may set (an EPEVER's real-time clock) must be stored to be
+/// written: [`Knobs::refresh`] keeps those, with the wall time the clock began at.
+pub trait Knobs: fmt::Debug + Send {
+    /// Set `key` to `value` at `now` (the time since the clock began, as providers see it;
+    /// the clock read `epoch` then).
+    ///
+    /// # Errors
+    /// A one-line reason: an unknown key, a value out of range.
+    fn set(
+        &mut self,
+        key: &str,
+        value: &str,
+        epoch: SystemTime,
+        now: Duration,
+    ) -> Result<(), String>;
+
+    /// The keys [`Knobs::set`] takes, with their help.
+    fn settable(&self) -> Vec<Settable>;
+
+    /// Before `unit` answers a request at `now` (since the clock began, which read `epoch`):
+    /// update what the plant or the date say in stored values. Default: nothing to update.
+    fn refresh(&mut self, _unit: &mut Unit, _epoch: SystemTime, _now: Duration) {}
 }
 
 /// One of a unit's four tables.
@@ -101,7 +134,15 @@ impl Slave {
             unit,
             reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
             declared: BTreeMap::new(),
+            knobs: None,
         })
+    }
+
+    /// The same unit with `knobs`: keys without a table (`load_w`) go to them.
+    #[must_use]
+    pub fn with_knobs(mut self, knobs: Box<dyn Knobs>) -> Self {
+        self.knobs = Some(knobs);
+        self
     }
 
     /// Note what was declared at `address` of `table`, so that [`Device::set`]
@@ -145,6 +186,18 @@ pub fn standard_line() -> LineConfig {
             max: Duration::from_millis(5),
         },
         ..LineConfig::uart(19_200)
+    }
+}
+
+/// A real device's factory line: [`standard_line`] (a native UART answering within 1–5 ms) at
+/// the device's own speed and character format (an Eastron SDM630 leaves the factory at
+/// 9600 8N1).
+#[must_use]
+pub fn factory_line(baud: u32, format: CharFormat) -> LineConfig {
+    LineConfig {
+        baud: Some(baud),
+        format: Some(format),
+        ..standard_line()
     }
 }
 
@@ -193,9 +246,18 @@ impl Device for Slave {
             .now()
             .duration_since(clock.epoch())
             .unwrap_or_default();
+        if let Some(knobs) = &mut self.knobs {
+            knobs.refresh(&mut self.unit, clock.epoch(), now);
+        }
         self.reply.clear();
         self.reply.push(self.address);
-        match self.unit.answer(pdu, delivery, now, &mut self.reply) {
+        let outcome = self.unit.answer(pdu, delivery, now, &mut self.reply);
+        if let Some(knobs) = &mut self.knobs {
+            // At once: a client's write to a stored value the plant keeps (a clock it set)
+            // is noticed before time moves on.
+            knobs.refresh(&mut self.unit, clock.epoch(), now);
+        }
+        match outcome {
             Outcome::Normal | Outcome::Exception(_) => replies.push(self.reply.clone()),
             Outcome::Silent(_) => {}
         }
@@ -204,7 +266,17 @@ impl Device for Slave {
 
     /// `<table>.<address>` (`holding.20`, `coil.0x10`) and a value as the declaration's type
     /// reads it: a number, text for a string, `on`/`off` for a bit.
-    fn set(&mut self, key: &str, value: &str, _ctx: &mut Context) -> Result<(), String> {
+    fn set(&mut self, key: &str, value: &str, ctx: &mut Context) -> Result<(), String> {
+        if let Some(knobs) = &mut self.knobs
+            && !key.contains('.')
+        {
+            let clock = ctx.clock();
+            let now = clock
+                .now()
+                .duration_since(clock.epoch())
+                .unwrap_or_default();
+            return knobs.set(key, value, clock.epoch(), now);
+        }
         let (table, address) = key
             .split_once('.')
             .and_then(|(t, a)| Some((Table::parse(t)?, parse_address(a)?)))
@@ -267,11 +339,17 @@ impl Device for Slave {
     }
 
     fn settable(&self) -> Vec<Settable> {
-        vec![Settable::new(
+        let mut keys = self
+            .knobs
+            .as_ref()
+            .map(|k| k.settable())
+            .unwrap_or_default();
+        keys.push(Settable::new(
             "<table>.<address>",
             "a declared value: table coil, discrete, holding or input, the address decimal or \
              0x hex; a number, text for a string, on/off for a bit",
-        )]
+        ));
+        keys
     }
 }
 

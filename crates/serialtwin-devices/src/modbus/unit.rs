@@ -27,7 +27,7 @@
 
 mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -139,6 +139,10 @@ pub struct Settings {
     /// (`VendorUrl`, `ProductName`, `ModelName`, `UserApplicationName`) are regular, 0x80 and
     /// above extended.
     pub identification: BTreeMap<u8, Vec<u8>>,
+    /// The function codes the unit answers; any other gets exception 01, as a real device
+    /// answers a code its documentation does not list (an Eastron meter knows 3, 4 and 16).
+    /// `None`: every code this unit implements.
+    pub functions: Option<BTreeSet<u8>>,
 }
 
 impl Default for Settings {
@@ -153,6 +157,7 @@ impl Default for Settings {
                 (0x01, b"modbus-unit".to_vec()),
                 (0x02, env!("CARGO_PKG_VERSION").as_bytes().to_vec()),
             ]),
+            functions: None,
         }
     }
 }
@@ -349,7 +354,16 @@ impl Unit {
         }
 
         let mark = out.len();
-        let handled = self.dispatch(function, pdu, now, out);
+        let listed = self
+            .settings
+            .functions
+            .as_ref()
+            .is_none_or(|codes| codes.contains(&function));
+        let handled = if listed {
+            self.dispatch(function, pdu, now, out)
+        } else {
+            Err(ExceptionCode::IllegalFunction)
+        };
         let outcome = match handled {
             Err(code) => {
                 out.truncate(mark);

@@ -42,6 +42,7 @@ pub static MODEL: Model = Model {
     settable,
     lint,
     build,
+    units: &[],
 };
 
 const EXAMPLE: &str = r#"[[device]]

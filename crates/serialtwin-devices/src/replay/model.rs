@@ -22,6 +22,7 @@ pub static MODEL: Model = Model {
     settable: registry::nothing_settable,
     lint: registry::no_lint,
     build,
+    units: &[],
 };
 
 const EXAMPLE: &str = r#"[[device]]

@@ -20,6 +20,7 @@ pub static MODEL: Model = Model {
     settable,
     lint: registry::no_lint,
     build,
+    units: &[],
 };
 
 const EXAMPLE: &str = r#"[[device]]
