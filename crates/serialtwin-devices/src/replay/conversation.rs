@@ -60,7 +60,7 @@ impl Conversation {
     ///
     /// The capture's `frame` records are used when they were cut with the same framing (by
     /// name); otherwise its `chunk` records are cut again with `framing`, one framer per
-    /// direction, exactly as the tap does.
+    /// direction built as a pair ([`Cutter::pair`]), exactly as the tap does.
     ///
     /// # Errors
     /// [`ConversationError::NoChunks`] when neither works.
@@ -136,8 +136,8 @@ impl Conversation {
 /// Cut the capture's chunks into frames with `framing`: requests as decoded, replies as the
 /// wire bytes their framer consumed, each stamped with the chunk that completed it.
 fn reframe(capture: &Capture, framing: &Framing) -> Vec<Data> {
-    let mut rx = Cutter::new(framing);
-    let mut tx = Cutter::new(framing);
+    // Built together: a Modbus RTU reply is cut by the request it answers.
+    let (mut rx, mut tx) = Cutter::pair(framing);
     let mut frames = Vec::new();
     for chunk in capture.chunks() {
         let cutter = match chunk.dir {
