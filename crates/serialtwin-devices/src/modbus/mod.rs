@@ -10,6 +10,7 @@
 //! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
 //! - [`describe`]: one line on each frame, for `--trace`;
 //! - [`replies`]: a recorded line's replies, cut by the request they answer (`serialtwin tap`);
+//! - [`learn`](mod@learn): a recorded line learned into a register map (`serialtwin learn`).
 
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
@@ -19,6 +20,7 @@ pub mod ascii;
 pub mod data;
 pub mod describe;
 pub mod functions;
+pub mod learn;
 mod model;
 pub mod replies;
 pub mod rtu;
