@@ -174,20 +174,10 @@ impl Tap {
             debug!(tap = %self.name, %settings, "client side starts at");
         }
         let result = loop {
-            let settings = client
-                .settings()
-                .unwrap_or_else(|| LineSettings::new(9600));
-            let quiet = |cutter: Option<&Cutter>, since: Instant| {
-                let gap = cutter?.silence_gap(&settings)?;
-                Some(since + self.idle.unwrap_or(gap))
-            };
-            let due = [
-                quiet(rx.as_ref(), last.0).map(|at| (at, Direction::Rx)),
-                quiet(tx.as_ref(), last.1).map(|at| (at, Direction::Tx)),
-            ]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(at, _)| *at);
+            let due = self.silence_due(
+                &client.settings().unwrap_or_else(|| LineSettings::new(9600)),
+                [(rx.as_ref(), last.0), (tx.as_ref(), last.1)],
+            );
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(TapEnd::Cancelled),
@@ -212,16 +202,14 @@ impl Tap {
             };
             let at = Instant::now();
             match step {
-                Step::Silence(dir) => {
-                    let cutter = match dir {
+                Step::Silence(dir) => self.on_silence(
+                    at,
+                    dir,
+                    match dir {
                         Direction::Rx => rx.as_mut(),
                         Direction::Tx => tx.as_mut(),
-                    };
-                    if let Some(cutter) = cutter {
-                        let cuts = cutter.on_silence();
-                        self.emit_cuts(at, dir, cuts);
-                    }
-                }
+                    },
+                ),
                 Step::Event(event) => self.on_event(at, event, &mut upstream, rx.as_mut()),
                 Step::Client(Ok(0)) => break Ok(TapEnd::ClientClosed),
                 Step::Client(Ok(n)) => {
@@ -266,6 +254,31 @@ impl Tap {
             Err(e) => self.note(at, format!("tap stopped: {e}")),
         }
         result
+    }
+
+    /// When the next silence gap ends, and in which direction: the first of the directions
+    /// (requests, replies; each with when it last brought bytes) whose framer waits on one.
+    fn silence_due(
+        &self,
+        settings: &LineSettings,
+        directions: [(Option<&Cutter>, Instant); 2],
+    ) -> Option<(Instant, Direction)> {
+        directions
+            .into_iter()
+            .zip([Direction::Rx, Direction::Tx])
+            .filter_map(|((cutter, since), dir)| {
+                let gap = cutter?.silence_gap(settings)?;
+                Some((since + self.idle.unwrap_or(gap), dir))
+            })
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// `dir` stayed quiet through its framer's silence gap.
+    fn on_silence(&self, at: Instant, dir: Direction, cutter: Option<&mut Cutter>) {
+        if let Some(cutter) = cutter {
+            let cuts = cutter.on_silence();
+            self.emit_cuts(at, dir, cuts);
+        }
     }
 
     fn note(&self, at: Instant, message: String) {
@@ -395,7 +408,7 @@ impl Cutter {
     }
 
     /// How long the line must stay quiet, with bytes buffered, before
-    /// [`on_silence`](Self::on_silence) (the framer's [`Framer::silence_gap`]); `None`: silence
+    /// [`on_silence`](Self::on_silence) (the framer's [`Framer::silence_gap`](serialtwin_core::Framer::silence_gap)); `None`: silence
     /// means nothing now.
     #[must_use]
     pub fn silence_gap(&self, settings: &LineSettings) -> Option<Duration> {

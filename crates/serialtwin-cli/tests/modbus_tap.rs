@@ -201,13 +201,15 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
     let trace = tap.stop();
     drop(upstream);
     let requests = summary["requests"].as_u64().unwrap();
-    let answers: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap())
-        .unwrap();
+    let answers: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
     // What pymodbus decoded through the tap is what the bus serves (by hand, from the config).
     let answer = |i: usize| answers[i][1].clone();
     assert_eq!(
         answer(0)["registers"],
-        serde_json::json!([1234, 0xFFFB, 0x4366, 0x8000, 0xE240, 0x0001, 0x504D, 0x3300, 8, 9]),
+        serde_json::json!([
+            1234, 0xFFFB, 0x4366, 0x8000, 0xE240, 0x0001, 0x504D, 0x3300, 8, 9
+        ]),
         "{answers:?}"
     );
     assert_eq!(answer(10), serde_json::json!({"exception": 2}));
@@ -237,8 +239,16 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
             )
         })
         .collect();
-    let rx: Vec<&Vec<u8>> = frames.iter().filter(|f| f.0 == "rx").map(|f| &f.1).collect();
-    let tx: Vec<&Vec<u8>> = frames.iter().filter(|f| f.0 == "tx").map(|f| &f.1).collect();
+    let rx: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|f| f.0 == "rx")
+        .map(|f| &f.1)
+        .collect();
+    let tx: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|f| f.0 == "tx")
+        .map(|f| &f.1)
+        .collect();
     assert_eq!(rx.len() as u64, requests, "{frames:?}");
     // Neither the silent unit's request nor the broadcast has a reply.
     assert_eq!(tx.len() as u64, requests - 2, "{frames:?}");
@@ -253,10 +263,15 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
     };
     let requests_on_the_wire: Vec<u8> = rx
         .iter()
-        .flat_map(|f| [f.to_vec(), crc16(f).to_le_bytes().to_vec()].concat())
+        .flat_map(|f| [f.as_slice(), &crc16(f).to_le_bytes()].concat())
         .collect();
     assert_eq!(requests_on_the_wire, chunks("rx"));
-    assert_eq!(tx.iter().flat_map(|f| f.iter().copied()).collect::<Vec<u8>>(), chunks("tx"));
+    assert_eq!(
+        tx.iter()
+            .flat_map(|f| f.iter().copied())
+            .collect::<Vec<u8>>(),
+        chunks("tx")
+    );
     let mut asked: Option<&Vec<u8>> = None;
     for (dir, bytes) in &frames {
         if dir == "rx" {
@@ -266,7 +281,11 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
         assert_eq!(crc16(bytes), 0, "a reply frame keeps its CRC: {bytes:02x?}");
         let request = asked.take().expect("a reply right after its request");
         assert_eq!(bytes[0], request[0], "unit: {request:02x?} -> {bytes:02x?}");
-        assert_eq!(bytes[1] & 0x7F, request[1], "function: {request:02x?} -> {bytes:02x?}");
+        assert_eq!(
+            bytes[1] & 0x7F,
+            request[1],
+            "function: {request:02x?} -> {bytes:02x?}"
+        );
     }
     let errors: Vec<&str> = records
         .iter()
@@ -324,7 +343,11 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
             learned_link.to_str().unwrap(),
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let map = std::fs::read_to_string(&learned).unwrap();
     for line in [
         "model = \"modbus\"",

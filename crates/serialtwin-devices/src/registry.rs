@@ -90,11 +90,7 @@ pub struct NamedFraming {
 
 /// Writes the fleet config (TOML) of a device answering like a recorded conversation
 /// ([`NamedFraming::learn`]).
-pub type Learn = fn(
-    &crate::replay::Conversation,
-    &Framing,
-    &crate::learn::LearnOptions,
-) -> String;
+pub type Learn = fn(&crate::replay::Conversation, &Framing, &crate::learn::LearnOptions) -> String;
 
 /// Describes one frame in one short line ([`NamedFraming::describe`]), from the frame as an
 /// observer sees it ([`Seen::Frame`](serialtwin_core::Seen::Frame)): a request

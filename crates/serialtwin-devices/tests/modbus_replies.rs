@@ -7,8 +7,8 @@
 
 use serialtwin_capture::{Cut, Cutter};
 use serialtwin_core::{Direction, LineSettings};
-use serialtwin_devices::modbus::replies::{MAX_PENDING, reply_len};
 use serialtwin_devices::modbus::functions::RequestLen;
+use serialtwin_devices::modbus::replies::{MAX_PENDING, reply_len};
 use serialtwin_devices::modbus::rtu::{self, crc16};
 
 /// `frame` with its CRC, low byte first.
@@ -163,8 +163,8 @@ fn every_function() -> Vec<(Vec<u8>, Vec<u8>)> {
         (
             vec![1, 43, 14, 1, 0],
             vec![
-                1, 43, 14, 1, 0x81, 0, 0, 3, 0, 4, b'A', b'C', b'M', b'E', 1, 2, b'P', b'M', 2,
-                3, b'2', b'.', b'7',
+                1, 43, 14, 1, 0x81, 0, 0, 3, 0, 4, b'A', b'C', b'M', b'E', 1, 2, b'P', b'M', 2, 3,
+                b'2', b'.', b'7',
             ],
         ),
         // An exception: 5 bytes whatever the function.
@@ -248,7 +248,10 @@ fn silent_units_broadcasts_and_pipelined_requests() {
         (Direction::Rx, listen_only),
         // Two requests before either reply (a client that does not wait).
         (Direction::Rx, [first, second].concat()),
-        (Direction::Tx, [first_reply.clone(), second_reply.clone()].concat()),
+        (
+            Direction::Tx,
+            [first_reply.clone(), second_reply.clone()].concat(),
+        ),
     ]);
     assert_eq!(
         got,
@@ -272,7 +275,9 @@ fn a_reply_nobody_asked_for_is_reported_with_what_it_says() {
     let got = in_any_chunking(&[(Direction::Tx, adu(&[1, 3, 2, 0x12, 0x34]))]);
     assert_eq!(
         got,
-        ["tx ! malformed frame: 7-byte reply with no request waiting, dropped: unit 1 holding ×1: 0x1234"]
+        [
+            "tx ! malformed frame: 7-byte reply with no request waiting, dropped: unit 1 holding ×1: 0x1234"
+        ]
     );
 }
 
@@ -333,7 +338,10 @@ fn reply_lengths_from_the_reference_table() {
         reply_len(Some(&[1, 8, 0, 0, 1, 2, 3, 4]), &[1, 8]),
         RequestLen::Exact(10)
     );
-    assert_eq!(reply_len(None, &[1, 43, 14, 1, 0x81, 0, 0]), RequestLen::NeedHeader(8));
+    assert_eq!(
+        reply_len(None, &[1, 43, 14, 1, 0x81, 0, 0]),
+        RequestLen::NeedHeader(8)
+    );
     assert_eq!(
         reply_len(None, &[1, 43, 14, 1, 0x81, 0, 0, 1, 0]),
         RequestLen::NeedHeader(10)

@@ -137,7 +137,9 @@ fn unwire(wire: &[u8], ascii: bool) -> Option<Vec<u8>> {
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    bytes.get(at..at + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    bytes
+        .get(at..at + 2)
+        .map(|b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// `quantity` words from `data`, if it holds exactly that many.
@@ -153,11 +155,8 @@ fn words(data: &[u8], quantity: u16) -> Option<Vec<u16>> {
 /// exactly the bytes they take.
 fn bits(packed: &[u8], quantity: u16) -> Option<Vec<bool>> {
     let n = usize::from(quantity);
-    (packed.len() == n.div_ceil(8)).then(|| {
-        (0..n)
-            .map(|i| packed[i / 8] >> (i % 8) & 1 == 1)
-            .collect()
-    })
+    (packed.len() == n.div_ceil(8))
+        .then(|| (0..n).map(|i| packed[i / 8] >> (i % 8) & 1 == 1).collect())
 }
 
 /// Addresses from `start` on, one per value; `None` past 65535.
@@ -167,6 +166,10 @@ fn at(start: u16, i: usize) -> Option<u16> {
 
 /// Learn what `reply` (address, function code, data; a normal reply to `request`) says.
 /// `false` if it is not what the request asked for.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one arm per function code, read side by side as APP §6 lists them"
+)]
 fn learn_reply(unit: &mut UnitMap, request: &[u8], reply: &[u8]) -> bool {
     let function = request[1];
     let data = &reply[2..];
@@ -255,8 +258,7 @@ fn learn_reply(unit: &mut UnitMap, request: &[u8], reply: &[u8]) -> bool {
         }
         22 if reply == request => {
             // Mask write: the result depends on the value before, known only if it was seen.
-            let (Some(address), Some(and), Some(or)) = (start, quantity, u16_at(request, 6))
-            else {
+            let (Some(address), Some(and), Some(or)) = (start, quantity, u16_at(request, 6)) else {
                 return false;
             };
             let before = unit.holding.get(&address).map(|s| s.last);
@@ -275,12 +277,9 @@ fn learn_reply(unit: &mut UnitMap, request: &[u8], reply: &[u8]) -> bool {
         }
         23 => {
             // Written first, then read (APP §6.17).
-            let (Some(read), Some(read_quantity), Some(write), Some(write_quantity)) = (
-                start,
-                quantity,
-                u16_at(request, 6),
-                u16_at(request, 8),
-            ) else {
+            let (Some(read), Some(read_quantity), Some(write), Some(write_quantity)) =
+                (start, quantity, u16_at(request, 6), u16_at(request, 8))
+            else {
                 return false;
             };
             let (Some(sent), Some(data)) = (
@@ -354,7 +353,10 @@ fn refused(unit: &mut UnitMap, request: &[u8]) {
 
 /// The units the conversation shows, by address; and what the file's opening comment says
 /// about requests that reached none.
-fn units(conversation: &Conversation, ascii: bool) -> (BTreeMap<u8, UnitMap>, BTreeMap<String, usize>) {
+fn units(
+    conversation: &Conversation,
+    ascii: bool,
+) -> (BTreeMap<u8, UnitMap>, BTreeMap<String, usize>) {
     let mut units: BTreeMap<u8, UnitMap> = BTreeMap::new();
     let mut general: BTreeMap<String, usize> = BTreeMap::new();
     for exchange in &conversation.exchanges {
@@ -364,7 +366,10 @@ fn units(conversation: &Conversation, ascii: bool) -> (BTreeMap<u8, UnitMap>, BT
         };
         if address == 0 {
             *general
-                .entry(format!("{} (a broadcast: no unit answers)", request_words(request)))
+                .entry(format!(
+                    "{} (a broadcast: no unit answers)",
+                    request_words(request)
+                ))
                 .or_default() += 1;
             continue;
         }
@@ -447,19 +452,26 @@ fn notes(out: &mut String, notes: &BTreeMap<String, usize>) {
     }
 }
 
-/// The history comment of a value that changed, or nothing.
+/// The comment after a value: how it changed over the capture, whether the client wrote it;
+/// nothing for a value only ever read the same.
 fn history<T: Copy>(seen: &Seen<T>, show: impl Fn(T) -> String) -> String {
-    let mut s = String::new();
+    let mut parts = Vec::new();
     if seen.values.len() > 1 {
         let values: Vec<String> = seen.values.iter().map(|v| show(*v)).collect();
-        let _ = write!(
-            s,
-            "  # changed: {}{} (the last kept)",
+        parts.push(format!(
+            "changed: {}{} (the last kept)",
             values.join(", "),
             if seen.more > 0 { ", …" } else { "" }
-        );
+        ));
     }
-    s
+    if seen.written {
+        parts.push("written by the client".to_owned());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  # {}", parts.join("; "))
+    }
 }
 
 fn registers(out: &mut String, name: &str, table: &Table<u16>, refused: &BTreeSet<u16>) {
@@ -534,11 +546,7 @@ pub fn learn(conversation: &Conversation, framing: &Framing, options: &LearnOpti
     }
     notes(&mut out, &general);
     out.push_str("\n[[device]]\n");
-    let _ = writeln!(
-        out,
-        "name = {}",
-        toml_string(options.name.as_bytes())
-    );
+    let _ = writeln!(out, "name = {}", toml_string(options.name.as_bytes()));
     out.push_str("model = \"modbus\"\n");
     let _ = writeln!(out, "framing = {}", toml_string(framing.name().as_bytes()));
     if let Some(link) = &options.link {

@@ -99,11 +99,7 @@ pub fn pair() -> (Requests, Replies) {
 /// not diagnostics sub-function 4, "force listen only mode" (APP §6.8.1).
 #[must_use]
 pub fn expects_reply(request: &[u8]) -> bool {
-    match request {
-        [] | [BROADCAST, ..] => false,
-        [_, 0x08, 0x00, 0x04, ..] => false,
-        _ => true,
-    }
+    !matches!(request, [] | [BROADCAST, ..] | [_, 0x08, 0x00, 0x04, ..])
 }
 
 /// The request side of a recorded line: an [`RtuFramer`] that also tells the reply side
@@ -202,7 +198,9 @@ pub fn reply_len(request: Option<&[u8]>, adu: &[u8]) -> RequestLen {
         7 => RequestLen::Exact(5),
         22 => RequestLen::Exact(10),
         24 => match adu.get(2..4) {
-            Some(&[high, low]) => RequestLen::Exact(6 + usize::from(u16::from_be_bytes([high, low]))),
+            Some(&[high, low]) => {
+                RequestLen::Exact(6 + usize::from(u16::from_be_bytes([high, low])))
+            }
             _ => RequestLen::NeedHeader(4),
         },
         8 => match request {
@@ -311,9 +309,11 @@ enum Mode {
 /// The waiting request a reply from `unit` with `function` answers: the oldest with that unit
 /// and that function code (or its exception).
 fn answered(pending: &VecDeque<Bytes>, unit: u8, function: u8) -> Option<usize> {
-    pending
-        .iter()
-        .position(|r| r.first() == Some(&unit) && r.get(1).is_some_and(|&f| f == function || f | 0x80 == function))
+    pending.iter().position(|r| {
+        r.first() == Some(&unit)
+            && r.get(1)
+                .is_some_and(|&f| f == function || f | 0x80 == function)
+    })
 }
 
 /// What the bytes at the start of `buf` are, given the waiting requests.
@@ -532,7 +532,12 @@ impl Framer for Replies {
         self.undecided = false;
         self.hunting = false;
         while self.dropped < buf.len() {
-            match judge(&buf[self.dropped..], &shared.pending, Mode::Ended, &mut self.scan) {
+            match judge(
+                &buf[self.dropped..],
+                &shared.pending,
+                Mode::Ended,
+                &mut self.scan,
+            ) {
                 verdict @ (Verdict::Good { .. } | Verdict::Corrupt { .. }) if self.dropped == 0 => {
                     return self.take(buf, &mut shared, verdict);
                 }

@@ -238,7 +238,10 @@ impl Framing {
     {
         self.pair = Some(Arc::new(move || {
             let (requests, replies) = pair();
-            (Box::new(requests) as BoxFramer, Box::new(replies) as BoxFramer)
+            (
+                Box::new(requests) as BoxFramer,
+                Box::new(replies) as BoxFramer,
+            )
         }));
         self
     }
