@@ -108,11 +108,16 @@ impl Drop for Background {
 }
 
 /// The story in `mode` against `port`; its last stdout line, as JSON.
-fn story(mode: &str, port: &Path, file: &Path) -> Value {
+fn story(mode: &str, port: &Path, file: &Path, framing: &str) -> Value {
     let mut child = Command::new(common::venv().join("bin/python"))
         .arg("-c")
         .arg(STORY)
-        .args([mode, port.to_str().unwrap(), file.to_str().unwrap()])
+        .args([
+            mode,
+            port.to_str().unwrap(),
+            file.to_str().unwrap(),
+            framing,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -153,17 +158,33 @@ fn records(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-#[expect(
-    clippy::too_many_lines,
-    reason = "one story: record through the tap, check the capture, replay it, learn it"
-)]
-fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
-    let dir = work_dir("modbus-tap");
+/// What recording the story through the tap left.
+struct Recorded {
+    dir: common::scratch::Scratch,
+    capture: PathBuf,
+    /// The answers pymodbus decoded, as `tap_story.py record` wrote them.
+    recorded: PathBuf,
+    answers: Vec<Value>,
+    /// How many requests the story sent.
+    requests: u64,
+    /// The tap's trace (stderr).
+    trace: String,
+}
+
+/// Serve `modbus/tap_bus.toml` in `framing`, put `serialtwin tap --framing <framing>` in
+/// front of it, and run the story through the tap. What pymodbus decoded through the tap must
+/// be what the bus serves (checked by hand, from the config).
+fn record(framing: &str) -> Recorded {
+    let dir = work_dir(&format!("modbus-tap-{framing}"));
     let config = write_config(
         &dir,
         "upstream.toml",
-        &include_str!("modbus/tap_bus.toml").replace("@DIR@", dir.to_str().unwrap()),
+        &include_str!("modbus/tap_bus.toml")
+            .replace("@DIR@", dir.to_str().unwrap())
+            .replace(
+                "model = \"modbus\"\n",
+                &format!("model = \"modbus\"\nframing = \"{framing}\"\n"),
+            ),
     );
     let upstream = start(
         &dir,
@@ -188,22 +209,18 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
             "--capture",
             capture.to_str().unwrap(),
             "--framing",
-            "modbus-rtu",
+            framing,
             "--baud",
             "19200",
             "--trace",
         ],
     );
-
-    // 1. Record.
     let recorded = dir.join("recorded.json");
-    let summary = story("record", &tap_link, &recorded);
+    let summary = story("record", &tap_link, &recorded, framing);
     let trace = tap.stop();
     drop(upstream);
-    let requests = summary["requests"].as_u64().unwrap();
     let answers: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
-    // What pymodbus decoded through the tap is what the bus serves (by hand, from the config).
     let answer = |i: usize| answers[i][1].clone();
     assert_eq!(
         answer(0)["registers"],
@@ -224,11 +241,104 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
         answer(16),
         "the counter moved between the two reads"
     );
+    Recorded {
+        requests: summary["requests"].as_u64().unwrap(),
+        dir,
+        capture,
+        recorded,
+        answers,
+        trace,
+    }
+}
 
-    // 2. The capture: every request one `rx` frame (as decoded: no CRC), every reply one `tx`
+/// `serialtwin replay` of the capture gets the same answers for the same story, silences
+/// included; `serialtwin learn` makes a register map that loads and answers every distinct
+/// read with the words it got last, the exception and the silence included. The map.
+fn replay_and_learn(r: &Recorded, framing: &str) -> String {
+    let dir = &r.dir;
+    let replay_link = dir.join("ttyUSB-replay");
+    let replay = Background::start(
+        dir,
+        "replay",
+        &[
+            "replay",
+            r.capture.to_str().unwrap(),
+            "--link",
+            replay_link.to_str().unwrap(),
+        ],
+    );
+    let replayed = story("replay", &replay_link, &r.recorded, framing);
+    let log = replay.stop();
+    assert_eq!(
+        replayed["failures"],
+        serde_json::json!([]),
+        "replay:\n{log}"
+    );
+    assert_eq!(replayed["checked"].as_u64(), Some(r.answers.len() as u64));
+
+    let learned = dir.join("learned.toml");
+    let learned_link = dir.join("ttyUSB-learned");
+    let out = run_to_end(
+        dir,
+        &[
+            "learn",
+            r.capture.to_str().unwrap(),
+            "-o",
+            learned.to_str().unwrap(),
+            "--link",
+            learned_link.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map = std::fs::read_to_string(&learned).unwrap();
+    for line in [
+        "model = \"modbus\"".to_owned(),
+        format!("framing = \"{framing}\""),
+        "baud = 19200".to_owned(),
+        "gaps = \"exception\"".to_owned(),
+        "vendor = \"ACME Meters\"".to_owned(),
+        "# unit 1 read holding 0x0064 ×1: exception 02 (illegal data address) (seen 1 time(s))"
+            .to_owned(),
+        "# Never answered, and left off the map (silent): unit(s) 9.".to_owned(),
+        "value = 777  # changed: 0x0001, 0x0309 (the last kept); written by the client".to_owned(),
+        "# changed: ".to_owned(),
+    ] {
+        assert!(map.contains(&line), "{line} not in the learned map:\n{map}");
+    }
+    let served = start(
+        dir,
+        &[
+            learned.to_str().unwrap(),
+            "--control",
+            dir.join("run/learned.sock").to_str().unwrap(),
+        ],
+    );
+    let checked = story("learned", &learned_link, &r.recorded, framing);
+    assert_eq!(
+        checked["failures"],
+        serde_json::json!([]),
+        "learned map:\n{map}\n{}",
+        served.stderr()
+    );
+    // Every distinct read (8), diagnostics and identification.
+    assert_eq!(checked["checked"].as_u64(), Some(10), "{checked}");
+    let (status, _) = served.stop_with(Signal::SIGTERM);
+    assert!(status.success());
+    map
+}
+
+#[test]
+fn a_modbus_rtu_line_is_tapped_replayed_and_learned_into_a_register_map() {
+    let r = record("modbus-rtu");
+
+    // The capture: every request one `rx` frame (as decoded: no CRC), every reply one `tx`
     // frame (its CRC verifies) right after the request it answers, and the only report the
     // request the silent unit never answered.
-    let records = records(&capture);
+    let records = records(&r.capture);
     let frames: Vec<(String, Vec<u8>)> = records
         .iter()
         .filter(|r| r["type"] == "frame")
@@ -249,9 +359,9 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
         .filter(|f| f.0 == "tx")
         .map(|f| &f.1)
         .collect();
-    assert_eq!(rx.len() as u64, requests, "{frames:?}");
+    assert_eq!(rx.len() as u64, r.requests, "{frames:?}");
     // Neither the silent unit's request nor the broadcast has a reply.
-    assert_eq!(tx.len() as u64, requests - 2, "{frames:?}");
+    assert_eq!(tx.len() as u64, r.requests - 2, "{frames:?}");
     // Nothing lost, nothing added: the requests with their CRC put back are the bytes the
     // client wrote, and the replies are the bytes the device sent.
     let chunks = |dir: &str| -> Vec<u8> {
@@ -295,7 +405,8 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
     assert_eq!(
         errors,
         ["frame error: tx: malformed frame: no reply to unit 9 read holding 0x0000 ×1"],
-        "{trace}"
+        "{}",
+        r.trace
     );
     // The trace says what each frame is, next to its bytes.
     for words in [
@@ -304,79 +415,34 @@ fn a_modbus_line_is_tapped_replayed_and_learned_into_a_register_map() {
         "(broadcast write register 0x0008 = 0x0037)",
         "no reply to unit 9 read holding 0x0000 ×1",
     ] {
-        assert!(trace.contains(words), "{words} not in the trace:\n{trace}");
+        assert!(
+            r.trace.contains(words),
+            "{words} not in the trace:\n{}",
+            r.trace
+        );
     }
 
-    // 3. Replay: the same story gets the same answers, silences included.
-    let replay_link = dir.join("ttyUSB-replay");
-    let replay = Background::start(
-        &dir,
-        "replay",
-        &[
-            "replay",
-            capture.to_str().unwrap(),
-            "--link",
-            replay_link.to_str().unwrap(),
-        ],
-    );
-    let replayed = story("replay", &replay_link, &recorded);
-    let log = replay.stop();
-    assert_eq!(
-        replayed["failures"],
-        serde_json::json!([]),
-        "replay:\n{log}"
-    );
-    assert_eq!(replayed["checked"].as_u64(), Some(answers.len() as u64));
+    replay_and_learn(&r, "modbus-rtu");
+}
 
-    // 4. Learn: a register map, which loads and answers every distinct read with the words
-    // it got last, the exception and the silence included.
-    let learned = dir.join("learned.toml");
-    let learned_link = dir.join("ttyUSB-learned");
-    let out = run_to_end(
-        &dir,
-        &[
-            "learn",
-            capture.to_str().unwrap(),
-            "-o",
-            learned.to_str().unwrap(),
-            "--link",
-            learned_link.to_str().unwrap(),
-        ],
-    );
+#[test]
+fn a_modbus_ascii_line_is_tapped_replayed_and_learned_into_a_register_map() {
+    let r = record("modbus-ascii");
+    // Every request one `rx` frame, every reply one `tx` line; nothing else to report.
+    let records = records(&r.capture);
+    let count = |dir: &str| {
+        records
+            .iter()
+            .filter(|x| x["type"] == "frame" && x["dir"] == dir)
+            .count() as u64
+    };
+    assert_eq!(count("rx"), r.requests);
+    assert_eq!(count("tx"), r.requests - 2);
+    assert!(records.iter().all(|x| x["type"] != "error"), "{}", r.trace);
     assert!(
-        out.status.success(),
+        r.trace.contains("(unit 1 read holding 0x0000 ×10)"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        r.trace
     );
-    let map = std::fs::read_to_string(&learned).unwrap();
-    for line in [
-        "model = \"modbus\"",
-        "baud = 19200",
-        "gaps = \"exception\"",
-        "vendor = \"ACME Meters\"",
-        "# unit 1 read holding 0x0064 ×1: exception 02 (illegal data address) (seen 1 time(s))",
-        "unit(s) 9.",
-        "# changed: ",
-    ] {
-        assert!(map.contains(line), "{line} not in the learned map:\n{map}");
-    }
-    let served = start(
-        &dir,
-        &[
-            learned.to_str().unwrap(),
-            "--control",
-            dir.join("run/learned.sock").to_str().unwrap(),
-        ],
-    );
-    let checked = story("learned", &learned_link, &recorded);
-    assert_eq!(
-        checked["failures"],
-        serde_json::json!([]),
-        "learned map:\n{map}\n{}",
-        served.stderr()
-    );
-    // Every distinct read (8), diagnostics and identification.
-    assert_eq!(checked["checked"].as_u64(), Some(10), "{checked}");
-    let (status, _) = served.stop_with(Signal::SIGTERM);
-    assert!(status.success());
+    replay_and_learn(&r, "modbus-ascii");
 }

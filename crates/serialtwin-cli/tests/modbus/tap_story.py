@@ -3,9 +3,11 @@
 # an exception, a silent unit, diagnostics, device identification, a broadcast, and reads that
 # see the writes and a moving counter.
 #
-#   record PORT OUT       run the story, write each request's answer to OUT (JSON)
-#   replay PORT RECORDED  run the same story: every answer must be the recorded one
-#   learned PORT RECORDED read each distinct read once: the answer it got last when recorded
+#   record PORT OUT FRAMING       run the story, write each request's answer to OUT (JSON)
+#   replay PORT RECORDED FRAMING  run the same story: every answer must be the recorded one
+#   learned PORT RECORDED FRAMING read each distinct read once: its last recorded answer
+#
+# FRAMING is modbus-rtu or modbus-ascii.
 #
 # Answers are what pymodbus decoded (registers, bits, exception codes, silence), never bytes
 # computed by serialtwin.
@@ -19,6 +21,7 @@ from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
 MODE, PORT = sys.argv[1], sys.argv[2]
+FRAMER = {"modbus-rtu": FramerType.RTU, "modbus-ascii": FramerType.ASCII}[sys.argv[4]]
 
 STORY = [
     ["read", 1, 3, 0, 10],
@@ -44,7 +47,7 @@ STORY = [
 
 c = ModbusSerialClient(
     PORT,
-    framer=FramerType.RTU,
+    framer=FRAMER,
     baudrate=19200,
     parity="N",
     stopbits=1,
