@@ -281,6 +281,29 @@ pub(crate) fn tap(args: &TapArgs) -> anyhow::Result<()> {
         .block_on(run(args, framing))
 }
 
+/// The capture file, its header saying what is tapped and how; its frames say what they mean
+/// where the protocol can (Modbus: unit, function, address...).
+fn open_capture(
+    args: &TapArgs,
+    framing: Option<&Framing>,
+    settings: LineSettings,
+) -> anyhow::Result<CaptureWriter> {
+    let mut header = Header::now();
+    header.framing = framing.map(|f| f.name().to_owned());
+    header.upstream = Some(args.upstream.clone());
+    header.link = Some(args.link.display().to_string());
+    header.settings = Some(settings.into());
+    header.tool = Some(format!("serialtwin {} tap", env!("CARGO_PKG_VERSION")));
+    let capture = CaptureWriter::create_with(&args.capture, &header, files::existing(args.force))
+        .map_err(files::with_hint)?;
+    Ok(
+        match framing.and_then(|f| serialtwin_devices::registry::describer(f.name())) {
+            Some(describe) => capture.describing(describe),
+            None => capture,
+        },
+    )
+}
+
 async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     let settings = args.settings();
@@ -302,14 +325,7 @@ async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
     slot.point_to(port.path())?;
     let pty = port.path().to_owned();
 
-    let mut header = Header::now();
-    header.framing = framing.as_ref().map(|f| f.name().to_owned());
-    header.upstream = Some(args.upstream.clone());
-    header.link = Some(args.link.display().to_string());
-    header.settings = Some(settings.into());
-    header.tool = Some(format!("serialtwin {} tap", env!("CARGO_PKG_VERSION")));
-    let capture = CaptureWriter::create_with(&args.capture, &header, files::existing(args.force))
-        .map_err(files::with_hint)?;
+    let capture = open_capture(args, framing.as_ref(), settings)?;
 
     let trace = args.trace.map(Trace::start);
     let mut tap = Tap::new("tap")

@@ -159,7 +159,7 @@ fn records(path: &Path) -> Vec<Value> {
 }
 
 /// What recording the story through the tap left.
-struct Recorded {
+struct Tapped {
     dir: common::scratch::Scratch,
     capture: PathBuf,
     /// The answers pymodbus decoded, as `tap_story.py record` wrote them.
@@ -174,7 +174,7 @@ struct Recorded {
 /// Serve `modbus/tap_bus.toml` in `framing`, put `serialtwin tap --framing <framing>` in
 /// front of it, and run the story through the tap. What pymodbus decoded through the tap must
 /// be what the bus serves (checked by hand, from the config).
-fn record(framing: &str) -> Recorded {
+fn record(framing: &str) -> Tapped {
     let dir = work_dir(&format!("modbus-tap-{framing}"));
     let config = write_config(
         &dir,
@@ -241,7 +241,7 @@ fn record(framing: &str) -> Recorded {
         answer(16),
         "the counter moved between the two reads"
     );
-    Recorded {
+    Tapped {
         requests: summary["requests"].as_u64().unwrap(),
         dir,
         capture,
@@ -254,7 +254,7 @@ fn record(framing: &str) -> Recorded {
 /// `serialtwin replay` of the capture gets the same answers for the same story, silences
 /// included; `serialtwin learn` makes a register map that loads and answers every distinct
 /// read with the words it got last, the exception and the silence included. The map.
-fn replay_and_learn(r: &Recorded, framing: &str) -> String {
+fn replay_and_learn(r: &Tapped, framing: &str) -> String {
     let dir = &r.dir;
     let replay_link = dir.join("ttyUSB-replay");
     let replay = Background::start(
