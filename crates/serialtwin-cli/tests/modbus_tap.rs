@@ -169,6 +169,9 @@ struct Tapped {
     requests: u64,
     /// The tap's trace (stderr).
     trace: String,
+    /// Whether the capture holds the line's settings (a tap's header does; a served port that
+    /// already had the client's settings records no change).
+    settings: bool,
 }
 
 /// Serve `modbus/tap_bus.toml` in `framing`, put `serialtwin tap --framing <framing>` in
@@ -248,6 +251,7 @@ fn record(framing: &str) -> Tapped {
         recorded,
         answers,
         trace,
+        settings: true,
     }
 }
 
@@ -298,7 +302,6 @@ fn replay_and_learn(r: &Tapped, framing: &str) -> String {
     for line in [
         "model = \"modbus\"".to_owned(),
         format!("framing = \"{framing}\""),
-        "baud = 19200".to_owned(),
         "gaps = \"exception\"".to_owned(),
         "vendor = \"ACME Meters\"".to_owned(),
         "# unit 1 read holding 0x0064 ×1: exception 02 (illegal data address) (seen 1 time(s))"
@@ -309,6 +312,11 @@ fn replay_and_learn(r: &Tapped, framing: &str) -> String {
     ] {
         assert!(map.contains(&line), "{line} not in the learned map:\n{map}");
     }
+    assert_eq!(
+        map.contains("\n[device.line]\nbaud = 19200  # as recorded\n"),
+        r.settings,
+        "{map}"
+    );
     let served = start(
         dir,
         &[
@@ -445,4 +453,61 @@ fn a_modbus_ascii_line_is_tapped_replayed_and_learned_into_a_register_map() {
         r.trace
     );
     replay_and_learn(&r, "modbus-ascii");
+}
+
+/// `serialtwin run --capture` records what a served bus answers the same way: its frames say
+/// what they mean, and the capture replays and learns as a tap's does.
+#[test]
+fn a_bus_recorded_by_run_is_described_replayed_and_learned() {
+    let dir = work_dir("modbus-run-capture");
+    let config = write_config(
+        &dir,
+        "upstream.toml",
+        &include_str!("modbus/tap_bus.toml").replace("@DIR@", dir.to_str().unwrap()),
+    );
+    let capture = dir.join("line.jsonl");
+    let served = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            dir.join("run/control.sock").to_str().unwrap(),
+            "--capture",
+            capture.to_str().unwrap(),
+        ],
+    );
+    let recorded = dir.join("recorded.json");
+    let summary = story(
+        "record",
+        &dir.join("ttyUSB-upstream"),
+        &recorded,
+        "modbus-rtu",
+    );
+    let (status, _) = served.stop_with(Signal::SIGTERM);
+    assert!(status.success());
+    let records = records(&capture);
+    let what: Vec<&str> = records
+        .iter()
+        .filter(|r| r["type"] == "frame")
+        .map(|r| r["what"].as_str().unwrap_or("(nothing)"))
+        .collect();
+    assert_eq!(
+        what[..2],
+        [
+            "unit 1 read holding 0x0000 ×10",
+            "unit 1 holding ×10: 0x04D2 0xFFFB 0x4366 0x8000 …"
+        ]
+    );
+    let answers: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap()).unwrap();
+    let tapped = Tapped {
+        requests: summary["requests"].as_u64().unwrap(),
+        dir,
+        capture,
+        recorded,
+        answers,
+        trace: String::new(),
+        settings: false,
+    };
+    replay_and_learn(&tapped, "modbus-rtu");
 }
