@@ -384,18 +384,20 @@ impl Cutter {
     /// ([`Framing::build_pair`]): a protocol whose replies are cut by the request they answer
     /// (Modbus RTU) shares what the request side cut with the reply side.
     ///
-    /// Bytes a framer reports dropping (noise, a reply whose CRC fails) stay out of the next
-    /// frame's wire bytes, so that a recorded reply is the reply alone, as replay and learn
-    /// need it; the capture's chunks still hold every byte. ([`Cutter::new`] counts them into
-    /// the next frame, so that frames concatenate back to the stream.)
+    /// With such a pair, bytes a framer reports dropping (noise, a reply whose CRC fails) stay
+    /// out of the next frame's wire bytes, so that a recorded reply is the reply alone, as
+    /// replay and learn need it; the capture's chunks still hold every byte. Otherwise (two
+    /// independent framers, as [`Cutter::new`] makes them) they are counted into the next
+    /// frame, so that frames concatenate back to the stream.
     #[must_use]
     pub fn pair(framing: &Framing) -> (Self, Self) {
         let (requests, replies) = framing.build_pair();
-        let reported_apart = |framer| Self {
-            carry_reported: false,
+        let carry_reported = !framing.has_pair();
+        let cutter = |framer| Self {
+            carry_reported,
             ..Self::with(framer)
         };
-        (reported_apart(requests), reported_apart(replies))
+        (cutter(requests), cutter(replies))
     }
 
     fn with(framer: BoxFramer) -> Self {
@@ -408,8 +410,9 @@ impl Cutter {
     }
 
     /// How long the line must stay quiet, with bytes buffered, before
-    /// [`on_silence`](Self::on_silence) (the framer's [`Framer::silence_gap`](serialtwin_core::Framer::silence_gap)); `None`: silence
-    /// means nothing now.
+    /// [`on_silence`](Self::on_silence): the framer's
+    /// [`Framer::silence_gap`](serialtwin_core::Framer::silence_gap). `None`: silence means
+    /// nothing now.
     #[must_use]
     pub fn silence_gap(&self, settings: &LineSettings) -> Option<Duration> {
         if self.buf.is_empty() {

@@ -246,6 +246,13 @@ impl Framing {
         self
     }
 
+    /// Whether this framing cuts a recorded line's replies by the requests they answer (it
+    /// was given a [pair](Self::with_pair)).
+    #[must_use]
+    pub fn has_pair(&self) -> bool {
+        self.pair.is_some()
+    }
+
     /// Fresh framers for a recorded line's requests (what the client sends, `rx`) and replies
     /// (what the device sends, `tx`): the pair given to [`with_pair`](Self::with_pair), else
     /// two independent framers.
