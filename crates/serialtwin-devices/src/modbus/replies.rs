@@ -31,6 +31,11 @@
 //!
 //! At most [`MAX_PENDING`] requests wait at once (a client that pipelines, or one polling a
 //! silent unit); past that the oldest is forgotten, and reported with the next reply.
+//!
+//! Unlike the errors of a framer that serves a device, `no reply to ...` and the report of
+//! forgotten requests consume no input: they report requests, not bytes. The caller calls
+//! again, as [`Cutter`](serialtwin_capture::Cutter) does after every error, and each such
+//! report retires what it reports, so the calls are bounded by the requests waiting.
 
 use std::collections::VecDeque;
 use std::fmt;
