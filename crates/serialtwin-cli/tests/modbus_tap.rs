@@ -430,7 +430,13 @@ fn a_modbus_rtu_line_is_tapped_replayed_and_learned_into_a_register_map() {
         );
     }
 
-    replay_and_learn(&r, "modbus-rtu");
+    let map = replay_and_learn(&r, "modbus-rtu");
+
+    // The raw chunks alone, cut again by `learn --framing modbus-rtu` (as for a tap run
+    // without --framing): the same map.
+    let again = learn_from_chunks_alone(&r);
+    let body = |map: &str| map.split_once('\n').unwrap().1.to_owned();
+    assert_eq!(body(&again), body(&map));
 }
 
 #[test]
@@ -510,4 +516,39 @@ fn a_bus_recorded_by_run_is_described_replayed_and_learned() {
         settings: false,
     };
     replay_and_learn(&tapped, "modbus-rtu");
+}
+
+/// `serialtwin learn --framing modbus-rtu` of the capture with its frames and framing
+/// removed: the chunks cut again, as for a tap run without `--framing`. The map it prints.
+fn learn_from_chunks_alone(r: &Tapped) -> String {
+    let chunks_only = r.dir.join("chunks.jsonl");
+    let text = std::fs::read_to_string(&r.capture).unwrap();
+    let mut lines = text.lines();
+    let mut header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    header.as_object_mut().unwrap().remove("framing");
+    let kept: Vec<String> = std::iter::once(header.to_string())
+        .chain(
+            lines
+                .filter(|l| !l.contains("\"type\":\"frame\""))
+                .map(str::to_owned),
+        )
+        .collect();
+    std::fs::write(&chunks_only, kept.join("\n") + "\n").unwrap();
+    let out = run_to_end(
+        &r.dir,
+        &[
+            "learn",
+            "--framing",
+            "modbus-rtu",
+            chunks_only.to_str().unwrap(),
+            "--link",
+            r.dir.join("ttyUSB-learned").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
