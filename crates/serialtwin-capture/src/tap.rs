@@ -181,12 +181,6 @@ impl Tap {
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(TapEnd::Cancelled),
-                () = async {
-                    match due {
-                        Some((at, _)) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => Step::Silence(due.map_or(Direction::Rx, |(_, dir)| dir)),
                 step = poll_fn(|cx| {
                     if let Poll::Ready(event) = client.poll_event(cx) {
                         return Poll::Ready(Step::Event(event));
@@ -199,6 +193,13 @@ impl Tap {
                     }
                 }) => step,
                 n = upstream.read(&mut from_upstream) => Step::Upstream(n),
+                // Last: bytes already there are read before their direction counts as quiet.
+                () = async {
+                    match due {
+                        Some((at, _)) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Step::Silence(due.map_or(Direction::Rx, |(_, dir)| dir)),
             };
             let at = Instant::now();
             match step {

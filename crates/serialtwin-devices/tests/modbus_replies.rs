@@ -403,3 +403,81 @@ fn random_lines_are_cut_the_same_in_any_chunking_and_every_reply_verifies() {
         }
     }
 }
+
+/// Through a real [`Tap`] (in-memory pipes, paused time): a reply whose length nothing gives
+/// waits for its CRC across a pause shorter than the tap's idle timeout, and one whose CRC
+/// never verifies is given up once its direction has been quiet that long, not before.
+#[tokio::test(start_paused = true)]
+async fn the_tap_waits_on_silence_only_for_replies_of_unknown_length() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use serialtwin_capture::{Tap, TapEnd};
+    use serialtwin_core::{Observation, Plain, Seen};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_util::sync::CancellationToken;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let tap = Tap::new("t")
+        .framing(rtu::framing())
+        .idle(Duration::from_millis(20))
+        .observe(Arc::new(move |o: &Observation| {
+            let line = match &o.seen {
+                Seen::Frame(dir, bytes) => format!("{dir} {}", hex(bytes)),
+                Seen::FrameError(e) => format!("! {e}"),
+                _ => return,
+            };
+            log.lock().unwrap().push(line);
+        }));
+    let (mut client, client_side) = tokio::io::duplex(4096);
+    let (upstream, mut device) = tokio::io::duplex(4096);
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    let running = tokio::spawn(async move { tap.run(Plain(client_side), upstream, &stop).await });
+    let mut scratch = [0u8; 64];
+
+    // A user-defined function: the request is cut where its CRC verifies.
+    let request = adu(&[1, 0x41, 9, 9]);
+    client.write_all(&request).await.unwrap();
+    device
+        .read_exact(&mut scratch[..request.len()])
+        .await
+        .unwrap();
+    // Its reply in two pieces, 10 ms apart: one frame.
+    let reply = adu(&[1, 0x41, 1, 2, 3, 4, 5]);
+    device.write_all(&reply[..4]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    device.write_all(&reply[4..]).await.unwrap();
+    client
+        .read_exact(&mut scratch[..reply.len()])
+        .await
+        .unwrap();
+    // The same request again, and a reply that never verifies: given up after 20 ms quiet.
+    client.write_all(&request).await.unwrap();
+    device
+        .read_exact(&mut scratch[..request.len()])
+        .await
+        .unwrap();
+    device.write_all(&[1, 0x41, 7, 7, 7]).await.unwrap();
+    client.read_exact(&mut scratch[..5]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    let before = seen.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    cancel.cancel();
+    assert_eq!(running.await.unwrap().unwrap(), TapEnd::Cancelled);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "rx 01 41 09 09".to_owned(),
+            format!("tx {}", hex(&reply)),
+            "rx 01 41 09 09".to_owned(),
+            "! tx: malformed frame: 5 byte(s) from the device dropped after silence: no CRC verifies at the first".to_owned(),
+        ]
+    );
+    assert_eq!(
+        before, 3,
+        "given up before the line had been quiet for 20 ms"
+    );
+}
