@@ -279,6 +279,10 @@ struct WireData {
     /// For people; read only when `hex` is missing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
+    /// For people, on a frame: what it means, in the framing's words
+    /// ([`CaptureWriter::describing`]); never read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    what: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
@@ -336,6 +340,7 @@ impl Data {
             },
             hex: Some(hex(&self.bytes)),
             text: Some(escape(&self.bytes)),
+            what: None,
         }
     }
 
@@ -666,6 +671,7 @@ impl Recorder {
             .send(Message::Open(id, file))
             .map_err(|_| io_error(io::Error::other("the capture writer thread is gone")))?;
         Ok(CaptureWriter {
+            describe: None,
             inner: Arc::new(Inner {
                 path,
                 id,
@@ -714,7 +720,14 @@ fn write_files(rx: &mpsc::Receiver<Message>) {
 #[derive(Clone, Debug)]
 pub struct CaptureWriter {
     inner: Arc<Inner>,
+    /// Says what a frame means, for its record's `what` ([`CaptureWriter::describing`]).
+    describe: Option<Describe>,
 }
+
+/// One short line on what a frame means: a request (`rx`) as decoded, a reply (`tx`) as it
+/// went on the wire; `None`: nothing to say. (A model's describer: Modbus says
+/// `unit 1 read holding 0x006B ×3`.)
+pub type Describe = fn(&[u8], Direction) -> Option<String>;
 
 #[derive(Debug)]
 struct Inner {
@@ -788,7 +801,18 @@ impl CaptureWriter {
 
     /// Record `record`.
     pub fn record(&self, record: &Record) {
-        let mut line = record.to_json();
+        self.write_line(record.to_json());
+    }
+
+    /// Give each `frame` record a `what`: what `describe` says the frame means, for people
+    /// reading the capture (replay and learn never read it). Clones made after this share it.
+    #[must_use]
+    pub fn describing(mut self, describe: Describe) -> Self {
+        self.describe = Some(describe);
+        self
+    }
+
+    fn write_line(&self, mut line: String) {
         line.push('\n');
         if let Some(tx) = self
             .inner
@@ -846,11 +870,17 @@ impl Observer for CaptureWriter {
     fn observe(&self, o: &Observation) {
         let t = self.since_start(o.at);
         let record = match &o.seen {
-            Seen::Frame(dir, bytes) => Record::Frame(Data {
-                t,
-                dir: *dir,
-                bytes: bytes.clone(),
-            }),
+            Seen::Frame(dir, bytes) => {
+                let data = Data {
+                    t,
+                    dir: *dir,
+                    bytes: bytes.clone(),
+                };
+                let mut wire = data.to_wire();
+                wire.what = self.describe.and_then(|d| d(bytes, *dir));
+                self.write_line(serde_json::to_string(&Wire::Frame(wire)).unwrap_or_default());
+                return;
+            }
             Seen::Event(event) => Record::Event {
                 t,
                 event: event.clone(),

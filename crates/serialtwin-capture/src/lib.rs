@@ -51,7 +51,7 @@ mod capture;
 mod tap;
 
 pub use crate::capture::{
-    Capture, CaptureError, CaptureWriter, Data, FORMAT, FlowName, Header, MAX_CAPTURE_LEN,
-    ParityName, Record, Recorder, SettingsRecord, VERSION, parse, read,
+    Capture, CaptureError, CaptureWriter, Data, Describe, FORMAT, FlowName, Header,
+    MAX_CAPTURE_LEN, ParityName, Record, Recorder, SettingsRecord, VERSION, parse, read,
 };
 pub use crate::tap::{Cut, Cutter, Tap, TapEnd, TapError, Upstream};

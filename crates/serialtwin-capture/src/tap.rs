@@ -5,6 +5,7 @@ use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -68,6 +69,9 @@ pub struct Tap {
     framing: Option<Framing>,
     observers: Vec<Arc<dyn Observer>>,
     capture: Option<CaptureWriter>,
+    /// How long a direction must stay quiet before its framer gives up a frame whose end it
+    /// cannot tell by length (see [`Tap::idle`]); `None`: the framer's own gap.
+    idle: Option<Duration>,
 }
 
 impl std::fmt::Debug for Tap {
@@ -77,6 +81,7 @@ impl std::fmt::Debug for Tap {
             .field("framing", &self.framing)
             .field("observers", &self.observers.len())
             .field("capture", &self.capture)
+            .field("idle", &self.idle)
             .finish()
     }
 }
@@ -89,7 +94,23 @@ impl Tap {
             framing: None,
             observers: Vec::new(),
             capture: None,
+            idle: None,
         }
+    }
+
+    /// Give up a frame whose end the framer cannot tell by length (a Modbus diagnostics
+    /// request, an unknown function code) after `idle` without a byte in its direction,
+    /// instead of the framer's own gap ([`Framer::silence_gap`](serialtwin_core::Framer::silence_gap)).
+    ///
+    /// A framer serving a pty may wait for a few milliseconds; a tap in front of real hardware
+    /// sees the device's bytes through a USB adapter, which hands them over in pieces up to
+    /// its latency timer apart (16 ms by default on FTDI chips): a shorter wait would cut a
+    /// reply in two. Framers whose frames all say their length never ask for a gap, and this
+    /// changes nothing for them.
+    #[must_use]
+    pub fn idle(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
     }
 
     /// Cut both directions into frames with `framing` (one framer per direction).
@@ -141,14 +162,22 @@ impl Tap {
         C: Transport,
         U: Upstream,
     {
-        let mut rx = self.framing.as_ref().map(Cutter::new);
-        let mut tx = self.framing.as_ref().map(Cutter::new);
+        let (mut rx, mut tx) = match self.framing.as_ref().map(Cutter::pair) {
+            Some((rx, tx)) => (Some(rx), Some(tx)),
+            None => (None, None),
+        };
+        // When each direction last brought bytes, for its framer's silence gap.
+        let mut last = (Instant::now(), Instant::now());
         let mut from_client = vec![0u8; CHUNK];
         let mut from_upstream = vec![0u8; CHUNK];
         if let Some(settings) = client.settings() {
             debug!(tap = %self.name, %settings, "client side starts at");
         }
         let result = loop {
+            let due = self.silence_due(
+                &client.settings().unwrap_or_else(|| LineSettings::new(9600)),
+                [(rx.as_ref(), last.0), (tx.as_ref(), last.1)],
+            );
             let step = tokio::select! {
                 biased;
                 () = cancel.cancelled() => break Ok(TapEnd::Cancelled),
@@ -164,9 +193,24 @@ impl Tap {
                     }
                 }) => step,
                 n = upstream.read(&mut from_upstream) => Step::Upstream(n),
+                // Last: bytes already there are read before their direction counts as quiet.
+                () = async {
+                    match due {
+                        Some((at, _)) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => Step::Silence(due.map_or(Direction::Rx, |(_, dir)| dir)),
             };
             let at = Instant::now();
             match step {
+                Step::Silence(dir) => self.on_silence(
+                    at,
+                    dir,
+                    match dir {
+                        Direction::Rx => rx.as_mut(),
+                        Direction::Tx => tx.as_mut(),
+                    },
+                ),
                 Step::Event(event) => self.on_event(at, event, &mut upstream, rx.as_mut()),
                 Step::Client(Ok(0)) => break Ok(TapEnd::ClientClosed),
                 Step::Client(Ok(n)) => {
@@ -177,6 +221,7 @@ impl Tap {
                     if let Err(e) = upstream.write_all(&bytes).await {
                         break Err(TapError::Upstream(e));
                     }
+                    last.0 = at;
                     if let Some(cutter) = rx.as_mut() {
                         self.cut(at, Direction::Rx, cutter, &bytes);
                     }
@@ -195,6 +240,7 @@ impl Tap {
                     } else if let Err(e) = client.write_all(&bytes).await {
                         break Err(TapError::Client(e));
                     }
+                    last.1 = at;
                     if let Some(cutter) = tx.as_mut() {
                         self.cut(at, Direction::Tx, cutter, &bytes);
                     }
@@ -209,6 +255,31 @@ impl Tap {
             Err(e) => self.note(at, format!("tap stopped: {e}")),
         }
         result
+    }
+
+    /// When the next silence gap ends, and in which direction: the first of the directions
+    /// (requests, replies; each with when it last brought bytes) whose framer waits on one.
+    fn silence_due(
+        &self,
+        settings: &LineSettings,
+        directions: [(Option<&Cutter>, Instant); 2],
+    ) -> Option<(Instant, Direction)> {
+        directions
+            .into_iter()
+            .zip([Direction::Rx, Direction::Tx])
+            .filter_map(|((cutter, since), dir)| {
+                let gap = cutter?.silence_gap(settings)?;
+                Some((since + self.idle.unwrap_or(gap), dir))
+            })
+            .min_by_key(|(at, _)| *at)
+    }
+
+    /// `dir` stayed quiet through its framer's silence gap.
+    fn on_silence(&self, at: Instant, dir: Direction, cutter: Option<&mut Cutter>) {
+        if let Some(cutter) = cutter {
+            let cuts = cutter.on_silence();
+            self.emit_cuts(at, dir, cuts);
+        }
     }
 
     fn note(&self, at: Instant, message: String) {
@@ -248,7 +319,12 @@ impl Tap {
     }
 
     fn cut(&self, at: Instant, dir: Direction, cutter: &mut Cutter, bytes: &[u8]) {
-        for item in cutter.feed(bytes) {
+        let cuts = cutter.feed(bytes);
+        self.emit_cuts(at, dir, cuts);
+    }
+
+    fn emit_cuts(&self, at: Instant, dir: Direction, cuts: Vec<Cut>) {
+        for item in cuts {
             match item {
                 Ok((frame, wire)) => {
                     let shown = match dir {
@@ -264,6 +340,8 @@ impl Tap {
 }
 
 enum Step {
+    /// A direction's framer asked for a silence gap, and it passed.
+    Silence(Direction),
     Event(PortEvent),
     Client(io::Result<usize>),
     Upstream(io::Result<usize>),
@@ -280,6 +358,9 @@ pub struct Cutter {
     /// discarded overlong frame), to be counted into the next frame's wire bytes: kept so that
     /// wire bytes concatenate back to the stream.
     pending: BytesMut,
+    /// Whether bytes a reported error consumed are counted into the next frame's wire bytes
+    /// (see [`Cutter::pair`]).
+    carry_reported: bool,
 }
 
 impl std::fmt::Debug for Cutter {
@@ -297,11 +378,72 @@ impl Cutter {
     /// A cutter with a fresh framer of `framing`.
     #[must_use]
     pub fn new(framing: &Framing) -> Self {
+        Self::with(framing.build())
+    }
+
+    /// The cutters of a recorded line's requests (`rx`) and replies (`tx`), built together
+    /// ([`Framing::build_pair`]): a protocol whose replies are cut by the request they answer
+    /// (Modbus RTU) shares what the request side cut with the reply side.
+    ///
+    /// With such a pair, bytes a framer reports dropping (noise, a reply whose CRC fails) stay
+    /// out of the next frame's wire bytes, so that a recorded reply is the reply alone, as
+    /// replay and learn need it; the capture's chunks still hold every byte. Otherwise (two
+    /// independent framers, as [`Cutter::new`] makes them) they are counted into the next
+    /// frame, so that frames concatenate back to the stream.
+    #[must_use]
+    pub fn pair(framing: &Framing) -> (Self, Self) {
+        let (requests, replies) = framing.build_pair();
+        let carry_reported = !framing.has_pair();
+        let cutter = |framer| Self {
+            carry_reported,
+            ..Self::with(framer)
+        };
+        (cutter(requests), cutter(replies))
+    }
+
+    fn with(framer: BoxFramer) -> Self {
         Self {
-            framer: framing.build(),
+            framer,
             buf: BytesMut::new(),
             pending: BytesMut::new(),
+            carry_reported: true,
         }
+    }
+
+    /// How long the line must stay quiet, with bytes buffered, before
+    /// [`on_silence`](Self::on_silence): the framer's
+    /// [`Framer::silence_gap`](serialtwin_core::Framer::silence_gap). `None`: silence means
+    /// nothing now.
+    #[must_use]
+    pub fn silence_gap(&self, settings: &LineSettings) -> Option<Duration> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        self.framer.silence_gap(settings)
+    }
+
+    /// The line stayed quiet for [`silence_gap`](Self::silence_gap): what the framer makes of
+    /// what it holds, then every frame behind it.
+    pub fn on_silence(&mut self) -> Vec<Cut> {
+        let before = self.buf.clone();
+        let first = self.framer.on_silence(&mut self.buf);
+        let used = before.len() - self.buf.len();
+        self.pending.extend_from_slice(&before[..used]);
+        let mut out = Vec::new();
+        match first {
+            Ok(Some(frame)) => out.push(Ok((frame, self.pending.split().freeze()))),
+            Ok(None) => {}
+            Err(e) => {
+                if !self.carry_reported {
+                    self.pending.clear();
+                }
+                out.push(Err(e));
+            }
+        }
+        if !self.buf.is_empty() {
+            out.extend(self.feed(&[]));
+        }
+        out
     }
 
     /// Add `bytes`; return every frame now complete, in order.
@@ -324,6 +466,9 @@ impl Cutter {
                 Err(e) => {
                     let used = before.len() - self.buf.len();
                     self.pending.extend_from_slice(&before[..used]);
+                    if !self.carry_reported {
+                        self.pending.clear();
+                    }
                     out.push(Err(e));
                     if self.buf.is_empty() {
                         break;

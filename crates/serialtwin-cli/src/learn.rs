@@ -8,7 +8,7 @@ use clap::Args;
 use serialtwin_core::{PortNameError, check_port_name, output};
 use serialtwin_devices::learn::{LearnOptions, learn as learn_toml};
 use serialtwin_devices::replay::Fallback;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::replay::{DEFAULT_LINK, conversation};
 use crate::{config, files};
@@ -71,6 +71,15 @@ regular file there, never a symlink, a FIFO or a device.";
 /// A capture that cannot be read or has no requests, or an output that cannot be written.
 pub(crate) fn learn(args: &LearnArgs) -> anyhow::Result<()> {
     let (conversation, framing) = conversation(&args.capture, args.framing.as_deref())?;
+    if serialtwin_devices::registry::learner(framing.name()).is_some()
+        && (args.timing || args.cycle || args.default.is_some())
+    {
+        warn!(
+            framing = framing.name(),
+            "--timing, --cycle and --default shape a script; this framing learns its own way \
+             (Modbus: a register map): ignored"
+        );
+    }
     let options = LearnOptions {
         name: args.name.clone(),
         link: Some(args.link.clone()),

@@ -271,7 +271,13 @@ impl Captures {
                 ..Header::now()
             };
             match recorder.create(&path, &header, files::existing(force)) {
-                Ok(writer) => made.writers.push(writer),
+                // Frames say what they mean where the protocol can (Modbus), as a tap's do.
+                Ok(writer) => made.writers.push(
+                    match serialtwin_devices::registry::describer(port.framing.name()) {
+                        Some(describe) => writer.describing(describe),
+                        None => writer,
+                    },
+                ),
                 Err(e) => {
                     made.discard();
                     return Err(files::with_hint(e))

@@ -40,10 +40,17 @@ pub(crate) struct TapArgs {
     /// or a device).
     #[arg(long)]
     pub(crate) force: bool,
-    /// Cut the traffic into frames with this framing (`pi30`, `crlf`, `cr`, `lf`...) for the
-    /// trace and the capture's `frame` records. Without it only raw chunks are recorded.
+    /// Cut the traffic into frames with this framing (`pi30`, `crlf`, `cr`, `lf`,
+    /// `modbus-rtu`, `modbus-ascii`...) for the trace and the capture's `frame` records.
+    /// Without it only raw chunks are recorded. `modbus-rtu` cuts each reply by the request it
+    /// answers.
     #[arg(long)]
     pub(crate) framing: Option<String>,
+    /// Milliseconds without a byte after which a frame whose length the framing cannot tell
+    /// (a Modbus diagnostics request, an unknown function code) is given up. Only such frames
+    /// wait on silence; at least a USB adapter's latency (16 ms on FTDI chips by default).
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub(crate) idle: u64,
     /// The upstream's baud rate until the client sets its own (the client's then wins).
     #[arg(long, default_value_t = 2400)]
     pub(crate) baud: u32,
@@ -93,6 +100,9 @@ pub(crate) const TAP_EXAMPLES: &str = "\
 Examples:
   serialtwin tap --upstream /dev/ttyUSB0 --link /tmp/serialtwin/ttyUSB0 --capture inverter.jsonl --framing pi30 --trace
       Point the vendor software (or mppsolar --porttype serial) at /tmp/serialtwin/ttyUSB0
+  serialtwin tap --upstream /dev/ttyUSB0 --baud 9600 --link /tmp/serialtwin/ttyUSB0 --capture meter.jsonl --framing modbus-rtu --trace
+      A Modbus RTU line: each request and each reply one frame, described in the trace;
+      then `serialtwin learn meter.jsonl -o meter.toml` makes a register map of it
   serialtwin tap --upstream 192.168.1.50:8899 --link /tmp/serialtwin/ttyUSB1 --capture meter.jsonl --framing crlf
       The device behind a TCP serial server
   jq -r 'select(.type==\"frame\") | \"\\(.t) \\(.dir) \\(.text)\"' inverter.jsonl
@@ -271,6 +281,29 @@ pub(crate) fn tap(args: &TapArgs) -> anyhow::Result<()> {
         .block_on(run(args, framing))
 }
 
+/// The capture file, its header saying what is tapped and how; its frames say what they mean
+/// where the protocol can (Modbus: unit, function, address...).
+fn open_capture(
+    args: &TapArgs,
+    framing: Option<&Framing>,
+    settings: LineSettings,
+) -> anyhow::Result<CaptureWriter> {
+    let mut header = Header::now();
+    header.framing = framing.map(|f| f.name().to_owned());
+    header.upstream = Some(args.upstream.clone());
+    header.link = Some(args.link.display().to_string());
+    header.settings = Some(settings.into());
+    header.tool = Some(format!("serialtwin {} tap", env!("CARGO_PKG_VERSION")));
+    let capture = CaptureWriter::create_with(&args.capture, &header, files::existing(args.force))
+        .map_err(files::with_hint)?;
+    Ok(
+        match framing.and_then(|f| serialtwin_devices::registry::describer(f.name())) {
+            Some(describe) => capture.describing(describe),
+            None => capture,
+        },
+    )
+}
+
 async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     let settings = args.settings();
@@ -292,17 +325,12 @@ async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
     slot.point_to(port.path())?;
     let pty = port.path().to_owned();
 
-    let mut header = Header::now();
-    header.framing = framing.as_ref().map(|f| f.name().to_owned());
-    header.upstream = Some(args.upstream.clone());
-    header.link = Some(args.link.display().to_string());
-    header.settings = Some(settings.into());
-    header.tool = Some(format!("serialtwin {} tap", env!("CARGO_PKG_VERSION")));
-    let capture = CaptureWriter::create_with(&args.capture, &header, files::existing(args.force))
-        .map_err(files::with_hint)?;
+    let capture = open_capture(args, framing.as_ref(), settings)?;
 
     let trace = args.trace.map(Trace::start);
-    let mut tap = Tap::new("tap").capture(capture.clone());
+    let mut tap = Tap::new("tap")
+        .capture(capture.clone())
+        .idle(std::time::Duration::from_millis(args.idle));
     if let Some((t, _)) = &trace {
         tap = tap.observe(Arc::new(t.checking(framing.as_ref())));
     }

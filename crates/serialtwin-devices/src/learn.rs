@@ -34,7 +34,12 @@
 //!   which the framer sends with its CRC and `\r`); nothing for a framing whose protocol says
 //!   nothing (the line framings). [`LearnOptions::default`] chooses another answer.
 //!
+//! A framing whose protocol learns its own way ([`NamedFraming::learn`]) gets that instead:
+//! Modbus (`modbus-rtu`, `modbus-ascii`) learns a `model = "modbus"` register map
+//! ([`modbus::learn`](crate::modbus::learn)).
+//!
 //! [`NamedFraming::unknown_command`]: crate::registry::NamedFraming::unknown_command
+//! [`NamedFraming::learn`]: crate::registry::NamedFraming::learn
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -134,6 +139,10 @@ fn millis(d: Duration) -> u64 {
 /// `framing`.
 #[must_use]
 pub fn learn(conversation: &Conversation, framing: &Framing, options: &LearnOptions) -> String {
+    // A protocol that learns its own way (Modbus: a register map).
+    if let Some(learn) = crate::registry::learner(framing.name()) {
+        return learn(conversation, framing, options);
+    }
     let groups: Vec<Vec<Item>> = conversation
         .exchanges
         .iter()

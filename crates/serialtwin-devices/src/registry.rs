@@ -118,7 +118,15 @@ pub struct NamedFraming {
     /// `--trace` (`unit 1 read holding 0x006B ×3` for Modbus). `None`: the bytes speak for
     /// themselves (PI30's text commands).
     pub describe: Option<Describe>,
+    /// How `serialtwin learn` turns a conversation of this protocol into a config: `None`,
+    /// a scripted device answering each recorded request as recorded ([`crate::learn`]);
+    /// Modbus learns a register map instead, which answers any read of what was seen.
+    pub learn: Option<Learn>,
 }
+
+/// Writes the fleet config (TOML) of a device answering like a recorded conversation
+/// ([`NamedFraming::learn`]).
+pub type Learn = fn(&crate::replay::Conversation, &Framing, &crate::learn::LearnOptions) -> String;
 
 /// Describes one frame in one short line ([`NamedFraming::describe`]), from the frame as an
 /// observer sees it ([`Seen::Frame`](serialtwin_core::Seen::Frame)): a request
@@ -432,6 +440,17 @@ pub fn describer(name: &str) -> Option<Describe> {
         .flat_map(|m| m.framings)
         .find(|f| f.name == name)
         .and_then(|f| f.describe)
+}
+
+/// How a conversation framed by the framing called `name` is learned
+/// ([`NamedFraming::learn`]); `None`: as a scripted device.
+#[must_use]
+pub fn learner(name: &str) -> Option<Learn> {
+    crate::MODELS
+        .iter()
+        .flat_map(|m| m.framings)
+        .find(|f| f.name == name)
+        .and_then(|f| f.learn)
 }
 
 /// Every framing name [`framing`] knows, the core's first.

@@ -31,6 +31,7 @@ pub const NAMED_FRAMING: NamedFraming = NamedFraming {
     // The answer to an unknown function (exception 01) carries the request's address and
     // code: no fixed frame says it.
     unknown_command: None,
+    learn: Some(super::learn::learn),
     describe: Some(super::describe::ascii),
 };
 

@@ -67,7 +67,7 @@ pub fn ascii(frame: &[u8], direction: Direction) -> Option<String> {
 
 /// The binary bytes of an ASCII frame on the wire: `:`, pairs of hex digits, then CR LF (or
 /// whatever line end: FC 8 sub 3 can change it). `None` if it is not that.
-fn unhex(wire: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn unhex(wire: &[u8]) -> Option<Vec<u8>> {
     let hex = wire.strip_prefix(b":")?;
     let end = hex
         .iter()

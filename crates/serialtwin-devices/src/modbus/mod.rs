@@ -11,7 +11,9 @@
 //! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
 //! - [`bound`]: register values read from a device's simulated plant (the real devices'
 //!   models bind their maps to one);
-//! - [`describe`]: one line on each frame, for `--trace`.
+//! - [`describe`]: one line on each frame, for `--trace`;
+//! - [`replies`]: a recorded line's replies, cut by the request they answer (`serialtwin tap`);
+//! - [`learn`](mod@learn): a recorded line learned into a register map (`serialtwin learn`).
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
@@ -21,7 +23,9 @@ pub mod bound;
 pub mod data;
 pub mod describe;
 pub mod functions;
+pub mod learn;
 mod model;
+pub mod replies;
 pub mod rtu;
 pub mod slave;
 pub mod unit;

@@ -65,6 +65,7 @@ pub const NAMED_FRAMING: NamedFraming = NamedFraming {
     // The answer to an unknown function (exception 01) carries the request's address and
     // code: no fixed frame says it.
     unknown_command: None,
+    learn: Some(super::learn::learn),
     describe: Some(super::describe::rtu),
 };
 
@@ -107,10 +108,11 @@ pub fn idle_timeout(baud: u32) -> Duration {
     t35(baud).max(MIN_IDLE)
 }
 
-/// A fresh `modbus-rtu` framing.
+/// A fresh `modbus-rtu` framing. A tap, or a capture cut again, cuts replies by the request
+/// they answer ([`replies::pair`](super::replies::pair)).
 #[must_use]
 pub fn framing() -> Framing {
-    Framing::new(NAME, RtuFramer::new)
+    Framing::new(NAME, RtuFramer::new).with_pair(super::replies::pair)
 }
 
 /// The CRC scan of a request at the buffer's start: how many of its bytes the CRC has run

@@ -20,6 +20,7 @@ pub static MODEL: Model = Model {
             make: mppsolar_crc,
             unknown_command: Some(super::NAK),
             describe: None,
+            learn: None,
         },
         NamedFraming {
             name: "pi30-mppsolar",
@@ -27,6 +28,7 @@ pub static MODEL: Model = Model {
             make: mppsolar_crc,
             unknown_command: Some(super::NAK),
             describe: None,
+            learn: None,
         },
         NamedFraming {
             name: "pi30-reference",
@@ -35,6 +37,7 @@ pub static MODEL: Model = Model {
             make: reference_crc,
             unknown_command: Some(super::NAK),
             describe: None,
+            learn: None,
         },
     ],
     groups: true,

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use serialtwin_capture::{Capture, Cutter, Data};
-use serialtwin_core::{Direction, Framing};
+use serialtwin_capture::{Capture, Cutter, Data, Record};
+use serialtwin_core::{Direction, Framing, LineEvent, LineSettings};
 
 /// One request and what the device answered before the next request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,10 @@ pub struct Conversation {
     pub framing: String,
     /// Where the frames came from.
     pub source: FrameSource,
+    /// The line's settings as last recorded (the client's last change, else the capture's
+    /// header); `None` when the capture does not say. A device learned from it must run at
+    /// the same baud rate, or its client reads garbage.
+    pub settings: Option<LineSettings>,
 }
 
 /// Why a capture cannot become a conversation.
@@ -60,7 +64,7 @@ impl Conversation {
     ///
     /// The capture's `frame` records are used when they were cut with the same framing (by
     /// name); otherwise its `chunk` records are cut again with `framing`, one framer per
-    /// direction, exactly as the tap does.
+    /// direction built as a pair ([`Cutter::pair`]), exactly as the tap does.
     ///
     /// # Errors
     /// [`ConversationError::NoChunks`] when neither works.
@@ -82,7 +86,20 @@ impl Conversation {
         } else {
             (reframe(capture, framing), FrameSource::Reframed)
         };
-        Ok(Self::from_frames(frames, framing.name(), source))
+        let mut conversation = Self::from_frames(frames, framing.name(), source);
+        conversation.settings = capture
+            .records
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                Record::Event {
+                    event: LineEvent::Settings(s),
+                    ..
+                } => Some(*s),
+                _ => None,
+            })
+            .or_else(|| capture.header.settings.map(LineSettings::from));
+        Ok(conversation)
     }
 
     /// Exchanges from frames in order: each `rx` frame starts one, the `tx` frames after it are
@@ -115,6 +132,7 @@ impl Conversation {
             leading,
             framing: framing.to_owned(),
             source,
+            settings: None,
         }
     }
 
@@ -136,8 +154,8 @@ impl Conversation {
 /// Cut the capture's chunks into frames with `framing`: requests as decoded, replies as the
 /// wire bytes their framer consumed, each stamped with the chunk that completed it.
 fn reframe(capture: &Capture, framing: &Framing) -> Vec<Data> {
-    let mut rx = Cutter::new(framing);
-    let mut tx = Cutter::new(framing);
+    // Built together: a Modbus RTU reply is cut by the request it answers.
+    let (mut rx, mut tx) = Cutter::pair(framing);
     let mut frames = Vec::new();
     for chunk in capture.chunks() {
         let cutter = match chunk.dir {

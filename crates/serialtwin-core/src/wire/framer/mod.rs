@@ -192,11 +192,16 @@ pub type BoxFramer = Box<dyn Framer>;
 
 type MakeFramer = dyn Fn() -> BoxFramer + Send + Sync;
 
+type MakePair = dyn Fn() -> (BoxFramer, BoxFramer) + Send + Sync;
+
 /// A named recipe for a framer: cheap to clone, builds a fresh framer per port and direction.
 #[derive(Clone)]
 pub struct Framing {
     name: Arc<str>,
     make: Arc<MakeFramer>,
+    /// How to cut both directions of a recorded line together, when a reply's length depends
+    /// on the request it answers (Modbus RTU): see [`Framing::with_pair`].
+    pair: Option<Arc<MakePair>>,
 }
 
 impl Framing {
@@ -212,6 +217,50 @@ impl Framing {
         Self {
             name: name.into(),
             make: Arc::new(move || Box::new(make()) as BoxFramer),
+            pair: None,
+        }
+    }
+
+    /// This framing, with `pair` making the framers that cut a recorded line's two
+    /// directions (requests, replies) for a tap or a capture read again.
+    ///
+    /// A protocol whose replies say their own length (a line, a PI30 frame) needs none: one
+    /// framer per direction, each on its own. A Modbus RTU reply does not: its length depends
+    /// on the request it answers (a write's echo is 8 bytes, a read's is counted, a
+    /// diagnostics echo is as long as the request), so the reply side must know what the
+    /// request side cut, and the two are built together, sharing it.
+    #[must_use]
+    pub fn with_pair<Q, R, M>(mut self, pair: M) -> Self
+    where
+        Q: Framer,
+        R: Framer,
+        M: Fn() -> (Q, R) + Send + Sync + 'static,
+    {
+        self.pair = Some(Arc::new(move || {
+            let (requests, replies) = pair();
+            (
+                Box::new(requests) as BoxFramer,
+                Box::new(replies) as BoxFramer,
+            )
+        }));
+        self
+    }
+
+    /// Whether this framing cuts a recorded line's replies by the requests they answer (it
+    /// was given a [pair](Self::with_pair)).
+    #[must_use]
+    pub fn has_pair(&self) -> bool {
+        self.pair.is_some()
+    }
+
+    /// Fresh framers for a recorded line's requests (what the client sends, `rx`) and replies
+    /// (what the device sends, `tx`): the pair given to [`with_pair`](Self::with_pair), else
+    /// two independent framers.
+    #[must_use]
+    pub fn build_pair(&self) -> (BoxFramer, BoxFramer) {
+        match &self.pair {
+            Some(pair) => pair(),
+            None => (self.build(), self.build()),
         }
     }
 
