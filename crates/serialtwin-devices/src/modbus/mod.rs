@@ -8,7 +8,8 @@
 //! - [`unit`](mod@unit): one unit's tables answering request PDUs, checks in the standard's
 //!   order;
 //! - [`slave`]: a unit at its address on a line, as a device; several make a bus;
-//! - [`describe`]: one line on each frame, for `--trace`.
+//! - [`describe`]: one line on each frame, for `--trace`;
+//! - [`pymodbus`]: a pymodbus 3.16.1 simulator device file, read into a unit's cells.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
@@ -18,6 +19,7 @@ pub mod data;
 pub mod describe;
 pub mod functions;
 mod model;
+pub mod pymodbus;
 pub mod rtu;
 pub mod slave;
 pub mod unit;

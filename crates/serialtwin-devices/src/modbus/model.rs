@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
-use serialtwin_core::{BoxDevice, Bus, CharFormat, Route};
+use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
-use super::slave::{self, Declared, MAX_ADDRESS, Slave, route, standard_line};
+use super::slave::{
+    self, Declared, EVERY_ADDRESS, MAX_ADDRESS, Slave, route, route_every, standard_line,
+};
 use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Sine, Unit, Walk};
-use super::{ascii, rtu};
+use super::{ascii, pymodbus, rtu};
 use crate::registry::{self, Build, BuildError, Built, Model};
 
 /// The registry's entry for Modbus units.
@@ -80,11 +82,17 @@ fn settable() -> Vec<serialtwin_core::Settable> {
 #[serde(deny_unknown_fields)]
 struct RawBus {
     /// What an undeclared address inside a unit's range answers.
-    #[serde(default)]
-    gaps: RawGaps,
+    gaps: Option<RawGaps>,
     /// The units on the line.
     #[serde(default)]
     unit: Vec<Spanned<RawUnit>>,
+    /// A pymodbus 3.16.1 simulator device file to serve instead of `unit`s (a path relative
+    /// to the config file): its map, its line and its unit id.
+    pymodbus: Option<Spanned<String>>,
+    /// The file's `server_list` entry (pymodbus's `--modbus_server`, default `server`).
+    server: Option<Spanned<String>>,
+    /// The file's `device_list` entry (pymodbus's `--modbus_device`, default `device`).
+    device: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -231,13 +239,22 @@ type ModbusBus = Bus<fn(&[u8]) -> Route, Slave>;
 
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let raw: RawBus = b.table.deserialize()?.unwrap_or_default();
+    if let Some(file) = &raw.pymodbus {
+        return build_from_pymodbus(b, &raw, file);
+    }
+    if let Some(name) = raw.server.as_ref().or(raw.device.as_ref()) {
+        return Err(BuildError::at(
+            name.span(),
+            "`server` and `device` name entries of a `pymodbus` file",
+        ));
+    }
     if raw.unit.is_empty() {
         return Err(b.error(
             &[],
             "a Modbus bus needs at least one `[[device.modbus.unit]]`, with its `id`",
         ));
     }
-    let gaps = match raw.gaps {
+    let gaps = match raw.gaps.unwrap_or_default() {
         RawGaps::Exception => Gaps::Exception,
         RawGaps::Zero => Gaps::Zero,
     };
@@ -271,6 +288,87 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             Ok(Built {
                 device: BoxDevice::new(bus),
                 framing: framing.clone(),
+                line,
+            })
+        })
+        .collect()
+}
+
+/// `pymodbus = "meter.json"`: one unit serving the file's device on the line its server
+/// entry sets.
+fn build_from_pymodbus(
+    b: &Build<'_>,
+    raw: &RawBus,
+    file: &Spanned<String>,
+) -> Result<Vec<Built>, BuildError> {
+    if let Some(unit) = raw.unit.first() {
+        return Err(BuildError::at(
+            unit.span(),
+            "a `pymodbus` file declares the unit: no `[[device.modbus.unit]]` beside it",
+        ));
+    }
+    if raw.gaps.is_some() {
+        return Err(b.error(
+            &["gaps"],
+            "a `pymodbus` file says what undeclared addresses answer (02): no `gaps` beside it",
+        ));
+    }
+    if b.framing.is_some() {
+        return Err(b.device_error(
+            "a `pymodbus` file's server entry sets the framer: no `framing` beside it",
+        ));
+    }
+    let path = match b.base_dir {
+        Some(dir) => dir.join(file.get_ref()),
+        None => std::path::PathBuf::from(file.get_ref()),
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| BuildError::at(file.span(), format!("{}: {e}", path.display())))?;
+    let name = |given: &Option<Spanned<String>>, default: &'static str| {
+        given
+            .as_ref()
+            .map_or(default.to_owned(), |n| n.get_ref().clone())
+    };
+    let (server, device) = (name(&raw.server, "server"), name(&raw.device, "device"));
+    (0..b.count)
+        .map(|copy| {
+            let loaded = pymodbus::load(&text, &server, &device, b.port_seed(copy))
+                .map_err(|e| BuildError::at(file.span(), format!("{}:{e}", path.display())))?;
+            let framing = match loaded.framer {
+                pymodbus::Framer::Rtu => rtu::framing(),
+                pymodbus::Framer::Ascii => ascii::framing(),
+            };
+            let line = LineConfig {
+                format: Some(CharFormat {
+                    data_bits: loaded.data_bits,
+                    parity: loaded.parity,
+                    stop_bits: loaded.stop_bits,
+                }),
+                ..LineConfig {
+                    baud: Some(loaded.baud),
+                    ..standard_line()
+                }
+            };
+            let mut unit = Unit::default();
+            unit.use_cells(loaded.cells);
+            let bus: ModbusBus = match loaded.device_id {
+                Some(id) => {
+                    let slave = Slave::new(id, unit)
+                        .map_err(|e| BuildError::at(file.span(), e.to_string()))?;
+                    Bus::new(route as fn(&[u8]) -> Route, framing.clone(), line)
+                        .with(u32::from(id), slave)
+                }
+                None => {
+                    let slave = Slave::new(1, unit)
+                        .map_err(|e| BuildError::at(file.span(), e.to_string()))?
+                        .answering_every_address();
+                    Bus::new(route_every as fn(&[u8]) -> Route, framing.clone(), line)
+                        .with(EVERY_ADDRESS, slave)
+                }
+            };
+            Ok(Built {
+                device: BoxDevice::new(bus),
+                framing,
                 line,
             })
         })

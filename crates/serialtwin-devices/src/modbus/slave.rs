@@ -38,6 +38,8 @@ pub struct Slave {
     reply: Vec<u8>,
     /// What was declared where, for [`Device::set`].
     declared: BTreeMap<(Table, u16), Declared>,
+    /// Answer every address, with the address asked ([`Slave::answering_every_address`]).
+    every_address: bool,
 }
 
 /// One of a unit's four tables.
@@ -101,7 +103,18 @@ impl Slave {
             unit,
             reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
             declared: BTreeMap::new(),
+            every_address: false,
         })
+    }
+
+    /// Answer a request to any address but broadcast, replying with the address it was sent
+    /// to: a pymodbus simulator whose server entry has no `device_id` does (its server
+    /// context falls back to its one device for every unit id). On a bus, route to it with
+    /// [`route_every`].
+    #[must_use]
+    pub fn answering_every_address(mut self) -> Self {
+        self.every_address = true;
+        self
     }
 
     /// Note what was declared at `address` of `table`, so that [`Device::set`]
@@ -159,6 +172,20 @@ pub fn route(request: &[u8]) -> Route {
     }
 }
 
+/// The bus key of a slave answering every address ([`route_every`]).
+pub const EVERY_ADDRESS: u32 = 0x100;
+
+/// A bus router for one slave that answers every address: requests to 1-255 go to
+/// [`EVERY_ADDRESS`], broadcasts to all.
+#[must_use]
+pub fn route_every(request: &[u8]) -> Route {
+    match request.first() {
+        None => Route::Nobody,
+        Some(&BROADCAST) => Route::All,
+        Some(_) => Route::To(EVERY_ADDRESS),
+    }
+}
+
 impl Device for Slave {
     type Error = std::convert::Infallible;
 
@@ -181,7 +208,7 @@ impl Device for Slave {
         };
         let delivery = match address {
             BROADCAST => Delivery::Broadcast,
-            a if a == self.address => Delivery::Addressed,
+            a if a == self.address || self.every_address => Delivery::Addressed,
             _ => {
                 // Another unit's: heard on the line, not answered.
                 self.unit.note_other_message();
@@ -194,7 +221,11 @@ impl Device for Slave {
             .duration_since(clock.epoch())
             .unwrap_or_default();
         self.reply.clear();
-        self.reply.push(self.address);
+        self.reply.push(if self.every_address {
+            address
+        } else {
+            self.address
+        });
         match self.unit.answer(pdu, delivery, now, &mut self.reply) {
             Outcome::Normal | Outcome::Exception(_) => replies.push(self.reply.clone()),
             Outcome::Silent(_) => {}
