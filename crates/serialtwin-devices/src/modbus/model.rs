@@ -351,20 +351,17 @@ fn build_from_pymodbus(
             };
             let mut unit = Unit::default();
             unit.use_cells(loaded.cells);
-            let bus: ModbusBus = match loaded.device_id {
-                Some(id) => {
-                    let slave = Slave::new(id, unit)
-                        .map_err(|e| BuildError::at(file.span(), e.to_string()))?;
-                    Bus::new(route as fn(&[u8]) -> Route, framing.clone(), line)
-                        .with(u32::from(id), slave)
-                }
-                None => {
-                    let slave = Slave::new(1, unit)
-                        .map_err(|e| BuildError::at(file.span(), e.to_string()))?
-                        .answering_every_address();
-                    Bus::new(route_every as fn(&[u8]) -> Route, framing.clone(), line)
-                        .with(EVERY_ADDRESS, slave)
-                }
+            let bus: ModbusBus = if let Some(id) = loaded.device_id {
+                let slave =
+                    Slave::new(id, unit).map_err(|e| BuildError::at(file.span(), e.to_string()))?;
+                Bus::new(route as fn(&[u8]) -> Route, framing.clone(), line)
+                    .with(u32::from(id), slave)
+            } else {
+                let slave = Slave::new(1, unit)
+                    .map_err(|e| BuildError::at(file.span(), e.to_string()))?
+                    .answering_every_address();
+                Bus::new(route_every as fn(&[u8]) -> Route, framing.clone(), line)
+                    .with(EVERY_ADDRESS, slave)
             };
             Ok(Built {
                 device: BoxDevice::new(bus),

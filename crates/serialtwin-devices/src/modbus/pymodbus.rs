@@ -401,7 +401,77 @@ fn read_device(json: &Json, path: &[Step]) -> Faulty<(Vec<Cell>, [usize; 4], boo
     known.extend(TYPES.iter().map(|(name, _)| *name));
     only_keys(map, path, &known, "a device entry")?;
 
-    // setup
+    let Setup {
+        total,
+        offsets,
+        type_exception,
+        default_values,
+        default_actions,
+        defaults_path,
+    } = read_setup(map, path)?;
+    let mut cells = vec![Cell::default(); total];
+    let in_range = |(start, end): (usize, usize), path: &[Step], what: &str| -> Faulty<()> {
+        if start >= total || end >= total {
+            Err(fault(
+                path,
+                format!("{what} [{start}, {end}] is past the device's {total} registers"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+
+    // invalid: pymodbus marks these before the type sections, where every cell is still
+    // invalid; a type section may declare them after. Only the range is checked.
+    let invalid_path = key(path, "invalid");
+    for (i, entry) in list(
+        required(map, path, "invalid", "a device entry")?,
+        &invalid_path,
+    )? {
+        let at = index(&invalid_path, i);
+        let (start, end) = span(entry, &at)?;
+        if start <= end {
+            in_range((start, end), &at, "invalid")?;
+        }
+    }
+
+    for (section, kind) in TYPES {
+        let Some(entries) = map.get(section) else {
+            continue;
+        };
+        let section_path = key(path, section);
+        for (i, entry) in list(entries, &section_path)? {
+            let at = index(&section_path, i);
+            declare(
+                &mut cells,
+                kind,
+                section,
+                entry,
+                &at,
+                default_values,
+                default_actions,
+                &defaults_path,
+            )?;
+        }
+    }
+
+    open_writes(&mut cells, map, path)?;
+    repeat(&mut cells, map, path)?;
+    Ok((cells, offsets, type_exception))
+}
+
+/// What the `setup` section says.
+struct Setup<'a> {
+    total: usize,
+    offsets: [usize; 4],
+    type_exception: bool,
+    default_values: &'a serde_json::Map<String, Json>,
+    default_actions: &'a serde_json::Map<String, Json>,
+    defaults_path: Vec<Step>,
+}
+
+/// The `setup` section: the cells' count, the tables' offsets, the defaults.
+fn read_setup<'a>(map: &'a serde_json::Map<String, Json>, path: &[Step]) -> Faulty<Setup<'a>> {
     let setup_path = key(path, "setup");
     let setup = object(
         required(map, path, "setup", "a device entry")?,
@@ -495,52 +565,23 @@ fn read_device(json: &Json, path: &[Step]) -> Faulty<(Vec<Cell>, [usize; 4], boo
         "the default actions",
     )?;
 
-    let mut cells = vec![Cell::default(); total];
-    let in_range = |(start, end): (usize, usize), path: &[Step], what: &str| -> Faulty<()> {
-        if start >= total || end >= total {
-            Err(fault(
-                path,
-                format!("{what} [{start}, {end}] is past the device's {total} registers"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
+    Ok(Setup {
+        total,
+        offsets,
+        type_exception,
+        default_values,
+        default_actions,
+        defaults_path,
+    })
+}
 
-    // invalid: pymodbus marks these before the type sections, where every cell is still
-    // invalid; a type section may declare them after. Only the range is checked.
-    let invalid_path = key(path, "invalid");
-    for (i, entry) in list(
-        required(map, path, "invalid", "a device entry")?,
-        &invalid_path,
-    )? {
-        let at = index(&invalid_path, i);
-        let (start, end) = span(entry, &at)?;
-        if start <= end {
-            in_range((start, end), &at, "invalid")?;
-        }
-    }
-
-    for (section, kind) in TYPES {
-        let Some(entries) = map.get(section) else {
-            continue;
-        };
-        let section_path = key(path, section);
-        for (i, entry) in list(entries, &section_path)? {
-            let at = index(&section_path, i);
-            declare(
-                &mut cells,
-                kind,
-                section,
-                entry,
-                &at,
-                default_values,
-                default_actions,
-                &defaults_path,
-            )?;
-        }
-    }
-
+/// The `write` section: the only cells a client may write, each declared.
+fn open_writes(
+    cells: &mut [Cell],
+    map: &serde_json::Map<String, Json>,
+    path: &[Step],
+) -> Faulty<()> {
+    let total = cells.len();
     let write_path = key(path, "write");
     for (i, entry) in list(required(map, path, "write", "a device entry")?, &write_path)? {
         let at = index(&write_path, i);
@@ -562,6 +603,12 @@ fn read_device(json: &Json, path: &[Step]) -> Faulty<(Vec<Cell>, [usize; 4], boo
         }
     }
 
+    Ok(())
+}
+
+/// The `repeat` section, after everything else.
+fn repeat(cells: &mut [Cell], map: &serde_json::Map<String, Json>, path: &[Step]) -> Faulty<()> {
+    let total = cells.len();
     let repeat_path = key(path, "repeat");
     for (i, entry) in list(
         required(map, path, "repeat", "a device entry")?,
@@ -586,8 +633,7 @@ fn read_device(json: &Json, path: &[Step]) -> Faulty<(Vec<Cell>, [usize; 4], boo
         for target in to..=to_end {
             let next = match source {
                 Some(s) if s < from_end => s + 1,
-                Some(_) => from,
-                None => from,
+                _ => from,
             };
             source = Some(next);
             if target >= total || next >= total {
@@ -599,7 +645,7 @@ fn read_device(json: &Json, path: &[Step]) -> Faulty<(Vec<Cell>, [usize; 4], boo
             cells[target] = cells[next];
         }
     }
-    Ok((cells, offsets, type_exception))
+    Ok(())
 }
 
 fn list<'a>(json: &'a Json, path: &[Step]) -> Faulty<impl Iterator<Item = (usize, &'a Json)>> {
@@ -682,43 +728,13 @@ fn declare(
     };
 
     if kind == Kind::String {
-        let Json::String(text) = value else {
-            return Err(fault(&value_path, "a string's value is text"));
-        };
-        if !text.is_ascii() {
-            return Err(fault(
-                &value_path,
-                "a string's value is ASCII text (pymodbus packs UTF-8 bytes into registers unchecked)",
-            ));
-        }
-        let registers = (end + 1).saturating_sub(start);
-        if registers == 0 || text.len() > 2 * registers {
-            return Err(fault(
-                &value_path,
-                format!("{text:?} is too long for registers {start} to {end}"),
-            ));
-        }
-        // Space-padded, two characters a register, high byte first.
-        let padded = format!("{text:<width$}", width = 2 * registers);
-        let bytes = padded.as_bytes();
-        for i in 0..registers {
-            let cell = &mut cells[start + i];
-            if cell.kind != Kind::Invalid {
-                return Err(used(start + i));
-            }
-            cell.value = u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]);
-            cell.kind = Kind::Next;
-        }
-        cells[start].kind = Kind::String;
-        cells[start].action = action;
-        return Ok(());
+        return declare_string(cells, value, &value_path, (start, end), action, at);
     }
-
     let number = number(value)
         .ok_or_else(|| fault(&value_path, format!("a {section} value is a number")))?;
     let words = kind
         .encode(number)
-        .ok_or_else(|| fault(&value_path, format!("{} does not fit a {section}", value)))?;
+        .ok_or_else(|| fault(&value_path, format!("{value} does not fit a {section}")))?;
     let step = words.len();
     let mut address = start;
     while address <= end {
@@ -740,6 +756,49 @@ fn declare(
         }
         address += step;
     }
+    Ok(())
+}
+
+/// A `string` entry: space-padded text, two characters a register, high byte first.
+fn declare_string(
+    cells: &mut [Cell],
+    value: &Json,
+    value_path: &[Step],
+    (start, end): (usize, usize),
+    action: Option<Action>,
+    at: &[Step],
+) -> Faulty<()> {
+    let value_path = value_path.to_vec();
+    let used = |address: usize| fault(at, format!("string: register {address} is declared twice"));
+    let Json::String(text) = value else {
+        return Err(fault(&value_path, "a string's value is text"));
+    };
+    if !text.is_ascii() {
+        return Err(fault(
+            &value_path,
+            "a string's value is ASCII text (pymodbus packs UTF-8 bytes into registers unchecked)",
+        ));
+    }
+    let registers = (end + 1).saturating_sub(start);
+    if registers == 0 || text.len() > 2 * registers {
+        return Err(fault(
+            &value_path,
+            format!("{text:?} is too long for registers {start} to {end}"),
+        ));
+    }
+    // Space-padded, two characters a register, high byte first.
+    let padded = format!("{text:<width$}", width = 2 * registers);
+    let bytes = padded.as_bytes();
+    for i in 0..registers {
+        let cell = &mut cells[start + i];
+        if cell.kind != Kind::Invalid {
+            return Err(used(start + i));
+        }
+        cell.value = u16::from_be_bytes([bytes[2 * i], bytes[2 * i + 1]]);
+        cell.kind = Kind::Next;
+    }
+    cells[start].kind = Kind::String;
+    cells[start].action = action;
     Ok(())
 }
 

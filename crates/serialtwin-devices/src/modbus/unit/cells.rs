@@ -70,11 +70,7 @@ impl Kind {
         let count = self.registers()?;
         let bytes: Vec<u8> = if self.is_int() {
             // `int(value)` truncates toward zero; `int.to_bytes` refuses what does not fit.
-            let whole = match value {
-                Number::Int(n) => n,
-                Number::Float(x) if x.is_finite() => x.trunc() as i128,
-                Number::Float(_) => return None,
-            };
+            let whole = value.whole()?;
             let bits = 16 * count;
             if whole < 0 || whole >> bits != 0 {
                 return None;
@@ -231,7 +227,7 @@ pub enum Area {
 /// The cells of one simulated device, with the offset each table starts at.
 #[derive(Clone, Debug)]
 pub struct Cells {
-    cells: Vec<Cell>,
+    array: Vec<Cell>,
     /// Coils, discrete inputs, input registers, holding registers: all 0 with `shared
     /// blocks`, else each block after the one before, in that order (pymodbus
     /// `handle_setup_section`).
@@ -251,7 +247,7 @@ impl Cells {
     #[must_use]
     pub fn new(cells: Vec<Cell>, offsets: [usize; 4], type_exception: bool, seed: u64) -> Self {
         Self {
-            cells,
+            array: cells,
             offsets,
             type_exception,
             rng: fastrand::Rng::with_seed(seed),
@@ -261,7 +257,7 @@ impl Cells {
     /// The cells.
     #[must_use]
     pub fn cells(&self) -> &[Cell] {
-        &self.cells
+        &self.array
     }
 
     fn offset(&self, area: Area) -> usize {
@@ -269,7 +265,7 @@ impl Cells {
     }
 
     fn cell(&self, index: usize) -> Result<&Cell, ExceptionCode> {
-        self.cells
+        self.array
             .get(index)
             .ok_or(ExceptionCode::ServerDeviceFailure)
     }
@@ -285,7 +281,7 @@ impl Cells {
             (usize::from(address), usize::from(count))
         };
         let start = self.offset(area) + address;
-        if start > self.cells.len() {
+        if start > self.array.len() {
             return Ok(false);
         }
         // At exactly the end pymodbus goes on, and its index error answers 04.
@@ -317,7 +313,7 @@ impl Cells {
                 }
                 kind => {
                     let step = kind.registers().unwrap_or(1);
-                    if i + step - 1 >= end {
+                    if i + step > end {
                         return Ok(false);
                     }
                     i += step;
@@ -333,7 +329,7 @@ impl Cells {
         let Some(action) = self.cell(index)?.action else {
             return Ok(());
         };
-        let kind = self.cells[index].kind;
+        let kind = self.array[index].kind;
         let words = match action {
             Action::Reset => return Err(fail),
             Action::Timestamp => {
@@ -396,7 +392,7 @@ impl Cells {
         };
         // Written one by one: past the end, those before are written and the read fails.
         for (i, word) in words.into_iter().enumerate() {
-            self.cells
+            self.array
                 .get_mut(index + i)
                 .ok_or(ExceptionCode::ServerDeviceFailure)?
                 .value = word;
@@ -477,17 +473,16 @@ impl Cells {
         address: u16,
         values: impl IntoIterator<Item = u16>,
     ) -> Result<(), ExceptionCode> {
-        let mut index = self.offset(area) + usize::from(address);
+        let start = self.offset(area) + usize::from(address);
         let mut checked = address;
-        for value in values {
+        for (index, value) in (start..).zip(values) {
             if !self.validate(area, false, checked, 1, true)? {
                 return Err(ExceptionCode::IllegalDataAddress);
             }
-            self.cells
+            self.array
                 .get_mut(index)
                 .ok_or(ExceptionCode::ServerDeviceFailure)?
                 .value = value;
-            index += 1;
             checked = checked.wrapping_add(1);
         }
         Ok(())
@@ -517,7 +512,7 @@ impl Cells {
                 return Err(ExceptionCode::IllegalDataAddress);
             }
             let cell = self
-                .cells
+                .array
                 .get_mut(index)
                 .ok_or(ExceptionCode::ServerDeviceFailure)?;
             if value {
