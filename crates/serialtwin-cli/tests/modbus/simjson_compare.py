@@ -291,6 +291,10 @@ def check_device(doc, server_name, device_name, link):
         if "device_id" not in device.server:
             # No device_id: pymodbus answers any unit id with the same device.
             answers[who].append(ask(c, 200, (3, 0, 1)))
+        else:
+            # Another unit id: pymodbus answers 0B, serialtwin stays silent, as a unit on a
+            # real line does (a difference on purpose, the only one).
+            answers[who].append(ask(c, device.unit + 1, (3, 0, 1)))
         c.close()
     checks = []
     problems = compare(device, plan, answers["pymodbus"], answers["serialtwin"])
@@ -302,6 +306,15 @@ def check_device(doc, server_name, device_name, link):
     for a in answers["pymodbus"]:
         if a[0] == "exception":
             exceptions[a[1]] = exceptions.get(a[1], 0) + 1
+    if "device_id" in device.server:
+        a, b = answers["pymodbus"][-1], answers["serialtwin"][-1]
+        checks.append(
+            {
+                "name": f"{device_name}: another unit id, pymodbus 0B, serialtwin silent",
+                "ok": a == ["exception", 11] and b == ["silent"],
+                "error": f"pymodbus {a}, serialtwin {b}",
+            }
+        )
     checks.append(
         {
             "name": f"{device_name}: identical answers",

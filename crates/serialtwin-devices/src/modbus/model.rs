@@ -38,6 +38,8 @@ link = "/tmp/serialtwin/ttyUSB-modbus"  # mbpoll -m rtu -b 19200 -a 1 -r 1 -c 2 
 
 [device.modbus]
 gaps = "exception"        # an undeclared address inside a unit's range: "exception" (02) or "zero"
+# Or, instead of units: a pymodbus 3.16.1 simulator device file, its map, line and unit id:
+# pymodbus = "meter.json"  server = "rtu"  device = "meter"   (see examples/pymodbus.toml)
 
 [[device.modbus.unit]]
 id = 1                    # the unit's address, 1-247
