@@ -4,7 +4,7 @@
 //! `modbus/simjson_compare.py` serves each file with pymodbus's `ModbusSimulatorContext` and
 //! `ModbusSerialServer` on a pty pair of its own, then ONE pymodbus client sends the same
 //! requests to both servers: every address of every table (functions 1-4, past the end
-//! included), writes (5, 6, 15, 16) that succeed, fail or half succeed, then every address
+//! included), writes (5, 6, 15, 16, 22, 23) that succeed, fail or half succeed, then every address
 //! again. Expected answers are pymodbus's, never serialtwin's code: the same exceptions
 //! everywhere, the same values wherever the file makes them deterministic, and values of the
 //! `random`, `uptime` and `timestamp` actions within their range on both.

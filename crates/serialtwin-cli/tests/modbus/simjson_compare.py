@@ -2,8 +2,8 @@
 # served by pymodbus 3.16.1's own ModbusSimulatorContext + ModbusSerialServer (on a pty pair
 # joined by a byte relay below, no socat) and by serialtwin (its link given on the command
 # line). ONE pymodbus client runs the same requests against both, in the same order: every
-# address of every table (functions 1, 2, 3, 4), writes (5, 6, 15, 16), then everything read
-# again. The answers must be identical: the same exceptions everywhere, the same values
+# address of every table (functions 1, 2, 3, 4), writes (5, 6, 15, 16, and 22, 23), then
+# everything read again. The answers must be identical: the same exceptions everywhere, the same values
 # wherever the file makes them deterministic. Where an action makes them random (random,
 # uptime, timestamp), values are checked by range instead.
 #
@@ -49,6 +49,11 @@ WRITES = {
         (15, 8, [True] * 12),  # runs into invalid cell 1, checked against cell 0
         (15, 30, [True] * 3),  # starts in cell 1: 02
         (15, 760, [True] * 20),  # cell 47, read-only: 02
+        (22, 3, (0x00FF, 0x1200)),  # mask write: read (checked as a write), mask, write
+        (22, 2, (0, 0)),  # read-only: 02
+        (22, 12, (0xFFFF, 0)),  # the read runs the increment first
+        (23, (22, 2), (40, [5, 6])),  # write 40-41, then read 22-23 (checked as writes)
+        (23, (4, 2), (22, [1])),  # 22 written, the read-only read answers 02
     ],
     "device": [
         (6, 0, 5),
@@ -66,6 +71,9 @@ WRITES = {
         (5, 40, True),  # discrete-input cells: not writable, 02
         (15, 10, [True, False] * 8),
         (15, 380, [True]),  # the timestamp cell: 02
+        (22, 0, (0xF0F0, 0x0101)),
+        (23, (0, 3), (1, [7, 8])),
+        (23, (5, 1), (0, [3])),  # 0 written, then read-only 5: 02
     ],
 }
 
@@ -136,7 +144,7 @@ class Device:
             co, di, ir = sizes["co"], sizes["di"], sizes["ir"]
             self.total = co + di + ir + sizes["hr"]
             self.offsets = {1: 0, 2: co, 4: co + di, 3: co + di + ir}
-        for write, read in ((5, 1), (15, 1), (6, 3), (16, 3)):
+        for write, read in ((5, 1), (15, 1), (6, 3), (16, 3), (22, 3), (23, 3)):
             self.offsets[write] = self.offsets[read]
         self.unit = int(self.server.get("device_id", 1))
         self.random = set()  # cells whose values are only known by range
@@ -169,6 +177,11 @@ class Device:
     def cells(self, function, address, count):
         """The cells a request touches."""
         base = self.offsets[function]
+        if function == 23:
+            (read, read_count), (write, values) = address, count
+            return set(range(base + read, base + read + read_count)) | set(
+                range(base + write, base + write + len(values))
+            )
         if function in (1, 2, 5, 15):
             return set(range(base + address // 16, base + (address + count - 1) // 16 + 1))
         return set(range(base + address, base + address + count))
@@ -219,6 +232,16 @@ def ask(c, unit, request):
             rr = c.write_register(address, arg, device_id=unit)
         elif function == 15:
             rr = c.write_coils(address, arg, device_id=unit)
+        elif function == 22:
+            rr = c.mask_write_register(address=address, and_mask=arg[0], or_mask=arg[1], device_id=unit)
+        elif function == 23:
+            rr = c.readwrite_registers(
+                read_address=address[0],
+                read_count=address[1],
+                write_address=arg[0],
+                values=arg[1],
+                device_id=unit,
+            )
         else:
             rr = c.write_registers(address, arg, device_id=unit)
     except ModbusIOException:
@@ -227,8 +250,10 @@ def ask(c, unit, request):
         return ["exception", rr.exception_code]
     if function in (1, 2):
         return ["bits", list(rr.bits[:arg])]
-    if function in (3, 4):
+    if function in (3, 4, 23):
         return ["registers", list(rr.registers)]
+    if function == 22:
+        return ["echo", rr.address, rr.and_mask, rr.or_mask]
     if function == 5:
         return ["echo", rr.address, list(rr.bits[:1])]
     if function == 6:
@@ -270,7 +295,10 @@ def compare(device, plan, theirs, ours):
     problems = []
     for request, a, b in zip(plan, theirs, ours):
         function, address, arg = request
-        count = len(arg) if isinstance(arg, list) else (arg if function in (1, 2, 3, 4) else 1)
+        if function == 23:
+            count = arg
+        else:
+            count = len(arg) if isinstance(arg, list) else (arg if function in (1, 2, 3, 4) else 1)
         random = device.cells(function, address, count) & device.random
         same = a == b or (random and a[0] == b[0] and a[0] in ("registers", "bits", "echo"))
         if not same:

@@ -7,6 +7,9 @@
 //! pymodbus would load a file and then fail every read of a cell (an unknown action
 //! parameter such as the docstring's `min`), or crash on it (a wrong type, a missing value),
 //! this loader refuses the file instead, at the line and column of the offending JSON value.
+//! So it does with keys pymodbus ignores inside a device entry (its `setup`, a value, a
+//! `repeat`): there they can only be typos. A server entry's other keys are its server
+//! constructor's (`port`, `identity`, `timeout`...) and change nothing a client reads.
 //!
 //! Two things a file can say are refused because serialtwin serves a serial line: a server
 //! entry whose `comm` is not `serial`, and a `framer` other than `rtu` or `ascii`.
@@ -492,23 +495,7 @@ fn read_setup<'a>(map: &'a serde_json::Map<String, Json>, path: &[Step]) -> Faul
         ],
         "\"setup\"",
     )?;
-    let mut sizes = [0_usize; 4];
-    for (slot, name) in ["co size", "di size", "ir size", "hr size"]
-        .into_iter()
-        .enumerate()
-    {
-        let value = required(setup, &setup_path, name, "\"setup\"")?;
-        sizes[slot] = value
-            .as_u64()
-            .filter(|&n| n <= MAX_BLOCK)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| {
-                fault(
-                    &key(&setup_path, name),
-                    format!("{name:?} must be a whole number of registers, 0 to {MAX_BLOCK}"),
-                )
-            })?;
-    }
+    let sizes = block_sizes(setup, &setup_path)?;
     let flag = |name: &str| -> Faulty<bool> {
         required(setup, &setup_path, name, "\"setup\"")?
             .as_bool()
@@ -564,6 +551,10 @@ fn read_setup<'a>(map: &'a serde_json::Map<String, Json>, path: &[Step]) -> Faul
         &type_names,
         "the default actions",
     )?;
+    // pymodbus checks every default action's name, used or not.
+    for (name, value) in default_actions {
+        action(value, None, &key(&action_path, name), &action_path)?;
+    }
 
     Ok(Setup {
         total,
@@ -573,6 +564,28 @@ fn read_setup<'a>(map: &'a serde_json::Map<String, Json>, path: &[Step]) -> Faul
         default_actions,
         defaults_path,
     })
+}
+
+/// `co size`, `di size`, `ir size`, `hr size`, in registers, in that order.
+fn block_sizes(setup: &serde_json::Map<String, Json>, setup_path: &[Step]) -> Faulty<[usize; 4]> {
+    let mut sizes = [0_usize; 4];
+    for (slot, name) in ["co size", "di size", "ir size", "hr size"]
+        .into_iter()
+        .enumerate()
+    {
+        let value = required(setup, setup_path, name, "\"setup\"")?;
+        sizes[slot] = value
+            .as_u64()
+            .filter(|&n| n <= MAX_BLOCK)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                fault(
+                    &key(setup_path, name),
+                    format!("{name:?} must be a whole number of registers, 0 to {MAX_BLOCK}"),
+                )
+            })?;
+    }
+    Ok(sizes)
 }
 
 /// The `write` section: the only cells a client may write, each declared.
