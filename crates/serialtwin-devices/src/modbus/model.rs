@@ -671,6 +671,53 @@ mod tests {
     }
 
     #[test]
+    fn a_pymodbus_file_sets_the_line_and_the_unit() {
+        let dir = std::env::temp_dir().join(format!("serialtwin-pymodbus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("meter.json"),
+            include_str!("../../../../examples/pymodbus-meter.json"),
+        )
+        .unwrap();
+        let build_with = |table: &str| {
+            let table = ConfigTable::parse(table).unwrap();
+            let b = Build {
+                base_dir: Some(&dir),
+                ..Build::new(table)
+            };
+            build(&b)
+        };
+        let built =
+            build_with("pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\n").unwrap();
+        assert_eq!(built[0].line.baud, Some(9600));
+        assert_eq!(built[0].line.format.unwrap().to_string(), "8N1");
+        assert_eq!(built[0].framing.name(), "modbus-rtu");
+        for (table, expected) in [
+            (
+                "pymodbus = 'meter.json'\n",
+                "server_list has no \"server\" (it has: rtu)",
+            ),
+            ("pymodbus = 'gone.json'\n", "gone.json"),
+            (
+                "pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\n[[unit]]\nid = 1\n",
+                "no `[[device.modbus.unit]]` beside it",
+            ),
+            (
+                "pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\ngaps = 'zero'\n",
+                "no `gaps` beside it",
+            ),
+            (
+                "server = 'rtu'\n[[unit]]\nid = 1\n",
+                "name entries of a `pymodbus` file",
+            ),
+        ] {
+            let got = build_with(table).unwrap_err().reason;
+            assert!(got.contains(expected), "{table:?}: {got}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn an_ascii_line_sends_7e1_characters() {
         let table = ConfigTable::parse("[[unit]]\nid = 1\n").unwrap();
         let rtu_line = build(&Build::new(table.clone())).unwrap()[0].line;

@@ -599,6 +599,65 @@ mod tests {
     }
 
     #[test]
+    fn a_unit_answers_from_its_cells_and_echoes_what_it_read_back() {
+        use crate::modbus::unit::{Delivery, Outcome, Silence, Unit};
+        let mut counter = cell(Kind::Bits, 0);
+        counter.writable = true;
+        counter.action = Some(Action::Increment {
+            min: None,
+            max: None,
+        });
+        let mut unit = Unit::default();
+        unit.use_cells(Cells::new(
+            vec![counter, cell(Kind::Uint16, 9)],
+            [0; 4],
+            false,
+            0,
+        ));
+        let mut out = Vec::new();
+        // Write 5 to the counter: read back (incremented) and echoed as 6.
+        let outcome = unit.answer(
+            &[0x06, 0, 0, 0, 5],
+            Delivery::Addressed,
+            Duration::ZERO,
+            &mut out,
+        );
+        assert_eq!(
+            (outcome, out.as_slice()),
+            (Outcome::Normal, &[0x06, 0, 0, 0, 6][..])
+        );
+        // A broadcast write is carried out (and read back, running the increment), unanswered.
+        out.clear();
+        let outcome = unit.answer(
+            &[0x06, 0, 0, 0, 1],
+            Delivery::Broadcast,
+            Duration::ZERO,
+            &mut out,
+        );
+        assert_eq!(outcome, Outcome::Silent(Silence::Broadcast));
+        assert_eq!(unit.cells().unwrap().cells()[0].value, 2);
+        // Coil 0 is bit 0 of cell 0; reading it increments the cell first (2 -> 3: on).
+        out.clear();
+        unit.answer(
+            &[0x01, 0, 0, 0, 1],
+            Delivery::Addressed,
+            Duration::ZERO,
+            &mut out,
+        );
+        assert_eq!(out, [0x01, 1, 1]);
+        // Quantity is checked before anything else: 03, and the cells are untouched.
+        out.clear();
+        let outcome = unit.answer(
+            &[0x03, 0, 0, 0, 126],
+            Delivery::Addressed,
+            Duration::ZERO,
+            &mut out,
+        );
+        assert_eq!(outcome, Outcome::Exception(ExceptionCode::IllegalDataValue));
+        assert_eq!(unit.cells().unwrap().cells()[0].value, 3);
+    }
+
+    #[test]
     fn a_write_stops_at_the_first_read_only_register_having_written_those_before() {
         let mut writable = cell(Kind::Uint16, 0);
         writable.writable = true;
