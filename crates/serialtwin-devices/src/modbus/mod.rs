@@ -13,7 +13,8 @@
 //!   models bind their maps to one);
 //! - [`describe`]: one line on each frame, for `--trace`;
 //! - [`replies`]: a recorded line's replies, cut by the request they answer (`serialtwin tap`);
-//! - [`learn`](mod@learn): a recorded line learned into a register map (`serialtwin learn`).
+//! - [`learn`](mod@learn): a recorded line learned into a register map (`serialtwin learn`);
+//! - [`pymodbus`]: a pymodbus 3.16.1 simulator device file, read into a unit's cells.
 //!
 //! Protocol facts come from `../shared/reference/modbus.md` and the specifications it cites
 //! (MODBUS Application Protocol V1.1b3, "APP"; MODBUS over Serial Line V1.02, "SL").
@@ -25,6 +26,7 @@ pub mod describe;
 pub mod functions;
 pub mod learn;
 mod model;
+pub mod pymodbus;
 pub mod replies;
 pub mod rtu;
 pub mod slave;

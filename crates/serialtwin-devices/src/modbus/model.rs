@@ -9,9 +9,11 @@ use serde_spanned::Spanned;
 use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
-use super::slave::{self, Declared, MAX_ADDRESS, Slave, route, standard_line};
+use super::slave::{
+    self, Declared, EVERY_ADDRESS, MAX_ADDRESS, Slave, route, route_every, standard_line,
+};
 use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Sine, Unit, Walk};
-use super::{ascii, rtu};
+use super::{ascii, pymodbus, rtu};
 use crate::registry::{self, Build, BuildError, Built, Model};
 
 /// The registry's entry for Modbus units.
@@ -37,6 +39,8 @@ link = "/tmp/serialtwin/ttyUSB-modbus"  # mbpoll -m rtu -b 19200 -a 1 -r 1 -c 2 
 
 [device.modbus]
 gaps = "exception"        # an undeclared address inside a unit's range: "exception" (02) or "zero"
+# Or, instead of units: a pymodbus 3.16.1 simulator device file, its map, line and unit id:
+# pymodbus = "meter.json"  server = "rtu"  device = "meter"   (see examples/pymodbus.toml)
 
 [[device.modbus.unit]]
 id = 1                    # the unit's address, 1-247
@@ -83,11 +87,17 @@ fn settable() -> Vec<serialtwin_core::Settable> {
 #[serde(deny_unknown_fields)]
 struct RawBus {
     /// What an undeclared address inside a unit's range answers.
-    #[serde(default)]
-    gaps: RawGaps,
+    gaps: Option<RawGaps>,
     /// The units on the line.
     #[serde(default)]
     unit: Vec<Spanned<RawUnit>>,
+    /// A pymodbus 3.16.1 simulator device file to serve instead of `unit`s (a path relative
+    /// to the config file): its map, its line and its unit id.
+    pymodbus: Option<Spanned<String>>,
+    /// The file's `server_list` entry (pymodbus's `--modbus_server`, default `server`).
+    server: Option<Spanned<String>>,
+    /// The file's `device_list` entry (pymodbus's `--modbus_device`, default `device`).
+    device: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -237,13 +247,22 @@ type ModbusBus = Bus<fn(&[u8]) -> Route, Slave>;
 
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let raw: RawBus = b.table.deserialize()?.unwrap_or_default();
+    if let Some(file) = &raw.pymodbus {
+        return build_from_pymodbus(b, &raw, file);
+    }
+    if let Some(name) = raw.server.as_ref().or(raw.device.as_ref()) {
+        return Err(BuildError::at(
+            name.span(),
+            "`server` and `device` name entries of a `pymodbus` file",
+        ));
+    }
     if raw.unit.is_empty() {
         return Err(b.error(
             &[],
             "a Modbus bus needs at least one `[[device.modbus.unit]]`, with its `id`",
         ));
     }
-    let gaps = match raw.gaps {
+    let gaps = match raw.gaps.unwrap_or_default() {
         RawGaps::Exception => Gaps::Exception,
         RawGaps::Zero => Gaps::Zero,
     };
@@ -333,6 +352,84 @@ fn named_units(
                 ));
             }
             Ok(Some(device))
+        })
+        .collect()
+}
+
+/// `pymodbus = "meter.json"`: one unit serving the file's device on the line its server
+/// entry sets.
+fn build_from_pymodbus(
+    b: &Build<'_>,
+    raw: &RawBus,
+    file: &Spanned<String>,
+) -> Result<Vec<Built>, BuildError> {
+    if let Some(unit) = raw.unit.first() {
+        return Err(BuildError::at(
+            unit.span(),
+            "a `pymodbus` file declares the unit: no `[[device.modbus.unit]]` beside it",
+        ));
+    }
+    if raw.gaps.is_some() {
+        return Err(b.error(
+            &["gaps"],
+            "a `pymodbus` file says what undeclared addresses answer (02): no `gaps` beside it",
+        ));
+    }
+    if b.framing.is_some() {
+        return Err(b.device_error(
+            "a `pymodbus` file's server entry sets the framer: no `framing` beside it",
+        ));
+    }
+    let path = match b.base_dir {
+        Some(dir) => dir.join(file.get_ref()),
+        None => std::path::PathBuf::from(file.get_ref()),
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| BuildError::at(file.span(), format!("{}: {e}", path.display())))?;
+    let name = |given: &Option<Spanned<String>>, default: &'static str| {
+        given
+            .as_ref()
+            .map_or(default.to_owned(), |n| n.get_ref().clone())
+    };
+    let (server, device) = (name(&raw.server, "server"), name(&raw.device, "device"));
+    (0..b.count)
+        .map(|copy| {
+            let loaded = pymodbus::load(&text, &server, &device, b.port_seed(copy))
+                .map_err(|e| BuildError::at(file.span(), format!("{}:{e}", path.display())))?;
+            let framing = match loaded.framer {
+                pymodbus::Framer::Rtu => rtu::framing(),
+                pymodbus::Framer::Ascii => ascii::framing(),
+            };
+            let line = LineConfig {
+                format: Some(CharFormat {
+                    data_bits: loaded.data_bits,
+                    parity: loaded.parity,
+                    stop_bits: loaded.stop_bits,
+                }),
+                ..LineConfig {
+                    baud: Some(loaded.baud),
+                    ..standard_line()
+                }
+            };
+            let mut unit = Unit::default();
+            unit.use_cells(loaded.cells);
+            let bus: ModbusBus = if let Some(id) = loaded.device_id {
+                let slave =
+                    Slave::new(id, unit).map_err(|e| BuildError::at(file.span(), e.to_string()))?;
+                Bus::new(route as fn(&[u8]) -> Route, framing.clone(), line)
+                    .with(u32::from(id), slave)
+            } else {
+                let slave = Slave::new(1, unit)
+                    .map_err(|e| BuildError::at(file.span(), e.to_string()))?
+                    .answering_every_address();
+                Bus::new(route_every as fn(&[u8]) -> Route, framing.clone(), line)
+                    .with(EVERY_ADDRESS, slave)
+            };
+            Ok(Built {
+                device: BoxDevice::new(bus),
+                framing,
+                line,
+            })
         })
         .collect()
 }
@@ -687,6 +784,53 @@ mod tests {
              walk = { start = 20.0, step = 0.5, every_ms = 1000, min = 10.0, max = 30.0 }\n",
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_pymodbus_file_sets_the_line_and_the_unit() {
+        let dir = std::env::temp_dir().join(format!("serialtwin-pymodbus-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("meter.json"),
+            include_str!("../../../../examples/pymodbus-meter.json"),
+        )
+        .unwrap();
+        let build_with = |table: &str| {
+            let table = ConfigTable::parse(table).unwrap();
+            let b = Build {
+                base_dir: Some(&dir),
+                ..Build::new(table)
+            };
+            build(&b)
+        };
+        let built =
+            build_with("pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\n").unwrap();
+        assert_eq!(built[0].line.baud, Some(9600));
+        assert_eq!(built[0].line.format.unwrap().to_string(), "8N1");
+        assert_eq!(built[0].framing.name(), "modbus-rtu");
+        for (table, expected) in [
+            (
+                "pymodbus = 'meter.json'\n",
+                "server_list has no \"server\" (it has: rtu)",
+            ),
+            ("pymodbus = 'gone.json'\n", "gone.json"),
+            (
+                "pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\n[[unit]]\nid = 1\n",
+                "no `[[device.modbus.unit]]` beside it",
+            ),
+            (
+                "pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\ngaps = 'zero'\n",
+                "no `gaps` beside it",
+            ),
+            (
+                "server = 'rtu'\n[[unit]]\nid = 1\n",
+                "name entries of a `pymodbus` file",
+            ),
+        ] {
+            let got = build_with(table).unwrap_err().reason;
+            assert!(got.contains(expected), "{table:?}: {got}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Slave {
     /// The run-time keys of the device behind the unit, if a real device's model gave it some
     /// ([`Slave::with_knobs`]).
     knobs: Option<Box<dyn Knobs>>,
+    /// Answer every address, with the address asked ([`Slave::answering_every_address`]).
+    every_address: bool,
 }
 
 /// What a real device's model adds to its unit besides registers: run-time keys that move
@@ -135,6 +137,7 @@ impl Slave {
             reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
             declared: BTreeMap::new(),
             knobs: None,
+            every_address: false,
         })
     }
 
@@ -142,6 +145,16 @@ impl Slave {
     #[must_use]
     pub fn with_knobs(mut self, knobs: Box<dyn Knobs>) -> Self {
         self.knobs = Some(knobs);
+        self
+    }
+
+    /// Answer a request to any address but broadcast, replying with the address it was sent
+    /// to: a pymodbus simulator whose server entry has no `device_id` does (its server
+    /// context falls back to its one device for every unit id). On a bus, route to it with
+    /// [`route_every`].
+    #[must_use]
+    pub fn answering_every_address(mut self) -> Self {
+        self.every_address = true;
         self
     }
 
@@ -212,6 +225,20 @@ pub fn route(request: &[u8]) -> Route {
     }
 }
 
+/// The bus key of a slave answering every address ([`route_every`]).
+pub const EVERY_ADDRESS: u32 = 0x100;
+
+/// A bus router for one slave that answers every address: requests to 1-255 go to
+/// [`EVERY_ADDRESS`], broadcasts to all.
+#[must_use]
+pub fn route_every(request: &[u8]) -> Route {
+    match request.first() {
+        None => Route::Nobody,
+        Some(&BROADCAST) => Route::All,
+        Some(_) => Route::To(EVERY_ADDRESS),
+    }
+}
+
 impl Device for Slave {
     type Error = std::convert::Infallible;
 
@@ -234,7 +261,7 @@ impl Device for Slave {
         };
         let delivery = match address {
             BROADCAST => Delivery::Broadcast,
-            a if a == self.address => Delivery::Addressed,
+            a if a == self.address || self.every_address => Delivery::Addressed,
             _ => {
                 // Another unit's: heard on the line, not answered.
                 self.unit.note_other_message();
@@ -250,7 +277,11 @@ impl Device for Slave {
             knobs.refresh(&mut self.unit, clock.epoch(), now);
         }
         self.reply.clear();
-        self.reply.push(self.address);
+        self.reply.push(if self.every_address {
+            address
+        } else {
+            self.address
+        });
         let outcome = self.unit.answer(pdu, delivery, now, &mut self.reply);
         if let Some(knobs) = &mut self.knobs {
             // At once: a client's write to a stored value the plant keeps (a clock it set)

@@ -25,6 +25,7 @@
 //! # Ok::<(), serialtwin_devices::modbus::unit::MapError>(())
 //! ```
 
+mod cells;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use self::cells::{Action, Area, Cell, Cells, Kind, Number};
 pub use self::table::{
     Access, Bits, Counter, Gaps, MapError, Provider, Ramp, Registers, Sine, Walk,
 };
@@ -221,6 +223,9 @@ pub struct Unit {
     listen_only: bool,
     /// Requests still to fail with 04 ([`Unit::fail_next`]).
     failures: u32,
+    /// A pymodbus simulator's cells ([`Unit::use_cells`]): when set, the four tables above
+    /// are not used, and every read and write goes to the cells instead.
+    cells: Option<Cells>,
 }
 
 impl Default for Unit {
@@ -267,7 +272,21 @@ impl Unit {
             counters: Counters::default(),
             listen_only: false,
             failures: 0,
+            cells: None,
         }
+    }
+
+    /// Serve `cells` (a pymodbus simulator device file's layout) in place of the four
+    /// tables: reads and writes of functions 1-6, 15, 16, 22 and 23 follow pymodbus's
+    /// simulator from then on, after the same structural checks (03) as ever.
+    pub fn use_cells(&mut self, cells: Cells) {
+        self.cells = Some(cells);
+    }
+
+    /// The cells, if the unit serves them ([`Unit::use_cells`]).
+    #[must_use]
+    pub fn cells(&self) -> Option<&Cells> {
+        self.cells.as_ref()
     }
 
     /// The settings.
@@ -400,10 +419,10 @@ impl Unit {
 
     fn dispatch(&mut self, function: u8, pdu: &[u8], now: Duration, out: &mut Vec<u8>) -> Handled {
         match function {
-            0x01 | 0x02 => self.read_bits(function, pdu, out),
+            0x01 | 0x02 => self.read_bits(function, pdu, now, out),
             0x03 | 0x04 => self.read_registers(function, pdu, now, out),
-            0x05 => self.write_coil(pdu, out),
-            0x06 => self.write_register(pdu, out),
+            0x05 => self.write_coil(pdu, now, out),
+            0x06 => self.write_register(pdu, now, out),
             0x07 => {
                 check(pdu.len() == 1)?;
                 self.execute()?;
@@ -435,10 +454,21 @@ impl Unit {
                 });
                 Ok(Answer::Reply)
             }
-            0x16 => self.mask_write(pdu, out),
+            0x16 => self.mask_write(pdu, now, out),
             0x17 => self.read_write(pdu, now, out),
             0x2B => self.identification(pdu, out),
             _ => Err(ExceptionCode::IllegalFunction),
+        }
+    }
+
+    /// Run `op` on the cells (the caller checked they are set).
+    fn with_cells(
+        &mut self,
+        op: impl FnOnce(&mut Cells) -> Result<(), ExceptionCode>,
+    ) -> Result<(), ExceptionCode> {
+        match self.cells.as_mut() {
+            Some(cells) => op(cells),
+            None => Err(ExceptionCode::ServerDeviceFailure),
         }
     }
 
@@ -451,10 +481,23 @@ impl Unit {
         Ok(())
     }
 
-    fn read_bits(&mut self, function: u8, pdu: &[u8], out: &mut Vec<u8>) -> Handled {
+    fn read_bits(&mut self, function: u8, pdu: &[u8], now: Duration, out: &mut Vec<u8>) -> Handled {
         check(pdu.len() == 5)?;
         let (start, quantity) = (word(pdu, 1), word(pdu, 3));
         check((1..=READ_BITS_MAX).contains(&quantity))?;
+        if self.cells.is_some() {
+            self.execute()?;
+            let area = if function == 0x01 {
+                Area::Coils
+            } else {
+                Area::Discrete
+            };
+            let mut bits = Vec::new();
+            self.with_cells(|cells| cells.read_bits(area, start, quantity, false, now, &mut bits))?;
+            out.push(function);
+            push_packed(out, &bits);
+            return Ok(Answer::Reply);
+        }
         let gaps = self.settings.gaps;
         let table = if function == 0x01 {
             &self.coils
@@ -485,6 +528,21 @@ impl Unit {
         check(pdu.len() == 5)?;
         let (start, quantity) = (word(pdu, 1), word(pdu, 3));
         check((1..=READ_REGISTERS_MAX).contains(&quantity))?;
+        if self.cells.is_some() {
+            self.execute()?;
+            let area = if function == 0x03 {
+                Area::Holding
+            } else {
+                Area::Input
+            };
+            let mut words = Vec::new();
+            self.with_cells(|cells| {
+                cells.read_words(area, start, quantity, false, now, &mut words)
+            })?;
+            out.extend_from_slice(&[function, byte_count(quantity)]);
+            out.extend(words.iter().flat_map(|w| w.to_be_bytes()));
+            return Ok(Answer::Reply);
+        }
         let gaps = self.settings.gaps;
         let readable = if function == 0x03 {
             self.holding.readable(start, quantity, gaps)
@@ -503,10 +561,29 @@ impl Unit {
         Ok(Answer::Reply)
     }
 
-    fn write_coil(&mut self, pdu: &[u8], out: &mut Vec<u8>) -> Handled {
+    fn write_coil(&mut self, pdu: &[u8], now: Duration, out: &mut Vec<u8>) -> Handled {
         check(pdu.len() == 5)?;
         let (at, value) = (word(pdu, 1), word(pdu, 3));
         check(value == 0xFF00 || value == 0x0000)?;
+        if self.cells.is_some() {
+            self.execute()?;
+            // pymodbus writes, then reads the coil back (checked as a write) and echoes what
+            // it read: an action on the cell shows in the echo.
+            let mut bits = Vec::new();
+            self.with_cells(|cells| {
+                cells.write_bits(Area::Coils, at, [value == 0xFF00])?;
+                cells.read_bits(Area::Coils, at, 1, true, now, &mut bits)
+            })?;
+            let echo: u16 = if bits.first() == Some(&true) {
+                0xFF00
+            } else {
+                0
+            };
+            out.push(0x05);
+            out.extend_from_slice(&at.to_be_bytes());
+            out.extend_from_slice(&echo.to_be_bytes());
+            return Ok(Answer::Reply);
+        }
         address(self.coils.writable(at, 1))?;
         self.execute()?;
         self.coils.write_packed(at, 1, &[u8::from(value == 0xFF00)]);
@@ -514,9 +591,22 @@ impl Unit {
         Ok(Answer::Reply)
     }
 
-    fn write_register(&mut self, pdu: &[u8], out: &mut Vec<u8>) -> Handled {
+    fn write_register(&mut self, pdu: &[u8], now: Duration, out: &mut Vec<u8>) -> Handled {
         check(pdu.len() == 5)?;
         let (at, value) = (word(pdu, 1), word(pdu, 3));
+        if self.cells.is_some() {
+            self.execute()?;
+            // As for a coil: written, read back, and what was read echoed.
+            let mut words = Vec::new();
+            self.with_cells(|cells| {
+                cells.write_words(Area::Holding, at, [value])?;
+                cells.read_words(Area::Holding, at, 1, true, now, &mut words)
+            })?;
+            out.push(0x06);
+            out.extend_from_slice(&at.to_be_bytes());
+            out.extend_from_slice(&words.first().copied().unwrap_or(0).to_be_bytes());
+            return Ok(Answer::Reply);
+        }
         address(self.holding.writable(at, 1))?;
         self.execute()?;
         self.holding.write(at, [value]);
@@ -530,6 +620,13 @@ impl Unit {
         check((1..=WRITE_COILS_MAX).contains(&quantity))?;
         check(usize::from(count) == usize::from(quantity).div_ceil(8))?;
         check(pdu.len() == 6 + usize::from(count))?;
+        if self.cells.is_some() {
+            self.execute()?;
+            let bits = (0..usize::from(quantity)).map(|i| pdu[6 + i / 8] & (1 << (i % 8)) != 0);
+            self.with_cells(|cells| cells.write_bits(Area::Coils, start, bits))?;
+            out.extend_from_slice(&pdu[..5]);
+            return Ok(Answer::Reply);
+        }
         address(self.coils.writable(start, quantity))?;
         self.execute()?;
         self.coils.write_packed(start, quantity, &pdu[6..]);
@@ -543,6 +640,12 @@ impl Unit {
         check((1..=WRITE_REGISTERS_MAX).contains(&quantity))?;
         check(usize::from(count) == 2 * usize::from(quantity))?;
         check(pdu.len() == 6 + usize::from(count))?;
+        if self.cells.is_some() {
+            self.execute()?;
+            self.with_cells(|cells| cells.write_words(Area::Holding, start, words(&pdu[6..])))?;
+            out.extend_from_slice(&pdu[..5]);
+            return Ok(Answer::Reply);
+        }
         address(self.holding.writable(start, quantity))?;
         self.execute()?;
         self.holding.write(start, words(&pdu[6..]));
@@ -550,9 +653,21 @@ impl Unit {
         Ok(Answer::Reply)
     }
 
-    fn mask_write(&mut self, pdu: &[u8], out: &mut Vec<u8>) -> Handled {
+    fn mask_write(&mut self, pdu: &[u8], now: Duration, out: &mut Vec<u8>) -> Handled {
         check(pdu.len() == 7)?;
         let (at, and, or) = (word(pdu, 1), word(pdu, 3), word(pdu, 5));
+        if self.cells.is_some() {
+            self.execute()?;
+            // pymodbus reads (checked as a write), masks, writes.
+            self.with_cells(|cells| {
+                let mut current = Vec::new();
+                cells.read_words(Area::Holding, at, 1, true, now, &mut current)?;
+                let current = current.first().copied().unwrap_or(0);
+                cells.write_words(Area::Holding, at, [(current & and) | (or & !and)])
+            })?;
+            out.extend_from_slice(pdu);
+            return Ok(Answer::Reply);
+        }
         address(self.holding.writable(at, 1))?;
         self.execute()?;
         let current = self.holding.word(at).unwrap_or(0);
@@ -569,6 +684,25 @@ impl Unit {
         check((1..=READ_WRITE_WRITE_MAX).contains(&write_quantity))?;
         check(usize::from(count) == 2 * usize::from(write_quantity))?;
         check(pdu.len() == 10 + usize::from(count))?;
+        if self.cells.is_some() {
+            self.execute()?;
+            // The write first; pymodbus checks the read as a write too (function 23 writes).
+            let mut read = Vec::new();
+            self.with_cells(|cells| {
+                cells.write_words(Area::Holding, write_start, words(&pdu[10..]))?;
+                cells.read_words(
+                    Area::Holding,
+                    read_start,
+                    read_quantity,
+                    true,
+                    now,
+                    &mut read,
+                )
+            })?;
+            out.extend_from_slice(&[0x17, byte_count(read_quantity)]);
+            out.extend(read.iter().flat_map(|w| w.to_be_bytes()));
+            return Ok(Answer::Reply);
+        }
         address(
             self.holding
                 .readable(read_start, read_quantity, self.settings.gaps),
@@ -680,6 +814,18 @@ impl Unit {
         }
         out[header + 6] = count;
         Ok(Answer::Reply)
+    }
+}
+
+/// A byte count, then `bits` packed LSB first (at most 2000 bits: 250 bytes).
+fn push_packed(out: &mut Vec<u8>, bits: &[bool]) {
+    let from = out.len();
+    out.push(u8::try_from(bits.len().div_ceil(8)).unwrap_or(u8::MAX));
+    out.resize(from + 1 + bits.len().div_ceil(8), 0);
+    for (i, &bit) in bits.iter().enumerate() {
+        if bit {
+            out[from + 1 + i / 8] |= 1 << (i % 8);
+        }
     }
 }
 
