@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use bytes::BytesMut;
+
 use serialtwin_core::Route;
 use serialtwin_core::{
     CharFormat, Context, Device, Framing, Latency, LineConfig, Parity, Replies, Settable,
@@ -29,6 +31,9 @@ pub const MAX_ADDRESS: u8 = 247;
 #[error("a Modbus unit's address must be from 1 to {MAX_ADDRESS}, not {0}")]
 pub struct BadAddress(pub u8);
 
+/// How much room [`Slave`] takes at a time to hand replies out from: a few dozen replies.
+const HANDED_BLOCK: usize = 4096;
+
 /// One Modbus unit at its address, as a [`Device`].
 #[derive(Debug)]
 pub struct Slave {
@@ -36,6 +41,9 @@ pub struct Slave {
     unit: Unit,
     /// The reply being built: the address, then the unit's PDU.
     reply: Vec<u8>,
+    /// Where replies are handed out from: each reply a piece split off one allocation, which
+    /// is reused once the pieces before it are gone, rather than an allocation per reply.
+    handed: BytesMut,
     /// What was declared where, for [`Device::set`].
     declared: BTreeMap<(Table, u16), Declared>,
     /// The run-time keys of the device behind the unit, if a real device's model gave it some
@@ -135,6 +143,7 @@ impl Slave {
             address,
             unit,
             reply: Vec::with_capacity(super::functions::MAX_ADU_LEN),
+            handed: BytesMut::new(),
             declared: BTreeMap::new(),
             knobs: None,
             every_address: false,
@@ -289,7 +298,13 @@ impl Device for Slave {
             knobs.refresh(&mut self.unit, clock.epoch(), now);
         }
         match outcome {
-            Outcome::Normal | Outcome::Exception(_) => replies.push(self.reply.clone()),
+            Outcome::Normal | Outcome::Exception(_) => {
+                if self.handed.capacity() < self.reply.len() {
+                    self.handed.reserve(HANDED_BLOCK);
+                }
+                self.handed.extend_from_slice(&self.reply);
+                replies.push(self.handed.split().freeze());
+            }
             Outcome::Silent(_) => {}
         }
         Ok(())

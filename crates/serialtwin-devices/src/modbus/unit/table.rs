@@ -225,9 +225,12 @@ fn readable<V>(
     let Some((first, final_)) = extent_of(extent, cells) else {
         return false;
     };
+    // One walk of the span, not a look-up per address: what a read of ten registers costs
+    // is on the serving path of every port.
     start >= first
         && end <= final_
-        && (gaps == Gaps::Zero || (start..=end).all(|a| cells.contains_key(&a)))
+        && (gaps == Gaps::Zero
+            || cells.range(start..=end).count() == usize::from(end - start) + 1)
 }
 
 /// Coils or discrete inputs: single bits, declared one by one or in runs.
@@ -304,8 +307,13 @@ impl Bits {
     pub(super) fn read_packed(&self, start: u16, quantity: u16, out: &mut Vec<u8>) {
         let from = out.len();
         out.resize(from + usize::from(quantity).div_ceil(8), 0);
-        for (i, address) in addresses(start, quantity.into()).enumerate() {
-            if self.get(address) == Some(true) {
+        let Some(end) = last(start, quantity.into()) else {
+            return;
+        };
+        // One walk of the declared bits in the span (up to 2,000 of them), not a look-up each.
+        for (&address, &(bit, _)) in self.cells.range(start..=end) {
+            if bit {
+                let i = usize::from(address - start);
                 out[from + i / 8] |= 1 << (i % 8);
             }
         }
@@ -314,8 +322,9 @@ impl Bits {
     /// Write `quantity` bits packed LSB first in `packed`. Checked beforehand.
     pub(super) fn write_packed(&mut self, start: u16, quantity: u16, packed: &[u8]) {
         for (i, address) in addresses(start, quantity.into()).enumerate() {
-            if let Some(cell) = self.cells.get_mut(&address) {
-                cell.0 = packed[i / 8] & (1 << (i % 8)) != 0;
+            // Only writable bits (see `Registers::write`).
+            if let Some((bit, Access::ReadWrite)) = self.cells.get_mut(&address) {
+                *bit = packed[i / 8] & (1 << (i % 8)) != 0;
             }
         }
     }
@@ -476,17 +485,26 @@ impl Registers {
     /// Registers from `start` as big-endian bytes, 0 in gaps; each computed value asked once.
     /// Checked beforehand.
     pub(super) fn read(&mut self, start: u16, quantity: u16, now: Duration, out: &mut Vec<u8>) {
+        let Some(end) = last(start, quantity.into()) else {
+            return;
+        };
+        let points = &mut self.points;
         let mut computed: Vec<(usize, Vec<u16>)> = Vec::new();
-        for address in addresses(start, quantity.into()) {
-            let word = match self.cells.get(&address) {
-                None => 0,
-                Some(Cell::Stored(word, _)) => *word,
-                Some(&Cell::Computed { point, word }) => {
+        // One walk of the declared cells in the span; the gaps between them read 0.
+        let mut next = u32::from(start);
+        for (&address, cell) in self.cells.range(start..=end) {
+            for _ in next..u32::from(address) {
+                out.extend_from_slice(&[0, 0]);
+            }
+            next = u32::from(address) + 1;
+            let word = match *cell {
+                Cell::Stored(word, _) => word,
+                Cell::Computed { point, word } => {
                     let words = if let Some((_, words)) = computed.iter().find(|(p, _)| *p == point)
                     {
                         words
                     } else {
-                        let Point { encoding, provider } = &mut self.points[point];
+                        let Point { encoding, provider } = &mut points[point];
                         let words = encoding
                             .encode(&provider.value(now))
                             .unwrap_or_else(|_| vec![0; encoding.registers()]);
@@ -498,12 +516,17 @@ impl Registers {
             };
             out.extend_from_slice(&word.to_be_bytes());
         }
+        for _ in next..=u32::from(end) {
+            out.extend_from_slice(&[0, 0]);
+        }
     }
 
     /// Write `words` from `start`. Checked beforehand (every register stored and writable).
     pub(super) fn write(&mut self, start: u16, words: impl IntoIterator<Item = u16>) {
         for (address, new) in addresses(start, usize::MAX).zip(words) {
-            if let Some(Cell::Stored(word, _)) = self.cells.get_mut(&address) {
+            // Only writable values: a read-only one reached by a write the map lets through
+            // (`ReadOnlyWrites::Ignored`) keeps its value.
+            if let Some(Cell::Stored(word, Access::ReadWrite)) = self.cells.get_mut(&address) {
                 *word = new;
             }
         }
