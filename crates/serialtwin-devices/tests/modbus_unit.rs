@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serialtwin_devices::modbus::data::{DataError, Encoding, Kind, Order, Pad, Value};
 use serialtwin_devices::modbus::unit::{
-    Access, Counter, Counters, Delivery, ExceptionCode, Gaps, MapError, Outcome, Ramp, Settings,
-    Silence, Unit,
+    Access, Counter, Counters, Delivery, ExceptionCode, Gaps, MapError, Outcome, Ramp,
+    ReadOnlyWrites, Settings, Silence, Unit,
 };
 
 const ILLEGAL_FUNCTION: Outcome = Outcome::Exception(ExceptionCode::IllegalFunction);
@@ -192,6 +192,96 @@ fn write_single_coil_and_its_exceptions() {
         exception(&mut unit, &[0x05, 0x00, 0x2A, 0xFF]),
         ILLEGAL_VALUE
     );
+}
+
+/// A write reaching read-only values answers what the map says: 02 (the standard's, and the
+/// default), 04, or an acknowledgement that writes only the writable values. An address
+/// nothing is declared at stays 02 whatever the map says.
+#[test]
+fn writes_to_read_only_values_answer_as_the_map_says() {
+    let unit_with = |policy| {
+        let mut unit = Unit::new(Settings {
+            gaps: Gaps::Exception,
+            read_only_writes: policy,
+            ..Settings::default()
+        })
+        .unwrap();
+        // Holding 0-3: 0 and 1 writable, 2 read-only, 3 writable; 5 read-only after a gap.
+        unit.holding
+            .set_words(0, &[10, 11], Access::ReadWrite)
+            .unwrap();
+        unit.holding.set_words(2, &[12], Access::ReadOnly).unwrap();
+        unit.holding.set_words(3, &[13], Access::ReadWrite).unwrap();
+        unit.holding.set_words(5, &[15], Access::ReadOnly).unwrap();
+        unit.coils
+            .set_run(0, &[false, false], Access::ReadWrite)
+            .unwrap();
+        unit.coils.set(2, true, Access::ReadOnly);
+        unit
+    };
+    // Function 16 over 1-3 (2 read-only), 6 at 2, 5 at coil 2, 15 over coils 0-2, 22 at 2,
+    // 23 writing 2-3: what each policy gives, then what the registers hold.
+    let writes: [&[u8]; 6] = [
+        &[
+            0x10, 0x00, 0x01, 0x00, 0x03, 0x06, 0x00, 0x21, 0x00, 0x22, 0x00, 0x23,
+        ],
+        &[0x06, 0x00, 0x02, 0x00, 0x42],
+        &[0x05, 0x00, 0x02, 0x00, 0x00],
+        &[0x0F, 0x00, 0x00, 0x00, 0x03, 0x01, 0x03],
+        &[0x16, 0x00, 0x02, 0x00, 0x00, 0x00, 0x01],
+        &[
+            0x17, 0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0x00, 0x02, 0x04, 0x00, 0x52, 0x00, 0x53,
+        ],
+    ];
+    for (policy, want) in [
+        (ReadOnlyWrites::Exception, Some(ILLEGAL_ADDRESS)),
+        (ReadOnlyWrites::DeviceFailure, Some(DEVICE_FAILURE)),
+        (ReadOnlyWrites::Ignored, None),
+    ] {
+        for pdu in writes {
+            let mut unit = unit_with(policy);
+            match want {
+                Some(code) => {
+                    assert_eq!(exception(&mut unit, pdu), code, "{policy:?} {pdu:02X?}");
+                    assert_eq!(unit.holding.word(1), Some(11), "nothing written");
+                    assert_eq!(unit.holding.word(3), Some(13), "nothing written");
+                    assert_eq!(unit.coils.get(0), Some(false), "nothing written");
+                }
+                None => {
+                    let (outcome, _) = ask(&mut unit, pdu);
+                    assert_eq!(outcome, Outcome::Normal, "{policy:?} {pdu:02X?}");
+                }
+            }
+            assert_eq!(unit.holding.word(2), Some(12), "{policy:?}: read-only kept");
+            assert_eq!(unit.coils.get(2), Some(true), "{policy:?}: read-only kept");
+        }
+        // The writable values a let-through write reaches are written.
+        let mut unit = unit_with(policy);
+        let _ = ask(&mut unit, writes[0]);
+        let _ = ask(&mut unit, writes[3]);
+        let written = (
+            unit.holding.word(1),
+            unit.holding.word(3),
+            unit.coils.get(0),
+        );
+        if want.is_none() {
+            assert_eq!(written, (Some(0x21), Some(0x23), Some(true)));
+        } else {
+            assert_eq!(written, (Some(11), Some(13), Some(false)));
+        }
+        // Nothing declared at 4: 02 whatever the policy.
+        let mut unit = unit_with(policy);
+        assert_eq!(
+            exception(&mut unit, &[0x10, 0x00, 0x03, 0x00, 0x02, 0x04, 0, 1, 0, 2]),
+            ILLEGAL_ADDRESS,
+            "{policy:?}"
+        );
+        assert_eq!(
+            exception(&mut unit, &[0x06, 0x00, 0x04, 0x00, 0x01]),
+            ILLEGAL_ADDRESS,
+            "{policy:?}"
+        );
+    }
 }
 
 #[test]

@@ -12,7 +12,9 @@ use super::data::{Encoding, Kind, Order, Pad, Value};
 use super::slave::{
     self, Declared, EVERY_ADDRESS, MAX_ADDRESS, Slave, route, route_every, standard_line,
 };
-use super::unit::{Access, Counter, Gaps, Provider, Ramp, Registers, Settings, Sine, Unit, Walk};
+use super::unit::{
+    Access, Counter, Gaps, Provider, Ramp, ReadOnlyWrites, Registers, Settings, Sine, Unit, Walk,
+};
 use super::{ascii, pymodbus, rtu};
 use crate::registry::{self, Build, BuildError, Built, Model};
 
@@ -39,6 +41,8 @@ link = "/tmp/serialtwin/ttyUSB-modbus"  # mbpoll -m rtu -b 19200 -a 1 -r 1 -c 2 
 
 [device.modbus]
 gaps = "exception"        # an undeclared address inside a unit's range: "exception" (02) or "zero"
+read_only_writes = "exception"  # a write to a read-only value: "exception" (02, the standard's),
+                                # "device-failure" (04) or "ignore" (acknowledged, not written)
 # Or, instead of units: a pymodbus 3.16.1 simulator device file, its map, line and unit id:
 # pymodbus = "meter.json"  server = "rtu"  device = "meter"   (see examples/pymodbus.toml)
 
@@ -88,6 +92,8 @@ fn settable() -> Vec<serialtwin_core::Settable> {
 struct RawBus {
     /// What an undeclared address inside a unit's range answers.
     gaps: Option<RawGaps>,
+    /// What a write to a declared read-only value answers.
+    read_only_writes: Option<Spanned<RawReadOnlyWrites>>,
     /// The units on the line.
     #[serde(default)]
     unit: Vec<Spanned<RawUnit>>,
@@ -106,6 +112,15 @@ enum RawGaps {
     #[default]
     Exception,
     Zero,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawReadOnlyWrites {
+    #[default]
+    Exception,
+    DeviceFailure,
+    Ignore,
 }
 
 /// `[[device.modbus.unit]]`.
@@ -266,6 +281,11 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         RawGaps::Exception => Gaps::Exception,
         RawGaps::Zero => Gaps::Zero,
     };
+    let read_only_writes = match raw.read_only_writes.as_ref().map(|r| *r.get_ref()) {
+        None | Some(RawReadOnlyWrites::Exception) => ReadOnlyWrites::Exception,
+        Some(RawReadOnlyWrites::DeviceFailure) => ReadOnlyWrites::DeviceFailure,
+        Some(RawReadOnlyWrites::Ignore) => ReadOnlyWrites::Ignored,
+    };
     let mut ids = BTreeSet::new();
     for unit in &raw.unit {
         let id = unit.get_ref().id.get_ref();
@@ -298,7 +318,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
                         // Each unit its own plant: the port's seed and the unit.
                         (device.build)(id, b.port_seed(copy) ^ (u64::from(id) << 32))
                     }
-                    None => slave(unit, gaps, b.port_seed(copy))?,
+                    None => slave(unit, gaps, read_only_writes, b.port_seed(copy))?,
                 };
                 bus = bus.with(u32::from(slave.address()), slave);
             }
@@ -367,6 +387,13 @@ fn build_from_pymodbus(
         return Err(BuildError::at(
             unit.span(),
             "a `pymodbus` file declares the unit: no `[[device.modbus.unit]]` beside it",
+        ));
+    }
+    if let Some(given) = &raw.read_only_writes {
+        return Err(BuildError::at(
+            given.span(),
+            "a `pymodbus` file says what writes to read-only values answer (02): no \
+             `read_only_writes` beside it",
         ));
     }
     if raw.gaps.is_some() {
@@ -499,12 +526,18 @@ fn address(unit: &RawUnit) -> Result<u8, BuildError> {
 }
 
 /// One unit, as its table says.
-fn slave(raw: &Spanned<RawUnit>, gaps: Gaps, seed: u64) -> Result<Slave, BuildError> {
+fn slave(
+    raw: &Spanned<RawUnit>,
+    gaps: Gaps,
+    read_only_writes: ReadOnlyWrites,
+    seed: u64,
+) -> Result<Slave, BuildError> {
     let unit = raw.get_ref();
     let id = *unit.id.get_ref();
     let address = address(unit)?;
     let mut settings = Settings {
         gaps,
+        read_only_writes,
         ..Settings::default()
     };
     for (object, text) in [

@@ -145,6 +145,8 @@ pub struct Settings {
     /// answers a code its documentation does not list (an Eastron meter knows 3, 4 and 16).
     /// `None`: every code this unit implements.
     pub functions: Option<BTreeSet<u8>>,
+    /// What a write reaching a declared read-only value gets.
+    pub read_only_writes: ReadOnlyWrites,
 }
 
 impl Default for Settings {
@@ -160,8 +162,25 @@ impl Default for Settings {
                 (0x02, env!("CARGO_PKG_VERSION").as_bytes().to_vec()),
             ]),
             functions: None,
+            read_only_writes: ReadOnlyWrites::default(),
         }
     }
+}
+
+/// What a unit answers a write that reaches a declared read-only value (a coil or holding
+/// register declared read-only, or one that moves with the clock). The standard's answer is
+/// exception 02; devices differ, and a map says which its device does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadOnlyWrites {
+    /// Exception 02 (illegal data address), nothing written.
+    #[default]
+    Exception,
+    /// Exception 04 (server device failure), nothing written: the request was valid, carrying
+    /// it out failed.
+    DeviceFailure,
+    /// The write is acknowledged as usual; the writable values it reaches are written, the
+    /// read-only ones keep theirs.
+    Ignored,
 }
 
 /// Why [`Unit::new`] refused its settings.
@@ -584,7 +603,7 @@ impl Unit {
             out.extend_from_slice(&echo.to_be_bytes());
             return Ok(Answer::Reply);
         }
-        address(self.coils.writable(at, 1))?;
+        self.may_write(Table::Coils, at, 1)?;
         self.execute()?;
         self.coils.write_packed(at, 1, &[u8::from(value == 0xFF00)]);
         out.extend_from_slice(pdu);
@@ -607,7 +626,7 @@ impl Unit {
             out.extend_from_slice(&words.first().copied().unwrap_or(0).to_be_bytes());
             return Ok(Answer::Reply);
         }
-        address(self.holding.writable(at, 1))?;
+        self.may_write(Table::Holding, at, 1)?;
         self.execute()?;
         self.holding.write(at, [value]);
         out.extend_from_slice(pdu);
@@ -627,7 +646,7 @@ impl Unit {
             out.extend_from_slice(&pdu[..5]);
             return Ok(Answer::Reply);
         }
-        address(self.coils.writable(start, quantity))?;
+        self.may_write(Table::Coils, start, quantity)?;
         self.execute()?;
         self.coils.write_packed(start, quantity, &pdu[6..]);
         out.extend_from_slice(&pdu[..5]);
@@ -646,7 +665,7 @@ impl Unit {
             out.extend_from_slice(&pdu[..5]);
             return Ok(Answer::Reply);
         }
-        address(self.holding.writable(start, quantity))?;
+        self.may_write(Table::Holding, start, quantity)?;
         self.execute()?;
         self.holding.write(start, words(&pdu[6..]));
         out.extend_from_slice(&pdu[..5]);
@@ -668,7 +687,7 @@ impl Unit {
             out.extend_from_slice(pdu);
             return Ok(Answer::Reply);
         }
-        address(self.holding.writable(at, 1))?;
+        self.may_write(Table::Holding, at, 1)?;
         self.execute()?;
         let current = self.holding.word(at).unwrap_or(0);
         self.holding.write(at, [(current & and) | (or & !and)]);
@@ -707,13 +726,39 @@ impl Unit {
             self.holding
                 .readable(read_start, read_quantity, self.settings.gaps),
         )?;
-        address(self.holding.writable(write_start, write_quantity))?;
+        self.may_write(Table::Holding, write_start, write_quantity)?;
         self.execute()?;
         // The write comes first (APP §6.17).
         self.holding.write(write_start, words(&pdu[10..]));
         out.extend_from_slice(&[0x17, byte_count(read_quantity)]);
         self.holding.read(read_start, read_quantity, now, out);
         Ok(Answer::Reply)
+    }
+
+    /// Whether a write of `quantity` values from `start` goes ahead: every value declared and
+    /// writable; or every value declared, some read-only, and the map's
+    /// [`ReadOnlyWrites`] lets it (the read-only ones are then left as they are). An address
+    /// nothing is declared at is 02 whatever the map says.
+    fn may_write(&self, table: Table, start: u16, quantity: u16) -> Result<(), ExceptionCode> {
+        let (writable, declared) = match table {
+            Table::Coils => (
+                self.coils.writable(start, quantity),
+                self.coils.readable(start, quantity, Gaps::Exception),
+            ),
+            Table::Holding => (
+                self.holding.writable(start, quantity),
+                self.holding.readable(start, quantity, Gaps::Exception),
+            ),
+        };
+        if writable {
+            return Ok(());
+        }
+        address(declared)?;
+        match self.settings.read_only_writes {
+            ReadOnlyWrites::Exception => Err(ExceptionCode::IllegalDataAddress),
+            ReadOnlyWrites::DeviceFailure => Err(ExceptionCode::ServerDeviceFailure),
+            ReadOnlyWrites::Ignored => Ok(()),
+        }
     }
 
     fn diagnostics(&mut self, pdu: &[u8], out: &mut Vec<u8>) -> Handled {
@@ -854,6 +899,13 @@ fn check(ok: bool) -> Result<(), ExceptionCode> {
 }
 
 /// Exception 02 unless `ok`.
+/// The writable tables, for [`Unit::may_write`].
+#[derive(Clone, Copy)]
+enum Table {
+    Coils,
+    Holding,
+}
+
 fn address(ok: bool) -> Result<(), ExceptionCode> {
     if ok {
         Ok(())
