@@ -15,6 +15,10 @@ mod config;
 mod control;
 #[path = "../fuzz/checks/framers.rs"]
 mod framers;
+#[path = "../fuzz/checks/modbus_pair.rs"]
+mod modbus_pair;
+#[path = "../fuzz/checks/pymodbus_json.rs"]
+mod pymodbus_json;
 #[path = "../fuzz/checks/template.rs"]
 mod template;
 
@@ -72,4 +76,14 @@ fn control() {
 #[test]
 fn template() {
     replay("template", template::check);
+}
+
+#[test]
+fn modbus_pair() {
+    replay("modbus_pair", modbus_pair::check);
+}
+
+#[test]
+fn pymodbus_json() {
+    replay("pymodbus_json", pymodbus_json::check);
 }

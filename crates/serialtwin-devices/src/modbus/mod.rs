@@ -1,7 +1,8 @@
-//! Modbus RTU units on one line (`model = "modbus"`), landing in parts (issue 18): the
-//! framers, the data model, a unit's function codes, a bus of units, values bound to a plant
-//! and real devices on the bus (`device = "sdm630"`, lent by their models through the
-//! registry) are here; the line's faults per unit and the pymodbus map import after.
+//! Modbus RTU and ASCII units on one line (`model = "modbus"`, issue 18): the framers, the
+//! data model, a unit's function codes, a bus of units with faults per unit, values bound to
+//! a plant, real devices on the bus (`device = "sdm630"`, lent by their models through the
+//! registry), a pymodbus simulator file served as pymodbus serves it, and a recorded line
+//! cut, replayed and learned into a register map.
 //!
 //! - [`rtu`] and [`ascii`]: the framers, cutting requests by length ([`functions`]) and
 //!   checking their CRC or LRC;
