@@ -22,7 +22,7 @@ use serialtwin_devices::registry;
 const DELIMITER_SLACK: usize = 16;
 
 /// Decode what `buf` holds; the frames cut and the errors that consumed nothing.
-fn drain(framer: &mut dyn Framer, buf: &mut BytesMut, frames: &mut Vec<Vec<u8>>) -> usize {
+fn drain(framer: &mut dyn Framer, buf: &mut BytesMut, cut: &mut Vec<Vec<u8>>) -> usize {
     let limit = framer.max_frame_len();
     let mut idle_errors = 0;
     loop {
@@ -39,7 +39,7 @@ fn drain(framer: &mut dyn Framer, buf: &mut BytesMut, frames: &mut Vec<Vec<u8>>)
             Ok(Some(frame)) => {
                 assert!(frame.len() <= limit, "frame of {} > {limit}", frame.len());
                 assert!(buf.len() < before, "a frame taken without consuming input");
-                frames.push(frame.to_vec());
+                cut.push(frame.to_vec());
             }
             Err(_) => {
                 if buf.len() == before {

@@ -229,8 +229,7 @@ fn readable<V>(
     // is on the serving path of every port.
     start >= first
         && end <= final_
-        && (gaps == Gaps::Zero
-            || cells.range(start..=end).count() == usize::from(end - start) + 1)
+        && (gaps == Gaps::Zero || cells.range(start..=end).count() == usize::from(end - start) + 1)
 }
 
 /// Coils or discrete inputs: single bits, declared one by one or in runs.
