@@ -142,3 +142,43 @@ async fn a_pipelined_burst_to_different_units_is_answered_in_order() {
     assert_eq!(read_exactly(&mut port, expected.len()).await, expected);
     drop(run);
 }
+
+/// `[device.modbus] read_only_writes` reaches the wire: a write to a read-only register
+/// answers 02 by default (the standard's), 04 with `"device-failure"`, and is acknowledged with
+/// `"ignore"`; the register keeps its value every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_to_read_only_registers_answer_as_the_config_says() {
+    let write = with_crc(&[3, 6, 0, 0, 0, 9]);
+    for (setting, answer) in [
+        ("", with_crc(&[3, 0x86, 2])),
+        (
+            "read_only_writes = \"device-failure\"\n",
+            with_crc(&[3, 0x86, 4]),
+        ),
+        ("read_only_writes = \"ignore\"\n", write.clone()),
+    ] {
+        let dir = work_dir("modbusraw-readonly");
+        let config = write_config(
+            &dir,
+            "bus.toml",
+            &format!(
+                "[[device]]\nname = \"bus\"\nmodel = \"modbus\"\nlink = \"{}/ttyUSB-bus\"\n\n\
+                 [device.modbus]\n{setting}\n\
+                 [[device.modbus.unit]]\nid = 3\n\
+                 [[device.modbus.unit.holding]]\naddress = 0\nvalue = 7\nwritable = false\n",
+                dir.display()
+            ),
+        );
+        let run = start(&dir, &[config.to_str().unwrap(), "--no-control"]);
+        let mut port = open_at(&run.links().remove(0), 19_200);
+        port.write_all(&write).await.unwrap();
+        assert_eq!(
+            read_exactly(&mut port, answer.len()).await,
+            answer,
+            "{setting:?}"
+        );
+        port.write_all(&read(3)).await.unwrap();
+        assert_eq!(read_exactly(&mut port, 7).await, reply(3, 7), "{setting:?}");
+        drop(run);
+    }
+}

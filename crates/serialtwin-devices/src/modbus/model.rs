@@ -821,13 +821,8 @@ mod tests {
 
     #[test]
     fn a_pymodbus_file_sets_the_line_and_the_unit() {
-        let dir = std::env::temp_dir().join(format!("serialtwin-pymodbus-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("meter.json"),
-            include_str!("../../../../examples/pymodbus-meter.json"),
-        )
-        .unwrap();
+        // The example file where it lies: nothing written anywhere.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
         let build_with = |table: &str| {
             let table = ConfigTable::parse(table).unwrap();
             let b = Build {
@@ -837,22 +832,22 @@ mod tests {
             build(&b)
         };
         let built =
-            build_with("pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\n").unwrap();
+            build_with("pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\n").unwrap();
         assert_eq!(built[0].line.baud, Some(9600));
         assert_eq!(built[0].line.format.unwrap().to_string(), "8N1");
         assert_eq!(built[0].framing.name(), "modbus-rtu");
         for (table, expected) in [
             (
-                "pymodbus = 'meter.json'\n",
+                "pymodbus = 'pymodbus-meter.json'\n",
                 "server_list has no \"server\" (it has: rtu)",
             ),
             ("pymodbus = 'gone.json'\n", "gone.json"),
             (
-                "pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\n[[unit]]\nid = 1\n",
+                "pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\n[[unit]]\nid = 1\n",
                 "no `[[device.modbus.unit]]` beside it",
             ),
             (
-                "pymodbus = 'meter.json'\nserver = 'rtu'\ndevice = 'meter'\ngaps = 'zero'\n",
+                "pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\ngaps = 'zero'\n",
                 "no `gaps` beside it",
             ),
             (
@@ -863,7 +858,12 @@ mod tests {
             let got = build_with(table).unwrap_err().reason;
             assert!(got.contains(expected), "{table:?}: {got}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
+        let got = build_with(
+            "pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\nread_only_writes = 'ignore'\n",
+        )
+        .unwrap_err()
+        .reason;
+        assert!(got.contains("no `read_only_writes` beside it"), "{got}");
     }
 
     #[test]
