@@ -832,7 +832,8 @@ mod tests {
             build(&b)
         };
         let built =
-            build_with("pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\n").unwrap();
+            build_with("pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\n")
+                .unwrap();
         assert_eq!(built[0].line.baud, Some(9600));
         assert_eq!(built[0].line.format.unwrap().to_string(), "8N1");
         assert_eq!(built[0].framing.name(), "modbus-rtu");
