@@ -13,7 +13,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{start, work_dir, write_config};
 use nix::sys::signal::Signal;
@@ -27,29 +27,14 @@ const PYTHON_PATIENCE: Duration = Duration::from_mins(3);
 /// Run `script` (after the harness) with the venv's Python and `args`; its results, one JSON
 /// object per check. Killed, and the test failed, past [`PYTHON_PATIENCE`].
 fn run_checks(script: &str, args: &[&str]) -> Vec<Value> {
-    let mut child = Command::new(common::venv().join("bin/python"))
-        .arg("-c")
-        .arg(format!("{HARNESS}\n{script}"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PYTHON_PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "python did not finish:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within_for(
+        Command::new(common::venv().join("bin/python"))
+            .arg("-c")
+            .arg(format!("{HARNESS}\n{script}"))
+            .args(args)
+            .stderr(Stdio::piped()),
+        PYTHON_PATIENCE,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

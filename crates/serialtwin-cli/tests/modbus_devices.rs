@@ -20,7 +20,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{run_to_end, start, work_dir, write_config};
 use nix::sys::signal::Signal;
@@ -39,29 +39,14 @@ const NOON: u64 = 1_782_043_200;
 /// requests it says its calls should have sent. Killed, and the test failed, past
 /// [`PYTHON_PATIENCE`].
 fn run_checks(python: &Path, script: &str, args: &[&str]) -> (Vec<Value>, Vec<Value>) {
-    let mut child = Command::new(python)
-        .arg("-c")
-        .arg(format!("{HARNESS}\n{script}"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PYTHON_PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "python did not finish:\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within_for(
+        Command::new(python)
+            .arg("-c")
+            .arg(format!("{HARNESS}\n{script}"))
+            .args(args)
+            .stderr(Stdio::piped()),
+        PYTHON_PATIENCE,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python failed:\n{stdout}\n{stderr}");

@@ -17,8 +17,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{run_to_end, start, work_dir, write_config};
 use nix::sys::signal::Signal;
@@ -57,28 +57,14 @@ fn link_of(run: &common::Running, name: &str) -> PathBuf {
 /// pipe nobody reads while it runs.
 fn compare(dir: &Path, args: &[&str]) -> Vec<Value> {
     let log = dir.join("python.log");
-    let mut child = Command::new(common::venv().join("bin/python"))
-        .arg("-c")
-        .arg(include_str!("modbus/simjson_compare.py"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + PYTHON_PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "python did not finish:\n{}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_within_for(
+        Command::new(common::venv().join("bin/python"))
+            .arg("-c")
+            .arg(include_str!("modbus/simjson_compare.py"))
+            .args(args)
+            .stderr(std::fs::File::create(&log).unwrap()),
+        PYTHON_PATIENCE,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let tail: String = stderr.lines().rev().take(30).collect::<Vec<_>>().join("\n");

@@ -196,22 +196,33 @@ pub fn run_to_end(dir: &Path, args: &[&str]) -> Output {
 /// Run `cmd` to its end with no input, collecting its output; killed (and the test failed)
 /// past the safety net, so a command that hangs fails the test instead of hanging it.
 pub fn output_within(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    output_within_for(cmd.stderr(Stdio::piped()), PATIENCE)
+}
+
+/// [`output_within`] with a safety net of `patience` (a Python client's whole story), and
+/// stderr wherever `cmd` sends it. Output is read while the command runs, so one that prints a
+/// lot never blocks on a full pipe.
+pub fn output_within_for(cmd: &mut Command, patience: Duration) -> Output {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    if let Ok(out) = rx.recv_timeout(patience) {
+        return out.unwrap();
     }
-    child.wait_with_output().unwrap()
+    let _ = kill(pid, Signal::SIGKILL);
+    let out = rx.recv().unwrap().unwrap();
+    panic!(
+        "{cmd:?} did not finish within {patience:?}:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The workspace root.
