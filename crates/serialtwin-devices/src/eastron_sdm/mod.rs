@@ -30,7 +30,7 @@ use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route, Settable};
 use crate::modbus::bound::{Reading, Shared};
 use crate::modbus::data::{Encoding, Kind, Value};
 use crate::modbus::rtu;
-use crate::modbus::slave::{Knobs, MAX_ADDRESS, Slave, factory_line, route};
+use crate::modbus::slave::{Knobs, MAX_ADDRESS, Slave, address_in_config, factory_line, route};
 use crate::modbus::unit::{Access, Gaps, Settings, Unit};
 use crate::registry::{self, Build, BuildError, Built, BusUnit, Model};
 
@@ -276,18 +276,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let raw: RawConfig = b.table.deserialize()?.unwrap_or_default();
     let id = match &raw.unit {
         None => 1,
-        Some(unit) => u8::try_from(*unit.get_ref())
-            .ok()
-            .filter(|a| (1..=MAX_ADDRESS).contains(a))
-            .ok_or_else(|| {
-                BuildError::at(
-                    unit.span(),
-                    format!(
-                        "`unit` must be from 1 to {MAX_ADDRESS}, not {}",
-                        unit.get_ref()
-                    ),
-                )
-            })?,
+        Some(unit) => address_in_config(unit, "`unit`")?,
     };
     let check = |value: &Option<Spanned<f64>>, what: &str, max: f64| {
         value

@@ -9,9 +9,7 @@ use serde_spanned::Spanned;
 use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route};
 
 use super::data::{Encoding, Kind, Order, Pad, Value};
-use super::slave::{
-    self, Declared, EVERY_ADDRESS, MAX_ADDRESS, Slave, route, route_every, standard_line,
-};
+use super::slave::{self, Declared, EVERY_ADDRESS, Slave, route, route_every, standard_line};
 use super::unit::{
     Access, Counter, Gaps, Provider, Ramp, ReadOnlyWrites, Registers, Settings, Sine, Unit, Walk,
 };
@@ -513,16 +511,7 @@ fn bus_line(
 
 /// A unit's address, from its `id`.
 fn address(unit: &RawUnit) -> Result<u8, BuildError> {
-    let id = *unit.id.get_ref();
-    u8::try_from(id)
-        .ok()
-        .filter(|a| (1..=MAX_ADDRESS).contains(a))
-        .ok_or_else(|| {
-            BuildError::at(
-                unit.id.span(),
-                format!("a unit's `id` must be from 1 to {MAX_ADDRESS}, not {id}"),
-            )
-        })
+    slave::address_in_config(&unit.id, "a unit's `id`")
 }
 
 /// One unit, as its table says.

@@ -223,6 +223,27 @@ pub fn factory_line(baud: u32, format: CharFormat) -> LineConfig {
     }
 }
 
+/// A unit address given in a config (`value`, called `name` in the error), checked: 1 to
+/// [`MAX_ADDRESS`], as every model that puts a unit on a line takes it.
+///
+/// # Errors
+/// Anything else, at the value.
+pub fn address_in_config(
+    value: &serde_spanned::Spanned<u32>,
+    name: &str,
+) -> Result<u8, crate::registry::BuildError> {
+    let id = *value.get_ref();
+    u8::try_from(id)
+        .ok()
+        .filter(|a| (1..=MAX_ADDRESS).contains(a))
+        .ok_or_else(|| {
+            crate::registry::BuildError::at(
+                value.span(),
+                format!("{name} must be from 1 to {MAX_ADDRESS}, not {id}"),
+            )
+        })
+}
+
 /// Where a request goes on a bus of [`Slave`]s: the unit its first byte names, or every unit
 /// for a broadcast. A bus's router.
 #[must_use]
