@@ -1,7 +1,7 @@
 //! The fleet benchmark: how close serialtwin gets to the kernel's pty limit, side by side.
 //!
 //! ```text
-//! cargo bench --bench pty_fleet                     # full run (~3 min, paced section included)
+//! cargo bench --bench pty_fleet                     # full run (~4.5 min: paced and Modbus too)
 //! cargo bench --bench pty_fleet -- --quick          # short run (< 1 min)
 //! cargo bench --bench pty_fleet -- --no-paced       # the closed loop only (~1.5 min)
 //! cargo bench --bench pty_fleet -- --paced-only     # the paced section only (~2 min)
