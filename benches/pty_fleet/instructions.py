@@ -26,6 +26,13 @@ request has to fetch, and how much code its path runs through:
     python3 benches/pty_fleet/instructions.py <binary> --ports 300 --n 2000 --cache
     python3 benches/pty_fleet/instructions.py <binary> --ports 300 --n 2000 --cache --serve bare
 
+`--modbus` makes the Modbus rows' round trip instead (`open N modbus`: unit 1's read of ten
+holding registers, the 25-byte reply checked byte for byte), against `--serve serialtwin` or
+`--serve limit`:
+
+    python3 benches/pty_fleet/instructions.py <binary> --modbus --n 2000
+    python3 benches/pty_fleet/instructions.py <binary> --modbus --ports 1000 --n 4000 --cache
+
 Take --n well above --ports (a few thousand): the opens and first requests of many ports are
 costly and uneven, and with too few round trips their share does not cancel out.
 """
@@ -42,9 +49,12 @@ import tty
 
 REQUEST = b"QPIGS\r\n"
 REPLY_LEN = 110
+# `--modbus`: the Modbus rows' read of ten holding registers (`modbus.rs`'s REQUEST and REPLY).
+MODBUS_REQUEST = bytes.fromhex("01030000000AC5CD")
+MODBUS_REPLY = bytes.fromhex("010314" + "".join(f"{i:04X}" for i in range(1, 11)) + "8F16")
 
 
-def run(binary, serve, n, ports, cache, out):
+def run(binary, serve, n, ports, cache, out, modbus):
     # One profile per thread, summed: the main thread runs the server (the runtime's
     # `block_on`, or the limit's loop) and, with lanes, a lane's thread serves the requests.
     # The others (stdin, the session watcher) work at the opens and closes only; with many
@@ -61,7 +71,7 @@ def run(binary, serve, n, ports, cache, out):
     )
     if child.stdout.readline().strip() != "ready":
         sys.exit("the server child did not start")
-    child.stdin.write(f"open {ports}\n")
+    child.stdin.write(f"open {ports} modbus\n" if modbus else f"open {ports}\n")
     child.stdin.flush()
     words = child.stdout.readline().split()
     if len(words) != 2 + ports or words[0] != "opened":
@@ -71,16 +81,17 @@ def run(binary, serve, n, ports, cache, out):
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
         tty.setraw(fd)
         fds.append(fd)
+    request, reply_len = (MODBUS_REQUEST, len(MODBUS_REPLY)) if modbus else (REQUEST, REPLY_LEN)
     for i in range(n):
         fd = fds[i % ports]
-        os.write(fd, REQUEST)
+        os.write(fd, request)
         got = b""
-        while len(got) < REPLY_LEN:
+        while len(got) < reply_len:
             chunk = os.read(fd, 512)
             if not chunk:
                 sys.exit("the port closed")
             got += chunk
-        if len(got) != REPLY_LEN or not got.endswith(b"\r\n"):
+        if modbus and got != MODBUS_REPLY or not modbus and (len(got) != REPLY_LEN or not got.endswith(b"\r\n")):
             sys.exit(f"unexpected reply: {got!r}")
     for fd in fds:
         os.close(fd)
@@ -109,13 +120,15 @@ def main():
     p.add_argument("--n", type=int, default=1000, help="round trips of the short run")
     p.add_argument("--ports", type=int, default=1, help="ports the round trips take turns on")
     p.add_argument("--cache", action="store_true", help="simulate the caches, print misses")
+    p.add_argument("--modbus", action="store_true",
+                   help="the Modbus rows' read (serve serialtwin or limit) instead of QPIGS")
     p.add_argument("--keep", help="directory to keep the two callgrind profiles in")
     args = p.parse_args()
     directory = args.keep or tempfile.mkdtemp(prefix="instructions-")
     os.makedirs(directory, exist_ok=True)
     runs = [
         run(args.binary, args.serve, k * args.n, args.ports, args.cache,
-            os.path.join(directory, f"{args.serve}.{k}.out"))
+            os.path.join(directory, f"{args.serve}.{k}.out"), args.modbus)
         for k in (1, 5)
     ]
     per = {e: (runs[1][e] - runs[0][e]) / (4 * args.n) for e in runs[0]}
