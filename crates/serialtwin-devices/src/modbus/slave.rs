@@ -299,10 +299,15 @@ impl Device for Slave {
             }
         };
         let clock = ctx.clock();
-        let now = clock
-            .now()
-            .duration_since(clock.epoch())
-            .unwrap_or_default();
+        let now = if self.knobs.is_some() || self.unit.reads_clock() {
+            clock
+                .now()
+                .duration_since(clock.epoch())
+                .unwrap_or_default()
+        } else {
+            // Nothing of this unit looks at the time (`Unit::reads_clock`).
+            Duration::ZERO
+        };
         if let Some(knobs) = &mut self.knobs {
             knobs.refresh(&mut self.unit, clock.epoch(), now);
         }

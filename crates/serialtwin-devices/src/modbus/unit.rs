@@ -26,6 +26,7 @@
 //! ```
 
 mod cells;
+mod sparse;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -481,6 +482,15 @@ impl Unit {
     }
 
     /// Run `op` on the cells (the caller checked they are set).
+    /// Whether answering may look at the time it is given: the unit has computed values,
+    /// or a pymodbus simulator's cells (whose `uptime` action counts from it). Reading the
+    /// simulated clock costs more than a ten-register read, so a unit of stored values is
+    /// answered without it.
+    #[must_use]
+    pub fn reads_clock(&self) -> bool {
+        self.cells.is_some() || self.holding.computes() || self.input.computes()
+    }
+
     fn with_cells(
         &mut self,
         op: impl FnOnce(&mut Cells) -> Result<(), ExceptionCode>,

@@ -1,13 +1,13 @@
 //! A unit's tables: sparse maps of bits and registers, each declared read-only or writable,
 //! and registers whose value is computed at read time.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use thiserror::Error;
 
+use super::sparse::Sparse;
 use crate::modbus::data::{DataError, Encoding, Value};
 
 /// Whether a client may write a declared bit or register.
@@ -206,15 +206,15 @@ fn addresses(start: u16, len: usize) -> impl Iterator<Item = u16> {
 }
 
 /// The extent set, or the span from the lowest to the highest declared address.
-fn extent_of<V>(set: Option<(u16, u16)>, cells: &BTreeMap<u16, V>) -> Option<(u16, u16)> {
-    set.or_else(|| Some((*cells.first_key_value()?.0, *cells.last_key_value()?.0)))
+fn extent_of<V>(set: Option<(u16, u16)>, cells: &Sparse<V>) -> Option<(u16, u16)> {
+    set.or_else(|| cells.bounds())
 }
 
 /// Whether `quantity` cells from `start` lie within a table's extent, each declared unless
 /// gaps read as zero: what a read of bits and of registers alike may reach.
 fn readable<V>(
     extent: Option<(u16, u16)>,
-    cells: &BTreeMap<u16, V>,
+    cells: &Sparse<V>,
     start: u16,
     quantity: u16,
     gaps: Gaps,
@@ -225,17 +225,17 @@ fn readable<V>(
     let Some((first, final_)) = extent_of(extent, cells) else {
         return false;
     };
-    // One walk of the span, not a look-up per address: what a read of ten registers costs
+    // Two binary searches, not a look-up per address: what a read of ten registers costs
     // is on the serving path of every port.
     start >= first
         && end <= final_
-        && (gaps == Gaps::Zero || cells.range(start..=end).count() == usize::from(end - start) + 1)
+        && (gaps == Gaps::Zero || cells.count(start, end) == usize::from(end - start) + 1)
 }
 
 /// Coils or discrete inputs: single bits, declared one by one or in runs.
 #[derive(Clone, Debug, Default)]
 pub struct Bits {
-    cells: BTreeMap<u16, (bool, Access)>,
+    cells: Sparse<(bool, Access)>,
     /// Set by [`Bits::set_extent`]; otherwise the declared span.
     extent: Option<(u16, u16)>,
 }
@@ -263,16 +263,15 @@ impl Bits {
                 len: values.len(),
             });
         }
-        for (address, &value) in addresses(start, values.len()).zip(values) {
-            self.set(address, value, access);
-        }
+        self.cells
+            .insert_run(start, values.iter().map(|&value| (value, access)));
         Ok(())
     }
 
     /// The bit at `address`, if declared.
     #[must_use]
     pub fn get(&self, address: u16) -> Option<bool> {
-        self.cells.get(&address).map(|&(value, _)| value)
+        self.cells.get(address).map(|&(value, _)| value)
     }
 
     /// Make the table span `range` whatever is declared: addresses outside it answer 02,
@@ -298,7 +297,7 @@ impl Bits {
         self.readable(start, quantity, Gaps::Exception)
             && self
                 .cells
-                .range(start..=end)
+                .range(start, end)
                 .all(|(_, &(_, access))| access == Access::ReadWrite)
     }
 
@@ -310,7 +309,7 @@ impl Bits {
             return;
         };
         // One walk of the declared bits in the span (up to 2,000 of them), not a look-up each.
-        for (&address, &(bit, _)) in self.cells.range(start..=end) {
+        for (address, &(bit, _)) in self.cells.range(start, end) {
             if bit {
                 let i = usize::from(address - start);
                 out[from + i / 8] |= 1 << (i % 8);
@@ -320,24 +319,31 @@ impl Bits {
 
     /// Write `quantity` bits packed LSB first in `packed`. Checked beforehand.
     pub(super) fn write_packed(&mut self, start: u16, quantity: u16, packed: &[u8]) {
-        for (i, address) in addresses(start, quantity.into()).enumerate() {
+        let Some(end) = last(start, quantity.into()) else {
+            return;
+        };
+        for (address, (bit, access)) in self.cells.range_mut(start, end) {
             // Only writable bits (see `Registers::write`).
-            if let Some((bit, Access::ReadWrite)) = self.cells.get_mut(&address) {
+            if *access == Access::ReadWrite {
+                let i = usize::from(address - start);
                 *bit = packed[i / 8] & (1 << (i % 8)) != 0;
             }
         }
     }
 }
 
+/// A declared register: 8 bytes, so that a read of ten takes two cache lines.
 #[derive(Clone, Copy, Debug)]
 enum Cell {
     Stored(u16, Access),
     /// Word `word` of computed value `point`.
     Computed {
-        point: usize,
-        word: usize,
+        point: u32,
+        word: u16,
     },
 }
+
+const _: () = assert!(size_of::<Cell>() == 8);
 
 #[derive(Debug)]
 struct Point {
@@ -348,7 +354,7 @@ struct Point {
 /// Holding or input registers: stored words, each read-only or writable, and computed values.
 #[derive(Debug, Default)]
 pub struct Registers {
-    cells: BTreeMap<u16, Cell>,
+    cells: Sparse<Cell>,
     points: Vec<Point>,
     /// Set by [`Registers::set_extent`]; otherwise the declared span.
     extent: Option<(u16, u16)>,
@@ -368,9 +374,8 @@ impl Registers {
     /// nothing is changed then.
     pub fn set_words(&mut self, start: u16, words: &[u16], access: Access) -> Result<(), MapError> {
         self.check_free(start, words.len())?;
-        for (address, &word) in addresses(start, usize::MAX).zip(words) {
-            self.cells.insert(address, Cell::Stored(word, access));
-        }
+        self.cells
+            .insert_run(start, words.iter().map(|&word| Cell::Stored(word, access)));
         Ok(())
     }
 
@@ -404,11 +409,17 @@ impl Registers {
     ) -> Result<(), MapError> {
         let len = encoding.registers();
         self.check_free(start, len)?;
-        let point = self.points.len();
+        // At most 65,536 values of at least one register each, and a value of at most 65,536
+        // registers (`check_free` refused longer): neither conversion saturates.
+        let point = u32::try_from(self.points.len()).unwrap_or(u32::MAX);
         self.points.push(Point { encoding, provider });
-        for (word, address) in addresses(start, len).enumerate() {
-            self.cells.insert(address, Cell::Computed { point, word });
-        }
+        self.cells.insert_run(
+            start,
+            (0..len).map(|word| Cell::Computed {
+                point,
+                word: u16::try_from(word).unwrap_or(u16::MAX),
+            }),
+        );
         Ok(())
     }
 
@@ -419,10 +430,10 @@ impl Registers {
         let end = last(start, len).ok_or(MapError::PastEnd { start, len })?;
         match self
             .cells
-            .range(start..=end)
+            .range(start, end)
             .find(|(_, cell)| matches!(cell, Cell::Computed { .. }))
         {
-            Some((&address, _)) => Err(MapError::Computed(address)),
+            Some((address, _)) => Err(MapError::Computed(address)),
             None => Ok(()),
         }
     }
@@ -430,7 +441,7 @@ impl Registers {
     /// The stored word at `address` (`None` if undeclared or computed).
     #[must_use]
     pub fn word(&self, address: u16) -> Option<u16> {
-        match self.cells.get(&address)? {
+        match self.cells.get(address)? {
             Cell::Stored(word, _) => Some(*word),
             Cell::Computed { .. } => None,
         }
@@ -445,7 +456,7 @@ impl Registers {
         let len = encoding.registers();
         let _ = last(start, len).ok_or(MapError::PastEnd { start, len })?;
         let words = addresses(start, len)
-            .map(|address| match self.cells.get(&address) {
+            .map(|address| match self.cells.get(address) {
                 Some(Cell::Stored(word, _)) => Ok(*word),
                 Some(Cell::Computed { .. }) => Err(MapError::Computed(address)),
                 None => Err(MapError::Undeclared(address)),
@@ -477,8 +488,13 @@ impl Registers {
         self.readable(start, quantity, Gaps::Exception)
             && self
                 .cells
-                .range(start..=end)
+                .range(start, end)
                 .all(|(_, cell)| matches!(cell, Cell::Stored(_, Access::ReadWrite)))
+    }
+
+    /// Whether any register holds a computed value: only then does a read need the time.
+    pub(super) fn computes(&self) -> bool {
+        !self.points.is_empty()
     }
 
     /// Registers from `start` as big-endian bytes, 0 in gaps; each computed value asked once.
@@ -487,36 +503,33 @@ impl Registers {
         let Some(end) = last(start, quantity.into()) else {
             return;
         };
+        // Gaps read 0: the reply is zeroed first, and each declared cell in the span (one
+        // walk of them) is written at its place.
+        let from = out.len();
+        out.resize(from + 2 * usize::from(quantity), 0);
+        let reply = &mut out[from..];
         let points = &mut self.points;
-        let mut computed: Vec<(usize, Vec<u16>)> = Vec::new();
-        // One walk of the declared cells in the span; the gaps between them read 0.
-        let mut next = u32::from(start);
-        for (&address, cell) in self.cells.range(start..=end) {
-            for _ in next..u32::from(address) {
-                out.extend_from_slice(&[0, 0]);
-            }
-            next = u32::from(address) + 1;
-            let word = match *cell {
+        let mut computed: Vec<(u32, Vec<u16>)> = Vec::new();
+        for (address, &cell) in self.cells.range(start, end) {
+            let word = match cell {
                 Cell::Stored(word, _) => word,
                 Cell::Computed { point, word } => {
                     let words = if let Some((_, words)) = computed.iter().find(|(p, _)| *p == point)
                     {
                         words
                     } else {
-                        let Point { encoding, provider } = &mut points[point];
+                        let Point { encoding, provider } = &mut points[point as usize];
                         let words = encoding
                             .encode(&provider.value(now))
                             .unwrap_or_else(|_| vec![0; encoding.registers()]);
                         computed.push((point, words));
                         &computed[computed.len() - 1].1
                     };
-                    words.get(word).copied().unwrap_or(0)
+                    words.get(usize::from(word)).copied().unwrap_or(0)
                 }
             };
-            out.extend_from_slice(&word.to_be_bytes());
-        }
-        for _ in next..=u32::from(end) {
-            out.extend_from_slice(&[0, 0]);
+            let at = 2 * usize::from(address - start);
+            reply[at..at + 2].copy_from_slice(&word.to_be_bytes());
         }
     }
 
@@ -525,7 +538,7 @@ impl Registers {
         for (address, new) in addresses(start, usize::MAX).zip(words) {
             // Only writable values: a read-only one reached by a write the map lets through
             // (`ReadOnlyWrites::Ignored`) keeps its value.
-            if let Some(Cell::Stored(word, Access::ReadWrite)) = self.cells.get_mut(&address) {
+            if let Some(Cell::Stored(word, Access::ReadWrite)) = self.cells.get_mut(address) {
                 *word = new;
             }
         }
