@@ -43,12 +43,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use crc::{CRC_16_MODBUS, Crc, Digest};
+use crc::{Digest, Table};
 use serialtwin_core::{Direction, FrameError, Framer, LineSettings};
 
 use super::describe;
 use super::functions::{MAX_ADU_LEN, RequestLen};
-use super::rtu::{RtuFramer, crc16};
+use super::rtu::{CRC, RtuFramer, crc16};
 
 /// The most requests waiting for their reply at once.
 pub const MAX_PENDING: usize = 16;
@@ -56,9 +56,6 @@ pub const MAX_PENDING: usize = 16;
 /// The most bytes held as not a reply before they are dropped and reported, as
 /// [`RtuFramer`] does with requests.
 const HELD: usize = 16;
-
-/// CRC-16/MODBUS, for the scan of a reply whose length nothing gives.
-static CRC: Crc<u16> = Crc::<u16>::new(&CRC_16_MODBUS);
 
 /// The broadcast address: every unit acts, none answers (SL §2.1).
 const BROADCAST: u8 = 0;
@@ -253,7 +250,7 @@ fn crc_ok(adu: &[u8]) -> bool {
 #[derive(Clone)]
 struct Scan {
     len: usize,
-    digest: Digest<'static, u16>,
+    digest: Digest<'static, u16, Table<16>>,
 }
 
 /// What the bytes at the start of the buffer are.

@@ -47,7 +47,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use crc::{CRC_16_MODBUS, Crc, Digest};
+use crc::{CRC_16_MODBUS, Crc, Digest, Table};
 use serialtwin_core::{FrameAt, FrameError, Framer, Framing, LineSettings};
 
 use super::functions::{MAX_ADU_LEN, RequestLen, request_len};
@@ -72,8 +72,9 @@ pub const NAMED_FRAMING: NamedFraming = NamedFraming {
 /// The shortest silence that gives up an undecided request (see [`idle_timeout`]).
 pub const MIN_IDLE: Duration = Duration::from_millis(5);
 
-/// CRC-16/MODBUS (poly 0x8005 reflected, init 0xFFFF, no final xor).
-static CRC: Crc<u16> = Crc::<u16>::new(&CRC_16_MODBUS);
+/// CRC-16/MODBUS (poly 0x8005 reflected, init 0xFFFF, no final xor), sixteen bytes a step:
+/// every request and every reply on the serving path has its CRC computed.
+pub(super) static CRC: Crc<u16, Table<16>> = Crc::<u16, Table<16>>::new(&CRC_16_MODBUS);
 
 /// The CRC-16/MODBUS of `bytes`; on the wire it goes low byte first (`to_le_bytes`).
 #[must_use]
@@ -120,7 +121,7 @@ pub fn framing() -> Framing {
 #[derive(Clone)]
 struct Scan {
     len: usize,
-    digest: Digest<'static, u16>,
+    digest: Digest<'static, u16, Table<16>>,
 }
 
 /// What the bytes at the start of the buffer are.
