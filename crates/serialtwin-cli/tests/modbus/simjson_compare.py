@@ -221,7 +221,7 @@ def open_client(path, device):
     return c
 
 
-def ask(c, unit, request):
+def ask(c, unit, request, again=True):
     function, address, arg = request
     try:
         if function in FUNCTIONS:
@@ -245,6 +245,13 @@ def ask(c, unit, request):
         else:
             rr = c.write_registers(address, arg, device_id=unit)
     except ModbusIOException:
+        if again and function in (1, 2, 3, 4):
+            # A read is asked once more before it counts as silence: on a loaded machine
+            # pymodbus's own server (Python) misses the client's 0.5 s now and then (seen
+            # once in 1,329 requests). A read whose first answer was only late, of a cell
+            # that counts its reads, then counts twice on that side alone: a difference
+            # shown, never one hidden.
+            return ask(c, unit, request, again=False)
         return ["silent"]
     if rr.isError():
         return ["exception", rr.exception_code]
