@@ -34,6 +34,7 @@ mod device;
 pub mod escape;
 mod fleet;
 mod gate;
+pub mod net;
 pub mod output;
 mod port;
 #[cfg(test)]
