@@ -87,9 +87,9 @@ pub struct ComSettings {
     pub baud: u32,
     /// Data bits per character: 5 to 8.
     pub data_size: u8,
-    /// Parity: 1 none, 2 odd, 3 even, 4 mark, 5 space.
+    /// Parity: 1 none, 2 odd, 3 even (RFC 2217's 4 mark and 5 space are refused).
     pub parity: u8,
-    /// Stop bits: 1 means one, 2 two, 3 one and a half.
+    /// Stop bits: 1 means one, 2 two (RFC 2217's 3, one and a half, is refused).
     pub stop_size: u8,
     /// Flow control, as SET-CONTROL's outbound (or both directions) values: 1 none,
     /// 2 XON/XOFF, 3 hardware.
@@ -633,13 +633,17 @@ impl Session {
                 put_command(out, code + SERVER, &[self.settings.data_size]);
             }
             SET_PARITY => {
-                if let &[parity @ 1..=5] = value {
+                // None, odd, even: what the port's settings (and a pty's client) can name.
+                // Mark and space are answered with the parity in effect, a refusal pyserial
+                // reports as "remote rejected value".
+                if let &[parity @ 1..=3] = value {
                     self.change(ComSettings { parity, ..line }, events);
                 }
                 put_command(out, code + SERVER, &[self.settings.parity]);
             }
             SET_STOPSIZE => {
-                if let &[stop_size @ 1..=3] = value {
+                // One or two; 1.5 is refused as mark and space parity are.
+                if let &[stop_size @ 1..=2] = value {
                     self.change(ComSettings { stop_size, ..line }, events);
                 }
                 put_command(out, code + SERVER, &[self.settings.stop_size]);
@@ -1116,6 +1120,16 @@ mod tests {
     }
 
     #[test]
+    fn mark_space_and_one_and_a_half_stop_bits_are_refused() {
+        let mut session = agreed();
+        for (code, value, in_effect) in [(3, 4, 1), (3, 5, 1), (4, 3, 1)] {
+            let output = feed(&mut session, &sb(code, &[value]));
+            assert_eq!(output.out, sb(code + 100, &[in_effect]));
+            assert!(output.events.is_empty());
+        }
+    }
+
+    #[test]
     fn a_change_is_reported_once_with_the_whole_line() {
         let mut session = agreed();
         let output = feed(&mut session, &sb(1, &19_200_u32.to_be_bytes()));
@@ -1126,7 +1140,7 @@ mod tests {
             answer(&mut session, &sb(1, &19_200_u32.to_be_bytes())),
             sb(101, &19_200_u32.to_be_bytes())
         );
-        for (code, value) in [(2, 7), (3, 3), (4, 3), (5, 2)] {
+        for (code, value) in [(2, 7), (3, 3), (4, 2), (5, 2)] {
             match code {
                 2 => line.data_size = value,
                 3 => line.parity = value,
