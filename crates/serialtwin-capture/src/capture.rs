@@ -256,6 +256,18 @@ enum Wire {
         input: bool,
         output: bool,
     },
+    Dtr {
+        t: f64,
+        on: bool,
+    },
+    Rts {
+        t: f64,
+        on: bool,
+    },
+    Break {
+        t: f64,
+        on: bool,
+    },
     Flow {
         t: f64,
         running: bool,
@@ -388,6 +400,9 @@ impl Record {
                         t,
                         running: *running,
                     },
+                    LineEvent::Dtr(on) => Wire::Dtr { t, on: *on },
+                    LineEvent::Rts(on) => Wire::Rts { t, on: *on },
+                    LineEvent::Break(on) => Wire::Break { t, on: *on },
                 }
             }
         }
@@ -409,6 +424,9 @@ impl Record {
             Wire::Settings { t, settings } => event(t, LineEvent::Settings(settings.into())),
             Wire::Flush { t, input, output } => event(t, LineEvent::Flush { input, output }),
             Wire::Flow { t, running } => event(t, LineEvent::Flow(running)),
+            Wire::Dtr { t, on } => event(t, LineEvent::Dtr(on)),
+            Wire::Rts { t, on } => event(t, LineEvent::Rts(on)),
+            Wire::Break { t, on } => event(t, LineEvent::Break(on)),
             Wire::Error { t, message } => Ok(Some(Self::Error {
                 t: duration(t)?,
                 message,

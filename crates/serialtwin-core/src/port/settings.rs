@@ -213,6 +213,14 @@ pub enum LineEvent {
     },
     /// The client suspended (`false`) or resumed (`true`) output with `tcflow`.
     Flow(bool),
+    /// The client raised (`true`) or dropped DTR. Only a transport that carries modem lines
+    /// reports it (an RFC 2217 endpoint; a pty has none).
+    Dtr(bool),
+    /// The client raised (`true`) or dropped RTS (as [`LineEvent::Dtr`]).
+    Rts(bool),
+    /// The client started (`true`) or ended a break: the line held at space (as
+    /// [`LineEvent::Dtr`]).
+    Break(bool),
 }
 
 impl fmt::Display for LineEvent {
@@ -229,8 +237,15 @@ impl fmt::Display for LineEvent {
             },
             Self::Flow(true) => f.write_str("flow start"),
             Self::Flow(false) => f.write_str("flow stop"),
+            Self::Dtr(on) => write!(f, "dtr {}", on_off(*on)),
+            Self::Rts(on) => write!(f, "rts {}", on_off(*on)),
+            Self::Break(on) => write!(f, "break {}", on_off(*on)),
         }
     }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// Whether a client has the port open, as the device's context shows it.

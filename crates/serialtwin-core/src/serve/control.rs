@@ -4,6 +4,7 @@ use super::Server;
 #[cfg(doc)]
 use crate::device::{AsyncDevice, Device};
 use crate::device::{Body, Reply};
+use crate::port::settings::LineEvent;
 use crate::port::transport::Transport;
 use crate::wire::fault::FaultRule;
 use bytes::Bytes;
@@ -30,6 +31,11 @@ pub enum Control {
     ///
     /// [`Fleet`]: crate::fleet::Fleet
     Unplug(Duration),
+    /// A line event the port's transport cannot carry, from a network endpoint in front of
+    /// it: the client's whole settings (parity and data bits, which a pty cannot show), DTR,
+    /// RTS, a break. A [`LineEvent::Flush`] is a purge: what it names is dropped here (the
+    /// reply being paced included) before the device hears of it.
+    Line(LineEvent),
     /// Change a device value by name (see [`Device::set`]); the reply says whether it took.
     Set {
         /// The value's name, e.g. `grid`.
@@ -58,6 +64,7 @@ impl PartialEq for Control {
             (Self::Fault(a), Self::Fault(b)) => a == b,
             (Self::ClearFaults, Self::ClearFaults) => true,
             (Self::Unplug(a), Self::Unplug(b)) => a == b,
+            (Self::Line(a), Self::Line(b)) => a == b,
             (
                 Self::Set {
                     key: k1, value: v1, ..
@@ -118,6 +125,15 @@ impl<D: Body, T: Transport> Server<D, T> {
             }
             Control::Unplug(after) => {
                 self.unplug = Some(after);
+                Ok(())
+            }
+            Control::Line(event) => {
+                if let LineEvent::Flush { input, output } = event {
+                    // The client's input is the device's output.
+                    self.purge(input, output);
+                }
+                let held = self.rx.len();
+                self.on_event(event.into(), held);
                 Ok(())
             }
             Control::Set { key, value, reply } => {

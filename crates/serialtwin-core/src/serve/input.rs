@@ -49,6 +49,28 @@ impl<D: Body, T: Transport> Server<D, T> {
         }
     }
 
+    /// A purge asked for by the client's side (an RFC 2217 PURGE-DATA through a network
+    /// endpoint; a pty client's own `tcflush` only empties its own queues, as on hardware):
+    /// `to_client`, what the device has still to send goes, the reply being paced included;
+    /// `from_client`, what the client sent and the device has not taken yet goes.
+    pub(super) fn purge(&mut self, to_client: bool, from_client: bool) {
+        if to_client {
+            self.coalesced.clear();
+            let dropped = self.outbox.clear();
+            self.line.abort(Instant::now());
+            debug!(port = %self.name, dropped, "purged: output to the client");
+        }
+        if from_client {
+            let len = self.rx.len();
+            self.rx.advance(len);
+            self.framer.reset();
+            self.partial = None;
+            self.waiting = None;
+            self.unconfirmed = 0;
+            debug!(port = %self.name, bytes = len, "purged: input from the client");
+        }
+    }
+
     /// Every client left (some may have opened again since): what was still to go out was for
     /// them, the reply being paced stops at its next piece, and what they sent is theirs. A
     /// client that opens after this reads nothing from before; one that opened before may read
@@ -107,7 +129,11 @@ impl<D: Body, T: Transport> Server<D, T> {
                 self.ctx.set_settings(*settings);
                 self.refresh_direct();
             }
-            LineEvent::Flush { .. } | LineEvent::Flow(_) => {}
+            LineEvent::Flush { .. }
+            | LineEvent::Flow(_)
+            | LineEvent::Dtr(_)
+            | LineEvent::Rts(_)
+            | LineEvent::Break(_) => {}
         }
         debug!(port = %self.name, event = %event.event, "line event");
         self.device.body_on_event(&event.event, &mut self.ctx);
