@@ -21,6 +21,7 @@
 //!   observers ([`Observer`]).
 //! - **The fleet** (`fleet/`): many ports on one runtime ([`Fleet`], [`PortHandle`]), and the
 //!   [`control`] socket and scenario timelines that drive them.
+//! - [`net`]: network endpoints in front of a port (raw TCP, RFC 2217), bridged to its pty.
 //! - [`escape`]: bytes as text and back (`\r`, `\xNN`), and as hex: one escaping for traces,
 //!   captures, scripted devices and the control protocol. [`output`]: files written on request
 //!   (captures, learned configs), never over what is there unless asked.

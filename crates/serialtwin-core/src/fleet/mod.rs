@@ -23,6 +23,7 @@ use tracing::{error, info};
 use crate::device::Body;
 #[cfg(doc)]
 use crate::device::Device;
+use crate::net::ModemLine;
 use crate::port::limits::{self, LimitError};
 use crate::port::link::{LinkError, LinkSlot};
 use crate::port::port_name::{PortNameError, check_port_name};
@@ -129,6 +130,9 @@ impl PortSpec {
 struct Plugged {
     /// The current pty, `None` while unplugged.
     pty: Option<(PathBuf, SlaveProbe)>,
+    /// The modem lines the device drives, once a network endpoint carries them
+    /// ([`PortHandle::modem_lines`]); a pty has none.
+    modem: Option<tokio::sync::watch::Sender<u8>>,
 }
 
 /// A running port.
@@ -224,6 +228,44 @@ impl PortHandle {
             .await
             .map_err(|_| CommandError::Stopped)?
             .map_err(CommandError::Refused)
+    }
+
+    /// The modem lines the device drives (an 8250 MSR's high nibble: [`ModemLine::bit`]),
+    /// for a network endpoint to carry to its client; they start as a device attached to a
+    /// powered adapter shows them, CTS, DSR and DCD on. From the first call on, the port has
+    /// modem lines and [`PortHandle::set_modem_line`] works.
+    #[must_use]
+    pub fn modem_lines(&self) -> tokio::sync::watch::Receiver<u8> {
+        self.lock()
+            .modem
+            .get_or_insert_with(|| {
+                tokio::sync::watch::Sender::new(
+                    ModemLine::Cts.bit() | ModemLine::Dsr.bit() | ModemLine::Dcd.bit(),
+                )
+            })
+            .subscribe()
+    }
+
+    /// Raise or drop a modem line the device drives (`serialtwin ctl line <port> cts on`).
+    ///
+    /// # Errors
+    /// [`CommandError::Refused`] on a port no network endpoint serves: a pty has no modem
+    /// lines to carry it.
+    pub fn set_modem_line(&self, line: ModemLine, on: bool) -> Result<(), CommandError> {
+        let plugged = self.lock();
+        let Some(modem) = plugged.modem.as_ref() else {
+            return Err(CommandError::Refused(
+                "no network endpoint serves this port, and a pty carries no modem lines".into(),
+            ));
+        };
+        modem.send_modify(|lines| {
+            if on {
+                *lines |= line.bit();
+            } else {
+                *lines &= !line.bit();
+            }
+        });
+        Ok(())
     }
 
     /// A probe on the current line from the client's side; `None` while the port is
@@ -411,6 +453,7 @@ impl Fleet {
         let done = CancellationToken::new();
         let plugged = Arc::new(Mutex::new(Plugged {
             pty: Some((port.path().to_owned(), port.probe())),
+            modem: None,
         }));
         let handle = PortHandle {
             name: config.name.clone(),

@@ -16,9 +16,11 @@
 //!   exclusive lock (`TIOCEXCL`) it left, and tell the serving loop to drop its partial frame —
 //!   but only if no newer client can have started talking in between.
 
+mod client;
 mod master;
 mod sessions;
 
+pub(crate) use self::client::PtyClient;
 use self::master::{RawMaster, register_master};
 pub(crate) use self::master::{ReadNow, prefetch};
 

@@ -1,0 +1,422 @@
+//! One network endpoint: a TCP listener in front of a port, one client at a time bridged to
+//! the port's pty.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::rfc2217::{ComSettings, Event, Session};
+use crate::fleet::PortHandle;
+use crate::port::pty::PtyClient;
+use crate::port::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+use crate::serve::Control;
+
+/// What an endpoint speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndpointKind {
+    /// The bytes and nothing else (pyserial's `socket://`, ser2net's `tcp` accepter): no
+    /// settings, no modem lines, 0xFF as it is.
+    Tcp,
+    /// RFC 2217: Telnet with the COM-PORT-OPTION, carrying the client's settings, DTR, RTS,
+    /// break and purges to the device, and the device's modem lines back (pyserial's
+    /// `rfc2217://`).
+    Rfc2217,
+}
+
+impl EndpointKind {
+    /// The name `--json` and the config use: `tcp`, `rfc2217`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Rfc2217 => "rfc2217",
+        }
+    }
+}
+
+/// What a second client gets while the endpoint serves one: a serial port has one end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SecondClient {
+    /// It is told `Port already in use` and closed; the first keeps the port (ser2net's
+    /// default).
+    #[default]
+    Refuse,
+    /// The first is told `kicked off, new user is coming` and closed, and the new one gets
+    /// the port (ser2net's `kickolduser`).
+    TakeOver,
+}
+
+/// How an endpoint listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointConfig {
+    /// What it speaks.
+    pub kind: EndpointKind,
+    /// Where it listens; port 0 takes a free one ([`Endpoint::local_addr`] says which).
+    pub addr: SocketAddr,
+    /// What a second client gets.
+    pub second_client: SecondClient,
+    /// Close a connection after this long with no byte either way (`None`: never). A peer
+    /// gone without a word is found by TCP keepalive anyway (see [`KEEPALIVE`]).
+    pub idle_timeout: Option<Duration>,
+}
+
+/// TCP keepalive on every connection: probes after 10 s of silence, every 5 s, 3 unanswered
+/// ones end it. With the same bound on unacknowledged data (`TCP_USER_TIMEOUT`), a client
+/// that vanished without closing (a pulled cable, a killed VM) frees the endpoint within
+/// about 25 s, however the connection was at the time.
+pub const KEEPALIVE: Duration = Duration::from_secs(25);
+
+/// What RFC 2217's SIGNATURE answers.
+const SIGNATURE: &str = concat!("serialtwin ", env!("CARGO_PKG_VERSION"));
+
+/// Bytes read from either side at once.
+const CHUNK: usize = 4096;
+
+/// A bound listener, ready to serve a port.
+#[derive(Debug)]
+pub struct Endpoint {
+    config: EndpointConfig,
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl Endpoint {
+    /// Bind `config.addr`.
+    ///
+    /// # Errors
+    /// The address cannot be bound (in use, not local, no permission).
+    pub async fn bind(config: EndpointConfig) -> io::Result<Self> {
+        let listener = TcpListener::bind(config.addr).await?;
+        let local = listener.local_addr()?;
+        Ok(Self {
+            config,
+            listener,
+            local,
+        })
+    }
+
+    /// The address it listens on (the free port taken for port 0).
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// What it speaks.
+    #[must_use]
+    pub fn kind(&self) -> EndpointKind {
+        self.config.kind
+    }
+
+    /// Serve `port` to one client at a time until `stop` fires or the port stops; the client
+    /// of the moment is closed then.
+    pub async fn serve(self, port: PortHandle, stop: CancellationToken) {
+        let Self {
+            config, listener, ..
+        } = self;
+        if config.kind == EndpointKind::Rfc2217 {
+            // From now on the port has modem lines (`ctl line` works on it).
+            drop(port.modem_lines());
+        }
+        let mut current: Option<(CancellationToken, JoinHandle<()>)> = None;
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => break,
+                () = port.stopped() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait rather than spin on it.
+                    warn!(port = %port.name(), error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if current
+                .as_ref()
+                .is_some_and(|(_, task)| !task.is_finished())
+            {
+                match config.second_client {
+                    SecondClient::Refuse => {
+                        info!(port = %port.name(), %peer, "second client refused: port in use");
+                        tokio::spawn(refuse(stream));
+                        continue;
+                    }
+                    SecondClient::TakeOver => {
+                        if let Some((kick, task)) = current.take() {
+                            info!(port = %port.name(), %peer, "new client takes the port over");
+                            kick.cancel();
+                            let _ = task.await;
+                        }
+                    }
+                }
+            }
+            info!(port = %port.name(), %peer, kind = config.kind.name(), "network client connected");
+            let kick = stop.child_token();
+            let bridge = Bridge {
+                stop: stop.clone(),
+                port: port.clone(),
+                kind: config.kind,
+                idle_timeout: config.idle_timeout,
+                kick: kick.clone(),
+            };
+            current = Some((kick, tokio::spawn(bridge.run(stream, peer))));
+        }
+        if let Some((kick, task)) = current {
+            kick.cancel();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Tell a second client the port is taken, and close it.
+async fn refuse(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(b"Port already in use\r\n"),
+    )
+    .await;
+    let _ = stream.shutdown().await;
+}
+
+/// Keepalive and the unacknowledged-data bound on a connection (see [`KEEPALIVE`]).
+fn keep_alive(stream: &TcpStream) -> io::Result<()> {
+    use rustix::net::sockopt;
+    let fd = stream.as_fd();
+    sockopt::set_socket_keepalive(fd, true)?;
+    sockopt::set_tcp_keepidle(fd, Duration::from_secs(10))?;
+    sockopt::set_tcp_keepintvl(fd, Duration::from_secs(5))?;
+    sockopt::set_tcp_keepcnt(fd, 3)?;
+    sockopt::set_tcp_user_timeout(fd, u32::try_from(KEEPALIVE.as_millis()).unwrap_or(u32::MAX))?;
+    stream.set_nodelay(true)
+}
+
+/// One client bridged to the port's pty.
+struct Bridge {
+    /// The endpoint's own stop: a kick without it is a take-over.
+    stop: CancellationToken,
+    port: PortHandle,
+    kind: EndpointKind,
+    idle_timeout: Option<Duration>,
+    /// Fired when the endpoint stops or another client takes over.
+    kick: CancellationToken,
+}
+
+/// Why a bridge ended, for the log.
+enum End {
+    ClientLeft,
+    Kicked,
+    PortGone(io::Error),
+    Idle,
+    Network(io::Error),
+    Protocol(String),
+}
+
+impl Bridge {
+    async fn run(self, mut stream: TcpStream, peer: SocketAddr) {
+        if let Err(e) = keep_alive(&stream) {
+            warn!(port = %self.port.name(), %peer, error = %e, "cannot set keepalive");
+        }
+        let Some(path) = self.port.current_pty() else {
+            debug!(port = %self.port.name(), %peer, "port unplugged: connection closed");
+            return;
+        };
+        let (pty, baud) = match PtyClient::open(&path) {
+            Ok(opened) => opened,
+            Err(e) => {
+                warn!(port = %self.port.name(), %peer, error = %e, "cannot open the port's pty");
+                return;
+            }
+        };
+        // As Linux raises DTR and RTS when a serial port is opened, and drops them on the
+        // last close.
+        let modem = self.kind == EndpointKind::Rfc2217;
+        if modem {
+            self.line(LineEvent::Dtr(true)).await;
+            self.line(LineEvent::Rts(true)).await;
+        }
+        let end = match self.kind {
+            EndpointKind::Tcp => self.raw(&mut stream, &pty).await,
+            EndpointKind::Rfc2217 => self.rfc2217(&mut stream, &pty, baud).await,
+        };
+        if matches!(end, End::Kicked) && !self.stop.is_cancelled() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                stream.write_all(b"kicked off, new user is coming\r\n"),
+            )
+            .await;
+        }
+        if modem {
+            self.line(LineEvent::Dtr(false)).await;
+            self.line(LineEvent::Rts(false)).await;
+        }
+        let _ = stream.shutdown().await;
+        drop(pty);
+        let port = self.port.name();
+        match end {
+            End::ClientLeft => info!(port, %peer, "network client left"),
+            End::Kicked => {
+                info!(port, %peer, "network client closed: endpoint stopped or taken over");
+            }
+            End::Idle => info!(port, %peer, "network client closed: idle"),
+            End::PortGone(e) => {
+                info!(port, %peer, error = %e, "network client closed: the port went away");
+            }
+            End::Network(e) => info!(port, %peer, error = %e, "network client lost"),
+            End::Protocol(why) => warn!(port, %peer, %why, "network client closed: protocol error"),
+        }
+    }
+
+    /// Tell the port a line event its pty cannot carry; `false` if the port has stopped.
+    async fn line(&self, event: LineEvent) -> bool {
+        self.port.command(Control::Line(event)).await.is_ok()
+    }
+
+    /// A sleep that ends the connection after the idle timeout, or never.
+    async fn idle(&self) {
+        match self.idle_timeout {
+            Some(after) => tokio::time::sleep(after).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Raw TCP: bytes both ways, nothing else.
+    async fn raw(&self, stream: &mut TcpStream, pty: &PtyClient) -> End {
+        let (mut from_net, mut to_net) = stream.split();
+        let mut net_buf = vec![0_u8; CHUNK];
+        let mut pty_buf = vec![0_u8; CHUNK];
+        loop {
+            tokio::select! {
+                () = self.kick.cancelled() => return End::Kicked,
+                () = self.idle() => return End::Idle,
+                read = from_net.read(&mut net_buf) => match read {
+                    Ok(0) => return End::ClientLeft,
+                    Ok(n) => {
+                        if let Err(e) = pty.write_all(&net_buf[..n]).await {
+                            return End::PortGone(e);
+                        }
+                    }
+                    Err(e) => return End::Network(e),
+                },
+                read = pty.read(&mut pty_buf) => match read {
+                    Ok(n) => {
+                        if let Err(e) = to_net.write_all(&pty_buf[..n]).await {
+                            return End::Network(e);
+                        }
+                    }
+                    Err(e) => return End::PortGone(e),
+                },
+            }
+        }
+    }
+
+    /// RFC 2217: the Telnet session between the bytes, its settings and lines to the port.
+    async fn rfc2217(&self, stream: &mut TcpStream, pty: &PtyClient, baud: u32) -> End {
+        let (mut from_net, mut to_net) = stream.split();
+        let mut session = Session::new(ComSettings::new(baud), SIGNATURE);
+        let mut lines = self.port.modem_lines();
+        let mut out = BytesMut::new();
+        session.start(&mut out);
+        session.modem_state(*lines.borrow_and_update(), &mut out);
+        let mut data = BytesMut::new();
+        let mut events = Vec::new();
+        let mut net_buf = vec![0_u8; CHUNK];
+        let mut pty_buf = vec![0_u8; CHUNK];
+        // FLOWCONTROL-SUSPEND: nothing goes to the client until RESUME.
+        let mut suspended = false;
+        loop {
+            if !out.is_empty() {
+                if let Err(e) = to_net.write_all(&out).await {
+                    return End::Network(e);
+                }
+                out.clear();
+            }
+            tokio::select! {
+                () = self.kick.cancelled() => return End::Kicked,
+                () = self.idle() => return End::Idle,
+                changed = lines.changed() => {
+                    if changed.is_ok() {
+                        session.modem_state(*lines.borrow_and_update(), &mut out);
+                    }
+                }
+                read = from_net.read(&mut net_buf) => match read {
+                    Ok(0) => return End::ClientLeft,
+                    Ok(n) => {
+                        if let Err(e) = session.receive(&net_buf[..n], &mut data, &mut events, &mut out) {
+                            return End::Protocol(e.to_string());
+                        }
+                        // Data and commands in the order they came: a command's effect (a
+                        // new baud) applies to the data after it.
+                        if !data.is_empty() {
+                            if let Err(e) = pty.write_all(&data).await {
+                                return End::PortGone(e);
+                            }
+                            data.clear();
+                        }
+                        for event in events.drain(..) {
+                            match event {
+                                Event::Settings(settings) => {
+                                    self.line(LineEvent::Settings(line_settings(settings))).await;
+                                }
+                                Event::Dtr(on) => { self.line(LineEvent::Dtr(on)).await; }
+                                Event::Rts(on) => { self.line(LineEvent::Rts(on)).await; }
+                                Event::Break(on) => { self.line(LineEvent::Break(on)).await; }
+                                Event::Suspend(on) => suspended = on,
+                                Event::Purge { value } => {
+                                    let to_client = value & 1 != 0;
+                                    let from_client = value & 2 != 0;
+                                    // The port drops what it holds first, then what reached
+                                    // the pty is read away: nothing purged follows the answer.
+                                    self.line(LineEvent::Flush { input: to_client, output: from_client }).await;
+                                    if to_client && let Err(e) = pty.drain() {
+                                        return End::PortGone(e);
+                                    }
+                                    session.answer_purge(value, &mut out);
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => return End::Network(e),
+                },
+                read = pty.read(&mut pty_buf), if !suspended => match read {
+                    Ok(n) => Session::send_data(&pty_buf[..n], &mut out),
+                    Err(e) => return End::PortGone(e),
+                },
+            }
+        }
+    }
+}
+
+/// RFC 2217's codes as the port's settings (the session refuses mark and space parity and
+/// 1.5 stop bits, which the port's settings cannot name).
+fn line_settings(s: ComSettings) -> LineSettings {
+    LineSettings {
+        baud: s.baud,
+        data_bits: s.data_size,
+        parity: match s.parity {
+            2 => Parity::Odd,
+            3 => Parity::Even,
+            _ => Parity::None,
+        },
+        stop_bits: if s.stop_size == 2 {
+            StopBits::Two
+        } else {
+            StopBits::One
+        },
+        flow: match s.flow {
+            2 => FlowControl::Software,
+            3 => FlowControl::Hardware,
+            _ => FlowControl::None,
+        },
+        parity_visible: true,
+    }
+}

@@ -1,0 +1,237 @@
+//! Network endpoints in front of a fleet's ports, driven over real TCP connections: the
+//! second-client policies, unplug, a silent client, and malformed Telnet. (pyserial's
+//! `socket://` and `rfc2217://` against `serialtwin run` are in the CLI's `network.rs`.)
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Counter, test_dir};
+use serialtwin::net::{Endpoint, EndpointConfig, EndpointKind, SecondClient};
+use serialtwin::{Fleet, PortHandle, PortSpec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Safety net for anything awaited here, never a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn endpoint(
+    port: &PortHandle,
+    kind: EndpointKind,
+    second_client: SecondClient,
+    idle_timeout: Option<Duration>,
+    stop: &CancellationToken,
+) -> SocketAddr {
+    let endpoint = Endpoint::bind(EndpointConfig {
+        kind,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        second_client,
+        idle_timeout,
+    })
+    .await
+    .unwrap();
+    let addr = endpoint.local_addr();
+    tokio::spawn(endpoint.serve(port.clone(), stop.clone()));
+    addr
+}
+
+/// Write `request`, read through the first `\n`.
+async fn ask(stream: &mut TcpStream, request: &[u8]) -> Vec<u8> {
+    stream.write_all(request).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(PATIENCE, async {
+        let mut b = [0_u8; 1];
+        while reply.last() != Some(&b'\n') {
+            assert_eq!(
+                stream.read(&mut b).await.unwrap(),
+                1,
+                "closed; got {reply:?}"
+            );
+            reply.push(b[0]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no reply; got {reply:?}"));
+    reply
+}
+
+/// Everything until the server closes the connection.
+async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut all))
+        .await
+        .expect("the server did not close the connection")
+        .ok();
+    all
+}
+
+#[tokio::test]
+async fn a_new_client_takes_the_port_over_when_the_endpoint_says_so() {
+    let dir = test_dir("net-takeover");
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(
+            PortSpec::new("dev").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
+        .unwrap();
+    let stop = CancellationToken::new();
+    let addr = endpoint(
+        &port,
+        EndpointKind::Tcp,
+        SecondClient::TakeOver,
+        None,
+        &stop,
+    )
+    .await;
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(ask(&mut first, b"INC\r\n").await, b"1\r\n");
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        until_closed(&mut first).await,
+        b"kicked off, new user is coming\r\n"
+    );
+    // The device kept its state: one port, one device, whoever talks to it.
+    assert_eq!(ask(&mut second, b"INC\r\n").await, b"2\r\n");
+    stop.cancel();
+    assert_eq!(until_closed(&mut second).await, b"");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unplug_drops_the_connection_and_the_endpoint_serves_the_port_when_it_is_back() {
+    let dir = test_dir("net-unplug");
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(
+            PortSpec::new("dev").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
+        .unwrap();
+    let stop = CancellationToken::new();
+    let addr = endpoint(
+        &port,
+        EndpointKind::Rfc2217,
+        SecondClient::Refuse,
+        None,
+        &stop,
+    )
+    .await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    // Data needs no negotiation first: the server's opening offers come back before it.
+    let reply = ask(&mut client, b"INC\r\n").await;
+    assert!(reply.ends_with(b"1\r\n"), "{reply:?}");
+    port.unplug(Duration::from_millis(300)).await.unwrap();
+    until_closed(&mut client).await;
+    // Back on a new pty: a client that connects again is served by the same device.
+    let answered = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let mut again = TcpStream::connect(addr).await.unwrap();
+            if port.current_pty().is_some() {
+                again.write_all(b"INC\r\n").await.unwrap();
+                let mut got = Vec::new();
+                let mut b = [0_u8; 64];
+                while let Ok(n) = again.read(&mut b).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&b[..n]);
+                    if got.ends_with(b"\n") {
+                        return got;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the endpoint never served the port again");
+    assert!(answered.ends_with(b"2\r\n"), "{answered:?}");
+    stop.cancel();
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_telnet_closes_that_connection_only() {
+    let dir = test_dir("net-malformed");
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(
+            PortSpec::new("dev").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
+        .unwrap();
+    let stop = CancellationToken::new();
+    let addr = endpoint(
+        &port,
+        EndpointKind::Rfc2217,
+        SecondClient::Refuse,
+        None,
+        &stop,
+    )
+    .await;
+    // A COM-PORT subnegotiation that never ends: 1 MiB without IAC SE.
+    let mut hostile = TcpStream::connect(addr).await.unwrap();
+    let mut flood = vec![0xFF, 0xFA, 0x2C, 0x01];
+    flood.extend(std::iter::repeat_n(0x41, 1 << 20));
+    let (mut reader, mut writer) = hostile.split();
+    let write = async {
+        // The server may close before it has read it all.
+        let _ = writer.write_all(&flood).await;
+    };
+    let read = async {
+        let mut all = Vec::new();
+        tokio::time::timeout(PATIENCE, reader.read_to_end(&mut all))
+            .await
+            .expect("the server kept the connection")
+    };
+    let ((), _) = tokio::join!(write, read);
+    // Unknown options, a truncated subnegotiation and stray commands on the next
+    // connection: refused or ignored, and the device answers.
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(&[
+            0xFF, 0xFB, 0x63, 0xFF, 0xFD, 0x64, 0xFF, 0xF1, 0xFF, 0xFA, 0x2C,
+        ])
+        .await
+        .unwrap();
+    client.write_all(&[0x02, 0x08, 0xFF, 0xF0]).await.unwrap();
+    let reply = ask(&mut client, b"INC\r\n").await;
+    assert!(reply.ends_with(b"1\r\n"), "{reply:?}");
+    // DONT and WONT for the unknown options were sent back.
+    assert!(
+        reply.windows(3).any(|w| w == [0xFF, 0xFE, 0x63]),
+        "{reply:?}"
+    );
+    assert!(
+        reply.windows(3).any(|w| w == [0xFF, 0xFC, 0x64]),
+        "{reply:?}"
+    );
+    stop.cancel();
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_idle_client_is_closed_after_the_idle_timeout() {
+    let dir = test_dir("net-idle");
+    let fleet = Fleet::new();
+    let port = fleet
+        .spawn(
+            PortSpec::new("dev").link(dir.join("ttyUSB0")),
+            Counter::default(),
+        )
+        .unwrap();
+    let stop = CancellationToken::new();
+    let idle = Some(Duration::from_millis(200));
+    let addr = endpoint(&port, EndpointKind::Tcp, SecondClient::Refuse, idle, &stop).await;
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(ask(&mut client, b"INC\r\n").await, b"1\r\n");
+    assert_eq!(until_closed(&mut client).await, b"");
+    // The endpoint is free for the next client.
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    assert_eq!(ask(&mut next, b"INC\r\n").await, b"2\r\n");
+    stop.cancel();
+    fleet.shutdown().await;
+}
