@@ -55,6 +55,14 @@ fn render(command: &Command) -> String {
         Command::Unplug(t, d) => format!("unplug {} {}", target(t), duration(*d)),
         Command::Set(t, key, value) => format!("set {} {key} {value}", target(t)),
         Command::Send(port, frame) => format!("send {port} {}", word(frame)),
+        Command::Line(t, line, on) => {
+            format!(
+                "line {} {} {}",
+                target(t),
+                line.name(),
+                if *on { "on" } else { "off" }
+            )
+        }
         Command::Fault(t, rule) => {
             let mut line = format!("fault {} {}", target(t), kind(rule.kind));
             match rule.when {

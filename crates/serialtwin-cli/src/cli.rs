@@ -163,11 +163,14 @@ Commands (one per call; `*` for every port):
   unplug <port> <duration>                  pull the plug; back after e.g. 2s
   set <port> <key> <value>                  a device value; the keys by model:
 {}  send <port> <text>                        send a frame as if the device had (\\r \\xHH)
+  line <port> <cts|dsr|ri|dcd> <on|off>     a modem line the device drives, seen by
+                                            RFC 2217 clients (a pty carries none)
 
 Examples:
   serialtwin ctl fault inverter break-crc next=3 cmd=QPIGS
   serialtwin ctl set inverter grid off
   serialtwin ctl unplug inverter 5s
+  serialtwin ctl line inverter cts off
   serialtwin ctl --socket /run/user/1000/serialtwin/control.sock list",
         crate::models::settable_help()
     )

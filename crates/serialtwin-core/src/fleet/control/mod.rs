@@ -13,6 +13,8 @@
 //! unplug <port|*> <ms>                   pull the plug now; back after <ms>
 //! set <port|*> <key> <value>             a device value, e.g. `set inv0 grid off`
 //! send <port> <text>                     send a frame as if the device had (escapes: \r \n \xHH)
+//! line <port|*> <cts|dsr|ri|dcd> <on|off> a modem line the device drives (network endpoints:
+//!                                        a pty carries none)
 //! ```
 //!
 //! The same commands make up a scenario's timeline (`at 30s: set inv0 grid off`), so what a test
@@ -32,6 +34,7 @@ use tracing::{info, warn};
 
 use crate::escape::unescape;
 use crate::fleet::{CommandError, PortHandle};
+use crate::net::ModemLine;
 use crate::serve::Control;
 use crate::wire::fault::{FaultKind, FaultRule, When};
 
@@ -55,6 +58,8 @@ pub enum Command {
     Set(Target, String, String),
     /// Send a frame as if the device had.
     Send(String, Bytes),
+    /// Raise or drop a modem line the device drives.
+    Line(Target, ModemLine, bool),
 }
 
 /// Which ports a command is for.
@@ -160,6 +165,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// `line`'s modem line and state: `cts on`.
+fn modem_line(name: &str, state: &str) -> Result<(ModemLine, bool), ControlError> {
+    let line = ModemLine::parse(name).ok_or_else(|| {
+        syntax(format!(
+            "line: {name:?} is not a modem line (cts, dsr, ri, dcd)"
+        ))
+    })?;
+    match state {
+        "on" => Ok((line, true)),
+        "off" => Ok((line, false)),
+        other => Err(syntax(format!("line: {other:?} is not on or off"))),
+    }
+}
+
 impl Command {
     /// Parse one command line.
     ///
@@ -175,7 +194,7 @@ impl Command {
             "list" => Some(0),
             "clear" => Some(1),
             "unplug" => Some(2),
-            "set" => Some(3),
+            "set" | "line" => Some(3),
             _ => None,
         };
         if let Some(n) = takes
@@ -205,6 +224,11 @@ impl Command {
                 let key = need("key")?;
                 let value = need("value")?;
                 Self::Set(port, key, value)
+            }
+            "line" => {
+                let port = Target::parse(&need("port")?);
+                let (line, on) = modem_line(&need("line")?, &need("state")?)?;
+                Self::Line(port, line, on)
             }
             "send" => {
                 let port = need("port")?;
@@ -259,7 +283,7 @@ impl Command {
             }
             other => {
                 return Err(syntax(format!(
-                    "unknown command {other:?} (list, fault, clear, unplug, set, send)"
+                    "unknown command {other:?} (list, fault, clear, unplug, set, send, line)"
                 )));
             }
         };
@@ -275,7 +299,8 @@ impl Command {
             Self::Fault(target, _)
             | Self::Clear(target)
             | Self::Unplug(target, _)
-            | Self::Set(target, ..) => Some(target.clone()),
+            | Self::Set(target, ..)
+            | Self::Line(target, ..) => Some(target.clone()),
             Self::Send(port, _) => Some(Target::Port(port.clone())),
         }
     }
@@ -284,7 +309,8 @@ impl Command {
     fn control(&self) -> Control {
         match self {
             Self::Fault(_, rule) => Control::Fault(rule.clone()),
-            Self::Clear(_) | Self::List => Control::ClearFaults,
+            // `line` never reaches a port's loop (see `Ports::execute`).
+            Self::Clear(_) | Self::List | Self::Line(..) => Control::ClearFaults,
             Self::Unplug(_, after) => Control::Unplug(*after),
             Self::Set(_, key, value) => Control::Set {
                 key: key.clone(),
@@ -337,6 +363,21 @@ impl Ports {
             return Ok(self.list());
         };
         let ports = self.select(&target)?;
+        if let Command::Line(_, line, on) = command {
+            // The lines live beside the port, with its network endpoints, not in its loop.
+            let failed: Vec<ControlError> = ports
+                .iter()
+                .filter_map(|h| {
+                    h.set_modem_line(line, on)
+                        .err()
+                        .map(|e| ControlError::Refused {
+                            port: h.name().to_owned(),
+                            reason: e.to_string(),
+                        })
+                })
+                .collect();
+            return settle(target, ports.len(), failed);
+        }
         let outcomes = futures::future::join_all(ports.iter().map(|h| {
             let control = command.control();
             async move {
@@ -353,12 +394,8 @@ impl Ports {
         }))
         .await;
         let total = outcomes.len();
-        let mut failed: Vec<ControlError> = outcomes.into_iter().filter_map(Result::err).collect();
-        match (target, failed.len()) {
-            (_, 0) => Ok(String::new()),
-            (Target::Port(_), _) => Err(failed.remove(0)),
-            (Target::All, _) => Err(ControlError::Some { total, failed }),
-        }
+        let failed: Vec<ControlError> = outcomes.into_iter().filter_map(Result::err).collect();
+        settle(target, total, failed)
     }
 
     /// A command for one device on a bus: `set <port>/<unit> <key> <value>` is `set <port>
@@ -421,6 +458,19 @@ impl Ports {
             },
             Err(e) => format!("error: {e}"),
         }
+    }
+}
+
+/// A command's outcome over its ports: the one port's error, or each failure of `*`'s.
+fn settle(
+    target: Target,
+    total: usize,
+    mut failed: Vec<ControlError>,
+) -> Result<String, ControlError> {
+    match (target, failed.len()) {
+        (_, 0) => Ok(String::new()),
+        (Target::Port(_), _) => Err(failed.remove(0)),
+        (Target::All, _) => Err(ControlError::Some { total, failed }),
     }
 }
 
