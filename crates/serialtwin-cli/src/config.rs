@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,7 @@ use serde::Deserialize;
 use serialtwin_core::control::{
     Command as ControlCommand, MAX_DURATION, Target, TimelineStep, parse_duration,
 };
+use serialtwin_core::net::{EndpointConfig, EndpointKind, SecondClient};
 use serialtwin_core::{
     Adapter, BoxDevice, Faults, Framing, LATEST_UNIX, Latency, LineConfig, LinkError, LinkSlot,
     Mismatch, SimClock, check_port_name,
@@ -157,6 +159,8 @@ pub struct PortPlan {
     pub faults: Faults,
     /// The device, built by its model.
     pub device: BoxDevice,
+    /// Network endpoints in front of the port (`[device.network]`).
+    pub endpoints: Vec<EndpointConfig>,
 }
 
 /// The whole file.
@@ -206,6 +210,7 @@ struct RawDevice {
     seed: Option<u64>,
     parallel: Option<Spanned<bool>>,
     line: Option<RawLine>,
+    network: Option<Spanned<RawNetwork>>,
     /// Fault rules in the control syntax without the port: `"drop next=1 cmd=QPIGS"`.
     #[serde(default)]
     faults: Vec<Spanned<String>>,
@@ -213,6 +218,21 @@ struct RawDevice {
 
 /// The model tables of one `[[device]]`, by key (normally one: its model's).
 type ModelTables<'a> = Vec<(String, Spanned<DeValue<'a>>)>;
+
+/// `[device.network]`: network endpoints in front of each of the device's ports.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    /// Raw TCP: `"127.0.0.1:0"`, `"[::1]:7000"`, or a bare port (`"7000"`, on 127.0.0.1);
+    /// `{n}` as in `link`.
+    tcp: Option<Spanned<String>>,
+    /// RFC 2217, written as `tcp`.
+    rfc2217: Option<Spanned<String>>,
+    /// What a second client gets: `"refuse"` (default) or `"take-over"`.
+    second_client: Option<Spanned<String>>,
+    /// Seconds without a byte either way after which a client is closed; 0: never (default).
+    idle_timeout_s: Option<Spanned<u64>>,
+}
 
 /// `[device.line]`: the wire, overriding the model's own.
 #[derive(Debug, Deserialize)]
@@ -354,6 +374,8 @@ fn plan<'a>(
     // Where each link and name was claimed, for duplicates.
     let mut links = Links::default();
     let mut names: HashMap<String, usize> = HashMap::new();
+    // Every fixed endpoint address, and the line that asked for it.
+    let mut addresses: HashMap<SocketAddr, usize> = HashMap::new();
     tables.resize_with(raw.device.len(), Vec::new);
     for (device, tables) in raw.device.iter().zip(tables) {
         let first_port = ports.len();
@@ -386,6 +408,23 @@ fn plan<'a>(
                     .at
                     .unwrap_or_else(|| d.link.as_ref().map_or(device.span(), Spanned::span));
                 warnings.push(here.warning(&span, &finding.message));
+            }
+            for endpoint in &port.endpoints {
+                let fixed = endpoint.addr.port() != 0;
+                if let Some(other_line) = fixed
+                    .then(|| addresses.insert(endpoint.addr, line))
+                    .flatten()
+                {
+                    let span = d.network.as_ref().map_or(device.span(), Spanned::span);
+                    return Err(here.error(
+                        &span,
+                        format!(
+                            "port `{}`: {} is taken by another endpoint (line {other_line}); \
+                             give each its own port, `{{n}}` in it, or port 0",
+                            port.name, endpoint.addr
+                        ),
+                    ));
+                }
             }
             if let Some(other_line) = names.insert(port.name.clone(), line) {
                 let span = d.name.as_ref().map_or(device.span(), Spanned::span);
@@ -565,7 +604,8 @@ fn timeline(
                 ControlCommand::Fault(t, _)
                 | ControlCommand::Clear(t)
                 | ControlCommand::Unplug(t, _)
-                | ControlCommand::Set(t, _, _) => t.clone(),
+                | ControlCommand::Set(t, _, _)
+                | ControlCommand::Line(t, _, _) => t.clone(),
                 ControlCommand::Send(port, _) => Target::Port(port.clone()),
                 ControlCommand::List => Target::All,
             };
@@ -788,9 +828,76 @@ fn device_ports(
             seed: build.port_seed(i),
             faults: Faults::new(),
             device,
+            endpoints: endpoints(here, d.network.as_ref(), &n)?,
         });
     }
     Ok(())
+}
+
+/// The endpoints `[device.network]` asks for, for the port numbered `n`.
+fn endpoints(
+    here: &Locator<'_>,
+    network: Option<&Spanned<RawNetwork>>,
+    n: &str,
+) -> Result<Vec<EndpointConfig>, ConfigError> {
+    let Some(network) = network else {
+        return Ok(Vec::new());
+    };
+    let raw = network.get_ref();
+    let second_client = match raw.second_client.as_ref() {
+        None => SecondClient::Refuse,
+        Some(s) => match s.get_ref().as_str() {
+            "refuse" => SecondClient::Refuse,
+            "take-over" => SecondClient::TakeOver,
+            other => {
+                return Err(here.error(
+                    &s.span(),
+                    format!("second_client is \"refuse\" or \"take-over\", not {other:?}"),
+                ));
+            }
+        },
+    };
+    let idle_timeout = raw
+        .idle_timeout_s
+        .as_ref()
+        .map(|s| *s.get_ref())
+        .filter(|&s| s > 0)
+        .map(Duration::from_secs);
+    let mut out = Vec::new();
+    for (kind, addr) in [
+        (EndpointKind::Tcp, &raw.tcp),
+        (EndpointKind::Rfc2217, &raw.rfc2217),
+    ] {
+        let Some(addr) = addr else { continue };
+        let text = addr.get_ref().replace("{n}", n);
+        let parsed = match text.parse::<u16>() {
+            Ok(port) => Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))),
+            Err(_) => text.parse::<SocketAddr>(),
+        };
+        let addr = parsed.map_err(|_| {
+            here.error(
+                &addr.span(),
+                format!(
+                    "{}: {text:?} is not an address to listen on (\"127.0.0.1:0\", \"[::1]:7000\", \
+                     or a port: \"7000\")",
+                    kind.name()
+                ),
+            )
+        })?;
+        out.push(EndpointConfig {
+            kind,
+            addr,
+            second_client,
+            idle_timeout,
+        });
+    }
+    if out.is_empty() {
+        return Err(here.error(
+            &network.span(),
+            "[device.network] without an endpoint: add `tcp` or `rfc2217`",
+        ));
+    }
+    Ok(out)
 }
 
 /// The model's devices for one `[[device]]`, one per copy.

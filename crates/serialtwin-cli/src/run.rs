@@ -1,6 +1,7 @@
 //! `serialtwin run` and `serialtwin check`.
 
 use std::io::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serialtwin_capture::{CaptureWriter, Header, Recorder};
 use serialtwin_core::control::{self, Ports};
+use serialtwin_core::net::{Endpoint, EndpointConfig, EndpointKind};
 use serialtwin_core::trusted_dir::{self, Purpose, TrustedDir};
 use serialtwin_core::{Fleet, LinkError, PortHandle, PortSpec, Stopper, limits};
 use tracing::{debug, info, warn};
@@ -159,42 +161,42 @@ async fn serve(
     };
 
     let models: Vec<&'static str> = plan.ports.iter().map(|p| p.model).collect();
-    let mut writers = captures.writers.iter();
-    let ports = plan.ports.into_iter().map(|p| {
-        let mut spec = PortSpec::new(p.name);
-        if let Some(writer) = writers.next() {
-            spec.serve.observers.push(Arc::new(writer.clone()));
-        }
-        spec.link = p.link;
-        spec.owner = p.owner;
-        spec.mode = p.mode;
-        if let Some((t, _)) = &trace {
-            // Each port's own: it checks the checksums of that port's framing.
-            spec.serve
-                .observers
-                .push(Arc::new(t.checking(Some(&p.framing))));
-        }
-        spec.serve.framing = Some(p.framing);
-        spec.serve.line = p.line;
-        spec.serve.seed = p.seed;
-        spec.serve.clock = plan.clock;
-        spec.serve.faults = p.faults;
-        (spec, p.device)
-    });
+    let endpoints: Vec<Vec<EndpointConfig>> =
+        plan.ports.iter().map(|p| p.endpoints.clone()).collect();
+    let ports = port_specs(
+        plan.ports,
+        plan.clock,
+        &captures,
+        trace.as_ref().map(|(t, _)| t),
+    );
     let fleet = Fleet::new();
-    let started = fleet.spawn_all(ports).await;
-    let handles = match started {
-        Ok(handles) => handles,
+    // Ports, then their endpoints: either failing, nothing is left behind.
+    let started = match fleet.spawn_all(ports).await {
+        Ok(handles) => {
+            stopper.release_links_of(fleet.links());
+            match listen(&handles, endpoints, &fleet).await {
+                Ok(listening) => Ok((handles, listening)),
+                Err(e) => {
+                    fleet.shutdown().await;
+                    Err(e)
+                }
+            }
+        }
+        Err(e) => {
+            Err(anyhow::Error::new(e).context("cannot start the ports (nothing was left behind)"))
+        }
+    };
+    let (handles, listening) = match started {
+        Ok(started) => started,
         Err(e) => {
             if let Some((t, writer)) = trace {
                 drop(t);
                 writer.finish();
             }
             captures.discard();
-            return Err(e).context("cannot start the ports (nothing was left behind)");
+            return Err(e);
         }
     };
-    stopper.release_links_of(fleet.links());
     let ports = Ports::new(handles.iter().cloned());
     let (control, control_task) = start_control(args, ports.clone(), fleet.cancellation()).await?;
     if let Some(control) = &control {
@@ -211,7 +213,11 @@ async fn serve(
             control.display()
         );
     }
-    ready(&handles, &models, &captures, args.json)?;
+    let addresses: Vec<Vec<(EndpointKind, SocketAddr)>> = listening
+        .iter()
+        .map(|(addresses, _)| addresses.clone())
+        .collect();
+    ready(&handles, &models, &addresses, &captures, args.json)?;
     info!(
         ports = handles.len(),
         "ready; stop with Ctrl-C (SIGINT), SIGTERM or SIGHUP"
@@ -220,6 +226,11 @@ async fn serve(
     let which = stopper.signalled().await;
     info!("{which}: stopping every port");
     fleet.shutdown().await;
+    for (_, tasks) in listening {
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
     let _ = timeline.await;
     drop(handles);
     // The socket is removed when its task ends (the fleet's cancellation ends it).
@@ -627,6 +638,88 @@ mod tests {
     }
 }
 
+/// What the fleet spawns for each planned port: its spec (with the capture writer and the
+/// trace that watch it) and its device.
+fn port_specs(
+    ports: Vec<config::PortPlan>,
+    clock: serialtwin_core::SimClock,
+    captures: &Captures,
+    trace: Option<&Trace>,
+) -> Vec<(PortSpec, serialtwin_core::BoxDevice)> {
+    let mut writers = captures.writers.iter();
+    ports
+        .into_iter()
+        .map(|p| {
+            let mut spec = PortSpec::new(p.name);
+            if let Some(writer) = writers.next() {
+                spec.serve.observers.push(Arc::new(writer.clone()));
+            }
+            spec.link = p.link;
+            spec.owner = p.owner;
+            spec.mode = p.mode;
+            if let Some(t) = trace {
+                // Each port's own: it checks the checksums of that port's framing.
+                spec.serve
+                    .observers
+                    .push(Arc::new(t.checking(Some(&p.framing))));
+            }
+            spec.serve.framing = Some(p.framing);
+            spec.serve.line = p.line;
+            spec.serve.seed = p.seed;
+            spec.serve.clock = clock;
+            spec.serve.faults = p.faults;
+            (spec, p.device)
+        })
+        .collect()
+}
+
+/// Each port's network endpoints, bound and serving until the fleet stops: their addresses
+/// and tasks, in port order.
+async fn listen(
+    handles: &[PortHandle],
+    endpoints: Vec<Vec<EndpointConfig>>,
+    fleet: &Fleet,
+) -> anyhow::Result<
+    Vec<(
+        Vec<(EndpointKind, SocketAddr)>,
+        Vec<tokio::task::JoinHandle<()>>,
+    )>,
+> {
+    let mut bound = Vec::new();
+    for (handle, configs) in handles.iter().zip(endpoints) {
+        let mut endpoints = Vec::new();
+        for config in configs {
+            let addr = config.addr;
+            let kind = config.kind;
+            let endpoint = Endpoint::bind(config).await.with_context(|| {
+                format!(
+                    "port {}: cannot listen for {} on {addr} (nothing was left behind)",
+                    handle.name(),
+                    kind.name()
+                )
+            })?;
+            endpoints.push(endpoint);
+        }
+        bound.push(endpoints);
+    }
+    // Every address is bound before any is served: a failure leaves no endpoint running.
+    Ok(handles
+        .iter()
+        .zip(bound)
+        .map(|(handle, endpoints)| {
+            let addresses = endpoints
+                .iter()
+                .map(|e| (e.kind(), e.local_addr()))
+                .collect();
+            let tasks = endpoints
+                .into_iter()
+                .map(|e| tokio::spawn(e.serve(handle.clone(), fleet.cancellation())))
+                .collect();
+            (addresses, tasks)
+        })
+        .collect())
+}
+
 /// One port in `--json` readiness output.
 #[derive(serde::Serialize)]
 struct ReadyPort<'a> {
@@ -637,17 +730,30 @@ struct ReadyPort<'a> {
     /// `--capture`'s file for this port.
     #[serde(skip_serializing_if = "Option::is_none")]
     capture: Option<String>,
+    /// Its raw TCP endpoint, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tcp: Option<String>,
+    /// Its RFC 2217 endpoint, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rfc2217: Option<String>,
 }
 
 /// Readiness on stdout: a table, or JSON lines ending in `{"ready": N}`.
 fn ready(
     handles: &[PortHandle],
     models: &[&str],
+    endpoints: &[Vec<(EndpointKind, SocketAddr)>],
     captures: &Captures,
     json: bool,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let link = |h: &PortHandle| h.link().map(Path::display).map(|d| d.to_string());
+    let address = |i: usize, kind: EndpointKind| {
+        endpoints
+            .get(i)
+            .and_then(|e| e.iter().find(|(k, _)| *k == kind))
+            .map(|(_, a)| a.to_string())
+    };
     if json {
         for (i, (h, model)) in handles.iter().zip(models).enumerate() {
             let port = ReadyPort {
@@ -656,6 +762,8 @@ fn ready(
                 pty: h.pty().display().to_string(),
                 link: link(h),
                 capture: captures.path(i).map(|p| p.display().to_string()),
+                tcp: address(i, EndpointKind::Tcp),
+                rfc2217: address(i, EndpointKind::Rfc2217),
             };
             writeln!(out, "{}", serde_json::to_string(&port)?)?;
         }
@@ -670,19 +778,51 @@ fn ready(
             &mut handles.iter().map(|h| h.pty().as_os_str().len()),
             "PTY",
         );
-        writeln!(
-            out,
-            "{:<name_w$}  {:<model_w$}  {:<pty_w$}  LINK",
-            "NAME", "MODEL", "PTY"
-        )?;
-        for (h, model) in handles.iter().zip(models) {
+        // The network column only when some port has an endpoint.
+        let networked = endpoints.iter().any(|e| !e.is_empty());
+        let network = |i: usize| {
+            endpoints.get(i).map_or_else(String::new, |e| {
+                e.iter()
+                    .map(|(kind, addr)| format!("{} {addr}", kind.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+        };
+        let links: Vec<String> = handles
+            .iter()
+            .map(|h| link(h).unwrap_or_else(|| "-".into()))
+            .collect();
+        let link_w = column(&mut links.iter().map(String::len), "LINK");
+        if networked {
             writeln!(
                 out,
-                "{:<name_w$}  {model:<model_w$}  {:<pty_w$}  {}",
-                h.name(),
-                h.pty().display().to_string(),
-                link(h).unwrap_or_else(|| "-".into())
+                "{:<name_w$}  {:<model_w$}  {:<pty_w$}  {:<link_w$}  NETWORK",
+                "NAME", "MODEL", "PTY", "LINK"
             )?;
+        } else {
+            writeln!(
+                out,
+                "{:<name_w$}  {:<model_w$}  {:<pty_w$}  LINK",
+                "NAME", "MODEL", "PTY"
+            )?;
+        }
+        for (i, ((h, model), link)) in handles.iter().zip(models).zip(&links).enumerate() {
+            if networked {
+                writeln!(
+                    out,
+                    "{:<name_w$}  {model:<model_w$}  {:<pty_w$}  {link:<link_w$}  {}",
+                    h.name(),
+                    h.pty().display().to_string(),
+                    network(i)
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<name_w$}  {model:<model_w$}  {:<pty_w$}  {link}",
+                    h.name(),
+                    h.pty().display().to_string(),
+                )?;
+            }
         }
     }
     out.flush()?;
