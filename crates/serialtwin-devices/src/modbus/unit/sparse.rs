@@ -84,7 +84,11 @@ impl<V> Sparse<V> {
     }
 
     /// The cells from `start` to `end` (inclusive), to change.
-    pub(super) fn range_mut(&mut self, start: u16, end: u16) -> impl Iterator<Item = (u16, &mut V)> {
+    pub(super) fn range_mut(
+        &mut self,
+        start: u16,
+        end: u16,
+    ) -> impl Iterator<Item = (u16, &mut V)> {
         let span = self.span(start, end);
         self.addresses[span.clone()]
             .iter()
