@@ -23,11 +23,11 @@ use tracing::{error, info};
 use crate::device::Body;
 #[cfg(doc)]
 use crate::device::Device;
-use crate::net::ModemLine;
 use crate::port::limits::{self, LimitError};
 use crate::port::link::{LinkError, LinkSlot};
 use crate::port::port_name::{PortNameError, check_port_name};
 use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
+use crate::port::settings::ModemLine;
 use crate::serve::lane::Lanes;
 use crate::serve::observe::{Broadcast, Observation, Observer};
 use crate::serve::{Control, Order, ServeConfig, Server};

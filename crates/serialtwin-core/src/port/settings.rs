@@ -256,3 +256,53 @@ pub struct Session {
     /// How many client sessions have begun since the port was created.
     pub count: u64,
 }
+
+/// A modem line the device drives towards the client. On the wire (RFC 2217's
+/// NOTIFY-MODEMSTATE, an 8250 MSR) each is one bit of the high nibble.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ModemLine {
+    /// Clear to send.
+    Cts,
+    /// Data set ready.
+    Dsr,
+    /// Ring indicator.
+    Ri,
+    /// Data carrier detect.
+    Dcd,
+}
+
+impl ModemLine {
+    /// The line's bit in an 8250 modem status register.
+    #[must_use]
+    pub const fn bit(self) -> u8 {
+        match self {
+            Self::Cts => 0x10,
+            Self::Dsr => 0x20,
+            Self::Ri => 0x40,
+            Self::Dcd => 0x80,
+        }
+    }
+
+    /// Its name in the control protocol: `cts`, `dsr`, `ri`, `dcd`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Cts => "cts",
+            Self::Dsr => "dsr",
+            Self::Ri => "ri",
+            Self::Dcd => "dcd",
+        }
+    }
+
+    /// `cts`, `dsr`, `ri`, or `dcd` (also `cd`, pyserial's name).
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "cts" => Some(Self::Cts),
+            "dsr" => Some(Self::Dsr),
+            "ri" => Some(Self::Ri),
+            "dcd" | "cd" => Some(Self::Dcd),
+            _ => None,
+        }
+    }
+}

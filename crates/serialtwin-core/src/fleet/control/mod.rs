@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 use crate::escape::unescape;
 use crate::fleet::{CommandError, PortHandle};
-use crate::net::ModemLine;
+use crate::port::settings::ModemLine;
 use crate::serve::Control;
 use crate::wire::fault::{FaultKind, FaultRule, When};
 
