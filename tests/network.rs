@@ -36,10 +36,9 @@ async fn served(
         )
         .unwrap();
     let endpoint = Endpoint::bind(EndpointConfig {
-        kind,
-        addr: "127.0.0.1:0".parse().unwrap(),
         second_client,
         idle_timeout,
+        ..EndpointConfig::new(kind, "127.0.0.1:0".parse().unwrap())
     })
     .await
     .unwrap();

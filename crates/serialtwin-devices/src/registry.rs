@@ -23,9 +23,11 @@
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_spanned::Spanned;
+use serialtwin_core::net::Gateway;
 use serialtwin_core::{
     AsyncDevice, Awaiting, BoxDevice, Device, Direction, Framing, LineConfig, Settable, Terminator,
 };
@@ -256,6 +258,9 @@ pub struct Built {
     pub framing: Framing,
     /// Its line ([`Device::line`]).
     pub line: LineConfig,
+    /// What a `modbus_tcp` endpoint in front of it translates to its line (a Modbus RTU
+    /// device's gateway); `None`: it has no such endpoint, nor an `rtu_tcp` one.
+    pub gateway: Option<Arc<dyn Gateway>>,
 }
 
 impl Built {
@@ -264,6 +269,7 @@ impl Built {
         Self {
             framing: device.framing(),
             line: device.line(),
+            gateway: None,
             device: BoxDevice::new(device),
         }
     }
@@ -273,6 +279,7 @@ impl Built {
         Self {
             framing: device.framing(),
             line: device.line(),
+            gateway: None,
             device: BoxDevice::new(Awaiting(device)),
         }
     }

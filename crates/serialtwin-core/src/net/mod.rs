@@ -8,11 +8,17 @@
 //! [`Control::Line`](crate::Control::Line) events; the modem lines the device drives come back
 //! from [`PortHandle::modem_lines`](crate::PortHandle::modem_lines).
 //!
-//! Two kinds: raw TCP (bytes only: pyserial's `socket://`) and RFC 2217 (Telnet with the
-//! COM-PORT-OPTION: pyserial's `rfc2217://`, ser2net's `telnet(rfc2217)`).
+//! Raw TCP (bytes only: pyserial's `socket://`, and RTU-over-TCP for a Modbus line), RFC 2217
+//! (Telnet with the COM-PORT-OPTION: pyserial's `rfc2217://`, ser2net's `telnet(rfc2217)`),
+//! and gateways, which understand the requests ([`Gateway`]: Modbus TCP in front of an RTU
+//! line).
 
 mod endpoint;
+mod gateway;
 pub mod rfc2217;
 
-pub use self::endpoint::{Endpoint, EndpointConfig, EndpointKind, KEEPALIVE, SecondClient};
+pub use self::endpoint::{
+    Endpoint, EndpointConfig, EndpointKind, GATEWAY_TIMEOUT, KEEPALIVE, SecondClient,
+};
+pub use self::gateway::{Exchange, Gateway, Refusal, Translate};
 pub use crate::port::settings::ModemLine;

@@ -30,6 +30,7 @@ use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route, Settable};
 use crate::modbus::bound::{Reading, Shared};
 use crate::modbus::data::{Encoding, Kind, Value};
 use crate::modbus::rtu;
+use crate::modbus::tcp::TcpGateway;
 use crate::modbus::slave::{Knobs, MAX_ADDRESS, Slave, address_in_config, factory_line, route};
 use crate::modbus::unit::{Access, Gaps, Settings, Unit};
 use crate::registry::{self, Build, BuildError, Built, BusUnit, Model};
@@ -312,6 +313,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
                 .with(u32::from(id), raw.meter.unit(id, &config, seed));
             Built {
                 device: BoxDevice::new(bus),
+                gateway: TcpGateway::for_line(&framing, &[id]),
                 framing: framing.clone(),
                 line,
             }

@@ -13,6 +13,7 @@
 //! - [`bound`]: register values read from a device's simulated plant (the real devices'
 //!   models bind their maps to one);
 //! - [`describe`]: one line on each frame, for `--trace`;
+//! - [`tcp`]: Modbus TCP in front of an RTU line, the gateway a `modbus_tcp` endpoint is;
 //! - [`replies`]: a recorded line's replies, cut by the request they answer (`serialtwin tap`);
 //! - [`learn`](mod@learn): a recorded line learned into a register map (`serialtwin learn`);
 //! - [`pymodbus`]: a pymodbus 3.16.1 simulator device file, read into a unit's cells.
@@ -31,6 +32,7 @@ pub mod pymodbus;
 pub mod replies;
 pub mod rtu;
 pub mod slave;
+pub mod tcp;
 pub mod unit;
 
 pub use self::model::MODEL;

@@ -13,7 +13,7 @@ use super::slave::{self, Declared, EVERY_ADDRESS, Slave, route, route_every, sta
 use super::unit::{
     Access, Counter, Gaps, Provider, Ramp, ReadOnlyWrites, Registers, Settings, Sine, Unit, Walk,
 };
-use super::{ascii, pymodbus, rtu};
+use super::{ascii, pymodbus, rtu, tcp};
 use crate::registry::{self, Build, BuildError, Built, Model};
 
 /// The registry's entry for Modbus units.
@@ -305,6 +305,11 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     }
     let named = named_units(&raw.unit)?;
     let line = bus_line(b, &raw.unit, &named, generic_line)?;
+    let addresses = raw
+        .unit
+        .iter()
+        .map(|unit| address(unit.get_ref()))
+        .collect::<Result<Vec<u8>, _>>()?;
     (0..b.count)
         .map(|copy| {
             let router: fn(&[u8]) -> Route = route;
@@ -322,6 +327,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             }
             Ok(Built {
                 device: BoxDevice::new(bus),
+                gateway: tcp::TcpGateway::for_line(&framing, &addresses),
                 framing: framing.clone(),
                 line,
             })
@@ -452,6 +458,8 @@ fn build_from_pymodbus(
             };
             Ok(Built {
                 device: BoxDevice::new(bus),
+                // Every address answers when the file names no unit: 0 and 0xFF are unit 1.
+                gateway: tcp::TcpGateway::for_line(&framing, &[loaded.device_id.unwrap_or(1)]),
                 framing,
                 line,
             })
