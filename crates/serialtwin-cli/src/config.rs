@@ -20,13 +20,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serialtwin_core::control::{
     Command as ControlCommand, MAX_DURATION, Target, TimelineStep, parse_duration,
 };
-use serialtwin_core::net::{EndpointConfig, EndpointKind, SecondClient};
+use serialtwin_core::net::{EndpointConfig, EndpointKind, GATEWAY_TIMEOUT, Gateway, SecondClient};
 use serialtwin_core::{
     Adapter, BoxDevice, Faults, Framing, LATEST_UNIX, Latency, LineConfig, LinkError, LinkSlot,
     Mismatch, SimClock, check_port_name,
@@ -228,6 +229,13 @@ struct RawNetwork {
     tcp: Option<Spanned<String>>,
     /// RFC 2217, written as `tcp`.
     rfc2217: Option<Spanned<String>>,
+    /// Modbus TCP, a gateway to the device's RTU line, written as `tcp`.
+    modbus_tcp: Option<Spanned<String>>,
+    /// Modbus RTU frames over TCP, written as `tcp`.
+    rtu_tcp: Option<Spanned<String>>,
+    /// Milliseconds the Modbus TCP gateway waits for the line's reply before it answers
+    /// exception 0x0B for the silent unit (default 500).
+    gateway_timeout_ms: Option<Spanned<u64>>,
     /// What a second client gets: `"refuse"` (default) or `"take-over"`.
     second_client: Option<Spanned<String>>,
     /// Seconds without a byte either way after which a client is closed; 0: never (default).
@@ -798,6 +806,7 @@ fn device_ports(
         Built {
             device,
             framing: own,
+            gateway,
             ..
         },
     ) in devices.into_iter().enumerate()
@@ -828,17 +837,19 @@ fn device_ports(
             seed: build.port_seed(i),
             faults: Faults::new(),
             device,
-            endpoints: endpoints(here, d.network.as_ref(), &n)?,
+            endpoints: endpoints(here, d.network.as_ref(), &n, gateway.as_ref())?,
         });
     }
     Ok(())
 }
 
-/// The endpoints `[device.network]` asks for, for the port numbered `n`.
+/// The endpoints `[device.network]` asks for, for the port numbered `n`, whose device has
+/// `gateway` for Modbus TCP (a Modbus RTU device) or not.
 fn endpoints(
     here: &Locator<'_>,
     network: Option<&Spanned<RawNetwork>>,
     n: &str,
+    gateway: Option<&Arc<dyn Gateway>>,
 ) -> Result<Vec<EndpointConfig>, ConfigError> {
     let Some(network) = network else {
         return Ok(Vec::new());
@@ -863,12 +874,38 @@ fn endpoints(
         .map(|s| *s.get_ref())
         .filter(|&s| s > 0)
         .map(Duration::from_secs);
+    let gateway_timeout = match raw.gateway_timeout_ms.as_ref() {
+        None => GATEWAY_TIMEOUT,
+        Some(ms) if (1..=60_000).contains(ms.get_ref()) => Duration::from_millis(*ms.get_ref()),
+        Some(ms) => {
+            return Err(here.error(
+                &ms.span(),
+                format!(
+                    "gateway_timeout_ms is 1 to 60000 milliseconds, not {}",
+                    ms.get_ref()
+                ),
+            ));
+        }
+    };
     let mut out = Vec::new();
     for (kind, addr) in [
         (EndpointKind::Tcp, &raw.tcp),
         (EndpointKind::Rfc2217, &raw.rfc2217),
+        (EndpointKind::ModbusTcp, &raw.modbus_tcp),
+        (EndpointKind::RtuTcp, &raw.rtu_tcp),
     ] {
         let Some(addr) = addr else { continue };
+        let modbus = matches!(kind, EndpointKind::ModbusTcp | EndpointKind::RtuTcp);
+        if modbus && gateway.is_none() {
+            return Err(here.error(
+                &addr.span(),
+                format!(
+                    "{} is for a Modbus device whose line speaks Modbus RTU; this one's does \
+                     not (use `tcp` or `rfc2217`)",
+                    kind.name()
+                ),
+            ));
+        }
         let text = addr.get_ref().replace("{n}", n);
         let parsed = match text.parse::<u16>() {
             Ok(port) => Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))),
@@ -885,16 +922,17 @@ fn endpoints(
             )
         })?;
         out.push(EndpointConfig {
-            kind,
-            addr,
             second_client,
             idle_timeout,
+            gateway: gateway.filter(|_| kind == EndpointKind::ModbusTcp).cloned(),
+            gateway_timeout,
+            ..EndpointConfig::new(kind, addr)
         });
     }
     if out.is_empty() {
         return Err(here.error(
             &network.span(),
-            "[device.network] without an endpoint: add `tcp` or `rfc2217`",
+            "[device.network] without an endpoint: add `tcp`, `rfc2217`, `modbus_tcp` or `rtu_tcp`",
         ));
     }
     Ok(out)
@@ -1209,6 +1247,56 @@ mod tests {
             "{moved}"
         );
         assert!(!moved.contains("/tmp/serialtwin"), "{moved}");
+    }
+
+    #[test]
+    fn modbus_endpoints_are_for_modbus_rtu_lines() {
+        let plan = |device: &str, network: &str| {
+            parse(
+                "t.toml",
+                &format!(
+                    "[[device]]\nlink = '/tmp/x/ttyUSB0'\n{device}\n[device.network]\n{network}\n"
+                ),
+                None,
+            )
+            .map_err(|e| e.to_string())
+        };
+        let bus = "model = 'modbus'\n[[device.modbus.unit]]\nid = 3\n";
+        let ok = plan(
+            bus,
+            "modbus_tcp = '0'\nrtu_tcp = '0'\ngateway_timeout_ms = 800",
+        )
+        .unwrap();
+        let endpoints = &ok.ports[0].endpoints;
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(endpoints[0].kind, EndpointKind::ModbusTcp);
+        assert!(endpoints[0].gateway.is_some());
+        assert_eq!(endpoints[0].gateway_timeout, Duration::from_millis(800));
+        assert_eq!(endpoints[1].kind, EndpointKind::RtuTcp);
+        // A PI30 speaks no Modbus; nor does a Modbus line framed as ASCII speak RTU.
+        for (device, key) in [
+            ("model = 'pi30'", "modbus_tcp"),
+            ("model = 'pi30'", "rtu_tcp"),
+            (
+                &format!("framing = 'modbus-ascii'\n{bus}")[..],
+                "modbus_tcp",
+            ),
+        ] {
+            let err = plan(device, &format!("{key} = '0'")).unwrap_err();
+            assert!(
+                err.contains(&format!("{key} is for a Modbus device")),
+                "{err}"
+            );
+            assert!(err.contains("t.toml:"), "{err}");
+        }
+        for bad in [0, 60_001] {
+            let err = plan(
+                bus,
+                &format!("modbus_tcp = '0'\ngateway_timeout_ms = {bad}"),
+            )
+            .unwrap_err();
+            assert!(err.contains("gateway_timeout_ms is 1 to 60000"), "{err}");
+        }
     }
 
     #[test]

@@ -736,6 +736,12 @@ struct ReadyPort<'a> {
     /// Its RFC 2217 endpoint, `host:port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     rfc2217: Option<String>,
+    /// Its Modbus TCP endpoint, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    modbus_tcp: Option<String>,
+    /// Its RTU-over-TCP endpoint, `host:port`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtu_tcp: Option<String>,
 }
 
 /// Readiness on stdout: a table, or JSON lines ending in `{"ready": N}`.
@@ -764,6 +770,8 @@ fn ready(
                 capture: captures.path(i).map(|p| p.display().to_string()),
                 tcp: address(i, EndpointKind::Tcp),
                 rfc2217: address(i, EndpointKind::Rfc2217),
+                modbus_tcp: address(i, EndpointKind::ModbusTcp),
+                rtu_tcp: address(i, EndpointKind::RtuTcp),
             };
             writeln!(out, "{}", serde_json::to_string(&port)?)?;
         }
