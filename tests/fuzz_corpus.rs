@@ -17,6 +17,8 @@ mod control;
 mod framers;
 #[path = "../fuzz/checks/modbus_pair.rs"]
 mod modbus_pair;
+#[path = "../fuzz/checks/modbus_tcp.rs"]
+mod modbus_tcp;
 #[path = "../fuzz/checks/pymodbus_json.rs"]
 mod pymodbus_json;
 #[path = "../fuzz/checks/template.rs"]
@@ -81,6 +83,11 @@ fn template() {
 #[test]
 fn modbus_pair() {
     replay("modbus_pair", modbus_pair::check);
+}
+
+#[test]
+fn modbus_tcp() {
+    replay("modbus_tcp", modbus_tcp::check);
 }
 
 #[test]
