@@ -25,7 +25,7 @@ use serialtwin_devices::modbus::rtu::crc16;
 use serialtwin_devices::modbus::tcp::{Behind, TcpGateway};
 
 /// Every request the client's bytes give, fed in pieces of `piece` bytes (0: whole).
-fn requests(gateway: &TcpGateway, client: &[u8], piece: usize) -> (Vec<Exchange>, Option<Refusal>) {
+fn requests(gateway: TcpGateway, client: &[u8], piece: usize) -> (Vec<Exchange>, Option<Refusal>) {
     let mut translate = gateway.connect();
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -52,7 +52,7 @@ fn requests(gateway: &TcpGateway, client: &[u8], piece: usize) -> (Vec<Exchange>
 }
 
 /// Check everything about one input.
-pub fn check(data: &[u8]) {
+pub(crate) fn check(data: &[u8]) {
     let [pick, address, piece, rest @ ..] = data else {
         return;
     };
@@ -65,8 +65,8 @@ pub fn check(data: &[u8]) {
     let (client, line) = rest.split_at(rest.len() / 2);
     let piece = usize::from(*piece % 9);
 
-    let (whole, refused) = requests(&gateway, client, 0);
-    let (pieces, refused_pieces) = requests(&gateway, client, piece);
+    let (whole, refused) = requests(gateway, client, 0);
+    let (pieces, refused_pieces) = requests(gateway, client, piece);
     assert_eq!(whole, pieces, "requests depend on how the bytes came");
     assert_eq!(refused, refused_pieces);
 

@@ -31,8 +31,8 @@ use serialtwin_core::{BoxDevice, Bus, CharFormat, LineConfig, Route, Settable};
 use crate::modbus::bound::{Reading, Shared};
 use crate::modbus::data::{Encoding, Kind, Order, Value};
 use crate::modbus::rtu;
-use crate::modbus::tcp::TcpGateway;
 use crate::modbus::slave::{Knobs, MAX_ADDRESS, Slave, address_in_config, factory_line, route};
+use crate::modbus::tcp::TcpGateway;
 use crate::modbus::unit::{Access, Gaps, Settings, Unit};
 use crate::registry::{self, Build, BuildError, Built, BusUnit, Model};
 

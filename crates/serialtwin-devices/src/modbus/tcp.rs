@@ -203,9 +203,7 @@ fn complete(request: &[u8], buf: &[u8]) -> Cut {
         RequestLen::Exact(_) => Cut::NotReply,
         RequestLen::Scan { min, step } => {
             let end = buf.len().min(MAX_ADU_LEN);
-            let found = (min..=end)
-                .step_by(step)
-                .find(|&len| crc_ok(&buf[..len]));
+            let found = (min..=end).step_by(step).find(|&len| crc_ok(&buf[..len]));
             match found {
                 Some(len) => Cut::Reply(len),
                 None if buf.len() >= MAX_ADU_LEN => Cut::NotReply,
@@ -241,15 +239,18 @@ mod tests {
 
     use super::*;
 
-/// Requests written to the line, for tests: every [`Exchange`] a client's bytes give.
-fn exchanges(translate: &mut dyn Translate, bytes: &[u8]) -> Result<VecDeque<Exchange>, Refusal> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = VecDeque::new();
-    while let Some(exchange) = translate.request(&mut buf)? {
-        out.push_back(exchange);
+    /// Requests written to the line, for tests: every [`Exchange`] a client's bytes give.
+    fn exchanges(
+        translate: &mut dyn Translate,
+        bytes: &[u8],
+    ) -> Result<VecDeque<Exchange>, Refusal> {
+        let mut buf = BytesMut::from(bytes);
+        let mut out = VecDeque::new();
+        while let Some(exchange) = translate.request(&mut buf)? {
+            out.push_back(exchange);
+        }
+        Ok(out)
     }
-    Ok(out)
-}
 
     /// An RTU frame with its CRC.
     fn rtu(frame: &[u8]) -> Vec<u8> {
@@ -262,11 +263,7 @@ fn exchanges(translate: &mut dyn Translate, bytes: &[u8]) -> Result<VecDeque<Exc
     fn the_reference_request_and_reply() {
         // modbus.md §7: tid 1, unit 1, read 3 holding registers at 0x6B.
         let mut c = TcpGateway::new(Behind::Bus).connect();
-        let sent = exchanges(
-            c.as_mut(),
-            &[0, 1, 0, 0, 0, 6, 1, 3, 0, 0x6B, 0, 3],
-        )
-        .unwrap();
+        let sent = exchanges(c.as_mut(), &[0, 1, 0, 0, 0, 6, 1, 3, 0, 0x6B, 0, 3]).unwrap();
         assert_eq!(sent.len(), 1);
         assert_eq!(&sent[0].to_line[..], rtu(&[1, 3, 0, 0x6B, 0, 3]));
         assert!(sent[0].expects_reply);
@@ -371,7 +368,11 @@ fn exchanges(translate: &mut dyn Translate, bytes: &[u8]) -> Result<VecDeque<Exc
             let err = exchanges(c.as_mut(), &[0, 1, 0, 0, 0, length, 1, 3]).unwrap_err();
             assert!(err.0.contains("length"), "{err}");
         }
-        assert!(exchanges(c.as_mut(), &[0, 1, 0, 0, 0xFF, 0xFF]).unwrap().is_empty());
+        assert!(
+            exchanges(c.as_mut(), &[0, 1, 0, 0, 0xFF, 0xFF])
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
