@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serialtwin_cli::shard::Shard;
 
 /// Emulated serial devices on real serial ports (ptys with stable symlinks).
 #[derive(Debug, Parser)]
@@ -94,6 +95,11 @@ pub(crate) struct RunArgs {
     /// a device).
     #[arg(long, requires = "capture")]
     pub(crate) force: bool,
+    /// Serve only shard K of N (K from 0): the `[[device]]` tables this replica owns, by
+    /// rendezvous hashing of their names, so N processes running one config serve each
+    /// device once. Endpoint addresses come from the whole config.
+    #[arg(long, value_name = "K/N", requires = "config")]
+    pub(crate) shard: Option<Shard>,
 }
 
 /// `serialtwin models`.
@@ -109,6 +115,9 @@ pub(crate) struct ModelsArgs {
 pub(crate) struct CheckArgs {
     /// The fleet config (TOML) to validate. Without one: the default config.
     pub(crate) config: Option<PathBuf>,
+    /// List what shard K of N (K from 0) would serve (see `run --shard`).
+    #[arg(long, value_name = "K/N", requires = "config")]
+    pub(crate) shard: Option<Shard>,
 }
 
 /// How `--trace` shows bytes.
@@ -138,6 +147,8 @@ Examples:
       A scripted device answering QPGS, every frame logged on stderr
   serialtwin run fleet.toml --json > ports.jsonl
       Scripts wait for the final {\"ready\": N} line
+  serialtwin run fleet.toml --shard 1/3
+      The second of three replicas of one config: the device tables it owns
   serialtwin run fleet.toml --capture 'captures/{name}.jsonl'
       Records each port's conversation; then: serialtwin replay captures/inverter.jsonl
 
@@ -149,7 +160,9 @@ Examples:
   serialtwin check examples/fleet.toml
       Prints the ports it would start; errors as FILE:LINE:COLUMN: REASON (exit status 2)
   serialtwin check
-      The same for the default config `serialtwin run` uses without one";
+      The same for the default config `serialtwin run` uses without one
+  serialtwin check fleet.toml --shard 0/3
+      The ports the first of three replicas would serve";
 
 /// `serialtwin ctl --help`: the commands, and what `set` takes for each model.
 fn ctl_help() -> String {

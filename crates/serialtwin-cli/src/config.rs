@@ -112,11 +112,22 @@ impl std::error::Error for ConfigError {}
 
 /// Something in a valid config that will probably not do what was meant.
 #[derive(Debug)]
-pub struct Warning(String);
+pub struct Warning {
+    text: String,
+    /// The `[[device]]` table it is about ([`Plan::tables`]), if one.
+    pub table: Option<usize>,
+}
+
+impl Warning {
+    fn about(mut self, table: usize) -> Self {
+        self.table = Some(table);
+        self
+    }
+}
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        one_line(f, &self.0)
+        one_line(f, &self.text)
     }
 }
 
@@ -135,6 +146,10 @@ pub struct Plan {
     pub busy: Vec<Warning>,
     /// The scenario: control commands at times from the start.
     pub timeline: Vec<TimelineStep>,
+    /// What names each `[[device]]` table for sharding ([`crate::shard`]), in config order:
+    /// its `name` as written (`{n}` and all), else its `link` as written, else its model and
+    /// how many tables of that model with neither came before it (`pi30#0`).
+    pub tables: Vec<String>,
 }
 
 /// One port to start.
@@ -142,6 +157,8 @@ pub struct Plan {
 pub struct PortPlan {
     /// The port's name (`name`, else the link's file name, else the model's).
     pub name: String,
+    /// The `[[device]]` table it comes from: its index in [`Plan::tables`].
+    pub table: usize,
     /// The model's registry name.
     pub model: &'static str,
     /// The link to make to the pty, if any.
@@ -363,7 +380,10 @@ impl Locator<'_> {
 
     fn warning(&self, span: &Range<usize>, message: &str) -> Warning {
         let (line, col) = self.position(span.start);
-        Warning(format!("{}:{line}:{col}: {message}", self.file))
+        Warning {
+            text: format!("{}:{line}:{col}: {message}", self.file),
+            table: None,
+        }
     }
 }
 
@@ -385,11 +405,25 @@ fn plan<'a>(
     // Every fixed endpoint address, and the line that asked for it.
     let mut addresses: HashMap<SocketAddr, usize> = HashMap::new();
     tables.resize_with(raw.device.len(), Vec::new);
-    for (device, tables) in raw.device.iter().zip(tables) {
+    let mut keys = Vec::with_capacity(raw.device.len());
+    let mut unnamed: HashMap<&'static str, usize> = HashMap::new();
+    for (index, (device, tables)) in raw.device.iter().zip(tables).enumerate() {
         let first_port = ports.len();
         let (model, table) = model_table(here, device, tables)?;
         device_ports(here, device, model, &table, &mut ports)?;
         let d = device.get_ref();
+        keys.push(match (&d.name, &d.link) {
+            (Some(name), _) => name.get_ref().clone(),
+            (None, Some(link)) => link.get_ref().clone(),
+            (None, None) => {
+                let k = unnamed.entry(model.name).or_default();
+                *k += 1;
+                format!("{}#{}", model.name, *k - 1)
+            }
+        });
+        for port in &mut ports[first_port..] {
+            port.table = index;
+        }
         let rules = faults(here, &d.faults)?;
         for port in &mut ports[first_port..] {
             port.faults = rules.clone();
@@ -404,7 +438,7 @@ fn plan<'a>(
                     line,
                 };
                 if let Some(w) = check_link(here, &span, link, &claimed, &mut links)? {
-                    busy.push(w);
+                    busy.push(w.about(index));
                 }
             }
             let seen = Lint {
@@ -415,7 +449,7 @@ fn plan<'a>(
                 let span = finding
                     .at
                     .unwrap_or_else(|| d.link.as_ref().map_or(device.span(), Spanned::span));
-                warnings.push(here.warning(&span, &finding.message));
+                warnings.push(here.warning(&span, &finding.message).about(index));
             }
             for endpoint in &port.endpoints {
                 let fixed = endpoint.addr.port() != 0;
@@ -454,6 +488,7 @@ fn plan<'a>(
         warnings,
         busy,
         timeline,
+        tables: keys,
     })
 }
 
@@ -596,6 +631,20 @@ fn clock_speed_followed(here: &Locator<'_>, raw: &RawFleet) -> Result<(), Config
     }
 }
 
+/// The ports a timeline step acts on.
+#[must_use]
+pub fn step_target(command: &ControlCommand) -> Target {
+    match command {
+        ControlCommand::Fault(t, _)
+        | ControlCommand::Clear(t)
+        | ControlCommand::Unplug(t, _)
+        | ControlCommand::Set(t, _, _)
+        | ControlCommand::Line(t, _, _) => t.clone(),
+        ControlCommand::Send(port, _) => Target::Port(port.clone()),
+        ControlCommand::List => Target::All,
+    }
+}
+
 /// `[[timeline]]`: each step's time and command, with ports that exist.
 fn timeline(
     here: &Locator<'_>,
@@ -608,16 +657,7 @@ fn timeline(
                 parse_duration(step.at.get_ref()).map_err(|e| here.error(&step.at.span(), e))?;
             let command = ControlCommand::parse(step.run.get_ref())
                 .map_err(|e| here.error(&step.run.span(), e.to_string()))?;
-            let target = match &command {
-                ControlCommand::Fault(t, _)
-                | ControlCommand::Clear(t)
-                | ControlCommand::Unplug(t, _)
-                | ControlCommand::Set(t, _, _)
-                | ControlCommand::Line(t, _, _) => t.clone(),
-                ControlCommand::Send(port, _) => Target::Port(port.clone()),
-                ControlCommand::List => Target::All,
-            };
-            if let Target::Port(port) = &target
+            if let Target::Port(port) = &step_target(&command)
                 && !names.contains_key(port)
             {
                 return Err(here.error(&step.run.span(), format!("no port named `{port}`")));
@@ -828,6 +868,7 @@ fn device_ports(
         };
         ports.push(PortPlan {
             name: port_name(here, d, name)?,
+            table: 0,
             model: model.name,
             link,
             owner,

@@ -27,6 +27,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 use serialtwin_cli::config::{self, ConfigError};
+use serialtwin_cli::shard;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

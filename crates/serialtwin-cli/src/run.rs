@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::cli::{CheckArgs, CtlArgs, RunArgs};
 use crate::config::{self, Plan};
 use crate::files;
+use crate::shard;
 use crate::trace::Trace;
 
 /// `serialtwin run`: start the fleet, report readiness, serve until a signal, clean up.
@@ -26,7 +27,28 @@ use crate::trace::Trace;
 /// ports could not be started (nothing is left behind).
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     let plan = match &args.config {
-        Some(path) => Some(config::load(path)?),
+        Some(path) => Some(match args.shard {
+            Some(shard) => {
+                let whole = config::load(path)?;
+                let tables = whole.tables.len();
+                let owned = shard::tables_owned(&whole, shard);
+                let plan = shard::select(whole, shard);
+                info!(
+                    %shard,
+                    tables = owned,
+                    of = tables,
+                    ports = plan.ports.len(),
+                    "serving shard {shard}"
+                );
+                if plan.ports.is_empty() {
+                    warn!(
+                        "shard {shard} owns none of the {tables} device tables: it serves nothing"
+                    );
+                }
+                plan
+            }
+            None => config::load(path)?,
+        }),
         None => None,
     };
     // First, while this is the only thread: the runtime's threads must start with the
@@ -114,7 +136,21 @@ enum Defaults {
 /// A [`ConfigError`](config::ConfigError).
 pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let (plan, name) = match &args.config {
-        Some(path) => (config::load(path)?, path.display().to_string()),
+        Some(path) => {
+            let plan = config::load(path)?;
+            match args.shard {
+                Some(shard) => {
+                    let name = format!(
+                        "{}: shard {shard} owns {} of {} device table(s)",
+                        path.display(),
+                        shard::tables_owned(&plan, shard),
+                        plan.tables.len()
+                    );
+                    (shard::select(plan, shard), name)
+                }
+                None => (plan, path.display().to_string()),
+            }
+        }
         None => (
             config::parse(config::DEFAULT_NAME, &config::default_config(), None)?,
             config::DEFAULT_NAME.to_owned(),
