@@ -12,10 +12,14 @@
 //! (Telnet with the COM-PORT-OPTION: pyserial's `rfc2217://`, ser2net's `telnet(rfc2217)`),
 //! and gateways, which understand the requests ([`Gateway`]: Modbus TCP in front of an RTU
 //! line).
+//!
+//! The other way round, [`rfc2217_client`] is RFC 2217's client side, without I/O: what
+//! `serialtwin tap --upstream rfc2217://host:port` speaks to an access server.
 
 mod endpoint;
 mod gateway;
 pub mod rfc2217;
+pub mod rfc2217_client;
 
 pub use self::endpoint::{
     Endpoint, EndpointConfig, EndpointKind, GATEWAY_TIMEOUT, KEEPALIVE, SecondClient,

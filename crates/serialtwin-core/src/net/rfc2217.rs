@@ -34,34 +34,34 @@ use bytes::{BufMut, BytesMut};
 pub const MAX_SUBNEGOTIATION: usize = 1024;
 
 // Telnet commands (RFC 854).
-const IAC: u8 = 255;
-const DONT: u8 = 254;
-const DO: u8 = 253;
-const WONT: u8 = 252;
-const WILL: u8 = 251;
-const SB: u8 = 250;
-const SE: u8 = 240;
+pub(crate) const IAC: u8 = 255;
+pub(crate) const DONT: u8 = 254;
+pub(crate) const DO: u8 = 253;
+pub(crate) const WONT: u8 = 252;
+pub(crate) const WILL: u8 = 251;
+pub(crate) const SB: u8 = 250;
+pub(crate) const SE: u8 = 240;
 
 // Telnet options.
-const BINARY: u8 = 0;
-const SGA: u8 = 3;
-const COM_PORT_OPTION: u8 = 44;
+pub(crate) const BINARY: u8 = 0;
+pub(crate) const SGA: u8 = 3;
+pub(crate) const COM_PORT_OPTION: u8 = 44;
 
 // COM-PORT-OPTION client codes (RFC 2217 §1); the server's are the same plus `SERVER`.
-const SIGNATURE: u8 = 0;
-const SET_BAUDRATE: u8 = 1;
-const SET_DATASIZE: u8 = 2;
-const SET_PARITY: u8 = 3;
-const SET_STOPSIZE: u8 = 4;
-const SET_CONTROL: u8 = 5;
-const NOTIFY_LINESTATE: u8 = 6;
-const NOTIFY_MODEMSTATE: u8 = 7;
-const FLOWCONTROL_SUSPEND: u8 = 8;
-const FLOWCONTROL_RESUME: u8 = 9;
-const SET_LINESTATE_MASK: u8 = 10;
-const SET_MODEMSTATE_MASK: u8 = 11;
-const PURGE_DATA: u8 = 12;
-const SERVER: u8 = 100;
+pub(crate) const SIGNATURE: u8 = 0;
+pub(crate) const SET_BAUDRATE: u8 = 1;
+pub(crate) const SET_DATASIZE: u8 = 2;
+pub(crate) const SET_PARITY: u8 = 3;
+pub(crate) const SET_STOPSIZE: u8 = 4;
+pub(crate) const SET_CONTROL: u8 = 5;
+pub(crate) const NOTIFY_LINESTATE: u8 = 6;
+pub(crate) const NOTIFY_MODEMSTATE: u8 = 7;
+pub(crate) const FLOWCONTROL_SUSPEND: u8 = 8;
+pub(crate) const FLOWCONTROL_RESUME: u8 = 9;
+pub(crate) const SET_LINESTATE_MASK: u8 = 10;
+pub(crate) const SET_MODEMSTATE_MASK: u8 = 11;
+pub(crate) const PURGE_DATA: u8 = 12;
+pub(crate) const SERVER: u8 = 100;
 
 // Modem lines (an 8250 MSR): the states in the high nibble, their changes in the low one.
 const DCD: u8 = 0x80;
@@ -156,7 +156,7 @@ pub enum Rfc2217Error {
 /// One side of one Telnet option, as RFC 1143's "Q method" keeps it, without the states for
 /// turning an option off: the server never asks for that.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Q {
+pub(crate) enum Q {
     /// Off.
     #[default]
     No,
@@ -168,23 +168,23 @@ enum Q {
 
 /// Both sides of an option the server supports.
 #[derive(Clone, Copy, Debug, Default)]
-struct OptionState {
+pub(crate) struct OptionState {
     /// Whether the server does it (the client's DO/DONT, our WILL/WONT).
-    us: Q,
+    pub(crate) us: Q,
     /// Whether the client does it (the client's WILL/WONT, our DO/DONT).
-    him: Q,
+    pub(crate) him: Q,
 }
 
 /// The options the server agrees to; every other one stays off in both directions.
 #[derive(Clone, Copy, Debug, Default)]
-struct Options {
-    binary: OptionState,
-    sga: OptionState,
-    com_port: OptionState,
+pub(crate) struct Options {
+    pub(crate) binary: OptionState,
+    pub(crate) sga: OptionState,
+    pub(crate) com_port: OptionState,
 }
 
 impl Options {
-    fn get_mut(&mut self, option: u8) -> Option<&mut OptionState> {
+    pub(crate) fn get_mut(&mut self, option: u8) -> Option<&mut OptionState> {
         match option {
             BINARY => Some(&mut self.binary),
             SGA => Some(&mut self.sga),
@@ -745,7 +745,7 @@ impl Session {
 /// The client asks for an option on its side (`WILL`) or ours (`DO`): agree to a supported
 /// option that is off, refuse an unsupported one, and stay silent when it is already on or
 /// the request answers our own (RFC 1143).
-fn enable(side: Option<&mut Q>, agree: u8, refuse: u8, option: u8, out: &mut BytesMut) {
+pub(crate) fn enable(side: Option<&mut Q>, agree: u8, refuse: u8, option: u8, out: &mut BytesMut) {
     match side {
         Some(q @ Q::No) => {
             *q = Q::Yes;
@@ -758,7 +758,7 @@ fn enable(side: Option<&mut Q>, agree: u8, refuse: u8, option: u8, out: &mut Byt
 
 /// The client turns an option off on its side (`WONT`) or ours (`DONT`): acknowledge only if
 /// it was on; a refusal of our request, or of something never on, needs no answer.
-fn disable(side: Option<&mut Q>, acknowledge: u8, option: u8, out: &mut BytesMut) {
+pub(crate) fn disable(side: Option<&mut Q>, acknowledge: u8, option: u8, out: &mut BytesMut) {
     match side {
         Some(q @ Q::Yes) => {
             *q = Q::No;
@@ -783,7 +783,7 @@ fn flip(signal: &mut bool, on: bool, event: fn(bool) -> Event, events: &mut Vec<
 }
 
 /// `IAC SB COM-PORT-OPTION <code> <value> IAC SE`, 0xFF in the value doubled (RFC 855).
-fn put_command(out: &mut BytesMut, code: u8, value: &[u8]) {
+pub(crate) fn put_command(out: &mut BytesMut, code: u8, value: &[u8]) {
     out.extend_from_slice(&[IAC, SB, COM_PORT_OPTION, code]);
     Session::send_data(value, out);
     out.extend_from_slice(&[IAC, SE]);
