@@ -17,6 +17,7 @@ mod models;
 mod replay;
 mod run;
 mod tap;
+mod tap_rfc2217;
 mod trace;
 
 use std::io::IsTerminal as _;

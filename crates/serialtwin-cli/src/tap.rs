@@ -21,12 +21,15 @@ use tracing::{info, warn};
 
 use crate::cli::TraceFormat;
 use crate::files;
+use crate::tap_rfc2217::{self, Rfc2217Upstream};
 use crate::trace::Trace;
 
 /// `serialtwin tap`.
 #[derive(Debug, Args)]
 pub(crate) struct TapArgs {
-    /// The real device: a serial port (or pty) path, or `host:port` for a TCP serial server.
+    /// The real device: a serial port (or pty) path, `host:port` for a TCP serial server
+    /// (bytes only), or `rfc2217://host:port` (`rfc2217://[::1]:port`) for an RFC 2217 access
+    /// server such as ser2net's `telnet(rfc2217)`, which is also told the line settings.
     #[arg(long)]
     pub(crate) upstream: String,
     /// The link to make to the new pty: what the client opens instead of the device.
@@ -51,7 +54,8 @@ pub(crate) struct TapArgs {
     /// wait on silence; at least a USB adapter's latency (16 ms on FTDI chips by default).
     #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub(crate) idle: u64,
-    /// The upstream's baud rate until the client sets its own (the client's then wins).
+    /// The upstream's baud rate until the client sets its own (the client's then wins). Also
+    /// sent to an `rfc2217://` upstream, with the data bits, parity, stop bits and flow.
     #[arg(long, default_value_t = 2400)]
     pub(crate) baud: u32,
     /// Data bits on the upstream (a pty cannot show the client's choice).
@@ -104,7 +108,12 @@ Examples:
       A Modbus RTU line: each request and each reply one frame, described in the trace;
       then `serialtwin learn meter.jsonl -o meter.toml` makes a register map of it
   serialtwin tap --upstream 192.168.1.50:8899 --link /tmp/serialtwin/ttyUSB1 --capture meter.jsonl --framing crlf
-      The device behind a TCP serial server
+      The device behind a TCP serial server (raw bytes)
+  serialtwin tap --upstream rfc2217://192.168.1.50:2001 --baud 9600 --link /tmp/serialtwin/ttyUSB2 --capture meter.jsonl --framing modbus-rtu
+      The device behind an RFC 2217 server (ser2net telnet(rfc2217), serialtwin's rfc2217
+      endpoint): the baud rate, data bits, parity, stop bits and flow go to the server, and
+      follow the client's baud; DTR and RTS are raised, without waiting for a server that
+      never answers them (ser2net on a pty)
   jq -r 'select(.type==\"frame\") | \"\\(.t) \\(.dir) \\(.text)\"' inverter.jsonl
       Read the conversation back
 
@@ -230,6 +239,7 @@ impl Upstream for SerialUpstream {
 enum Up {
     Serial(SerialUpstream),
     Tcp(TcpStream),
+    Rfc2217(Box<Rfc2217Upstream>),
 }
 
 /// `host:port` (TCP) rather than a path: no leading `/` or `.`, and a numeric port.
@@ -307,7 +317,11 @@ fn open_capture(
 async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
     let mut signals = Signals::install()?;
     let settings = args.settings();
-    let upstream = if is_tcp(&args.upstream) {
+    let upstream = if let Some(address) = tap_rfc2217::address(&args.upstream)? {
+        Up::Rfc2217(Box::new(
+            Rfc2217Upstream::connect(&args.upstream, address, settings).await?,
+        ))
+    } else if is_tcp(&args.upstream) {
         Up::Tcp(
             TcpStream::connect(&args.upstream)
                 .await
@@ -369,6 +383,7 @@ async fn run(args: &TapArgs, framing: Option<Framing>) -> anyhow::Result<()> {
             match upstream {
                 Up::Serial(u) => tap.run(port, u, &cancel).await,
                 Up::Tcp(u) => tap.run(port, u, &cancel).await,
+                Up::Rfc2217(u) => tap.run(port, *u, &cancel).await,
             }
         };
         tokio::pin!(running);
