@@ -335,11 +335,17 @@ fn pyserial_sees_ser2net_and_serialtwins_endpoint_alike_but_for_the_listed_diffe
     assert!(status.success());
     drop(ser2net);
     let trace = std::fs::read_to_string(trace_path).unwrap();
-    let inv = heard(&trace, "inv");
-    let invnet = heard(&trace, "invnet");
+    heard_on_both_paths(&trace, &both);
+}
+
+/// What each PI30 heard through the comparison (from the trace): `inv` through ser2net,
+/// `invnet` through serialtwin's endpoint. `both` is the observations, for the messages.
+fn heard_on_both_paths(trace: &str, both: &str) {
+    let inv = heard(trace, "inv");
+    let invnet = heard(trace, "invnet");
     let report = format!("inv (ser2net): {inv:#?}\ninvnet (serialtwin): {invnet:#?}\n{both}");
     // The observations, for whoever reads the log (docs/network.md is made of them).
-    eprintln!("{report}\necho (ser2net): {:#?}", heard(&trace, "echo"));
+    eprintln!("{report}\necho (ser2net): {:#?}", heard(trace, "echo"));
     // Baud propagation, both paths. Through ser2net the pty shows the baud only: the data
     // bits and parity ser2net sets on it are invisible on a pty, so the parity change never
     // reaches the device, whereas serialtwin's endpoint hands it over as a line event.

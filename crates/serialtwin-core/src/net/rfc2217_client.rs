@@ -1,6 +1,6 @@
 //! RFC 2217 (Telnet COM-PORT-OPTION), the client side of one TCP connection, without I/O.
 //!
-//! The mirror of the server [`Session`](super::rfc2217::Session): a [`Client`] drives a serial
+//! The mirror of the server [`Session`]: a [`Client`] drives a serial
 //! port that an access server (ser2net's `telnet(rfc2217)`, serialtwin's own `rfc2217`
 //! endpoint) shares over TCP. It takes the bytes read from the connection and gives back the
 //! device's data, the [`ClientEvent`]s (answers, modem and line state) and the bytes to write
