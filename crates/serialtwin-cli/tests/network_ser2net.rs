@@ -8,7 +8,8 @@
 //!   the differences asserted, as `docs/network.md` lists them;
 //! - `serialtwin tap --upstream rfc2217://` through ser2net (which does not answer
 //!   SET-CONTROL), and through serialtwin's own endpoint on IPv6 (which does), a client on the
-//!   tap's link asking QPIGS and the capture holding the exchange.
+//!   tap's link asking QPIGS and the capture holding the exchange; and a server refusing
+//!   COM-PORT-OPTION, which the tap refuses in turn.
 //!
 //! ser2net runs in the foreground from a YAML file in the test's scratch dir, without UUCP
 //! locks (`-u`) and with its pid file there (`-P`), on a free loopback port (retried if
@@ -606,4 +607,47 @@ fn tap_records_through_ser2net_and_through_serialtwins_own_endpoint() {
             "{name} heard {events:#?}"
         );
     }
+}
+
+/// A Telnet server that refuses COM-PORT-OPTION (`DONT 44`) is no RFC 2217 server: the tap
+/// stops at once with that reason, and leaves neither link nor capture behind.
+#[test]
+fn tap_stops_on_an_upstream_that_refuses_com_port_option() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.write_all(&[0xFF, 0xFE, 44]).unwrap();
+        // Until the tap hangs up.
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink);
+        sink
+    });
+    let dir = work_dir("ser2net-refused");
+    let link = dir.join("tap/ttyUSB0");
+    let capture = dir.join("refused.jsonl");
+    let out = common::output_within(
+        Command::new(common::bin())
+            .args([
+                "tap",
+                "--upstream",
+                &format!("rfc2217://{address}"),
+                "--link",
+            ])
+            .arg(&link)
+            .arg("--capture")
+            .arg(&capture)
+            .current_dir(&dir),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refuses COM-PORT-OPTION: not an RFC 2217 server"),
+        "{stderr}"
+    );
+    assert!(!link.exists() && !capture.exists());
+    // What the tap sent first: WILL COM-PORT-OPTION.
+    let sent = server.join().unwrap();
+    assert_eq!(sent.get(..3), Some(&[0xFF, 0xFB, 44][..]), "{sent:02x?}");
 }
