@@ -194,3 +194,80 @@ async fn an_idle_client_is_closed_after_the_idle_timeout() {
     stop.cancel();
     fleet.shutdown().await;
 }
+
+/// Read from `client` until `wanted` has arrived; everything read so far.
+async fn read_until(client: &mut TcpStream, seen: &mut Vec<u8>, wanted: &[u8]) {
+    tokio::time::timeout(PATIENCE, async {
+        let mut buf = [0_u8; 256];
+        while !seen.windows(wanted.len()).any(|w| w == wanted) {
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {wanted:02x?}: {seen:02x?}");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {wanted:02x?} in {seen:02x?}"));
+}
+
+#[tokio::test]
+async fn a_device_break_is_one_linestate_notification_per_break_for_a_client_that_asks() {
+    use serialtwin::DeviceLine;
+    let (dir, fleet, port, stop, addr) = served(
+        "net-break",
+        EndpointKind::Rfc2217,
+        SecondClient::Refuse,
+        None,
+    )
+    .await;
+    // A port no RFC 2217 endpoint serves has no line to hold in break.
+    let bare = fleet
+        .spawn(
+            PortSpec::new("bare").link(dir.join("ttyUSB1")),
+            Counter::default(),
+        )
+        .unwrap();
+    let refused = bare.set_line(DeviceLine::Break, true).unwrap_err();
+    assert!(
+        refused.to_string().contains("no network endpoint"),
+        "{refused}"
+    );
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    // WILL COM-PORT-OPTION, SET-LINESTATE-MASK 0x10 (break detect): answered with the mask.
+    client
+        .write_all(&[0xFF, 0xFB, 0x2C, 0xFF, 0xFA, 0x2C, 0x0A, 0x10, 0xFF, 0xF0])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    read_until(
+        &mut client,
+        &mut seen,
+        &[0xFF, 0xFA, 0x2C, 0x6E, 0x10, 0xFF, 0xF0],
+    )
+    .await;
+    let notify_break = [0xFF, 0xFA, 0x2C, 0x6A, 0x10, 0xFF, 0xF0];
+    port.set_line(DeviceLine::Break, true).unwrap();
+    read_until(&mut client, &mut seen, &notify_break).await;
+    // Held again: no new break. Ended and begun again at once: one more, whenever the
+    // endpoint looks. Then a modem line, whose notification comes after any break's.
+    port.set_line(DeviceLine::Break, true).unwrap();
+    port.set_line(DeviceLine::Break, false).unwrap();
+    port.set_line(DeviceLine::Break, true).unwrap();
+    port.set_line(DeviceLine::Break, false).unwrap();
+    port.set_modem_line(serialtwin::net::ModemLine::Cts, false)
+        .unwrap();
+    // CD, DSR and delta CTS.
+    read_until(
+        &mut client,
+        &mut seen,
+        &[0xFF, 0xFA, 0x2C, 0x6B, 0xA1, 0xFF, 0xF0],
+    )
+    .await;
+    let breaks = seen
+        .windows(notify_break.len())
+        .filter(|w| *w == notify_break)
+        .count();
+    assert_eq!(breaks, 2, "{seen:02x?}");
+    stop.cancel();
+    fleet.shutdown().await;
+}

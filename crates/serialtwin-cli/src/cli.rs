@@ -178,12 +178,16 @@ Commands (one per call; `*` for every port):
 {}  send <port> <text>                        send a frame as if the device had (\\r \\xHH)
   line <port> <cts|dsr|ri|dcd> <on|off>     a modem line the device drives, seen by
                                             RFC 2217 clients (a pty carries none)
+  line <port> break <on|off>                the device holds its line in break: RFC 2217
+                                            clients that set bit 16 in their line-state
+                                            mask get NOTIFY-LINESTATE break-detect
 
 Examples:
   serialtwin ctl fault inverter break-crc next=3 cmd=QPIGS
   serialtwin ctl set inverter grid off
   serialtwin ctl unplug inverter 5s
   serialtwin ctl line inverter cts off
+  serialtwin ctl line inverter break on
   serialtwin ctl --socket /run/user/1000/serialtwin/control.sock list",
         crate::models::settable_help()
     )

@@ -56,7 +56,8 @@ pub use crate::port::link::{LinkError, LinkSlot};
 pub use crate::port::port_name::{PortNameError, check_port_name};
 pub use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
 pub use crate::port::settings::{
-    BadCharFormat, CharFormat, FlowControl, LineEvent, LineSettings, Parity, Session, StopBits,
+    BadCharFormat, CharFormat, DeviceLine, FlowControl, LineBreak, LineEvent, LineSettings, Parity,
+    Session, StopBits,
 };
 pub use crate::port::transport::{Plain, PortEvent, Transport};
 pub use crate::port::{limits, trusted_dir};

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serialtwin_core::control::{Command, Target, parse_duration};
-use serialtwin_core::{FaultKind, FaultRule};
+use serialtwin_core::net::ModemLine;
+use serialtwin_core::{DeviceLine, FaultKind, FaultRule};
 
 #[test]
 fn parses_every_command() {
@@ -44,6 +45,18 @@ fn parses_every_command() {
             "m1".into(),
             Bytes::from_static(b"READING 1\x00\r")
         ))
+    );
+    assert_eq!(
+        Command::parse("line inv0 cd off"),
+        Ok(Command::Line(
+            Target::Port("inv0".into()),
+            DeviceLine::Modem(ModemLine::Dcd),
+            false
+        ))
+    );
+    assert_eq!(
+        Command::parse("line * break on"),
+        Ok(Command::Line(Target::All, DeviceLine::Break, true))
     );
 }
 
@@ -94,6 +107,12 @@ fn rejects_with_a_reason() {
         ("clear inv0 drop", "clear: unexpected \"drop\""),
         ("unplug inv0 5s later", "unplug: unexpected \"later\""),
         (r"send inv0 \q", "unknown escape"),
+        (
+            "line inv0 dtr on",
+            "\"dtr\" is not a line the device drives (cts, dsr, ri, dcd, break)",
+        ),
+        ("line inv0 break maybe", "\"maybe\" is not on or off"),
+        ("line inv0 break", "missing state"),
     ] {
         let err = Command::parse(line).unwrap_err().to_string();
         assert!(err.contains(needle), "{line:?}: {err}");

@@ -27,7 +27,7 @@ use crate::port::limits::{self, LimitError};
 use crate::port::link::{LinkError, LinkSlot};
 use crate::port::port_name::{PortNameError, check_port_name};
 use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
-use crate::port::settings::ModemLine;
+use crate::port::settings::{DeviceLine, LineBreak, ModemLine};
 use crate::serve::lane::Lanes;
 use crate::serve::observe::{Broadcast, Observation, Observer};
 use crate::serve::{Control, Order, ServeConfig, Server};
@@ -130,9 +130,31 @@ impl PortSpec {
 struct Plugged {
     /// The current pty, `None` while unplugged.
     pty: Option<(PathBuf, SlaveProbe)>,
-    /// The modem lines the device drives, once a network endpoint carries them
+    /// The lines the device drives, once a network endpoint carries them
     /// ([`PortHandle::modem_lines`]); a pty has none.
-    modem: Option<tokio::sync::watch::Sender<u8>>,
+    lines: Option<DeviceLines>,
+}
+
+/// The lines the device drives towards a network client.
+#[derive(Debug)]
+struct DeviceLines {
+    /// Its modem lines (an 8250 MSR's high nibble).
+    modem: tokio::sync::watch::Sender<u8>,
+    /// Its transmit line held in break.
+    brk: tokio::sync::watch::Sender<LineBreak>,
+}
+
+impl Plugged {
+    /// The device's lines, made (at their power-on state) on first use: from then on the port
+    /// has them, and `ctl line` works on it.
+    fn lines(&mut self) -> &DeviceLines {
+        self.lines.get_or_insert_with(|| DeviceLines {
+            modem: tokio::sync::watch::Sender::new(
+                ModemLine::Cts.bit() | ModemLine::Dsr.bit() | ModemLine::Dcd.bit(),
+            ),
+            brk: tokio::sync::watch::Sender::new(LineBreak::default()),
+        })
+    }
 }
 
 /// A running port.
@@ -236,35 +258,64 @@ impl PortHandle {
     /// modem lines and [`PortHandle::set_modem_line`] works.
     #[must_use]
     pub fn modem_lines(&self) -> tokio::sync::watch::Receiver<u8> {
-        self.lock()
-            .modem
-            .get_or_insert_with(|| {
-                tokio::sync::watch::Sender::new(
-                    ModemLine::Cts.bit() | ModemLine::Dsr.bit() | ModemLine::Dcd.bit(),
-                )
-            })
-            .subscribe()
+        self.lock().lines().modem.subscribe()
+    }
+
+    /// Whether the device holds its transmit line in break, and how many breaks it has begun
+    /// (`serialtwin ctl line <port> break on`), for an RFC 2217 endpoint to report as
+    /// NOTIFY-LINESTATE. Like [`modem_lines`](Self::modem_lines), the first call gives the
+    /// port its lines.
+    #[must_use]
+    pub fn line_break(&self) -> tokio::sync::watch::Receiver<LineBreak> {
+        self.lock().lines().brk.subscribe()
     }
 
     /// Raise or drop a modem line the device drives (`serialtwin ctl line <port> cts on`).
     ///
     /// # Errors
-    /// [`CommandError::Refused`] on a port no network endpoint serves: a pty has no modem
+    /// [`CommandError::Refused`] on a port no RFC 2217 endpoint serves: a pty has no modem
     /// lines to carry it.
     pub fn set_modem_line(&self, line: ModemLine, on: bool) -> Result<(), CommandError> {
+        self.set_line(DeviceLine::Modem(line), on)
+    }
+
+    /// Change a line the device drives: a modem line, or break on the device's transmit line
+    /// (`serialtwin ctl line <port> break on`). Setting a line to the state it is in changes
+    /// nothing, so a client hears of a break once however often it is asked for.
+    ///
+    /// # Errors
+    /// [`CommandError::Refused`] on a port no RFC 2217 endpoint serves: a pty carries neither
+    /// modem lines nor a break from the device.
+    pub fn set_line(&self, line: DeviceLine, on: bool) -> Result<(), CommandError> {
         let plugged = self.lock();
-        let Some(modem) = plugged.modem.as_ref() else {
+        let Some(lines) = plugged.lines.as_ref() else {
             return Err(CommandError::Refused(
-                "no network endpoint serves this port, and a pty carries no modem lines".into(),
+                "no network endpoint speaking RFC 2217 serves this port ([device.network] \
+                 rfc2217), and a pty carries no modem lines or break"
+                    .into(),
             ));
         };
-        modem.send_modify(|lines| {
-            if on {
-                *lines |= line.bit();
-            } else {
-                *lines &= !line.bit();
+        match line {
+            DeviceLine::Modem(line) => lines.modem.send_modify(|lines| {
+                if on {
+                    *lines |= line.bit();
+                } else {
+                    *lines &= !line.bit();
+                }
+            }),
+            DeviceLine::Break => {
+                lines.brk.send_if_modified(|state| {
+                    if state.on == on {
+                        return false;
+                    }
+                    state.on = on;
+                    if on {
+                        state.begun += 1;
+                    }
+                    true
+                });
             }
-        });
+        }
         Ok(())
     }
 
@@ -453,7 +504,7 @@ impl Fleet {
         let done = CancellationToken::new();
         let plugged = Arc::new(Mutex::new(Plugged {
             pty: Some((port.path().to_owned(), port.probe())),
-            modem: None,
+            lines: None,
         }));
         let handle = PortHandle {
             name: config.name.clone(),

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::gateway::Gateway;
-use super::rfc2217::{ComSettings, Event, Session};
+use super::rfc2217::{ComSettings, Event, LINESTATE_BREAK, Session};
 use crate::fleet::PortHandle;
 use crate::port::pty::PtyClient;
 use crate::port::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
@@ -398,6 +398,10 @@ impl Bridge {
         let (mut from_net, mut to_net) = stream.split();
         let mut session = Session::new(ComSettings::new(baud), SIGNATURE);
         let mut lines = self.port.modem_lines();
+        // The device's breaks: one begun since the client came is reported once, even if it
+        // has ended by the time the bridge looks.
+        let mut breaks = self.port.line_break();
+        let mut breaks_seen = breaks.borrow_and_update().begun;
         let mut out = BytesMut::new();
         session.start(&mut out);
         session.modem_state(*lines.borrow_and_update(), &mut out);
@@ -420,6 +424,13 @@ impl Bridge {
                 changed = lines.changed() => {
                     if changed.is_ok() {
                         session.modem_state(*lines.borrow_and_update(), &mut out);
+                    }
+                }
+                changed = breaks.changed() => {
+                    let begun = breaks.borrow_and_update().begun;
+                    if changed.is_ok() && begun != breaks_seen {
+                        breaks_seen = begun;
+                        session.line_state(LINESTATE_BREAK, &mut out);
                     }
                 }
                 read = from_net.read(&mut net_buf) => match read {

@@ -73,6 +73,10 @@ const TRAILING_RI: u8 = 0x04;
 const DELTA_DSR: u8 = 0x02;
 const DELTA_CTS: u8 = 0x01;
 
+/// NOTIFY-LINESTATE's "break-detect" bit (an 8250 LSR's BI): the line has been held in break.
+/// [`Session::line_state`] takes it when the device begins a break.
+pub const LINESTATE_BREAK: u8 = 0x10;
+
 /// The modem lines reported until [`Session::modem_state`] says otherwise: DCD, DSR and CTS on,
 /// as a device with its DTR and RTS raised shows them through a null-modem cable. A pty has no
 /// modem lines, so something has to be made up, and a line that looks connected is what

@@ -306,3 +306,50 @@ impl ModemLine {
         }
     }
 }
+
+/// A line the device drives that `serialtwin ctl line` can change: one of its modem lines, or
+/// its transmit line held in break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceLine {
+    /// A modem line (CTS, DSR, RI, DCD), carried as RFC 2217's NOTIFY-MODEMSTATE.
+    Modem(ModemLine),
+    /// The device holds its transmit line in break (spacing). A receiving 8250 flags this as
+    /// "break detect" in its line status register, so RFC 2217 carries it as NOTIFY-LINESTATE
+    /// with bit 0x10, to clients whose line-state mask asks for it.
+    Break,
+}
+
+impl DeviceLine {
+    /// Its name in the control protocol: a modem line's ([`ModemLine::name`]) or `break`.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Modem(line) => line.name(),
+            Self::Break => "break",
+        }
+    }
+
+    /// A modem line's name ([`ModemLine::parse`]) or `break`.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        if name == "break" {
+            Some(Self::Break)
+        } else {
+            ModemLine::parse(name).map(Self::Modem)
+        }
+    }
+}
+
+/// The device's break as network endpoints see it ([`PortHandle::line_break`]).
+///
+/// A count as well as the state, so that a break begun and ended before an endpoint looked is
+/// still seen: a watch channel only keeps the latest value.
+///
+/// [`PortHandle::line_break`]: crate::PortHandle::line_break
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineBreak {
+    /// The device holds the line in break now.
+    pub on: bool,
+    /// How many breaks the device has begun since the port got network endpoints.
+    pub begun: u64,
+}

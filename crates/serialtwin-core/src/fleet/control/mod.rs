@@ -13,8 +13,10 @@
 //! unplug <port|*> <ms>                   pull the plug now; back after <ms>
 //! set <port|*> <key> <value>             a device value, e.g. `set inv0 grid off`
 //! send <port> <text>                     send a frame as if the device had (escapes: \r \n \xHH)
-//! line <port|*> <cts|dsr|ri|dcd> <on|off> a modem line the device drives (network endpoints:
-//!                                        a pty carries none)
+//! line <port|*> <cts|dsr|ri|dcd|break> <on|off>
+//!                                        a modem line the device drives, or break held on
+//!                                        its transmit line (RFC 2217 endpoints: a pty
+//!                                        carries neither)
 //! ```
 //!
 //! The same commands make up a scenario's timeline (`at 30s: set inv0 grid off`), so what a test
@@ -34,7 +36,7 @@ use tracing::{info, warn};
 
 use crate::escape::unescape;
 use crate::fleet::{CommandError, PortHandle};
-use crate::port::settings::ModemLine;
+use crate::port::settings::DeviceLine;
 use crate::serve::Control;
 use crate::wire::fault::{FaultKind, FaultRule, When};
 
@@ -58,8 +60,8 @@ pub enum Command {
     Set(Target, String, String),
     /// Send a frame as if the device had.
     Send(String, Bytes),
-    /// Raise or drop a modem line the device drives.
-    Line(Target, ModemLine, bool),
+    /// Raise or drop a modem line the device drives, or hold its transmit line in break.
+    Line(Target, DeviceLine, bool),
 }
 
 /// Which ports a command is for.
@@ -165,11 +167,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// `line`'s modem line and state: `cts on`.
-fn modem_line(name: &str, state: &str) -> Result<(ModemLine, bool), ControlError> {
-    let line = ModemLine::parse(name).ok_or_else(|| {
+/// `line`'s line and state: `cts on`, `break off`.
+fn device_line(name: &str, state: &str) -> Result<(DeviceLine, bool), ControlError> {
+    let line = DeviceLine::parse(name).ok_or_else(|| {
         syntax(format!(
-            "line: {name:?} is not a modem line (cts, dsr, ri, dcd)"
+            "line: {name:?} is not a line the device drives (cts, dsr, ri, dcd, break)"
         ))
     })?;
     match state {
@@ -227,7 +229,7 @@ impl Command {
             }
             "line" => {
                 let port = Target::parse(&need("port")?);
-                let (line, on) = modem_line(&need("line")?, &need("state")?)?;
+                let (line, on) = device_line(&need("line")?, &need("state")?)?;
                 Self::Line(port, line, on)
             }
             "send" => {
@@ -368,12 +370,10 @@ impl Ports {
             let failed: Vec<ControlError> = ports
                 .iter()
                 .filter_map(|h| {
-                    h.set_modem_line(line, on)
-                        .err()
-                        .map(|e| ControlError::Refused {
-                            port: h.name().to_owned(),
-                            reason: e.to_string(),
-                        })
+                    h.set_line(line, on).err().map(|e| ControlError::Refused {
+                        port: h.name().to_owned(),
+                        reason: e.to_string(),
+                    })
                 })
                 .collect();
             return settle(target, ports.len(), failed);
