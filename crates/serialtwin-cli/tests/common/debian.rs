@@ -149,3 +149,43 @@ fn within(cmd: &mut Command, patience: Duration) -> Result<Output, String> {
         stderr: err_thread.join().unwrap(),
     })
 }
+
+/// Install Debian's `package` unless `probe` (a file it installs) exists: for a package with no
+/// binary to look for on `PATH`, such as `python3-gensio`, a module for Debian's
+/// `/usr/bin/python3`. The same lock and steps as [`ensure`].
+///
+/// # Panics
+/// If it cannot be installed, with a message saying what to install by hand.
+pub fn ensure_installed(package: &str, probe: &Path) {
+    if probe.exists() {
+        return;
+    }
+    let target = super::workspace().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let lock = File::create(target.join("apt.lock")).unwrap();
+    lock.lock().unwrap();
+    // Another test may have installed it while this one waited.
+    if probe.exists() {
+        return;
+    }
+    let by_hand = format!(
+        "{} is missing and could not be installed: run `sudo apt-get install {package}` \
+         (Debian/Ubuntu) and test again",
+        probe.display()
+    );
+    let Some(prefix) = privilege() else {
+        panic!("{by_hand} (not root, and `sudo -n` asks for a password)");
+    };
+    let stamp = target.join("apt.updated");
+    if !known(package) && !stamp.exists() {
+        apt(&prefix, &["update"], &by_hand);
+        std::fs::write(&stamp, "").unwrap();
+    }
+    apt(
+        &prefix,
+        &["install", "-y", "--no-install-recommends", package],
+        &by_hand,
+    );
+    lock.unlock().unwrap();
+    assert!(probe.exists(), "{by_hand} (installed, still missing)");
+}
