@@ -179,8 +179,9 @@ Commands (one per call; `*` for every port):
   line <port> <cts|dsr|ri|dcd> <on|off>     a modem line the device drives, seen by
                                             RFC 2217 clients (a pty carries none)
   line <port> break <on|off>                the device holds its line in break: RFC 2217
-                                            clients that set bit 16 in their line-state
-                                            mask get NOTIFY-LINESTATE break-detect
+                                            clients whose line-state mask has 0x10 get
+                                            NOTIFY-LINESTATE break-detect (the mask is 0
+                                            until a client sets it)
 
 Examples:
   serialtwin ctl fault inverter break-crc next=3 cmd=QPIGS

@@ -6,11 +6,12 @@
 #
 # gensio's client reports every NOTIFY-MODEMSTATE and NOTIFY-LINESTATE it gets, as received
 # (`modemstate`, `linestate` callbacks), and its `sg_modemstate` / `sg_linestate` send
-# SET-MODEMSTATE-MASK / SET-LINESTATE-MASK (lib/sergensio_telnet.c). It ignores the server's
-# answers to those, so each mask is followed by a round trip gensio does wait for (a SET-CONTROL
-# DTR query) before the device changes a line: the server handles commands in order, so the
-# mask is in effect by then. gensio's client cannot send NOTIFY-MODEMSTATE (client code 7):
-# that check speaks Telnet on a plain socket.
+# SET-MODEMSTATE-MASK / SET-LINESTATE-MASK (lib/sergensio_telnet.c) without waiting for the
+# answer, so each mask is followed by a round trip gensio does wait for (a SET-CONTROL DTR
+# query) before the device changes a line: the server answers in order, so the mask is in
+# effect once an answer is back. (gensio 2.6.2 takes the mask's answer, which comes first, as
+# the answer to the pending query, so the query's value is not checked there.) gensio's client
+# cannot send NOTIFY-MODEMSTATE (client code 7): that check speaks Telnet on a plain socket.
 import json
 import socket
 import subprocess
@@ -114,7 +115,8 @@ class Client:
         return self.data
 
     def sync(self):
-        """A round trip gensio waits for: everything sent before it has been handled."""
+        """A round trip gensio waits for: everything sent before it has been handled. Its
+        value is not checked: gensio takes the first answer to arrive, a mask's included."""
         return self.sio.sg_dtr_s(0)
 
     def close(self):
