@@ -271,3 +271,69 @@ async fn a_device_break_is_one_linestate_notification_per_break_for_a_client_tha
     stop.cancel();
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_at_another_baud_rate_hears_framing_errors_with_the_garbage() {
+    use serialtwin::LineConfig;
+    let dir = test_dir("net-framing");
+    let fleet = Fleet::new();
+    let mut spec = PortSpec::new("dev").link(dir.join("ttyUSB0"));
+    // A 9600-baud UART, unpaced: garbage for a client at any other speed.
+    spec.serve.line = Some(LineConfig {
+        pace: false,
+        ..LineConfig::uart(9600)
+    });
+    let port = fleet.spawn(spec, Counter::default()).unwrap();
+    let endpoint = Endpoint::bind(EndpointConfig::new(
+        EndpointKind::Rfc2217,
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let addr = endpoint.local_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(endpoint.serve(port.clone(), stop.clone()));
+
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let baud = |rate: u32| {
+        let mut sb = vec![0xFF, 0xFA, 0x2C, 0x01];
+        sb.extend_from_slice(&rate.to_be_bytes());
+        sb.extend_from_slice(&[0xFF, 0xF0]);
+        sb
+    };
+    // WILL COM-PORT-OPTION, SET-LINESTATE-MASK 0x08 (framing error), SET-BAUDRATE 19200.
+    let mut hello = vec![0xFF, 0xFB, 0x2C, 0xFF, 0xFA, 0x2C, 0x0A, 0x08, 0xFF, 0xF0];
+    hello.extend(baud(19_200));
+    client.write_all(&hello).await.unwrap();
+    let mut seen = Vec::new();
+    // The baud rate answered (server code 101) with the value in effect.
+    let mut answered = vec![0xFF, 0xFA, 0x2C, 101];
+    answered.extend_from_slice(&19_200_u32.to_be_bytes());
+    read_until(&mut client, &mut seen, &answered).await;
+    // Ask at 19,200: the answer comes garbled, behind a framing error.
+    let framing = [0xFF, 0xFA, 0x2C, 0x6A, 0x08, 0xFF, 0xF0];
+    client.write_all(b"INC\r\n").await.unwrap();
+    read_until(&mut client, &mut seen, &framing).await;
+    let errors = |seen: &[u8]| {
+        seen.windows(framing.len())
+            .filter(|w| *w == framing)
+            .count()
+    };
+    let before = errors(&seen);
+    // At the device's own speed: a clean answer, and no framing error with it.
+    client.write_all(&baud(9600)).await.unwrap();
+    let mut answered = vec![0xFF, 0xFA, 0x2C, 101];
+    answered.extend_from_slice(&9600_u32.to_be_bytes());
+    read_until(&mut client, &mut seen, &answered).await;
+    let from = seen.len();
+    client.write_all(b"INC\r\n").await.unwrap();
+    read_until(&mut client, &mut seen, b"2\r\n").await;
+    assert_eq!(
+        errors(&seen[from..]),
+        0,
+        "a framing error at the device's speed: {seen:02x?}"
+    );
+    assert!(before >= 1);
+    stop.cancel();
+    fleet.shutdown().await;
+}

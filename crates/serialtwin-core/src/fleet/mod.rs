@@ -31,6 +31,7 @@ use crate::port::settings::{DeviceLine, LineBreak, ModemLine};
 use crate::serve::lane::Lanes;
 use crate::serve::observe::{Broadcast, Observation, Observer};
 use crate::serve::{Control, Order, ServeConfig, Server};
+use crate::wire::line::{LineConfig, Mismatch};
 
 use self::port_task::run_port;
 
@@ -161,6 +162,8 @@ impl Plugged {
 #[derive(Debug, Clone)]
 pub struct PortHandle {
     name: Arc<str>,
+    /// The device's line (its real baud rate, what a client at another one gets).
+    line: LineConfig,
     first_pty: PathBuf,
     plugged: Arc<Mutex<Plugged>>,
     link: Option<PathBuf>,
@@ -171,6 +174,19 @@ pub struct PortHandle {
 }
 
 impl PortHandle {
+    /// The device's line: the model's, with the port's overrides.
+    #[must_use]
+    pub fn line(&self) -> LineConfig {
+        self.line
+    }
+
+    /// Whether what the device sends reaches a client at `baud` garbled
+    /// ([`Mismatch::Garbage`] and another baud rate than the device's).
+    #[must_use]
+    pub fn garbles_for(&self, baud: u32) -> bool {
+        self.line.mismatch == Mismatch::Garbage && self.line.baud.is_some_and(|b| b != baud)
+    }
+
     /// The port's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -508,6 +524,7 @@ impl Fleet {
         }));
         let handle = PortHandle {
             name: config.name.clone(),
+            line,
             first_pty: port.path().to_owned(),
             plugged: plugged.clone(),
             link: spec.link,

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::gateway::Gateway;
-use super::rfc2217::{ComSettings, Event, LINESTATE_BREAK, Session};
+use super::rfc2217::{ComSettings, Event, LINESTATE_BREAK, LINESTATE_FRAMING_ERROR, Session};
 use crate::fleet::PortHandle;
 use crate::port::pty::PtyClient;
 use crate::port::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
@@ -473,7 +473,14 @@ impl Bridge {
                     Err(e) => return End::Network(e),
                 },
                 read = pty.read(&mut pty_buf), if !suspended => match read {
-                    Ok(n) => Session::send_data(&pty_buf[..n], &mut out),
+                    Ok(n) => {
+                        // At another baud rate than the device's, the port garbles what it
+                        // sends: the client's UART would see framing errors with it.
+                        if self.port.garbles_for(session.settings().baud) {
+                            session.line_state(LINESTATE_FRAMING_ERROR, &mut out);
+                        }
+                        Session::send_data(&pty_buf[..n], &mut out);
+                    }
                     Err(e) => return End::PortGone(e),
                 },
             }

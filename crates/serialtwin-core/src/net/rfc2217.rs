@@ -77,6 +77,10 @@ const DELTA_CTS: u8 = 0x01;
 /// [`Session::line_state`] takes it when the device begins a break.
 pub const LINESTATE_BREAK: u8 = 0x10;
 
+/// NOTIFY-LINESTATE's framing-error bit: what a UART receiving at another baud rate than the
+/// sender's reports with the garbage it reads.
+pub const LINESTATE_FRAMING_ERROR: u8 = 0x08;
+
 /// The modem lines reported until [`Session::modem_state`] says otherwise: DCD, DSR and CTS on,
 /// as a device with its DTR and RTS raised shows them through a null-modem cable. A pty has no
 /// modem lines, so something has to be made up, and a line that looks connected is what
