@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::gateway::Gateway;
+use super::gateway::{Gateway, Translate};
 use super::rfc2217::{ComSettings, Event, LINESTATE_BREAK, LINESTATE_FRAMING_ERROR, Session};
 use crate::fleet::PortHandle;
 use crate::port::pty::PtyClient;
@@ -122,7 +122,7 @@ const LEAVING: Duration = Duration::from_millis(250);
 const SIGNATURE: &str = concat!("serialtwin ", env!("CARGO_PKG_VERSION"));
 
 /// Bytes read from either side at once.
-pub(super) const CHUNK: usize = 4096;
+const CHUNK: usize = 4096;
 
 /// A bound listener, ready to serve a port.
 #[derive(Debug)]
@@ -266,20 +266,20 @@ fn keep_alive(stream: &TcpStream) -> io::Result<()> {
 }
 
 /// One client bridged to the port's pty.
-pub(super) struct Bridge {
+struct Bridge {
     /// The endpoint's own stop: a kick without it is a take-over.
     stop: CancellationToken,
     port: PortHandle,
     kind: EndpointKind,
     idle_timeout: Option<Duration>,
     /// Fired when the endpoint stops or another client takes over.
-    pub(super) kick: CancellationToken,
+    kick: CancellationToken,
     gateway: Option<Arc<dyn Gateway>>,
     gateway_timeout: Duration,
 }
 
 /// Why a bridge ended, for the log.
-pub(super) enum End {
+enum End {
     ClientLeft,
     Kicked,
     PortGone(io::Error),
@@ -356,7 +356,7 @@ impl Bridge {
     }
 
     /// A sleep that ends the connection after the idle timeout, or never.
-    pub(super) async fn idle(&self) {
+    async fn idle(&self) {
         match self.idle_timeout {
             Some(after) => tokio::time::sleep(after).await,
             None => std::future::pending().await,
@@ -510,5 +510,87 @@ fn line_settings(s: ComSettings) -> LineSettings {
             _ => FlowControl::None,
         },
         parity_visible: true,
+    }
+}
+
+/// What the client may send ahead while a request is on the line: enough for many pipelined
+/// requests, and a bound on what a client that never reads can make the bridge hold.
+const MAX_AHEAD: usize = 64 * 1024;
+
+impl Bridge {
+    /// A gateway: requests translated onto the line one at a time, replies translated back.
+    async fn gateway(
+        &self,
+        stream: &mut TcpStream,
+        pty: &PtyClient,
+        mut translate: Box<dyn Translate>,
+        timeout: Duration,
+    ) -> End {
+        let (mut from_net, mut to_net) = stream.split();
+        let mut from_client = BytesMut::new();
+        let mut from_line = BytesMut::new();
+        let mut net_buf = vec![0_u8; CHUNK];
+        let mut pty_buf = vec![0_u8; CHUNK];
+        loop {
+            let exchange = match translate.request(&mut from_client) {
+                Ok(exchange) => exchange,
+                Err(refusal) => return End::Protocol(refusal.0),
+            };
+            let Some(exchange) = exchange else {
+                // Nothing to send: wait for the client. What the line says meanwhile answers
+                // nobody and is dropped.
+                tokio::select! {
+                    () = self.kick.cancelled() => return End::Kicked,
+                    () = self.idle() => return End::Idle,
+                    read = from_net.read(&mut net_buf) => match read {
+                        Ok(0) => return End::ClientLeft,
+                        Ok(n) => from_client.extend_from_slice(&net_buf[..n]),
+                        Err(e) => return End::Network(e),
+                    },
+                    read = pty.read(&mut pty_buf) => if let Err(e) = read {
+                        return End::PortGone(e);
+                    },
+                }
+                continue;
+            };
+            // A reply that came after its timeout must not pass for this request's.
+            if let Err(e) = pty.drain() {
+                return End::PortGone(e);
+            }
+            if let Err(e) = pty.write_all(&exchange.to_line).await {
+                return End::PortGone(e);
+            }
+            if !exchange.expects_reply {
+                continue;
+            }
+            from_line.clear();
+            let deadline = tokio::time::sleep(timeout);
+            tokio::pin!(deadline);
+            let answer = loop {
+                tokio::select! {
+                    () = self.kick.cancelled() => return End::Kicked,
+                    () = &mut deadline => break translate.silence(),
+                    read = pty.read(&mut pty_buf) => match read {
+                        Ok(n) => {
+                            from_line.extend_from_slice(&pty_buf[..n]);
+                            if let Some(reply) = translate.reply(&mut from_line) {
+                                break Some(reply);
+                            }
+                        }
+                        Err(e) => return End::PortGone(e),
+                    },
+                    read = from_net.read(&mut net_buf), if from_client.len() < MAX_AHEAD => match read {
+                        Ok(0) => return End::ClientLeft,
+                        Ok(n) => from_client.extend_from_slice(&net_buf[..n]),
+                        Err(e) => return End::Network(e),
+                    },
+                }
+            };
+            if let Some(answer) = answer
+                && let Err(e) = to_net.write_all(&answer).await
+            {
+                return End::Network(e);
+            }
+        }
     }
 }

@@ -9,17 +9,12 @@
 //! a client pipelines are answered in the order they came.
 //!
 //! The translation itself belongs to the protocol's model (which knows its framing and its
-//! checksum): the core only asks a [`Gateway`] for a [`Translate`] per connection.
+//! checksum): the core only asks a [`Gateway`] for a [`Translate`] per connection, and the
+//! endpoint's bridge (`Bridge::gateway` in `endpoint.rs`) runs it.
 
 use std::fmt;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-use super::endpoint::{Bridge, CHUNK, End};
-use crate::port::pty::PtyClient;
 
 /// A network protocol a port's device can be reached by, translated at the endpoint into
 /// the framing its line speaks (Modbus TCP in front of Modbus RTU).
@@ -60,85 +55,3 @@ pub struct Exchange {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct Refusal(pub String);
-
-/// What the client may send ahead while a request is on the line: enough for many pipelined
-/// requests, and a bound on what a client that never reads can make the bridge hold.
-const MAX_AHEAD: usize = 64 * 1024;
-
-impl Bridge {
-    /// A gateway: requests translated onto the line one at a time, replies translated back.
-    pub(super) async fn gateway(
-        &self,
-        stream: &mut TcpStream,
-        pty: &PtyClient,
-        mut translate: Box<dyn Translate>,
-        timeout: Duration,
-    ) -> End {
-        let (mut from_net, mut to_net) = stream.split();
-        let mut from_client = BytesMut::new();
-        let mut from_line = BytesMut::new();
-        let mut net_buf = vec![0_u8; CHUNK];
-        let mut pty_buf = vec![0_u8; CHUNK];
-        loop {
-            let exchange = match translate.request(&mut from_client) {
-                Ok(exchange) => exchange,
-                Err(refusal) => return End::Protocol(refusal.0),
-            };
-            let Some(exchange) = exchange else {
-                // Nothing to send: wait for the client. What the line says meanwhile answers
-                // nobody and is dropped.
-                tokio::select! {
-                    () = self.kick.cancelled() => return End::Kicked,
-                    () = self.idle() => return End::Idle,
-                    read = from_net.read(&mut net_buf) => match read {
-                        Ok(0) => return End::ClientLeft,
-                        Ok(n) => from_client.extend_from_slice(&net_buf[..n]),
-                        Err(e) => return End::Network(e),
-                    },
-                    read = pty.read(&mut pty_buf) => if let Err(e) = read {
-                        return End::PortGone(e);
-                    },
-                }
-                continue;
-            };
-            // A reply that came after its timeout must not pass for this request's.
-            if let Err(e) = pty.drain() {
-                return End::PortGone(e);
-            }
-            if let Err(e) = pty.write_all(&exchange.to_line).await {
-                return End::PortGone(e);
-            }
-            if !exchange.expects_reply {
-                continue;
-            }
-            from_line.clear();
-            let deadline = tokio::time::sleep(timeout);
-            tokio::pin!(deadline);
-            let answer = loop {
-                tokio::select! {
-                    () = self.kick.cancelled() => return End::Kicked,
-                    () = &mut deadline => break translate.silence(),
-                    read = pty.read(&mut pty_buf) => match read {
-                        Ok(n) => {
-                            from_line.extend_from_slice(&pty_buf[..n]);
-                            if let Some(reply) = translate.reply(&mut from_line) {
-                                break Some(reply);
-                            }
-                        }
-                        Err(e) => return End::PortGone(e),
-                    },
-                    read = from_net.read(&mut net_buf), if from_client.len() < MAX_AHEAD => match read {
-                        Ok(0) => return End::ClientLeft,
-                        Ok(n) => from_client.extend_from_slice(&net_buf[..n]),
-                        Err(e) => return End::Network(e),
-                    },
-                }
-            };
-            if let Some(answer) = answer
-                && let Err(e) = to_net.write_all(&answer).await
-            {
-                return End::Network(e);
-            }
-        }
-    }
-}
