@@ -30,30 +30,60 @@ pub fn venv() -> PathBuf {
 /// Safe to call from parallel tests and test binaries: a file lock per venv serialises
 /// creation, and a stamp of the requirements it was made from says when to make it again.
 pub fn venv_of(requirements: &str, name: &str) -> PathBuf {
+    make_venv(None, requirements, name)
+}
+
+/// As [`venv_of`], for requirements that only build from source with older build tools than
+/// pip would fetch (docker-compose 1.29.2 needs `PyYAML` 5, which has no wheel for Python 3.11
+/// and whose build fails with Cython 3): `build` (a requirements file of pinned build tools)
+/// goes in first, then `requirements` with `--no-build-isolation`, built with those tools.
+/// Two steps because a requirements file cannot say `--no-build-isolation`.
+pub fn venv_built(build: &str, requirements: &str, name: &str) -> PathBuf {
+    make_venv(Some(build), requirements, name)
+}
+
+/// The venv `target/<name>`, made again when `build` or `requirements` changed.
+fn make_venv(build: Option<&str>, requirements: &str, name: &str) -> PathBuf {
     let root = workspace();
+    let read = |file: &Path| {
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+    };
     let requirements = root.join(requirements);
+    let build = build.map(|b| root.join(b));
     let dir = root.join("target").join(name);
     std::fs::create_dir_all(root.join("target")).unwrap();
     let lock = File::create(root.join("target").join(format!("{name}.lock"))).unwrap();
     lock.lock().unwrap();
-    let wanted = std::fs::read_to_string(&requirements)
-        .unwrap_or_else(|e| panic!("{}: {e}", requirements.display()));
+    let mut wanted = read(&requirements);
+    if let Some(build) = &build {
+        wanted = format!("{}{wanted}", read(build));
+    }
     let stamp = dir.join("requirements.installed");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
         let _ = std::fs::remove_dir_all(&dir);
         run(Command::new("python3").args(["-m", "venv"]).arg(&dir));
         // `python -m pip`, not `bin/pip`: a venv copied from elsewhere keeps scripts whose
         // first line names the other place's interpreter.
-        run(Command::new(dir.join("bin/python"))
-            .args([
+        let pip = || {
+            let mut cmd = Command::new(dir.join("bin/python"));
+            cmd.args([
                 "-m",
                 "pip",
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
-                "-r",
-            ])
-            .arg(&requirements));
+            ]);
+            cmd
+        };
+        if let Some(build) = &build {
+            run(pip().arg("-r").arg(build));
+            run(pip()
+                .arg("--no-build-isolation")
+                .arg("-r")
+                .arg(&requirements));
+        } else {
+            run(pip().arg("-r").arg(&requirements));
+        }
         std::fs::write(&stamp, wanted).unwrap();
     }
     lock.unlock().unwrap();
