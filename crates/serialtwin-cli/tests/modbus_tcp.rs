@@ -1,6 +1,7 @@
 //! Modbus TCP and RTU-over-TCP endpoints (`modbus_tcp`, `rtu_tcp` in `[device.network]`)
 //! served by the real `serialtwin run`: pymodbus 3.16.1's `ModbusTcpClient` (MBAP, and its
-//! RTU framer) from the pinned venv (`network/modbus_tcp.py`), and mbpoll (libmodbus) with
+//! RTU framer) and its `ModbusSerialClient` on pyserial's `socket://`, from the pinned venv
+//! (`network/modbus_tcp.py`), and mbpoll (libmodbus) with
 //! `-m tcp`, installed from Debian if missing. A bus of two units stands behind a gateway; a
 //! single device is addressed directly. Every endpoint binds port 0.
 #![allow(missing_docs)]
@@ -127,7 +128,7 @@ fn pymodbus_and_mbpoll_through_modbus_tcp_and_rtu_over_tcp() {
         .map(|r| format!("- {}: {}", r["name"], r["detail"]))
         .collect();
     assert!(
-        failed.is_empty() && results.len() == 8,
+        failed.is_empty() && results.len() == 9,
         "{} checks, failed:\n{}\nserialtwin stderr:\n{}",
         results.len(),
         failed.join("\n"),

@@ -9,7 +9,7 @@ import struct
 import sys
 
 from pymodbus import FramerType
-from pymodbus.client import ModbusTcpClient
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.pdu import ExceptionResponse
 
 BUS_TCP, BUS_RTU, METER_TCP = sys.argv[1:4]
@@ -189,6 +189,18 @@ def _():
     try:
         ok(c.write_registers(2, [0xFFFF, 0x00FF], device_id=1), "write")
         expect(ok(c.read_holding_registers(2, count=2, device_id=1), "read").registers, [0xFFFF, 0x00FF], "read back")
+        expect(ok(c.read_holding_registers(0, count=1, device_id=2), "unit 2").registers, [21], "unit 2")
+    finally:
+        c.close()
+
+
+@check("rtu over tcp: pymodbus ModbusSerialClient on pyserial's socket://")
+def _():
+    c = ModbusSerialClient(f"socket://{BUS_RTU}", framer=FramerType.RTU, timeout=PATIENCE, retries=0)
+    if not c.connect():
+        raise AssertionError("pymodbus cannot connect")
+    try:
+        expect(ok(c.read_holding_registers(2, count=2, device_id=1), "read").registers, [0xFFFF, 0x00FF], "unit 1")
         expect(ok(c.read_holding_registers(0, count=1, device_id=2), "unit 2").registers, [21], "unit 2")
     finally:
         c.close()
