@@ -48,7 +48,7 @@ fn main() {
     }
 }
 
-/// Serve `PORTS` stuck devices in `dir`; say `ready`, then `stuck` once every handler is.
+/// Serve `PORTS` stuck devices in `dir`; say `ready`, then `stuck N` as each handler sticks.
 fn child(dir: &Path) {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -71,11 +71,16 @@ fn child(dir: &Path) {
             .unwrap();
         stopper.release_links_of(fleet.links());
         println!("ready {}", ports.len());
+        // `stuck N` as the Nth handler sticks: the parent asks the next port only then.
         std::thread::spawn(|| {
-            while STUCK.load(Ordering::SeqCst) < PORTS {
+            let mut told = 0;
+            while told < PORTS {
+                while told < STUCK.load(Ordering::SeqCst) {
+                    told += 1;
+                    println!("stuck {told}");
+                }
                 std::thread::sleep(Duration::from_millis(10));
             }
-            println!("stuck");
         });
         stopper.signalled().await;
         fleet.shutdown().await;
@@ -94,13 +99,38 @@ fn parent() {
         .spawn()
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || lines.next().and_then(Result::ok).unwrap_or_default();
+    // The child's lines through a thread, so that a line that never comes fails the test
+    // after the safety net instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next = || {
+        rx.recv_timeout(PATIENCE).unwrap_or_else(|_| {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            "(nothing within the safety net: the child was killed)".to_owned()
+        })
+    };
     let ready = next();
     assert_eq!(ready, format!("ready {PORTS}"), "the child did not start");
     let paths: Vec<PathBuf> = (0..PORTS).map(|i| dir.join(format!("ttyUSB{i}"))).collect();
-    let clients: Vec<std::fs::File> = paths.iter().map(|l| ask(l)).collect();
-    assert_eq!(next(), "stuck", "every handler holds a worker");
+    // One request at a time, each asked once the one before holds its worker: two at once
+    // may both be woken on one worker, and the one left in its LIFO slot (which no other
+    // worker steals) never runs, so the test would wait for it for ever.
+    let mut clients = Vec::new();
+    for (i, link) in paths.iter().enumerate() {
+        clients.push(ask(link));
+        assert_eq!(
+            next(),
+            format!("stuck {}", i + 1),
+            "every handler holds a worker"
+        );
+    }
 
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let deadline = Instant::now() + PATIENCE;
