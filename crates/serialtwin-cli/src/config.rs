@@ -179,6 +179,10 @@ pub struct PortPlan {
     pub device: BoxDevice,
     /// Network endpoints in front of the port (`[device.network]`).
     pub endpoints: Vec<EndpointConfig>,
+    /// A network-only port: no link, and one raw endpoint (`tcp` or `rtu_tcp`) with the
+    /// default policies. The device is served on that address itself, with no pty and no
+    /// bridge (`endpoints` is then empty).
+    pub network_only: Option<(EndpointKind, SocketAddr)>,
 }
 
 /// The whole file.
@@ -451,19 +455,17 @@ fn plan<'a>(
                     .unwrap_or_else(|| d.link.as_ref().map_or(device.span(), Spanned::span));
                 warnings.push(here.warning(&span, &finding.message).about(index));
             }
-            for endpoint in &port.endpoints {
-                let fixed = endpoint.addr.port() != 0;
-                if let Some(other_line) = fixed
-                    .then(|| addresses.insert(endpoint.addr, line))
-                    .flatten()
-                {
+            let served = port.endpoints.iter().map(|e| e.addr);
+            for addr in served.chain(port.network_only.map(|(_, addr)| addr)) {
+                let fixed = addr.port() != 0;
+                if let Some(other_line) = fixed.then(|| addresses.insert(addr, line)).flatten() {
                     let span = d.network.as_ref().map_or(device.span(), Spanned::span);
                     return Err(here.error(
                         &span,
                         format!(
                             "port `{}`: {} is taken by another endpoint (line {other_line}); \
                              give each its own port, `{{n}}` in it, or port 0",
-                            port.name, endpoint.addr
+                            port.name, addr
                         ),
                     ));
                 }
@@ -878,8 +880,22 @@ fn device_ports(
             seed: build.port_seed(i),
             faults: Faults::new(),
             device,
-            endpoints: endpoints(here, d.network.as_ref(), &n, gateway.as_ref())?,
+            endpoints: Vec::new(),
+            network_only: None,
         });
+        let port = ports.last_mut().expect("just pushed");
+        let wanted = endpoints(here, d.network.as_ref(), &n, gateway.as_ref())?;
+        match &wanted[..] {
+            [only]
+                if port.link.is_none()
+                    && matches!(only.kind, EndpointKind::Tcp | EndpointKind::RtuTcp)
+                    && only.second_client == SecondClient::Refuse
+                    && only.idle_timeout.is_none() =>
+            {
+                port.network_only = Some((only.kind, only.addr));
+            }
+            _ => port.endpoints = wanted,
+        }
     }
     Ok(())
 }

@@ -199,6 +199,7 @@ async fn serve(
     let models: Vec<&'static str> = plan.ports.iter().map(|p| p.model).collect();
     let endpoints: Vec<Vec<EndpointConfig>> =
         plan.ports.iter().map(|p| p.endpoints.clone()).collect();
+    let network_only: Vec<_> = plan.ports.iter().map(|p| p.network_only).collect();
     let ports = port_specs(
         plan.ports,
         plan.clock,
@@ -249,10 +250,7 @@ async fn serve(
             control.display()
         );
     }
-    let addresses: Vec<Vec<(EndpointKind, SocketAddr)>> = listening
-        .iter()
-        .map(|(addresses, _)| addresses.clone())
-        .collect();
+    let addresses = addresses(&listening, &handles, &network_only);
     ready(&handles, &models, &addresses, &captures, args.json)?;
     info!(
         ports = handles.len(),
@@ -693,6 +691,7 @@ fn port_specs(
             spec.link = p.link;
             spec.owner = p.owner;
             spec.mode = p.mode;
+            spec.tcp = p.network_only.map(|(_, addr)| addr);
             if let Some(t) = trace {
                 // Each port's own: it checks the checksums of that port's framing.
                 spec.serve
@@ -709,18 +708,19 @@ fn port_specs(
         .collect()
 }
 
+/// One port's endpoints as they serve: each one's kind and address, and their tasks.
+type Listening = (
+    Vec<(EndpointKind, SocketAddr)>,
+    Vec<tokio::task::JoinHandle<()>>,
+);
+
 /// Each port's network endpoints, bound and serving until the fleet stops: their addresses
 /// and tasks, in port order.
 async fn listen(
     handles: &[PortHandle],
     endpoints: Vec<Vec<EndpointConfig>>,
     fleet: &Fleet,
-) -> anyhow::Result<
-    Vec<(
-        Vec<(EndpointKind, SocketAddr)>,
-        Vec<tokio::task::JoinHandle<()>>,
-    )>,
-> {
+) -> anyhow::Result<Vec<Listening>> {
     let mut bound = Vec::new();
     for (handle, configs) in handles.iter().zip(endpoints) {
         let mut endpoints = Vec::new();
@@ -756,12 +756,32 @@ async fn listen(
         .collect())
 }
 
+/// Each port's addresses, in port order: its endpoints', or a network-only port's own.
+fn addresses(
+    listening: &[Listening],
+    handles: &[PortHandle],
+    network_only: &[Option<(EndpointKind, SocketAddr)>],
+) -> Vec<Vec<(EndpointKind, SocketAddr)>> {
+    listening
+        .iter()
+        .zip(handles)
+        .zip(network_only)
+        .map(
+            |(((addresses, _), handle), only)| match (only, handle.address()) {
+                (Some((kind, _)), Some(addr)) => vec![(*kind, addr)],
+                _ => addresses.clone(),
+            },
+        )
+        .collect()
+}
+
 /// One port in `--json` readiness output.
 #[derive(serde::Serialize)]
 struct ReadyPort<'a> {
     name: &'a str,
     model: &'a str,
-    pty: String,
+    /// `None` for a network-only port.
+    pty: Option<String>,
     link: Option<String>,
     /// `--capture`'s file for this port.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -778,6 +798,11 @@ struct ReadyPort<'a> {
     /// Its RTU-over-TCP endpoint, `host:port`.
     #[serde(skip_serializing_if = "Option::is_none")]
     rtu_tcp: Option<String>,
+}
+
+/// A port's pty as readiness shows it; `None` for a network-only port, which has none.
+fn pty_of(h: &PortHandle) -> Option<String> {
+    h.address().is_none().then(|| h.pty().display().to_string())
 }
 
 /// Readiness on stdout: a table, or JSON lines ending in `{"ready": N}`.
@@ -801,7 +826,7 @@ fn ready(
             let port = ReadyPort {
                 name: h.name(),
                 model,
-                pty: h.pty().display().to_string(),
+                pty: pty_of(h),
                 link: link(h),
                 capture: captures.path(i).map(|p| p.display().to_string()),
                 tcp: address(i, EndpointKind::Tcp),
@@ -819,7 +844,7 @@ fn ready(
         let name_w = column(&mut handles.iter().map(|h| h.name().len()), "NAME");
         let model_w = column(&mut models.iter().map(|m| m.len()), "MODEL");
         let pty_w = column(
-            &mut handles.iter().map(|h| h.pty().as_os_str().len()),
+            &mut handles.iter().map(|h| pty_of(h).map_or(1, |p| p.len())),
             "PTY",
         );
         // The network column only when some port has an endpoint.
@@ -856,7 +881,7 @@ fn ready(
                     out,
                     "{:<name_w$}  {model:<model_w$}  {:<pty_w$}  {link:<link_w$}  {}",
                     h.name(),
-                    h.pty().display().to_string(),
+                    pty_of(h).unwrap_or_else(|| "-".into()),
                     network(i)
                 )?;
             } else {
@@ -864,7 +889,7 @@ fn ready(
                     out,
                     "{:<name_w$}  {model:<model_w$}  {:<pty_w$}  {link}",
                     h.name(),
-                    h.pty().display().to_string(),
+                    pty_of(h).unwrap_or_else(|| "-".into()),
                 )?;
             }
         }

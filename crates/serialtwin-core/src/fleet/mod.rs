@@ -11,6 +11,7 @@ mod stop;
 
 pub use self::stop::Stopper;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -28,12 +29,13 @@ use crate::port::link::{LinkError, LinkSlot};
 use crate::port::port_name::{PortNameError, check_port_name};
 use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
 use crate::port::settings::{DeviceLine, LineBreak, ModemLine};
+use crate::port::tcp_line::TcpLine;
 use crate::serve::lane::Lanes;
 use crate::serve::observe::{Broadcast, Observation, Observer};
 use crate::serve::{Control, Order, ServeConfig, Server};
 use crate::wire::line::{LineConfig, Mismatch};
 
-use self::port_task::run_port;
+use self::port_task::{run_port, run_tcp_port};
 
 /// Observations kept per port for subscribers that fall behind.
 const OBSERVATION_BACKLOG: usize = 256;
@@ -73,6 +75,17 @@ pub enum FleetError {
     /// The port's name is not one word of the control protocol (the error shows it).
     #[error(transparent)]
     Name(PortNameError),
+    /// A network-only port's address could not be listened on.
+    #[error("port {port}: cannot listen on {addr}: {source}")]
+    Listen {
+        /// The port's name.
+        port: String,
+        /// The address.
+        addr: SocketAddr,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a port did not carry out a [`PortHandle::command`].
@@ -95,6 +108,9 @@ pub struct PortSpec {
     pub owner: Option<(u32, u32)>,
     /// Permission bits of the slave node.
     pub mode: Option<u32>,
+    /// Serve the device on this TCP address instead of a pty: a network-only port, whose
+    /// client is the connection it accepts; `link`, `owner` and `mode` are then unused.
+    pub tcp: Option<SocketAddr>,
     /// The port's name, framing and line overrides, clock, seed, observers and faults (the
     /// fleet adds the observer behind [`PortHandle::observations`]).
     pub serve: ServeConfig,
@@ -107,6 +123,7 @@ impl PortSpec {
             link: None,
             owner: None,
             mode: None,
+            tcp: None,
             serve: ServeConfig::new(name.into()),
         }
     }
@@ -162,6 +179,8 @@ impl Plugged {
 #[derive(Debug, Clone)]
 pub struct PortHandle {
     name: Arc<str>,
+    /// A network-only port's address ([`PortSpec::tcp`]).
+    address: Option<SocketAddr>,
     /// The device's line (its real baud rate, what a client at another one gets).
     line: LineConfig,
     first_pty: PathBuf,
@@ -174,6 +193,13 @@ pub struct PortHandle {
 }
 
 impl PortHandle {
+    /// The address a network-only port listens on ([`PortSpec::tcp`], the free port taken
+    /// for port 0); `None` for a port on a pty.
+    #[must_use]
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
     /// The device's line: the model's, with the port's overrides.
     #[must_use]
     pub fn line(&self) -> LineConfig {
@@ -471,6 +497,9 @@ impl Fleet {
         // A port the control socket cannot address (or whose name garbles `list`) is refused
         // before anything is made for it.
         check_port_name(&spec.serve.name).map_err(FleetError::Name)?;
+        if let Some(addr) = spec.tcp {
+            return self.spawn_tcp(spec, addr, device);
+        }
         let line = spec.serve.line.unwrap_or_else(|| device.body_line());
         let options = PtyOptions {
             baud: line.baud.unwrap_or(PtyOptions::default().baud),
@@ -524,6 +553,7 @@ impl Fleet {
         }));
         let handle = PortHandle {
             name: config.name.clone(),
+            address: None,
             line,
             first_pty: port.path().to_owned(),
             plugged: plugged.clone(),
@@ -542,6 +572,62 @@ impl Fleet {
             control_rx,
             done,
             self.lanes.clone(),
+        ));
+        Ok(handle)
+    }
+
+    /// A network-only port: the device served on a TCP listener at `addr`, no pty.
+    fn spawn_tcp<D: Body>(
+        &self,
+        spec: PortSpec,
+        addr: SocketAddr,
+        device: D,
+    ) -> Result<PortHandle, FleetError> {
+        let name = spec.serve.name.to_string();
+        let listen_error = |source| FleetError::Listen {
+            port: name.clone(),
+            addr,
+            source,
+        };
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(tokio::net::TcpListener::from_std)
+            .map_err(|e| match limits::classify(&e) {
+                Some(limit) => FleetError::Limit {
+                    port: name.clone(),
+                    source: limit,
+                },
+                None => listen_error(e),
+            })?;
+        let line_io = TcpLine::new(listener, &name).map_err(listen_error)?;
+        let line = spec.serve.line.unwrap_or_else(|| device.body_line());
+        let observations = Broadcast::new(OBSERVATION_BACKLOG);
+        let mut config = spec.serve;
+        config.line = Some(line);
+        config.observers.push(Arc::new(observations.clone()));
+        let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        let stop = self.cancel.child_token();
+        let done = CancellationToken::new();
+        let handle = PortHandle {
+            name: config.name.clone(),
+            address: Some(line_io.local_addr()),
+            line,
+            first_pty: PathBuf::new(),
+            plugged: Arc::new(Mutex::new(Plugged {
+                pty: None,
+                lines: None,
+            })),
+            link: None,
+            observations,
+            control,
+            stop: stop.clone(),
+            done: done.clone(),
+        };
+        self.tracker.spawn(run_tcp_port(
+            Box::new(Server::new(device, line_io, config)),
+            stop,
+            control_rx,
+            done,
         ));
         Ok(handle)
     }

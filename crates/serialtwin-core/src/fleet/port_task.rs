@@ -14,6 +14,7 @@ use crate::device::Body;
 #[cfg(doc)]
 use crate::device::Device;
 use crate::port::pty::{PtyOptions, PtyPort};
+use crate::port::tcp_line::TcpLine;
 use crate::serve::lane::{Lanes, SlotHandle};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeError, Server};
 
@@ -194,36 +195,8 @@ impl Unplugged<'_> {
         }
         // Dropping the old pty closes its master and our slave: the client sees a hangup.
         drop(server.replug(placeholder));
-        let back = tokio::time::sleep(after);
-        let mut back = std::pin::pin!(back);
-        loop {
-            let order = tokio::select! {
-                () = self.stop.cancelled() => return false,
-                () = back.as_mut() => break,
-                order = next_order(control) => order,
-            };
-            match order {
-                None => *control = None,
-                Some(Order {
-                    control: Control::SendFrame(_) | Control::SendRaw(_),
-                    done,
-                }) => {
-                    if let Some(done) = done {
-                        let _ = done.send(Err("port is unplugged".to_owned()));
-                    }
-                }
-                Some(Order {
-                    control: Control::Unplug(later),
-                    done,
-                }) => {
-                    info!(port = %name, after_ms = later.as_millis(), "unplugged for longer");
-                    back.as_mut().reset(tokio::time::Instant::now() + later);
-                    if let Some(done) = done {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                Some(order) => server.obey(order),
-            }
+        if !wait_unplugged(server, control, self.stop, after).await {
+            return false;
         }
         let port = match PtyPort::open(self.options) {
             Ok(p) => p,
@@ -250,6 +223,92 @@ impl Unplugged<'_> {
         drop(server.replug(port));
         true
     }
+}
+
+/// While a port is unplugged, for `after` (or longer, if asked): control commands are
+/// answered as an unplugged port does. `false` if the port was stopped meanwhile.
+async fn wait_unplugged<D: Body, T: crate::port::transport::Transport>(
+    server: &mut Server<D, T>,
+    control: &mut Option<ControlRx>,
+    stop: &CancellationToken,
+    after: Duration,
+) -> bool {
+    let name = server.name.clone();
+    let back = tokio::time::sleep(after);
+    let mut back = std::pin::pin!(back);
+    loop {
+        let order = tokio::select! {
+            () = stop.cancelled() => return false,
+            () = back.as_mut() => break,
+            order = next_order(control) => order,
+        };
+        match order {
+            None => *control = None,
+            Some(Order {
+                control: Control::SendFrame(_) | Control::SendRaw(_),
+                done,
+            }) => {
+                if let Some(done) = done {
+                    let _ = done.send(Err("port is unplugged".to_owned()));
+                }
+            }
+            Some(Order {
+                control: Control::Unplug(later),
+                done,
+            }) => {
+                info!(port = %name, after_ms = later.as_millis(), "unplugged for longer");
+                back.as_mut().reset(tokio::time::Instant::now() + later);
+                if let Some(done) = done {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Some(order) => server.obey(order),
+        }
+    }
+    true
+}
+
+/// A network-only port's task: serve its TCP line until stopped; after an unplug, nothing
+/// listens on its address until it is plugged back in. `done` fires when it has stopped.
+pub(super) async fn run_tcp_port<D: Body>(
+    server: Box<Server<D, TcpLine>>,
+    stop: CancellationToken,
+    control: mpsc::Receiver<Box<Order>>,
+    done: CancellationToken,
+) {
+    let _done = done.drop_guard();
+    let mut server = server;
+    let name = server.name.clone();
+    let mut control = Some(ControlRx::Boxed(control));
+    loop {
+        let outcome = std::panic::AssertUnwindSafe(server.run(&stop, &mut control))
+            .catch_unwind()
+            .await;
+        let after = match outcome {
+            Ok(Ok(Outcome::Unplug(after))) => after,
+            Ok(Ok(Outcome::Done | Outcome::Lend)) => break,
+            Ok(Err(e)) => {
+                error!(error = %e, "port stopped");
+                break;
+            }
+            Err(_) => {
+                error!(port = %name, "port task panicked; port stopped");
+                break;
+            }
+        };
+        info!(port = %name, after_ms = after.as_millis(), "unplugged");
+        server.io_mut().unplug();
+        server.forget_line();
+        if !wait_unplugged(&mut server, &mut control, &stop, after).await {
+            break;
+        }
+        if let Err(e) = server.io_mut().plug_in().await {
+            error!(port = %name, error = %e, "cannot plug back in: the address is taken");
+            break;
+        }
+        info!(port = %name, "plugged back in");
+    }
+    debug!(port = %name, "port stopped");
 }
 
 /// The next control command, or `None` once the channel closed; never, without a channel.

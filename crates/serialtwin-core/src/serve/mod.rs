@@ -376,6 +376,19 @@ impl<D: Body, T: Transport> Server<D, T> {
 
     /// Put a new transport in after an unplug; returns the old one.
     pub(crate) fn replug(&mut self, io: T) -> T {
+        let old = std::mem::replace(&mut self.io, io);
+        self.forget_line();
+        old
+    }
+
+    /// The transport, for what only its owner does to it (a network-only port's unplug).
+    pub(crate) fn io_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
+    /// Everything of the line's past is gone: what the client had sent, the request being
+    /// answered, what was on its way out. The session is the transport's now.
+    pub(crate) fn forget_line(&mut self) {
         self.rx.clear();
         self.framer.reset();
         self.waiting = None;
@@ -384,16 +397,15 @@ impl<D: Body, T: Transport> Server<D, T> {
         self.outbox.clear();
         self.coalesced.clear();
         self.line.abort(Instant::now());
-        if let Some(settings) = io.settings() {
+        if let Some(settings) = self.io.settings() {
             self.ctx.set_settings(settings);
         }
         self.refresh_direct();
         let session = Session {
-            open: io.client_present(),
+            open: self.io.client_present(),
             ..self.ctx.session()
         };
         self.ctx.set_session(session);
-        std::mem::replace(&mut self.io, io)
     }
 
     fn device_panicked(&self, message: String) -> ServeError {

@@ -431,14 +431,18 @@ impl Ports {
         }
     }
 
-    /// The ports, one line each: name, current pty (or `unplugged`), link.
+    /// The ports, one line each: name, current pty (or `unplugged`; `tcp:<address>` for a
+    /// network-only port), link.
     fn list(&self) -> String {
         self.by_name
             .values()
             .map(|h| {
-                let pty = h
-                    .current_pty()
-                    .map_or_else(|| "unplugged".to_owned(), |p| p.display().to_string());
+                // A network-only port has no pty: its address stands in for it.
+                let pty = match (h.address(), h.current_pty()) {
+                    (Some(addr), _) => format!("tcp:{addr}"),
+                    (None, Some(p)) => p.display().to_string(),
+                    (None, None) => "unplugged".to_owned(),
+                };
                 let link = h
                     .link()
                     .map_or_else(|| "-".to_owned(), |p| p.display().to_string());
