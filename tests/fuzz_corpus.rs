@@ -21,6 +21,8 @@ mod modbus_pair;
 mod modbus_tcp;
 #[path = "../fuzz/checks/pymodbus_json.rs"]
 mod pymodbus_json;
+#[path = "../fuzz/checks/rfc2217.rs"]
+mod rfc2217;
 #[path = "../fuzz/checks/template.rs"]
 mod template;
 
@@ -88,6 +90,11 @@ fn modbus_pair() {
 #[test]
 fn modbus_tcp() {
     replay("modbus_tcp", modbus_tcp::check);
+}
+
+#[test]
+fn rfc2217() {
+    replay("rfc2217", rfc2217::check);
 }
 
 #[test]
