@@ -14,7 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{output_within, start, work_dir, write_config};
-use serde_json::Value;
 
 const SCRIPT: &str = include_str!("network/modbus_tcp.py");
 
@@ -114,26 +113,7 @@ fn pymodbus_and_mbpoll_through_modbus_tcp_and_rtu_over_tcp() {
             .stderr(Stdio::piped()),
         PYTHON_PATIENCE,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no results from python ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| r["ok"] != Value::Bool(true))
-        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
-        .collect();
-    assert!(
-        failed.is_empty() && results.len() == 9,
-        "{} checks, failed:\n{}\nserialtwin stderr:\n{}",
-        results.len(),
-        failed.join("\n"),
-        run.stderr()
-    );
+    common::python_checks(&out, "modbus_tcp.py", 9, &run.stderr());
 
     // mbpoll, libmodbus's master, as a user runs it against a Modbus TCP server: unit 2's
     // holding registers 1-2 (PDU 0-1, the second written 0xFFFF by pymodbus above), then an

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::{start, work_dir, write_config};
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
 const SCRIPT: &str = include_str!("network/pyserial_endpoints.py");
 
@@ -112,26 +111,7 @@ fn pyserial_minimalmodbus_and_pymodbus_through_raw_tcp_and_rfc2217() {
             .stderr(Stdio::piped()),
         PYTHON_PATIENCE,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no results from python ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| r["ok"] != Value::Bool(true))
-        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
-        .collect();
-    assert!(
-        failed.is_empty() && results.len() == 9,
-        "{} checks, failed:\n{}\nserialtwin stderr:\n{}",
-        results.len(),
-        failed.join("\n"),
-        run.stderr()
-    );
+    common::python_checks(&out, "pyserial_endpoints.py", 9, &run.stderr());
 
     // `ctl line` on a port no network endpoint serves: refused, with the reason.
     let (ok, said) = common::ctl(&socket, &["line", "local", "cts", "on"]);

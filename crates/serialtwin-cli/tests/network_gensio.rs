@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use common::{start, work_dir, write_config};
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
 const SCRIPT: &str = include_str!("network/gensio_rfc2217.py");
 
@@ -75,27 +74,7 @@ rfc2217 = "127.0.0.1:0"
             .stderr(Stdio::piped()),
         PYTHON_PATIENCE,
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no results from python ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| r["ok"] != Value::Bool(true))
-        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
-        .collect();
-    assert!(
-        failed.is_empty() && results.len() == 8,
-        "{} checks, failed:\n{}\npython stderr:\n{}\nserialtwin stderr:\n{}",
-        results.len(),
-        failed.join("\n"),
-        String::from_utf8_lossy(&out.stderr),
-        run.stderr()
-    );
+    common::python_checks(&out, "gensio_rfc2217.py", 8, &run.stderr());
 
     // What the device heard from gensio, in order: its DTR, RTS and break, then the line it
     // set (one settings event per change, parity and data bits included), then the device's

@@ -193,27 +193,7 @@ impl Drop for Fleet {
 
 /// The checks' results from the script's last line, every failure listed.
 fn results(out: &Output, what: &str, fleet: &Fleet, checks: usize) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no results from python on {what} ({e}):\n{stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| r["ok"] != Value::Bool(true))
-        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
-        .collect();
-    assert!(
-        failed.is_empty() && results.len() == checks,
-        "{what}: {} checks, failed:\n{}\npython stderr:\n{}\nserialtwin stderr:\n{}",
-        results.len(),
-        failed.join("\n"),
-        String::from_utf8_lossy(&out.stderr),
-        fleet.stderr()
-    );
+    common::python_checks(out, what, checks, &fleet.stderr());
 }
 
 #[test]

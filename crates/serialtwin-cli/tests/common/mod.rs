@@ -314,3 +314,30 @@ pub fn ctl(socket: &Path, args: &[&str]) -> (bool, String) {
     );
     (out.status.success(), text)
 }
+
+/// A Python check script's verdict: its last stdout line is a JSON list of
+/// `{"name", "ok", "detail"}`, one per check. Asserts that there are `checks` of them and
+/// that every one passed, listing each failure with the script's and serialtwin's stderr.
+pub fn python_checks(out: &Output, what: &str, checks: usize, serialtwin_stderr: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "no results from python on {what} ({e}):\n{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r["ok"] != Value::Bool(true))
+        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
+        .collect();
+    assert!(
+        failed.is_empty() && results.len() == checks,
+        "{what}: {} checks of {checks}, failed:\n{}\npython stderr:\n{}\nserialtwin stderr:\n{}",
+        results.len(),
+        failed.join("\n"),
+        String::from_utf8_lossy(&out.stderr),
+        serialtwin_stderr
+    );
+}
