@@ -200,6 +200,25 @@ impl Options {
             _ => None,
         }
     }
+
+    /// Ask for each `(verb, option)` (`DO`: the other side's, `WILL`: ours) that is neither
+    /// asked for nor agreed yet, writing the requests to `out`.
+    pub(crate) fn ask(&mut self, requests: &[(u8, u8)], out: &mut BytesMut) {
+        for &(verb, option) in requests {
+            let Some(state) = self.get_mut(option) else {
+                continue;
+            };
+            let side = if verb == DO {
+                &mut state.him
+            } else {
+                &mut state.us
+            };
+            if *side == Q::No {
+                *side = Q::WantYes;
+                out.extend_from_slice(&[IAC, verb, option]);
+            }
+        }
+    }
 }
 
 /// Where the parser is in the byte stream.
@@ -334,27 +353,16 @@ impl Session {
     /// pyserial waits for before anything else, then `WILL` and `DO` for SGA and BINARY.
     /// An option already asked for or agreed is not asked for again.
     pub fn start(&mut self, out: &mut BytesMut) {
-        let requests = [
-            (DO, COM_PORT_OPTION),
-            (WILL, SGA),
-            (DO, SGA),
-            (WILL, BINARY),
-            (DO, BINARY),
-        ];
-        for (verb, option) in requests {
-            let Some(state) = self.options.get_mut(option) else {
-                continue;
-            };
-            let side = if verb == DO {
-                &mut state.him
-            } else {
-                &mut state.us
-            };
-            if *side == Q::No {
-                *side = Q::WantYes;
-                out.extend_from_slice(&[IAC, verb, option]);
-            }
-        }
+        self.options.ask(
+            &[
+                (DO, COM_PORT_OPTION),
+                (WILL, SGA),
+                (DO, SGA),
+                (WILL, BINARY),
+                (DO, BINARY),
+            ],
+            out,
+        );
     }
 
     /// Takes bytes read from the client, split anywhere: an IAC sequence or a subnegotiation

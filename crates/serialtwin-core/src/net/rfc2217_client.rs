@@ -251,27 +251,16 @@ impl Client {
     /// asked for or agreed is not asked for again.
     pub fn start(&mut self, out: &mut BytesMut) {
         self.offered = true;
-        let requests = [
-            (WILL, COM_PORT_OPTION),
-            (WILL, BINARY),
-            (DO, BINARY),
-            (WILL, SGA),
-            (DO, SGA),
-        ];
-        for (verb, option) in requests {
-            let Some(state) = self.options.get_mut(option) else {
-                continue;
-            };
-            let side = if verb == DO {
-                &mut state.him
-            } else {
-                &mut state.us
-            };
-            if *side == Q::No {
-                *side = Q::WantYes;
-                out.extend_from_slice(&[IAC, verb, option]);
-            }
-        }
+        self.options.ask(
+            &[
+                (WILL, COM_PORT_OPTION),
+                (WILL, BINARY),
+                (DO, BINARY),
+                (WILL, SGA),
+                (DO, SGA),
+            ],
+            out,
+        );
     }
 
     /// Takes bytes read from the server, split anywhere. The device's data (doubled 0xFF
