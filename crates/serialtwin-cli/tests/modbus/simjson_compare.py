@@ -205,6 +205,14 @@ class Device:
         return plan
 
 
+# How long the client waits for an answer: a safety net, never a timing check. Only the one
+# request meant to go unanswered (another unit id on a bus) waits it out; every other answer
+# comes in milliseconds, but a loaded machine can hold either server back for much longer
+# than a real client's 0.5 s, and a late answer taken as the next request's shifts every
+# answer after it.
+PATIENCE = 5.0
+
+
 def open_client(path, device):
     framer = FramerType.ASCII if device.server["framer"] == "ascii" else FramerType.RTU
     c = ModbusSerialClient(
@@ -213,7 +221,7 @@ def open_client(path, device):
         baudrate=device.server.get("baudrate", 19200),
         parity="N",
         stopbits=1,
-        timeout=0.5,
+        timeout=PATIENCE,
         retries=0,
     )
     if not c.connect():
@@ -221,7 +229,7 @@ def open_client(path, device):
     return c
 
 
-def ask(c, unit, request, again=True):
+def ask(c, unit, request):
     function, address, arg = request
     try:
         if function in FUNCTIONS:
@@ -245,13 +253,6 @@ def ask(c, unit, request, again=True):
         else:
             rr = c.write_registers(address, arg, device_id=unit)
     except ModbusIOException:
-        if again and function in (1, 2, 3, 4):
-            # A read is asked once more before it counts as silence: on a loaded machine
-            # pymodbus's own server (Python) misses the client's 0.5 s now and then (seen
-            # once in 1,329 requests). A read whose first answer was only late, of a cell
-            # that counts its reads, then counts twice on that side alone: a difference
-            # shown, never one hidden.
-            return ask(c, unit, request, again=False)
         return ["silent"]
     if rr.isError():
         return ["exception", rr.exception_code]
