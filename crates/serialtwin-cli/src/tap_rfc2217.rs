@@ -20,9 +20,9 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use bytes::{Buf as _, BytesMut};
 use serialtwin_capture::Upstream;
+use serialtwin_core::LineSettings;
 use serialtwin_core::net::rfc2217::ComSettings;
 use serialtwin_core::net::rfc2217_client::{Client, ClientEvent, Command};
-use serialtwin_core::{FlowControl, LineSettings, Parity, StopBits};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -71,28 +71,6 @@ pub(crate) fn address(upstream: &str) -> anyhow::Result<Option<&str>> {
         );
     }
     Ok(Some(rest))
-}
-
-/// The line as RFC 2217 codes it.
-fn com_settings(s: &LineSettings) -> ComSettings {
-    ComSettings {
-        baud: s.baud,
-        data_size: s.data_bits,
-        parity: match s.parity {
-            Parity::None => 1,
-            Parity::Odd => 2,
-            Parity::Even => 3,
-        },
-        stop_size: match s.stop_bits {
-            StopBits::One => 1,
-            StopBits::Two => 2,
-        },
-        flow: match s.flow {
-            FlowControl::None => 1,
-            FlowControl::Software => 2,
-            FlowControl::Hardware => 3,
-        },
-    }
 }
 
 /// A command the server answered with another value than the one asked for.
@@ -178,7 +156,8 @@ impl Rfc2217Upstream {
             );
         }
 
-        up.client.set_line(com_settings(&settings), &mut up.out);
+        up.client
+            .set_line(ComSettings::from(&settings), &mut up.out);
         up.client.control(8, &mut up.out);
         up.client.control(11, &mut up.out);
         let line = [
@@ -402,7 +381,8 @@ impl Upstream for Rfc2217Upstream {
             flow: client.flow,
             ..self.fixed
         };
-        self.client.set_line(com_settings(&applied), &mut self.out);
+        self.client
+            .set_line(ComSettings::from(&applied), &mut self.out);
         if !self.client.suspended() {
             while !self.out.is_empty() {
                 match self.stream.try_write(&self.out) {
@@ -448,26 +428,5 @@ mod tests {
         ] {
             assert!(address(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn line_codes() {
-        let s = LineSettings {
-            parity: Parity::Even,
-            stop_bits: StopBits::Two,
-            flow: FlowControl::Hardware,
-            data_bits: 7,
-            ..LineSettings::new(19_200)
-        };
-        assert_eq!(
-            com_settings(&s),
-            ComSettings {
-                baud: 19_200,
-                data_size: 7,
-                parity: 3,
-                stop_size: 2,
-                flow: 3
-            }
-        );
     }
 }

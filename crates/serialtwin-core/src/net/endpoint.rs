@@ -18,7 +18,7 @@ use super::gateway::{Gateway, Translate};
 use super::rfc2217::{ComSettings, Event, LINESTATE_BREAK, LINESTATE_FRAMING_ERROR, Session};
 use crate::fleet::PortHandle;
 use crate::port::pty::PtyClient;
-use crate::port::settings::{FlowControl, LineEvent, LineSettings, Parity, StopBits};
+use crate::port::settings::LineEvent;
 use crate::serve::Control;
 
 /// What an endpoint speaks.
@@ -450,7 +450,7 @@ impl Bridge {
                         for event in events.drain(..) {
                             match event {
                                 Event::Settings(settings) => {
-                                    self.line(LineEvent::Settings(line_settings(settings))).await;
+                                    self.line(LineEvent::Settings(settings.into())).await;
                                 }
                                 Event::Dtr(on) => { self.line(LineEvent::Dtr(on)).await; }
                                 Event::Rts(on) => { self.line(LineEvent::Rts(on)).await; }
@@ -485,31 +485,6 @@ impl Bridge {
                 },
             }
         }
-    }
-}
-
-/// RFC 2217's codes as the port's settings (the session refuses mark and space parity and
-/// 1.5 stop bits, which the port's settings cannot name).
-fn line_settings(s: ComSettings) -> LineSettings {
-    LineSettings {
-        baud: s.baud,
-        data_bits: s.data_size,
-        parity: match s.parity {
-            2 => Parity::Odd,
-            3 => Parity::Even,
-            _ => Parity::None,
-        },
-        stop_bits: if s.stop_size == 2 {
-            StopBits::Two
-        } else {
-            StopBits::One
-        },
-        flow: match s.flow {
-            2 => FlowControl::Software,
-            3 => FlowControl::Hardware,
-            _ => FlowControl::None,
-        },
-        parity_visible: true,
     }
 }
 

@@ -27,6 +27,8 @@
 
 use bytes::{BufMut, BytesMut};
 
+use crate::port::settings::{FlowControl, LineSettings, Parity, StopBits};
+
 /// The longest subnegotiation accepted, counted in bytes between the option and `IAC SE` once
 /// doubled 0xFF are undone. The longest COM-PORT-OPTION command a client needs is a 4-byte
 /// SET-BAUDRATE, and signatures are short text; anything near this length is abuse, and
@@ -114,6 +116,58 @@ impl ComSettings {
             parity: 1,
             stop_size: 1,
             flow: 1,
+        }
+    }
+}
+
+/// RFC 2217's codes as the port's settings (the session refuses mark and space parity and
+/// 1.5 stop bits, which the port's settings cannot name). Parity is visible: the client said
+/// it, where a pty would hide it.
+impl From<ComSettings> for LineSettings {
+    fn from(s: ComSettings) -> Self {
+        Self {
+            baud: s.baud,
+            data_bits: s.data_size,
+            parity: match s.parity {
+                2 => Parity::Odd,
+                3 => Parity::Even,
+                _ => Parity::None,
+            },
+            stop_bits: if s.stop_size == 2 {
+                StopBits::Two
+            } else {
+                StopBits::One
+            },
+            flow: match s.flow {
+                2 => FlowControl::Software,
+                3 => FlowControl::Hardware,
+                _ => FlowControl::None,
+            },
+            parity_visible: true,
+        }
+    }
+}
+
+/// The port's settings as RFC 2217 codes them (what a client asks an access server for).
+impl From<&LineSettings> for ComSettings {
+    fn from(s: &LineSettings) -> Self {
+        Self {
+            baud: s.baud,
+            data_size: s.data_bits,
+            parity: match s.parity {
+                Parity::None => 1,
+                Parity::Odd => 2,
+                Parity::Even => 3,
+            },
+            stop_size: match s.stop_bits {
+                StopBits::One => 1,
+                StopBits::Two => 2,
+            },
+            flow: match s.flow {
+                FlowControl::None => 1,
+                FlowControl::Software => 2,
+                FlowControl::Hardware => 3,
+            },
         }
     }
 }
@@ -808,6 +862,32 @@ pub(crate) fn put_command(out: &mut BytesMut, code: u8, value: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_settings_and_their_codes_convert_both_ways() {
+        let settings = LineSettings {
+            parity: Parity::Even,
+            stop_bits: StopBits::Two,
+            flow: FlowControl::Hardware,
+            data_bits: 7,
+            parity_visible: true,
+            ..LineSettings::new(19_200)
+        };
+        let codes = ComSettings::from(&settings);
+        assert_eq!(
+            codes,
+            ComSettings {
+                baud: 19_200,
+                data_size: 7,
+                parity: 3,
+                stop_size: 2,
+                flow: 3
+            }
+        );
+        assert_eq!(LineSettings::from(codes), settings);
+        let plain = ComSettings::new(9600);
+        assert_eq!(ComSettings::from(&LineSettings::from(plain)), plain);
+    }
 
     const ECHO: u8 = 1;
     /// An option nobody here supports (TERMINAL-TYPE).
