@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serialtwin::{Context, Device, Fleet, PortSpec, Replies};
+use serialtwin::{Context, Device, Fleet, Medium, PortSpec, Replies};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -157,7 +157,7 @@ async fn main() {
     for i in 0..DEVICES {
         let addr = SocketAddr::from(([127, 0, 0, 1], FIRST_PORT + i));
         let mut spec = PortSpec::new(format!("dev{i}"));
-        spec.tcp = Some(addr);
+        spec.medium = Medium::Tcp(addr);
         fleet.spawn(spec, Pong).unwrap_or_else(|e| panic!("{e}"));
         addresses.push(addr);
     }

@@ -11,7 +11,7 @@ use serialtwin_capture::{CaptureWriter, Header, Recorder};
 use serialtwin_core::control::{self, Ports};
 use serialtwin_core::net::{Endpoint, EndpointConfig, EndpointKind};
 use serialtwin_core::trusted_dir::{self, Purpose, TrustedDir};
-use serialtwin_core::{Fleet, LinkError, PortHandle, PortSpec, Stopper, limits};
+use serialtwin_core::{Fleet, LinkError, Medium, PortHandle, PortSpec, Stopper, limits};
 use tracing::{debug, info, warn};
 
 use crate::cli::{CheckArgs, CtlArgs, RunArgs};
@@ -691,7 +691,12 @@ fn port_specs(
             spec.link = p.link;
             spec.owner = p.owner;
             spec.mode = p.mode;
-            spec.tcp = p.network_only.map(|(_, addr)| addr);
+            spec.medium = match p.network_only {
+                Some((_, addr)) => Medium::Tcp(addr),
+                // Only its endpoints reach it: no pty for them to bridge through.
+                None if spec.link.is_none() && !p.endpoints.is_empty() => Medium::InProcess,
+                None => Medium::Pty,
+            };
             if let Some(t) = trace {
                 // Each port's own: it checks the checksums of that port's framing.
                 spec.serve
@@ -802,7 +807,7 @@ struct ReadyPort<'a> {
 
 /// A port's pty as readiness shows it; `None` for a network-only port, which has none.
 fn pty_of(h: &PortHandle) -> Option<String> {
-    h.address().is_none().then(|| h.pty().display().to_string())
+    (h.medium() == Medium::Pty).then(|| h.pty().display().to_string())
 }
 
 /// Readiness on stdout: a table, or JSON lines ending in `{"ready": N}`.

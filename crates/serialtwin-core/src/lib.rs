@@ -50,7 +50,7 @@ pub use crate::device::{
     Route, Router, Settable,
 };
 pub use crate::fleet::{
-    CommandError, Fleet, FleetError, LinkKeeper, PortHandle, PortSpec, Stopper, control,
+    CommandError, Fleet, FleetError, LinkKeeper, Medium, PortHandle, PortSpec, Stopper, control,
 };
 pub use crate::port::link::{LinkError, LinkSlot};
 pub use crate::port::port_name::{PortNameError, check_port_name};

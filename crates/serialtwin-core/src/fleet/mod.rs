@@ -27,15 +27,16 @@ use crate::device::Device;
 use crate::port::limits::{self, LimitError};
 use crate::port::link::{LinkError, LinkSlot};
 use crate::port::port_name::{PortNameError, check_port_name};
+use crate::port::pty::PtyClient;
 use crate::port::pty::{PtyOptions, PtyPort, SlaveProbe};
 use crate::port::settings::{DeviceLine, LineBreak, ModemLine};
-use crate::port::tcp_line::TcpLine;
+use crate::port::stream_line::{Accept, InProcessLine, LineClient, Opener, StreamLine, TcpLine};
 use crate::serve::lane::Lanes;
 use crate::serve::observe::{Broadcast, Observation, Observer};
 use crate::serve::{Control, Order, ServeConfig, Server};
 use crate::wire::line::{LineConfig, Mismatch};
 
-use self::port_task::{run_port, run_tcp_port};
+use self::port_task::{run_port, run_stream_port};
 
 /// Observations kept per port for subscribers that fall behind.
 const OBSERVATION_BACKLOG: usize = 256;
@@ -108,9 +109,9 @@ pub struct PortSpec {
     pub owner: Option<(u32, u32)>,
     /// Permission bits of the slave node.
     pub mode: Option<u32>,
-    /// Serve the device on this TCP address instead of a pty: a network-only port, whose
-    /// client is the connection it accepts; `link`, `owner` and `mode` are then unused.
-    pub tcp: Option<SocketAddr>,
+    /// How clients reach the device: a pty (the default), or a network-only port's own TCP
+    /// address or in-process line.
+    pub medium: Medium,
     /// The port's name, framing and line overrides, clock, seed, observers and faults (the
     /// fleet adds the observer behind [`PortHandle::observations`]).
     pub serve: ServeConfig,
@@ -123,7 +124,7 @@ impl PortSpec {
             link: None,
             owner: None,
             mode: None,
-            tcp: None,
+            medium: Medium::Pty,
             serve: ServeConfig::new(name.into()),
         }
     }
@@ -143,6 +144,21 @@ impl PortSpec {
     }
 }
 
+/// How a port's clients reach its device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Medium {
+    /// A pty, with the spec's link if any: any program opens it as a serial port.
+    #[default]
+    Pty,
+    /// A network-only port served on this TCP address itself: the connection it accepts is
+    /// the client, with no pty and no bridge (the spec's link, owner and mode are unused).
+    Tcp(SocketAddr),
+    /// A network-only port reached only through the network endpoints serving it: each of
+    /// their clients gets a socket to the device inside the process, and the port holds no
+    /// pty (the spec's link, owner and mode are unused).
+    InProcess,
+}
+
 /// The parts of a port that change when it is unplugged and plugged back in.
 #[derive(Debug)]
 struct Plugged {
@@ -151,6 +167,8 @@ struct Plugged {
     /// The lines the device drives, once a network endpoint carries them
     /// ([`PortHandle::modem_lines`]); a pty has none.
     lines: Option<DeviceLines>,
+    /// How endpoints reach an in-process port ([`Medium::InProcess`]).
+    in_process: Option<Opener>,
 }
 
 /// The lines the device drives towards a network client.
@@ -179,8 +197,8 @@ impl Plugged {
 #[derive(Debug, Clone)]
 pub struct PortHandle {
     name: Arc<str>,
-    /// A network-only port's address ([`PortSpec::tcp`]).
-    address: Option<SocketAddr>,
+    /// How clients reach it, a TCP port's address as bound.
+    medium: Medium,
     /// The device's line (its real baud rate, what a client at another one gets).
     line: LineConfig,
     first_pty: PathBuf,
@@ -193,11 +211,20 @@ pub struct PortHandle {
 }
 
 impl PortHandle {
-    /// The address a network-only port listens on ([`PortSpec::tcp`], the free port taken
-    /// for port 0); `None` for a port on a pty.
+    /// The address a network-only port listens on ([`Medium::Tcp`], the free port taken
+    /// for port 0); `None` for any other port.
     #[must_use]
     pub fn address(&self) -> Option<SocketAddr> {
-        self.address
+        match self.medium {
+            Medium::Tcp(addr) => Some(addr),
+            Medium::Pty | Medium::InProcess => None,
+        }
+    }
+
+    /// How clients reach the port ([`Medium::Tcp`] with the address as bound).
+    #[must_use]
+    pub fn medium(&self) -> Medium {
+        self.medium
     }
 
     /// The device's line: the model's, with the port's overrides.
@@ -226,10 +253,25 @@ impl PortHandle {
         &self.first_pty
     }
 
-    /// The pty the port is on now; `None` while it is unplugged.
+    /// The pty the port is on now; `None` while it is unplugged, and for a network-only port.
     #[must_use]
     pub fn current_pty(&self) -> Option<PathBuf> {
         self.lock().pty.as_ref().map(|(p, _)| p.clone())
+    }
+
+    /// The line as a network endpoint's bridge opens it for its client, and the baud rate it
+    /// is at: the current pty, or a socket to an in-process port; `None` while unplugged.
+    pub(crate) fn open_line(&self) -> Option<std::io::Result<(LineClient, u32)>> {
+        let plugged = self.lock();
+        if let Some(opener) = &plugged.in_process {
+            let baud = self.line.baud.unwrap_or(PtyOptions::default().baud);
+            return opener
+                .open()
+                .map(|opened| opened.map(|socket| (LineClient::InProcess(socket), baud)));
+        }
+        let path = plugged.pty.as_ref()?.0.clone();
+        drop(plugged);
+        Some(PtyClient::open(&path).map(|(pty, baud)| (LineClient::Pty(pty), baud)))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Plugged> {
@@ -497,8 +539,13 @@ impl Fleet {
         // A port the control socket cannot address (or whose name garbles `list`) is refused
         // before anything is made for it.
         check_port_name(&spec.serve.name).map_err(FleetError::Name)?;
-        if let Some(addr) = spec.tcp {
-            return self.spawn_tcp(spec, addr, device);
+        match spec.medium {
+            Medium::Pty => {}
+            Medium::Tcp(addr) => return self.spawn_tcp(spec, addr, device),
+            Medium::InProcess => {
+                let (line_io, opener) = InProcessLine::new(&spec.serve.name);
+                return Ok(self.spawn_stream(spec, device, line_io, None, Some(opener)));
+            }
         }
         let line = spec.serve.line.unwrap_or_else(|| device.body_line());
         let options = PtyOptions {
@@ -550,10 +597,11 @@ impl Fleet {
         let plugged = Arc::new(Mutex::new(Plugged {
             pty: Some((port.path().to_owned(), port.probe())),
             lines: None,
+            in_process: None,
         }));
         let handle = PortHandle {
             name: config.name.clone(),
-            address: None,
+            medium: Medium::Pty,
             line,
             first_pty: port.path().to_owned(),
             plugged: plugged.clone(),
@@ -600,6 +648,20 @@ impl Fleet {
                 None => listen_error(e),
             })?;
         let line_io = TcpLine::new(listener, &name).map_err(listen_error)?;
+        let address = line_io.local_addr();
+        Ok(self.spawn_stream(spec, device, line_io, Some(address), None))
+    }
+
+    /// A network-only port on `line_io`, listening on `address` or opened by its endpoints
+    /// through `opener`.
+    fn spawn_stream<D: Body, A: Accept>(
+        &self,
+        spec: PortSpec,
+        device: D,
+        line_io: StreamLine<A>,
+        address: Option<SocketAddr>,
+        opener: Option<Opener>,
+    ) -> PortHandle {
         let line = spec.serve.line.unwrap_or_else(|| device.body_line());
         let observations = Broadcast::new(OBSERVATION_BACKLOG);
         let mut config = spec.serve;
@@ -610,12 +672,16 @@ impl Fleet {
         let done = CancellationToken::new();
         let handle = PortHandle {
             name: config.name.clone(),
-            address: Some(line_io.local_addr()),
+            medium: match address {
+                Some(addr) => Medium::Tcp(addr),
+                None => Medium::InProcess,
+            },
             line,
             first_pty: PathBuf::new(),
             plugged: Arc::new(Mutex::new(Plugged {
                 pty: None,
                 lines: None,
+                in_process: opener,
             })),
             link: None,
             observations,
@@ -623,13 +689,13 @@ impl Fleet {
             stop: stop.clone(),
             done: done.clone(),
         };
-        self.tracker.spawn(run_tcp_port(
+        self.tracker.spawn(run_stream_port(
             Box::new(Server::new(device, line_io, config)),
             stop,
             control_rx,
             done,
         ));
-        Ok(handle)
+        handle
     }
 
     /// Spawn every `(spec, device)` pair, all or nothing: on the first failure every port this

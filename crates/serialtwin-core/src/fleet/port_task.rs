@@ -14,7 +14,7 @@ use crate::device::Body;
 #[cfg(doc)]
 use crate::device::Device;
 use crate::port::pty::{PtyOptions, PtyPort};
-use crate::port::tcp_line::TcpLine;
+use crate::port::stream_line::{Accept, StreamLine};
 use crate::serve::lane::{Lanes, SlotHandle};
 use crate::serve::{Control, ControlRx, Order, Outcome, ServeError, Server};
 
@@ -268,10 +268,10 @@ async fn wait_unplugged<D: Body, T: crate::port::transport::Transport>(
     true
 }
 
-/// A network-only port's task: serve its TCP line until stopped; after an unplug, nothing
-/// listens on its address until it is plugged back in. `done` fires when it has stopped.
-pub(super) async fn run_tcp_port<D: Body>(
-    server: Box<Server<D, TcpLine>>,
+/// A network-only port's task: serve its line until stopped; after an unplug, nobody can
+/// connect to it until it is plugged back in. `done` fires when it has stopped.
+pub(super) async fn run_stream_port<D: Body, A: Accept>(
+    server: Box<Server<D, StreamLine<A>>>,
     stop: CancellationToken,
     control: mpsc::Receiver<Box<Order>>,
     done: CancellationToken,

@@ -1,5 +1,5 @@
 //! One network endpoint: a TCP listener in front of a port, one client at a time bridged to
-//! the port's pty.
+//! the port's line (its pty, or a socket to a port that holds none).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,8 +17,8 @@ use tracing::{debug, info, warn};
 use super::gateway::{Gateway, Translate};
 use super::rfc2217::{ComSettings, Event, LINESTATE_BREAK, LINESTATE_FRAMING_ERROR, Session};
 use crate::fleet::PortHandle;
-use crate::port::pty::PtyClient;
 use crate::port::settings::LineEvent;
+use crate::port::stream_line::LineClient;
 use crate::serve::Control;
 
 /// What an endpoint speaks.
@@ -265,7 +265,7 @@ fn keep_alive(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)
 }
 
-/// One client bridged to the port's pty.
+/// One client bridged to the port's line.
 struct Bridge {
     /// The endpoint's own stop: a kick without it is a take-over.
     stop: CancellationToken,
@@ -293,14 +293,14 @@ impl Bridge {
         if let Err(e) = keep_alive(&stream) {
             warn!(port = %self.port.name(), %peer, error = %e, "cannot set keepalive");
         }
-        let Some(path) = self.port.current_pty() else {
-            debug!(port = %self.port.name(), %peer, "port unplugged: connection closed");
-            return;
-        };
-        let (pty, baud) = match PtyClient::open(&path) {
-            Ok(opened) => opened,
-            Err(e) => {
-                warn!(port = %self.port.name(), %peer, error = %e, "cannot open the port's pty");
+        let (line, baud) = match self.port.open_line() {
+            Some(Ok(opened)) => opened,
+            None => {
+                debug!(port = %self.port.name(), %peer, "port unplugged: connection closed");
+                return;
+            }
+            Some(Err(e)) => {
+                warn!(port = %self.port.name(), %peer, error = %e, "cannot open the port's line");
                 return;
             }
         };
@@ -312,11 +312,11 @@ impl Bridge {
             self.line(LineEvent::Rts(true)).await;
         }
         let end = match self.kind {
-            EndpointKind::Tcp | EndpointKind::RtuTcp => self.raw(&mut stream, &pty).await,
-            EndpointKind::Rfc2217 => self.rfc2217(&mut stream, &pty, baud).await,
+            EndpointKind::Tcp | EndpointKind::RtuTcp => self.raw(&mut stream, &line).await,
+            EndpointKind::Rfc2217 => self.rfc2217(&mut stream, &line, baud).await,
             EndpointKind::ModbusTcp => match &self.gateway {
                 Some(gateway) => {
-                    self.gateway(&mut stream, &pty, gateway.connect(), self.gateway_timeout)
+                    self.gateway(&mut stream, &line, gateway.connect(), self.gateway_timeout)
                         .await
                 }
                 None => End::Protocol("no gateway for Modbus TCP".into()),
@@ -334,7 +334,7 @@ impl Bridge {
             self.line(LineEvent::Rts(false)).await;
         }
         let _ = stream.shutdown().await;
-        drop(pty);
+        drop(line);
         let port = self.port.name();
         match end {
             End::ClientLeft => info!(port, %peer, "network client left"),
@@ -364,10 +364,10 @@ impl Bridge {
     }
 
     /// Raw TCP: bytes both ways, nothing else.
-    async fn raw(&self, stream: &mut TcpStream, pty: &PtyClient) -> End {
+    async fn raw(&self, stream: &mut TcpStream, line: &LineClient) -> End {
         let (mut from_net, mut to_net) = stream.split();
         let mut net_buf = vec![0_u8; CHUNK];
-        let mut pty_buf = vec![0_u8; CHUNK];
+        let mut line_buf = vec![0_u8; CHUNK];
         loop {
             tokio::select! {
                 () = self.kick.cancelled() => return End::Kicked,
@@ -375,15 +375,15 @@ impl Bridge {
                 read = from_net.read(&mut net_buf) => match read {
                     Ok(0) => return End::ClientLeft,
                     Ok(n) => {
-                        if let Err(e) = pty.write_all(&net_buf[..n]).await {
+                        if let Err(e) = line.write_all(&net_buf[..n]).await {
                             return End::PortGone(e);
                         }
                     }
                     Err(e) => return End::Network(e),
                 },
-                read = pty.read(&mut pty_buf) => match read {
+                read = line.read(&mut line_buf) => match read {
                     Ok(n) => {
-                        if let Err(e) = to_net.write_all(&pty_buf[..n]).await {
+                        if let Err(e) = to_net.write_all(&line_buf[..n]).await {
                             return End::Network(e);
                         }
                     }
@@ -394,7 +394,7 @@ impl Bridge {
     }
 
     /// RFC 2217: the Telnet session between the bytes, its settings and lines to the port.
-    async fn rfc2217(&self, stream: &mut TcpStream, pty: &PtyClient, baud: u32) -> End {
+    async fn rfc2217(&self, stream: &mut TcpStream, line: &LineClient, baud: u32) -> End {
         let (mut from_net, mut to_net) = stream.split();
         let mut session = Session::new(ComSettings::new(baud), SIGNATURE);
         let mut lines = self.port.modem_lines();
@@ -408,7 +408,7 @@ impl Bridge {
         let mut data = BytesMut::new();
         let mut events = Vec::new();
         let mut net_buf = vec![0_u8; CHUNK];
-        let mut pty_buf = vec![0_u8; CHUNK];
+        let mut line_buf = vec![0_u8; CHUNK];
         // FLOWCONTROL-SUSPEND: nothing goes to the client until RESUME.
         let mut suspended = false;
         loop {
@@ -442,7 +442,7 @@ impl Bridge {
                         // Data and commands in the order they came: a command's effect (a
                         // new baud) applies to the data after it.
                         if !data.is_empty() {
-                            if let Err(e) = pty.write_all(&data).await {
+                            if let Err(e) = line.write_all(&data).await {
                                 return End::PortGone(e);
                             }
                             data.clear();
@@ -460,9 +460,9 @@ impl Bridge {
                                     let to_client = value & 1 != 0;
                                     let from_client = value & 2 != 0;
                                     // The port drops what it holds first, then what reached
-                                    // the pty is read away: nothing purged follows the answer.
+                                    // the line is read away: nothing purged follows the answer.
                                     self.line(LineEvent::Flush { input: to_client, output: from_client }).await;
-                                    if to_client && let Err(e) = pty.drain() {
+                                    if to_client && let Err(e) = line.drain() {
                                         return End::PortGone(e);
                                     }
                                     session.answer_purge(value, &mut out);
@@ -472,14 +472,14 @@ impl Bridge {
                     }
                     Err(e) => return End::Network(e),
                 },
-                read = pty.read(&mut pty_buf), if !suspended => match read {
+                read = line.read(&mut line_buf), if !suspended => match read {
                     Ok(n) => {
                         // At another baud rate than the device's, the port garbles what it
                         // sends: the client's UART would see framing errors with it.
                         if self.port.garbles_for(session.settings().baud) {
                             session.line_state(LINESTATE_FRAMING_ERROR, &mut out);
                         }
-                        Session::send_data(&pty_buf[..n], &mut out);
+                        Session::send_data(&line_buf[..n], &mut out);
                     }
                     Err(e) => return End::PortGone(e),
                 },
@@ -497,7 +497,7 @@ impl Bridge {
     async fn gateway(
         &self,
         stream: &mut TcpStream,
-        pty: &PtyClient,
+        line: &LineClient,
         mut translate: Box<dyn Translate>,
         timeout: Duration,
     ) -> End {
@@ -505,7 +505,7 @@ impl Bridge {
         let mut from_client = BytesMut::new();
         let mut from_line = BytesMut::new();
         let mut net_buf = vec![0_u8; CHUNK];
-        let mut pty_buf = vec![0_u8; CHUNK];
+        let mut line_buf = vec![0_u8; CHUNK];
         loop {
             let exchange = match translate.request(&mut from_client) {
                 Ok(exchange) => exchange,
@@ -522,17 +522,17 @@ impl Bridge {
                         Ok(n) => from_client.extend_from_slice(&net_buf[..n]),
                         Err(e) => return End::Network(e),
                     },
-                    read = pty.read(&mut pty_buf) => if let Err(e) = read {
+                    read = line.read(&mut line_buf) => if let Err(e) = read {
                         return End::PortGone(e);
                     },
                 }
                 continue;
             };
             // A reply that came after its timeout must not pass for this request's.
-            if let Err(e) = pty.drain() {
+            if let Err(e) = line.drain() {
                 return End::PortGone(e);
             }
-            if let Err(e) = pty.write_all(&exchange.to_line).await {
+            if let Err(e) = line.write_all(&exchange.to_line).await {
                 return End::PortGone(e);
             }
             if !exchange.expects_reply {
@@ -545,9 +545,9 @@ impl Bridge {
                 tokio::select! {
                     () = self.kick.cancelled() => return End::Kicked,
                     () = &mut deadline => break translate.silence(),
-                    read = pty.read(&mut pty_buf) => match read {
+                    read = line.read(&mut line_buf) => match read {
                         Ok(n) => {
-                            from_line.extend_from_slice(&pty_buf[..n]);
+                            from_line.extend_from_slice(&line_buf[..n]);
                             if let Some(reply) = translate.reply(&mut from_line) {
                                 break Some(reply);
                             }

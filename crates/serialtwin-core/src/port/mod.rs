@@ -6,7 +6,7 @@ pub(crate) mod link;
 pub(crate) mod port_name;
 pub(crate) mod pty;
 pub(crate) mod settings;
-pub(crate) mod tcp_line;
+pub(crate) mod stream_line;
 pub(crate) mod transport;
 // Directories checked against other local users, used for links and the control socket.
 pub mod trusted_dir;

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::escape::unescape;
-use crate::fleet::{CommandError, PortHandle};
+use crate::fleet::{CommandError, Medium, PortHandle};
 use crate::port::settings::DeviceLine;
 use crate::serve::Control;
 use crate::wire::fault::{FaultKind, FaultRule, When};
@@ -432,16 +432,18 @@ impl Ports {
     }
 
     /// The ports, one line each: name, current pty (or `unplugged`; `tcp:<address>` for a
-    /// network-only port), link.
+    /// network-only port on its own address, `in-process` for one only its endpoints reach),
+    /// link.
     fn list(&self) -> String {
         self.by_name
             .values()
             .map(|h| {
-                // A network-only port has no pty: its address stands in for it.
-                let pty = match (h.address(), h.current_pty()) {
-                    (Some(addr), _) => format!("tcp:{addr}"),
-                    (None, Some(p)) => p.display().to_string(),
-                    (None, None) => "unplugged".to_owned(),
+                // A network-only port has no pty: what reaches it stands in for it.
+                let pty = match (h.medium(), h.current_pty()) {
+                    (Medium::Tcp(addr), _) => format!("tcp:{addr}"),
+                    (Medium::InProcess, _) => "in-process".to_owned(),
+                    (Medium::Pty, Some(p)) => p.display().to_string(),
+                    (Medium::Pty, None) => "unplugged".to_owned(),
                 };
                 let link = h
                     .link()
