@@ -16,6 +16,12 @@
 //!
 //! Targets: every client of every wave answered within the deadline; round trips at 1,000
 //! clients at least 0.9 times the minimal responder's. Not part of the test suite.
+//!
+//! `--serve serialtwin|responder [--devices N]` serves N devices (or N connections of the
+//! responder) on a `current_thread` runtime instead, printing `ready <address>...`, until its
+//! stdin closes: the server child `benches/pty_fleet/instructions.py --tcp` counts under
+//! callgrind, clients outside it, instructions per round trip being the figure a busy machine
+//! does not move.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,7 +127,12 @@ async fn round_trips(addresses: &[SocketAddr]) -> (f64, f64) {
 
 /// The minimal responder: one listener, a task per connection answering each line.
 async fn minimal_responder() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    minimal_responder_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// [`minimal_responder`] on `addr`.
+async fn minimal_responder_on(addr: SocketAddr) -> SocketAddr {
+    let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -147,8 +158,62 @@ async fn minimal_responder() -> SocketAddr {
     addr
 }
 
-#[tokio::main]
-async fn main() {
+/// `--serve serialtwin|responder [--devices N]`: N devices on free ports (or the responder,
+/// N times), their addresses on stdout, served until stdin closes.
+fn serve_only(what: &str, devices: usize) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let fleet = Fleet::new();
+        let mut addresses = Vec::new();
+        for i in 0..devices {
+            let any = SocketAddr::from(([127, 0, 0, 1], 0));
+            addresses.push(match what {
+                "serialtwin" => {
+                    let mut spec = PortSpec::new(format!("dev{i}"));
+                    spec.medium = Medium::Tcp(any);
+                    let port = fleet.spawn(spec, Pong).unwrap_or_else(|e| panic!("{e}"));
+                    port.address().unwrap()
+                }
+                "responder" => minimal_responder_on(any).await,
+                other => panic!("--serve serialtwin or responder, not {other}"),
+            });
+        }
+        let words: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+        println!("ready {}", words.join(" "));
+        // Until stdin closes (its reader on a thread of its own: stdin is no socket).
+        let (closed, wait) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            let _ = closed.send(());
+        });
+        let _ = wait.await;
+        fleet.shutdown().await;
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(what) = value("--serve") {
+        let devices = value("--devices").map_or(1, |n| n.parse().expect("--devices N"));
+        serve_only(&what, devices);
+        return;
+    }
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(fleet_bench());
+}
+
+/// The benchmark itself.
+async fn fleet_bench() {
     println!("tcp_fleet: {DEVICES} network-only devices in one process");
     let before = resident();
     let fleet = Fleet::new();

@@ -33,6 +33,13 @@ holding registers, the 25-byte reply checked byte for byte), against `--serve se
     python3 benches/pty_fleet/instructions.py <binary> --modbus --n 2000
     python3 benches/pty_fleet/instructions.py <binary> --modbus --ports 1000 --n 4000 --cache
 
+`--tcp` counts a network-only device instead (`cargo bench --bench tcp_fleet`'s binary, its
+`--serve serialtwin` or `--serve responder`, the minimal tokio responder): `PING` answered
+with `PONG` over TCP connections to 127.0.0.1:
+
+    cargo bench --bench tcp_fleet --no-run
+    python3 benches/pty_fleet/instructions.py target/release/deps/tcp_fleet-<hash> --tcp --serve responder
+
 Take --n well above --ports (a few thousand): the opens and first requests of many ports are
 costly and uneven, and with too few round trips their share does not cancel out.
 """
@@ -42,6 +49,7 @@ import glob
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -100,13 +108,57 @@ def run(binary, serve, n, ports, cache, out, modbus):
     child.stdout.readline()
     child.stdin.close()
     child.wait()
+    return totals(out)
+
+
+def run_tcp(binary, serve, n, ports, cache, out):
+    """`run` for a network-only device: the tcp_fleet bench's server child, TCP clients."""
+    tool = ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}"]
+    if cache:
+        tool.append("--cache-sim=yes")
+    child = subprocess.Popen(
+        tool + [binary, "--serve", serve, "--devices", str(ports)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    words = child.stdout.readline().split()
+    if not words or words[0] != "ready" or len(words) != 1 + ports:
+        sys.exit(f"the server child did not start: {words[:3]}")
+    conns = []
+    for word in words[1:]:
+        host, port = word.rsplit(":", 1)
+        c = socket.create_connection((host, int(port)))
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns.append(c)
+    for i in range(n):
+        c = conns[i % ports]
+        c.sendall(b"PING\r\n")
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = c.recv(64)
+            if not chunk:
+                sys.exit("the device closed")
+            got += chunk
+        if got != b"PONG\r\n":
+            sys.exit(f"unexpected reply: {got!r}")
+    for c in conns:
+        c.close()
+    child.stdin.close()
+    child.wait()
+    return totals(out)
+
+
+def totals(out):
+    """Every thread's profile of `out`, summed by event."""
     summed = {}
     for path in sorted(glob.glob(f"{out}-*")):
         with open(path) as f:
             text = f.read()
         events = re.search(r"^events: (.*)$", text, re.M).group(1).split()
-        totals = map(int, re.search(r"^totals: (.*)$", text, re.M).group(1).split())
-        for event, total in zip(events, totals):
+        counts = map(int, re.search(r"^totals: (.*)$", text, re.M).group(1).split())
+        for event, total in zip(events, counts):
             summed[event] = summed.get(event, 0) + total
     return summed
 
@@ -116,21 +168,26 @@ def main():
         sys.exit("instructions.py needs valgrind (apt install valgrind); nothing else uses it")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("binary", help="the pty_fleet bench binary")
-    p.add_argument("--serve", default="serialtwin", choices=["serialtwin", "registry", "limit", "bare", "api"])
+    p.add_argument("--serve", default="serialtwin",
+                   choices=["serialtwin", "registry", "limit", "bare", "api", "responder"])
     p.add_argument("--n", type=int, default=1000, help="round trips of the short run")
     p.add_argument("--ports", type=int, default=1, help="ports the round trips take turns on")
     p.add_argument("--cache", action="store_true", help="simulate the caches, print misses")
     p.add_argument("--modbus", action="store_true",
                    help="the Modbus rows' read (serve serialtwin or limit) instead of QPIGS")
+    p.add_argument("--tcp", action="store_true",
+                   help="the tcp_fleet bench's network-only device (serve serialtwin or responder)")
     p.add_argument("--keep", help="directory to keep the two callgrind profiles in")
     args = p.parse_args()
     directory = args.keep or tempfile.mkdtemp(prefix="instructions-")
     os.makedirs(directory, exist_ok=True)
-    runs = [
-        run(args.binary, args.serve, k * args.n, args.ports, args.cache,
-            os.path.join(directory, f"{args.serve}.{k}.out"), args.modbus)
-        for k in (1, 5)
-    ]
+    def once(k):
+        out = os.path.join(directory, f"{args.serve}.{k}.out")
+        if args.tcp:
+            return run_tcp(args.binary, args.serve, k * args.n, args.ports, args.cache, out)
+        return run(args.binary, args.serve, k * args.n, args.ports, args.cache, out, args.modbus)
+
+    runs = [once(k) for k in (1, 5)]
     per = {e: (runs[1][e] - runs[0][e]) / (4 * args.n) for e in runs[0]}
     line = f"{args.serve}: {per['Ir']:.0f} instructions per round trip"
     if args.cache:
