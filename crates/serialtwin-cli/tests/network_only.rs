@@ -318,6 +318,19 @@ value = 4711
 
     in_process_clients(&run, &socket, &rfc, &raw, gateway);
 
+    // One client at a time across the endpoints, as on a serial line: while a raw client has
+    // the line, an RFC 2217 client is hung up on, and the first goes on being answered.
+    let raw_addr: SocketAddr = raw.parse().unwrap();
+    let mut holder = TcpStream::connect(raw_addr).unwrap();
+    ask(&mut holder, QPI, QPI_REPLY);
+    let mut other = TcpStream::connect(rfc.parse::<SocketAddr>().unwrap()).unwrap();
+    other.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut said = Vec::new();
+    let closed = other.read_to_end(&mut said);
+    assert!(closed.is_ok(), "not hung up on: {closed:?}, {said:?}");
+    ask(&mut holder, QPI, QPI_REPLY);
+    drop(holder);
+
     // Unplugged: a client's connection drops, and the endpoint closes new ones at once
     // until the port is back.
     let mut client = TcpStream::connect(raw.parse::<SocketAddr>().unwrap()).unwrap();

@@ -13,8 +13,8 @@
 //! - with endpoints that speak a protocol (RFC 2217, Modbus TCP) or several of them, each
 //!   endpoint's bridge reaches the device over a socket pair made when its client connects
 //!   ([`InProcessLine`], [`LineClient`]): descriptors only while a client is there, never a
-//!   pty. The endpoints decide who is the client (their second-client policy), so a new
-//!   socket replaces the one before it.
+//!   pty. One client at a time across the endpoints, as on a serial line: while one has the
+//!   line, another endpoint's client is hung up on.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{self, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
+use rustix::event::{PollFd, PollFlags};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::mpsc;
@@ -430,11 +431,25 @@ impl Accept for InProcessAccept {
     }
 
     /// An endpoint lets a new client in only once the bridge before it has ended (or was
-    /// kicked): the socket before is done with, whether or not its close was read yet.
-    fn has_left(_old: &UnixStream, _cx: &mut task::Context<'_>) -> bool {
-        true
+    /// kicked), but its close may not have been read yet, nor what it wrote before: whether
+    /// the bridge's end is closed is asked of the socket itself (`POLLRDHUP`), taking nothing
+    /// from it. One still open belongs to another endpoint's client, who has the line.
+    fn has_left(old: &UnixStream, _cx: &mut task::Context<'_>) -> bool {
+        let mut fds = [PollFd::new(old, PollFlags::RDHUP)];
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        match rustix::event::poll(&mut fds, Some(&now)) {
+            Ok(_) => fds[0]
+                .revents()
+                .intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
+            Err(_) => true,
+        }
     }
 
+    /// Hung up on: its bridge reads the end of the line and closes its client's connection,
+    /// as a serial port already open elsewhere refuses.
     fn refuse(stream: UnixStream) {
         drop(stream);
     }
