@@ -62,6 +62,10 @@ pub(crate) struct CtlArgs {
 
 /// `serialtwin run`.
 #[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent command-line switches, one field each as clap derives them"
+)]
 pub(crate) struct RunArgs {
     /// The fleet config (TOML). Without one: a PI30 inverter at `/tmp/serialtwin/ttyUSB0`
     /// (`$TMPDIR/serialtwin/ttyUSB0` where `TMPDIR` is set).
@@ -100,6 +104,11 @@ pub(crate) struct RunArgs {
     /// device once. Endpoint addresses come from the whole config.
     #[arg(long, value_name = "K/N", requires = "config")]
     pub(crate) shard: Option<Shard>,
+    /// Stop, as on SIGTERM, when standard input reaches its end (what is read is ignored):
+    /// a parent holding the other end of a pipe takes the fleet with it when it dies, even by
+    /// SIGKILL. Off by default: a background job's standard input is often /dev/null.
+    #[arg(long)]
+    pub(crate) exit_with_stdin: bool,
 }
 
 /// `serialtwin models`.
@@ -151,6 +160,8 @@ Examples:
       The second of three replicas of one config: the device tables it owns
   serialtwin run fleet.toml --capture 'captures/{name}.jsonl'
       Records each port's conversation; then: serialtwin replay captures/inverter.jsonl
+  serialtwin run fleet.toml --json --exit-with-stdin
+      For a harness that starts it with a pipe as stdin: stops when that pipe closes
 
 Stops on SIGINT, SIGTERM or SIGHUP, removing every link it made. Exit status: 0 after a
 signal, 1 if the ports cannot be started, 2 for a bad config.";

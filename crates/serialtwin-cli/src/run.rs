@@ -54,6 +54,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     // First, while this is the only thread: the runtime's threads must start with the
     // signals blocked, so that only the stopper's thread takes them.
     let stopper = Stopper::install(STOP_GRACE).context("cannot take over the stop signals")?;
+    if args.exit_with_stdin {
+        watch_stdin()?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -79,6 +82,21 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
             None => serve_default(args, &stopper).await,
         }
     })
+}
+
+/// `--exit-with-stdin`: a thread that reads standard input to its end (or a read error),
+/// discarding it, then sends this process SIGTERM, which the stopper takes as any other.
+/// Started after the stopper, so the thread has the stop signals blocked like every other.
+fn watch_stdin() -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            info!("standard input closed (--exit-with-stdin): stopping");
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGTERM);
+        })
+        .context("cannot watch standard input")?;
+    Ok(())
 }
 
 /// How many default links (`ttyUSB0`, `ttyUSB1`...) a `serialtwin run` without a config tries.

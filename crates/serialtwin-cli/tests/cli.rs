@@ -1092,3 +1092,74 @@ fn a_second_default_instance_takes_the_next_link_and_a_socket_of_its_own() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+/// `--exit-with-stdin`: the run stops cleanly (status 0, link removed) once the pipe on its
+/// standard input closes — as it does when the parent holding it dies, even by SIGKILL.
+#[test]
+fn exit_with_stdin_stops_when_the_pipe_closes() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+
+    let dir = work_dir("stdin");
+    let (config, link) = qpgs_example(&dir);
+    let stderr_path = dir.join("stderr.log");
+    let mut child = Command::new(bin())
+        .args(["run", "--json", "--no-control", "--exit-with-stdin"])
+        .arg(&config)
+        .env("TMPDIR", &*dir)
+        .env("XDG_RUNTIME_DIR", "")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let stop = |child: &mut std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    loop {
+        let Ok(out) = rx.recv_timeout(PATIENCE) else {
+            stop(&mut child);
+            panic!(
+                "no readiness; stderr:\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        };
+        if out.contains("\"ready\"") {
+            break;
+        }
+    }
+    assert!(std::fs::symlink_metadata(&link).is_ok(), "link made");
+    // Input it reads is ignored; the end of it stops the run.
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"anything\n").unwrap();
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            stop(&mut child);
+            panic!("still running after its stdin closed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_clean_stop(status, &rx.try_iter().collect::<Vec<_>>(), &[link]);
+    assert!(
+        stderr.contains("standard input closed"),
+        "stderr says why:\n{stderr}"
+    );
+}
