@@ -14,7 +14,10 @@ from pymodbus.client import ModbusSerialClient
 from serialtwin import Fleet, ModbusBus, Port
 
 
-def mppsolar(port: Port, command: str, protocol: str = "PI30") -> dict[str, object]:
+def mppsolar(fleet: Fleet, port: Port, command: str, protocol: str = "PI30") -> dict[str, object]:
+    """mppsolar's JSON answer to `command`, which the device itself must have received: with
+    a path it misreads, mppsolar answers from canned data without opening the port."""
+    before = len(fleet.received(port.name))
     exe = os.path.join(sysconfig.get_path("scripts"), "mppsolar")
     out = subprocess.run(
         [exe, "-p", port.path, "--porttype", "serial", "-P", protocol, "-o", "json", "-c",
@@ -30,22 +33,29 @@ def mppsolar(port: Port, command: str, protocol: str = "PI30") -> dict[str, obje
     assert isinstance(answer, dict)
     for key in ("error", "ERROR", "validity_check"):
         assert key not in answer, answer
+    # The record follows the frame by a moment.
+    fleet.wait_for(port.name, lambda f: len(fleet.received(port.name)) > before)
+    new = [
+        f.data
+        for f in fleet.frames(port.name)
+        if f.kind == "frame" and f.dir == "rx"
+    ][before:]
+    assert len(new) == 1 and new[0].startswith(command.encode()), fleet.frames(port.name)
     return answer
 
 
 def test_mppsolar_reads_qpigs(pi30_port: Port, serialtwin_session: Fleet) -> None:
-    answer = mppsolar(pi30_port, "QPIGS")
+    answer = mppsolar(serialtwin_session, pi30_port, "QPIGS")
     assert answer["_command"] == "QPIGS"
     assert "ac_input_voltage" in answer, answer
-    # The device itself got the command (not mppsolar's canned data).
-    request = serialtwin_session.wait_for("inverter", b"QPIGS")
-    assert request.data[5:] != b"", "a PI30 request keeps its CRC"
+    request = serialtwin_session.received("inverter")[0]
+    assert request.startswith(b"QPIGS") and len(request) == 7, "a PI30 request keeps its CRC"
 
 
 def test_mppsolar_follows_the_grid(pi30_port: Port, serialtwin_session: Fleet) -> None:
-    assert mppsolar(pi30_port, "QMOD")["device_mode"] == "Line"
+    assert mppsolar(serialtwin_session, pi30_port, "QMOD")["device_mode"] == "Line"
     serialtwin_session.set("inverter", "grid", False)
-    assert mppsolar(pi30_port, "QMOD")["device_mode"] != "Line"
+    assert mppsolar(serialtwin_session, pi30_port, "QMOD")["device_mode"] != "Line"
     assert [r[:4] for r in serialtwin_session.received("inverter")] == [b"QMOD", b"QMOD"]
 
 
@@ -53,8 +63,7 @@ def test_mppsolar_after_a_reset_sees_the_grid_again(
     pi30_port: Port, serialtwin_session: Fleet
 ) -> None:
     # Whatever the test before did (grid off), the session fleet was reset.
-    assert mppsolar(pi30_port, "QMOD")["device_mode"] == "Line"
-    serialtwin_session.wait_for("inverter", b"QMOD")
+    assert mppsolar(serialtwin_session, pi30_port, "QMOD")["device_mode"] == "Line"
 
 
 def test_pymodbus_reads_and_writes_the_bus(modbus_bus: ModbusBus) -> None:
