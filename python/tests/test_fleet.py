@@ -255,3 +255,20 @@ def test_ports_describe_their_endpoints(serialtwin_fleet: FleetFactory) -> None:
     assert port.url("tcp") == f"socket://127.0.0.1:{number}"
     with pytest.raises(serialtwin.SerialtwinError, match="rfc2217"):
         port.url("rfc2217")
+
+
+def test_a_fleet_never_closed_is_tidied_at_exit() -> None:
+    script = textwrap.dedent(
+        """
+        import sys, serialtwin
+        fleet = serialtwin.Fleet(sys.argv[1]).start()
+        print(fleet.pid, fleet.directory, flush=True)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, QPGS_TOML], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    pid_text, directory = out.stdout.split()
+    assert not _running(int(pid_text))
+    assert not os.path.exists(directory)

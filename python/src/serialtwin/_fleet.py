@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -172,6 +173,20 @@ class Port:
         return f"{scheme}://{self.endpoints[kind]}"
 
 
+def _abandon(proc: subprocess.Popen[bytes], directory: str, keep: bool) -> None:
+    """A fleet dropped or left at exit without `close()`: stop its process (SIGINT, a kill
+    after 5 s) and remove its directory."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if not keep:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _tail(path: str, lines: int = 20) -> str:
     try:
         with open(path, "rb") as f:
@@ -229,6 +244,7 @@ class Fleet:
         self._logs: dict[str, _FrameLog] = {}
         self._dirty = False
         self._death_told = False
+        self._finalizer: weakref.finalize[..., Fleet] | None = None
 
     # ----------------------------------------------------------------------------- life
     def __enter__(self) -> Fleet:
@@ -344,6 +360,8 @@ class Fleet:
                 env=self._env(),
             )
         self._proc = proc
+        # Stopped and tidied even if `close()` is never called (at exit, or when collected).
+        self._finalizer = weakref.finalize(self, _abandon, proc, self.directory, self.keep)
         self._stderr_path = stderr_path
         self._death_told = False
         self._dirty = False
@@ -467,6 +485,9 @@ class Fleet:
         return proc.returncode
 
     def _finish_process(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         proc = self._proc
         if proc is not None and proc.stdin is not None:
             proc.stdin.close()
