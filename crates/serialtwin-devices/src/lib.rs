@@ -9,6 +9,8 @@
 //! - [`eastron_sdm`]: an Eastron SDM630 or SDM120 energy meter, a real device on the
 //!   generic Modbus slave.
 //! - [`epever`]: an EPEVER Tracer AN solar charge controller, another real Modbus device.
+//! - [`nmea_gps`]: an NMEA 0183 GPS receiver, talking on a beat of its own along a simulated
+//!   track.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
@@ -42,6 +44,7 @@ models! {
     modbus,
     eastron_sdm,
     epever,
+    nmea_gps,
 }
 
 /// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run

@@ -1,0 +1,564 @@
+//! An NMEA 0183 GPS receiver (`model = "nmea-gps"`): a burst of sentences on every beat, for
+//! gpsd, pynmea2, pynmeagps and anything else reading a GPS on a serial port.
+//!
+//! # Protocol facts, and where they come from
+//! - Framing and checksum ([`framer`]): `$`, fields, `*`, the XOR of the bytes between, CR LF;
+//!   at most 82 characters (gpsd www/NMEA.adoc, "NMEA Encoding Conventions").
+//! - Sentences and their fields ([`sentences`]): GGA, RMC, GSA, GSV, VTG, GLL (NMEA.adoc,
+//!   pynmea2 `types/talker.py`, instruments.md §3.2, whose burst was checked against gpsd and
+//!   pynmea2) and ZDA (NMEA.adoc). NMEA 2.3's mode field ends RMC, VTG and GLL. The default
+//!   order is a u-blox receiver's (RMC, VTG, GGA, GSA, GSV…, GLL), then ZDA.
+//! - Talkers: `GP` (GPS alone) or `GN` (a combined solution: one GSA per constellation with
+//!   its NMEA 4.10 system id, GSV under `GP` and `GL`, as a u-blox NEO-M8N sends them).
+//! - Fix states as gpsd 3.22 reads them (instruments.md §3.3, observed): 3D needs a GGA with a
+//!   position, an altitude and at least 4 satellites used, or GSA fix 3; 2D is GSA fix 2 with
+//!   GGA's altitude empty; a lost fix must be said everywhere at once — empty position
+//!   fields, GGA quality 0, GSA fix 1, RMC `V` — because gpsd's mode is sticky. RMC (and ZDA)
+//!   carry the date, without which gpsd reports no time.
+//! - GGA's count of satellites used is the number of PRNs in GSA, which are among those GSV
+//!   lists.
+//! - The line: 4800 baud 8N1 is the standard's, 9600 what most consumer receivers use; both
+//!   (and faster ones) are settings, and output is paced at the chosen speed. At 4800 baud
+//!   GSV goes out every fifth cycle only, as `SiRF` receivers thin their output at that speed.
+//! - Client writes are read and ignored: gpsd probes every vendor it knows when it opens a
+//!   port without `-b` (`$PSRF100,0,38400,...` asks a `SiRF` chip to change to binary at 38400),
+//!   and a receiver that does not speak that dialect goes on as it was, at its own speed.
+//!
+//! Time and place follow the fleet's simulated clock: each cycle's fix time is a whole number
+//! of periods after the clock's start, and the position is the track's at that moment
+//! ([`track`]), so what a client sees does not depend on when it opened the port.
+
+pub mod framer;
+pub mod sentences;
+pub mod track;
+
+use std::convert::Infallible;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serialtwin_core::{Context, Device, Framing, LineConfig, Replies, Settable};
+
+use self::sentences::{Epoch, Fix, Kind, Sky};
+use self::track::{Motion, Point, Track};
+use crate::registry::{self, Build, BuildError, Built, Model, NamedFraming};
+
+/// The `nmea-gps` model.
+pub static MODEL: Model = Model {
+    name: "nmea-gps",
+    summary: "an NMEA 0183 GPS receiver (GGA, RMC, GSA, GSV, VTG, GLL, ZDA) at 1 Hz or as set, \
+              following the simulated clock along a point, route or circle; 9600 or 4800 8N1",
+    table: "nmea-gps",
+    example: EXAMPLE,
+    framings: &[NamedFraming {
+        name: framer::NAME,
+        summary: "NMEA 0183 sentences: `$...*hh` CR LF, XOR checksum",
+        make: framer::framing,
+        unknown_command: None,
+        describe: None,
+        learn: None,
+    }],
+    groups: false,
+    max_clock_speed: f64::INFINITY,
+    settable,
+    lint: registry::no_lint,
+    build,
+    units: &[],
+};
+
+const EXAMPLE: &str = r#"[[device]]
+name = "gps"
+model = "nmea-gps"
+link = "/tmp/serialtwin/ttyUSB-gps"  # gpsd -N -b /tmp/serialtwin/ttyUSB-gps
+
+[device.nmea-gps]                   # every key optional
+baud = 9600                         # the receiver's own speed (4800 thins GSV to every 5th cycle)
+rate_hz = 1.0                       # cycles per second
+talker = "GP"                       # "GP" (GPS) or "GN" (GPS + GLONASS)
+sentences = ["RMC", "VTG", "GGA", "GSA", "GSV", "GLL", "ZDA"]  # one cycle, in order
+fix = "3d"                          # "3d", "2d" or "none"; `ctl set gps fix none` at run time
+satellites_used = 8                 # GGA's count and GSA's PRNs (3d needs 4 or more)
+satellites_in_view = 12             # GSV's
+altitude_m = 545.4                  # above mean sea level
+geoid_separation_m = 47.0
+hdop = 0.9
+vdop = 1.6
+# Where it is, one of (without any: a fixed point in Munich):
+#   position = { lat = 48.1173, lon = 11.5167 }
+#   circle = { lat = 48.1173, lon = 11.5167, radius_m = 100.0, speed_mps = 5.0 }
+route = { waypoints = [[48.1173, 11.5167], [48.1263, 11.5167], [48.1263, 11.5302]], speed_mps = 10.0, repeat = true }
+"#;
+
+/// How many cycles GSV skips at 4800 baud: sent on every fifth.
+const THIN_EVERY: u64 = 5;
+
+/// At this speed and below, GSV is thinned.
+const THIN_AT_BAUD: u32 = 4800;
+
+/// The speeds a receiver may be set to.
+const BAUDS: [u32; 6] = [4800, 9600, 19_200, 38_400, 57_600, 115_200];
+
+/// Bits per character on an 8N1 line.
+const BITS_PER_CHAR: u32 = 10;
+
+/// `[device.nmea-gps]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GpsConfig {
+    /// The receiver's line speed.
+    pub baud: u32,
+    /// Cycles per second.
+    pub rate_hz: f64,
+    /// `GP` or `GN`.
+    pub talker: String,
+    /// The sentences of one cycle, in order.
+    pub sentences: Vec<Kind>,
+    /// The fix it starts with.
+    pub fix: Fix,
+    /// Satellites the fix uses.
+    pub satellites_used: usize,
+    /// Satellites in view.
+    pub satellites_in_view: usize,
+    /// Metres above mean sea level.
+    pub altitude_m: f64,
+    /// Geoid above the ellipsoid, metres.
+    pub geoid_separation_m: f64,
+    /// Horizontal dilution of precision.
+    pub hdop: f64,
+    /// Vertical dilution of precision.
+    pub vdop: f64,
+    /// A fixed position.
+    pub position: Option<PositionConfig>,
+    /// A route through waypoints.
+    pub route: Option<RouteConfig>,
+    /// A circle.
+    pub circle: Option<CircleConfig>,
+}
+
+/// `position = { lat, lon }`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PositionConfig {
+    /// Degrees north.
+    pub lat: f64,
+    /// Degrees east.
+    pub lon: f64,
+}
+
+/// `route = { waypoints, speed_mps, repeat }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// `[lat, lon]` pairs, at least two.
+    pub waypoints: Vec<[f64; 2]>,
+    /// Metres per second.
+    pub speed_mps: f64,
+    /// Round again after the last waypoint.
+    #[serde(default)]
+    pub repeat: bool,
+}
+
+/// `circle = { lat, lon, radius_m, speed_mps }`.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircleConfig {
+    /// The centre, degrees north.
+    pub lat: f64,
+    /// The centre, degrees east.
+    pub lon: f64,
+    /// Metres.
+    pub radius_m: f64,
+    /// Metres per second.
+    pub speed_mps: f64,
+}
+
+impl Default for GpsConfig {
+    fn default() -> Self {
+        Self {
+            baud: 9600,
+            rate_hz: 1.0,
+            talker: "GP".into(),
+            sentences: vec![
+                Kind::Rmc,
+                Kind::Vtg,
+                Kind::Gga,
+                Kind::Gsa,
+                Kind::Gsv,
+                Kind::Gll,
+                Kind::Zda,
+            ],
+            fix: Fix::ThreeD,
+            satellites_used: 8,
+            satellites_in_view: 12,
+            altitude_m: 545.4,
+            geoid_separation_m: 47.0,
+            hdop: 0.9,
+            vdop: 1.6,
+            position: None,
+            route: None,
+            circle: None,
+        }
+    }
+}
+
+/// The receiver.
+#[derive(Debug)]
+pub struct NmeaGps {
+    config: GpsConfig,
+    track: Track,
+    sky: Sky,
+    fix: Fix,
+}
+
+/// A config value that cannot be: the key it is at, and why.
+type Refusal = (Vec<&'static str>, String);
+
+fn refuse(path: &[&'static str], why: impl Into<String>) -> Refusal {
+    (path.to_vec(), why.into())
+}
+
+fn valid_point(lat: f64, lon: f64) -> bool {
+    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)
+}
+
+fn positive(x: f64) -> bool {
+    x.is_finite() && x > 0.0
+}
+
+impl NmeaGps {
+    /// A receiver as `config` describes it; `seed` places its satellites.
+    ///
+    /// # Errors
+    /// The path of the first value that cannot be, and why.
+    pub fn new(config: GpsConfig, seed: u64) -> Result<Self, Refusal> {
+        if !BAUDS.contains(&config.baud) {
+            return Err(refuse(
+                &["baud"],
+                format!("`baud` must be one of {BAUDS:?}"),
+            ));
+        }
+        if !(config.rate_hz.is_finite() && (0.1..=20.0).contains(&config.rate_hz)) {
+            return Err(refuse(&["rate_hz"], "`rate_hz` must be 0.1 to 20"));
+        }
+        if !matches!(config.talker.as_str(), "GP" | "GN") {
+            return Err(refuse(&["talker"], "`talker` must be \"GP\" or \"GN\""));
+        }
+        if config.sentences.is_empty() {
+            return Err(refuse(&["sentences"], "`sentences` must name at least one"));
+        }
+        let (used, in_view) = (config.satellites_used, config.satellites_in_view);
+        if used > sentences::GSA_SLOTS {
+            return Err(refuse(
+                &["satellites_used"],
+                "`satellites_used` must be at most 12 (GSA's slots)",
+            ));
+        }
+        let most_in_view = if config.talker == "GN" { 48 } else { 32 };
+        if in_view < used || in_view > most_in_view {
+            return Err(refuse(
+                &["satellites_in_view"],
+                format!("`satellites_in_view` must be {used} (those used) to {most_in_view}"),
+            ));
+        }
+        if config.fix == Fix::ThreeD && used < 4 {
+            return Err(refuse(
+                &["satellites_used"],
+                "a 3d fix needs `satellites_used` of 4 or more",
+            ));
+        }
+        for (key, value, range) in [
+            ("altitude_m", config.altitude_m, -500.0..=20_000.0),
+            (
+                "geoid_separation_m",
+                config.geoid_separation_m,
+                -150.0..=150.0,
+            ),
+            ("hdop", config.hdop, 0.1..=99.0),
+            ("vdop", config.vdop, 0.1..=99.0),
+        ] {
+            if !range.contains(&value) {
+                return Err(refuse(
+                    &[key],
+                    format!("`{key}` must be {} to {}", range.start(), range.end()),
+                ));
+            }
+        }
+        let track = track_of(&config)?;
+        let sky = Sky::new(in_view, used, config.talker == "GN", seed);
+        let gps = Self {
+            fix: config.fix,
+            config,
+            track,
+            sky,
+        };
+        let (largest, carried) = (gps.largest_cycle_bytes(), gps.bytes_per_period());
+        if largest > carried {
+            return Err(refuse(
+                &["sentences"],
+                format!(
+                    "a cycle of these sentences takes up to {largest} bytes, and {} baud carries \
+                     {carried} per period (1/{} s): send fewer sentences, less often, or faster",
+                    gps.config.baud, gps.config.rate_hz
+                ),
+            ));
+        }
+        Ok(gps)
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.config.rate_hz)
+    }
+
+    /// What the line carries in one period.
+    fn bytes_per_period(&self) -> usize {
+        let per_second = self.config.baud / BITS_PER_CHAR;
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "at most 11,520 bytes a second over at least 0.05 s: small and positive"
+        )]
+        let bytes = (f64::from(per_second) / self.config.rate_hz).floor() as usize;
+        bytes
+    }
+
+    /// Whether cycle `n` sends GSV.
+    fn sends_gsv(&self, cycle: u64) -> bool {
+        self.config.baud > THIN_AT_BAUD || cycle.is_multiple_of(THIN_EVERY)
+    }
+
+    /// The sentences of cycle `cycle` at `epoch`.
+    fn cycle(&self, epoch: &Epoch<'_>, cycle: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        for &kind in &self.config.sentences {
+            if kind != Kind::Gsv || self.sends_gsv(cycle) {
+                sentences::render(kind, epoch, &mut out);
+            }
+        }
+        out
+    }
+
+    fn epoch(&self, unix: f64, motion: Motion, fix: Fix) -> Epoch<'_> {
+        Epoch {
+            unix,
+            motion,
+            fix,
+            talker: &self.config.talker,
+            altitude_m: self.config.altitude_m,
+            geoid_separation_m: self.config.geoid_separation_m,
+            hdop: self.config.hdop,
+            vdop: self.config.vdop,
+            sky: &self.sky,
+        }
+    }
+
+    /// The bytes of the largest cycle this receiver can send, as encoded on the wire: a 3D
+    /// fix with GSV, at its top speed on a course of three digits, in a month and hour of two.
+    fn largest_cycle_bytes(&self) -> usize {
+        let motion = Motion {
+            at: Point {
+                lat: -89.0,
+                lon: -179.0,
+            },
+            speed_mps: self.track.top_speed_mps().max(1.0),
+            track_deg: Some(359.99),
+        };
+        let late = 1_702_598_399.99; // 2023-12-14T23:59:59.99Z
+        let epoch = self.epoch(late, motion, Fix::ThreeD);
+        self.cycle(&epoch, 0)
+            .iter()
+            .map(|s| s.len() + "*hh\r\n".len())
+            .sum()
+    }
+}
+
+fn track_of(config: &GpsConfig) -> Result<Track, Refusal> {
+    let given = [
+        config.position.is_some(),
+        config.route.is_some(),
+        config.circle.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(refuse(
+            &[],
+            "give one of `position`, `route` and `circle`, not several",
+        ));
+    }
+    if let Some(p) = config.position {
+        if !valid_point(p.lat, p.lon) {
+            return Err(refuse(
+                &["position"],
+                "lat must be -90 to 90, lon -180 to 180",
+            ));
+        }
+        return Ok(Track::Fixed(Point {
+            lat: p.lat,
+            lon: p.lon,
+        }));
+    }
+    if let Some(r) = &config.route {
+        if r.waypoints.len() < 2 || !r.waypoints.iter().all(|[lat, lon]| valid_point(*lat, *lon)) {
+            return Err(refuse(
+                &["route", "waypoints"],
+                "`waypoints` must be at least two [lat, lon] pairs, lat -90 to 90, lon -180 to 180",
+            ));
+        }
+        if !(positive(r.speed_mps) && r.speed_mps <= 500.0) {
+            return Err(refuse(
+                &["route", "speed_mps"],
+                "`speed_mps` must be above 0, at most 500",
+            ));
+        }
+        return Ok(Track::Route {
+            waypoints: r
+                .waypoints
+                .iter()
+                .map(|[lat, lon]| Point {
+                    lat: *lat,
+                    lon: *lon,
+                })
+                .collect(),
+            speed_mps: r.speed_mps,
+            repeat: r.repeat,
+        });
+    }
+    if let Some(c) = config.circle {
+        if !valid_point(c.lat, c.lon) || c.lat.abs() > 89.0 {
+            return Err(refuse(
+                &["circle"],
+                "the centre's lat must be -89 to 89, lon -180 to 180",
+            ));
+        }
+        if !(positive(c.radius_m) && c.radius_m <= 100_000.0) {
+            return Err(refuse(
+                &["circle", "radius_m"],
+                "`radius_m` must be above 0, at most 100000",
+            ));
+        }
+        if !(positive(c.speed_mps) && c.speed_mps <= 500.0) {
+            return Err(refuse(
+                &["circle", "speed_mps"],
+                "`speed_mps` must be above 0, at most 500",
+            ));
+        }
+        return Ok(Track::Circle {
+            centre: Point {
+                lat: c.lat,
+                lon: c.lon,
+            },
+            radius_m: c.radius_m,
+            speed_mps: c.speed_mps,
+        });
+    }
+    Ok(Track::Fixed(Point {
+        lat: 48.1173,
+        lon: 11.5167,
+    }))
+}
+
+impl Device for NmeaGps {
+    type Error = Infallible;
+
+    fn framing(&self) -> Framing {
+        framer::framing()
+    }
+
+    /// A UART at the receiver's speed, 8N1, paced; a client at another speed hears garbage
+    /// (gpsd hunts until it finds the speed).
+    fn line(&self) -> LineConfig {
+        LineConfig::uart(self.config.baud)
+    }
+
+    /// Client writes (gpsd's probes, `$PSRF100` asking for binary at another speed) are
+    /// heard and not obeyed: this receiver knows no command.
+    fn handle(
+        &mut self,
+        request: &[u8],
+        _: &mut Context,
+        _: &mut Replies,
+    ) -> Result<(), Infallible> {
+        tracing::debug!(
+            request = %String::from_utf8_lossy(request),
+            "a client wrote to the GPS: ignored"
+        );
+        Ok(())
+    }
+
+    fn talks_every(&self) -> Option<Duration> {
+        Some(self.period())
+    }
+
+    /// One cycle, at the whole number of periods after the clock's start nearest to now.
+    fn talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
+        let clock = ctx.clock();
+        let start = clock
+            .epoch()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let since = (clock.unix_seconds_f64() - start).max(0.0);
+        let step = self.period().as_secs_f64() * clock.speed();
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a non-negative count of cycles, saturating far beyond year 9999"
+        )]
+        let cycle = if step > 0.0 {
+            (since / step).round() as u64
+        } else {
+            0
+        };
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "cycles up to 2^52 are exact, far beyond year 9999 at 20 Hz"
+        )]
+        let elapsed = cycle as f64 * step;
+        let motion = self.track.at(elapsed);
+        let epoch = self.epoch(start + elapsed, motion, self.fix);
+        for sentence in self.cycle(&epoch, cycle) {
+            replies.push(sentence);
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str, _: &mut Context) -> Result<(), String> {
+        match key {
+            "fix" => {
+                let fix = Fix::parse(value)
+                    .ok_or_else(|| format!("fix must be 3d, 2d or none, not {value:?}"))?;
+                if fix == Fix::ThreeD && self.config.satellites_used < 4 {
+                    return Err("a 3d fix needs 4 satellites used or more".into());
+                }
+                self.fix = fix;
+                Ok(())
+            }
+            _ => Err(format!(
+                "the nmea-gps model has no settable value {key:?} (try fix)"
+            )),
+        }
+    }
+
+    fn settable(&self) -> Vec<Settable> {
+        vec![Settable::new(
+            "fix",
+            "3d|2d|none: the fix every sentence reports from the next cycle on",
+        )]
+    }
+}
+
+fn settable() -> Vec<Settable> {
+    NmeaGps::new(GpsConfig::default(), 0)
+        .map(|gps| gps.settable())
+        .unwrap_or_default()
+}
+
+fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
+    let config: GpsConfig = b.table.deserialize()?.unwrap_or_default();
+    (0..b.count)
+        .map(|i| {
+            NmeaGps::new(config.clone(), b.port_seed(i))
+                .map(Built::new)
+                .map_err(|(path, why)| b.error(&path, why))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

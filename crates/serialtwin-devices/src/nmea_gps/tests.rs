@@ -1,0 +1,277 @@
+//! The receiver through `talk` and `set` on a paused clock, through the serving loop on a
+//! paced line, and its config through `build`.
+
+use std::time::Duration;
+
+use serialtwin_core::{Checksum, Framer, LineConfig, Mismatch, ServeConfig, SimClock, serve};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+
+use super::framer::NmeaFramer;
+use super::track::{destination, distance_m};
+use super::*;
+use crate::registry::Table;
+
+/// 2024-03-15T12:35:19Z.
+const START: u64 = 1_710_506_119;
+
+fn gps(table: &str) -> NmeaGps {
+    let config: GpsConfig = Table::parse(table)
+        .unwrap()
+        .deserialize()
+        .unwrap()
+        .unwrap_or_default();
+    NmeaGps::new(config, 1).unwrap()
+}
+
+fn cycle(gps: &mut NmeaGps, ctx: &mut Context) -> Vec<String> {
+    let mut replies = Replies::new();
+    gps.talk(ctx, &mut replies);
+    replies
+        .drain()
+        .map(|r| String::from_utf8(r.bytes.to_vec()).unwrap())
+        .collect()
+}
+
+fn sentence<'a>(cycle: &'a [String], tag: &str) -> Vec<&'a str> {
+    cycle
+        .iter()
+        .find(|s| s[3..].starts_with(tag))
+        .unwrap_or_else(|| panic!("no {tag} in {cycle:#?}"))
+        .split(',')
+        .collect()
+}
+
+/// Degrees from `ddmm.mmmmm` and its hemisphere.
+fn degrees(value: &str, hemisphere: &str) -> f64 {
+    let dot = value.find('.').unwrap();
+    let (d, m) = value.split_at(dot - 2);
+    let x = d.parse::<f64>().unwrap() + m.parse::<f64>().unwrap() / 60.0;
+    if matches!(hemisphere, "S" | "W") {
+        -x
+    } else {
+        x
+    }
+}
+
+const ROUTE: &str = "route = { waypoints = [[48.0, 11.0], [48.01, 11.01]], speed_mps = 10.0 }\n";
+
+/// Each cycle's time is a whole second after the clock's start however late the beat, and
+/// the position is the route's at that second; speed and course agree with the positions.
+#[tokio::test(start_paused = true)]
+async fn a_route_follows_the_clock_second_by_second() {
+    let mut gps = gps(ROUTE);
+    let mut ctx = Context::for_test(SimClock::at_unix(START, 1.0));
+    let start = Point {
+        lat: 48.0,
+        lon: 11.0,
+    };
+    let bearing = track::bearing_deg(
+        start,
+        Point {
+            lat: 48.01,
+            lon: 11.01,
+        },
+    );
+    let mut last = None;
+    for n in 1..=30u32 {
+        // A beat a few milliseconds late (a loaded machine) still reports its second.
+        tokio::time::advance(Duration::from_millis(if n == 1 { 1_004 } else { 1_000 })).await;
+        let out = cycle(&mut gps, &mut ctx);
+        let rmc = sentence(&out, "RMC");
+        let t = START + u64::from(n);
+        let hms = format!(
+            "{:02}{:02}{:02}.00",
+            t % 86_400 / 3600,
+            t % 3600 / 60,
+            t % 60
+        );
+        assert_eq!((rmc[1], rmc[2], rmc[9]), (hms.as_str(), "A", "150324"));
+        let here = Point {
+            lat: degrees(rmc[3], rmc[4]),
+            lon: degrees(rmc[5], rmc[6]),
+        };
+        let expected = destination(start, bearing, 10.0 * f64::from(n));
+        assert!(
+            distance_m(here, expected) < 0.05,
+            "{n}: {here:?} {expected:?}"
+        );
+        let knots: f64 = rmc[7].parse().unwrap();
+        assert!((knots - 10.0 * 3600.0 / 1852.0).abs() < 0.001);
+        let course: f64 = rmc[8].parse().unwrap();
+        if let Some(before) = last {
+            assert!((distance_m(before, here) - 10.0).abs() < 0.1);
+            assert!((track::bearing_deg(before, here) - course).abs() < 0.1);
+        }
+        last = Some(here);
+    }
+}
+
+/// GGA's used count is GSA's PRNs, which GSV lists; a fix state is said in every sentence at
+/// once, from the next cycle after `set`.
+#[tokio::test(start_paused = true)]
+async fn fix_states_are_said_everywhere_at_once() {
+    for talker in ["GP", "GN"] {
+        let mut gps = gps(&format!("talker = '{talker}'\nsatellites_used = 7\n"));
+        let mut ctx = Context::for_test(SimClock::at_unix(START, 1.0));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let out = cycle(&mut gps, &mut ctx);
+        let gga = sentence(&out, "GGA");
+        assert_eq!((gga[6], gga[7], gga[9]), ("1", "07", "545.4"));
+        let in_gsa: Vec<&str> = out
+            .iter()
+            .filter(|s| s[3..].starts_with("GSA"))
+            .flat_map(|s| s.split(',').skip(3).take(12).filter(|f| !f.is_empty()))
+            .collect();
+        let listed_in_gsv: Vec<&str> = out
+            .iter()
+            .filter(|s| s[3..].starts_with("GSV"))
+            .flat_map(|s| s.split(',').skip(4).step_by(4))
+            .collect();
+        assert_eq!(in_gsa.len(), 7, "{out:#?}");
+        assert_eq!(listed_in_gsv.len(), 12, "{out:#?}");
+        assert!(in_gsa.iter().all(|p| listed_in_gsv.contains(p)), "{out:#?}");
+
+        gps.set("fix", "none", &mut ctx).unwrap();
+        let out = cycle(&mut gps, &mut ctx);
+        let (rmc, gga, gsa) = (
+            sentence(&out, "RMC"),
+            sentence(&out, "GGA"),
+            sentence(&out, "GSA"),
+        );
+        assert_eq!((rmc[2], &rmc[3..7]), ("V", &["", "", "", ""][..]));
+        assert_eq!(
+            (gga[6], gga[7], &gga[2..6]),
+            ("0", "00", &["", "", "", ""][..])
+        );
+        assert_eq!(gsa[2], "1");
+        assert!(gsa[3..15].iter().all(|f| f.is_empty()));
+
+        gps.set("fix", "2d", &mut ctx).unwrap();
+        let out = cycle(&mut gps, &mut ctx);
+        let (gga, gsa) = (sentence(&out, "GGA"), sentence(&out, "GSA"));
+        assert_eq!((gga[6], gga[9], gsa[2]), ("1", "", "2"));
+        assert!(gps.set("fix", "4d", &mut ctx).is_err());
+        assert!(gps.set("speed", "1", &mut ctx).is_err());
+    }
+}
+
+/// At 4800 baud GSV goes out every fifth cycle; faster, every cycle.
+#[tokio::test(start_paused = true)]
+async fn at_4800_baud_gsv_is_thinned() {
+    for (baud, every) in [(4800, 5), (9600, 1)] {
+        let mut gps = gps(&format!(
+            "baud = {baud}\nsentences = ['RMC', 'GGA', 'GSA', 'GSV']\n"
+        ));
+        let mut ctx = Context::for_test(SimClock::at_unix(START, 1.0));
+        let mut with_gsv = Vec::new();
+        for n in 1..=10 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            if cycle(&mut gps, &mut ctx).iter().any(|s| s.contains("GSV")) {
+                with_gsv.push(n);
+            }
+        }
+        let expected: Vec<i32> = (1..=10).filter(|n| n % every == 0).collect();
+        assert_eq!(with_gsv, expected, "{baud}");
+    }
+}
+
+/// Served on a paced 4800-baud line, each cycle is on the wire within its second, checksums
+/// verify, and a client's probes change nothing: nothing piles up.
+#[tokio::test(start_paused = true)]
+async fn paced_at_4800_every_cycle_fits_its_second_whatever_the_client_writes() {
+    let device = gps("baud = 4800\nsentences = ['RMC', 'GGA', 'GSA', 'GSV']\n");
+    let mut config = ServeConfig::new("gps");
+    config.clock = SimClock::at_unix(START, 1.0);
+    // A duplex pipe has no client speed; the device's own speed paces it.
+    config.line = Some(LineConfig {
+        mismatch: Mismatch::Ignore,
+        ..device.line()
+    });
+    let (client, server) = tokio::io::duplex(1 << 16);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(serve(device, server, config, cancel.clone()));
+    let t0 = tokio::time::Instant::now();
+    let mut client = BufReader::new(client);
+    let framer = NmeaFramer::new();
+    let mut rmc_at = Vec::new();
+    while rmc_at.len() < 20 {
+        if rmc_at.len() == 3 {
+            client
+                .get_mut()
+                .write_all(b"$PSRF100,0,38400,8,1,0*3C\r\n\xb5b\x06\x04\x00\x00\n$PASHQ,RID*28\r\n")
+                .await
+                .unwrap();
+        }
+        let mut line = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_until(b'\n', &mut line))
+            .await
+            .expect("a sentence (safety net)")
+            .unwrap();
+        let frame = line.strip_suffix(b"\r\n").unwrap();
+        assert!(
+            matches!(framer.check(frame), Checksum::Valid { .. }),
+            "{}",
+            String::from_utf8_lossy(&line)
+        );
+        if frame.starts_with(b"$GPRMC") {
+            rmc_at.push(t0.elapsed());
+        }
+        if frame.starts_with(b"$GPGSA") {
+            // The cycle's last sentence (or GSV follows): it left the wire in its second.
+            let n = u32::try_from(rmc_at.len()).unwrap();
+            assert!(t0.elapsed() < Duration::from_secs(u64::from(n) + 1));
+        }
+    }
+    for (n, at) in (1u64..).zip(&rmc_at) {
+        assert!(
+            *at > Duration::from_secs(n) && *at < Duration::from_secs(n + 1),
+            "{rmc_at:?}"
+        );
+    }
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// The example builds; `check` refuses a set the baud cannot carry, at `sentences`, and a bad
+/// value where it is.
+#[test]
+fn the_example_builds_and_bad_configs_are_pointed_at() {
+    let doc = toml::de::DeTable::parse(EXAMPLE).unwrap().into_inner();
+    let device = doc["device"].get_ref().as_array().unwrap()[0].get_ref();
+    let built = build(&Build::new(Table::new(
+        device.get("nmea-gps").unwrap().clone(),
+    )))
+    .unwrap();
+    assert_eq!(built[0].line.baud, Some(9600));
+    assert_eq!(built[0].framing.name(), "nmea");
+
+    let text = "baud = 4800\nsentences = ['RMC', 'VTG', 'GGA', 'GSA', 'GSV', 'GLL', 'ZDA']\n";
+    let e = build(&Build::new(Table::parse(text).unwrap())).unwrap_err();
+    assert_eq!(e.at, Some(24..73), "{e}");
+    assert!(e.reason.contains("480 per period"), "{e}");
+    let fast = "rate_hz = 10.0\nbaud = 115200\n";
+    assert!(build(&Build::new(Table::parse(fast).unwrap())).is_ok());
+    let too_fast = "rate_hz = 10.0\n";
+    assert!(build(&Build::new(Table::parse(too_fast).unwrap())).is_err());
+
+    for (text, at) in [
+        ("baud = 1200\n", "1200"),
+        ("talker = 'GL'\n", "'GL'"),
+        ("fix = '3d'\nsatellites_used = 3\n", "3"),
+        (
+            "route = { waypoints = [[95.0, 1.0], [1.0, 1.0]], speed_mps = 1.0 }\n",
+            "[[95.0, 1.0], [1.0, 1.0]]",
+        ),
+        (
+            "circle = { lat = 1.0, lon = 1.0, radius_m = 0.0, speed_mps = 1.0 }\n",
+            "0.0",
+        ),
+        ("satellites_in_view = 40\n", "40"),
+        ("sentences = ['GGA', 'XYZ']\n", "'XYZ'"),
+    ] {
+        let e = build(&Build::new(Table::parse(text).unwrap())).unwrap_err();
+        let span = e.at.clone().unwrap();
+        assert_eq!(&text[span], at, "{text}: {e}");
+    }
+}
