@@ -1,0 +1,279 @@
+//! The NMEA GPS model (`nmea-gps`) as gpsd reads it: gpsd 3.22 from Debian's packages (installed
+//! by the test if missing) on a port and socket of the test's own, with `-b` (read-only) and
+//! without (it probes vendors and hunts speeds on the pty). A 3D fix comes, TPV times step one
+//! second from the clock's start, positions follow the route, speed and track agree with the
+//! positions, SKY's used count is the configured one, and `ctl set gps fix none` shows as a
+//! mode change.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{ctl, debian, start, work_dir, write_config};
+use serde_json::Value;
+
+/// Where the route starts and where it heads (its first leg, 2.7 km long, outlasts the test).
+const FROM: (f64, f64) = (48.0, 11.0);
+const TOWARDS: (f64, f64) = (48.02, 11.02);
+/// Metres per second along it.
+const SPEED: f64 = 10.0;
+/// The clock's start, Unix seconds (2026-06-21T06:00:00Z).
+const START: i64 = 1_782_021_600;
+/// Satellites the fix uses.
+const USED: usize = 7;
+/// Mean Earth radius (IUGG), metres.
+const R: f64 = 6_371_008.8;
+
+/// A child process killed and reaped when the test ends, passed or failed.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port nobody listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(dir: &Path) -> PathBuf {
+    write_config(
+        dir,
+        "gps.toml",
+        &format!(
+            r#"
+[clock]
+start = 2026-06-21T06:00:00Z
+
+[[device]]
+name = "gps"
+model = "nmea-gps"
+link = "{dir}/ttyUSB-gps"
+
+[device.nmea-gps]
+baud = 9600
+satellites_used = {USED}
+satellites_in_view = 11
+route = {{ waypoints = [[{}, {}], [{}, {}]], speed_mps = {SPEED} }}
+"#,
+            FROM.0,
+            FROM.1,
+            TOWARDS.0,
+            TOWARDS.1,
+            dir = dir.display()
+        ),
+    )
+}
+
+/// East and north of `FROM`, metres, on a plane tangent there: over the few hundred metres the
+/// test covers it differs from the sphere by millimetres.
+fn local(lat: f64, lon: f64) -> (f64, f64) {
+    (
+        (lon - FROM.1).to_radians() * R * FROM.0.to_radians().cos(),
+        (lat - FROM.0).to_radians() * R,
+    )
+}
+
+/// Milliseconds after the clock's start of a TPV's time (`2026-06-21T06:00:01.000Z`).
+fn since_start_ms(tpv: &Value) -> i64 {
+    let t: jiff::Timestamp = tpv["time"].as_str().unwrap().parse().unwrap();
+    t.as_millisecond() - START * 1000
+}
+
+/// A TPV's position, east and north of `FROM` in metres.
+fn position(tpv: &Value) -> (f64, f64) {
+    local(tpv["lat"].as_f64().unwrap(), tpv["lon"].as_f64().unwrap())
+}
+
+/// gpspipe's JSON reports, line by line, on a channel (the thread ends with gpspipe).
+fn reports(gpspipe: &mut Child) -> mpsc::Receiver<Value> {
+    let out = gpspipe.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next report of `class` that satisfies `wanted`, within `patience` (a safety net, or the
+/// time the issue allows for a fix).
+fn next(
+    rx: &mpsc::Receiver<Value>,
+    class: &str,
+    patience: Duration,
+    wanted: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let v = rx.recv_timeout(left).ok()?;
+        if v["class"] == class && wanted(&v) {
+            return Some(v);
+        }
+    }
+}
+
+fn gpsd_follows_the_route(read_only: bool) {
+    let gpsd = debian::ensure("gpsd", "gpsd");
+    let gpspipe = debian::ensure("gpsd-clients", "gpspipe");
+    let dir = work_dir(if read_only { "gpsd-b" } else { "gpsd" });
+    let config = config(&dir);
+    let socket = dir.join("run/control.sock");
+    let running = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let link = running.links()[0].clone();
+    let port = free_port().to_string();
+    let gpsd_socket = dir.join("gpsd.sock");
+    let mut args = vec!["-N", "-n", "-S", &port, "-F", gpsd_socket.to_str().unwrap()];
+    if read_only {
+        args.push("-b");
+    }
+    let _gpsd = Reaped(
+        Command::new(&gpsd)
+            .args(&args)
+            .arg(&link)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // gpspipe connects to gpsd's port; until gpsd listens it exits, so it is tried again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut pipe, rx) = loop {
+        let mut child = Reaped(
+            Command::new(&gpspipe)
+                .args(["-w", &format!("127.0.0.1:{port}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let rx = reports(&mut child.0);
+        if let Ok(first) = rx.recv_timeout(Duration::from_secs(2)) {
+            assert_eq!(first["class"], "VERSION", "{first}");
+            break (child, rx);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gpspipe never reached gpsd on {port}"
+        );
+        drop(child);
+    };
+    let t0 = Instant::now();
+    let first = next(&rx, "TPV", Duration::from_secs(20), |v| {
+        v["mode"] == 3 && v["time"].is_string()
+    });
+    let first = first.unwrap_or_else(|| {
+        panic!(
+            "no 3D fix with a time within 20 s; serialtwin:\n{}",
+            running.stderr()
+        )
+    });
+    eprintln!(
+        "first 3D fix after {:?} (read_only {read_only})",
+        t0.elapsed()
+    );
+    // 30 fixes, one per second after the clock's start, on the route.
+    let mut tpvs = vec![first];
+    while tpvs.len() < 30 {
+        let t = next(&rx, "TPV", Duration::from_secs(10), |v| v["mode"] == 3)
+            .expect("a TPV every second");
+        // gpsd may report one cycle twice (first the GGA, then the RMC): keep one per time.
+        if t["time"] != tpvs.last().unwrap()["time"] {
+            tpvs.push(t);
+        }
+    }
+    on_the_route(&tpvs);
+    let sky = next(&rx, "SKY", Duration::from_secs(10), |v| {
+        v["satellites"].is_array()
+    })
+    .expect("a SKY");
+    let used = sky["satellites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["used"] == true)
+        .count();
+    assert_eq!(used, USED, "{sky}");
+
+    let (ok, text) = ctl(&socket, &["set", "gps", "fix", "none"]);
+    assert!(ok, "{text}");
+    let lost = next(&rx, "TPV", Duration::from_secs(10), |v| v["mode"] == 1);
+    assert!(lost.is_some(), "gpsd never saw the fix lost");
+    drop(rx);
+    let _ = pipe.0.kill();
+    drop(pipe);
+    drop(running);
+}
+
+/// TPVs one second apart, each where the route puts it at that second, with the speed and
+/// track that the step from the one before shows.
+fn on_the_route(tpvs: &[Value]) {
+    let heading = {
+        let (e, n) = local(TOWARDS.0, TOWARDS.1);
+        e.atan2(n)
+    };
+    for pair in tpvs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(since_start_ms(b) - since_start_ms(a), 1000, "{a}\n{b}");
+        let ((ea, na), (eb, nb)) = (position(a), position(b));
+        let moved = (eb - ea).hypot(nb - na);
+        let course = (eb - ea).atan2(nb - na).to_degrees().rem_euclid(360.0);
+        let speed = b["speed"].as_f64().unwrap();
+        let track = b["track"].as_f64().unwrap();
+        assert!(
+            (speed - moved).abs() <= 0.05 * moved,
+            "speed {speed} vs {moved} m in 1 s: {b}"
+        );
+        assert!(
+            (track - course).abs() <= 0.05 * course,
+            "track {track} vs {course}: {b}"
+        );
+    }
+    for v in tpvs {
+        let ms = since_start_ms(v);
+        assert_eq!(ms % 1000, 0, "{v}");
+        let t = f64::from(i32::try_from(ms / 1000).unwrap());
+        let (e, n) = position(v);
+        let (ee, en) = (SPEED * t * heading.sin(), SPEED * t * heading.cos());
+        let off = (e - ee).hypot(n - en);
+        assert!(off < 1.0, "{off} m off the route at {t} s: {v}");
+    }
+}
+
+#[test]
+fn gpsd_read_only_follows_the_route_and_sees_the_fix_lost() {
+    gpsd_follows_the_route(true);
+}
+
+#[test]
+fn gpsd_probing_and_hunting_speeds_follows_the_route_and_sees_the_fix_lost() {
+    gpsd_follows_the_route(false);
+}
