@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ctl, debian, start, work_dir, write_config};
+use common::{ctl, debian, run_to_end, start, work_dir, write_config};
 use serde_json::Value;
 
 /// Where the route starts and where it heads (its first leg, 2.7 km long, outlasts the test).
@@ -276,4 +276,43 @@ fn gpsd_read_only_follows_the_route_and_sees_the_fix_lost() {
 #[test]
 fn gpsd_probing_and_hunting_speeds_follows_the_route_and_sees_the_fix_lost() {
     gpsd_follows_the_route(false);
+}
+
+/// `check` refuses a sentence set the baud cannot carry in one period, at `sentences`, and
+/// takes the same set at 9600 or thinned to what 4800 carries.
+#[test]
+fn check_refuses_a_sentence_set_the_baud_cannot_carry() {
+    let dir = work_dir("gps-check");
+    let check = |name: &str, table: &str| {
+        let config = write_config(
+            &dir,
+            name,
+            &format!(
+                "[[device]]\nname = \"gps\"\nmodel = \"nmea-gps\"\nlink = \"{}/gps\"\n\n\
+                 [device.nmea-gps]\n{table}",
+                dir.display()
+            ),
+        );
+        let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let all = "sentences = [\"RMC\", \"VTG\", \"GGA\", \"GSA\", \"GSV\", \"GLL\", \"ZDA\"]\n";
+    let (ok, stderr) = check("slow.toml", &format!("baud = 4800\n{all}"));
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("slow.toml:8:13: a cycle of these sentences takes up to"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("4800 baud carries 480 in each 1 s cycle"),
+        "{stderr}"
+    );
+    let (ok, stderr) = check("fast.toml", &format!("baud = 9600\n{all}"));
+    assert!(ok, "{stderr}");
+    let thinned = "baud = 4800\nsentences = [\"RMC\", \"GGA\", \"GSA\", \"GSV\"]\n";
+    let (ok, stderr) = check("thinned.toml", thinned);
+    assert!(ok, "{stderr}");
 }

@@ -296,8 +296,9 @@ impl NmeaGps {
                 &["sentences"],
                 format!(
                     "a cycle of these sentences takes up to {largest} bytes, and {} baud carries \
-                     {carried} per period (1/{} s): send fewer sentences, less often, or faster",
-                    gps.config.baud, gps.config.rate_hz
+                     {carried} in each {} s cycle: send fewer sentences, less often, or faster",
+                    gps.config.baud,
+                    1.0 / gps.config.rate_hz
                 ),
             ));
         }

@@ -249,7 +249,7 @@ fn the_example_builds_and_bad_configs_are_pointed_at() {
     let text = "baud = 4800\nsentences = ['RMC', 'VTG', 'GGA', 'GSA', 'GSV', 'GLL', 'ZDA']\n";
     let e = build(&Build::new(Table::parse(text).unwrap())).unwrap_err();
     assert_eq!(e.at, Some(24..73), "{e}");
-    assert!(e.reason.contains("480 per period"), "{e}");
+    assert!(e.reason.contains("480 in each 1 s cycle"), "{e}");
     let fast = "rate_hz = 10.0\nbaud = 115200\n";
     assert!(build(&Build::new(Table::parse(fast).unwrap())).is_ok());
     let too_fast = "rate_hz = 10.0\n";
