@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -132,6 +133,32 @@ fn next(
     }
 }
 
+/// gpspipe -w on gpsd's `port`, and its reports, once gpsd has greeted it. Until gpsd listens
+/// gpspipe exits, so it is tried again (for 10 s, a safety net).
+fn gpspipe_on(gpspipe: &Path, port: &str) -> (Reaped, mpsc::Receiver<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut child = Reaped(
+            Command::new(gpspipe)
+                .args(["-w", &format!("127.0.0.1:{port}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let rx = reports(&mut child.0);
+        if let Ok(first) = rx.recv_timeout(Duration::from_secs(2)) {
+            assert_eq!(first["class"], "VERSION", "{first}");
+            return (child, rx);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gpspipe never reached gpsd on {port}"
+        );
+    }
+}
+
 fn gpsd_follows_the_route(read_only: bool) {
     let gpsd = debian::ensure("gpsd", "gpsd");
     let gpspipe = debian::ensure("gpsd-clients", "gpspipe");
@@ -163,29 +190,7 @@ fn gpsd_follows_the_route(read_only: bool) {
             .spawn()
             .unwrap(),
     );
-    // gpspipe connects to gpsd's port; until gpsd listens it exits, so it is tried again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (mut pipe, rx) = loop {
-        let mut child = Reaped(
-            Command::new(&gpspipe)
-                .args(["-w", &format!("127.0.0.1:{port}")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let rx = reports(&mut child.0);
-        if let Ok(first) = rx.recv_timeout(Duration::from_secs(2)) {
-            assert_eq!(first["class"], "VERSION", "{first}");
-            break (child, rx);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gpspipe never reached gpsd on {port}"
-        );
-        drop(child);
-    };
+    let (mut pipe, rx) = gpspipe_on(&gpspipe, &port);
     let t0 = Instant::now();
     let first = next(&rx, "TPV", Duration::from_secs(20), |v| {
         v["mode"] == 3 && v["time"].is_string()
@@ -315,4 +320,92 @@ fn check_refuses_a_sentence_set_the_baud_cannot_carry() {
     let thinned = "baud = 4800\nsentences = [\"RMC\", \"GGA\", \"GSA\", \"GSV\"]\n";
     let (ok, stderr) = check("thinned.toml", thinned);
     assert!(ok, "{stderr}");
+}
+
+/// A gpsfake log of `cycles` RMC + GGA pairs a second apart from 2024-03-15T12:35:19Z,
+/// checksummed, with a `# Serial:` comment naming 4800 baud.
+fn recorded_log(cycles: u32) -> String {
+    let mut log = String::from("# Name: a recorded drive\n# Serial: 4800 8N1\n");
+    for i in 0..cycles {
+        let t = format!("1235{:02}.00", 19 + i);
+        for body in [
+            format!("GPRMC,{t},A,4807.0380,N,01131.0000,E,0.13,309.6,150324,,,A"),
+            format!("GPGGA,{t},4807.0380,N,01131.0000,E,1,08,0.9,545.4,M,47.0,M,,"),
+        ] {
+            let sum = body.bytes().fold(0u8, |s, b| s ^ b);
+            writeln!(log, "${body}*{sum:02X}\r").unwrap();
+        }
+    }
+    log
+}
+
+/// A recorded log (gpsfake's format) played as a device, at its `# Serial:` speed: gpsd reads
+/// its fixes in the recorded order, one a second, and starts over after the last.
+#[test]
+fn gpsd_reads_a_recorded_log_played_as_a_device() {
+    let gpsd = debian::ensure("gpsd", "gpsd");
+    let gpspipe = debian::ensure("gpsd-clients", "gpspipe");
+    let dir = work_dir("gpsd-log");
+    std::fs::write(dir.join("drive.log"), recorded_log(5)).unwrap();
+    let config = write_config(
+        &dir,
+        "log.toml",
+        &format!(
+            "[[device]]\nname = \"gps\"\nmodel = \"nmea-gps\"\nlink = \"{}/ttyUSB-gps\"\n\n\
+             [device.nmea-gps]\nlog = \"drive.log\"\n",
+            dir.display()
+        ),
+    );
+    let socket = dir.join("run/control.sock");
+    let running = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let link = running.links()[0].clone();
+    let port = free_port().to_string();
+    let gpsd_socket = dir.join("gpsd.sock");
+    let _gpsd = Reaped(
+        Command::new(&gpsd)
+            .args([
+                "-N",
+                "-n",
+                "-b",
+                "-S",
+                &port,
+                "-F",
+                gpsd_socket.to_str().unwrap(),
+            ])
+            .arg(&link)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (_pipe, rx) = gpspipe_on(&gpspipe, &port);
+    let recorded: Vec<String> = (19..24)
+        .map(|s| format!("2024-03-15T12:35:{s}.000Z"))
+        .collect();
+    let mut seen: Vec<usize> = Vec::new();
+    while seen.len() < 8 {
+        let tpv = next(&rx, "TPV", Duration::from_secs(20), |v| {
+            v["mode"] == 3 && v["time"].is_string()
+        })
+        .unwrap_or_else(|| panic!("no fix from the log; serialtwin:\n{}", running.stderr()));
+        let time = tpv["time"].as_str().unwrap();
+        let i = recorded
+            .iter()
+            .position(|r| r == time)
+            .unwrap_or_else(|| panic!("{tpv}"));
+        if seen.last() != Some(&i) {
+            seen.push(i);
+        }
+    }
+    for pair in seen.windows(2) {
+        assert_eq!(pair[1], (pair[0] + 1) % 5, "{seen:?}");
+    }
 }

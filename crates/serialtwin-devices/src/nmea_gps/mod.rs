@@ -29,15 +29,18 @@
 //! ([`track`]), so what a client sees does not depend on when it opened the port.
 
 pub mod framer;
+pub mod log;
 pub mod sentences;
 pub mod track;
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serialtwin_core::{Context, Device, Framing, LineConfig, Replies, Settable};
 
+use self::log::{Log, LogPlayer};
 use self::sentences::{Epoch, Fix, Kind, Sky};
 use self::track::{Motion, Point, Track};
 use crate::registry::{self, Build, BuildError, Built, Model, NamedFraming};
@@ -86,6 +89,10 @@ vdop = 1.6
 #   position = { lat = 48.1173, lon = 11.5167 }
 #   circle = { lat = 48.1173, lon = 11.5167, radius_m = 100.0, speed_mps = 5.0 }
 route = { waypoints = [[48.1173, 11.5167], [48.1263, 11.5167], [48.1263, 11.5302]], speed_mps = 10.0, repeat = true }
+# Or play a recorded log instead (gpsfake's format, relative to this file): one cycle per beat,
+# its `# Serial:` speed unless `baud` is written; the keys above but baud and rate_hz unused.
+#   log = "drive.log"
+#   log_repeat = true               # from the start again after the last cycle (false: silence)
 "#;
 
 /// How many cycles GSV skips at 4800 baud: sent on every fifth.
@@ -132,6 +139,10 @@ pub struct GpsConfig {
     pub route: Option<RouteConfig>,
     /// A circle.
     pub circle: Option<CircleConfig>,
+    /// A recorded log to play instead (gpsfake's format).
+    pub log: Option<PathBuf>,
+    /// Play the log again after its last cycle.
+    pub log_repeat: bool,
 }
 
 /// `position = { lat, lon }`.
@@ -196,6 +207,8 @@ impl Default for GpsConfig {
             position: None,
             route: None,
             circle: None,
+            log: None,
+            log_repeat: true,
         }
     }
 }
@@ -230,15 +243,7 @@ impl NmeaGps {
     /// # Errors
     /// The path of the first value that cannot be, and why.
     pub fn new(config: GpsConfig, seed: u64) -> Result<Self, Refusal> {
-        if !BAUDS.contains(&config.baud) {
-            return Err(refuse(
-                &["baud"],
-                format!("`baud` must be one of {BAUDS:?}"),
-            ));
-        }
-        if !(config.rate_hz.is_finite() && (0.1..=20.0).contains(&config.rate_hz)) {
-            return Err(refuse(&["rate_hz"], "`rate_hz` must be 0.1 to 20"));
-        }
+        line_checks(config.baud, config.rate_hz)?;
         if !matches!(config.talker.as_str(), "GP" | "GN") {
             return Err(refuse(&["talker"], "`talker` must be \"GP\" or \"GN\""));
         }
@@ -290,35 +295,17 @@ impl NmeaGps {
             track,
             sky,
         };
-        let (largest, carried) = (gps.largest_cycle_bytes(), gps.bytes_per_period());
-        if largest > carried {
-            return Err(refuse(
-                &["sentences"],
-                format!(
-                    "a cycle of these sentences takes up to {largest} bytes, and {} baud carries \
-                     {carried} in each {} s cycle: send fewer sentences, less often, or faster",
-                    gps.config.baud,
-                    1.0 / gps.config.rate_hz
-                ),
-            ));
-        }
+        fits(
+            gps.largest_cycle_bytes(),
+            gps.config.baud,
+            gps.config.rate_hz,
+            &["sentences"],
+        )?;
         Ok(gps)
     }
 
     fn period(&self) -> Duration {
         Duration::from_secs_f64(1.0 / self.config.rate_hz)
-    }
-
-    /// What the line carries in one period.
-    fn bytes_per_period(&self) -> usize {
-        let per_second = self.config.baud / BITS_PER_CHAR;
-        #[expect(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            reason = "at most 11,520 bytes a second over at least 0.05 s: small and positive"
-        )]
-        let bytes = (f64::from(per_second) / self.config.rate_hz).floor() as usize;
-        bytes
     }
 
     /// Whether cycle `n` sends GSV.
@@ -369,6 +356,70 @@ impl NmeaGps {
             .map(|s| s.len() + "*hh\r\n".len())
             .sum()
     }
+}
+
+/// Whether `baud` and `rate_hz` are a receiver's.
+fn line_checks(baud: u32, rate_hz: f64) -> Result<(), Refusal> {
+    if !BAUDS.contains(&baud) {
+        return Err(refuse(
+            &["baud"],
+            format!("`baud` must be one of {BAUDS:?}"),
+        ));
+    }
+    if !(rate_hz.is_finite() && (0.1..=20.0).contains(&rate_hz)) {
+        return Err(refuse(&["rate_hz"], "`rate_hz` must be 0.1 to 20"));
+    }
+    Ok(())
+}
+
+/// Whether a cycle of `largest` bytes goes out within one period at `baud`: a cycle that does
+/// not would make the next beat find it still waiting, and be skipped.
+fn fits(largest: usize, baud: u32, rate_hz: f64, at: &[&'static str]) -> Result<(), Refusal> {
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "at most 11,520 bytes a second over at least 0.05 s: small and positive"
+    )]
+    let carried = (f64::from(baud / BITS_PER_CHAR) / rate_hz).floor() as usize;
+    if largest > carried {
+        return Err(refuse(
+            at,
+            format!(
+                "a cycle of these sentences takes up to {largest} bytes, and {baud} baud carries \
+                 {carried} in each {} s cycle: send fewer sentences, less often, or faster",
+                1.0 / rate_hz
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A player of the log `path`, at the table's `baud` if written, else the log's `# Serial:`
+/// speed, else the default.
+fn player(b: &Build<'_>, config: &GpsConfig, path: &std::path::Path) -> Result<LogPlayer, Refusal> {
+    let file = b.resolve(path);
+    let text = log::read(&file)
+        .map_err(|e| refuse(&["log"], format!("cannot read {}: {e}", file.display())))?;
+    let log = Log::parse(&text)
+        .map_err(|(line, why)| refuse(&["log"], format!("{}:{line}: {why}", file.display())))?;
+    let baud = match log.serial_baud {
+        Some(baud) if b.table.span_of(&["baud"]).is_none() => baud,
+        _ => config.baud,
+    };
+    line_checks(baud, config.rate_hz).map_err(|(at, why)| {
+        if b.table.span_of(&["baud"]).is_none() && at == ["baud"] {
+            refuse(&["log"], format!("the log's `# Serial:` speed: {why}"))
+        } else {
+            (at, why)
+        }
+    })?;
+    fits(log.largest_cycle_bytes(), baud, config.rate_hz, &["log"])?;
+    Ok(LogPlayer::new(
+        log,
+        baud,
+        Duration::from_secs_f64(1.0 / config.rate_hz),
+        config.log_repeat,
+    ))
 }
 
 fn track_of(config: &GpsConfig) -> Result<Track, Refusal> {
@@ -552,6 +603,10 @@ fn settable() -> Vec<Settable> {
 
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let config: GpsConfig = b.table.deserialize()?.unwrap_or_default();
+    if let Some(path) = &config.log {
+        let player = player(b, &config, path).map_err(|(path, why)| b.error(&path, why))?;
+        return Ok((0..b.count).map(|_| Built::new(player.clone())).collect());
+    }
     (0..b.count)
         .map(|i| {
             NmeaGps::new(config.clone(), b.port_seed(i))

@@ -275,3 +275,52 @@ fn the_example_builds_and_bad_configs_are_pointed_at() {
         assert_eq!(&text[span], at, "{text}: {e}");
     }
 }
+
+/// A directory of the test's own, removed when it ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `log = "..."` plays a file next to the config at its `# Serial:` speed unless `baud` is
+/// written; a log the line cannot carry, or that is not text NMEA, is refused at `log`.
+#[test]
+fn a_log_is_played_at_its_serial_speed_and_refused_at_log() {
+    let dir = Scratch(std::env::temp_dir().join(format!("nmea-gps-log-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let cycle = "$GPRMC,123519.00,A,4807.0380,N,01131.0000,E,0.13,309.6,150324,,,A*6E\r\n";
+    std::fs::write(
+        dir.0.join("ok.log"),
+        format!("# Serial: 4800 8N1\n{cycle}{cycle}"),
+    )
+    .unwrap();
+    // One cycle (from a GGA to the next) of ten sentences: 556 bytes, more than 4800 baud
+    // carries in a second.
+    let long = "$GPGLL,12345678901234567890123456789012345678901234567890\r\n";
+    let big = format!("# Serial: 4800 8N1\n$GPGGA,1\r\n{}", long.repeat(9));
+    std::fs::write(dir.0.join("big.log"), big).unwrap();
+    std::fs::write(dir.0.join("binary.log"), b"$GPGGA,1\n\xb5b\x01\x02\n").unwrap();
+    let build_with = |text: &str| {
+        let mut b = Build::new(Table::parse(text).unwrap());
+        b.base_dir = Some(&dir.0);
+        build(&b)
+    };
+    let built = build_with("log = 'ok.log'\n").unwrap();
+    assert_eq!(built[0].line.baud, Some(4800));
+    let built = build_with("baud = 9600\nlog = 'ok.log'\n").unwrap();
+    assert_eq!(built[0].line.baud, Some(9600));
+    for (text, why) in [
+        ("log = 'big.log'\n", "4800 baud carries 480"),
+        ("log = 'binary.log'\n", "binary.log:2: not an NMEA sentence"),
+        ("log = 'none.log'\n", "cannot read"),
+        ("log = '/dev/zero'\n", "not a regular file"),
+        ("log = '.'\n", "not a regular file"),
+    ] {
+        let e = build_with(text).unwrap_err();
+        assert_eq!(e.at, Some(6..text.len() - 1), "{text}: {e}");
+        assert!(e.reason.contains(why), "{text}: {e}");
+    }
+}
