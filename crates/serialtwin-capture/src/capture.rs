@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serialtwin_core::input_file::{self, InputError};
 use tokio::time::Instant;
 
 use serialtwin_core::escape::{escape, hex, unescape, unhex};
@@ -483,57 +484,23 @@ pub const MAX_CAPTURE_LEN: u64 = 1 << 30;
 /// A last line that is incomplete — no newline and not a whole record, as a writer killed
 /// mid-record leaves it — is set aside in [`Capture::truncated`]; everything before it is read.
 ///
-/// Anything but a regular file is refused before it is opened, and again by what was opened:
-/// a device such as `/dev/zero` never ends (reading it whole would take all memory), a FIFO or
-/// a serial port blocks its reader, and opening a terminal can change its line.
+/// Anything but a regular file is refused (`serialtwin_core::input_file`: `/dev/zero` never
+/// ends, a FIFO or a serial port blocks its reader).
 ///
 /// # Errors
 /// [`CaptureError`]: the file cannot be read, is not a regular file or is longer than
 /// [`MAX_CAPTURE_LEN`], does not start with a capture header, or has a malformed record before its
 /// last line.
 pub fn read(path: &Path) -> Result<Capture, CaptureError> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-
-    let io_error = |source| CaptureError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let refuse = |reason: String| io_error(io::Error::new(io::ErrorKind::InvalidInput, reason));
-    let check = |meta: &std::fs::Metadata| {
-        if !meta.is_file() {
-            return Err(refuse(format!(
-                "not a regular file ({}): a capture is read from a file",
-                output::describe(meta.file_type())
-            )));
+    let text = input_file::read_regular(path, MAX_CAPTURE_LEN, "a capture").map_err(|e| {
+        CaptureError::Io {
+            path: path.to_owned(),
+            source: match e {
+                InputError::Io(source) => source,
+                other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+            },
         }
-        if meta.len() > MAX_CAPTURE_LEN {
-            return Err(refuse(format!(
-                "{} bytes, longer than the {MAX_CAPTURE_LEN} a capture may be",
-                meta.len()
-            )));
-        }
-        Ok(())
-    };
-    check(&std::fs::metadata(path).map_err(io_error)?)?;
-    // Not blocking and not taking a terminal, should something else be there by now.
-    let flags = nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits())
-        .open(path)
-        .map_err(io_error)?;
-    let meta = file.metadata().map_err(io_error)?;
-    check(&meta)?;
-    let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    file.take(MAX_CAPTURE_LEN + 1)
-        .read_to_end(&mut text)
-        .map_err(io_error)?;
-    if text.len() as u64 > MAX_CAPTURE_LEN {
-        return Err(refuse(format!(
-            "grew past the {MAX_CAPTURE_LEN} bytes a capture may be while it was read"
-        )));
-    }
+    })?;
     parse(path, &text)
 }
 

@@ -35,6 +35,7 @@ mod device;
 pub mod escape;
 mod fleet;
 mod gate;
+pub mod input_file;
 pub mod net;
 pub mod output;
 mod port;

@@ -415,8 +415,14 @@ fn build_from_pymodbus(
         Some(dir) => dir.join(file.get_ref()),
         None => std::path::PathBuf::from(file.get_ref()),
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| BuildError::at(file.span(), format!("{}: {e}", path.display())))?;
+    let at_file = |why: String| BuildError::at(file.span(), format!("{}: {why}", path.display()));
+    let bytes = serialtwin_core::input_file::read_regular(
+        &path,
+        MAX_SIMULATOR_FILE,
+        "a pymodbus device file",
+    )
+    .map_err(|e| at_file(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| at_file(e.to_string()))?;
     let name = |given: &Option<Spanned<String>>, default: &'static str| {
         given
             .as_ref()
@@ -614,6 +620,10 @@ struct Taken {
 /// The shortest step of a random walk: a read catches up on the steps since the last, and a
 /// port idle for a day must not cost a second of them.
 const MIN_WALK_STEP_MS: u64 = 100;
+
+/// The longest pymodbus simulator file `pymodbus = "..."` reads: 16 MiB, far more than a
+/// device's registers take, and a bound on what a path that keeps giving can make it hold.
+const MAX_SIMULATOR_FILE: u64 = 16 << 20;
 
 /// The provider of a value that moves (`ramp`, `counter`, `sine` or `walk`), if it does;
 /// `seed` seeds a walk.
@@ -840,6 +850,11 @@ mod tests {
                 "server_list has no \"server\" (it has: rtu)",
             ),
             ("pymodbus = 'gone.json'\n", "gone.json"),
+            // A device that never ends is refused, not read until memory runs out.
+            (
+                "pymodbus = '/dev/zero'\n",
+                "/dev/zero: not a regular file (a character device)",
+            ),
             (
                 "pymodbus = 'pymodbus-meter.json'\nserver = 'rtu'\ndevice = 'meter'\n[[unit]]\nid = 1\n",
                 "no `[[device.modbus.unit]]` beside it",

@@ -34,43 +34,13 @@ enum Recorded {
 /// file still growing can make it hold.
 pub const MAX_LOG_LEN: u64 = 64 << 20;
 
-/// The bytes of the log at `path`: a regular file of at most [`MAX_LOG_LEN`] bytes.
-///
-/// Anything but a regular file is refused before it is opened (`/dev/zero` never ends, a FIFO
-/// or a serial port blocks its reader, opening a terminal can change its line), and again by
-/// what was opened; only a file replaced by another kind between the two looks could still be
-/// opened, as the capture reader's `O_NONBLOCK | O_NOCTTY` open would not.
+/// The bytes of the log at `path`: a regular file of at most [`MAX_LOG_LEN`] bytes
+/// (`serialtwin_core::input_file`: `/dev/zero` never ends, a FIFO blocks its reader).
 ///
 /// # Errors
 /// Why not, in one line.
 pub fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-
-    let check = |meta: &std::fs::Metadata| {
-        if !meta.is_file() {
-            return Err("not a regular file: a log is read from a file".to_owned());
-        }
-        if meta.len() > MAX_LOG_LEN {
-            return Err(format!(
-                "{} bytes, longer than the {MAX_LOG_LEN} a log may be",
-                meta.len()
-            ));
-        }
-        Ok(())
-    };
-    check(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    check(&file.metadata().map_err(|e| e.to_string())?)?;
-    let mut text = Vec::new();
-    file.take(MAX_LOG_LEN + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_LOG_LEN {
-        return Err(format!(
-            "grew past the {MAX_LOG_LEN} bytes a log may be while it was read"
-        ));
-    }
-    Ok(text)
+    serialtwin_core::input_file::read_regular(path, MAX_LOG_LEN, "a log").map_err(|e| e.to_string())
 }
 
 /// A parsed log: its cycles and the speed its `# Serial:` comment names.
