@@ -5,6 +5,8 @@
 //! - [`scripted`]: a dialogue written in the config instead of Rust.
 //! - [`replay`]: a device answering the way a recorded one did (a capture).
 //! - [`scpi_psu`]: a SCPI bench power supply.
+//! - [`scpi`]: a SCPI instrument whose properties the config declares, on shared SCPI
+//!   parsing and status code.
 //! - [`modbus`]: Modbus RTU units on one line.
 //! - [`eastron_sdm`]: an Eastron SDM630 or SDM120 energy meter, a real device on the
 //!   generic Modbus slave.
@@ -41,6 +43,7 @@ models! {
     scripted,
     replay,
     scpi_psu,
+    scpi,
     modbus,
     eastron_sdm,
     epever,
