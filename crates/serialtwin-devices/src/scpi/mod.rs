@@ -11,8 +11,8 @@
 //! - A message ends in LF, CR LF or CR; replies end in LF (IEEE 488.2 §8.5), or CR LF with
 //!   `terminator = "crlf"`. Several queries in one message get one reply, their answers
 //!   joined by `;`.
-//! - `*IDN?` (4 fields, at most 72 characters), `*RST` (every property back to its default;
-//!   the enables and the error queue kept), `*CLS`, `*OPC`, `*OPC?` (`1`: this instrument is
+//! - `*IDN?` (4 fields, at most 72 characters), `*RST` (every setting back to its default;
+//!   the enables, the error queue and read-only measurements kept), `*CLS`, `*OPC`, `*OPC?` (`1`: this instrument is
 //!   synchronous), `*ESR?`, `*ESE`, `*ESE?`, `*STB?`, `*SRE`, `*SRE?`, `*TST?` (`0`), `*WAI`.
 //! - `SYSTem:ERRor[:NEXT]?` (oldest error or `0,"No error"`), `SYSTem:ERRor:COUNt?`,
 //!   `SYSTem:VERSion?` (`1999.0`, the SCPI version this follows).
@@ -338,10 +338,13 @@ impl Scpi {
         }
     }
 
-    /// `*RST`: every property back to its default.
+    /// `*RST`: every setting back to its default (a read-only property is a measurement, not
+    /// a setting: it stays).
     fn reset(&mut self) {
         for (p, values) in self.properties.iter().zip(&mut self.values) {
-            values.fill(p.default_value());
+            if !p.read_only {
+                values.fill(p.default_value());
+            }
         }
     }
 

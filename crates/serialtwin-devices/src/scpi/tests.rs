@@ -493,6 +493,8 @@ fn ctl_set_moves_a_property_within_its_range() {
     scpi.set("temperature", "31.5", &mut ctx).unwrap();
     scpi.set("output:2", "ON", &mut ctx).unwrap();
     assert_eq!(one(&mut scpi, "MEAS:TEMP?;:OUTP2?;:OUTP1?"), "31.5;1;0");
+    // *RST restores settings, not what is measured.
+    assert_eq!(one(&mut scpi, "*RST;MEAS:TEMP?;:OUTP2?"), "31.5;0");
     assert!(
         scpi.set("temperature", "200", &mut ctx)
             .unwrap_err()
