@@ -193,3 +193,58 @@ fn check_points_at_a_bad_property() {
     }
     assert_eq!(leftovers(&dir), Vec::<PathBuf>::new());
 }
+
+/// The line of `text` that starts with `prefix`, without it.
+fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{text}"))
+}
+
+#[test]
+fn the_shipped_example_answers_the_readme_command() {
+    let python =
+        common::python::venv_of("tests/python/pyvisa.txt", "pyenv-pyvisa").join("bin/python");
+    let dir = work_dir("scpi-example");
+    let example = std::fs::read_to_string(common::workspace().join("examples/scpi.toml")).unwrap();
+    // The client command the example and the README give, and what it prints.
+    let command = line_after(&example, "#   python3 -c '")
+        .strip_suffix('\'')
+        .unwrap();
+    let prints = line_after(&example, "# which prints ");
+    let readme = std::fs::read_to_string(common::workspace().join("README.md")).unwrap();
+    assert!(
+        readme.contains(command),
+        "README gives the example's command"
+    );
+    let link = dir.join("ttyUSB-scpi");
+    let text = example.replace("/tmp/serialtwin/ttyUSB-scpi", link.to_str().unwrap());
+    let config = write_config(&dir, "scpi.toml", &text);
+    let socket = dir.join("run/control.sock");
+    let run = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let script = command.replace("/tmp/serialtwin/ttyUSB-scpi", link.to_str().unwrap());
+    let out = common::output_within_for(
+        Command::new(&python)
+            .arg("-c")
+            .arg(&script)
+            .stderr(Stdio::piped()),
+        PYTHON_PATIENCE,
+    );
+    let stderr = run.stderr();
+    let (status, extra) = run.stop_with(Signal::SIGTERM);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        prints,
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
+    assert_eq!(leftovers(&dir), Vec::<PathBuf>::new());
+}

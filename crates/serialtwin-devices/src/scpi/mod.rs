@@ -72,49 +72,9 @@ pub static MODEL: Model = Model {
     units: &[],
 };
 
-const EXAMPLE: &str = r#"[[device]]
-name = "dmm"
-model = "scpi"
-link = "/tmp/serialtwin/ttyUSB-scpi"  # pyvisa: ASRL/tmp/serialtwin/ttyUSB-scpi::INSTR
-
-[device.scpi]                       # every key optional
-idn = "ACME,SRC-2,SN002,2.0"        # *IDN?: maker, model, serial, firmware
-terminator = "lf"                   # replies end in "lf" or "crlf"
-error_queue = 20                    # SYST:ERR? holds this many; then -350
-
-[[device.scpi.property]]            # one per property; `ctl set dmm voltage 5`
-name = "voltage"
-header = "[SOURce:]VOLTage[:LEVel]" # short form upper-case; [ ] optional; # a suffix
-kind = "number"                     # "number", "boolean" or "choice"
-min = 0.0
-max = 30.0
-default = 0.0                       # *RST and DEF
-unit = "V"                          # VOLT 500 mV
-decimals = 3                        # VOLT? answers 12.500
-
-[[device.scpi.property]]
-name = "output"
-header = "OUTPut#[:STATe]"          # OUTP1, OUTP2; OUTP alone is OUTP1
-suffixes = 2
-kind = "boolean"
-
-[[device.scpi.property]]
-name = "function"
-header = "[SOURce:]FUNCtion[:SHAPe]"
-kind = "choice"
-choices = ["SINusoid", "SQUare", "RAMP"]
-default = "SIN"
-
-[[device.scpi.property]]
-name = "temperature"
-header = "MEASure:TEMPerature"
-kind = "number"
-read_only = true                    # MEAS:TEMP? only; ctl set moves it
-min = -40.0
-max = 125.0
-default = 25.0
-unit = "CEL"
-"#;
+/// The `[[device]]` `serialtwin models scpi` prints: examples/scpi.toml, so the shipped example
+/// is the one the registry's tests build.
+const EXAMPLE: &str = include_str!("../../../../examples/scpi.toml");
 
 /// `[device.scpi]`.
 #[derive(Clone, Debug, Deserialize)]

@@ -378,7 +378,10 @@ fn every_property_is_reached_by_short_long_and_mixed_case_forms() {
         assert!(ask(&mut scpi, set).is_empty(), "{set}");
         assert_eq!(one(&mut scpi, get), want, "{set} then {get}");
     }
-    assert_eq!(one(&mut scpi, "MEAS:TEMP?;:measure:temperature?"), "25;25");
+    assert_eq!(
+        one(&mut scpi, "MEAS:TEMP?;:measure:temperature?"),
+        "25.0;25.0"
+    );
     assert_eq!(errors(&mut scpi), Vec::<String>::new());
 }
 
