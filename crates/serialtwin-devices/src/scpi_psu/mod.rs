@@ -28,7 +28,6 @@
 //!   `0,"No error"`. The queue holds 20; when full its newest entry becomes -350 (queue
 //!   overflow) and later errors are dropped (SCPI-99; instruments.md §1.3).
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 
 use serde::Deserialize;
@@ -37,6 +36,8 @@ use serialtwin_core::{
 };
 
 use crate::registry::{self, Build, BuildError, Built, Model};
+use crate::scpi::header::ScpiError;
+use crate::scpi::status::Status;
 
 /// The `scpi-psu` model.
 pub static MODEL: Model = Model {
@@ -111,7 +112,8 @@ pub struct ScpiPsu {
     config: PsuConfig,
     volts: f64,
     output: bool,
-    errors: VecDeque<(i16, &'static str)>,
+    /// The error queue (the `scpi` model's status model; this supply reads only its queue).
+    status: Status,
 }
 
 impl ScpiPsu {
@@ -140,16 +142,12 @@ impl ScpiPsu {
             config,
             volts: 0.0,
             output: false,
-            errors: VecDeque::new(),
+            status: Status::new(QUEUE),
         })
     }
 
     fn error(&mut self, code: i16, text: &'static str) {
-        if self.errors.len() < QUEUE {
-            self.errors.push_back((code, text));
-        } else if let Some(last) = self.errors.back_mut() {
-            *last = (-350, "Queue overflow");
-        }
+        self.status.push(ScpiError::new(code, text));
     }
 
     fn measured(&self) -> f64 {
@@ -170,7 +168,7 @@ impl ScpiPsu {
         } else if is("*RST") {
             (self.volts, self.output) = (0.0, false);
         } else if is("*CLS") {
-            self.errors.clear();
+            self.status.clear();
         } else if is("[SOURce]:VOLTage") {
             match arg.parse::<f64>() {
                 _ if arg.is_empty() => self.error(-109, "Missing parameter"),
@@ -195,8 +193,7 @@ impl ScpiPsu {
             let amps = self.config.load_ohms.map_or(0.0, |r| self.measured() / r);
             return Some(format!("{amps:.3}"));
         } else if is("SYSTem:ERRor:[NEXT]?") {
-            let (code, text) = self.errors.pop_front().unwrap_or((0, "No error"));
-            return Some(format!("{code},\"{text}\""));
+            return Some(self.status.next_error());
         } else {
             self.error(-113, "Undefined header");
         }
@@ -371,8 +368,14 @@ mod tests {
         for _ in 0..25 {
             ask(&mut psu, "NOPE");
         }
-        assert_eq!(psu.errors.len(), QUEUE);
-        assert_eq!(psu.errors.back(), Some(&(-350, "Queue overflow")));
+        assert_eq!(psu.status.error_count(), QUEUE);
+        for _ in 1..QUEUE {
+            assert_eq!(ask(&mut psu, "SYST:ERR?"), ["-113,\"Undefined header\""]);
+        }
+        assert_eq!(ask(&mut psu, "SYST:ERR?"), ["-350,\"Queue overflow\""]);
+        for _ in 0..3 {
+            ask(&mut psu, "NOPE");
+        }
         ask(&mut psu, "*CLS");
         assert_eq!(ask(&mut psu, "SYSTEM:ERROR:NEXT?"), ["0,\"No error\""]);
         let mut ctx = Context::for_test(SimClock::at_unix(0, 1.0));
