@@ -148,7 +148,7 @@ fn pyvisa_runs_a_measurement_script_against_a_generated_instrument() {
     );
     let stderr = run.stderr();
     let (status, extra) = run.stop_with(Signal::SIGTERM);
-    common::python_checks(&out, &format!("pyvisa (seed {seed})\n{table}"), 10, &stderr);
+    common::python_checks(&out, &format!("pyvisa (seed {seed})\n{table}"), 11, &stderr);
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
     assert!(std::fs::symlink_metadata(&link).is_err(), "link removed");
     assert_eq!(leftovers(&dir), Vec::<PathBuf>::new());

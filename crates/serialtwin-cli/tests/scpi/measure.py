@@ -240,6 +240,18 @@ def a_measurement_run():
     expect(inst.query("SYST:ERR?"), '0,"No error"')
 
 
+def hostile_input():
+    """Bad input answers nothing and queues a syntax or range error; an overlong line (past
+    the framer's 1,024 bytes) is dropped whole; the instrument answers on as before."""
+    inst.write("*CLS")
+    inst.write_raw(b"\xff\xfe\x00garbage\n")
+    inst.write_raw(b"VOLT " + b"9" * 5000 + b"\n")
+    inst.write_raw(b"DISP:TEXT 'open\r\n")
+    inst.write_raw(b"VOLT 1E999999\n")
+    expect(inst.query("*IDN?"), config["idn"])
+    expect(errors(), ['-102,"Syntax error"', '-102,"Syntax error"', '-222,"Data out of range"'])
+
+
 check("*IDN? and compound queries", identity)
 check("every property by short, long, mixed-case and lower-case spellings", every_property_by_every_spelling)
 check("MIN, MAX, DEF, ranges and units", limits)
@@ -250,5 +262,6 @@ check("ESE, SRE, STB, OPC", status_registers)
 check("the error queue: depth, -350, *RST keeps it, *CLS clears it", the_queue_overflows_and_survives_rst)
 check("CR LF, LF and CR end a message", every_line_ending)
 check("a measurement run", a_measurement_run)
+check("garbage, an overlong line, an unterminated string, a huge number", hostile_input)
 inst.close()
 print(json.dumps(RESULTS))
