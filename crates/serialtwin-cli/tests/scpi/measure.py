@@ -176,6 +176,10 @@ def relative_paths():
         inst.query("SOURce:VOLTage?;FUNCtion?;:OUTP?"),
         f"{fmt(volt, volt['max'])};{fmt(func, func['choices'][1])};1",
     )
+    # The issue's own example: SOUR:VOLT 5;CURR 1 sets SOUR:CURR.
+    curr = next(p for p in PROPS if p["name"] == "current")
+    inst.write(f"SOUR:VOLT {volt['min']};CURR {curr['max']}")
+    expect(inst.query("SOUR:CURR?;VOLT?"), f"{fmt(curr, curr['max'])};{fmt(volt, volt['min'])}")
     silent("OUTP:STAT ON;VOLT 1")
     expect(errors(), ['-113,"Undefined header"'])
 
