@@ -5,7 +5,9 @@
 //! error sets the ESR bit of its class (-1xx command error CME 32, -2xx execution error EXE
 //! 16, -3xx and positive codes device-dependent DDE 8, -4xx query error QYE 4) and joins the
 //! FIFO queue; a full queue's newest entry becomes -350 and later errors are dropped until
-//! there is room. `*ESR?` reads the ESR and clears it. The status byte has bit 2 while the
+//! there is room, their class bit set all the same (scpi-parser `SCPI_ErrorPushEx`). An
+//! overflow also sets DDE, the bit instruments.md's table gives -350 (scpi-parser sets none
+//! for it). `*ESR?` reads the ESR and clears it. The status byte has bit 2 while the
 //! queue holds errors, bit 4 (MAV) while output waits, bit 5 (ESB) when `ESR & ESE` is not 0
 //! and bit 6 (MSS) when `STB & SRE & 0xBF` is not 0; reading it clears nothing. `*SRE`
 //! ignores its bit 6. `*CLS` clears the ESR and the queue, not ESE and SRE; `*RST` touches
@@ -76,16 +78,18 @@ impl Status {
         }
     }
 
-    /// Queue `error` and set its ESR bit; a full queue's newest entry becomes -350.
+    /// Set `error`'s ESR bit (the event happened, queued or not) and queue it; a full queue's
+    /// newest entry becomes -350 (setting DDE) and the error is dropped.
     pub fn push(&mut self, error: ScpiError) {
+        self.esr |= Self::class_bit(error.code);
         if self.errors.len() < self.depth {
-            self.esr |= Self::class_bit(error.code);
             self.errors.push_back(error);
-        } else if let Some(last) = self.errors.back_mut()
-            && *last != ScpiError::QUEUE_OVERFLOW
-        {
-            *last = ScpiError::QUEUE_OVERFLOW;
+        } else {
+            // Lost: the queue overflowed (again), which is a device-dependent event.
             self.esr |= DDE;
+            if let Some(last) = self.errors.back_mut() {
+                *last = ScpiError::QUEUE_OVERFLOW;
+            }
         }
     }
 

@@ -292,6 +292,9 @@ fn the_status_model_follows_ieee_488_2() {
     }
     assert_eq!(s.error_count(), 3);
     assert_eq!(s.read_esr(), status::CME | status::DDE);
+    // An error dropped on a full queue still sets its class's bit.
+    s.push(ScpiError::OUT_OF_RANGE);
+    assert_eq!(s.read_esr(), status::EXE | status::DDE);
     assert_eq!(s.next_error(), "-102,\"Syntax error\"");
     assert_eq!(s.next_error(), "-102,\"Syntax error\"");
     assert_eq!(s.next_error(), "-350,\"Queue overflow\"");
