@@ -864,7 +864,13 @@ fn the_example_configs_are_valid() {
     // The shipped examples, their links moved into the same directory (with the capture the
     // fleet's replay device reads beside them).
     std::fs::copy(root.join("examples/qpgs.jsonl"), dir.join("qpgs.jsonl")).unwrap();
-    for example in ["fleet.toml", "qpgs.toml", "modbus.toml", "gps.toml", "scpi.toml"] {
+    for example in [
+        "fleet.toml",
+        "qpgs.toml",
+        "modbus.toml",
+        "gps.toml",
+        "scpi.toml",
+    ] {
         let text = std::fs::read_to_string(root.join("examples").join(example)).unwrap();
         let moved = text.replace(
             "/tmp/serialtwin/",
