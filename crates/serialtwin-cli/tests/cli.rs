@@ -864,12 +864,18 @@ fn the_example_configs_are_valid() {
     // The shipped examples, their links moved into the same directory (with the capture the
     // fleet's replay device reads beside them).
     std::fs::copy(root.join("examples/qpgs.jsonl"), dir.join("qpgs.jsonl")).unwrap();
+    std::fs::copy(
+        root.join("examples/pyvisa-sim.yaml"),
+        dir.join("pyvisa-sim.yaml"),
+    )
+    .unwrap();
     for example in [
         "fleet.toml",
         "qpgs.toml",
         "modbus.toml",
         "gps.toml",
         "scpi.toml",
+        "pyvisa-sim.toml",
     ] {
         let text = std::fs::read_to_string(root.join("examples").join(example)).unwrap();
         let moved = text.replace(

@@ -13,6 +13,8 @@
 //! - [`epever`]: an EPEVER Tracer AN solar charge controller, another real Modbus device.
 //! - [`nmea_gps`]: an NMEA 0183 GPS receiver, talking on a beat of its own along a simulated
 //!   track.
+//! - [`pyvisa_sim`]: the device behind a resource of a pyvisa-sim YAML file, compiled to a
+//!   script.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
@@ -48,6 +50,7 @@ models! {
     eastron_sdm,
     epever,
     nmea_gps,
+    pyvisa_sim,
 }
 
 /// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run
