@@ -1,0 +1,111 @@
+//! The `pyvisa-sim` model through the real `serialtwin`, compared with pyvisa-sim 0.7.1
+//! itself: for each ASRL device of a pyvisa-sim file, a script generated from the device's
+//! own dialogues (and what it does not know) gets byte-identical replies through
+//! `FILE@sim` and through the served port as `ASRL<link>::INSTR` (pyvisa 1.16, pyvisa-py 0.8,
+//! pinned in a venv of their own). Also: `check` points into the YAML file.
+
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{leftovers, run_to_end, start, work_dir, write_config};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+/// The whole pyvisa script's safety net (it takes seconds; the venv is made before).
+const PYTHON_PATIENCE: Duration = Duration::from_mins(3);
+
+/// A config serving `resources` of `file` (in `dir`), one port each.
+fn config(dir: &Path, file: &str, resources: &[&str]) -> PathBuf {
+    let mut text = String::new();
+    for (i, resource) in resources.iter().enumerate() {
+        write!(
+            text,
+            "[[device]]\nname = \"d{i}\"\nmodel = \"pyvisa-sim\"\nlink = \"{}/ttyUSB-d{i}\"\n\n\
+             [device.pyvisa-sim]\nfile = {file:?}\nresource = {resource:?}\n\n",
+            dir.display()
+        )
+        .unwrap();
+    }
+    write_config(dir, "sim.toml", &text)
+}
+
+#[test]
+fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
+    let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
+        .join("bin/python");
+    let dir = work_dir("pyvisa-sim");
+    let yaml = dir.join("devices.yaml");
+    std::fs::copy(common::workspace().join("examples/pyvisa-sim.yaml"), &yaml).unwrap();
+    let resources = ["ASRL7::INSTR", "ASRL1::INSTR"];
+    let config = config(&dir, "devices.yaml", &resources);
+    let socket = dir.join("run/control.sock");
+    let run = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let links = run.links();
+    let mut cmd = Command::new(&python);
+    cmd.arg("-c")
+        .arg(include_str!("pyvisa_sim/compare.py"))
+        .arg(&yaml);
+    for (resource, link) in resources.iter().zip(&links) {
+        cmd.arg(format!("{resource}={}", link.display()));
+    }
+    let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
+    let stderr = run.stderr();
+    let (status, extra) = run.stop_with(Signal::SIGTERM);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| {
+            panic!(
+                "no results ({e}):\n{stdout}\n{}\n{stderr}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r["ok"] != Value::Bool(true))
+        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
+        .collect();
+    // Per device of the example: the sentinel, 3 dialogues, 3 lower-cased, 4 unknown forms
+    // and a delimited pair.
+    assert!(
+        failed.is_empty() && results.len() == 2 * 12,
+        "{} checks, failed:\n{}\n{stderr}",
+        results.len(),
+        failed.join("\n")
+    );
+    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
+    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+}
+
+#[test]
+fn check_points_into_the_yaml_file() {
+    let dir = work_dir("pyvisa-sim-check");
+    let yaml = dir.join("bad.yaml");
+    std::fs::write(
+        &yaml,
+        "spec: '1.1'\ndevices:\n  d:\n    properties:\n      v: {default: '1'}\nresources:\n  ASRL1::INSTR: {device: d}\n",
+    )
+    .unwrap();
+    let config = config(&dir, "bad.yaml", &["ASRL1::INSTR"]);
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let want = format!(
+        "{}:5:7: a device's `properties` are not served yet",
+        yaml.display()
+    );
+    assert!(stderr.contains(&want), "want {want:?}: {stderr}");
+    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+}
