@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serialtwin_core::Replies;
 use serialtwin_core::escape::escape;
 use serialtwin_devices::scripted::{
-    MatchMode, ReplyItem, ReplySpec, RuleConfig, Script, ScriptConfig, Scripted,
+    ErrorModel, MatchMode, ReplyItem, ReplySpec, RuleConfig, Script, ScriptConfig, Scripted,
 };
 use toml::Spanned;
 
@@ -171,6 +171,7 @@ fn exact_rule(template: &str, request: &[u8], state: &str, set: &str) {
         ]),
         default: None,
         matching: MatchMode::Exact,
+        errors: ErrorModel::default(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -212,6 +213,7 @@ fn regex_rule(template: &str, request: &[u8], regex: &str) {
         state: BTreeMap::from([("s".to_owned(), spanned(STATE_S, V))]),
         default: Some(reply(DEFAULT, "default")),
         matching: MatchMode::Exact,
+        errors: ErrorModel::default(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -236,6 +238,7 @@ fn literals(request: &[u8]) {
         state: BTreeMap::new(),
         default: Some(reply(DEFAULT, &literal(request))),
         matching: MatchMode::Exact,
+        errors: ErrorModel::default(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {

@@ -40,7 +40,7 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let dir = work_dir("pyvisa-sim");
     let yaml = dir.join("devices.yaml");
     std::fs::copy(common::workspace().join("examples/pyvisa-sim.yaml"), &yaml).unwrap();
-    let resources = ["ASRL7::INSTR", "ASRL1::INSTR"];
+    let resources = ["ASRL7::INSTR", "ASRL1::INSTR", "ASRL2::INSTR"];
     let config = config(&dir, "devices.yaml", &resources);
     let socket = dir.join("run/control.sock");
     let run = start(
@@ -75,10 +75,10 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
         .filter(|r| r["ok"] != Value::Bool(true))
         .map(|r| format!("- {}: {}", r["name"], r["detail"]))
         .collect();
-    // Per device of the example: the sentinel, 3 dialogues, 3 lower-cased, 4 unknown forms
-    // and a delimited pair.
+    // Per device of the example: the sentinel, its dialogues and their lower-cased forms, 4
+    // unknown forms, a delimited pair, 4 requests per register or queue: 16 + 12 + 14.
     assert!(
-        failed.is_empty() && results.len() == 2 * 12,
+        failed.is_empty() && results.len() == 42,
         "{} checks, failed:\n{}\n{stderr}",
         results.len(),
         failed.join("\n")

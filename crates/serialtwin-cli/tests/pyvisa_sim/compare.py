@@ -4,7 +4,7 @@
 argv: FILE, then RESOURCE=LINK pairs. The script for each device is generated from the
 device's own dialogues: each `q` as written, then what pyvisa-sim does not know (the `q`
 lower-cased, with a trailing space or CR, an unknown header, two `q`s joined by the
-delimiter). After each request a *sentinel* (the first dialogue with a reply) is sent, and
+delimiter), then each status register and error queue read, around another command error. After each request a *sentinel* (the first dialogue with a reply) is sent, and
 replies are read until the sentinel's: so silence is seen as silence, without timing.
 Prints one JSON list of checks, as the other Python tests do.
 """
@@ -39,6 +39,10 @@ for resource, link in pairs:
     requests += [q.lower() for q in requests if q.lower() != q]
     requests += [requests[0] + " ", requests[0] + "\r", "NO:SUCH:HEADER?", ""]
     requests.append(device.get("delimiter", ";").join(requests[:2]))
+    error = device.get("error", {})
+    if isinstance(error, dict):
+        for entry in error.get("status_register", []) + error.get("error_queue", []):
+            requests += [entry["q"], "FOO", entry["q"], entry["q"]]
     sessions = {}
     for name, rm, res in (("sim", sim_rm, resource), ("port", py_rm, f"ASRL{link}::INSTR")):
         inst = rm.open_resource(res, read_termination=r_eom, write_termination="")

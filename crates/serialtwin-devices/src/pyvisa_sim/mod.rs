@@ -10,9 +10,12 @@
 //! for the resource's interface frames the port: requests end with exactly `q`, replies get
 //! `r`; a message is split on the `delimiter` (default `;`) and each part answered on its own.
 //!
+//! Its `status_register`s and `error_queue`s become the script's [`ErrorModel`]: a command
+//! error sets a register's `command_error` bits and adds a queue's `command_error` entry; a
+//! register's `q` answers its value and clears it, a queue's its oldest entry or `default`.
+//!
 //! What is not compiled yet is refused where it is written, never served wrong: properties,
-//! channels, status registers and error queues, `RANDOM(...)` and `BYTES(...)` replies,
-//! resources in another file.
+//! channels, `RANDOM(...)` and `BYTES(...)` replies, resources in another file.
 
 pub mod eom;
 mod model;
@@ -25,7 +28,10 @@ use serialtwin_core::{Context, Device, Framing, Replies};
 
 pub use self::model::MODEL;
 use self::yaml::{Node, YamlError};
-use crate::scripted::{ReplyItem, ReplySpec, RuleConfig, ScriptConfig, Scripted, escape_bytes};
+use crate::scripted::{
+    ErrorModel, ErrorQueue, ReplyItem, ReplySpec, RuleConfig, ScriptConfig, Scripted,
+    StatusRegister, escape_bytes,
+};
 
 /// The spec this reads: pyvisa-sim 0.7.1's `SPEC_VERSION`.
 pub const SPEC_VERSION: (u32, u32) = (1, 1);
@@ -150,10 +156,12 @@ pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
         Some(node) => node.str("`delimiter`")?.as_bytes().to_vec(),
         None => b";".to_vec(),
     };
+    let mut errors = ErrorModel::default();
     let mut script = ScriptConfig {
-        default: error_reply(device)?,
+        default: error_reply(device, &mut errors)?,
         ..ScriptConfig::default()
     };
+    script.errors = errors;
     if let Some(dialogues) = device.get("dialogues") {
         for dialogue in dialogues.seq("`dialogues`")? {
             script.rules.push(rule(dialogue)?);
@@ -225,8 +233,9 @@ fn eoms(device: &Node, resource: &str) -> Result<(Vec<u8>, Vec<u8>), YamlError> 
 }
 
 /// The reply to a command error (pyvisa-sim's `command_error` response): `error: text`, or
-/// `error: {response: {command_error: text}}`; none is silence.
-fn error_reply(device: &Node) -> Result<Option<ReplySpec>, YamlError> {
+/// `error: {response: {command_error: text}}`; none is silence. With a mapping, its
+/// `status_register` and `error_queue` entries go to `errors`.
+fn error_reply(device: &Node, errors: &mut ErrorModel) -> Result<Option<ReplySpec>, YamlError> {
     let Some(error) = device.get("error") else {
         return Ok(None);
     };
@@ -234,12 +243,20 @@ fn error_reply(device: &Node) -> Result<Option<ReplySpec>, YamlError> {
         error
     } else {
         error.map("`error`")?;
-        for key in ["status_register", "error_queue"] {
-            if let Some(node) = error.get(key) {
-                return Err(YamlError::new(
-                    node.at,
-                    format!("`error.{key}` is not served yet"),
-                ));
+        if let Some(registers) = error.get("status_register") {
+            for register in registers.seq("`status_register`")? {
+                errors.registers.push(status_register(register)?);
+            }
+            // pyvisa-sim sets a command error's bits in the last register that has them.
+            if let Some(last) = errors.registers.iter().rposition(|r| r.command_error != 0) {
+                for register in &mut errors.registers[..last] {
+                    register.command_error = 0;
+                }
+            }
+        }
+        if let Some(queues) = error.get("error_queue") {
+            for queue in queues.seq("`error_queue`")? {
+                errors.queues.push(error_queue(queue)?);
             }
         }
         match error.get("response").and_then(|r| r.get("command_error")) {
@@ -249,6 +266,57 @@ fn error_reply(device: &Node) -> Result<Option<ReplySpec>, YamlError> {
     };
     check_supported(text, "an error response")?;
     Ok(Some(literal_reply(text.str("an error response")?)))
+}
+
+/// `{q, command_error: bits, query_error: bits}`: every key but `q` an integer, as
+/// pyvisa-sim's `int()` wants (`query_error` is never raised by pyvisa-sim 0.7.1).
+fn status_register(node: &Node) -> Result<StatusRegister, YamlError> {
+    let mut register = StatusRegister::default();
+    let mut request = None;
+    for (key, value) in node.map("a status register")? {
+        let text = value.str("a status register's value")?;
+        if key == "q" {
+            request = Some(value);
+            continue;
+        }
+        let bits = text.trim().parse::<u64>().map_err(|_| {
+            YamlError::new(
+                value.at,
+                format!("`{key}`: {text:?} is not a register value (a whole number)"),
+            )
+        })?;
+        if key == "command_error" {
+            register.command_error = bits;
+        }
+    }
+    let request = request.ok_or_else(|| YamlError::new(node.at, "a status register needs `q`"))?;
+    check_supported(request, "a status register's `q`")?;
+    register.request = request.str("`q`")?.as_bytes().to_vec();
+    Ok(register)
+}
+
+/// `{q, default, command_error: entry}`: `default` answers an empty queue.
+fn error_queue(node: &Node) -> Result<ErrorQueue, YamlError> {
+    node.map("an error queue")?;
+    let field = |key: &str| -> Result<Option<Vec<u8>>, YamlError> {
+        match node.get(key) {
+            Some(value) => {
+                check_supported(value, "an error queue's value")?;
+                Ok(Some(
+                    value.str("an error queue's value")?.as_bytes().to_vec(),
+                ))
+            }
+            None => Ok(None),
+        }
+    };
+    let need = |key: &str| {
+        field(key)?.ok_or_else(|| YamlError::new(node.at, format!("an error queue needs `{key}`")))
+    };
+    Ok(ErrorQueue {
+        request: need("q")?,
+        empty: need("default")?,
+        command_error: field("command_error")?,
+    })
 }
 
 /// A dialogue `{q, r}` as a rule: `q` byte for byte, `r` (spaces stripped, as pyvisa-sim
@@ -426,6 +494,36 @@ resources:
     }
 
     #[test]
+    fn command_errors_feed_registers_and_queues() {
+        let text = "spec: '1.1'\nresources: {ASRL4::INSTR: {device: d}}\ndevices:\n  d:\n    \
+                    error:\n      status_register:\n        - {q: '*ESR?', command_error: 32, \
+                    query_error: 4}\n      error_queue:\n        - {q: ':SYST:ERR?', default: \
+                    '0, No Error', command_error: '1, Command error'}\n    dialogues:\n      \
+                    - {q: '*IDN?', r: 'SCPI,MOCK,VERSION_1.0'}\n";
+        let (mut d, _) = device(text, "ASRL4::INSTR");
+        assert_eq!(ask(&mut d, b"*ESR?"), [b"0".to_vec()]);
+        assert!(ask(&mut d, b"FOO").is_empty(), "no response: silence");
+        assert!(ask(&mut d, b"BAR").is_empty());
+        assert_eq!(ask(&mut d, b"*ESR?"), [b"32".to_vec()]);
+        assert_eq!(ask(&mut d, b"*ESR?"), [b"0".to_vec()], "read clears it");
+        assert_eq!(ask(&mut d, b":SYST:ERR?"), [b"1, Command error".to_vec()]);
+        assert_eq!(ask(&mut d, b":SYST:ERR?"), [b"1, Command error".to_vec()]);
+        assert_eq!(ask(&mut d, b":SYST:ERR?"), [b"0, No Error".to_vec()]);
+        assert_eq!(ask(&mut d, b"*IDN?"), [b"SCPI,MOCK,VERSION_1.0".to_vec()]);
+        for _ in 0..crate::scripted::MAX_ERROR_QUEUE + 10 {
+            ask(&mut d, b"X");
+        }
+        for _ in 0..crate::scripted::MAX_ERROR_QUEUE {
+            assert_eq!(ask(&mut d, b":SYST:ERR?"), [b"1, Command error".to_vec()]);
+        }
+        assert_eq!(
+            ask(&mut d, b":SYST:ERR?"),
+            [b"0, No Error".to_vec()],
+            "bounded"
+        );
+    }
+
+    #[test]
     fn the_spec_is_checked() {
         let file = |spec: &str| {
             format!("{spec}devices: {{d: {{}}}}\nresources: {{ASRL1::INSTR: {{device: d}}}}\n")
@@ -458,14 +556,14 @@ resources:
             ("    properties: {}\n", 5, "`properties` are not served yet"),
             ("    channels: {}\n", 5, "`channels` are not served yet"),
             (
-                "    error:\n      error_queue: []\n",
+                "    error:\n      error_queue: [{q: 'E?'}]\n",
                 6,
-                "`error.error_queue`",
+                "needs `default`",
             ),
             (
-                "    error: {status_register: []}\n",
+                "    error: {status_register: [{q: 'S?', command_error: x}]}\n",
                 5,
-                "`error.status_register`",
+                "not a register value",
             ),
             (
                 "    dialogues: [{q: 'R', r: '{RANDOM(1, 2, 1):.2f}'}]\n",

@@ -13,7 +13,7 @@ use crate::scripted::{Script, Scripted};
 pub static MODEL: Model = Model {
     name: "pyvisa-sim",
     summary: "the device behind a resource of a pyvisa-sim 0.7.1 YAML file (spec 1.0/1.1): its \
-              dialogues, error response and eom, compiled to a script",
+              dialogues, error response, status registers, error queues and eom, compiled to a script",
     table: "pyvisa-sim",
     example: EXAMPLE,
     framings: &[],
@@ -121,7 +121,7 @@ mod tests {
         let e = build(&b).unwrap_err();
         assert_eq!(e.at, Some(7..24), "{e}");
         assert!(
-            e.reason.ends_with("pyvisa-sim.yaml:23:3: no resource \"ASRL9::INSTR\" (the file has: ASRL7::INSTR, ASRL1::INSTR)"),
+            e.reason.ends_with("pyvisa-sim.yaml:34:3: no resource \"ASRL9::INSTR\" (the file has: ASRL7::INSTR, ASRL1::INSTR, ASRL2::INSTR)"),
             "{e}"
         );
         let text = "file = 'nothing.yaml'\nresource = 'ASRL1::INSTR'\n";

@@ -42,6 +42,44 @@ pub struct ScriptConfig {
     /// The rules, tried in order; the first that matches (and is not used up) answers.
     #[serde(default, rename = "rule", skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<Spanned<RuleConfig>>,
+    /// What a command error (a request no rule matches) also does, besides the `default`
+    /// reply: the status registers and error queues it feeds, each read by a request of its
+    /// own. Not written in TOML: a compiler of another dialogue format fills it in
+    /// ([`pyvisa_sim`](crate::pyvisa_sim)'s `error`).
+    #[serde(skip)]
+    pub errors: ErrorModel,
+}
+
+/// Status registers and error queues a command error feeds ([`ScriptConfig::errors`]).
+///
+/// A request that no rule matches is looked up here, registers first, byte for byte, before
+/// it counts as a command error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorModel {
+    /// The status registers.
+    pub registers: Vec<StatusRegister>,
+    /// The error queues.
+    pub queues: Vec<ErrorQueue>,
+}
+
+/// A status register: its request answers its value in decimal and clears it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusRegister {
+    /// The request that reads (and clears) it.
+    pub request: Vec<u8>,
+    /// The bits a command error sets.
+    pub command_error: u64,
+}
+
+/// An error queue: its request answers (and removes) the oldest entry, or `empty`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ErrorQueue {
+    /// The request that reads it.
+    pub request: Vec<u8>,
+    /// The reply when it is empty.
+    pub empty: Vec<u8>,
+    /// The entry a command error adds (none: it adds nothing).
+    pub command_error: Option<Vec<u8>>,
 }
 
 /// How a script compares a rule's `request` with a request (`match = "..."`).

@@ -73,7 +73,10 @@ use bytes::Bytes;
 use regex::bytes::{Captures, Regex};
 use serialtwin_core::{BoxFramer, Context, Device, Framing, Replies, Reply, Settable};
 
-pub use self::config::{MatchMode, ReplyItem, ReplySpec, RuleConfig, ScriptConfig};
+pub use self::config::{
+    ErrorModel, ErrorQueue, MatchMode, ReplyItem, ReplySpec, RuleConfig, ScriptConfig,
+    StatusRegister,
+};
 pub use self::model::MODEL;
 pub use self::template::escape_bytes;
 
@@ -155,7 +158,13 @@ pub struct Script {
     default: Vec<ReplyTemplate>,
     state_names: Vec<String>,
     initial: Vec<Vec<u8>>,
+    /// What a command error also feeds.
+    errors: ErrorModel,
 }
+
+/// The most entries an error queue keeps: later errors are dropped, so that a client
+/// sending nothing but errors cannot make it grow without bound.
+pub const MAX_ERROR_QUEUE: usize = 1024;
 
 #[derive(Debug)]
 struct Rule {
@@ -225,6 +234,7 @@ impl Script {
             default,
             state_names,
             initial,
+            errors: config.errors.clone(),
         })
     }
 
@@ -441,6 +451,10 @@ pub struct Scripted {
     state: Vec<Vec<u8>>,
     /// Matches so far, per rule.
     matched: Vec<u64>,
+    /// The status registers' values ([`ErrorModel::registers`]).
+    registers: Vec<u64>,
+    /// The error queues' entries ([`ErrorModel::queues`]).
+    queues: Vec<std::collections::VecDeque<Bytes>>,
 }
 
 /// A normalised script's matching, for one framing: the port's own framer for
@@ -489,6 +503,8 @@ impl Scripted {
         Self {
             state: script.initial.clone(),
             matched: vec![0; script.rules.len()],
+            registers: vec![0; script.errors.registers.len()],
+            queues: vec![std::collections::VecDeque::new(); script.errors.queues.len()],
             normaliser: Normaliser::new(&script, &framing),
             script,
             framing,
@@ -567,8 +583,39 @@ impl Scripted {
             render(step, &group, &self.state, replies);
             return;
         }
+        if self.read_errors(request, replies) {
+            return;
+        }
+        for (value, register) in self.registers.iter_mut().zip(&script.errors.registers) {
+            *value |= register.command_error;
+        }
+        for (queue, config) in self.queues.iter_mut().zip(&script.errors.queues) {
+            if let Some(entry) = &config.command_error
+                && queue.len() < MAX_ERROR_QUEUE
+            {
+                queue.push_back(Bytes::from(entry.clone()));
+            }
+        }
         let group = group_fn(request, None);
         render(&script.default, &group, &self.state, replies);
+    }
+
+    /// A request reading a status register (its value, cleared) or an error queue (its
+    /// oldest entry, or its `empty` reply): answered, and `true`.
+    fn read_errors(&mut self, request: &[u8], replies: &mut Replies) -> bool {
+        let errors = &self.script.errors;
+        if let Some(i) = errors.registers.iter().rposition(|r| r.request == request) {
+            replies.push(std::mem::take(&mut self.registers[i]).to_string());
+            return true;
+        }
+        if let Some(i) = errors.queues.iter().rposition(|q| q.request == request) {
+            match self.queues[i].pop_front() {
+                Some(entry) => replies.push(entry),
+                None => replies.push(errors.queues[i].empty.clone()),
+            }
+            return true;
+        }
+        false
     }
 }
 
