@@ -109,3 +109,84 @@ fn check_points_into_the_yaml_file() {
     let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
     assert_eq!(left, Vec::<PathBuf>::new());
 }
+
+/// The line of `text` that starts with `prefix`, without it.
+fn line_after<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in:\n{text}"))
+}
+
+#[test]
+fn the_shipped_example_answers_the_readme_command() {
+    let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
+        .join("bin/python");
+    let dir = work_dir("pyvisa-sim-example");
+    let root = common::workspace();
+    let example = std::fs::read_to_string(root.join("examples/pyvisa-sim.toml")).unwrap();
+    let command = line_after(&example, "#   python3 -c '")
+        .strip_suffix('\'')
+        .unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(command),
+        "README gives the example's command"
+    );
+    let yaml = dir.join("pyvisa-sim.yaml");
+    std::fs::copy(root.join("examples/pyvisa-sim.yaml"), &yaml).unwrap();
+    let text = example.replace("/tmp/serialtwin/", &format!("{}/", dir.display()));
+    let config = write_config(&dir, "pyvisa-sim.toml", &text);
+    let socket = dir.join("run/control.sock");
+    let run = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let script = command.replace("/tmp/serialtwin/", &format!("{}/", dir.display()));
+    let port = common::output_within_for(
+        Command::new(&python)
+            .arg("-c")
+            .arg(&script)
+            .stderr(Stdio::piped()),
+        PYTHON_PATIENCE,
+    );
+    // The same command on pyvisa-sim itself, the resource the port serves.
+    let sim_script = script
+        .replace(
+            "ResourceManager(\"@py\")",
+            &format!("ResourceManager({:?})", format!("{}@sim", yaml.display())),
+        )
+        .replace(
+            &format!("ASRL{}/ttyUSB-psu::INSTR", dir.display()),
+            "ASRL7::INSTR",
+        );
+    assert_ne!(sim_script, script);
+    let sim = common::output_within_for(
+        Command::new(&python)
+            .arg("-c")
+            .arg(&sim_script)
+            .stderr(Stdio::piped()),
+        PYTHON_PATIENCE,
+    );
+    let stderr = run.stderr();
+    let (status, extra) = run.stop_with(Signal::SIGTERM);
+    let printed = String::from_utf8_lossy(&port.stdout);
+    assert_eq!(
+        printed,
+        "ACME,PSU-1,SN001,1.0\nERR\n-113,\"Undefined header\"\n",
+        "{}\n{stderr}",
+        String::from_utf8_lossy(&port.stderr)
+    );
+    assert_eq!(
+        printed,
+        String::from_utf8_lossy(&sim.stdout),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
+    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+}
