@@ -59,6 +59,13 @@
 //! strings' for the others). Replies go through the port's framing (which adds the terminator)
 //! unless `raw = true`. A rule's `set` runs before its reply is rendered, so the reply sees the
 //! new values.
+//!
+//! # Command errors
+//! A request no rule matches is a command error: it gets `default`, and feeds the script's
+//! [`ErrorModel`] (filled in by a compiler such as [`pyvisa_sim`](crate::pyvisa_sim), not
+//! written in TOML): status registers get their bits set, error queues an entry. A request
+//! naming a register answers its value and clears it; one naming a queue answers its oldest
+//! entry, or the queue's empty reply.
 
 mod config;
 mod model;
