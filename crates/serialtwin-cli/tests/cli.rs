@@ -876,6 +876,7 @@ fn the_example_configs_are_valid() {
         "gps.toml",
         "scpi.toml",
         "pyvisa-sim.toml",
+        "ve-direct.toml",
     ] {
         let text = std::fs::read_to_string(root.join("examples").join(example)).unwrap();
         let moved = text.replace(

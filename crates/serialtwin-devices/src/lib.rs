@@ -15,6 +15,8 @@
 //!   track.
 //! - [`pyvisa_sim`]: the device behind a resource of a pyvisa-sim YAML file, compiled to a
 //!   script.
+//! - [`ve_direct`]: a Victron VE.Direct solar charger: text blocks on its beat, HEX
+//!   answered in between.
 //!
 //! [`learn`] turns a capture into a scripted device. [`registry`] describes every model for
 //! the command line ([`MODELS`]); [`framing_by_name`] finds the core's framings and the
@@ -51,6 +53,7 @@ models! {
     epever,
     nmea_gps,
     pyvisa_sim,
+    ve_direct,
 }
 
 /// docs/models.md, the walkthrough for adding a model: its code blocks are compiled and run

@@ -19,7 +19,7 @@
 //! - An address it does not have answers 02 (no gaps read as zero).
 //! - It leaves the factory at 115,200 baud 8N1, unit 1 (epevermodbus' defaults).
 
-mod plant;
+pub(crate) mod plant;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
