@@ -147,6 +147,30 @@ fn ctx_at(unix: u64) -> Context {
     ))
 }
 
+/// At midnight today's yield and highest power become yesterday's (H22, H23), today's start
+/// again, and the day sequence number moves on.
+#[tokio::test(start_paused = true)]
+async fn a_new_day_moves_today_to_yesterday() {
+    let mut device = charger("");
+    let mut ctx = ctx_at(NOON + 11 * 3600); // 23:00
+    device.set("irradiance", "1000", &mut ctx).unwrap();
+    let read = |device: &mut VeDirect, ctx: &mut Context| -> BTreeMap<String, String> {
+        fields(&beat(device, ctx)[0]).into_iter().collect()
+    };
+    let first = read(&mut device, &mut ctx);
+    assert_eq!((value(&first, "HSDS"), value(&first, "H22")), (0, 0));
+    tokio::time::advance(Duration::from_secs(3590)).await; // 23:59:50
+    let late = read(&mut device, &mut ctx);
+    assert!(value(&late, "H20") > 0, "{late:?}");
+    tokio::time::advance(Duration::from_secs(20)).await; // 00:00:10
+    let next = read(&mut device, &mut ctx);
+    assert_eq!(value(&next, "HSDS"), 1);
+    assert_eq!(value(&next, "H22"), value(&late, "H20"));
+    assert_eq!(value(&next, "H23"), value(&late, "H21"));
+    assert!(value(&next, "H20") < value(&late, "H20"), "{next:?}");
+    assert_eq!(value(&next, "H21"), value(&next, "PPV"));
+}
+
 /// `set` moves the plant: no sun, no PV power; errors name the keys.
 #[tokio::test(start_paused = true)]
 async fn set_moves_the_plant() {
