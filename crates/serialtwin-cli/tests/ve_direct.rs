@@ -4,8 +4,8 @@
 //! made there; async frames off, since it loses the block after any HEX frame) and mppsolar
 //! 0.16.56 (`-P ved --porttype vserial -b 19200`) read text blocks; a raw reader checks every
 //! block sums to 0 mod 256, and writes HEX frames whose answers it decodes itself and checks
-//! with mppsolar's own `vedHexChecksum`, with async frames on (text keeps flowing) and with
-//! text paused while HEX flows.
+//! with mppsolar's own `vedHexChecksum`, with async frames on (between blocks, and between a
+//! block's fields; text keeps flowing) and with text paused while HEX flows.
 
 mod common;
 
@@ -79,7 +79,9 @@ fn hex_is_answered_between_blocks_with_async_frames_or_paused_text() {
              [[device]]\nname = \"async\"\nmodel = \"ve-direct\"\nlink = \"{0}/ttyUSB1\"\n\
              [device.ve-direct]\nasync_frames = true\n\n\
              [[device]]\nname = \"pause\"\nmodel = \"ve-direct\"\nlink = \"{0}/ttyUSB2\"\n\
-             [device.ve-direct]\npause_text_on_hex = true\nhex_quiet_s = 3.0\n",
+             [device.ve-direct]\npause_text_on_hex = true\nhex_quiet_s = 3.0\n\n\
+             [[device]]\nname = \"inblock\"\nmodel = \"ve-direct\"\nlink = \"{0}/ttyUSB3\"\n\
+             [device.ve-direct]\nasync_frames = true\nasync_in_block = true\n",
             home.display()
         ),
     );
@@ -92,25 +94,35 @@ fn hex_is_answered_between_blocks_with_async_frames_or_paused_text() {
             socket.to_str().unwrap(),
         ],
     );
-    let (async_link, pause_link) = (home.join("ttyUSB1"), home.join("ttyUSB2"));
-    let paused = std::thread::scope(|s| {
-        let paused = s.spawn(|| clients(&home, &["hex", pause_link.to_str().unwrap(), "pause"]));
-        let with_async = clients(
+    let link = |n: u32| home.join(format!("ttyUSB{n}"));
+    let with_async = |n: u32, mode: &str, name: &str| {
+        clients(
             &home,
             &[
                 "hex",
-                async_link.to_str().unwrap(),
-                "async",
+                link(n).to_str().unwrap(),
+                mode,
                 bin(),
                 "ctl",
                 "--socket",
                 socket.to_str().unwrap(),
                 "set",
-                "async",
+                name,
             ],
-        );
-        python_checks(&with_async, "HEX with async frames", 9, &running.stderr());
-        paused.join().unwrap()
+        )
+    };
+    let (paused, in_block) = std::thread::scope(|s| {
+        let paused = s.spawn(|| clients(&home, &["hex", link(2).to_str().unwrap(), "pause"]));
+        let in_block = s.spawn(|| with_async(3, "inblock", "inblock"));
+        let between = with_async(1, "async", "async");
+        python_checks(&between, "HEX with async frames", 10, &running.stderr());
+        (paused.join().unwrap(), in_block.join().unwrap())
     });
+    python_checks(
+        &in_block,
+        "HEX with async frames inside blocks",
+        10,
+        &running.stderr(),
+    );
     python_checks(&paused, "HEX with text paused", 8, &running.stderr());
 }

@@ -7,7 +7,8 @@
 #                                       stream itself; HEX sums checked by mppsolar's own
 #                                       vedHexChecksum. <mode>: "async" (async frames on, text
 #                                       keeps flowing; `<ctl...> irradiance 0` is run to change
-#                                       the device state) or "pause" (text pauses while HEX flows)
+#                                       the device state), "inblock" (the same, the frames between
+#                                       a block's fields) or "pause" (text pauses while HEX flows)
 import json
 import subprocess
 import sys
@@ -43,6 +44,7 @@ class StreamDecoder:
         self.hex = None
         self.at_checksum = False
         self.synced = False
+        self.hex_inside = 0  # HEX frames begun while a block was in progress
 
     def push(self, b):
         if self.hex is not None:
@@ -53,6 +55,8 @@ class StreamDecoder:
             return ("hex", frame)
         if b == ord(":") and not self.at_checksum:
             self.hex = bytearray(b":")
+            if self.synced and self.block:
+                self.hex_inside += 1
             return None
         self.block.append(b)
         if self.at_checksum:
@@ -135,7 +139,7 @@ def hex_mode(link, mode, ctl):
         if not sent and seen >= 2:
             port.write(b"".join(requests))
             sent, sent_at = True, now
-        if mode == "async" and dark is None and seen >= 4:
+        if mode in ("async", "inblock") and dark is None and seen >= 4:
             subprocess.run(ctl + ["irradiance", "0"], check=True, capture_output=True, timeout=30)
             dark = now
         for b in port.read(256):
@@ -154,13 +158,17 @@ def hex_mode(link, mode, ctl):
           any(f.startswith(":7D5ED00") and len(f) == 14 for f in frames), frames)
     check("get 0x1000: 100 Ah", ":70010006400DA" in frames, frames)
     check("a bad checksum answered :4AAAA", ":4AAAAFD" in frames, frames)
-    if mode == "async":
+    if mode in ("async", "inblock"):
         asyncs = [f for f in frames if f.startswith(":A")]
         ids = {f[2:6] for f in asyncs}
         check("async frames of 0x0201, 0xEDD5, 0xEDDB", {"0102", "D5ED", "DBED"} <= ids, asyncs)
         late = [e[2] for e in events if e[1] == "hex" and dark is not None and e[0] > dark]
         # 0x0201 = 0 (off): A + 01 + 02 + 00 + 00 + 0x48 = 0x55.
         check("the sun gone: device state 0 reported", ":A0102000048" in late, late)
+        if mode == "inblock":
+            check("async frames between a block's fields", decoder.hex_inside > 0, frames)
+        else:
+            check("async frames between blocks only", decoder.hex_inside == 0, frames)
         gaps = [b[0] for b in blocks if b[0] > sent_at]
         check("text keeps flowing through HEX", len(gaps) >= 5, [round(b[0], 2) for b in blocks])
     else:

@@ -10,8 +10,12 @@
 //!   `calcHexFrameCheckSum`).
 //!
 //! The device pushes a block without its checksum byte (ending in `Checksum\t`) and a HEX
-//! frame without its checksum and `\n` (`:7D5ED00`); this framer adds them. From the client it
-//! cuts LF lines: HEX frames are the only thing a host writes.
+//! frame without its checksum and `\n` (`:7D5ED00`); this framer adds them. A block may come
+//! in pieces with HEX frames between them, as real chargers send async frames between the
+//! fields of a block (instruments.md §4.3): each piece starts with `\r\n`, the framer keeps
+//! the sum of the pieces so far, and the last piece's checksum byte covers the whole block
+//! and none of the HEX bytes. From the client it cuts LF lines: HEX frames are the only thing
+//! a host writes.
 
 use bytes::{Bytes, BytesMut};
 use serialtwin_core::{Checksum, FrameAt, FrameError, Framer, Framing, LineFramer, Terminator};
@@ -72,13 +76,20 @@ pub fn hex_bytes(after_colon: &[u8]) -> Option<(u8, Vec<u8>)> {
 
 /// VE.Direct: LF lines from the client, text blocks and HEX frames checksummed on the way out.
 #[derive(Debug)]
-pub struct VeDirectFramer(LineFramer);
+pub struct VeDirectFramer {
+    lines: LineFramer,
+    /// The sum of a block's pieces encoded so far, while the block has not ended.
+    block_sum: u8,
+}
 
 impl VeDirectFramer {
     /// A framer accepting client lines of up to [`MAX_LINE`] bytes.
     #[must_use]
     pub fn new() -> Self {
-        Self(LineFramer::new(Terminator::Lf, MAX_LINE))
+        Self {
+            lines: LineFramer::new(Terminator::Lf, MAX_LINE),
+            block_sum: 0,
+        }
     }
 }
 
@@ -90,21 +101,27 @@ impl Default for VeDirectFramer {
 
 impl Framer for VeDirectFramer {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
-        self.0.decode(buf)
+        self.lines.decode(buf)
     }
 
     fn peek(&mut self, buf: &[u8]) -> Option<FrameAt> {
-        self.0.peek(buf)
+        self.lines.peek(buf)
     }
 
-    /// A block ending in `Checksum\t` gets its checksum byte; a HEX frame (`:` and hex digits)
-    /// its checksum in hex and `\n`; anything else is a line, and gets `\n` (so that whatever
-    /// a client's line was, it goes back as the same line).
+    /// A block ending in `Checksum\t` gets its checksum byte, over the pieces of the block
+    /// before it too; a piece of a block (starting `\r\n`) goes as it is, counted; a HEX frame
+    /// (`:` and hex digits) gets its checksum in hex and `\n`; anything else is a line, and
+    /// gets `\n` (so that whatever a client's line was, it goes back as the same line).
     fn encode(&mut self, frame: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         dst.reserve(frame.len() + 3);
         dst.extend_from_slice(frame);
         if frame.ends_with(CHECKSUM_LABEL) {
-            dst.extend_from_slice(&[text_checksum(frame)]);
+            let before = std::mem::take(&mut self.block_sum);
+            dst.extend_from_slice(&[text_checksum(frame).wrapping_sub(before)]);
+        } else if frame.starts_with(b"\r\n") {
+            self.block_sum = frame
+                .iter()
+                .fold(self.block_sum, |sum, b| sum.wrapping_add(*b));
         } else if let Some(after) = frame.strip_prefix(b":")
             && let Some((command, payload)) = hex_bytes(after)
         {
@@ -116,7 +133,8 @@ impl Framer for VeDirectFramer {
     }
 
     fn reset(&mut self) {
-        self.0.reset();
+        self.lines.reset();
+        self.block_sum = 0;
     }
 
     /// A block's last byte; a HEX frame's two digits before `\n`.
@@ -153,7 +171,7 @@ impl Framer for VeDirectFramer {
     }
 
     fn max_frame_len(&self) -> usize {
-        self.0.max_frame_len()
+        self.lines.max_frame_len()
     }
 }
 
@@ -182,6 +200,29 @@ mod tests {
         let mut broken = wire.clone();
         broken[10] ^= 1;
         assert_eq!(framing().check(&broken), Checksum::Invalid);
+    }
+
+    /// A block in two pieces with async frames between them (as emonhub#160's capture has
+    /// them before `ERR`): the checksum byte is the whole block's, the HEX bytes left out.
+    #[test]
+    fn a_block_in_pieces_gets_the_whole_blocks_checksum() {
+        let first = &b"\r\nPID\t0xA053\r\nFW\t159\r\nSER#\tHQ2133ABCDE\r\nV\t13410\r\nI\t4200\
+\r\nVPV\t18760\r\nPPV\t58\r\nCS\t3\r\nMPPT\t2\r\nOR\t0x00000000"[..];
+        let rest = &b"\r\nERR\t0\r\nLOAD\tON\r\nIL\t300\r\nH19\t10342\r\nH20\t35\r\nH21\t210\
+\r\nH22\t112\r\nH23\t305\r\nHSDS\t187\r\nChecksum\t"[..];
+        let mut framer = VeDirectFramer::new();
+        let mut wire = BytesMut::new();
+        for frame in [first, b":ADBED001A0D", b":A02020002000000", rest] {
+            framer.encode(frame, &mut wire).unwrap();
+        }
+        let wire = wire.to_vec();
+        let hex = b":ADBED001A0D5C\n:A0202000200000045\n";
+        assert_eq!(&wire[first.len()..first.len() + hex.len()], hex);
+        assert_eq!(wire.last(), Some(&0xDC));
+        // The next block starts afresh.
+        let mut again = BytesMut::new();
+        framer.encode(&[first, rest].concat(), &mut again).unwrap();
+        assert_eq!(again.last(), Some(&0xDC));
     }
 
     /// Every frame of §4.2's table (all sums checked there = 0x55).

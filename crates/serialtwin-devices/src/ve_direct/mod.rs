@@ -21,7 +21,8 @@
 //!   `hex_quiet_s` ("several seconds" in the VE.Direct Protocol document) without HEX
 //!   traffic. `async_frames = true` sends newer firmware's unprompted `:A` frames (device
 //!   state, charger voltage, charger temperature) when their value changes, just before a
-//!   block. vedirect-m8 loses the block after any HEX frame (§4.4), so async frames are off
+//!   block, or with `async_in_block = true` between its fields (before `ERR`, where a real
+//!   capture has them; the block's checksum skips them). vedirect-m8 loses the block after any HEX frame (§4.4), so async frames are off
 //!   by default.
 //!
 //! The values come from a plant: the solar system of the `epever` model (a PV array under the
@@ -79,6 +80,7 @@ battery_ah = 100.0                  # 12 V lead-acid; HEX register 0x1000 reads 
 load_w = 4.0                        # on the load output (LOAD, IL)
 soc = 60.0                          # % charge when the clock starts
 async_frames = false                # `:A` frames when a value changes (vedirect-m8 loses a block on each)
+async_in_block = false              # true: those frames go between a block's fields (before ERR), not before it
 pause_text_on_hex = false           # true: text stops while HEX flows (firmware before 1.53)
 hex_quiet_s = 5.0                   # then: seconds without HEX before text comes back
 "#;
@@ -138,6 +140,9 @@ pub struct VeDirectConfig {
     pub soc: f64,
     /// Send `:A` frames when a value changes.
     pub async_frames: bool,
+    /// Send them between a block's fields (before `ERR`, as in a real capture) instead of
+    /// before the block.
+    pub async_in_block: bool,
     /// Text stops while HEX flows.
     pub pause_text_on_hex: bool,
     /// Seconds without HEX before paused text comes back.
@@ -154,6 +159,7 @@ impl Default for VeDirectConfig {
             load_w: 4.0,
             soc: 60.0,
             async_frames: false,
+            async_in_block: false,
             pause_text_on_hex: false,
             hex_quiet_s: 5.0,
         }
@@ -499,9 +505,11 @@ impl Device for VeDirect {
         Some(Duration::from_secs(1))
     }
 
-    /// The `:A` frames of values that changed (if on), then the block (unless paused).
+    /// The `:A` frames of values that changed (if on), and the block (unless paused): the
+    /// frames before it, or between its fields.
     fn talk(&mut self, ctx: &mut Context, replies: &mut Replies) {
         let now = self.now(ctx);
+        let mut frames = Vec::new();
         if self.config.async_frames {
             for (i, id) in ASYNC_REGISTERS.into_iter().enumerate() {
                 let value = self.register(id, now);
@@ -509,15 +517,37 @@ impl Device for VeDirect {
                     let mut payload = id.to_le_bytes().to_vec();
                     payload.push(FLAG_OK);
                     payload.extend(value.iter().flatten());
-                    replies.push(hex_frame(code::ASYNC, &payload));
+                    frames.push(hex_frame(code::ASYNC, &payload));
                     self.reported[i] = value;
                 }
             }
         }
         let reading = self.reading(now);
         self.follow_days(now, &reading);
-        if !self.text_paused(now) {
-            replies.push(text_block(&self.config, &reading, &self.days));
+        if self.text_paused(now) {
+            for f in frames {
+                replies.push(f);
+            }
+            return;
+        }
+        let block = text_block(&self.config, &reading, &self.days);
+        let split = block
+            .find("\r\nERR\t")
+            .filter(|_| self.config.async_in_block);
+        match split {
+            Some(at) if !frames.is_empty() => {
+                replies.push(block[..at].to_owned());
+                for f in frames {
+                    replies.push(f);
+                }
+                replies.push(block[at..].to_owned());
+            }
+            _ => {
+                for f in frames {
+                    replies.push(f);
+                }
+                replies.push(block);
+            }
         }
     }
 

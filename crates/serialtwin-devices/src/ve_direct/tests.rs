@@ -328,6 +328,25 @@ async fn async_frames_report_changes() {
     );
 }
 
+/// With `async_in_block`, the frames go between the block's fields, before `ERR`; the
+/// block's text still sums to 0 without them.
+#[tokio::test(start_paused = true)]
+async fn async_frames_can_go_between_a_blocks_fields() {
+    let mut device = charger("async_frames = true\nasync_in_block = true\n");
+    let mut ctx = ctx_at(NOON);
+    let frames = beat(&mut device, &mut ctx);
+    assert_eq!(frames.len(), 5);
+    assert!(frames[0].starts_with(b"\r\nPID\t"));
+    assert!(frames[1..4].iter().all(|f| f.starts_with(b":A")));
+    assert!(frames[4].starts_with(b"\r\nERR\t"));
+    let block = [&frames[0][..], &frames[4][..]].concat();
+    assert_eq!(fields(&block).len(), 20);
+    // Nothing changed: the block whole.
+    let frames = beat(&mut device, &mut ctx);
+    assert_eq!(frames.len(), 1);
+    fields(&frames[0]);
+}
+
 /// A stream decoder as `OpenDTU`'s: `:` starts a HEX frame anywhere but at a block's checksum
 /// byte; HEX bytes stay out of the text sum; the text state resumes after the HEX `\n`.
 #[derive(Debug, Default)]
@@ -391,7 +410,18 @@ impl StreamDecoder {
 /// ping and a get answered between them; with async frames on, those too, all checksummed.
 #[tokio::test(start_paused = true)]
 async fn served_paced_blocks_and_hex_in_between() {
-    let device = charger("async_frames = true\n");
+    served("async_frames = true\n").await;
+}
+
+/// The same with async frames between a block's fields: the decoder keeps them out of the
+/// block's sum, which still comes to 0.
+#[tokio::test(start_paused = true)]
+async fn served_with_async_frames_inside_blocks() {
+    served("async_frames = true\nasync_in_block = true\n").await;
+}
+
+async fn served(table: &str) {
+    let device = charger(table);
     let mut config = ServeConfig::new("mppt");
     config.clock = SimClock::at_unix(NOON, 1.0);
     config.line = Some(LineConfig {
