@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::{leftovers, run_to_end, start, work_dir, write_config};
 use nix::sys::signal::Signal;
-use serde_json::Value;
 
 /// The whole pyvisa script's safety net (it takes seconds; the venv is made before).
 const PYTHON_PATIENCE: Duration = Duration::from_mins(3);
@@ -62,27 +61,9 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
     let stderr = run.stderr();
     let (status, extra) = run.stop_with(Signal::SIGTERM);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let results: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap_or_default())
-        .unwrap_or_else(|e| {
-            panic!(
-                "no results ({e}):\n{stdout}\n{}\n{stderr}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-    let failed: Vec<String> = results
-        .iter()
-        .filter(|r| r["ok"] != Value::Bool(true))
-        .map(|r| format!("- {}: {}", r["name"], r["detail"]))
-        .collect();
     // Per device of the example: the sentinel, its dialogues and their lower-cased forms, 4
     // unknown forms, a delimited pair, 4 requests per register or queue: 16 + 12 + 14.
-    assert!(
-        failed.is_empty() && results.len() == 42,
-        "{} checks, failed:\n{}\n{stderr}",
-        results.len(),
-        failed.join("\n")
-    );
+    common::python_checks(&out, "pyvisa-sim against the port", 42, &stderr);
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
     let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
     assert_eq!(left, Vec::<PathBuf>::new());
