@@ -324,3 +324,18 @@ fn a_log_is_played_at_its_serial_speed_and_refused_at_log() {
         assert!(e.reason.contains(why), "{text}: {e}");
     }
 }
+
+/// The receiver talks on a beat of its own (one cycle per period) rather than through
+/// `unprompted`: the serving loop calls `talk` on the same timers as paced output — a lane's
+/// timer heap when the port is lent — so it does not claim `sends_unprompted`, which would keep
+/// its port off the fleet's lane for nothing. A log player likewise.
+#[test]
+fn it_talks_on_its_beat_and_claims_no_unprompted_stream() {
+    let gps = gps("rate_hz = 10.0\nbaud = 115200\n");
+    assert_eq!(gps.talks_every(), Some(Duration::from_millis(100)));
+    assert!(!gps.sends_unprompted());
+    let log = Log::parse(b"$GPGGA,1\n").unwrap();
+    let player = LogPlayer::new(log, 9600, Duration::from_millis(200), true);
+    assert_eq!(player.talks_every(), Some(Duration::from_millis(200)));
+    assert!(!player.sends_unprompted());
+}
