@@ -78,8 +78,8 @@ fn has_lane_thread(pid: u32) -> bool {
 /// Write a `SiRF` probe every period for the window while reading: every complete line read
 /// (after the first newline, which may end a sentence begun before the client came), with
 /// when it arrived.
-async fn gps_client(link: &Path) -> (Vec<(Instant, Vec<u8>)>, usize) {
-    let gps = open_at(link, GPS_BAUD);
+async fn gps_client(gps_link: &Path) -> (Vec<(Instant, Vec<u8>)>, usize) {
+    let gps = open_at(gps_link, GPS_BAUD);
     let (reader, mut writer) = tokio::io::split(gps);
     let mut reader = BufReader::new(reader);
     // Asks a SiRF chip for 9600 baud: this receiver hears it and goes on as it was.
@@ -180,14 +180,14 @@ count = 4
             socket.to_str().unwrap(),
         ],
     );
-    let links = running.links();
-    assert_eq!(links.len(), 5, "{:?}", running.ports);
+    let ports = running.links();
+    assert_eq!(ports.len(), 5, "{:?}", running.ports);
 
-    let (gps_link, inv_link) = (links[0].clone(), links[1].clone());
+    let (gps_link, inv_link) = (ports[0].clone(), ports[1].clone());
     let gps = tokio::spawn(async move { gps_client(&gps_link).await });
     let inv = tokio::spawn(async move { pi30_client(&inv_link).await });
     let ((lines, probes), (polls, right)) = (gps.await.unwrap(), inv.await.unwrap());
-    let lanes = has_lane_thread(running.pid());
+    let on_a_lane_fleet = has_lane_thread(running.pid());
     let stderr = running.stderr();
     drop(running);
 
@@ -231,7 +231,7 @@ count = 4
     );
     let steps: Vec<u64> = times
         .windows(2)
-        .map(|w| w[1].checked_sub(w[0]).unwrap_or(0) / period_ms)
+        .map(|w| w[1].saturating_sub(w[0]) / period_ms)
         .collect();
     assert!(
         steps.iter().all(|k| *k >= 1),
@@ -250,7 +250,7 @@ count = 4
     assert!(polls >= expected * 9 / 10, "{polls} PI30 polls");
     assert_eq!(right, polls, "PI30 answers right of polls");
     assert!(
-        lanes,
+        on_a_lane_fleet,
         "no `serialtwin-lane` thread: the fleet is not lane-enabled"
     );
 }
