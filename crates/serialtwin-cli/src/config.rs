@@ -282,6 +282,14 @@ struct RawLine {
     echo: Option<bool>,
 }
 
+impl RawLine {
+    /// Its `baud`, if written and one a termios line names: what a model checks its output
+    /// against ([`Build::line_baud`]). Any other is refused by [`line`], with its reason.
+    fn valid_baud(&self) -> Option<Spanned<u32>> {
+        self.baud.clone().filter(|b| BAUDS.contains(b.get_ref()))
+    }
+}
+
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum RawAdapter {
@@ -835,6 +843,7 @@ fn device_ports(
         base_dir: here.base_dir,
         at: device.span(),
         line_written: d.line.is_some(),
+        line_baud: d.line.as_ref().and_then(RawLine::valid_baud),
     };
     let devices = build_devices(here, device, model, &build)?;
     let line_config = d

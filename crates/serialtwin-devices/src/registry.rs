@@ -190,6 +190,10 @@ pub struct Build<'a> {
     /// Whether the `[[device]]` wrote a `[device.line]`, which overrides the model's line: a
     /// bus whose units leave the factory with different lines needs one to say which.
     pub line_written: bool,
+    /// The `baud` the `[device.line]` writes (one the config accepts), with its place in the
+    /// config text: the speed the line will really have, over the model's own. A model that
+    /// checks what its line can carry (a GPS's burst within its period) checks it at this one.
+    pub line_baud: Option<Spanned<u32>>,
 }
 
 impl<'a> Build<'a> {
@@ -205,6 +209,7 @@ impl<'a> Build<'a> {
             base_dir: None,
             at: 0..0,
             line_written: false,
+            line_baud: None,
         }
     }
 

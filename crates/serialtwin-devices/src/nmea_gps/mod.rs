@@ -20,6 +20,9 @@
 //! - The line: 4800 baud 8N1 is the standard's, 9600 what most consumer receivers use; both
 //!   (and faster ones) are settings, and output is paced at the chosen speed. At 4800 baud
 //!   GSV goes out every fifth cycle only, as `SiRF` receivers thin their output at that speed.
+//!   The speed is the line's: a `[device.line]` baud, when the config writes one, is the one
+//!   GSV is thinned for and the one a cycle's bytes must fit within a period (`check` refuses
+//!   a set it cannot carry, at that baud).
 //! - Client writes are read and ignored: gpsd probes every vendor it knows when it opens a
 //!   port without `-b` (`$PSRF100,0,38400,...` asks a `SiRF` chip to change to binary at 38400),
 //!   and a receiver that does not speak that dialect goes on as it was, at its own speed.
@@ -220,6 +223,9 @@ pub struct NmeaGps {
     track: Track,
     sky: Sky,
     fix: Fix,
+    /// The line's real speed: `[device.line]`'s baud when written, else `baud`. GSV thinning
+    /// follows it, as a receiver thins for the speed it is at.
+    wire_baud: u32,
 }
 
 /// A config value that cannot be: the key it is at, and why.
@@ -238,11 +244,27 @@ fn positive(x: f64) -> bool {
 }
 
 impl NmeaGps {
-    /// A receiver as `config` describes it; `seed` places its satellites.
+    /// A receiver as `config` describes it, on a line at its own `baud`; `seed` places its
+    /// satellites.
     ///
     /// # Errors
-    /// The path of the first value that cannot be, and why.
+    /// The path of the first value that cannot be, and why (a cycle the baud cannot carry in
+    /// one period, at `sentences`).
     pub fn new(config: GpsConfig, seed: u64) -> Result<Self, Refusal> {
+        let gps = Self::on_line(config, seed, None)?;
+        fits(
+            gps.largest_cycle_bytes(),
+            gps.wire_baud,
+            gps.config.rate_hz,
+            &["sentences"],
+        )?;
+        Ok(gps)
+    }
+
+    /// [`NmeaGps::new`] on a line at `line_baud` (`[device.line]`'s) when given, without the
+    /// check that a cycle fits the line: the caller makes it, as only it knows where the speed
+    /// is written.
+    fn on_line(config: GpsConfig, seed: u64, line_baud: Option<u32>) -> Result<Self, Refusal> {
         line_checks(config.baud, config.rate_hz)?;
         if !matches!(config.talker.as_str(), "GP" | "GN") {
             return Err(refuse(&["talker"], "`talker` must be \"GP\" or \"GN\""));
@@ -289,19 +311,13 @@ impl NmeaGps {
         }
         let track = track_of(&config)?;
         let sky = Sky::new(in_view, used, config.talker == "GN", seed);
-        let gps = Self {
+        Ok(Self {
             fix: config.fix,
+            wire_baud: line_baud.unwrap_or(config.baud),
             config,
             track,
             sky,
-        };
-        fits(
-            gps.largest_cycle_bytes(),
-            gps.config.baud,
-            gps.config.rate_hz,
-            &["sentences"],
-        )?;
-        Ok(gps)
+        })
     }
 
     fn period(&self) -> Duration {
@@ -310,7 +326,7 @@ impl NmeaGps {
 
     /// Whether cycle `n` sends GSV.
     fn sends_gsv(&self, cycle: u64) -> bool {
-        self.config.baud > THIN_AT_BAUD || cycle.is_multiple_of(THIN_EVERY)
+        self.wire_baud > THIN_AT_BAUD || cycle.is_multiple_of(THIN_EVERY)
     }
 
     /// The sentences of cycle `cycle` at `epoch`.
@@ -378,7 +394,7 @@ fn fits(largest: usize, baud: u32, rate_hz: f64, at: &[&'static str]) -> Result<
     #[expect(
         clippy::cast_possible_truncation,
         clippy::cast_sign_loss,
-        reason = "at most 11,520 bytes a second over at least 0.05 s: small and positive"
+        reason = "at most 400,000 bytes a second over at least 0.05 s: small and positive"
     )]
     let carried = (f64::from(baud / BITS_PER_CHAR) / rate_hz).floor() as usize;
     if largest > carried {
@@ -394,26 +410,59 @@ fn fits(largest: usize, baud: u32, rate_hz: f64, at: &[&'static str]) -> Result<
     Ok(())
 }
 
+/// Whether a cycle of `largest` bytes fits the line that will really be there: at
+/// `[device.line]`'s baud when the config writes one (refused there), else at the model's own
+/// `baud` (refused at `at`).
+fn fits_line(
+    b: &Build<'_>,
+    largest: usize,
+    own_baud: u32,
+    rate_hz: f64,
+    at: &[&'static str],
+) -> Result<(), BuildError> {
+    match &b.line_baud {
+        Some(baud) => fits(largest, *baud.get_ref(), rate_hz, &[]).map_err(|(_, why)| {
+            BuildError::at(
+                baud.span(),
+                format!(
+                    "`[device.line]` sets the line to {} baud: {why}",
+                    baud.get_ref()
+                ),
+            )
+        }),
+        None => fits(largest, own_baud, rate_hz, at).map_err(|(path, why)| b.error(&path, why)),
+    }
+}
+
 /// A player of the log `path`, at the table's `baud` if written, else the log's `# Serial:`
-/// speed, else the default.
-fn player(b: &Build<'_>, config: &GpsConfig, path: &std::path::Path) -> Result<LogPlayer, Refusal> {
+/// speed, else the default (`[device.line]`'s baud, when written, is the line's over them all).
+fn player(
+    b: &Build<'_>,
+    config: &GpsConfig,
+    path: &std::path::Path,
+) -> Result<LogPlayer, BuildError> {
+    let refused = |(at, why): Refusal| b.error(&at, why);
     let file = b.resolve(path);
     let text = log::read(&file)
-        .map_err(|e| refuse(&["log"], format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| refuse(&["log"], format!("cannot read {}: {e}", file.display())))
+        .map_err(refused)?;
     let log = Log::parse(&text)
-        .map_err(|(line, why)| refuse(&["log"], format!("{}:{line}: {why}", file.display())))?;
+        .map_err(|(line, why)| refuse(&["log"], format!("{}:{line}: {why}", file.display())))
+        .map_err(refused)?;
     let baud = match log.serial_baud {
         Some(baud) if b.table.span_of(&["baud"]).is_none() => baud,
         _ => config.baud,
     };
-    line_checks(baud, config.rate_hz).map_err(|(at, why)| {
-        if b.table.span_of(&["baud"]).is_none() && at == ["baud"] {
-            refuse(&["log"], format!("the log's `# Serial:` speed: {why}"))
-        } else {
-            (at, why)
-        }
-    })?;
-    fits(log.largest_cycle_bytes(), baud, config.rate_hz, &["log"])?;
+    line_checks(baud, config.rate_hz)
+        .map_err(|(at, why)| {
+            if b.table.span_of(&["baud"]).is_none() && at == ["baud"] {
+                refuse(&["log"], format!("the log's `# Serial:` speed: {why}"))
+            } else {
+                (at, why)
+            }
+        })
+        .map_err(refused)?;
+    fits_line(b, log.largest_cycle_bytes(), baud, config.rate_hz, &["log"])?;
     Ok(LogPlayer::new(
         log,
         baud,
@@ -604,14 +653,22 @@ fn settable() -> Vec<Settable> {
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let config: GpsConfig = b.table.deserialize()?.unwrap_or_default();
     if let Some(path) = &config.log {
-        let player = player(b, &config, path).map_err(|(path, why)| b.error(&path, why))?;
+        let player = player(b, &config, path)?;
         return Ok((0..b.count).map(|_| Built::new(player.clone())).collect());
     }
+    let line_baud = b.line_baud.as_ref().map(|baud| *baud.get_ref());
     (0..b.count)
         .map(|i| {
-            NmeaGps::new(config.clone(), b.port_seed(i))
-                .map(Built::new)
-                .map_err(|(path, why)| b.error(&path, why))
+            let gps = NmeaGps::on_line(config.clone(), b.port_seed(i), line_baud)
+                .map_err(|(path, why)| b.error(&path, why))?;
+            fits_line(
+                b,
+                gps.largest_cycle_bytes(),
+                gps.config.baud,
+                gps.config.rate_hz,
+                &["sentences"],
+            )?;
+            Ok(Built::new(gps))
         })
         .collect()
 }

@@ -339,3 +339,77 @@ fn it_talks_on_its_beat_and_claims_no_unprompted_stream() {
     assert_eq!(player.talks_every(), Some(Duration::from_millis(200)));
     assert!(!player.sends_unprompted());
 }
+
+/// A build of `text` whose `[device.line]` writes `baud`, at bytes 100..106 of the config.
+fn on_line_of(
+    text: &str,
+    baud: u32,
+    base_dir: Option<&std::path::Path>,
+) -> Result<Vec<Built>, BuildError> {
+    let mut b = Build::new(Table::parse(text).unwrap());
+    b.line_baud = Some(serde_spanned::Spanned::new(100..106, baud));
+    b.base_dir = base_dir;
+    build(&b)
+}
+
+/// `check` sums a cycle's bytes against the line that will really be there: `[device.line]`'s
+/// baud when written, refused at that baud; a set the model's own speed carries is refused on
+/// a slower line, one it does not is accepted on a faster one.
+#[test]
+fn a_cycle_must_fit_the_line_device_line_sets() {
+    let fast = "rate_hz = 10.0\nbaud = 115200\n";
+    assert!(build(&Build::new(Table::parse(fast).unwrap())).is_ok());
+    let e = on_line_of(fast, 9600, None).unwrap_err();
+    assert_eq!(e.at, Some(100..106), "{e}");
+    assert!(
+        e.reason
+            .starts_with("`[device.line]` sets the line to 9600 baud: a cycle of these")
+            && e.reason
+                .contains("9600 baud carries 96 in each 0.1 s cycle"),
+        "{e}"
+    );
+    assert!(on_line_of(fast, 230_400, None).is_ok());
+
+    let slow = "baud = 4800\n";
+    assert!(build(&Build::new(Table::parse(slow).unwrap())).is_err());
+    let built = on_line_of(slow, 9600, None).unwrap();
+    assert_eq!(
+        built[0].line.baud,
+        Some(4800),
+        "the config lays the line over it"
+    );
+}
+
+/// A played log, too, must fit the line `[device.line]` sets: one its `# Serial:` 4800 baud
+/// cannot carry is accepted on a line of 9600, and one that fits at 9600 is refused, at the
+/// `[device.line]` baud, on a line of 300.
+#[test]
+fn a_log_must_fit_the_line_device_line_sets() {
+    let dir = Scratch(std::env::temp_dir().join(format!("nmea-gps-line-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    // One cycle of 556 bytes: more than its `# Serial:` 4800 baud carries, not 9600.
+    let long = "$GPGLL,12345678901234567890123456789012345678901234567890\r\n";
+    let big = format!("# Serial: 4800 8N1\n$GPGGA,1\r\n{}", long.repeat(9));
+    std::fs::write(dir.0.join("big.log"), big).unwrap();
+    let mut b = Build::new(Table::parse("log = 'big.log'\n").unwrap());
+    b.base_dir = Some(&dir.0);
+    assert!(build(&b).is_err());
+    assert!(on_line_of("log = 'big.log'\n", 9600, Some(&dir.0)).is_ok());
+    let e = on_line_of("log = 'big.log'\nbaud = 9600\n", 300, Some(&dir.0)).unwrap_err();
+    assert_eq!(e.at, Some(100..106), "{e}");
+    assert!(e.reason.contains("300 baud carries 30"), "{e}");
+}
+
+/// At a `[device.line]` speed of 4800 GSV is thinned, whatever the model's own `baud`: the
+/// receiver is at the line's speed.
+#[test]
+fn gsv_thinning_follows_the_line_device_line_sets() {
+    let config = GpsConfig::default();
+    assert_eq!(config.baud, 9600);
+    let gps = NmeaGps::on_line(config.clone(), 1, Some(4800)).unwrap();
+    assert_eq!(
+        (0..6).map(|n| gps.sends_gsv(n)).collect::<Vec<_>>(),
+        [true, false, false, false, false, true]
+    );
+    assert!(NmeaGps::on_line(config, 1, None).unwrap().sends_gsv(1));
+}
