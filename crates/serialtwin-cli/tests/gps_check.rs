@@ -1,6 +1,7 @@
 //! `serialtwin check` on NMEA GPS configs: a cycle of sentences must fit the line that will
 //! really be there (`[device.line]`'s baud when written, the model's own `baud` otherwise),
-//! refused at the value, with its reason, exit status 2.
+//! and a played log refuses the keys only synthesis reads — each refusal at the value, with
+//! its reason, exit status 2.
 
 mod common;
 
@@ -68,4 +69,34 @@ fn check_sums_a_cycle_against_the_baud_device_line_sets() {
         &format!("{slow}[device.line]\nbaud = 9600\n"),
     )
     .unwrap();
+}
+
+/// Beside `log`, `route` (or any key only synthesis reads) is refused at its value; `baud`,
+/// `rate_hz` and `log_repeat` are accepted; `log_repeat` without a log is refused.
+#[test]
+fn check_refuses_synthesis_keys_beside_a_log() {
+    let text = format!(
+        "{GPS}[device.nmea-gps]\nlog = 'drive.log'\n\
+         route = {{ waypoints = [[48.0, 11.0], [48.1, 11.0]], speed_mps = 10.0 }}\n"
+    );
+    let (at, reason) = check("gps-log-route", &text).unwrap_err();
+    assert_eq!(at, "7:9", "{reason}");
+    assert!(
+        reason.starts_with("`route` does not apply with `log`"),
+        "{reason}"
+    );
+    let text = format!("{GPS}[device.nmea-gps]\nlog = 'drive.log'\ntalker = 'GN'\n");
+    let (at, reason) = check("gps-log-talker", &text).unwrap_err();
+    assert_eq!(at, "7:10", "{reason}");
+    assert!(reason.contains("`talker` does not apply with `log`"));
+
+    let text = format!(
+        "{GPS}[device.nmea-gps]\nlog = 'drive.log'\nbaud = 9600\nrate_hz = 2.0\n\
+         log_repeat = false\n"
+    );
+    check("gps-log-ok", &text).unwrap();
+    let text = format!("{GPS}[device.nmea-gps]\nlog_repeat = false\n");
+    let (at, reason) = check("gps-repeat-alone", &text).unwrap_err();
+    assert_eq!(at, "6:14", "{reason}");
+    assert!(reason.contains("only with `log`"), "{reason}");
 }

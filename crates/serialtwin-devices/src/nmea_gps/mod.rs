@@ -93,10 +93,28 @@ vdop = 1.6
 #   circle = { lat = 48.1173, lon = 11.5167, radius_m = 100.0, speed_mps = 5.0 }
 route = { waypoints = [[48.1173, 11.5167], [48.1263, 11.5167], [48.1263, 11.5302]], speed_mps = 10.0, repeat = true }
 # Or play a recorded log instead (gpsfake's format, relative to this file): one cycle per beat,
-# its `# Serial:` speed unless `baud` is written; the keys above but baud and rate_hz unused.
+# its `# Serial:` speed unless `baud` is written; of the keys above only baud and rate_hz apply
+# (the others are refused beside `log`).
 #   log = "drive.log"
 #   log_repeat = true               # from the start again after the last cycle (false: silence)
 "#;
+
+/// The keys only a receiver synthesising its sentences reads: beside `log`, whose recording
+/// says all of that itself, they are refused rather than silently ignored.
+const SYNTHESIS_KEYS: [&str; 12] = [
+    "talker",
+    "sentences",
+    "fix",
+    "satellites_used",
+    "satellites_in_view",
+    "altitude_m",
+    "geoid_separation_m",
+    "hdop",
+    "vdop",
+    "position",
+    "route",
+    "circle",
+];
 
 /// How many cycles GSV skips at 4800 baud: sent on every fifth.
 const THIN_EVERY: u64 = 5;
@@ -653,8 +671,26 @@ fn settable() -> Vec<Settable> {
 fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let config: GpsConfig = b.table.deserialize()?.unwrap_or_default();
     if let Some(path) = &config.log {
+        if let Some(key) = SYNTHESIS_KEYS
+            .into_iter()
+            .find(|key| b.table.span_of(&[key]).is_some())
+        {
+            return Err(b.error(
+                &[key],
+                format!(
+                    "`{key}` does not apply with `log`: a played log sends its sentences as \
+                     recorded (beside it: `baud`, `rate_hz` and `log_repeat`)"
+                ),
+            ));
+        }
         let player = player(b, &config, path)?;
         return Ok((0..b.count).map(|_| Built::new(player.clone())).collect());
+    }
+    if b.table.span_of(&["log_repeat"]).is_some() {
+        return Err(b.error(
+            &["log_repeat"],
+            "`log_repeat` applies only with `log` (a log to play)",
+        ));
     }
     let line_baud = b.line_baud.as_ref().map(|baud| *baud.get_ref());
     (0..b.count)

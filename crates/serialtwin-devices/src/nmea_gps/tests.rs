@@ -413,3 +413,54 @@ fn gsv_thinning_follows_the_line_device_line_sets() {
     );
     assert!(NmeaGps::on_line(config, 1, None).unwrap().sends_gsv(1));
 }
+
+/// Beside `log`, every key only synthesis reads is refused at its value; `baud`, `rate_hz`
+/// and `log_repeat` are the log's. `log_repeat` without `log` is refused too.
+#[test]
+fn a_log_takes_only_the_keys_it_uses() {
+    let dir = Scratch(std::env::temp_dir().join(format!("nmea-gps-keys-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let cycle = "$GPRMC,123519.00,A,4807.0380,N,01131.0000,E,0.13,309.6,150324,,,A*6E\r\n";
+    std::fs::write(dir.0.join("ok.log"), format!("# Serial: 4800 8N1\n{cycle}")).unwrap();
+    let build_with = |text: &str| {
+        let mut b = Build::new(Table::parse(text).unwrap());
+        b.base_dir = Some(&dir.0);
+        build(&b)
+    };
+    let text = "log = 'ok.log'\nbaud = 9600\nrate_hz = 2.0\nlog_repeat = false\n";
+    assert!(build_with(text).is_ok());
+    for (key, value) in [
+        ("talker", "'GN'"),
+        ("sentences", "['GGA']"),
+        ("fix", "'none'"),
+        ("satellites_used", "5"),
+        ("satellites_in_view", "14"),
+        ("altitude_m", "10.0"),
+        ("geoid_separation_m", "1.0"),
+        ("hdop", "1.2"),
+        ("vdop", "1.3"),
+        ("position", "{ lat = 1.0, lon = 2.0 }"),
+        (
+            "route",
+            "{ waypoints = [[1.0, 2.0], [1.1, 2.0]], speed_mps = 3.0 }",
+        ),
+        (
+            "circle",
+            "{ lat = 1.0, lon = 2.0, radius_m = 5.0, speed_mps = 1.0 }",
+        ),
+    ] {
+        let text = format!("log = 'ok.log'\n{key} = {value}\n");
+        let e = build_with(&text).unwrap_err();
+        let at = e.at.clone().unwrap();
+        assert_eq!(&text[at], value, "{key}: {e}");
+        assert!(
+            e.reason
+                .starts_with(&format!("`{key}` does not apply with `log`")),
+            "{e}"
+        );
+    }
+    let text = "log_repeat = false\n";
+    let e = build_with(text).unwrap_err();
+    assert_eq!(e.at, Some(13..18), "{e}");
+    assert!(e.reason.contains("only with `log`"), "{e}");
+}
