@@ -82,8 +82,10 @@ async fn gps_client(gps_link: &Path) -> (Vec<(Instant, Vec<u8>)>, usize) {
     let gps = open_at(gps_link, GPS_BAUD);
     let (reader, mut writer) = tokio::io::split(gps);
     let mut reader = BufReader::new(reader);
-    // Asks a SiRF chip for 9600 baud: this receiver hears it and goes on as it was.
-    let probe = sentence("PSRF100,1,9600,8,1,0");
+    // gpsd's own probe (instruments.md §3.3), asking a SiRF chip to switch to binary at 38400:
+    // this receiver hears it and goes on as it was, NMEA at its own speed.
+    let probe = sentence("PSRF100,0,38400,8,1,0");
+    assert_eq!(probe, "$PSRF100,0,38400,8,1,0*3C\r\n");
     let mut lines = Vec::new();
     let mut line = Vec::new();
     let mut probes = 0;
