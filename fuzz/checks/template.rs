@@ -58,7 +58,9 @@ fn literal(bytes: &[u8]) -> String {
 /// One answer's frames (delays and rawness are not what is fuzzed here: checked as plain).
 fn answer(device: &mut Scripted, request: &[u8]) -> Vec<Vec<u8>> {
     let mut replies = Replies::new();
-    device.answer(request, &mut replies);
+    device
+        .answer(request, &mut replies)
+        .expect("a script written in TOML never raises");
     replies
         .as_slice()
         .iter()
@@ -172,6 +174,7 @@ fn exact_rule(template: &str, request: &[u8], state: &str, set: &str) {
         default: None,
         matching: MatchMode::Exact,
         errors: ErrorModel::default(),
+        properties: Vec::new(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -214,6 +217,7 @@ fn regex_rule(template: &str, request: &[u8], regex: &str) {
         default: Some(reply(DEFAULT, "default")),
         matching: MatchMode::Exact,
         errors: ErrorModel::default(),
+        properties: Vec::new(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -239,6 +243,7 @@ fn literals(request: &[u8]) {
         default: Some(reply(DEFAULT, &literal(request))),
         matching: MatchMode::Exact,
         errors: ErrorModel::default(),
+        properties: Vec::new(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {

@@ -13,6 +13,8 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_spanned::Spanned;
 
+use super::python;
+
 /// A scripted device's dialogue (`[device.script]` in a fleet config).
 ///
 /// ```toml
@@ -48,6 +50,11 @@ pub struct ScriptConfig {
     /// ([`pyvisa_sim`](crate::pyvisa_sim)'s `error`).
     #[serde(skip)]
     pub errors: ErrorModel,
+    /// Python-typed values ([`python::Property`]) that rules with a [`PythonRule`] read
+    /// and set. Not written in TOML: a compiler of a Python-defined dialogue fills them in
+    /// ([`pyvisa_sim`](crate::pyvisa_sim)'s `properties`).
+    #[serde(skip)]
+    pub properties: Vec<python::Property>,
 }
 
 /// Status registers and error queues a command error feeds ([`ScriptConfig::errors`]).
@@ -60,6 +67,9 @@ pub struct ErrorModel {
     pub registers: Vec<StatusRegister>,
     /// The error queues.
     pub queues: Vec<ErrorQueue>,
+    /// The rule before which registers and queues are looked up (none: after every rule).
+    /// pyvisa-sim looks them up after its exact dialogues and getters, before its setters.
+    pub before_rule: Option<usize>,
 }
 
 /// A status register: its request answers its value in decimal and clears it.
@@ -137,6 +147,43 @@ pub struct RuleConfig {
     /// The rule matches at most this many times, then is used up.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub times: Option<u64>,
+    /// What the rule does with Python-typed values instead of `reply`/`set` (with `request`
+    /// as its pattern, or a pattern of its own). Not written in TOML.
+    #[serde(skip)]
+    pub python: Option<PythonRule>,
+}
+
+/// A rule's Python side, as a compiler of a Python-defined dialogue writes it
+/// ([`RuleConfig::python`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PythonRule {
+    /// Its `request` answers a property's value formatted by Python's `str.format` (a
+    /// pyvisa-sim getter). A format saying `RANDOM` is a random reply instead; `None` is a
+    /// getter without a reply, which raises on every use.
+    Get {
+        /// The property's name.
+        property: String,
+        /// The format, as written.
+        format: Option<String>,
+    },
+    /// Its `request` answers `RANDOM(min, max, n)` values (a pyvisa-sim dialogue).
+    Random(String),
+    /// A request matching a stringparser pattern sets a property: the value converted and
+    /// checked by the property's specs, then `reply` (none: silence). A value the specs
+    /// refuse gets `invalid`, or, with none, the request goes on to the next rule.
+    Set {
+        /// The stringparser pattern (`VOLT {:f}`).
+        pattern: String,
+        /// The property's name.
+        property: String,
+        /// The reply once set.
+        reply: Option<Vec<u8>>,
+        /// The reply to a value the specs refuse.
+        invalid: Option<Vec<u8>>,
+    },
+    /// A request that is not UTF-8 raises here (pyvisa-sim decodes a request before trying
+    /// its setters, and the decoding error escapes to its caller).
+    RaiseIfNotUtf8,
 }
 
 /// Zero or more reply frames, and where they were written.

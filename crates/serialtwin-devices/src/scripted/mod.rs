@@ -69,6 +69,7 @@
 
 mod config;
 mod model;
+pub mod python;
 mod template;
 
 use std::convert::Infallible;
@@ -81,8 +82,8 @@ use regex::bytes::{Captures, Regex};
 use serialtwin_core::{BoxFramer, Context, Device, Framing, Replies, Reply, Settable};
 
 pub use self::config::{
-    ErrorModel, ErrorQueue, MatchMode, ReplyItem, ReplySpec, RuleConfig, ScriptConfig,
-    StatusRegister,
+    ErrorModel, ErrorQueue, MatchMode, PythonRule, ReplyItem, ReplySpec, RuleConfig,
+    ScriptConfig, StatusRegister,
 };
 pub use self::model::MODEL;
 pub use self::template::escape_bytes;
@@ -139,6 +140,10 @@ pub enum ScriptErrorKind {
         /// How many groups there are (not counting `{0}`).
         groups: usize,
     },
+    /// A rule's Python side does not compile (a pattern stringparser refuses, a format
+    /// Python would refuse every time, a property that is not declared).
+    #[error("{0}")]
+    Python(String),
     /// `set` names a value not declared in `state`.
     #[error("`{name}` is not a state value (declare it in `state`)")]
     UnknownState {
@@ -167,6 +172,8 @@ pub struct Script {
     initial: Vec<Vec<u8>>,
     /// What a command error also feeds.
     errors: ErrorModel,
+    /// Python-typed values ([`ScriptConfig::properties`]).
+    properties: Vec<python::Property>,
 }
 
 /// The most entries an error queue keeps: later errors are dropped, so that a client
@@ -189,6 +196,10 @@ enum Pattern {
     /// checksum it verifies), so each [`Scripted`] keeps it ([`Normaliser`]).
     Normalised(Vec<u8>),
     Regex(Regex),
+    /// A stringparser pattern, matched against the request as UTF-8.
+    Parsed(python::parse::Pattern),
+    /// Any request that is not UTF-8.
+    NotUtf8,
 }
 
 #[derive(Debug)]
@@ -198,7 +209,35 @@ enum Answer {
         steps: Vec<Vec<ReplyTemplate>>,
         cycle: bool,
     },
+    /// A property's value, formatted.
+    Get { property: usize, format: Getter },
+    /// Random values.
+    Random(python::random::RandomReply),
+    /// Set a property from the pattern's value.
+    Set {
+        property: usize,
+        reply: Option<Bytes>,
+        invalid: Option<Bytes>,
+    },
+    /// Raise: no reply, and the rest of the message is not answered.
+    Raise(String),
 }
+
+/// How a getter writes its property.
+#[derive(Debug)]
+enum Getter {
+    Format(python::PyFormat),
+    Random(python::random::RandomReply),
+    /// Every use raises this.
+    Raise(String),
+}
+
+/// What a Python-defined dialogue raises to its caller where a request meets a broken
+/// entry (a format that does not fit the value, a `RANDOM` directive it cannot read): the
+/// request gets no reply, and the rest of its message is not answered, as in pyvisa-sim.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Raised(pub String);
 
 #[derive(Debug)]
 struct ReplyTemplate {
@@ -233,7 +272,7 @@ impl Script {
         let rules = config
             .rules
             .iter()
-            .map(|rule| compile_rule(rule, &state_names, config.matching))
+            .map(|rule| compile_rule(rule, &state_names, config.matching, &config.properties))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             rules,
@@ -242,6 +281,7 @@ impl Script {
             state_names,
             initial,
             errors: config.errors.clone(),
+            properties: config.properties.clone(),
         })
     }
 
@@ -331,9 +371,13 @@ fn compile_rule(
     rule: &serde_spanned::Spanned<RuleConfig>,
     state: &[String],
     matching: MatchMode,
+    properties: &[python::Property],
 ) -> Result<Rule, ScriptError> {
     let span = rule.span();
     let rule = rule.get_ref();
+    if let Some(python) = &rule.python {
+        return compile_python(rule, python, span, properties);
+    }
     let pattern = match (&rule.request, &rule.regex) {
         (None, None) => return Err(ScriptError::at(span, ScriptErrorKind::NoPattern)),
         (Some(_), Some(r)) => return Err(ScriptError::at(r.span(), ScriptErrorKind::TwoPatterns)),
@@ -354,7 +398,7 @@ fn compile_rule(
         state,
         regex: match &pattern {
             Pattern::Regex(r) => Some(r),
-            Pattern::Exact(_) | Pattern::Normalised(_) => None,
+            Pattern::Exact(_) | Pattern::Normalised(_) | Pattern::Parsed(_) | Pattern::NotUtf8 => None,
         },
     };
     let answer = match (&rule.reply, &rule.sequence) {
@@ -398,6 +442,85 @@ fn compile_rule(
         answer,
         set,
         times: rule.times,
+    })
+}
+
+/// A rule with a [`PythonRule`]: its `request` (exact) or its own pattern, and its answer.
+fn compile_python(
+    rule: &RuleConfig,
+    python: &PythonRule,
+    span: Range<usize>,
+    properties: &[python::Property],
+) -> Result<Rule, ScriptError> {
+    let fail = |why: String| ScriptError::at(span.clone(), ScriptErrorKind::Python(why));
+    let property = |name: &str| {
+        properties
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| fail(format!("no property {name:?}")))
+    };
+    let exact = || match &rule.request {
+        Some(request) => unescape(request.get_ref())
+            .map(Pattern::Exact)
+            .map_err(|e| text_error(request.span(), e)),
+        None => Err(ScriptError::at(span.clone(), ScriptErrorKind::NoPattern)),
+    };
+    let (pattern, answer) = match python {
+        PythonRule::Get { property: name, format } => {
+            let format = match format {
+                None => Getter::Raise(
+                    "TypeError: a getter without `r`: argument of type 'Responses' is not \
+                     iterable"
+                        .into(),
+                ),
+                Some(text) if python::random::is_random(text) => {
+                    Getter::Random(python::random::RandomReply::new(text))
+                }
+                Some(text) => match python::PyFormat::parse(text) {
+                    Ok(format) => Getter::Format(format),
+                    Err(why) => Getter::Raise(why),
+                },
+            };
+            (
+                exact()?,
+                Answer::Get {
+                    property: property(name)?,
+                    format,
+                },
+            )
+        }
+        PythonRule::Random(text) => (
+            exact()?,
+            Answer::Random(python::random::RandomReply::new(text)),
+        ),
+        PythonRule::Set {
+            pattern,
+            property: name,
+            reply,
+            invalid,
+        } => (
+            Pattern::Parsed(
+                python::parse::Pattern::new(pattern)
+                    .map_err(|why| fail(format!("setter pattern {pattern:?}: {why}")))?,
+            ),
+            Answer::Set {
+                property: property(name)?,
+                reply: reply.clone().map(Bytes::from),
+                invalid: invalid.clone().map(Bytes::from),
+            },
+        ),
+        PythonRule::RaiseIfNotUtf8 => (
+            Pattern::NotUtf8,
+            Answer::Raise(
+                "UnicodeDecodeError: a request that is not UTF-8 reached the setters".into(),
+            ),
+        ),
+    };
+    Ok(Rule {
+        pattern,
+        answer,
+        set: Vec::new(),
+        times: None,
     })
 }
 
@@ -462,6 +585,8 @@ pub struct Scripted {
     registers: Vec<u64>,
     /// The error queues' entries ([`ErrorModel::queues`]).
     queues: Vec<std::collections::VecDeque<Bytes>>,
+    /// The properties' values ([`ScriptConfig::properties`]).
+    values: Vec<python::PyValue>,
 }
 
 /// A normalised script's matching, for one framing: the port's own framer for
@@ -487,7 +612,9 @@ impl Normaliser {
                 Pattern::Normalised(request) => {
                     normal_text_with(&*framer, request).to_ascii_uppercase()
                 }
-                Pattern::Exact(_) | Pattern::Regex(_) => Vec::new(),
+                Pattern::Exact(_) | Pattern::Regex(_) | Pattern::Parsed(_) | Pattern::NotUtf8 => {
+                    Vec::new()
+                }
             })
             .collect();
         Some(Self { framer, keys })
@@ -512,6 +639,7 @@ impl Scripted {
             matched: vec![0; script.rules.len()],
             registers: vec![0; script.errors.registers.len()],
             queues: vec![std::collections::VecDeque::new(); script.errors.queues.len()],
+            values: script.properties.iter().map(|p| p.initial.clone()).collect(),
             normaliser: Normaliser::new(&script, &framing),
             script,
             framing,
@@ -534,27 +662,47 @@ impl Scripted {
         Some(&self.state[i])
     }
 
+    /// A property's value right now.
+    #[must_use]
+    pub fn property(&self, name: &str) -> Option<&python::PyValue> {
+        let i = self.script.properties.iter().position(|p| p.name == name)?;
+        self.values.get(i)
+    }
+
     /// The replies to `request` (updating state and sequence positions).
-    pub fn answer(&mut self, request: &[u8], replies: &mut Replies) {
+    ///
+    /// # Errors
+    /// [`Raised`] where a Python-defined rule raises: nothing more is answered for it (the
+    /// replies pushed before stay).
+    pub fn answer(&mut self, request: &[u8], replies: &mut Replies) -> Result<(), Raised> {
         let script = Arc::clone(&self.script);
         // Normalised once per request, as a slice of it.
         let normal = self
             .normaliser
             .as_ref()
             .map(|n| (normal_text_with(&*n.framer, request), &n.keys));
+        let errors_at = script.errors.before_rule.unwrap_or(script.rules.len());
         for (i, rule) in script.rules.iter().enumerate() {
+            if i == errors_at
+                && Self::read_errors(&script.errors, &mut self.registers, &mut self.queues, request, replies)
+            {
+                return Ok(());
+            }
             let used = self.matched[i];
             if rule.times.is_some_and(|n| used >= n) {
                 continue;
             }
             let step = match &rule.answer {
-                Answer::Always(r) => r,
+                Answer::Always(r) => r.as_slice(),
                 Answer::Sequence { steps, cycle } => {
                     let k = usize::try_from(used).unwrap_or(usize::MAX);
                     match steps.get(if *cycle { k % steps.len() } else { k }) {
                         Some(step) => step,
                         None => continue,
                     }
+                }
+                Answer::Get { .. } | Answer::Random(_) | Answer::Set { .. } | Answer::Raise(_) => {
+                    &[]
                 }
             };
             let captures = match &rule.pattern {
@@ -571,9 +719,17 @@ impl Scripted {
                     Some(c) => Some(c),
                     None => continue,
                 },
-                Pattern::Exact(_) | Pattern::Normalised(_) => continue,
+                Pattern::Parsed(pattern) => match Self::set_property(&mut self.values, &script, pattern, rule, request, replies) {
+                    Some(done) => return done,
+                    None => continue,
+                },
+                Pattern::NotUtf8 if std::str::from_utf8(request).is_err() => None,
+                Pattern::Exact(_) | Pattern::Normalised(_) | Pattern::NotUtf8 => continue,
             };
             self.matched[i] = used + 1;
+            if let Some(done) = self.python_reply(&rule.answer, replies) {
+                return done;
+            }
             let group = group_fn(request, captures.as_ref());
             let new: Vec<(usize, Vec<u8>)> = rule
                 .set
@@ -588,10 +744,12 @@ impl Scripted {
                 self.state[index] = value;
             }
             render(step, &group, &self.state, replies);
-            return;
+            return Ok(());
         }
-        if self.read_errors(request, replies) {
-            return;
+        if errors_at >= script.rules.len()
+            && Self::read_errors(&script.errors, &mut self.registers, &mut self.queues, request, replies)
+        {
+            return Ok(());
         }
         for (value, register) in self.registers.iter_mut().zip(&script.errors.registers) {
             *value |= register.command_error;
@@ -605,18 +763,76 @@ impl Scripted {
         }
         let group = group_fn(request, None);
         render(&script.default, &group, &self.state, replies);
+        Ok(())
+    }
+
+    /// A [`Pattern::Parsed`] rule's setter on `request`: `None` when it does not apply
+    /// (no match, or a refused value with no reply for it: the next rule's turn).
+    fn set_property(
+        values: &mut [python::PyValue],
+        script: &Script,
+        pattern: &python::parse::Pattern,
+        rule: &Rule,
+        request: &[u8],
+        replies: &mut Replies,
+    ) -> Option<Result<(), Raised>> {
+        let Answer::Set {
+            property,
+            reply,
+            invalid,
+        } = &rule.answer
+        else {
+            return None;
+        };
+        let value = pattern.parse(std::str::from_utf8(request).ok()?)?;
+        match script.properties[*property].validate(&value) {
+            Ok(value) => {
+                values[*property] = value;
+                if let Some(reply) = reply {
+                    replies.push(reply.clone());
+                }
+                Some(Ok(()))
+            }
+            Err(python::PyError::Value(_)) => {
+                replies.push(invalid.clone()?);
+                Some(Ok(()))
+            }
+            Err(python::PyError::Other(why)) => Some(Err(Raised(why))),
+        }
+    }
+
+    /// The reply of a rule whose answer is Python's (a getter, random values, a raise);
+    /// `None` for the others.
+    fn python_reply(&self, answer: &Answer, replies: &mut Replies) -> Option<Result<(), Raised>> {
+        let mut out = String::new();
+        let rendered = match answer {
+            Answer::Always(_) | Answer::Sequence { .. } | Answer::Set { .. } => return None,
+            Answer::Get { property, format } => match format {
+                Getter::Format(format) => format.render(&self.values[*property], &mut out),
+                Getter::Random(random) => random.render(&mut out),
+                Getter::Raise(why) => Err(why.clone()),
+            },
+            Answer::Random(random) => random.render(&mut out),
+            Answer::Raise(why) => Err(why.clone()),
+        };
+        Some(rendered.map(|()| replies.push(out)).map_err(Raised))
     }
 
     /// A request reading a status register (its value, cleared) or an error queue (its
     /// oldest entry, or its `empty` reply): answered, and `true`.
-    fn read_errors(&mut self, request: &[u8], replies: &mut Replies) -> bool {
-        let errors = &self.script.errors;
+    fn read_errors(
+        errors: &ErrorModel,
+        registers: &mut [u64],
+        queues: &mut [std::collections::VecDeque<Bytes>],
+        request: &[u8],
+        replies: &mut Replies,
+    ) -> bool {
         if let Some(i) = errors.registers.iter().rposition(|r| r.request == request) {
-            replies.push(std::mem::take(&mut self.registers[i]).to_string());
+            replies.push(std::mem::take(&mut registers[i]).to_string());
             return true;
         }
         if let Some(i) = errors.queues.iter().rposition(|q| q.request == request) {
-            match self.queues[i].pop_front() {
+            match queues[i].pop_front() {
                 Some(entry) => replies.push(entry),
                 None => replies.push(errors.queues[i].empty.clone()),
             }
@@ -674,21 +890,37 @@ impl Device for Scripted {
         _ctx: &mut Context,
         replies: &mut Replies,
     ) -> Result<(), Self::Error> {
-        self.answer(request, replies);
+        if let Err(raised) = self.answer(request, replies) {
+            tracing::warn!(%raised, "a request met a broken entry of the dialogue: no reply");
+        }
         Ok(())
     }
 
-    /// Set the state value `key` (escapes allowed in `value`).
+    /// Set the state value `key` (escapes allowed in `value`), or the property `key` (the
+    /// value converted and checked by its specs, as its setter would).
     fn set(&mut self, key: &str, value: &str, _ctx: &mut Context) -> Result<(), String> {
+        if let Some(i) = self.script.properties.iter().position(|p| p.name == key) {
+            self.values[i] = self.script.properties[i]
+                .validate(&python::PyValue::Str(value.to_owned()))
+                .map_err(|e| format!("{key}: {e}"))?;
+            return Ok(());
+        }
         let i = self
             .script
             .state_names
             .iter()
             .position(|n| n == key)
             .ok_or_else(|| {
+                let names: Vec<&str> = self
+                    .script
+                    .state_names
+                    .iter()
+                    .chain(self.script.properties.iter().map(|p| &p.name))
+                    .map(String::as_str)
+                    .collect();
                 format!(
-                    "no state value {key:?} (this script has: {})",
-                    self.script.state_names.join(", ")
+                    "no state value or property {key:?} (this script has: {})",
+                    names.join(", ")
                 )
             })?;
         self.state[i] = unescape(value)?;
@@ -696,15 +928,18 @@ impl Device for Scripted {
     }
 
     fn settable(&self) -> Vec<Settable> {
-        self.script
-            .state_names
-            .iter()
-            .map(|name| {
-                Settable::new(
-                    name.clone(),
-                    "a state value of the script (escapes allowed)",
-                )
-            })
-            .collect()
+        let state = self.script.state_names.iter().map(|name| {
+            Settable::new(
+                name.clone(),
+                "a state value of the script (escapes allowed)",
+            )
+        });
+        let properties = self.script.properties.iter().map(|p| {
+            Settable::new(
+                p.name.clone(),
+                "a property (converted and checked by its specs, as its setter does)",
+            )
+        });
+        state.chain(properties).collect()
     }
 }
