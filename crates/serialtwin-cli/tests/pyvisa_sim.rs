@@ -54,6 +54,7 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let mut cmd = Command::new(&python);
     cmd.arg("-c")
         .arg(include_str!("pyvisa_sim/compare.py"))
+        .arg(format!("{}@sim", yaml.display()))
         .arg(&yaml);
     for (resource, link) in resources.iter().zip(&links) {
         cmd.arg(format!("{resource}={}", link.display()));
@@ -62,12 +63,82 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let stderr = run.stderr();
     let (status, extra) = run.stop_with(Signal::SIGTERM);
     // Per device of the example: the sentinel, its dialogues and their lower-cased forms, 4
-    // unknown forms, a delimited pair, 4 requests per register or queue: 16 + 12 + 14.
-    common::python_checks(&out, "pyvisa-sim against the port", 42, &stderr);
+    // unknown forms, a delimited pair, its getters, each setter's cases with the getter after
+    // each, 4 requests per register or queue.
+    common::python_checks(&out, "pyvisa-sim against the port", EXAMPLE_CHECKS, &stderr);
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
     let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
     assert_eq!(left, Vec::<PathBuf>::new());
 }
+
+/// pyvisa-sim's own bundled file, as installed in the venv `python` belongs to.
+fn bundled_default_file(python: &Path) -> PathBuf {
+    let out = common::output_within_for(
+        Command::new(python).args([
+            "-c",
+            "import os, pyvisa_sim; print(os.path.join(os.path.dirname(pyvisa_sim.__file__), 'default.yaml'))",
+        ]),
+        PYTHON_PATIENCE,
+    );
+    assert!(out.status.success(), "{out:?}");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+#[test]
+fn the_bundled_default_files_asrl_devices_answer_as_pyvisa_sim_does() {
+    let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
+        .join("bin/python");
+    let dir = work_dir("pyvisa-sim-default");
+    let yaml = dir.join("default.yaml");
+    std::fs::copy(bundled_default_file(&python), &yaml).unwrap();
+    // Every ASRL resource of the bundled file: devices 1 to 5.
+    let resources = [
+        "ASRL1::INSTR",
+        "ASRL2::INSTR",
+        "ASRL3::INSTR",
+        "ASRL4::INSTR",
+        "ASRL5::INSTR",
+    ];
+    let config = config(&dir, "default.yaml", &resources);
+    let socket = dir.join("run/control.sock");
+    let run = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let links = run.links();
+    let mut cmd = Command::new(&python);
+    // `@sim` alone: pyvisa-sim reads its bundled file, the one the port serves a copy of.
+    cmd.arg("-c")
+        .arg(include_str!("pyvisa_sim/compare.py"))
+        .arg("@sim")
+        .arg(&yaml);
+    for (resource, link) in resources.iter().zip(&links) {
+        cmd.arg(format!("{resource}={}", link.display()));
+    }
+    let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
+    let stderr = run.stderr();
+    let (status, extra) = run.stop_with(Signal::SIGTERM);
+    common::python_checks(
+        &out,
+        "pyvisa-sim's bundled file against the port",
+        BUNDLED_CHECKS,
+        &stderr,
+    );
+    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
+    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+}
+
+/// The checks the bundled file's script makes (see compare.py): a change in how scripts are
+/// generated shows here.
+const BUNDLED_CHECKS: usize = 288;
+
+/// The checks the example file's script makes (see compare.py).
+const EXAMPLE_CHECKS: usize = 119;
 
 #[test]
 fn check_points_into_the_yaml_file() {
@@ -75,7 +146,7 @@ fn check_points_into_the_yaml_file() {
     let yaml = dir.join("bad.yaml");
     std::fs::write(
         &yaml,
-        "spec: '1.1'\ndevices:\n  d:\n    properties:\n      v: {default: '1'}\nresources:\n  ASRL1::INSTR: {device: d}\n",
+        "spec: '1.1'\ndevices:\n  d:\n    properties:\n      v: {default: '7', specs: {type: float, max: 6}}\nresources:\n  ASRL1::INSTR: {device: d}\n",
     )
     .unwrap();
     let config = config(&dir, "bad.yaml", &["ASRL1::INSTR"]);
@@ -83,7 +154,7 @@ fn check_points_into_the_yaml_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     let want = format!(
-        "{}:5:7: a device's `properties` are not served yet",
+        "{}:5:20: property \"v\": its default: ValueError: 7.0 is more than the maximum 6.0",
         yaml.display()
     );
     assert!(stderr.contains(&want), "want {want:?}: {stderr}");
@@ -157,7 +228,7 @@ fn the_shipped_example_answers_the_readme_command() {
     let printed = String::from_utf8_lossy(&port.stdout);
     assert_eq!(
         printed,
-        "ACME,PSU-1,SN001,1.0\nERR\n-113,\"Undefined header\"\n",
+        "ACME,PSU-1,SN001,1.0\nERR\n-113,\"Undefined header\"\n12.500\n-222,\"Data out of range\"\n",
         "{}\n{stderr}",
         String::from_utf8_lossy(&port.stderr)
     );

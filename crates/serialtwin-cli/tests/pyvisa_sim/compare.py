@@ -1,21 +1,36 @@
-"""The same script through pyvisa-sim (`FILE@sim`) and through serialtwin's port
-(`ASRL<link>::INSTR`, pyvisa-py): every reply byte-identical.
+"""The same script through pyvisa-sim (`FILE@sim`, or `@sim` for its bundled file) and
+through serialtwin's port (`ASRL<link>::INSTR`, pyvisa-py): every reply byte-identical,
+random ones alike in format and range.
 
-argv: FILE, then RESOURCE=LINK pairs. The script for each device is generated from the
-device's own dialogues: each `q` as written, then what pyvisa-sim does not know (the `q`
-lower-cased, with a trailing space or CR, an unknown header, two `q`s joined by the
-delimiter), then each status register and error queue read, around another command error. After each request a *sentinel* (the first dialogue with a reply) is sent, and
-replies are read until the sentinel's: so silence is seen as silence, without timing.
+argv: the `@sim` resource manager's spec, the YAML file it reads, then RESOURCE=LINK pairs.
+
+The script for each device is generated from the device's own definition:
+- each dialogue's `q`; then what pyvisa-sim does not know: a `q` lower-cased, with a trailing
+  space or CR, an unknown header, an empty request, two `q`s joined by the delimiter;
+- each property's getter; for each setter, values its specs take (the default, `min`,
+  `max`, between them, every `valid` entry), values they refuse (beyond `max`, below `min`,
+  not `valid`) and text its pattern does not read (one digit where `{:f}` wants two, a word),
+  each followed by the getter;
+- each status register and error queue read, around another command error.
+
+After each request a *sentinel* (a dialogue with a fixed reply) is sent, and replies are read
+until the sentinel's: silence is seen as silence without timing. A device with no fixed reply
+anywhere (the bundled file's device 5: every reply is RANDOM) is read until a 0.5 s silence
+instead. A request pyvisa-sim raises on (a format that does not fit the value, a broken
+RANDOM directive) gets no reply from the port: both sides then show the replies before it.
+A reply to a RANDOM request is checked on each side against its directive: the count of
+values, each one `format(float(v), spec) == v`, each within [min, max].
 Prints one JSON list of checks, as the other Python tests do.
 """
 
 import json
+import re
 import sys
 
 import pyvisa
 import yaml
 
-path, pairs = sys.argv[1], [a.split("=", 1) for a in sys.argv[2:]]
+sim_spec, path, pairs = sys.argv[1], sys.argv[2], [a.split("=", 1) for a in sys.argv[3:]]
 with open(path, encoding="utf-8") as f:
     data = yaml.load(f, Loader=yaml.BaseLoader)
 
@@ -26,7 +41,64 @@ def check(name, ok, detail=""):
     results.append({"name": name, "ok": bool(ok), "detail": detail})
 
 
-sim_rm = pyvisa.ResourceManager(path + "@sim")
+RANDOM = re.compile(r"{RANDOM\((\d*.\d*), (\d*.\d*), (\d*)\).*}")
+
+
+def random_shape(directive, reply):
+    """Whether `reply` is what `directive` makes: n values of its format within range."""
+    found = RANDOM.findall(directive)
+    if not found:
+        return False
+    low, high, count = float(found[0][0]), float(found[0][1]), int(found[0][2])
+    spec = re.sub(r"RANDOM\((\d*.\d*), (\d*.\d*), (\d*)\)", "", directive)
+    values = reply.split(", ") if count else []
+    if len(values) != count:
+        return False
+    for v in values:
+        try:
+            x = float(v)
+        except ValueError:
+            return False
+        if spec.format(x) != v or not low <= x <= high:
+            return False
+    return True
+
+
+def setter_cases(setter, specs, default):
+    """Text for a setter's value: taken, refused by the specs, or not read by the pattern."""
+    pattern = setter["q"].strip(" ")
+    kind = re.search(r"{[^}]*?([dfsxeEgG%])?}", pattern).group(1) or "s"
+
+    def text(value):
+        if kind == "d":
+            return str(int(float(value)))
+        if kind in "feEgG":
+            return f"{float(value):.3f}"
+        return str(value)
+
+    values = [default] if default != "" else []
+    cases = []
+    if specs.get("min") is not None:
+        values.append(specs["min"])
+    if specs.get("max") is not None:
+        values.append(specs["max"])
+    if "min" in specs and "max" in specs:
+        values.append((float(specs["min"]) + float(specs["max"])) / 2)
+        cases.append(text(float(specs["max"]) + 1))
+        cases.append(text(float(specs["min"]) - 1))
+    values += list(specs.get("valid", []))
+    if specs.get("valid"):
+        cases.append("P99V" if kind == "s" else "7")
+    if kind in "feEgG":
+        cases += ["5", "abc"]
+    elif kind == "d":
+        cases += ["1.5", "abc"]
+    fmt = re.sub(r"{[^}]*}", "{}", pattern.replace("{{", "\0").replace("}}", "\1"))
+    fmt = fmt.replace("\0", "{{").replace("\1", "}}")
+    return [fmt.format(text(v)) for v in values] + [fmt.format(c) for c in cases]
+
+
+sim_rm = pyvisa.ResourceManager(sim_spec)
 py_rm = pyvisa.ResourceManager("@py")
 
 for resource, link in pairs:
@@ -34,11 +106,25 @@ for resource, link in pairs:
     eom = device.get("eom", {}).get("ASRL INSTR", {"q": "\n", "r": "\n"})
     q_eom, r_eom = eom["q"].strip(" "), eom["r"].strip(" ")
     dialogues = device.get("dialogues", [])
-    sentinel = next(d for d in dialogues if "r" in d)["q"].strip(" ")
+    randoms = {d["q"].strip(" "): d["r"].strip(" ") for d in dialogues if "RANDOM" in d.get("r", "")}
+    fixed = [d for d in dialogues if "r" in d and "RANDOM" not in d["r"]]
+    sentinel = fixed[0]["q"].strip(" ") if fixed else None
     requests = [d["q"].strip(" ") for d in dialogues]
     requests += [q.lower() for q in requests if q.lower() != q]
     requests += [requests[0] + " ", requests[0] + "\r", "NO:SUCH:HEADER?", ""]
-    requests.append(device.get("delimiter", ";").join(requests[:2]))
+    delimiter = device.get("delimiter", ";")
+    requests.append(delimiter.join(requests[:2]))
+    for prop in device.get("properties", {}).values():
+        getter = prop.get("getter", {}).get("q", "").strip(" ")
+        if getter:
+            requests.append(getter)
+            if "RANDOM" in prop["getter"].get("r", ""):
+                randoms[getter] = prop["getter"]["r"].strip(" ")
+        if "setter" in prop:
+            for case in setter_cases(prop["setter"], prop.get("specs", {}), prop.get("default", "")):
+                requests.append(case)
+                if getter:
+                    requests.append(getter)
     error = device.get("error", {})
     if isinstance(error, dict):
         for entry in error.get("status_register", []) + error.get("error_queue", []):
@@ -46,33 +132,68 @@ for resource, link in pairs:
     sessions = {}
     for name, rm, res in (("sim", sim_rm, resource), ("port", py_rm, f"ASRL{link}::INSTR")):
         inst = rm.open_resource(res, read_termination=r_eom, write_termination="")
-        inst.timeout = 10_000  # a safety net: the sentinel always answers
+        # A safety net where a sentinel answers; the silence that ends a reply without one.
+        inst.timeout = 10_000 if sentinel else 500
         sessions[name] = inst
+    expected_sentinel = {}
 
-    def exchange(inst, request):
-        inst.write_raw((request + q_eom).encode())
-        inst.write_raw((sentinel + q_eom).encode())
+    def exchange(name, request):
+        inst = sessions[name]
+        raised = None
+        try:
+            inst.write_raw((request + q_eom).encode())
+        except Exception as e:  # pyvisa-sim raises what its device raises
+            raised = f"{type(e).__name__}: {e}"
         replies = []
+        if sentinel is None:
+            while True:
+                try:
+                    replies.append(inst.read_raw())
+                except pyvisa.errors.VisaIOError:
+                    return replies, raised
+        inst.write_raw((sentinel + q_eom).encode())
+        # The sentinel's reply ends the exchange, after those of any part that is the
+        # sentinel itself.
+        pending = 1 + request.split(delimiter).count(sentinel)
         while True:
             reply = inst.read_raw()
             replies.append(reply)
-            if reply == sessions_sentinel[id(inst)]:
-                return replies[:-1]
+            if reply == expected_sentinel[name]:
+                pending -= 1
+                if pending == 0:
+                    return replies[:-1], raised
 
-    # What the sentinel itself gets, alone, on each side (a dialogue: the same, checked below).
-    sessions_sentinel = {}
-    for name, inst in sessions.items():
-        inst.write_raw((sentinel + q_eom).encode())
-        sessions_sentinel[id(inst)] = inst.read_raw()
-    check(
-        f"{resource}: sentinel {sentinel!r}",
-        sessions_sentinel[id(sessions["sim"])] == sessions_sentinel[id(sessions["port"])],
-        repr(sessions_sentinel),
-    )
+    if sentinel:
+        for name, inst in sessions.items():
+            inst.write_raw((sentinel + q_eom).encode())
+            expected_sentinel[name] = inst.read_raw()
+        check(
+            f"{resource}: sentinel {sentinel!r}",
+            expected_sentinel["sim"] == expected_sentinel["port"],
+            repr(expected_sentinel),
+        )
     for request in requests:
-        sim = exchange(sessions["sim"], request)
-        port = exchange(sessions["port"], request)
-        check(f"{resource}: {request!r}", sim == port, f"sim {sim!r}, port {port!r}")
+        sim, raised = exchange("sim", request)
+        port, _ = exchange("port", request)
+        detail = f"sim {sim!r} (raised: {raised}), port {port!r}"
+        parts = request.split(delimiter) if delimiter else [request]
+        if any(part in randoms for part in parts) and not raised:
+            # One reply per part, each random one alike in shape, the others equal.
+            def alike(replies):
+                if len(replies) != len(parts):
+                    return False
+                for part, reply in zip(parts, replies):
+                    text = reply.decode()[: -len(r_eom)] if r_eom else reply.decode()
+                    if part in randoms and not random_shape(randoms[part], text):
+                        return False
+                return True
+
+            same = [r for p, r in zip(parts, sim) if p not in randoms] == [
+                r for p, r in zip(parts, port) if p not in randoms
+            ]
+            check(f"{resource}: {request!r} (random)", alike(sim) and alike(port) and same, detail)
+        else:
+            check(f"{resource}: {request!r}", sim == port, detail)
     for inst in sessions.values():
         inst.close()
 

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
+use serialtwin_core::Settable;
 use serde_spanned::Spanned;
 
 use super::{SimDevice, eom, load};
@@ -13,13 +14,14 @@ use crate::scripted::{Script, Scripted};
 pub static MODEL: Model = Model {
     name: "pyvisa-sim",
     summary: "the device behind a resource of a pyvisa-sim 0.7.1 YAML file (spec 1.0/1.1): its \
-              dialogues, error response, status registers, error queues and eom, compiled to a script",
+              dialogues, properties (getters, setters, specs), RANDOM replies, error response, \
+              status registers, error queues and eom, compiled to a script",
     table: "pyvisa-sim",
     example: EXAMPLE,
     framings: &[],
     groups: false,
     max_clock_speed: f64::INFINITY,
-    settable: registry::nothing_settable,
+    settable,
     lint: registry::no_lint,
     build,
     units: &[],
@@ -34,6 +36,14 @@ link = "/tmp/serialtwin/ttyUSB-lsg"
 file = "pyvisa-sim.yaml"            # a pyvisa-sim device file (relative to this config)
 resource = "ASRL1::INSTR"           # the resource whose device this port serves
 "#;
+
+/// A device's keys are its file's properties.
+fn settable() -> Vec<Settable> {
+    vec![Settable::new(
+        "<property>",
+        "a property of the device in the file (converted and checked by its specs)",
+    )]
+}
 
 /// `[device.pyvisa-sim]`.
 #[derive(Debug, Deserialize)]
@@ -121,7 +131,7 @@ mod tests {
         let e = build(&b).unwrap_err();
         assert_eq!(e.at, Some(7..24), "{e}");
         assert!(
-            e.reason.ends_with("pyvisa-sim.yaml:34:3: no resource \"ASRL9::INSTR\" (the file has: ASRL7::INSTR, ASRL1::INSTR, ASRL2::INSTR)"),
+            e.reason.ends_with("pyvisa-sim.yaml:63:3: no resource \"ASRL9::INSTR\" (the file has: ASRL7::INSTR, ASRL1::INSTR, ASRL2::INSTR)"),
             "{e}"
         );
         let text = "file = 'nothing.yaml'\nresource = 'ASRL1::INSTR'\n";
