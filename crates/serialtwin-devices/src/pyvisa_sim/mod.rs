@@ -24,6 +24,7 @@
 
 pub mod eom;
 mod model;
+pub mod rname;
 pub mod yaml;
 
 use std::convert::Infallible;
@@ -31,7 +32,7 @@ use std::convert::Infallible;
 use serde_spanned::Spanned;
 use serialtwin_core::{Context, Device, Framing, Replies};
 
-pub use self::model::MODEL;
+pub use self::model::{MODEL, socket_address};
 use self::yaml::{Node, YamlError};
 use crate::scripted::python::{self, Property, PyFormat, PyType, PyValue, Specs};
 use crate::scripted::{
@@ -109,7 +110,7 @@ pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
     let Some((name, entry)) = entries
         .iter()
         .rev()
-        .find(|(name, _)| name.trim().eq_ignore_ascii_case(resource.trim()))
+        .find(|(name, _)| rname::same(name, resource))
     else {
         let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
         return Err(YamlError::new(

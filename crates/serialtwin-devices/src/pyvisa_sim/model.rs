@@ -1,13 +1,22 @@
 //! The `pyvisa-sim` model's registry entry: a pyvisa-sim file and the resource to serve.
+//!
+//! An `ASRL<n>::INSTR` resource is served on the port like any device (a pty, its link, its
+//! endpoints). A `TCPIP[board]::host::port::SOCKET` resource is served on a raw TCP endpoint
+//! at its own address, what pyvisa-py connects to ([`socket_address`]; the config adds the
+//! endpoint). Instrument resources of other interfaces (`TCPIP INSTR`, `USB INSTR`, `GPIB
+//! INSTR`, `USB RAW`) are refused: a client reaches them through a VISA protocol (VXI-11,
+//! `HiSLIP`, USBTMC, a GPIB bus) that serialtwin does not speak.
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serialtwin_core::Settable;
 use serde_spanned::Spanned;
 
+use super::rname::{self, Resource};
 use super::{SimDevice, eom, load};
-use crate::registry::{self, Build, BuildError, Built, Model};
+use crate::registry::{self, Build, BuildError, Built, Model, Table};
 use crate::scripted::{Script, Scripted};
 
 /// The `pyvisa-sim` model.
@@ -35,6 +44,7 @@ link = "/tmp/serialtwin/ttyUSB-lsg"
 [device.pyvisa-sim]
 file = "pyvisa-sim.yaml"            # a pyvisa-sim device file (relative to this config)
 resource = "ASRL1::INSTR"           # the resource whose device this port serves
+# resource = "TCPIP::localhost::10001::SOCKET"  # or on raw TCP at 127.0.0.1:10001 (no link needed)
 "#;
 
 /// A device's keys are its file's properties.
@@ -70,6 +80,16 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             b.device_error("a pyvisa-sim device's eom sets the framing: no `framing` beside it")
         );
     }
+    if address(&config.resource)?.is_some() && b.count > 1 {
+        return Err(BuildError::at(
+            config.resource.span(),
+            format!(
+                "a SOCKET resource is one address: `count` is {}, and only one device can \
+                 listen there (one [[device]] per resource)",
+                b.count
+            ),
+        ));
+    }
     let path = b.resolve(std::path::Path::new(config.file.get_ref()));
     let at_file =
         |why: String| BuildError::at(config.file.span(), format!("{}:{why}", path.display()));
@@ -90,6 +110,69 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             ))
         })
         .collect())
+}
+
+/// The raw TCP address a `[device.pyvisa-sim]` table's resource names, if it is a
+/// `TCPIP::host::port::SOCKET` one, with the span of its `resource`: where the config serves
+/// it. `None` for an `ASRL` resource, served on the port.
+///
+/// # Errors
+/// As the model's build: the table is not a pyvisa-sim one, its resource is one this does not
+/// serve, or names a host that is not this one's.
+pub fn socket_address(table: &Table<'_>) -> Result<Option<Spanned<SocketAddr>>, BuildError> {
+    let Some(config) = table.deserialize::<SimConfig>()? else {
+        return Ok(None);
+    };
+    Ok(address(&config.resource)?.map(|addr| Spanned::new(config.resource.span(), addr)))
+}
+
+/// What `resource` is served on: `None`, a port; or a raw TCP address.
+fn address(resource: &Spanned<String>) -> Result<Option<SocketAddr>, BuildError> {
+    let at = |why: String| BuildError::at(resource.span(), why);
+    let name = resource.get_ref();
+    match rname::parse(name).map_err(|e| at(e.to_string()))? {
+        Resource::Asrl => Ok(None),
+        Resource::Protocol { kind, protocol } => Err(at(format!(
+            "resource {name:?} is a `{kind}` resource: a client reaches it through {protocol}, \
+             which serialtwin does not speak; serve the device's `ASRL<n>::INSTR` resource on a \
+             port, or a `TCPIP::host::port::SOCKET` one on raw TCP"
+        ))),
+        Resource::Socket { host, port } => {
+            let ip = host_ip(host, port).map_err(|why| at(format!("resource {name:?}: {why}")))?;
+            Ok(Some(SocketAddr::V4(SocketAddrV4::new(ip, port))))
+        }
+    }
+}
+
+/// The IPv4 address to listen on for `host` (pyvisa-py connects over IPv4 only):
+/// `localhost` is 127.0.0.1, an address is itself, a name its first IPv4 address. It must be
+/// this host's own, which binding it (on port 0) tells.
+fn host_ip(host: &str, port: u16) -> Result<Ipv4Addr, String> {
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        Ipv4Addr::LOCALHOST
+    } else if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        ip
+    } else {
+        let mut addrs = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| format!("host {host:?}: {e}"))?;
+        addrs
+            .find_map(|a| match a {
+                SocketAddr::V4(v4) => Some(*v4.ip()),
+                SocketAddr::V6(_) => None,
+            })
+            .ok_or_else(|| {
+                format!("host {host:?} has no IPv4 address (pyvisa-py connects over IPv4 only)")
+            })?
+    };
+    match TcpListener::bind((ip, 0)) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => Err(format!(
+            "host {host:?} ({ip}) is not an address of this host: the device listens at the \
+             resource's address, so it must be one of this host's (localhost, 127.0.0.1, or \
+             one of its interfaces')"
+        )),
+        _ => Ok(ip),
+    }
 }
 
 #[cfg(test)]
@@ -148,5 +231,51 @@ mod tests {
                 .reason
                 .contains("eom sets the framing")
         );
+    }
+
+    #[test]
+    fn a_socket_resource_names_its_address() {
+        let at = |resource: &str| {
+            let text = format!("file = 'x.yaml'\nresource = {resource:?}\n");
+            let table = Table::parse(&text).unwrap();
+            socket_address(&table).map(|a| a.map(|a| (*a.get_ref(), a.span())))
+        };
+        let local = "127.0.0.1:10001".parse().unwrap();
+        assert_eq!(at("TCPIP::localhost::10001::SOCKET"), Ok(Some((local, 27..60))));
+        assert_eq!(at("TCPIP0::127.0.0.1::10001::SOCKET"), Ok(Some((local, 27..61))));
+        assert_eq!(
+            at("tcpip::LocalHost::7::socket").unwrap().unwrap().0,
+            "127.0.0.1:7".parse().unwrap()
+        );
+        assert_eq!(at("ASRL1::INSTR"), Ok(None));
+        assert_eq!(socket_address(&Table::absent()), Ok(None));
+        // 192.0.2.0/24 is TEST-NET-1: never this host's.
+        let e = at("TCPIP::192.0.2.1::10001::SOCKET").unwrap_err();
+        assert!(e.reason.contains("not an address of this host"), "{e}");
+        assert_eq!(e.at, Some(27..60));
+        let e = at("TCPIP::localhost::0::SOCKET").unwrap_err();
+        assert!(e.reason.contains("port 0"), "{e}");
+    }
+
+    #[test]
+    fn what_a_socket_device_cannot_be() {
+        let text = "file = 'x.yaml'\nresource = 'TCPIP::localhost::10001::SOCKET'\n";
+        let mut b = Build::new(Table::parse(text).unwrap());
+        b.count = 2;
+        let e = build(&b).unwrap_err();
+        assert!(e.reason.contains("one address: `count` is 2"), "{e}");
+        assert_eq!(e.at, Some(27..60));
+        for (resource, protocol) in [
+            ("TCPIP::localhost::INSTR", "VXI-11 or HiSLIP"),
+            ("USB0::0x1111::0x2222::0x3333::0::INSTR", "USBTMC"),
+            ("GPIB0::8::INSTR", "IEEE 488"),
+        ] {
+            let text = format!("file = 'x.yaml'\nresource = {resource:?}\n");
+            let e = build(&Build::new(Table::parse(&text).unwrap())).unwrap_err();
+            assert!(
+                e.reason.contains(protocol) && e.reason.contains("does not speak"),
+                "{e}"
+            );
+        }
     }
 }
