@@ -858,6 +858,7 @@ fn device_ports(
             device,
             framing: own,
             gateway,
+            listen,
             ..
         },
     ) in devices.into_iter().enumerate()
@@ -893,7 +894,7 @@ fn device_ports(
             network_only: None,
         });
         let port = ports.last_mut().expect("just pushed");
-        let wanted = endpoints(here, d.network.as_ref(), &n, gateway.as_ref())?;
+        let wanted = endpoints(here, d.network.as_ref(), &n, gateway.as_ref(), listen)?;
         match &wanted[..] {
             [only]
                 if port.link.is_none()
@@ -910,15 +911,22 @@ fn device_ports(
 }
 
 /// The endpoints `[device.network]` asks for, for the port numbered `n`, whose device has
-/// `gateway` for Modbus TCP (a Modbus RTU device) or not.
+/// `gateway` for Modbus TCP (a Modbus RTU device) or not, and names its own raw TCP address
+/// (`listen`: a pyvisa-sim SOCKET resource) or not. A device's own address is its `tcp`
+/// endpoint, with `[device.network]`'s policies: a `tcp` written beside it must be that
+/// address, since one port has one raw endpoint and a client looks for the device there.
 fn endpoints(
     here: &Locator<'_>,
     network: Option<&Spanned<RawNetwork>>,
     n: &str,
     gateway: Option<&Arc<dyn Gateway>>,
+    listen: Option<(SocketAddr, Range<usize>)>,
 ) -> Result<Vec<EndpointConfig>, ConfigError> {
     let Some(network) = network else {
-        return Ok(Vec::new());
+        return Ok(listen
+            .map(|(addr, _)| EndpointConfig::new(EndpointKind::Tcp, addr))
+            .into_iter()
+            .collect());
     };
     let raw = network.get_ref();
     let second_client = match raw.second_client.as_ref() {
@@ -960,7 +968,16 @@ fn endpoints(
         (EndpointKind::ModbusTcp, &raw.modbus_tcp),
         (EndpointKind::RtuTcp, &raw.rtu_tcp),
     ] {
-        let Some(addr) = addr else { continue };
+        let Some(addr) = addr else {
+            if let (EndpointKind::Tcp, Some((own, _))) = (kind, &listen) {
+                out.push(EndpointConfig {
+                    second_client,
+                    idle_timeout,
+                    ..EndpointConfig::new(kind, *own)
+                });
+            }
+            continue;
+        };
         let modbus = matches!(kind, EndpointKind::ModbusTcp | EndpointKind::RtuTcp);
         if modbus && gateway.is_none() {
             return Err(here.error(
@@ -987,6 +1004,18 @@ fn endpoints(
                 ),
             )
         })?;
+        if let (EndpointKind::Tcp, Some((own, at))) = (kind, &listen)
+            && addr != *own
+        {
+            let (line, _) = here.position(at.start);
+            return Err(here.error(
+                &raw.tcp.as_ref().map_or(network.span(), Spanned::span),
+                format!(
+                    "tcp: {addr} is not {own}, the address the device's resource names (line \
+                     {line}), where its clients connect: leave `tcp` out, or write {own}"
+                ),
+            ));
+        }
         out.push(EndpointConfig {
             second_client,
             idle_timeout,

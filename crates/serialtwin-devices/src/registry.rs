@@ -21,6 +21,7 @@
 //! See `docs/models.md` for a walkthrough of adding a model.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -266,6 +267,10 @@ pub struct Built {
     /// What a `modbus_tcp` endpoint in front of it translates to its line (a Modbus RTU
     /// device's gateway); `None`: it has no such endpoint, nor an `rtu_tcp` one.
     pub gateway: Option<Arc<dyn Gateway>>,
+    /// A raw TCP address the device names for itself, and the span in the config that names
+    /// it (a pyvisa-sim `TCPIP::host::port::SOCKET` resource): the config gives its port a
+    /// `tcp` endpoint there. `None`: the port's endpoints are the config's alone.
+    pub listen: Option<(SocketAddr, Range<usize>)>,
 }
 
 impl Built {
@@ -275,6 +280,7 @@ impl Built {
             framing: device.framing(),
             line: device.line(),
             gateway: None,
+            listen: None,
             device: BoxDevice::new(device),
         }
     }
@@ -285,6 +291,7 @@ impl Built {
             framing: device.framing(),
             line: device.line(),
             gateway: None,
+            listen: None,
             device: BoxDevice::new(Awaiting(device)),
         }
     }

@@ -314,6 +314,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             Built {
                 device: BoxDevice::new(bus),
                 gateway: TcpGateway::for_line(&framing, &[id]),
+                listen: None,
                 framing: framing.clone(),
                 line,
             }

@@ -328,6 +328,7 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             Ok(Built {
                 device: BoxDevice::new(bus),
                 gateway: tcp::TcpGateway::for_line(&framing, &addresses),
+                listen: None,
                 framing: framing.clone(),
                 line,
             })
@@ -466,6 +467,7 @@ fn build_from_pymodbus(
                 device: BoxDevice::new(bus),
                 // Every address answers when the file names no unit: 0 and 0xFF are unit 1.
                 gateway: tcp::TcpGateway::for_line(&framing, &[loaded.device_id.unwrap_or(1)]),
+                listen: None,
                 framing,
                 line,
             })

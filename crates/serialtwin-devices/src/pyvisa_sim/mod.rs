@@ -32,7 +32,7 @@ use std::convert::Infallible;
 use serde_spanned::Spanned;
 use serialtwin_core::{Context, Device, Framing, Replies};
 
-pub use self::model::{MODEL, socket_address};
+pub use self::model::MODEL;
 use self::yaml::{Node, YamlError};
 use crate::scripted::python::{self, Property, PyFormat, PyType, PyValue, Specs};
 use crate::scripted::{

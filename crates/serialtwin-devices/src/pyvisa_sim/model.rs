@@ -2,8 +2,8 @@
 //!
 //! An `ASRL<n>::INSTR` resource is served on the port like any device (a pty, its link, its
 //! endpoints). A `TCPIP[board]::host::port::SOCKET` resource is served on a raw TCP endpoint
-//! at its own address, what pyvisa-py connects to ([`socket_address`]; the config adds the
-//! endpoint). Instrument resources of other interfaces (`TCPIP INSTR`, `USB INSTR`, `GPIB
+//! at its own address, what pyvisa-py connects to: the device's [`Built::listen`], where the config
+//! adds a `tcp` endpoint. Instrument resources of other interfaces (`TCPIP INSTR`, `USB INSTR`, `GPIB
 //! INSTR`, `USB RAW`) are refused: a client reaches them through a VISA protocol (VXI-11,
 //! `HiSLIP`, USBTMC, a GPIB bus) that serialtwin does not speak.
 
@@ -16,7 +16,7 @@ use serde_spanned::Spanned;
 
 use super::rname::{self, Resource};
 use super::{SimDevice, eom, load};
-use crate::registry::{self, Build, BuildError, Built, Model, Table};
+use crate::registry::{self, Build, BuildError, Built, Model};
 use crate::scripted::{Script, Scripted};
 
 /// The `pyvisa-sim` model.
@@ -80,7 +80,8 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             b.device_error("a pyvisa-sim device's eom sets the framing: no `framing` beside it")
         );
     }
-    if address(&config.resource)?.is_some() && b.count > 1 {
+    let listen = address(&config.resource)?.map(|addr| (addr, config.resource.span()));
+    if listen.is_some() && b.count > 1 {
         return Err(BuildError::at(
             config.resource.span(),
             format!(
@@ -103,27 +104,17 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let framing = eom::framing(&loaded.query_eom, &loaded.reply_eom);
     Ok((0..b.count)
         .map(|_| {
-            Built::new(SimDevice::new(
+            let device = SimDevice::new(
                 Scripted::new(Arc::clone(&script)),
                 framing.clone(),
                 loaded.delimiter.clone(),
-            ))
+            );
+            Built {
+                listen: listen.clone(),
+                ..Built::new(device)
+            }
         })
         .collect())
-}
-
-/// The raw TCP address a `[device.pyvisa-sim]` table's resource names, if it is a
-/// `TCPIP::host::port::SOCKET` one, with the span of its `resource`: where the config serves
-/// it. `None` for an `ASRL` resource, served on the port.
-///
-/// # Errors
-/// As the model's build: the table is not a pyvisa-sim one, its resource is one this does not
-/// serve, or names a host that is not this one's.
-pub fn socket_address(table: &Table<'_>) -> Result<Option<Spanned<SocketAddr>>, BuildError> {
-    let Some(config) = table.deserialize::<SimConfig>()? else {
-        return Ok(None);
-    };
-    Ok(address(&config.resource)?.map(|addr| Spanned::new(config.resource.span(), addr)))
 }
 
 /// What `resource` is served on: `None`, a port; or a raw TCP address.
@@ -193,6 +184,7 @@ mod tests {
         b.count = 2;
         let built = build(&b).unwrap();
         assert_eq!(built.len(), 2);
+        assert!(built[0].listen.is_none(), "served on the port");
         // The device's `ASRL INSTR` eom frames the port: CR LF in, LF out.
         let framing = built[1].framing.clone();
         assert_eq!(framing.name(), "pyvisa-sim");
@@ -238,7 +230,8 @@ mod tests {
         let at = |resource: &str| {
             let text = format!("file = 'x.yaml'\nresource = {resource:?}\n");
             let table = Table::parse(&text).unwrap();
-            socket_address(&table).map(|a| a.map(|a| (*a.get_ref(), a.span())))
+            let config = table.deserialize::<SimConfig>().unwrap().unwrap();
+            address(&config.resource).map(|a| a.map(|a| (a, config.resource.span())))
         };
         let local = "127.0.0.1:10001".parse().unwrap();
         assert_eq!(at("TCPIP::localhost::10001::SOCKET"), Ok(Some((local, 27..60))));
@@ -248,7 +241,6 @@ mod tests {
             "127.0.0.1:7".parse().unwrap()
         );
         assert_eq!(at("ASRL1::INSTR"), Ok(None));
-        assert_eq!(socket_address(&Table::absent()), Ok(None));
         // 192.0.2.0/24 is TEST-NET-1: never this host's.
         let e = at("TCPIP::192.0.2.1::10001::SOCKET").unwrap_err();
         assert!(e.reason.contains("not an address of this host"), "{e}");
@@ -277,5 +269,35 @@ mod tests {
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_socket_device_listens_with_its_socket_eom() {
+        let dir = std::env::temp_dir().join(format!("pyvisa-sim-socket-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("sim.yaml"),
+            "spec: '1.1'\ndevices:\n  d:\n    eom:\n      ASRL INSTR: {q: \"\\r\\n\", r: \"\\n\"}\n      \
+             TCPIP SOCKET: {q: \"\\n\", r: \"\\r\\n\"}\n    dialogues: [{q: A, r: B}]\n\
+             resources:\n  TCPIP0::localhost::10001::SOCKET: {device: d}\n",
+        )
+        .unwrap();
+        // Written without the board, as pyvisa-sim finds it.
+        let text = "file = 'sim.yaml'\nresource = 'TCPIP::localhost::10001::SOCKET'\n";
+        let mut b = Build::new(Table::parse(text).unwrap());
+        b.base_dir = Some(&dir);
+        let built = build(&b);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let built = built.unwrap();
+        assert_eq!(
+            built[0].listen,
+            Some(("127.0.0.1:10001".parse().unwrap(), 29..62))
+        );
+        let mut framer = built[0].framing.build();
+        let mut wire = bytes::BytesMut::from(&b"A\r\nA\n"[..]);
+        assert_eq!(&framer.decode(&mut wire).unwrap().unwrap()[..], b"A\r");
+        let mut out = bytes::BytesMut::new();
+        framer.encode(b"B", &mut out).unwrap();
+        assert_eq!(&out[..], b"B\r\n");
     }
 }
