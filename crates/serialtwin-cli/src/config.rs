@@ -989,21 +989,7 @@ fn endpoints(
                 ),
             ));
         }
-        let text = addr.get_ref().replace("{n}", n);
-        let parsed = match text.parse::<u16>() {
-            Ok(port) => Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))),
-            Err(_) => text.parse::<SocketAddr>(),
-        };
-        let addr = parsed.map_err(|_| {
-            here.error(
-                &addr.span(),
-                format!(
-                    "{}: {text:?} is not an address to listen on (\"127.0.0.1:0\", \"[::1]:7000\", \
-                     or a port: \"7000\")",
-                    kind.name()
-                ),
-            )
-        })?;
+        let addr = listen_addr(here, kind, addr, n)?;
         if let (EndpointKind::Tcp, Some((own, at))) = (kind, &listen)
             && addr != *own
         {
@@ -1031,6 +1017,30 @@ fn endpoints(
         ));
     }
     Ok(out)
+}
+
+/// The address an endpoint's `addr` (for the port numbered `n`) says to listen on.
+fn listen_addr(
+    here: &Locator<'_>,
+    kind: EndpointKind,
+    addr: &Spanned<String>,
+    n: &str,
+) -> Result<SocketAddr, ConfigError> {
+    let text = addr.get_ref().replace("{n}", n);
+    let parsed = match text.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))),
+        Err(_) => text.parse::<SocketAddr>(),
+    };
+    parsed.map_err(|_| {
+        here.error(
+            &addr.span(),
+            format!(
+                "{}: {text:?} is not an address to listen on (\"127.0.0.1:0\", \"[::1]:7000\", \
+                 or a port: \"7000\")",
+                kind.name()
+            ),
+        )
+    })
 }
 
 /// The model's devices for one `[[device]]`, one per copy.
