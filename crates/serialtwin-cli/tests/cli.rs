@@ -750,61 +750,70 @@ fn bad_configs_are_rejected_at_the_offending_value() {
     }
 }
 
+/// A pyvisa-sim file with a device behind an ASRL and two SOCKET resources.
+const PYVISA_SIM_YAML: &str = "spec: '1.1'\ndevices:\n  d: {dialogues: [{q: A, r: B}]}\nresources:\n  \
+    ASRL1::INSTR: {device: d}\n  TCPIP::localhost::10001::SOCKET: {device: d}\n  \
+    TCPIP::localhost::10002::SOCKET: {device: d}\n";
+
+/// A pyvisa-sim `[[device]]` serving `resource` of `sim.yaml`, with `extra` keys.
+fn pyvisa_sim_device(resource: &str, extra: &str) -> String {
+    format!(
+        "[[device]]\nmodel = 'pyvisa-sim'\n{extra}[device.pyvisa-sim]\nfile = 'sim.yaml'\n\
+         resource = '{resource}'\n"
+    )
+}
+
+/// `TCPIP::localhost::10001::SOCKET`, in [`PYVISA_SIM_YAML`].
+const SOCKET: &str = "TCPIP::localhost::10001::SOCKET";
+
 /// pyvisa-sim resources that cannot be served, and `TCPIP::host::port::SOCKET` ones that
 /// cannot be served as written: `check` and `run` both refuse them at the value, in one line,
 /// leaving nothing behind.
 #[test]
 fn pyvisa_sim_resources_are_refused_at_the_key() {
-    const YAML: &str = "spec: '1.1'\ndevices:\n  d: {dialogues: [{q: A, r: B}]}\nresources:\n  \
-                        ASRL1::INSTR: {device: d}\n  TCPIP::localhost::10001::SOCKET: {device: d}\n  \
-                        TCPIP::localhost::10002::SOCKET: {device: d}\n";
-    let device = |resource: &str, extra: &str| {
-        format!(
-            "[[device]]\nmodel = 'pyvisa-sim'\n{extra}[device.pyvisa-sim]\nfile = 'sim.yaml'\n\
-             resource = '{resource}'\n"
-        )
-    };
-    let socket = "TCPIP::localhost::10001::SOCKET";
     // (config, where the error is: the first place this text is, why)
     let cases = [
         (
-            device("USB0::0x1111::0x2222::0x3333::0::INSTR", ""),
+            pyvisa_sim_device("USB0::0x1111::0x2222::0x3333::0::INSTR", ""),
             "'USB0",
             "is a `USB INSTR` resource: a client reaches it through USBTMC, which serialtwin \
              does not speak",
         ),
         (
-            device("TCPIP0::localhost::inst0::INSTR", ""),
+            pyvisa_sim_device("TCPIP0::localhost::inst0::INSTR", ""),
             "'TCPIP0",
             "through VXI-11 or HiSLIP",
         ),
         (
-            device("GPIB0::8::INSTR", "link = '{dir}/tty'\n"),
+            pyvisa_sim_device("GPIB0::8::INSTR", "link = '{dir}/tty'\n"),
             "'GPIB0",
             "`GPIB INSTR` resource",
         ),
         (
-            device(socket, "count = 2\nlink = '{dir}/tty{n}'\n"),
+            pyvisa_sim_device(SOCKET, "count = 2\nlink = '{dir}/tty{n}'\n"),
             "'TCPIP",
             "a SOCKET resource is one address: `count` is 2",
         ),
         (
-            device("TCPIP::localhost::0::SOCKET", ""),
+            pyvisa_sim_device("TCPIP::localhost::0::SOCKET", ""),
             "'TCPIP",
             "port \"0\": a SOCKET resource names a port from 1 to 65535",
         ),
         (
-            device("TCPIP::[::1]::10001::SOCKET", ""),
+            pyvisa_sim_device("TCPIP::[::1]::10001::SOCKET", ""),
             "'TCPIP",
             "an IPv6 address cannot be written in one",
         ),
         (
-            device("TCPIP::192.0.2.1::10001::SOCKET", ""),
+            pyvisa_sim_device("TCPIP::192.0.2.1::10001::SOCKET", ""),
             "'TCPIP",
             "host \"192.0.2.1\" (192.0.2.1) is not an address of this host",
         ),
         (
-            format!("{}[device.network]\ntcp = '7000'\n", device(socket, "")),
+            format!(
+                "{}[device.network]\ntcp = '7000'\n",
+                pyvisa_sim_device(SOCKET, "")
+            ),
             "'7000'",
             "tcp: 127.0.0.1:7000 is not 127.0.0.1:10001, the address the device's resource \
              names (line 5)",
@@ -812,8 +821,8 @@ fn pyvisa_sim_resources_are_refused_at_the_key() {
         (
             format!(
                 "{}{}",
-                device(socket, ""),
-                device("tcpip0::localhost::10001::SOCKET", "name = 'twin'\n")
+                pyvisa_sim_device(SOCKET, ""),
+                pyvisa_sim_device("tcpip0::localhost::10001::SOCKET", "name = 'twin'\n")
             ),
             "[[device]]\nmodel = 'pyvisa-sim'\nname",
             "127.0.0.1:10001 is taken by another endpoint (line 1)",
@@ -822,7 +831,7 @@ fn pyvisa_sim_resources_are_refused_at_the_key() {
     for (i, (text, at, reason)) in cases.iter().enumerate() {
         let dir = work_dir("pyvisa-sim-bad");
         let yaml = dir.join("sim.yaml");
-        std::fs::write(&yaml, YAML).unwrap();
+        std::fs::write(&yaml, PYVISA_SIM_YAML).unwrap();
         let text = text.replace("{dir}", dir.to_str().unwrap());
         let config = write_config(&dir, &format!("bad{i}.toml"), &text);
         let config = config.to_str().unwrap();
@@ -842,10 +851,14 @@ fn pyvisa_sim_resources_are_refused_at_the_key() {
             assert_eq!(left, Vec::<PathBuf>::new(), "{context}");
         }
     }
-    // What is allowed: a link beside the address, the address written again (as a bare port
-    // or in full), [device.network]'s policies for it alone, another endpoint beside it.
+}
+
+/// What a SOCKET resource allows: a link beside its address, the address written again (as
+/// a bare port or in full), [device.network]'s policies for it alone, another endpoint.
+#[test]
+fn what_a_pyvisa_sim_socket_resource_allows() {
     let dir = work_dir("pyvisa-sim-ok");
-    std::fs::write(dir.join("sim.yaml"), YAML).unwrap();
+    std::fs::write(dir.join("sim.yaml"), PYVISA_SIM_YAML).unwrap();
     for (i, extra, network) in [
         (0, "link = '{dir}/tty'\n", ""),
         (1, "", "tcp = '10001'\n"),
@@ -861,8 +874,8 @@ fn pyvisa_sim_resources_are_refused_at_the_key() {
         } else {
             format!("[device.network]\n{network}")
         };
-        let text =
-            format!("{}{network}", device(socket, extra)).replace("{dir}", dir.to_str().unwrap());
+        let text = format!("{}{network}", pyvisa_sim_device(SOCKET, extra))
+            .replace("{dir}", dir.to_str().unwrap());
         let config = write_config(&dir, &format!("ok{i}.toml"), &text);
         let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
         assert!(out.status.success(), "{text}\n{out:?}");
