@@ -2,7 +2,8 @@
 //! `serialtwin`, compared with pyvisa-sim 0.7.1 itself: the same resource name opened on
 //! `FILE@sim` and on `@py` (pyvisa-py connecting to the endpoint) gets byte-identical replies
 //! (pyvisa 1.16, pyvisa-py 0.8, pinned in their venv). One resource is network-only (no
-//! link), the other also has a pty and writes its address in `[device.network]`.
+//! link), the other also has a pty and writes its address in `[device.network]`. The
+//! README's command reaches the first.
 
 mod common;
 
@@ -131,6 +132,29 @@ fn pyvisa_sim_and_the_endpoint_answer_the_same_bytes() {
             .arg(wanted.to_string())
             .stderr(Stdio::piped()),
         PYTHON_PATIENCE,
+    );
+    // The README's command, at this run's port.
+    let readme = std::fs::read_to_string(common::workspace().join("README.md")).unwrap();
+    let command = readme
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("python3 -c '")
+                .filter(|l| l.contains("10001::SOCKET"))
+        })
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("README gives a SOCKET command");
+    let said = common::output_within_for(
+        Command::new(&python)
+            .arg("-c")
+            .arg(command.replace("10001", &lsg.to_string()))
+            .stderr(Stdio::piped()),
+        PYTHON_PATIENCE,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&said.stdout),
+        "LSG Serial #1234\n",
+        "{}",
+        String::from_utf8_lossy(&said.stderr)
     );
     let stderr = run.stderr();
     let (status, extra) = run.stop_with(Signal::SIGTERM);
