@@ -750,10 +750,10 @@ fn bad_configs_are_rejected_at_the_offending_value() {
     }
 }
 
-/// A pyvisa-sim file with a device behind an ASRL and two SOCKET resources.
+/// A pyvisa-sim file with a device behind an ASRL and three SOCKET resources.
 const PYVISA_SIM_YAML: &str = "spec: '1.1'\ndevices:\n  d: {dialogues: [{q: A, r: B}]}\nresources:\n  \
     ASRL1::INSTR: {device: d}\n  TCPIP::localhost::10001::SOCKET: {device: d}\n  \
-    TCPIP::localhost::10002::SOCKET: {device: d}\n";
+    TCPIP::localhost::10002::SOCKET: {device: d}\n  TCPIP::0.0.0.0::10003::SOCKET: {device: d}\n";
 
 /// A pyvisa-sim `[[device]]` serving `resource` of `sim.yaml`, with `extra` keys.
 fn pyvisa_sim_device(resource: &str, extra: &str) -> String {
@@ -880,6 +880,21 @@ fn what_a_pyvisa_sim_socket_resource_allows() {
         let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
         assert!(out.status.success(), "{text}\n{out:?}");
     }
+    // Off loopback: served, with a warning at the resource.
+    let config = write_config(
+        &dir,
+        "wide.toml",
+        &pyvisa_sim_device("TCPIP::0.0.0.0::10003::SOCKET", ""),
+    );
+    let out = run_to_end(&dir, &["check", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let want = format!(
+        "warning: {}:5:12: resource \"TCPIP::0.0.0.0::10003::SOCKET\" listens on \
+         0.0.0.0:10003, not a loopback address",
+        config.display()
+    );
+    assert!(stderr.contains(&want), "want {want:?}: {stderr}");
 }
 
 /// The ends of what `check` accepts work in `run`: a clock started at the last second of

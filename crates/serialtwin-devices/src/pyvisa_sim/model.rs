@@ -16,7 +16,7 @@ use serde_spanned::Spanned;
 
 use super::rname::{self, Resource};
 use super::{SimDevice, eom, load};
-use crate::registry::{self, Build, BuildError, Built, Model};
+use crate::registry::{self, Build, BuildError, Built, Finding, Lint, Model};
 use crate::scripted::{Script, Scripted};
 
 /// The `pyvisa-sim` model.
@@ -31,7 +31,7 @@ pub static MODEL: Model = Model {
     groups: false,
     max_clock_speed: f64::INFINITY,
     settable,
-    lint: registry::no_lint,
+    lint,
     build,
     units: &[],
 };
@@ -115,6 +115,25 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
             }
         })
         .collect())
+}
+
+/// A SOCKET resource whose host is not a loopback address is served where the network reaches
+/// it: worth saying, for a test double someone else can talk to.
+fn lint(port: &Lint<'_>) -> Vec<Finding> {
+    let Ok(Some(config)) = port.table.deserialize::<SimConfig>() else {
+        return Vec::new();
+    };
+    match address(&config.resource) {
+        Ok(Some(addr)) if !addr.ip().is_loopback() => vec![Finding {
+            message: format!(
+                "resource {:?} listens on {addr}, not a loopback address: the network reaches \
+                 the device there",
+                config.resource.get_ref()
+            ),
+            at: Some(config.resource.span()),
+        }],
+        _ => Vec::new(),
+    }
 }
 
 /// What `resource` is served on: `None`, a port; or a raw TCP address.
@@ -299,5 +318,29 @@ mod tests {
         let mut out = bytes::BytesMut::new();
         framer.encode(b"B", &mut out).unwrap();
         assert_eq!(&out[..], b"B\r\n");
+    }
+
+    #[test]
+    fn a_socket_off_loopback_is_worth_a_warning() {
+        let lint_of = |resource: &str| {
+            let text = format!("file = 'x.yaml'\nresource = {resource:?}\n");
+            let table = Table::parse(&text).unwrap();
+            lint(&Lint {
+                link: None,
+                table: &table,
+            })
+        };
+        assert!(lint_of("TCPIP::localhost::10001::SOCKET").is_empty());
+        assert!(lint_of("ASRL1::INSTR").is_empty());
+        // 0.0.0.0 (all of this host's addresses) is not loopback, and always bindable.
+        let found = lint_of("TCPIP::0.0.0.0::10001::SOCKET");
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .message
+                .contains("listens on 0.0.0.0:10001, not a loopback address"),
+            "{found:?}"
+        );
+        assert_eq!(found[0].at, Some(27..58));
     }
 }
