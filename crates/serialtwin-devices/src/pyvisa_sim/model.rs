@@ -24,7 +24,8 @@ pub static MODEL: Model = Model {
     name: "pyvisa-sim",
     summary: "the device behind a resource of a pyvisa-sim 0.7.1 YAML file (spec 1.0/1.1): its \
               dialogues, properties (getters, setters, specs), RANDOM replies, error response, \
-              status registers, error queues and eom, compiled to a script",
+              status registers, error queues and eom, compiled to a script; an ASRL resource on \
+              the port, a TCPIP SOCKET one on raw TCP at its address",
     table: "pyvisa-sim",
     example: EXAMPLE,
     framings: &[],
