@@ -16,7 +16,7 @@ use serde_spanned::Spanned;
 
 use super::rname::{self, Resource};
 use super::{SimDevice, eom, load};
-use crate::registry::{self, Build, BuildError, Built, Finding, Lint, Model};
+use crate::registry::{Build, BuildError, Built, Finding, Lint, Model};
 use crate::scripted::{Script, Scripted};
 
 /// The `pyvisa-sim` model.
