@@ -17,15 +17,22 @@ use nix::sys::signal::Signal;
 /// The whole pyvisa script's safety net (it takes seconds; the venv is made before).
 const PYTHON_PATIENCE: Duration = Duration::from_mins(3);
 
-/// A config serving `resources` of `file` (in `dir`), one port each.
+/// A config serving `resources` of `file` (in `dir`), one port each: a link for an ASRL
+/// resource, none for a SOCKET one (served at its own address).
 fn config(dir: &Path, file: &str, resources: &[&str]) -> PathBuf {
     let mut text = String::new();
     for (i, resource) in resources.iter().enumerate() {
         write!(
             text,
-            "[[device]]\nname = \"d{i}\"\nmodel = \"pyvisa-sim\"\nlink = \"{}/ttyUSB-d{i}\"\n\n\
-             [device.pyvisa-sim]\nfile = {file:?}\nresource = {resource:?}\n\n",
-            dir.display()
+            "[[device]]\nname = \"d{i}\"\nmodel = \"pyvisa-sim\"\n"
+        )
+        .unwrap();
+        if !resource.ends_with("::SOCKET") {
+            writeln!(text, "link = \"{}/ttyUSB-d{i}\"", dir.display()).unwrap();
+        }
+        write!(
+            text,
+            "\n[device.pyvisa-sim]\nfile = {file:?}\nresource = {resource:?}\n\n"
         )
         .unwrap();
     }
@@ -57,7 +64,7 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
         .arg(format!("{}@sim", yaml.display()))
         .arg(&yaml);
     for (resource, link) in resources.iter().zip(&links) {
-        cmd.arg(format!("{resource}={}", link.display()));
+        cmd.arg(format!("{resource}=ASRL{}::INSTR", link.display()));
     }
     let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
     let stderr = run.stderr();
@@ -85,19 +92,31 @@ fn bundled_default_file(python: &Path) -> PathBuf {
 }
 
 #[test]
-fn the_bundled_default_files_asrl_devices_answer_as_pyvisa_sim_does() {
+fn the_bundled_default_files_asrl_and_socket_devices_answer_as_pyvisa_sim_does() {
     let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
         .join("bin/python");
     let dir = work_dir("pyvisa-sim-default");
+    let bundled = std::fs::read_to_string(bundled_default_file(&python)).unwrap();
+    // Its SOCKET resource names port 10001; served here on a port free now, under that name.
+    const SOCKET: &str = "TCPIP::localhost::10001::SOCKET";
+    assert!(bundled.contains(SOCKET), "the bundled file has {SOCKET}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let served_socket = SOCKET.replace("10001", &port.to_string());
     let yaml = dir.join("default.yaml");
-    std::fs::copy(bundled_default_file(&python), &yaml).unwrap();
-    // Every ASRL resource of the bundled file: devices 1 to 5.
+    std::fs::write(&yaml, bundled.replace(SOCKET, &served_socket)).unwrap();
+    // Every ASRL resource of the bundled file (devices 1 to 5), and its SOCKET resource
+    // (device 1 again, under its `TCPIP SOCKET` eom).
     let resources = [
         "ASRL1::INSTR",
         "ASRL2::INSTR",
         "ASRL3::INSTR",
         "ASRL4::INSTR",
         "ASRL5::INSTR",
+        served_socket.as_str(),
     ];
     let config = config(&dir, "default.yaml", &resources);
     let socket = dir.join("run/control.sock");
@@ -109,33 +128,40 @@ fn the_bundled_default_files_asrl_devices_answer_as_pyvisa_sim_does() {
             socket.to_str().unwrap(),
         ],
     );
-    let links = run.links();
+    let definitions = dir.join("bundled.yaml");
+    std::fs::write(&definitions, &bundled).unwrap();
     let mut cmd = Command::new(&python);
     // `@sim` alone: pyvisa-sim reads its bundled file, the one the port serves a copy of.
     cmd.arg("-c")
         .arg(include_str!("pyvisa_sim/compare.py"))
         .arg("@sim")
-        .arg(&yaml);
-    for (resource, link) in resources.iter().zip(&links) {
-        cmd.arg(format!("{resource}={}", link.display()));
+        .arg(&definitions);
+    for (resource, port) in resources[..5].iter().zip(&run.ports) {
+        let link = port["link"].as_str().expect("an ASRL port has a link");
+        cmd.arg(format!("{resource}=ASRL{link}::INSTR"));
     }
+    assert!(run.ports[5]["link"].is_null(), "{:?}", run.ports);
+    cmd.arg(format!("{SOCKET}={served_socket}"));
     let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
     let stderr = run.stderr();
     let (status, extra) = run.stop_with(Signal::SIGTERM);
     common::python_checks(
         &out,
-        "pyvisa-sim's bundled file against the port",
+        "pyvisa-sim's bundled file against the ports and the endpoint",
         BUNDLED_CHECKS,
         &stderr,
     );
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
-    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    let left: Vec<PathBuf> = leftovers(&dir)
+        .into_iter()
+        .filter(|p| *p != yaml && *p != definitions)
+        .collect();
     assert_eq!(left, Vec::<PathBuf>::new());
 }
 
 /// The checks the bundled file's script makes (see compare.py): a change in how scripts are
 /// generated shows here.
-const BUNDLED_CHECKS: usize = 288;
+const BUNDLED_CHECKS: usize = 381;
 
 /// The checks the example file's script makes (see compare.py).
 const EXAMPLE_CHECKS: usize = 119;

@@ -120,16 +120,16 @@ fn pyvisa_sim_and_the_endpoint_answer_the_same_bytes() {
         "{list}"
     );
 
-    let wanted = serde_json::json!([
-        {"resource": lsg_resource, "idn": "LSG Serial #1234"},
-        {"resource": other_resource, "idn": "OTHER,SOCKET,2"},
-    ]);
+    // The ASRL comparison's script, each SOCKET resource opened by its own name on both
+    // sides.
     let out = common::output_within_for(
         Command::new(&python)
             .arg("-c")
-            .arg(include_str!("pyvisa_sim_socket/compare.py"))
+            .arg(include_str!("pyvisa_sim/compare.py"))
+            .arg(format!("{}@sim", yaml_path.display()))
             .arg(&yaml_path)
-            .arg(wanted.to_string())
+            .arg(format!("{lsg_resource}={lsg_resource}"))
+            .arg(format!("{other_resource}={other_resource}"))
             .stderr(Stdio::piped()),
         PYTHON_PATIENCE,
     );
@@ -159,9 +159,9 @@ fn pyvisa_sim_and_the_endpoint_answer_the_same_bytes() {
     let stderr = run.stderr();
     let (status, extra) = run.stop_with(Signal::SIGTERM);
     // lsg: sentinel, 3 dialogues and their 3 lower-cased forms, 4 unknown forms, a delimited
-    // pair, 4 requests each for its register and its queue, the user's query: 21. other:
-    // sentinel, 2 + 2, 4, the pair, the query: 11.
-    common::python_checks(&out, "pyvisa-sim against the endpoint", 32, &stderr);
+    // pair, 4 requests each for its register and its queue: 20. other: sentinel, 2 + 2, 4, the
+    // pair: 10.
+    common::python_checks(&out, "pyvisa-sim against the endpoint", 30, &stderr);
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
     let left: Vec<PathBuf> = leftovers(&dir)
         .into_iter()

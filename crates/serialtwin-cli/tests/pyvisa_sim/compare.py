@@ -1,8 +1,11 @@
 """The same script through pyvisa-sim (`FILE@sim`, or `@sim` for its bundled file) and
-through serialtwin's port (`ASRL<link>::INSTR`, pyvisa-py): every reply byte-identical,
-random ones alike in format and range.
+through what serialtwin serves (pyvisa-py on `@py`: `ASRL<link>::INSTR` for a port, the
+resource's own `TCPIP::host::port::SOCKET` name for a raw TCP endpoint): every reply
+byte-identical, random ones alike in format and range.
 
-argv: the `@sim` resource manager's spec, the YAML file it reads, then RESOURCE=LINK pairs.
+argv: the `@sim` resource manager's spec, the YAML file it reads, then SIM=PY pairs: the
+resource's name in the file, and the name pyvisa-py opens. The device's eom is the one of the
+resource's interface (`ASRL INSTR` or `TCPIP SOCKET`; LF both ways when it has none).
 
 The script for each device is generated from the device's own definition:
 - each dialogue's `q`; then what pyvisa-sim does not know: a `q` lower-cased, with a trailing
@@ -101,9 +104,10 @@ def setter_cases(setter, specs, default):
 sim_rm = pyvisa.ResourceManager(sim_spec)
 py_rm = pyvisa.ResourceManager("@py")
 
-for resource, link in pairs:
+for resource, py_resource in pairs:
     device = data["devices"][data["resources"][resource]["device"]]
-    eom = device.get("eom", {}).get("ASRL INSTR", {"q": "\n", "r": "\n"})
+    interface = "TCPIP SOCKET" if resource.upper().endswith("::SOCKET") else "ASRL INSTR"
+    eom = device.get("eom", {}).get(interface, {"q": "\n", "r": "\n"})
     q_eom, r_eom = eom["q"].strip(" "), eom["r"].strip(" ")
     dialogues = device.get("dialogues", [])
     randoms = {d["q"].strip(" "): d["r"].strip(" ") for d in dialogues if "RANDOM" in d.get("r", "")}
@@ -130,7 +134,7 @@ for resource, link in pairs:
         for entry in error.get("status_register", []) + error.get("error_queue", []):
             requests += [entry["q"], "FOO", entry["q"], entry["q"]]
     sessions = {}
-    for name, rm, res in (("sim", sim_rm, resource), ("port", py_rm, f"ASRL{link}::INSTR")):
+    for name, rm, res in (("sim", sim_rm, resource), ("port", py_rm, py_resource)):
         inst = rm.open_resource(res, read_termination=r_eom, write_termination="")
         # A safety net where a sentinel answers; the silence that ends a reply without one.
         inst.timeout = 10_000 if sentinel else 500
