@@ -91,14 +91,15 @@ fn bundled_default_file(python: &Path) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// The bundled file's SOCKET resource: port 10001, served by the test on a port free now.
+const SOCKET: &str = "TCPIP::localhost::10001::SOCKET";
+
 #[test]
 fn the_bundled_default_files_asrl_and_socket_devices_answer_as_pyvisa_sim_does() {
     let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
         .join("bin/python");
     let dir = work_dir("pyvisa-sim-default");
     let bundled = std::fs::read_to_string(bundled_default_file(&python)).unwrap();
-    // Its SOCKET resource names port 10001; served here on a port free now, under that name.
-    const SOCKET: &str = "TCPIP::localhost::10001::SOCKET";
     assert!(bundled.contains(SOCKET), "the bundled file has {SOCKET}");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
