@@ -175,6 +175,7 @@ fn exact_rule(template: &str, request: &[u8], state: &str, set: &str) {
         matching: MatchMode::Exact,
         errors: ErrorModel::default(),
         properties: Vec::new(),
+        channels: Vec::new(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -218,6 +219,7 @@ fn regex_rule(template: &str, request: &[u8], regex: &str) {
         matching: MatchMode::Exact,
         errors: ErrorModel::default(),
         properties: Vec::new(),
+        channels: Vec::new(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {
@@ -244,6 +246,7 @@ fn literals(request: &[u8]) {
         matching: MatchMode::Exact,
         errors: ErrorModel::default(),
         properties: Vec::new(),
+        channels: Vec::new(),
         rules: vec![Spanned::new(
             RULE,
             RuleConfig {

@@ -160,6 +160,55 @@ fn the_bundled_default_files_asrl_and_socket_devices_answer_as_pyvisa_sim_does()
     assert_eq!(left, Vec::<PathBuf>::new());
 }
 
+#[test]
+fn pyvisa_sims_own_channel_devices_answer_as_it_does() {
+    let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
+        .join("bin/python");
+    let dir = work_dir("pyvisa-sim-channels");
+    // pyvisa-sim's own test file for channels: a group selected by a device property, and
+    // one whose requests name the channel.
+    let fixture = bundled_default_file(&python)
+        .with_file_name("testsuite")
+        .join("fixtures/channels.yaml");
+    let yaml = dir.join("channels.yaml");
+    std::fs::copy(&fixture, &yaml).unwrap();
+    let resources = ["ASRL1::INSTR", "ASRL2::INSTR"];
+    let config = config(&dir, "channels.yaml", &resources);
+    let socket = dir.join("run/control.sock");
+    let run = start(
+        &dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    let mut cmd = Command::new(&python);
+    cmd.arg("-c")
+        .arg(include_str!("pyvisa_sim/compare.py"))
+        .arg(format!("{}@sim", yaml.display()))
+        .arg(&yaml);
+    for (resource, port) in resources.iter().zip(&run.ports) {
+        let link = port["link"].as_str().expect("an ASRL port has a link");
+        cmd.arg(format!("{resource}=ASRL{link}::INSTR"));
+    }
+    let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
+    let stderr = run.stderr();
+    let (status, extra) = run.stop_with(Signal::SIGTERM);
+    common::python_checks(
+        &out,
+        "pyvisa-sim's channels against the port",
+        CHANNEL_CHECKS,
+        &stderr,
+    );
+    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
+    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+}
+
+/// The checks the channel file's script makes (see compare.py).
+const CHANNEL_CHECKS: usize = 229;
+
 /// The checks the bundled file's script makes (see compare.py): a change in how scripts are
 /// generated shows here.
 const BUNDLED_CHECKS: usize = 381;

@@ -14,6 +14,9 @@ The script for each device is generated from the device's own definition:
   `max`, between them, every `valid` entry), values they refuse (beyond `max`, below `min`,
   not `valid`) and text its pattern does not read (one digit where `{:f}` wants two, a word),
   each followed by the getter;
+- for each channel of each group: its dialogues and getters, and its setters' cases each
+  followed by the getters (a group that does not select in the request switched to each
+  channel first by the device's `selected_channel` setter);
 - each status register and error queue read, around another command error.
 
 After each request a *sentinel* (a dialogue with a fixed reply) is sent, and replies are read
@@ -101,6 +104,41 @@ def setter_cases(setter, specs, default):
     return [fmt.format(text(v)) for v in values] + [fmt.format(c) for c in cases]
 
 
+def channel_requests(device):
+    """For each channel of each group: its dialogues and getters, its setters' cases each
+    followed by the getter (of every channel, where the request names the channel). A group
+    that does not select in the request is switched to each channel first with the device's
+    `selected_channel` setter."""
+    out = []
+    select = device.get("properties", {}).get("selected_channel", {}).get("setter", {}).get("q")
+    for group in device.get("channels", {}).values():
+        ids = group.get("ids", [])
+        can_select = group.get("can_select") != "False"
+        for ch in ids:
+            if can_select:
+                fill = lambda q, ch=ch: q.strip(" ").replace("{ch_id}", ch)
+            elif select:
+                out.append(re.sub(r"{[^}]*}", ch, select.strip(" "), count=1))
+                fill = lambda q: q.strip(" ")
+            else:
+                continue
+            out += [fill(d["q"]) for d in group.get("dialogues", [])]
+            for prop in group.get("properties", {}).values():
+                getter = prop.get("getter", {}).get("q", "")
+                readers = (
+                    [getter.strip(" ").replace("{ch_id}", other) for other in ids]
+                    if can_select
+                    else [fill(getter)]
+                ) if getter else []
+                out += readers[ids.index(ch) : ids.index(ch) + 1] if can_select else readers
+                if "setter" in prop:
+                    setter = dict(prop["setter"], q=fill(prop["setter"]["q"]))
+                    for case in setter_cases(setter, prop.get("specs", {}), prop.get("default", "")):
+                        out.append(case)
+                        out += readers
+    return out
+
+
 sim_rm = pyvisa.ResourceManager(sim_spec)
 py_rm = pyvisa.ResourceManager("@py")
 
@@ -129,6 +167,7 @@ for resource, py_resource in pairs:
                 requests.append(case)
                 if getter:
                     requests.append(getter)
+    requests += channel_requests(device)
     error = device.get("error", {})
     if isinstance(error, dict):
         for entry in error.get("status_register", []) + error.get("error_queue", []):

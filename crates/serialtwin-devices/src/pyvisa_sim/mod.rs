@@ -19,7 +19,8 @@
 //! `q`, replies get `r`; a message is split on the `delimiter` (default `;`) and each part
 //! answered on its own, until one raises where pyvisa-sim raises to its caller.
 //!
-//! What is not compiled yet is refused where it is written, never served wrong: channels and
+//! Its `channels` are the script's [channel groups](crate::scripted::ChannelGroup), tried
+//! last. What is not compiled yet is refused where it is written, never served wrong:
 //! resources in another file. `bases` are refused as pyvisa-sim refuses them.
 
 pub mod eom;
@@ -36,7 +37,7 @@ pub use self::model::MODEL;
 use self::yaml::{Node, YamlError};
 use crate::scripted::python::{self, Property, PyFormat, PyType, PyValue, Specs};
 use crate::scripted::{
-    ErrorModel, ErrorQueue, PythonRule, Raised, ReplyItem, ReplySpec, RuleConfig, ScriptConfig,
+    ChannelGroup, ErrorModel, ErrorQueue, PythonRule, Raised, ReplyItem, ReplySpec, RuleConfig, ScriptConfig,
     Scripted, StatusRegister, escape_bytes,
 };
 
@@ -150,12 +151,6 @@ pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
             "`bases`: pyvisa-sim 0.7.1 itself raises NotImplementedError for them",
         ));
     }
-    if let Some(node) = device.get("channels") {
-        return Err(YamlError::new(
-            node.at,
-            "a device's `channels` are not served yet",
-        ));
-    }
     let (query_eom, reply_eom) = eoms(device, name)?;
     let delimiter = match device.get("delimiter") {
         Some(node) => node.str("`delimiter`")?.as_bytes().to_vec(),
@@ -175,6 +170,17 @@ pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
         }
     }
     let setters = properties(device, &mut script)?;
+    if let Some(groups) = device.get("channels") {
+        for (i, (name, node)) in groups.map("`channels`")?.iter().enumerate() {
+            if groups.map("`channels`")?[i + 1..]
+                .iter()
+                .any(|(later, _)| later == name)
+            {
+                continue;
+            }
+            script.channels.push(channel_group(name, node, entry)?);
+        }
+    }
     script.errors.before_rule = Some(script.rules.len());
     script.rules.push(python_rule(None, PythonRule::RaiseIfNotUtf8));
     script.rules.extend(setters);
@@ -202,10 +208,18 @@ fn properties(
             if entries[i + 1..].iter().any(|(later, _)| later == name) {
                 continue;
             }
-            let (property, getter, setter) = property(name, node)?;
-            script.properties.push(property);
-            getters.extend(getter);
-            setters.extend(setter);
+            let parts = property(name, node, false)?;
+            if let Some((request, format)) = parts.getter {
+                getters.push(python_rule(
+                    Some(&request),
+                    PythonRule::Get {
+                        property: name.clone(),
+                        format,
+                    },
+                ));
+            }
+            setters.extend(parts.setter.map(|setter| python_rule(None, setter)));
+            script.properties.push(parts.property);
         }
         // Getters after every dialogue: a dialogue for the same request wins.
         let mut exact = Vec::new();
@@ -215,6 +229,78 @@ fn properties(
         script.rules.extend(exact);
     }
     Ok(setters)
+}
+
+/// A group of channels `{ids, can_select, dialogues, properties}` (pyvisa-sim's
+/// `get_channel`): the resource's `channel_ids` for it, when it has some, replace `ids`.
+fn channel_group(name: &str, node: &Node, resource: &Node) -> Result<ChannelGroup, YamlError> {
+    node.map("a channel group")?;
+    let at = |n: &Node, why: &str| YamlError::new(n.at, format!("channels {name:?}: {why}"));
+    if let Some(bases) = node.get("bases")
+        && !is_empty(bases)
+    {
+        return Err(at(
+            bases,
+            "`bases`: pyvisa-sim 0.7.1 itself raises NotImplementedError for them",
+        ));
+    }
+    let listed = |ids: &Node| -> Result<Vec<String>, YamlError> {
+        match &ids.value {
+            yaml::Value::Seq(items) => items
+                .iter()
+                .map(|id| id.str("a channel id").map(str::to_owned))
+                .collect(),
+            yaml::Value::Map(entries) if entries.is_empty() => Ok(Vec::new()),
+            _ => Err(at(ids, "`ids` must be a list")),
+        }
+    };
+    let from_resource = match resource.get("channel_ids").and_then(|c| c.get(name)) {
+        Some(ids) => listed(ids)?,
+        None => Vec::new(),
+    };
+    let ids = if from_resource.is_empty() {
+        match node.get("ids") {
+            Some(ids) => listed(ids)?,
+            None => Vec::new(),
+        }
+    } else {
+        from_resource
+    };
+    // Only the text `False` turns selection off, as pyvisa-sim compares it.
+    let can_select = !node
+        .get("can_select")
+        .is_some_and(|v| matches!(&v.value, yaml::Value::Scalar(t) if t == "False"));
+    let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+    let mut group = ChannelGroup {
+        name: name.to_owned(),
+        ids,
+        can_select,
+        ..ChannelGroup::default()
+    };
+    if let Some(dialogues) = node.get("dialogues") {
+        for dialogue in dialogues.seq("`dialogues`")? {
+            let request = text(to_bytes(query(dialogue, "a dialogue")?));
+            let reply = stripped(dialogue, "r", "a dialogue's `r`")?.map(to_bytes);
+            group.dialogues.push((request, reply));
+        }
+    }
+    if let Some(properties) = node.get("properties") {
+        let entries = properties.map("`properties`")?;
+        for (i, (property_name, property_node)) in entries.iter().enumerate() {
+            if entries[i + 1..].iter().any(|(later, _)| later == property_name) {
+                continue;
+            }
+            let parts = property(property_name, property_node, true)?;
+            if let Some((request, format)) = parts.getter {
+                group
+                    .getters
+                    .push((text(request), property_name.clone(), format));
+            }
+            group.setters.extend(parts.setter);
+            group.properties.push(parts.property);
+        }
+    }
+    Ok(group)
 }
 
 /// `spec`: present, `X.Y`, major 1 and not newer than [`SPEC_VERSION`].
@@ -434,17 +520,18 @@ fn rule(dialogue: &Node) -> Result<Spanned<RuleConfig>, YamlError> {
     ))
 }
 
-/// The getter and setter rules of a property.
-type PropertyRules = (
-    Property,
-    Option<Spanned<RuleConfig>>,
-    Option<Spanned<RuleConfig>>,
-);
+/// A property as pyvisa-sim reads it: its value, its getter's request (escapes applied) and
+/// format, its setter.
+struct PropertyParts {
+    property: Property,
+    getter: Option<(Vec<u8>, Option<String>)>,
+    setter: Option<PythonRule>,
+}
 
 /// A property `{default, getter: {q, r}, setter: {q, r, e}, specs: {type, min, max,
 /// valid}}`: its value (the default checked by the specs, as pyvisa-sim does when it
-/// loads), its getter rule and its setter rule.
-fn property(name: &str, node: &Node) -> Result<PropertyRules, YamlError> {
+/// loads), its getter and its setter. A channel's setter may read `{ch_id}` too.
+fn property(name: &str, node: &Node, channel: bool) -> Result<PropertyParts, YamlError> {
     node.map("a property")?;
     let at = |n: &Node, why: String| YamlError::new(n.at, format!("property {name:?}: {why}"));
     let specs = match node.get("specs") {
@@ -474,13 +561,7 @@ fn property(name: &str, node: &Node) -> Result<PropertyRules, YamlError> {
             {
                 tracing::warn!(property = name, "its getter raises on every read: {why}");
             }
-            Some(python_rule(
-                Some(&request),
-                PythonRule::Get {
-                    property: name.to_owned(),
-                    format,
-                },
-            ))
+            Some((request, format))
         }
         None => None,
     };
@@ -488,23 +569,28 @@ fn property(name: &str, node: &Node) -> Result<PropertyRules, YamlError> {
         Some(setter) => {
             setter.map("a setter")?;
             let pattern = query(setter, "a setter")?;
-            python::parse::Pattern::new(pattern)
-                .map_err(|why| at(setter, format!("setter pattern {pattern:?}: {why}")))?;
+            let compiled = if channel {
+                python::parse::Pattern::for_channel(pattern)
+            } else {
+                python::parse::Pattern::new(pattern)
+            };
+            compiled.map_err(|why| at(setter, format!("setter pattern {pattern:?}: {why}")))?;
             let reply = stripped(setter, "r", "a setter's `r`")?.map(to_bytes);
             let invalid = stripped(setter, "e", "a setter's `e`")?.map(to_bytes);
-            Some(python_rule(
-                None,
-                PythonRule::Set {
-                    pattern: pattern.to_owned(),
-                    property: name.to_owned(),
-                    reply,
-                    invalid,
-                },
-            ))
+            Some(PythonRule::Set {
+                pattern: pattern.to_owned(),
+                property: name.to_owned(),
+                reply,
+                invalid,
+            })
         }
         None => None,
     };
-    Ok((property, getter, setter))
+    Ok(PropertyParts {
+        property,
+        getter,
+        setter,
+    })
 }
 
 /// `specs: {type, min, max, valid}` as pyvisa-sim's `Specs` reads them: `type` required,
@@ -885,6 +971,66 @@ resources:
     }
 
     #[test]
+    fn channels_keep_a_value_per_channel() {
+        // The two kinds of group pyvisa-sim's own channel tests use (checked against it).
+        let text = r#"spec: "1.1"
+devices:
+  pre:
+    error: ERROR
+    dialogues: [{q: "?IDN", r: "PRE"}]
+    properties:
+      selected_channel:
+        default: 1
+        getter: {q: 'I?', r: '{}'}
+        setter: {q: 'I {}'}
+    channels:
+      c:
+        ids: [1, 2]
+        can_select: False
+        dialogues: [{q: "NAME?", r: "pre"}]
+        properties:
+          frequency:
+            default: 1.0
+            getter: {q: 'F?', r: '{:.3f}'}
+            setter: {q: 'F {:.3f}'}
+            specs: {type: float, min: 1.0, max: 10.0}
+  inline:
+    channels:
+      channel:
+        ids: [1, 2, 3]
+        can_select: True
+        dialogues: [{q: "CH {ch_id}:NAME?", r: "inline"}]
+        properties:
+          voltage:
+            default: 1.0
+            getter: {q: "CH {ch_id}:VOLT?", r: "{:+.8E}"}
+            setter: {q: "CH {ch_id}:VOLT {:.3f}", e: "BAD"}
+            specs: {min: 1, max: 6, type: float}
+resources:
+  ASRL1::INSTR: {device: pre}
+  ASRL2::INSTR: {device: inline, channel_ids: {channel: [1, 3]}}
+"#;
+        let (mut pre, _) = device(text, "ASRL1::INSTR");
+        assert_eq!(ask(&mut pre, b"I?"), [b"1".to_vec()]);
+        assert_eq!(ask(&mut pre, b"F?"), [b"1.000".to_vec()]);
+        assert!(ask(&mut pre, b"F 5.0").is_empty());
+        assert_eq!(ask(&mut pre, b"F?"), [b"5.000".to_vec()]);
+        assert_eq!(ask(&mut pre, b"I 2;F?;NAME?"), [b"1.000".to_vec(), b"pre".to_vec()]);
+        assert_eq!(ask(&mut pre, b"F 11.0"), [b"ERROR".to_vec()], "out of spec, no e");
+        // A channel not in `ids`: the group does not answer.
+        assert_eq!(ask(&mut pre, b"I 9;F?"), [b"ERROR".to_vec()]);
+        let (mut inline, _) = device(text, "ASRL2::INSTR");
+        assert_eq!(ask(&mut inline, b"CH 1:VOLT?"), [b"+1.00000000E+00".to_vec()]);
+        assert!(ask(&mut inline, b"CH 1:VOLT 2.0").is_empty());
+        assert_eq!(ask(&mut inline, b"CH 1:VOLT?"), [b"+2.00000000E+00".to_vec()]);
+        assert_eq!(ask(&mut inline, b"CH 3:VOLT?"), [b"+1.00000000E+00".to_vec()]);
+        assert_eq!(ask(&mut inline, b"CH 3:VOLT 9.0"), [b"BAD".to_vec()]);
+        assert_eq!(ask(&mut inline, b"CH 3:NAME?"), [b"inline".to_vec()]);
+        // The resource's `channel_ids` replace the group's: channel 2 is not one.
+        assert!(ask(&mut inline, b"CH 2:VOLT?").is_empty(), "unknown: silence");
+    }
+
+    #[test]
     fn the_spec_is_checked() {
         let file = |spec: &str| {
             format!("{spec}devices: {{d: {{}}}}\nresources: {{ASRL1::INSTR: {{device: d}}}}\n")
@@ -914,7 +1060,16 @@ resources:
     fn what_is_not_served_yet_is_refused_where_written() {
         let base = "spec: '1.1'\nresources: {ASRL1::INSTR: {device: d}}\ndevices:\n  d:\n";
         for (extra, line, why) in [
-            ("    channels: {}\n", 5, "`channels` are not served yet"),
+            (
+                "    channels:\n      c: {ids: 1}\n",
+                6,
+                "`ids` must be a list",
+            ),
+            (
+                "    channels:\n      c:\n        properties:\n          v: {setter: {q: 'CH {ch_id}'}}\n",
+                8,
+                "no value field",
+            ),
             ("    bases: [x]\n", 5, "NotImplementedError"),
             (
                 "    properties:\n      v: {default: '7', specs: {type: float, max: '6'}}\n",

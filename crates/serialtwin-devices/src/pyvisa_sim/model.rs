@@ -23,8 +23,8 @@ use crate::scripted::{Script, Scripted};
 pub static MODEL: Model = Model {
     name: "pyvisa-sim",
     summary: "the device behind a resource of a pyvisa-sim 0.7.1 YAML file (spec 1.0/1.1): its \
-              dialogues, properties (getters, setters, specs), RANDOM replies, error response, \
-              status registers, error queues and eom, compiled to a script; an ASRL resource on \
+              dialogues, properties (getters, setters, specs), channels, RANDOM replies, error \
+              response, status registers, error queues and eom, compiled to a script; an ASRL resource on \
               the port, a TCPIP SOCKET one on raw TCP at its address",
     table: "pyvisa-sim",
     example: EXAMPLE,

@@ -55,6 +55,36 @@ pub struct ScriptConfig {
     /// ([`pyvisa_sim`](crate::pyvisa_sim)'s `properties`).
     #[serde(skip)]
     pub properties: Vec<python::Property>,
+    /// Groups of channels, tried after every rule, before a request counts as a command
+    /// error. Not written in TOML ([`pyvisa_sim`](crate::pyvisa_sim)'s `channels`).
+    #[serde(skip)]
+    pub channels: Vec<ChannelGroup>,
+}
+
+/// A group of channels (pyvisa-sim's `channels.<name>`): the same dialogues, getters and
+/// setters for each of its ids, each channel with its own property values.
+///
+/// With `can_select`, a request names its channel: `{ch_id}` in a dialogue's or getter's
+/// request is each id in turn, and a setter's pattern may read it. Without, the channel is
+/// the device property `selected_channel`, and requests are matched as written.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelGroup {
+    /// Its name (for messages).
+    pub name: String,
+    /// Its channels' ids, as text.
+    pub ids: Vec<String>,
+    /// Whether a request names its channel.
+    pub can_select: bool,
+    /// Its properties: each channel starts with `initial`.
+    pub properties: Vec<python::Property>,
+    /// `(request, reply)`: the request with escapes already applied, as a Python format of
+    /// `ch_id` where the group selects; `None`: silence. A reply saying `RANDOM` gives random
+    /// values.
+    pub dialogues: Vec<(String, Option<Vec<u8>>)>,
+    /// `(request, property, format)`, as [`PythonRule::Get`].
+    pub getters: Vec<(String, String, Option<String>)>,
+    /// Its setters, in order ([`PythonRule::Set`]'s fields, the pattern a channel's).
+    pub setters: Vec<PythonRule>,
 }
 
 /// Status registers and error queues a command error feeds ([`ScriptConfig::errors`]).

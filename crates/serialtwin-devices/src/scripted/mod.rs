@@ -67,6 +67,7 @@
 //! naming a register answers its value and clears it; one naming a queue answers its oldest
 //! entry, or the queue's empty reply.
 
+mod channels;
 mod config;
 mod model;
 pub mod python;
@@ -82,8 +83,8 @@ use regex::bytes::{Captures, Regex};
 use serialtwin_core::{BoxFramer, Context, Device, Framing, Replies, Reply, Settable};
 
 pub use self::config::{
-    ErrorModel, ErrorQueue, MatchMode, PythonRule, ReplyItem, ReplySpec, RuleConfig,
-    ScriptConfig, StatusRegister,
+    ChannelGroup, ErrorModel, ErrorQueue, MatchMode, PythonRule, ReplyItem, ReplySpec,
+    RuleConfig, ScriptConfig, StatusRegister,
 };
 pub use self::model::MODEL;
 pub use self::template::escape_bytes;
@@ -174,6 +175,10 @@ pub struct Script {
     errors: ErrorModel,
     /// Python-typed values ([`ScriptConfig::properties`]).
     properties: Vec<python::Property>,
+    /// Channel groups ([`ScriptConfig::channels`]).
+    channels: Vec<channels::Group>,
+    /// The property `selected_channel`, which a group that does not select reads.
+    selected_channel: Option<usize>,
 }
 
 /// The most entries an error queue keeps: later errors are dropped, so that a client
@@ -282,6 +287,15 @@ impl Script {
             initial,
             errors: config.errors.clone(),
             properties: config.properties.clone(),
+            channels: config
+                .channels
+                .iter()
+                .map(channels::compile)
+                .collect::<Result<_, _>>()?,
+            selected_channel: config
+                .properties
+                .iter()
+                .position(|p| p.name == "selected_channel"),
         })
     }
 
@@ -587,6 +601,8 @@ pub struct Scripted {
     queues: Vec<std::collections::VecDeque<Bytes>>,
     /// The properties' values ([`ScriptConfig::properties`]).
     values: Vec<python::PyValue>,
+    /// The channel groups' states ([`ScriptConfig::channels`]).
+    channel_states: Vec<channels::GroupState>,
 }
 
 /// A normalised script's matching, for one framing: the port's own framer for
@@ -640,6 +656,7 @@ impl Scripted {
             registers: vec![0; script.errors.registers.len()],
             queues: vec![std::collections::VecDeque::new(); script.errors.queues.len()],
             values: script.properties.iter().map(|p| p.initial.clone()).collect(),
+            channel_states: script.channels.iter().map(channels::Group::state).collect(),
             normaliser: Normaliser::new(&script, &framing),
             script,
             framing,
@@ -751,6 +768,24 @@ impl Scripted {
         {
             return Ok(());
         }
+        if !script.channels.is_empty() {
+            let selected = script.selected_channel.map(|i| &self.values[i]);
+            match channels::answer(&script.channels, &mut self.channel_states, selected, request)? {
+                Some(channels::Answer::Reply(bytes)) => {
+                    replies.push(bytes);
+                    return Ok(());
+                }
+                Some(channels::Answer::Silence) => return Ok(()),
+                Some(channels::Answer::CommandError) | None => {}
+            }
+        }
+        self.command_error(&script, request, replies);
+        Ok(())
+    }
+
+    /// A command error: the registers' bits set, the queues' entries added, the default
+    /// reply.
+    fn command_error(&mut self, script: &Script, request: &[u8], replies: &mut Replies) {
         for (value, register) in self.registers.iter_mut().zip(&script.errors.registers) {
             *value |= register.command_error;
         }
@@ -763,7 +798,6 @@ impl Scripted {
         }
         let group = group_fn(request, None);
         render(&script.default, &group, &self.state, replies);
-        Ok(())
     }
 
     /// A [`Pattern::Parsed`] rule's setter on `request`: `None` when it does not apply

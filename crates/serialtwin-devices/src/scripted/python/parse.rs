@@ -30,6 +30,10 @@ enum Convert {
 pub struct Pattern {
     regex: Regex,
     convert: Convert,
+    /// The capture group of the value.
+    value: usize,
+    /// The capture group of a channel's `{ch_id}`, in a channel's setter.
+    channel: Option<usize>,
 }
 
 /// One piece of a format string as Python's `string.Formatter().parse` yields it.
@@ -156,8 +160,23 @@ impl Pattern {
     /// skipped), since with none or several stringparser returns a list or dict that
     /// pyvisa-sim's property cannot take.
     pub fn new(text: &str) -> Result<Self, String> {
+        Self::compile(text, false)
+    }
+
+    /// Compile a channel's setter pattern, which may also hold `{ch_id}` (text: the channel
+    /// the value is for).
+    ///
+    /// # Errors
+    /// As [`Pattern::new`]; a `{ch_id}` with a format spec is refused too (it would key the
+    /// channel by a number, which no channel's id is).
+    pub fn for_channel(text: &str) -> Result<Self, String> {
+        Self::compile(text, true)
+    }
+
+    fn compile(text: &str, channel: bool) -> Result<Self, String> {
         let mut regex = String::from(r"\A");
         let mut fields = Vec::new();
+        let mut channel_group = None;
         for piece in formatter_parse(text)? {
             regex.push_str(&regex::escape(&piece.literal));
             let Some((name, spec)) = piece.field else {
@@ -173,14 +192,28 @@ impl Pattern {
                 continue;
             }
             let _ = write!(regex, "({reg})");
+            if channel && name == "ch_id" {
+                if !spec.is_empty() {
+                    return Err(format!("{{ch_id:{spec}}}: a channel's id is matched as text"));
+                }
+                channel_group = Some(fields.len() + 1);
+                fields.push((String::new(), Convert::Str));
+                continue;
+            }
             fields.push((name, convert));
         }
         // Python's `$`: the end, or before a newline that ends the text.
         regex.push_str(r"\n?\z");
-        let convert = match fields.as_slice() {
-            [(name, convert)] if name.is_empty() || name == "0" => *convert,
+        let values: Vec<(usize, &(String, Convert))> = fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| Some(i + 1) != channel_group)
+            .map(|(i, f)| (i + 1, f))
+            .collect();
+        let (value, convert) = match values.as_slice() {
+            [(group, (name, convert))] if name.is_empty() || name == "0" => (*group, *convert),
             [] => return Err("the pattern holds no value field".into()),
-            [(name, _)] => {
+            [(_, (name, _))] => {
                 return Err(format!(
                     "the field {{{name}}} makes stringparser return a mapping, which a \
                      property cannot take: write {{}} or {{0}}"
@@ -189,19 +222,39 @@ impl Pattern {
             _ => {
                 return Err(format!(
                     "the pattern holds {} value fields; a property takes one",
-                    fields.len()
+                    values.len()
                 ));
             }
         };
         let regex = Regex::new(&regex).map_err(|e| e.to_string())?;
-        Ok(Self { regex, convert })
+        Ok(Self {
+            regex,
+            convert,
+            value,
+            channel: channel_group,
+        })
+    }
+
+    /// The channel (`{ch_id}`'s text, if the pattern has one) and the value `request` sets.
+    #[must_use]
+    pub fn parse_for_channel(&self, request: &str) -> Option<(Option<String>, PyValue)> {
+        let captures = self.regex.captures(request)?;
+        let channel = match self.channel {
+            Some(group) => Some(captures.get(group)?.as_str().to_owned()),
+            None => None,
+        };
+        Some((channel, self.convert(captures.get(self.value)?.as_str())?))
     }
 
     /// The value `request` sets, or `None` when it does not match (or its number does not
     /// convert, which stringparser would raise as a `ValueError` too: no match).
     #[must_use]
     pub fn parse(&self, request: &str) -> Option<PyValue> {
-        let text = self.regex.captures(request)?.get(1)?.as_str();
+        self.convert(self.regex.captures(request)?.get(self.value)?.as_str())
+    }
+
+    /// A field's text as the value its conversion makes.
+    fn convert(&self, text: &str) -> Option<PyValue> {
         match self.convert {
             Convert::Str => Some(PyValue::Str(text.to_owned())),
             Convert::Int(base) => {
@@ -270,6 +323,25 @@ mod tests {
         assert_eq!(parse("A.{} (x)", "AXb (x)"), None, "literals are escaped");
         assert_eq!(parse("{{V}} {0:d}", "{V} 3"), Some(PyValue::Int(3)));
         assert_eq!(parse("{_} = {:d}", "x = 3"), Some(PyValue::Int(3)));
+    }
+
+    #[test]
+    fn a_channels_setter_reads_its_channel_too() {
+        let p = Pattern::for_channel("CH {ch_id}:VOLT {:.3f}").unwrap();
+        assert_eq!(
+            p.parse_for_channel("CH 2:VOLT 1.500"),
+            Some((Some("2".into()), PyValue::Float(1.5)))
+        );
+        let p = Pattern::for_channel("VOLT {:.3f} ON {ch_id}").unwrap();
+        assert_eq!(
+            p.parse_for_channel("VOLT 10.5 ON x"),
+            Some((Some("x".into()), PyValue::Float(10.5)))
+        );
+        let p = Pattern::for_channel("F {:.3f}").unwrap();
+        assert_eq!(p.parse_for_channel("F 10.5"), Some((None, PyValue::Float(10.5))));
+        assert!(Pattern::for_channel("CH {ch_id}").is_err(), "no value");
+        assert!(Pattern::for_channel("CH {ch_id:d} {}").is_err());
+        assert!(Pattern::new("CH {ch_id} {}").is_err(), "a mapping outside a channel");
     }
 
     #[test]
