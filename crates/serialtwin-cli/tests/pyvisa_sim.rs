@@ -46,8 +46,22 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let dir = work_dir("pyvisa-sim");
     let yaml = dir.join("devices.yaml");
     std::fs::copy(common::workspace().join("examples/pyvisa-sim.yaml"), &yaml).unwrap();
-    let resources = ["ASRL7::INSTR", "ASRL1::INSTR", "ASRL2::INSTR"];
-    let config = config(&dir, "devices.yaml", &resources);
+    // A fourth resource whose device is in another file, beside this one.
+    let main = dir.join("main.yaml");
+    let text = std::fs::read_to_string(&yaml).unwrap().replace(
+        "resources:\n",
+        "resources:\n  ASRL9::INSTR: {device: lsg, filename: devices.yaml}\n",
+    );
+    // This file's own `lsg` answers otherwise: ASRL9 must be served from the other file.
+    assert!(text.contains("LSG Serial #1234"));
+    std::fs::write(&main, text.replace("LSG Serial #1234", "LSG Serial #MAIN")).unwrap();
+    let resources = [
+        "ASRL7::INSTR",
+        "ASRL1::INSTR",
+        "ASRL2::INSTR",
+        "ASRL9::INSTR",
+    ];
+    let config = config(&dir, "main.yaml", &resources);
     let socket = dir.join("run/control.sock");
     let run = start(
         &dir,
@@ -61,8 +75,8 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let mut cmd = Command::new(&python);
     cmd.arg("-c")
         .arg(include_str!("pyvisa_sim/compare.py"))
-        .arg(format!("{}@sim", yaml.display()))
-        .arg(&yaml);
+        .arg(format!("{}@sim", main.display()))
+        .arg(&main);
     for (resource, link) in resources.iter().zip(&links) {
         cmd.arg(format!("{resource}=ASRL{}::INSTR", link.display()));
     }
@@ -74,7 +88,10 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     // each, 4 requests per register or queue.
     common::python_checks(&out, "pyvisa-sim against the port", EXAMPLE_CHECKS, &stderr);
     assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
-    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
+    let left: Vec<PathBuf> = leftovers(&dir)
+        .into_iter()
+        .filter(|p| *p != yaml && *p != main)
+        .collect();
     assert_eq!(left, Vec::<PathBuf>::new());
 }
 
@@ -214,7 +231,7 @@ const CHANNEL_CHECKS: usize = 229;
 const BUNDLED_CHECKS: usize = 381;
 
 /// The checks the example file's script makes (see compare.py).
-const EXAMPLE_CHECKS: usize = 119;
+const EXAMPLE_CHECKS: usize = 159;
 
 #[test]
 fn check_points_into_the_yaml_file() {

@@ -30,6 +30,7 @@ Prints one JSON list of checks, as the other Python tests do.
 """
 
 import json
+import os
 import re
 import sys
 
@@ -142,8 +143,17 @@ def channel_requests(device):
 sim_rm = pyvisa.ResourceManager(sim_spec)
 py_rm = pyvisa.ResourceManager("@py")
 
+def device_of(resource):
+    """The resource's device, in this file or in the one its `filename` names beside it."""
+    entry = data["resources"][resource]
+    if "filename" in entry:
+        with open(os.path.join(os.path.dirname(path), entry["filename"]), encoding="utf-8") as f:
+            return yaml.load(f, Loader=yaml.BaseLoader)["devices"][entry["device"]]
+    return data["devices"][entry["device"]]
+
+
 for resource, py_resource in pairs:
-    device = data["devices"][data["resources"][resource]["device"]]
+    device = device_of(resource)
     interface = "TCPIP SOCKET" if resource.upper().endswith("::SOCKET") else "ASRL INSTR"
     eom = device.get("eom", {}).get(interface, {"q": "\n", "r": "\n"})
     q_eom, r_eom = eom["q"].strip(" "), eom["r"].strip(" ")

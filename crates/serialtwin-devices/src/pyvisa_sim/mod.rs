@@ -20,8 +20,9 @@
 //! answered on its own, until one raises where pyvisa-sim raises to its caller.
 //!
 //! Its `channels` are the script's [channel groups](crate::scripted::ChannelGroup), tried
-//! last. What is not compiled yet is refused where it is written, never served wrong:
-//! resources in another file. `bases` are refused as pyvisa-sim refuses them.
+//! last. A resource whose device is in another file (`filename`) is read from beside it
+//! ([`load_with`]). `bases`, and files `bundled` in pyvisa-sim's package, are refused where
+//! written, never served wrong.
 
 pub mod eom;
 mod model;
@@ -96,11 +97,27 @@ fn literal_reply(bytes: &[u8]) -> ReplySpec {
     ReplySpec::new(vec![ReplyItem::text(literal_template(bytes))])
 }
 
-/// The device behind `resource` in the pyvisa-sim file `text`.
+/// The device behind `resource` in the pyvisa-sim file `text`, which names no other file.
 ///
 /// # Errors
 /// Where the file is wrong, or uses what is not compiled yet (see the module's doc).
 pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
+    load_with(text, resource, &mut |name| {
+        Err(format!("cannot read {name:?}: no directory to read it from"))
+    })
+}
+
+/// The device behind `resource` in the pyvisa-sim file `text`; a resource whose device is
+/// in another file (`filename`, beside this one, as pyvisa-sim reads it) is read with `read`.
+///
+/// # Errors
+/// Where a file is wrong, or uses what is not compiled yet (see the module's doc); an error
+/// in the other file names it, at this file's `filename`.
+pub fn load_with(
+    text: &str,
+    resource: &str,
+    read: &mut dyn FnMut(&str) -> Result<String, String>,
+) -> Result<Loaded, YamlError> {
     let root = yaml::parse(text)?;
     root.map("a pyvisa-sim file")?;
     check_spec(&root)?;
@@ -122,27 +139,64 @@ pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
             ),
         ));
     };
-    if let Some(other) = entry.get("filename") {
-        return Err(YamlError::new(
-            other.at,
-            "a device in another file is not served yet",
-        ));
-    }
     let device_name = entry
         .get("device")
         .ok_or_else(|| YamlError::new(entry.at, format!("resource {name:?} names no `device`")))?;
     let device_name = device_name.str("`device`")?;
+    // pyvisa-sim reads any text written here as true (BaseLoader gives it the string).
+    if let Some(bundled) = entry.get("bundled")
+        && !is_empty(bundled)
+    {
+        return Err(YamlError::new(
+            bundled.at,
+            "`bundled`: a file inside pyvisa-sim's package is not here to read; copy it \
+             beside this one and name it in `filename` alone",
+        ));
+    }
+    if let Some(other) = entry.get("filename") {
+        let file = other.str("`filename`")?;
+        let text = read(file).map_err(|why| YamlError::new(other.at, why))?;
+        let in_other = || -> Result<Loaded, YamlError> {
+            let root = yaml::parse(&text)?;
+            root.map("a pyvisa-sim file")?;
+            check_spec(&root)?;
+            let device = device_of(&root, device_name, name)?;
+            compile(device_name, device, name, entry)
+        };
+        return in_other().map_err(|e| YamlError::new(other.at, format!("{file}:{e}")));
+    }
+    let device = device_of(&root, device_name, name)?;
+    compile(device_name, device, name, entry)
+}
+
+/// The device `device_name` of the file `root`, which `resource` names.
+fn device_of<'a>(
+    root: &'a Node,
+    device_name: &str,
+    resource: &str,
+) -> Result<&'a Node, YamlError> {
     let devices = root
         .get("devices")
         .ok_or_else(|| YamlError::new(root.at, "no `devices`"))?;
     devices.map("`devices`")?;
     let device = devices.get(device_name).ok_or_else(|| {
         YamlError::new(
-            entry.at,
-            format!("resource {name:?} names device {device_name:?}, which `devices` lacks"),
+            devices.at,
+            format!("resource {resource:?} names device {device_name:?}, which `devices` lacks"),
         )
     })?;
     device.map("a device")?;
+    Ok(device)
+}
+
+/// The device `device` (named `device_name`) served for `name`, whose resource entry is
+/// `entry`.
+fn compile(
+    device_name: &str,
+    device: &Node,
+    name: &str,
+    entry: &Node,
+) -> Result<Loaded, YamlError> {
     if let Some(node) = device.get("bases")
         && !is_empty(node)
     {
@@ -1028,6 +1082,33 @@ resources:
         assert_eq!(ask(&mut inline, b"CH 3:NAME?"), [b"inline".to_vec()]);
         // The resource's `channel_ids` replace the group's: channel 2 is not one.
         assert!(ask(&mut inline, b"CH 2:VOLT?").is_empty(), "unknown: silence");
+    }
+
+    #[test]
+    fn a_device_in_another_file_is_read_beside_it() {
+        let main = "spec: '1.1'\nresources:\n  ASRL1::INSTR: {device: d, filename: other.yaml}\n  \
+                    ASRL2::INSTR: {device: d, filename: other.yaml, bundled: 'False'}\n  \
+                    ASRL3::INSTR: {device: x, filename: other.yaml}\n  \
+                    ASRL4::INSTR: {device: d, filename: missing.yaml}\n";
+        let other = "spec: '1.0'\ndevices:\n  d:\n    dialogues: [{q: 'A', r: 'from other'}]\n";
+        let mut read = |name: &str| match name {
+            "other.yaml" => Ok(other.to_owned()),
+            _ => Err(format!("{name}: no such file")),
+        };
+        let loaded = load_with(main, "ASRL1::INSTR", &mut read).unwrap();
+        let script = Arc::new(Script::compile(&loaded.script).unwrap());
+        let framing = eom::framing(&loaded.query_eom, &loaded.reply_eom);
+        let mut d = SimDevice::new(Scripted::new(script), framing, loaded.delimiter);
+        assert_eq!(ask(&mut d, b"A"), [b"from other".to_vec()]);
+        // pyvisa-sim reads any `bundled` text as true: a file of its package, not here.
+        let e = load_with(main, "ASRL2::INSTR", &mut read).unwrap_err();
+        assert!(e.reason.contains("`bundled`"), "{e}");
+        let e = load_with(main, "ASRL3::INSTR", &mut read).unwrap_err();
+        assert_eq!(e.at.line, 5, "{e}");
+        assert!(e.reason.starts_with("other.yaml:3:3: "), "{e}");
+        let e = load_with(main, "ASRL4::INSTR", &mut read).unwrap_err();
+        assert!(e.reason.contains("missing.yaml: no such file"), "{e}");
+        assert!(load(main, "ASRL1::INSTR").is_err(), "no directory to read it from");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serialtwin_core::Settable;
 use serde_spanned::Spanned;
 
 use super::rname::{self, Resource};
-use super::{SimDevice, eom, load};
+use super::{SimDevice, eom, load_with};
 use crate::registry::{Build, BuildError, Built, Finding, Lint, Model};
 use crate::scripted::{Script, Scripted};
 
@@ -98,7 +98,17 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
     let bytes = serialtwin_core::input_file::read_regular(&path, MAX_FILE, "a pyvisa-sim file")
         .map_err(|e| at_file(format!(" {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| at_file(format!(" {e}")))?;
-    let loaded = load(&text, config.resource.get_ref()).map_err(|e| at_file(e.to_string()))?;
+    // A device in another file: beside this one, as pyvisa-sim looks for it.
+    let beside = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let mut read_other = |name: &str| -> Result<String, String> {
+        let other = beside.join(name);
+        let bytes =
+            serialtwin_core::input_file::read_regular(&other, MAX_FILE, "a pyvisa-sim file")
+                .map_err(|e| format!("{}: {e}", other.display()))?;
+        String::from_utf8(bytes).map_err(|e| format!("{}: {e}", other.display()))
+    };
+    let loaded = load_with(&text, config.resource.get_ref(), &mut read_other)
+        .map_err(|e| at_file(e.to_string()))?;
     let script = Script::compile(&loaded.script)
         .map_err(|e| at_file(format!(" device {:?}: {e}", loaded.device)))?;
     let script = Arc::new(script);
