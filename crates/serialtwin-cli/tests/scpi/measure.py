@@ -246,14 +246,23 @@ def a_measurement_run():
 
 def hostile_input():
     """Bad input answers nothing and queues a syntax or range error; an overlong line (past
-    the framer's 1,024 bytes) is dropped whole; the instrument answers on as before."""
+    the framer's 1,024 bytes) is dropped whole and queues -363; the instrument answers on as
+    before."""
     inst.write("*CLS")
     inst.write_raw(b"\xff\xfe\x00garbage\n")
     inst.write_raw(b"VOLT " + b"9" * 5000 + b"\n")
     inst.write_raw(b"DISP:TEXT 'open\r\n")
     inst.write_raw(b"VOLT 1E999999\n")
     expect(inst.query("*IDN?"), config["idn"])
-    expect(errors(), ['-102,"Syntax error"', '-102,"Syntax error"', '-222,"Data out of range"'])
+    expect(
+        errors(),
+        [
+            '-102,"Syntax error"',
+            '-363,"Input buffer overrun"',
+            '-102,"Syntax error"',
+            '-222,"Data out of range"',
+        ],
+    )
 
 
 check("*IDN? and compound queries", identity)

@@ -43,6 +43,9 @@ impl ScpiError {
     pub const OUT_OF_RANGE: Self = Self::new(-222, "Data out of range");
     /// -224: a choice or boolean word the property does not know.
     pub const ILLEGAL_VALUE: Self = Self::new(-224, "Illegal parameter value");
+    /// -363: a line longer than the input buffer (scpi-parser `libscpi/inc/scpi/error.h`),
+    /// dropped whole.
+    pub const INPUT_BUFFER_OVERRUN: Self = Self::new(-363, "Input buffer overrun");
     /// -350: what the newest entry of a full error queue becomes.
     pub const QUEUE_OVERFLOW: Self = Self::new(-350, "Queue overflow");
 

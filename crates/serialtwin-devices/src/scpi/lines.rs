@@ -14,8 +14,9 @@ use serialtwin_core::{FrameError, Framer, Framing, Terminator};
 ///
 /// # Note
 /// As the core's framer, bounded: a line longer than `max_len` is discarded up to its
-/// terminator and reported once as [`FrameError::TooLong`]; nothing past `max_len + 1` bytes
-/// is ever scanned for a terminator.
+/// terminator and reported once as [`FrameError::TooLong`], and where it ends the frame
+/// [`OVERRUN`] stands for it; nothing past `max_len + 1` bytes is ever scanned for a
+/// terminator.
 #[derive(Clone, Debug)]
 pub struct AnyLineFramer {
     /// What ends a reply.
@@ -63,6 +64,10 @@ impl AnyLineFramer {
     }
 }
 
+/// What the framer hands on where an overlong line ends: a line never holds LF, so this
+/// frame can only mean that one was dropped, and the instrument queues -363 for it.
+pub const OVERRUN: &[u8] = b"\n";
+
 /// The framing of a SCPI instrument whose replies end in `reply`: `scpi` (LF) or `scpi-crlf`.
 #[must_use]
 pub fn framing(reply: Terminator) -> Framing {
@@ -92,12 +97,13 @@ impl Framer for AnyLineFramer {
                 .position(|&b| b == b'\n' || b == b'\r')
                 .map(|i| i + from);
             match (self.discarding, found) {
-                // The end of an overlong line: drop it and its terminator, go on.
+                // The end of an overlong line: drop it and its terminator, and say so.
                 (true, Some(i)) => {
                     buf.advance(i);
                     self.skip_terminator(buf);
                     self.discarding = false;
                     self.next_index = 0;
+                    return Ok(Some(Bytes::from_static(OVERRUN)));
                 }
                 // Still inside an overlong line: drop what there is.
                 (true, None) => {
@@ -196,12 +202,16 @@ mod tests {
         assert_eq!(frames(&mut f, &mut buf).len(), 1);
         assert!(buf.len() <= 4, "bounded: {buf:?}");
         buf.extend_from_slice(b"IJK\r\nOK\n");
-        assert_eq!(frames(&mut f, &mut buf), vec![Ok(b"OK".to_vec())]);
+        assert_eq!(
+            frames(&mut f, &mut buf),
+            vec![Ok(OVERRUN.to_vec()), Ok(b"OK".to_vec())]
+        );
         // Exactly max_len is fine; one more is not.
         let mut buf = BytesMut::from(&b"ABCD\nABCDE\n"[..]);
         let got = frames(&mut f, &mut buf);
         assert_eq!(got[0], Ok(b"ABCD".to_vec()));
-        assert!(got[1].is_err() && got.len() == 2, "{got:?}");
+        assert!(got[1].is_err(), "{got:?}");
+        assert_eq!(got[2..], [Ok(OVERRUN.to_vec())]);
     }
 
     #[test]

@@ -472,6 +472,10 @@ impl Device for Scpi {
         _: &mut Context,
         replies: &mut Replies,
     ) -> Result<(), Self::Error> {
+        if request == lines::OVERRUN {
+            self.status.push(ScpiError::INPUT_BUFFER_OVERRUN);
+            return Ok(());
+        }
         let text = String::from_utf8_lossy(request);
         let mut answers: Vec<String> = Vec::new();
         let mut previous: Option<String> = None;

@@ -589,3 +589,28 @@ fn a_bad_config_is_pointed_at() {
         );
     }
 }
+
+#[test]
+fn an_overlong_line_queues_an_input_buffer_overrun() {
+    // The framer drops the line and hands on `lines::OVERRUN` where it ends.
+    let mut scpi = example();
+    assert!(ask(&mut scpi, "\n").is_empty(), "no reply");
+    assert_eq!(one(&mut scpi, "*ESR?"), "8", "a device-dependent error (DDE)");
+    assert_eq!(errors(&mut scpi), ["-363,\"Input buffer overrun\""]);
+    let framing = scpi.framing();
+    let mut framer = framing.build();
+    let mut wire = bytes::BytesMut::new();
+    wire.extend_from_slice(b"VOLT ");
+    wire.extend_from_slice(&vec![b'9'; Framing::DEFAULT_MAX_LEN + 10]);
+    wire.extend_from_slice(b"\r\n*IDN?\n");
+    let mut frames = Vec::new();
+    loop {
+        match framer.decode(&mut wire) {
+            Ok(Some(frame)) => frames.push(Ok(frame.to_vec())),
+            Ok(None) => break,
+            Err(e) => frames.push(Err(e.to_string())),
+        }
+    }
+    assert!(frames[0].is_err(), "{frames:?}");
+    assert_eq!(frames[1..], [Ok(b"\n".to_vec()), Ok(b"*IDN?".to_vec())]);
+}
