@@ -603,14 +603,14 @@ fn an_overlong_line_queues_an_input_buffer_overrun() {
     wire.extend_from_slice(b"VOLT ");
     wire.extend_from_slice(&vec![b'9'; Framing::DEFAULT_MAX_LEN + 10]);
     wire.extend_from_slice(b"\r\n*IDN?\n");
-    let mut frames = Vec::new();
+    let mut cut = Vec::new();
     loop {
         match framer.decode(&mut wire) {
-            Ok(Some(frame)) => frames.push(Ok(frame.to_vec())),
+            Ok(Some(frame)) => cut.push(Ok(frame.to_vec())),
             Ok(None) => break,
-            Err(e) => frames.push(Err(e.to_string())),
+            Err(e) => cut.push(Err(e.to_string())),
         }
     }
-    assert!(frames[0].is_err(), "{frames:?}");
-    assert_eq!(frames[1..], [Ok(b"\n".to_vec()), Ok(b"*IDN?".to_vec())]);
+    assert!(cut[0].is_err(), "{cut:?}");
+    assert_eq!(cut[1..], [Ok(b"\n".to_vec()), Ok(b"*IDN?".to_vec())]);
 }
