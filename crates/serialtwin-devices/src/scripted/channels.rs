@@ -162,19 +162,7 @@ pub(super) fn compile(group: &ChannelGroup) -> Result<Group, ScriptError> {
         .getters
         .iter()
         .map(|(request, name, format)| {
-            let getter = match format {
-                None => Getter::Raise(
-                    "TypeError: a getter without `r`: argument of type 'Responses' is not \
-                     iterable"
-                        .into(),
-                ),
-                Some(text) if is_random(text) => Getter::Random(RandomReply::new(text)),
-                Some(text) => match PyFormat::parse(text) {
-                    Ok(format) => Getter::Format(format),
-                    Err(why) => Getter::Raise(why),
-                },
-            };
-            Ok((key(request), property(name)?, getter))
+            Ok((key(request), property(name)?, Getter::new(format.as_deref())))
         })
         .collect::<Result<_, ScriptError>>()?;
     let setters = group
@@ -267,12 +255,9 @@ impl Group {
             return Ok(None);
         };
         let mut out = String::new();
-        match format {
-            Getter::Format(format) => format.render(self.value(state, property), &mut out),
-            Getter::Random(random) => random.render(&mut out),
-            Getter::Raise(why) => Err(why.clone()),
-        }
-        .map_err(Raised)?;
+        format
+            .render(self.value(state, property), &mut out)
+            .map_err(Raised)?;
         Ok(Some(Answer::Reply(Bytes::from(out))))
     }
 

@@ -237,6 +237,35 @@ enum Getter {
     Raise(String),
 }
 
+impl Getter {
+    /// A getter's reply `format` as pyvisa-sim reads it on each use: `RANDOM` values, a
+    /// Python format of the value, or (none, or a format Python refuses) a raise.
+    fn new(format: Option<&str>) -> Self {
+        match format {
+            None => Self::Raise(
+                "TypeError: a getter without `r`: argument of type 'Responses' is not iterable"
+                    .into(),
+            ),
+            Some(text) if python::random::is_random(text) => {
+                Self::Random(python::random::RandomReply::new(text))
+            }
+            Some(text) => match python::PyFormat::parse(text) {
+                Ok(format) => Self::Format(format),
+                Err(why) => Self::Raise(why),
+            },
+        }
+    }
+
+    /// The reply for `value`.
+    fn render(&self, value: &python::PyValue, out: &mut String) -> Result<(), String> {
+        match self {
+            Self::Format(format) => format.render(value, out),
+            Self::Random(random) => random.render(out),
+            Self::Raise(why) => Err(why.clone()),
+        }
+    }
+}
+
 /// What a Python-defined dialogue raises to its caller where a request meets a broken
 /// entry (a format that does not fit the value, a `RANDOM` directive it cannot read): the
 /// request gets no reply, and the rest of its message is not answered, as in pyvisa-sim.
@@ -481,20 +510,7 @@ fn compile_python(
     };
     let (pattern, answer) = match python {
         PythonRule::Get { property: name, format } => {
-            let format = match format {
-                None => Getter::Raise(
-                    "TypeError: a getter without `r`: argument of type 'Responses' is not \
-                     iterable"
-                        .into(),
-                ),
-                Some(text) if python::random::is_random(text) => {
-                    Getter::Random(python::random::RandomReply::new(text))
-                }
-                Some(text) => match python::PyFormat::parse(text) {
-                    Ok(format) => Getter::Format(format),
-                    Err(why) => Getter::Raise(why),
-                },
-            };
+            let format = Getter::new(format.as_deref());
             (
                 exact()?,
                 Answer::Get {
@@ -841,11 +857,7 @@ impl Scripted {
         let mut out = String::new();
         let rendered = match answer {
             Answer::Always(_) | Answer::Sequence { .. } | Answer::Set { .. } => return None,
-            Answer::Get { property, format } => match format {
-                Getter::Format(format) => format.render(&self.values[*property], &mut out),
-                Getter::Random(random) => random.render(&mut out),
-                Getter::Raise(why) => Err(why.clone()),
-            },
+            Answer::Get { property, format } => format.render(&self.values[*property], &mut out),
             Answer::Random(random) => random.render(&mut out),
             Answer::Raise(why) => Err(why.clone()),
         };
