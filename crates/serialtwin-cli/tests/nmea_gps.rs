@@ -3,7 +3,8 @@
 //! without (it probes vendors and hunts speeds on the pty). A 3D fix comes, TPV times step one
 //! second from the clock's start, positions follow the route, speed and track agree with the
 //! positions, SKY's used count is the configured one, and `ctl set gps fix none` shows as a
-//! mode change.
+//! mode change. A GN receiver (GPS + GLONASS) gives a 3D fix on the route and a SKY of both
+//! constellations whose used satellites add up to those configured.
 
 mod common;
 
@@ -15,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{ctl, debian, run_to_end, start, work_dir, write_config};
+use common::scratch::Scratch;
+use common::{Running, ctl, debian, run_to_end, start, work_dir, write_config};
 use serde_json::Value;
 
 /// Where the route starts and where it heads (its first leg, 2.7 km long, outlasts the test).
@@ -49,7 +51,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn config(dir: &Path) -> PathBuf {
+/// The GP receiver the route tests use: `USED` of 11 satellites in view.
+fn gp_receiver() -> String {
+    format!("satellites_used = {USED}\nsatellites_in_view = 11\n")
+}
+
+/// A receiver on the route at 9600 baud, with `receiver`'s keys (talker, satellites...).
+fn config(dir: &Path, receiver: &str) -> PathBuf {
     write_config(
         dir,
         "gps.toml",
@@ -65,9 +73,7 @@ link = "{dir}/ttyUSB-gps"
 
 [device.nmea-gps]
 baud = 9600
-satellites_used = {USED}
-satellites_in_view = 11
-route = {{ waypoints = [[{}, {}], [{}, {}]], speed_mps = {SPEED} }}
+{receiver}route = {{ waypoints = [[{}, {}], [{}, {}]], speed_mps = {SPEED} }}
 "#,
             FROM.0,
             FROM.1,
@@ -159,18 +165,33 @@ fn gpspipe_on(gpspipe: &Path, port: &str) -> (Reaped, mpsc::Receiver<Value>) {
     }
 }
 
-fn gpsd_follows_the_route(read_only: bool) {
+/// serialtwin running a receiver on the route, gpsd reading it on a port and socket of the
+/// test's own (`-b`: read-only, or probing and hunting speeds) and gpspipe reading gpsd: every
+/// process stopped when this is dropped, passed or failed (gpspipe, gpsd, then serialtwin, in
+/// field order), and the scratch directory removed last.
+struct Watched {
+    /// gpsd's JSON reports.
+    rx: mpsc::Receiver<Value>,
+    _pipe: Reaped,
+    _gpsd: Reaped,
+    running: Running,
+    /// serialtwin's control socket, `<dir>/run/control.sock`.
+    control: PathBuf,
+    _dir: Scratch,
+}
+
+fn watch(tag: &str, receiver: &str, read_only: bool) -> Watched {
     let gpsd = debian::ensure("gpsd", "gpsd");
     let gpspipe = debian::ensure("gpsd-clients", "gpspipe");
-    let dir = work_dir(if read_only { "gpsd-b" } else { "gpsd" });
-    let config = config(&dir);
-    let socket = dir.join("run/control.sock");
+    let dir = work_dir(tag);
+    let config = config(&dir, receiver);
+    let control = dir.join("run/control.sock");
     let running = start(
         &dir,
         &[
             config.to_str().unwrap(),
             "--control",
-            socket.to_str().unwrap(),
+            control.to_str().unwrap(),
         ],
     );
     let link = running.links()[0].clone();
@@ -180,7 +201,7 @@ fn gpsd_follows_the_route(read_only: bool) {
     if read_only {
         args.push("-b");
     }
-    let _gpsd = Reaped(
+    let gpsd = Reaped(
         Command::new(&gpsd)
             .args(&args)
             .arg(&link)
@@ -190,61 +211,143 @@ fn gpsd_follows_the_route(read_only: bool) {
             .spawn()
             .unwrap(),
     );
-    let (mut pipe, rx) = gpspipe_on(&gpspipe, &port);
-    let t0 = Instant::now();
-    let first = next(&rx, "TPV", Duration::from_secs(20), |v| {
-        v["mode"] == 3 && v["time"].is_string()
-    });
-    let first = first.unwrap_or_else(|| {
-        panic!(
-            "no 3D fix with a time within 20 s; serialtwin:\n{}",
-            running.stderr()
-        )
-    });
-    eprintln!(
-        "first 3D fix after {:?} (read_only {read_only})",
-        t0.elapsed()
-    );
-    // 30 fixes, one per second after the clock's start, on the route.
-    let mut tpvs = vec![first];
-    while tpvs.len() < 30 {
-        let t = next(&rx, "TPV", Duration::from_secs(10), |v| v["mode"] == 3)
-            .expect("a TPV every second");
-        // gpsd may report one cycle twice (first the GGA, then the RMC): keep one per time.
-        if t["time"] != tpvs.last().unwrap()["time"] {
-            tpvs.push(t);
-        }
+    let (pipe, rx) = gpspipe_on(&gpspipe, &port);
+    Watched {
+        rx,
+        _pipe: pipe,
+        _gpsd: gpsd,
+        running,
+        control,
+        _dir: dir,
     }
-    on_the_route(&tpvs);
-    let sky = next(&rx, "SKY", Duration::from_secs(10), |v| {
-        v["satellites"].is_array()
-    })
-    .expect("a SKY");
-    let used = sky["satellites"]
+}
+
+impl Watched {
+    /// `ctl set gps fix <fix>`, which must be taken.
+    fn set_fix(&self, fix: &str) {
+        let (ok, text) = ctl(&self.control, &["set", "gps", "fix", fix]);
+        assert!(ok, "set fix {fix}: {text}");
+    }
+
+    /// The next TPV of `mode` (with a time), within `patience` (a safety net).
+    fn mode(&self, mode: u64, patience: Duration) -> Value {
+        next(&self.rx, "TPV", patience, |v| {
+            v["mode"] == mode && v["time"].is_string()
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no TPV of mode {mode} within {patience:?}; serialtwin:\n{}",
+                self.running.stderr()
+            )
+        })
+    }
+
+    /// `n` 3D fixes one per cycle, from the first (within 20 s, the time the issue allows).
+    fn fixes(&self, n: usize, what: &str) -> Vec<Value> {
+        let t0 = Instant::now();
+        let first = self.mode(3, Duration::from_secs(20));
+        eprintln!("first 3D fix after {:?} ({what})", t0.elapsed());
+        let mut tpvs = vec![first];
+        while tpvs.len() < n {
+            let t = next(&self.rx, "TPV", Duration::from_secs(10), |v| v["mode"] == 3)
+                .expect("a TPV every second");
+            // gpsd may report one cycle twice (first the GGA, then the RMC): keep one per time.
+            if t["time"] != tpvs.last().unwrap()["time"] {
+                tpvs.push(t);
+            }
+        }
+        tpvs
+    }
+
+    /// The next SKY with satellites (a safety net of 10 s).
+    fn sky(&self) -> Value {
+        next(&self.rx, "SKY", Duration::from_secs(10), |v| {
+            v["satellites"].is_array()
+        })
+        .expect("a SKY")
+    }
+}
+
+/// A SKY's satellites marked used.
+fn used(sky: &Value) -> Vec<&Value> {
+    sky["satellites"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|s| s["used"] == true)
-        .count();
-    assert_eq!(used, USED, "{sky}");
+        .collect()
+}
 
-    let (ok, text) = ctl(&socket, &["set", "gps", "fix", "none"]);
-    assert!(ok, "{text}");
-    let lost = next(&rx, "TPV", Duration::from_secs(10), |v| v["mode"] == 1);
-    assert!(lost.is_some(), "gpsd never saw the fix lost");
-    drop(rx);
-    let _ = pipe.0.kill();
-    drop(pipe);
-    drop(running);
+fn gpsd_follows_the_route(read_only: bool) {
+    let watched = watch(
+        if read_only { "gpsd-b" } else { "gpsd" },
+        &gp_receiver(),
+        read_only,
+    );
+    // 30 fixes, one per second after the clock's start, on the route.
+    let tpvs = watched.fixes(30, &format!("read_only {read_only}"));
+    on_the_route(&tpvs);
+    let sky = watched.sky();
+    assert_eq!(used(&sky).len(), USED, "{sky}");
+
+    watched.set_fix("none");
+    watched.mode(1, Duration::from_secs(10));
+}
+
+/// Where the route puts the receiver at a TPV's time: how far off it is, metres.
+fn off_the_route(tpv: &Value) -> f64 {
+    let heading = {
+        let (e, n) = local(TOWARDS.0, TOWARDS.1);
+        e.atan2(n)
+    };
+    let t = f64::from(i32::try_from(since_start_ms(tpv)).unwrap()) / 1000.0;
+    let (e, n) = position(tpv);
+    let (ee, en) = (SPEED * t * heading.sin(), SPEED * t * heading.cos());
+    (e - ee).hypot(n - en)
+}
+
+/// Satellites the GN receiver uses, of 14 in view (7 GPS, 7 GLONASS): at least 3 of each.
+const GN_USED: usize = 10;
+
+/// A GPS + GLONASS receiver (`talker = "GN"`: GNRMC, GNGGA, one GNGSA per constellation,
+/// GPGSV and GLGSV) as gpsd reads it: a 3D fix following the route, and a SKY with both
+/// constellations (gpsd's gnssid 0, PRN 1–32, and gnssid 6, PRN 65–96) whose used
+/// satellites add up to those configured.
+#[test]
+fn gpsd_reads_a_gps_and_glonass_receiver() {
+    let watched = watch(
+        "gpsd-gn",
+        &format!("talker = \"GN\"\nsatellites_used = {GN_USED}\nsatellites_in_view = 14\n"),
+        true,
+    );
+    let tpvs = watched.fixes(15, "GN");
+    on_the_route(&tpvs);
+    let sky = watched.sky();
+    let sats = sky["satellites"].as_array().unwrap();
+    let system = |s: &Value| -> &'static str {
+        let prn = s["PRN"].as_u64().unwrap();
+        match (s["gnssid"].as_u64(), prn) {
+            (Some(0), 1..=32) => "GPS",
+            (Some(6), 65..=96) => "GLONASS",
+            _ => panic!("neither GPS nor GLONASS: {s}"),
+        }
+    };
+    for name in ["GPS", "GLONASS"] {
+        let in_view = sats.iter().filter(|s| system(s) == name).count();
+        let used = used(&sky).into_iter().filter(|s| system(s) == name).count();
+        eprintln!("{name}: {in_view} in view, {used} used");
+        assert_eq!(in_view, 7, "{name}: {sky}");
+        assert!(used >= 3, "{name}: {sky}");
+    }
+    assert_eq!(used(&sky).len(), GN_USED, "{sky}");
+    if let Some(u) = sky.get("uSat") {
+        assert_eq!(u, GN_USED, "{sky}");
+    }
 }
 
 /// TPVs one second apart, each where the route puts it at that second, with the speed and
 /// track that the step from the one before shows.
 fn on_the_route(tpvs: &[Value]) {
-    let heading = {
-        let (e, n) = local(TOWARDS.0, TOWARDS.1);
-        e.atan2(n)
-    };
     for pair in tpvs.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         assert_eq!(since_start_ms(b) - since_start_ms(a), 1000, "{a}\n{b}");
@@ -263,13 +366,9 @@ fn on_the_route(tpvs: &[Value]) {
         );
     }
     for v in tpvs {
-        let ms = since_start_ms(v);
-        assert_eq!(ms % 1000, 0, "{v}");
-        let t = f64::from(i32::try_from(ms / 1000).unwrap());
-        let (e, n) = position(v);
-        let (ee, en) = (SPEED * t * heading.sin(), SPEED * t * heading.cos());
-        let off = (e - ee).hypot(n - en);
-        assert!(off < 1.0, "{off} m off the route at {t} s: {v}");
+        assert_eq!(since_start_ms(v) % 1000, 0, "{v}");
+        let off = off_the_route(v);
+        assert!(off < 1.0, "{off} m off the route: {v}");
     }
 }
 
