@@ -12,9 +12,13 @@
 //!   its NMEA 4.10 system id, GSV under `GP` and `GL`, as a u-blox NEO-M8N sends them).
 //! - Fix states as gpsd 3.22 reads them (instruments.md §3.3, observed): 3D needs a GGA with a
 //!   position, an altitude and at least 4 satellites used, or GSA fix 3; 2D is GSA fix 2 with
-//!   GGA's altitude empty; a lost fix must be said everywhere at once — empty position
+//!   GGA's altitude empty, from 3 satellites (as a receiver falls back to 2D when it has
+//!   three: gpsd's `processGLL` makes any fix of more than three 3D, and `processGGA` fewer
+//!   than three no fix); a lost fix must be said everywhere at once — empty position
 //!   fields, GGA quality 0, GSA fix 1, RMC `V` — because gpsd's mode is sticky. RMC (and ZDA)
-//!   carry the date, without which gpsd reports no time.
+//!   carry the date, without which gpsd reports no time. From 3D, gpsd 3.22 holds the mode
+//!   for one cycle more (`nmea_parse`: "don't downgrade mode if holding previous fix", while
+//!   the last fix had an altitude): 2D shows from the second 2D cycle.
 //! - GGA's count of satellites used is the number of PRNs in GSA, which are among those GSV
 //!   lists.
 //! - The line: 4800 baud 8N1 is the standard's, 9600 what most consumer receivers use; both
@@ -82,7 +86,7 @@ rate_hz = 1.0                       # cycles per second
 talker = "GP"                       # "GP" (GPS) or "GN" (GPS + GLONASS)
 sentences = ["RMC", "VTG", "GGA", "GSA", "GSV", "GLL", "ZDA"]  # one cycle, in order
 fix = "3d"                          # "3d", "2d" or "none"; `ctl set gps fix none` at run time
-satellites_used = 8                 # GGA's count and GSA's PRNs (3d needs 4 or more)
+satellites_used = 8                 # GGA's count and GSA's PRNs in 3d (4 or more); 2d uses 3
 satellites_in_view = 12             # GSV's
 altitude_m = 545.4                  # above mean sea level
 geoid_separation_m = 47.0
@@ -142,7 +146,7 @@ pub struct GpsConfig {
     pub sentences: Vec<Kind>,
     /// The fix it starts with.
     pub fix: Fix,
-    /// Satellites the fix uses.
+    /// Satellites a 3D fix uses (a 2D fix uses the highest three of them).
     pub satellites_used: usize,
     /// Satellites in view.
     pub satellites_in_view: usize,
@@ -304,10 +308,14 @@ impl NmeaGps {
                 format!("`satellites_in_view` must be {used} (those used) to {most_in_view}"),
             ));
         }
-        if config.fix == Fix::ThreeD && used < 4 {
+        let least = config.fix.least_satellites();
+        if used < least {
             return Err(refuse(
                 &["satellites_used"],
-                "a 3d fix needs `satellites_used` of 4 or more",
+                format!(
+                    "a {} fix needs `satellites_used` of {least} or more",
+                    config.fix.word()
+                ),
             ));
         }
         for (key, value, range) in [
@@ -642,8 +650,13 @@ impl Device for NmeaGps {
             "fix" => {
                 let fix = Fix::parse(value)
                     .ok_or_else(|| format!("fix must be 3d, 2d or none, not {value:?}"))?;
-                if fix == Fix::ThreeD && self.config.satellites_used < 4 {
-                    return Err("a 3d fix needs 4 satellites used or more".into());
+                let least = fix.least_satellites();
+                if self.config.satellites_used < least {
+                    return Err(format!(
+                        "a {value} fix needs {least} satellites used or more (satellites_used \
+                         is {})",
+                        self.config.satellites_used
+                    ));
                 }
                 self.fix = fix;
                 Ok(())
@@ -657,7 +670,8 @@ impl Device for NmeaGps {
     fn settable(&self) -> Vec<Settable> {
         vec![Settable::new(
             "fix",
-            "3d|2d|none: the fix every sentence reports from the next cycle on",
+            "3d|2d|none: the fix every sentence reports from the next cycle on (2d from 3 \
+             satellites)",
         )]
     }
 }

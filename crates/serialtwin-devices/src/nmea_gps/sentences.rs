@@ -16,6 +16,13 @@ const KNOTS_PER_MPS: f64 = 3600.0 / 1852.0;
 /// The PRN slots of one GSA sentence.
 pub const GSA_SLOTS: usize = 12;
 
+/// The satellites a 2D fix uses, however many more a 3D one would: a receiver falls back to
+/// 2D (altitude held) when it has three. gpsd 3.22 reads it so and no other way: GGA with
+/// fewer than three used is no fix (`drivers/driver_nmea0183.c`, `processGGA`), and GLL makes
+/// the mode 3D whenever the last GSA listed more than three (`processGLL`: "4 sats used means
+/// 3D"), so a 2D fix of more satellites shows as 3D to gpsd whenever GLL is sent.
+pub const TWO_D_SATELLITES: usize = 3;
+
 /// A sentence type the receiver can send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
 pub enum Kind {
@@ -50,7 +57,8 @@ pub enum Fix {
     /// Position and altitude: GGA quality 1 with altitude, GSA fix 3, RMC `A`.
     #[serde(rename = "3d")]
     ThreeD,
-    /// Position without altitude: GSA fix 2, GGA's altitude empty, RMC `A`.
+    /// Position without altitude: GSA fix 2, GGA's altitude empty, RMC `A`, from the
+    /// [`TWO_D_SATELLITES`] highest satellites used.
     #[serde(rename = "2d")]
     TwoD,
     /// Nothing: empty position fields, GGA quality 0, GSA fix 1, RMC `V`.
@@ -69,8 +77,39 @@ impl Fix {
         }
     }
 
+    /// `3d`, `2d` or `none`, as config and `ctl set` write it.
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::ThreeD => "3d",
+            Self::TwoD => "2d",
+            Self::None => "none",
+        }
+    }
+
     fn has_position(self) -> bool {
         self != Self::None
+    }
+
+    /// How many of `used` satellites (those a 3D fix uses) this fix uses.
+    #[must_use]
+    pub fn satellites(self, used: usize) -> usize {
+        match self {
+            Self::ThreeD => used,
+            Self::TwoD => used.min(TWO_D_SATELLITES),
+            Self::None => 0,
+        }
+    }
+
+    /// The fewest satellites used this fix can be said with, as gpsd 3.22 reads it: 4 for
+    /// 3D (GGA with an altitude and 3 is 2D), 3 for 2D (GGA with 2 is no fix).
+    #[must_use]
+    pub fn least_satellites(self) -> usize {
+        match self {
+            Self::ThreeD => 4,
+            Self::TwoD => TWO_D_SATELLITES,
+            Self::None => 0,
+        }
     }
 }
 
@@ -156,10 +195,9 @@ impl Sky {
         Self(sats)
     }
 
-    fn used(&self, system: Option<System>) -> impl Iterator<Item = &Satellite> {
-        self.0
-            .iter()
-            .filter(move |s| s.used && system.is_none_or(|sys| s.system == sys))
+    /// The satellites a 3D fix uses, highest first.
+    fn used(&self) -> impl Iterator<Item = &Satellite> {
+        self.0.iter().filter(|s| s.used)
     }
 }
 
@@ -264,13 +302,19 @@ fn course_and_knots(e: &Epoch<'_>) -> (String, String) {
     (course, format!("{:.3}", e.motion.speed_mps * KNOTS_PER_MPS))
 }
 
-/// The satellites used by the fix (none without one).
+/// The satellites the fix uses, highest first (of `system`, or all): all those used for 3D,
+/// the highest [`TWO_D_SATELLITES`] for 2D, none without a fix.
+fn in_fix<'a>(e: &Epoch<'a>, system: Option<System>) -> impl Iterator<Item = &'a Satellite> {
+    let sky = e.sky;
+    let n = e.fix.satellites(sky.used().count());
+    sky.used()
+        .take(n)
+        .filter(move |s| system.is_none_or(|sys| s.system == sys))
+}
+
+/// How many satellites the fix uses (none without one).
 fn used_count(e: &Epoch<'_>) -> usize {
-    if e.fix.has_position() {
-        e.sky.used(None).count()
-    } else {
-        0
-    }
+    in_fix(e, None).count()
 }
 
 /// The sentences of `kind` for this epoch, pushed onto `out`.
@@ -363,11 +407,7 @@ fn gsa(e: &Epoch<'_>, out: &mut Vec<String>) {
     };
     for system in systems {
         let mut line = format!("${}GSA,A,{fix}", e.talker);
-        let prns: Vec<u8> = if e.fix.has_position() {
-            e.sky.used(*system).map(|s| s.prn).take(GSA_SLOTS).collect()
-        } else {
-            Vec::new()
-        };
+        let prns: Vec<u8> = in_fix(e, *system).map(|s| s.prn).take(GSA_SLOTS).collect();
         for slot in 0..GSA_SLOTS {
             line.push(',');
             if let Some(prn) = prns.get(slot) {
@@ -506,8 +546,46 @@ mod tests {
         );
         assert_eq!(out[7], "$GPGLL,,,,,123519.00,V,N");
         let out = all(&epoch(&sky, Fix::TwoD));
-        assert!(out[2].ends_with(",1,08,0.90,,,47.0,M,,"), "{}", out[2]);
-        assert!(out[3].starts_with("$GPGSA,A,2,"), "{}", out[3]);
+        assert!(out[2].ends_with(",1,03,0.90,,,47.0,M,,"), "{}", out[2]);
+        let highest: Vec<String> = sky.0[..3].iter().map(|s| format!("{:02}", s.prn)).collect();
+        assert_eq!(
+            out[3],
+            format!("$GPGSA,A,2,{},,,,,,,,,,1.84,0.90,1.60", highest.join(","))
+        );
+    }
+
+    /// gpsd 3.22 reads a fix of more than three satellites as 3D when GLL follows GSA
+    /// (`processGLL`), and a GGA of fewer than three as no fix (`processGGA`): a 2D fix is
+    /// said with three, the highest of those used, under GP and GN alike.
+    #[test]
+    fn a_2d_fix_uses_three_satellites() {
+        for (talker, seed) in [("GP", 7), ("GN", 3), ("GN", 11)] {
+            let sky = Sky::new(12, 9, talker == "GN", seed);
+            let mut e = epoch(&sky, Fix::TwoD);
+            e.talker = talker;
+            let mut out = Vec::new();
+            render(Kind::Gga, &e, &mut out);
+            render(Kind::Gsa, &e, &mut out);
+            assert!(out[0].contains(",1,03,0.90,,,"), "{out:#?}");
+            let mut in_gsa: Vec<&str> = out[1..]
+                .iter()
+                .flat_map(|s| s.split(',').skip(3).take(GSA_SLOTS))
+                .filter(|f| !f.is_empty())
+                .collect();
+            let mut highest: Vec<String> =
+                sky.0[..3].iter().map(|s| format!("{:02}", s.prn)).collect();
+            in_gsa.sort_unstable();
+            highest.sort_unstable();
+            assert_eq!(in_gsa, highest, "{out:#?}");
+            assert!(
+                out[1..]
+                    .iter()
+                    .all(|s| s.starts_with(&format!("${talker}GSA,A,2,")))
+            );
+        }
+        assert_eq!(Fix::TwoD.satellites(9), 3);
+        assert_eq!(Fix::ThreeD.satellites(9), 9);
+        assert_eq!(Fix::None.satellites(9), 0);
     }
 
     #[test]

@@ -150,8 +150,22 @@ async fn fix_states_are_said_everywhere_at_once() {
         gps.set("fix", "2d", &mut ctx).unwrap();
         let out = cycle(&mut gps, &mut ctx);
         let (gga, gsa) = (sentence(&out, "GGA"), sentence(&out, "GSA"));
-        assert_eq!((gga[6], gga[9], gsa[2]), ("1", "", "2"));
+        assert_eq!((gga[6], gga[7], gga[9], gsa[2]), ("1", "03", "", "2"));
+        let in_2d_gsa: Vec<&str> = out
+            .iter()
+            .filter(|s| s[3..].starts_with("GSA"))
+            .flat_map(|s| s.split(',').skip(3).take(12).filter(|f| !f.is_empty()))
+            .collect();
+        assert_eq!(in_2d_gsa.len(), 3, "{out:#?}");
+        assert!(in_2d_gsa.iter().all(|p| in_gsa.contains(p)), "{out:#?}");
         assert!(gps.set("fix", "4d", &mut ctx).is_err());
+        let mut two = self::gps("fix = 'none'\nsatellites_used = 2\nsatellites_in_view = 4\n");
+        let e = two.set("fix", "2d", &mut ctx).unwrap_err();
+        assert!(
+            e.contains("a 2d fix needs 3 satellites used or more"),
+            "{e}"
+        );
+        assert!(two.set("fix", "3d", &mut ctx).is_err());
         assert!(gps.set("speed", "1", &mut ctx).is_err());
     }
 }
@@ -259,6 +273,7 @@ fn the_example_builds_and_bad_configs_are_pointed_at() {
         ("baud = 1200\n", "1200"),
         ("talker = 'GL'\n", "'GL'"),
         ("fix = '3d'\nsatellites_used = 3\n", "3"),
+        ("fix = '2d'\nsatellites_used = 2\n", "2"),
         (
             "route = { waypoints = [[95.0, 1.0], [1.0, 1.0]], speed_mps = 1.0 }\n",
             "[[95.0, 1.0], [1.0, 1.0]]",
