@@ -3,8 +3,9 @@
 //! without (it probes vendors and hunts speeds on the pty). A 3D fix comes, TPV times step one
 //! second from the clock's start, positions follow the route, speed and track agree with the
 //! positions, SKY's used count is the configured one, and `ctl set gps fix none` shows as a
-//! mode change. A GN receiver (GPS + GLONASS) gives a 3D fix on the route and a SKY of both
-//! constellations whose used satellites add up to those configured.
+//! mode change. `ctl set gps fix 2d` shows as mode 2 without altitude (3d → 2d → 3d → 2d →
+//! none → 3d, each seen), and a GN receiver (GPS + GLONASS) gives a 3D fix on the route and a
+//! SKY of both constellations whose used satellites add up to those configured.
 
 mod common;
 
@@ -304,6 +305,70 @@ fn off_the_route(tpv: &Value) -> f64 {
     let (e, n) = position(tpv);
     let (ee, en) = (SPEED * t * heading.sin(), SPEED * t * heading.cos());
     (e - ee).hypot(n - en)
+}
+
+/// A 2D TPV: on the route, without any altitude.
+fn a_2d_fix(tpv: &Value) {
+    assert_eq!(tpv["mode"], 2, "{tpv}");
+    for key in ["alt", "altHAE", "altMSL"] {
+        assert!(tpv.get(key).is_none(), "{key} in a 2D fix: {tpv}");
+    }
+    let off = off_the_route(tpv);
+    assert!(off < 1.0, "{off} m off the route: {tpv}");
+}
+
+/// A 3D TPV: on the route, at the configured altitude above mean sea level (545.4 m).
+fn a_3d_fix(tpv: &Value) {
+    assert_eq!(tpv["mode"], 3, "{tpv}");
+    let alt = tpv["altMSL"].as_f64().unwrap_or_else(|| panic!("{tpv}"));
+    assert!((alt - 545.4).abs() < 0.05, "{tpv}");
+    let off = off_the_route(tpv);
+    assert!(off < 1.0, "{off} m off the route: {tpv}");
+}
+
+/// `ctl set gps fix` as gpsd reads it: 3D, then 2D (mode 2, no altitude, still on the route,
+/// 3 satellites used), back to 3D, then 2D, none and 3D again, each seen. gpsd 3.22 holds 3D
+/// for one cycle after it ("don't downgrade mode if holding previous fix" in `nmea_parse`),
+/// so 2D shows from the second 2D cycle; the limits are safety nets, not measurements.
+#[test]
+fn gpsd_sees_each_fix_state_set_at_run_time() {
+    let watched = watch("gpsd-fix", &gp_receiver(), true);
+    a_3d_fix(&watched.mode(3, Duration::from_secs(20)));
+
+    watched.set_fix("2d");
+    let t0 = Instant::now();
+    a_2d_fix(&watched.mode(2, Duration::from_secs(20)));
+    eprintln!("3d -> 2d seen after {:?}", t0.elapsed());
+    // It stays 2D: the next reports of later cycles too, and SKY says 3 satellites used.
+    let mut times = 0;
+    let mut last = Value::Null;
+    while times < 3 {
+        let tpv = next(&watched.rx, "TPV", Duration::from_secs(10), |_| true)
+            .expect("a TPV every second");
+        a_2d_fix(&tpv);
+        if tpv["time"] != last["time"] {
+            times += 1;
+            last = tpv;
+        }
+    }
+    let sky = watched.sky();
+    assert_eq!(used(&sky).len(), 3, "{sky}");
+
+    watched.set_fix("3d");
+    a_3d_fix(&watched.mode(3, Duration::from_secs(20)));
+    assert_eq!(used(&watched.sky()).len(), USED);
+
+    for (fix, mode) in [("2d", 2), ("none", 1), ("3d", 3)] {
+        watched.set_fix(fix);
+        let t0 = Instant::now();
+        let tpv = watched.mode(mode, Duration::from_secs(20));
+        eprintln!("{fix} seen after {:?}: {tpv}", t0.elapsed());
+        match mode {
+            3 => a_3d_fix(&tpv),
+            2 => a_2d_fix(&tpv),
+            _ => assert!(tpv.get("lat").is_none(), "{tpv}"),
+        }
+    }
 }
 
 /// Satellites the GN receiver uses, of 14 in view (7 GPS, 7 GLONASS): at least 3 of each.
