@@ -8,8 +8,9 @@
 //!   pynmea2 `types/talker.py`, instruments.md §3.2, whose burst was checked against gpsd and
 //!   pynmea2) and ZDA (NMEA.adoc). NMEA 2.3's mode field ends RMC, VTG and GLL. The default
 //!   order is a u-blox receiver's (RMC, VTG, GGA, GSA, GSV…, GLL), then ZDA.
-//! - Talkers: `GP` (GPS alone) or `GN` (a combined solution: one GSA per constellation with
-//!   its NMEA 4.10 system id, GSV under `GP` and `GL`, as a u-blox NEO-M8N sends them).
+//! - Talkers: `GP` (GPS alone) or `GN` (a combined solution: one GSA per constellation, in
+//!   NMEA 4.0's fields without the 4.10 system id that gpsd 3.22 misreads, GSV under `GP` and
+//!   `GL`, as a u-blox NEO-M8N sends them by default: gpsd test/daemon/neo-m8n.log).
 //! - Fix states as gpsd 3.22 reads them (instruments.md §3.3, observed): 3D needs a GGA with a
 //!   position, an altitude and at least 4 satellites used, or GSA fix 3; 2D is GSA fix 2 with
 //!   GGA's altitude empty, from 3 satellites (as a receiver falls back to 2D when it has

@@ -113,12 +113,12 @@ impl Fix {
     }
 }
 
-/// A constellation, by the talker of its own sentences and its GSA system id (NMEA 4.10).
+/// A constellation, by the talker of its own sentences and its NMEA ids.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum System {
-    /// GPS: PRNs 1–32, talker GP, system id 1.
+    /// GPS: PRNs 1–32, talker GP.
     Gps,
-    /// GLONASS: NMEA ids 65–96, talker GL, system id 2.
+    /// GLONASS: NMEA ids 65–96, talker GL.
     Glonass,
 }
 
@@ -127,13 +127,6 @@ impl System {
         match self {
             Self::Gps => "GP",
             Self::Glonass => "GL",
-        }
-    }
-
-    fn id(self) -> u8 {
-        match self {
-            Self::Gps => 1,
-            Self::Glonass => 2,
         }
     }
 }
@@ -387,7 +380,13 @@ pub fn render(kind: Kind, e: &Epoch<'_>, out: &mut Vec<String>) {
     }
 }
 
-/// GSA: one for GP; for GN, one per constellation with its system id (as a u-blox M8 does).
+/// GSA: one for GP; for GN, one per constellation, GPS then GLONASS, told apart by their
+/// NMEA ids, in NMEA 4.0's 17 fields, as a u-blox NEO-M8N sends them by default (gpsd
+/// test/daemon/neo-m8n.log). Not NMEA 4.10's with a system id after VDOP: gpsd 3.22 reads
+/// every field from the 3rd to the 5th last as a PRN (`processGSA`'s "magic 6", written for
+/// 12 slots), so with an 18th field it takes PDOP for one more PRN (`1.84` as PRN 1): its used
+/// count grows by one per GSA, which made a GN 2D fix read as 3D and can mark GPS 1 used in
+/// SKY.
 fn gsa(e: &Epoch<'_>, out: &mut Vec<String>) {
     let fix = match e.fix {
         Fix::ThreeD => 3,
@@ -415,9 +414,6 @@ fn gsa(e: &Epoch<'_>, out: &mut Vec<String>) {
             }
         }
         let _ = write!(line, ",{dops}");
-        if let Some(system) = system {
-            let _ = write!(line, ",{}", system.id());
-        }
         out.push(line);
     }
 }
@@ -608,7 +604,20 @@ mod tests {
             })
             .sum();
         assert_eq!(in_gsa, 9);
-        assert!(out[0].ends_with(",1") && out[1].ends_with(",2"));
+        // NMEA 4.0's 17 fields (gpsd 3.22 takes an 18th's PDOP for a PRN), GPS then GLONASS.
+        let prns = |s: &str| -> Vec<u8> {
+            s.split(',')
+                .skip(3)
+                .take(12)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        };
+        for (gsa, ids) in out[..2].iter().zip([1..=32u8, 65..=96]) {
+            assert_eq!(gsa.split(',').count(), 18, "{gsa}");
+            assert!(gsa.ends_with(",1.84,0.90,1.60"), "{gsa}");
+            assert!(!prns(gsa).is_empty(), "{gsa}");
+            assert!(prns(gsa).iter().all(|p| ids.contains(p)), "{gsa}");
+        }
         assert!(out[2].starts_with("$GPGSV,2,1,06,") && out[4].starts_with("$GLGSV,2,1,06,"));
         assert!(
             out.last().unwrap().starts_with("$GNGGA,") && out.last().unwrap().contains(",1,09,")
