@@ -377,7 +377,7 @@ const GN_USED: usize = 10;
 /// A GPS + GLONASS receiver (`talker = "GN"`: GNRMC, GNGGA, one GNGSA per constellation,
 /// GPGSV and GLGSV) as gpsd reads it: a 3D fix following the route, and a SKY with both
 /// constellations (gpsd's gnssid 0, PRN 1–32, and gnssid 6, PRN 65–96) whose used
-/// satellites add up to those configured.
+/// satellites add up to those configured; then `fix 2d` seen as mode 2, 3 satellites used.
 #[test]
 fn gpsd_reads_a_gps_and_glonass_receiver() {
     let watched = watch(
@@ -408,6 +408,13 @@ fn gpsd_reads_a_gps_and_glonass_receiver() {
     if let Some(u) = sky.get("uSat") {
         assert_eq!(u, GN_USED, "{sky}");
     }
+
+    // 2D under GN too: gpsd 3.22 counts the used satellites of both GNGSA (which a 4.10
+    // system id field would swell by taking PDOP for a PRN, and turn 2D into 3D).
+    watched.set_fix("2d");
+    a_2d_fix(&watched.mode(2, Duration::from_secs(20)));
+    let sky = watched.sky();
+    assert_eq!(used(&sky).len(), 3, "{sky}");
 }
 
 /// TPVs one second apart, each where the route puts it at that second, with the speed and
