@@ -717,7 +717,13 @@ impl Scripted {
         let errors_at = script.errors.before_rule.unwrap_or(script.rules.len());
         for (i, rule) in script.rules.iter().enumerate() {
             if i == errors_at
-                && Self::read_errors(&script.errors, &mut self.registers, &mut self.queues, request, replies)
+                && Self::read_errors(
+                    &script.errors,
+                    &mut self.registers,
+                    &mut self.queues,
+                    request,
+                    replies,
+                )
             {
                 return Ok(());
             }
@@ -735,7 +741,13 @@ impl Scripted {
                     }
                 }
                 Answer::Get { .. } | Answer::Random(_) | Answer::Set { .. } | Answer::Raise(_) => {
-                    &[]
+                    match Self::python_rule(&mut self.values, &script, rule, request, replies) {
+                        Some(done) => {
+                            self.matched[i] = used + 1;
+                            return done;
+                        }
+                        None => continue,
+                    }
                 }
             };
             let captures = match &rule.pattern {
@@ -752,17 +764,12 @@ impl Scripted {
                     Some(c) => Some(c),
                     None => continue,
                 },
-                Pattern::Parsed(pattern) => match Self::set_property(&mut self.values, &script, pattern, rule, request, replies) {
-                    Some(done) => return done,
-                    None => continue,
-                },
-                Pattern::NotUtf8 if std::str::from_utf8(request).is_err() => None,
-                Pattern::Exact(_) | Pattern::Normalised(_) | Pattern::NotUtf8 => continue,
+                Pattern::Exact(_)
+                | Pattern::Normalised(_)
+                | Pattern::Parsed(_)
+                | Pattern::NotUtf8 => continue,
             };
             self.matched[i] = used + 1;
-            if let Some(done) = self.python_reply(&rule.answer, replies) {
-                return done;
-            }
             let group = group_fn(request, captures.as_ref());
             let new: Vec<(usize, Vec<u8>)> = rule
                 .set
@@ -780,23 +787,39 @@ impl Scripted {
             return Ok(());
         }
         if errors_at >= script.rules.len()
-            && Self::read_errors(&script.errors, &mut self.registers, &mut self.queues, request, replies)
+            && Self::read_errors(
+                &script.errors,
+                &mut self.registers,
+                &mut self.queues,
+                request,
+                replies,
+            )
         {
             return Ok(());
         }
-        if !script.channels.is_empty() {
-            let selected = script.selected_channel.map(|i| &self.values[i]);
-            match channels::answer(&script.channels, &mut self.channel_states, selected, request)? {
-                Some(channels::Answer::Reply(bytes)) => {
-                    replies.push(bytes);
-                    return Ok(());
-                }
-                Some(channels::Answer::Silence) => return Ok(()),
-                Some(channels::Answer::CommandError) | None => {}
-            }
+        if !script.channels.is_empty() && self.answer_channels(&script, request, replies)? {
+            return Ok(());
         }
         self.command_error(&script, request, replies);
         Ok(())
+    }
+
+    /// The channel groups' answer to `request`: `true` when one answered it.
+    fn answer_channels(
+        &mut self,
+        script: &Script,
+        request: &[u8],
+        replies: &mut Replies,
+    ) -> Result<bool, Raised> {
+        let selected = script.selected_channel.map(|i| &self.values[i]);
+        match channels::answer(&script.channels, &mut self.channel_states, selected, request)? {
+            Some(channels::Answer::Reply(bytes)) => {
+                replies.push(bytes);
+                Ok(true)
+            }
+            Some(channels::Answer::Silence) => Ok(true),
+            Some(channels::Answer::CommandError) | None => Ok(false),
+        }
     }
 
     /// A command error: the registers' bits set, the queues' entries added, the default
@@ -851,13 +874,42 @@ impl Scripted {
         }
     }
 
+    /// A rule whose answer is Python's (a getter, a setter, random values, a raise) on
+    /// `request`: `None` when it does not match. Kept out of the loop that answers the
+    /// other rules, whose path stays as it was.
+    #[inline(never)]
+    fn python_rule(
+        values: &mut [python::PyValue],
+        script: &Script,
+        rule: &Rule,
+        request: &[u8],
+        replies: &mut Replies,
+    ) -> Option<Result<(), Raised>> {
+        let matched = match &rule.pattern {
+            Pattern::Exact(bytes) => bytes == request,
+            Pattern::NotUtf8 => std::str::from_utf8(request).is_err(),
+            Pattern::Parsed(pattern) => {
+                return Self::set_property(values, script, pattern, rule, request, replies);
+            }
+            Pattern::Normalised(_) | Pattern::Regex(_) => false,
+        };
+        if !matched {
+            return None;
+        }
+        Self::python_reply(values, &rule.answer, replies)
+    }
+
     /// The reply of a rule whose answer is Python's (a getter, random values, a raise);
     /// `None` for the others.
-    fn python_reply(&self, answer: &Answer, replies: &mut Replies) -> Option<Result<(), Raised>> {
+    fn python_reply(
+        values: &[python::PyValue],
+        answer: &Answer,
+        replies: &mut Replies,
+    ) -> Option<Result<(), Raised>> {
         let mut out = String::new();
         let rendered = match answer {
             Answer::Always(_) | Answer::Sequence { .. } | Answer::Set { .. } => return None,
-            Answer::Get { property, format } => format.render(&self.values[*property], &mut out),
+            Answer::Get { property, format } => format.render(&values[*property], &mut out),
             Answer::Random(random) => random.render(&mut out),
             Answer::Raise(why) => Err(why.clone()),
         };
@@ -886,6 +938,13 @@ impl Scripted {
         }
         false
     }
+}
+
+/// Say why a request got no reply: out of line, so that the answering path stays small.
+#[cold]
+#[inline(never)]
+fn log_raised(raised: &Raised) {
+    tracing::warn!(%raised, "a request met a broken entry of the dialogue: no reply");
 }
 
 /// Capture `i` of the match (`0`: the whole request); a group that did not take part is empty.
@@ -937,7 +996,7 @@ impl Device for Scripted {
         replies: &mut Replies,
     ) -> Result<(), Self::Error> {
         if let Err(raised) = self.answer(request, replies) {
-            tracing::warn!(%raised, "a request met a broken entry of the dialogue: no reply");
+            log_raised(&raised);
         }
         Ok(())
     }
