@@ -21,6 +21,8 @@ mod modbus_pair;
 mod modbus_tcp;
 #[path = "../fuzz/checks/pymodbus_json.rs"]
 mod pymodbus_json;
+#[path = "../fuzz/checks/pyvisa_sim.rs"]
+mod pyvisa_sim;
 #[path = "../fuzz/checks/rfc2217.rs"]
 mod rfc2217;
 #[path = "../fuzz/checks/template.rs"]
@@ -100,4 +102,9 @@ fn rfc2217() {
 #[test]
 fn pymodbus_json() {
     replay("pymodbus_json", pymodbus_json::check);
+}
+
+#[test]
+fn pyvisa_sim() {
+    replay("pyvisa_sim", pyvisa_sim::check);
 }
