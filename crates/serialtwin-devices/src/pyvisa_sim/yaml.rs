@@ -13,6 +13,11 @@ use saphyr_parser::{Event, Marker, Parser};
 /// holds, and what stops a file of nested aliases from growing without bound.
 const MAX_NODES: usize = 100_000;
 
+/// The deepest a node may nest (aliases expanded): far deeper than a device file goes, and
+/// what keeps the recursive walks over a node (copying an alias, dropping it) off the end of
+/// the stack.
+const MAX_DEPTH: usize = 256;
+
 /// Where a node starts: 1-based line and column.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct At {
@@ -121,20 +126,22 @@ impl Node {
     }
 }
 
-/// A container being built.
+/// A container being built: its items, where it starts, its anchor, and the height of its
+/// tallest item so far.
 enum Open {
-    Seq(Vec<Node>, At, usize),
-    Map(Vec<(String, Node)>, Option<String>, At, usize),
+    Seq(Vec<Node>, At, usize, usize),
+    Map(Vec<(String, Node)>, Option<String>, At, usize, usize),
 }
 
 /// Parse one YAML document (an empty file is an empty mapping's absence: an error).
 ///
 /// # Errors
-/// A syntax error, more than one document, a key that is not a scalar, an unknown alias, or
-/// more than `MAX_NODES` (100,000) nodes.
+/// A syntax error, more than one document, a key that is not a scalar, an unknown alias,
+/// more than `MAX_NODES` (100,000) nodes, or nodes nested more than `MAX_DEPTH` (256) deep.
 pub fn parse(text: &str) -> Result<Node, YamlError> {
     let mut stack: Vec<Open> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    // Each anchored node, with its height (1 for a scalar).
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut root: Option<Node> = None;
     let mut nodes = 0usize;
     let mut last = At::default();
@@ -150,37 +157,43 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                     at,
                 },
                 anchor,
+                1,
             )),
             Event::Alias(id) => {
-                let node = anchors
+                let (node, height) = anchors
                     .get(&id)
                     .cloned()
                     .ok_or_else(|| YamlError::new(at, "an alias of no anchor"))?;
                 nodes += count(&node);
-                Some((node, 0))
+                Some((node, 0, height))
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                return Err(too_deep(at));
             }
             Event::SequenceStart(anchor, _) => {
-                stack.push(Open::Seq(Vec::new(), at, anchor));
+                stack.push(Open::Seq(Vec::new(), at, anchor, 0));
                 None
             }
             Event::MappingStart(anchor, _) => {
-                stack.push(Open::Map(Vec::new(), None, at, anchor));
+                stack.push(Open::Map(Vec::new(), None, at, anchor, 0));
                 None
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Open::Seq(items, at, anchor)) => Some((
+                Some(Open::Seq(items, at, anchor, height)) => Some((
                     Node {
                         value: Value::Seq(items),
                         at,
                     },
                     anchor,
+                    height + 1,
                 )),
-                Some(Open::Map(items, _, at, anchor)) => Some((
+                Some(Open::Map(items, _, at, anchor, height)) => Some((
                     Node {
                         value: Value::Map(items),
                         at,
                     },
                     anchor,
+                    height + 1,
                 )),
                 None => return Err(YamlError::new(at, "an end of nothing")),
             },
@@ -190,7 +203,7 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
             | Event::DocumentStart(_)
             | Event::DocumentEnd => None,
         };
-        let Some((node, anchor)) = done else {
+        let Some((node, anchor, height)) = done else {
             continue;
         };
         nodes += 1;
@@ -200,13 +213,23 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
                 format!("more than {MAX_NODES} nodes (aliases expanded)"),
             ));
         }
+        // An alias copies a node whole: its height counts where it lands.
+        if stack.len() + height > MAX_DEPTH {
+            return Err(too_deep(at));
+        }
         if anchor != 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), height));
         }
         match stack.last_mut() {
-            Some(Open::Seq(items, ..)) => items.push(node),
-            Some(Open::Map(items, key, ..)) => match key.take() {
-                Some(k) => items.push((k, node)),
+            Some(Open::Seq(items, _, _, tallest)) => {
+                *tallest = (*tallest).max(height);
+                items.push(node);
+            }
+            Some(Open::Map(items, key, _, _, tallest)) => match key.take() {
+                Some(k) => {
+                    *tallest = (*tallest).max(height);
+                    items.push((k, node));
+                }
                 None => match node.value {
                     Value::Scalar(k) => *key = Some(k),
                     _ => return Err(YamlError::new(node.at, "a key must be a string")),
@@ -222,6 +245,14 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
         }
     }
     root.ok_or_else(|| YamlError::new(last, "an empty file"))
+}
+
+/// The error of a node nested too deep.
+fn too_deep(at: At) -> YamlError {
+    YamlError::new(
+        at,
+        format!("nodes nested more than {MAX_DEPTH} deep (aliases expanded)"),
+    )
 }
 
 /// How many nodes `node` holds, itself included.
@@ -275,6 +306,30 @@ mod tests {
         }
         let e = parse(&bomb).unwrap_err();
         assert!(e.reason.contains("more than"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_stops_with_an_error() {
+        // Flow, block and through aliases of aliases: each refused where it gets too deep,
+        // not a stack overflow (found by the `pyvisa_sim` fuzz target).
+        let flow = format!("{}{}", "[".repeat(3000), "]".repeat(3000));
+        let e = parse(&flow).unwrap_err();
+        assert!(e.reason.contains("deep") || e.reason.contains("recursion"), "{e}");
+        let block = format!("{}x\n", "- ".repeat(20_000));
+        let e = parse(&block).unwrap_err();
+        assert_eq!(e.reason, "nodes nested more than 256 deep (aliases expanded)");
+        assert_eq!(e.at, At { line: 1, col: 2 * 256 + 1 });
+        let mut aliases = format!("a0: &a0 {}x{}\n", "[".repeat(40), "]".repeat(40));
+        for i in 1..20 {
+            let p = i - 1;
+            writeln!(aliases, "a{i}: &a{i} {}*a{p}{}", "[".repeat(40), "]".repeat(40)).unwrap();
+        }
+        let e = parse(&aliases).unwrap_err();
+        assert!(e.reason.contains("more than 256 deep"), "{e}");
+        assert_eq!(e.at.line, 7, "{e}");
+        // As deep as allowed still reads.
+        let ok = format!("{}x", "- ".repeat(MAX_DEPTH - 1));
+        parse(&ok).unwrap();
     }
 
     #[test]
