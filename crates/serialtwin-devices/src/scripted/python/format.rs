@@ -22,6 +22,16 @@ use super::PyValue;
 /// The largest width or precision served: Python takes any, a port's reply needs a bound.
 pub const MAX_WIDTH: usize = 1 << 16;
 
+/// The longest text one rendering gives (1 MiB): Python has no bound, a port's reply needs
+/// one. Widths alone do not bound it: a format may repeat `{0:65536}`, or a long value,
+/// hundreds of times.
+pub const MAX_RENDERED: usize = 1 << 20;
+
+/// The error of a rendering that would be longer than [`MAX_RENDERED`].
+pub(crate) fn too_long() -> String {
+    format!("the reply would be longer than {MAX_RENDERED} bytes, the most served")
+}
+
 /// `repr(x)` (and `str(x)`) of a Python float: the shortest digits that read back as `x`.
 ///
 /// The reply of a property formatted with `{}` or `{!s}`; fixed notation while the decimal
@@ -155,13 +165,17 @@ impl PyFormat {
     ///
     /// # Errors
     /// The message of the `ValueError` (or `OverflowError` for `{:c}` out of range) Python
-    /// raises for this value's type; `out` is then left as it was.
+    /// raises for this value's type, or a refusal of a text longer than [`MAX_RENDERED`];
+    /// `out` is then left as it was.
     pub fn render(&self, value: &PyValue, out: &mut String) -> Result<(), String> {
         let mut buf = String::new();
         for piece in &self.pieces {
             match piece {
                 Piece::Text(t) => buf.push_str(t),
                 Piece::Field(f) => f.render(value, &mut buf)?,
+            }
+            if buf.len() > MAX_RENDERED {
+                return Err(too_long());
             }
         }
         out.push_str(&buf);
@@ -993,7 +1007,25 @@ fn format_float_short(x: f64, code: FloatCode, precision: usize, flags: Flags) -
 
 #[cfg(test)]
 mod tests {
-    use super::{PyFormat, PyValue, py_repr_float};
+    use super::{MAX_RENDERED, PyFormat, PyValue, py_repr_float};
+
+    #[test]
+    fn a_rendering_is_bounded() {
+        // Found by the `pyvisa_sim` fuzz target: each width within MAX_WIDTH, repeated.
+        let mut out = String::from("kept");
+        let sixteen = PyFormat::parse(&"{0:65536}".repeat(16)).unwrap();
+        sixteen.render(&PyValue::Int(1), &mut out).unwrap();
+        assert_eq!(out.len(), 4 + MAX_RENDERED);
+        let mut out = String::from("kept");
+        let seventeen = PyFormat::parse(&"{0:65536}".repeat(17)).unwrap();
+        let e = seventeen.render(&PyValue::Int(1), &mut out).unwrap_err();
+        assert!(e.contains("longer than 1048576 bytes"), "{e}");
+        assert_eq!(out, "kept");
+        // A long value, many times.
+        let many = PyFormat::parse(&"{0}".repeat(300)).unwrap();
+        let value = PyValue::Str("x".repeat(4096));
+        assert!(many.render(&value, &mut String::new()).is_err());
+    }
 
     /// A value of the generated tables: a float by its bits (`-0.0`, NaN exactly).
     #[derive(Debug, Clone, Copy)]

@@ -50,17 +50,24 @@ impl RandomReply {
     /// One reply.
     ///
     /// # Errors
-    /// What Python raises.
+    /// What Python raises, or a refusal of a reply longer than
+    /// [`MAX_RENDERED`](super::format::MAX_RENDERED) (each value's text within it, all of
+    /// them not); `out` is then left as it was.
     pub fn render(&self, out: &mut String) -> Result<(), String> {
         let built = self.built.as_ref().map_err(Clone::clone)?;
+        let mut buf = String::new();
         for i in 0..built.count {
             if i > 0 {
-                out.push_str(", ");
+                buf.push_str(", ");
             }
             // random.uniform(a, b): a + (b - a) * random().
             let value = built.min + (built.max - built.min) * fastrand::f64();
-            built.format.render(&PyValue::Float(value), out)?;
+            built.format.render(&PyValue::Float(value), &mut buf)?;
+            if buf.len() > super::format::MAX_RENDERED {
+                return Err(super::format::too_long());
+            }
         }
+        out.push_str(&buf);
         Ok(())
     }
 }
@@ -148,5 +155,21 @@ mod tests {
             assert!(reply.render(&mut String::new()).is_err());
         }
         assert!(RandomReply::new("{RANDOM(0, 1, 0):.2f}").broken().is_none());
+    }
+
+    #[test]
+    fn a_reply_is_bounded() {
+        // Found by the `pyvisa_sim` fuzz target: 256 values of 65,536 characters each.
+        let wide = RandomReply::new("{RANDOM(0, 1, 256):65536.2f}");
+        assert!(wide.broken().is_none());
+        let mut out = String::from("kept");
+        let e = wide.render(&mut out).unwrap_err();
+        assert!(e.contains("longer than 1048576 bytes"), "{e}");
+        assert_eq!(out, "kept");
+        let mut out = String::new();
+        RandomReply::new("{RANDOM(0, 1, 15):65536.2f}")
+            .render(&mut out)
+            .unwrap();
+        assert_eq!(out.len(), 15 * 65536 + 14 * 2);
     }
 }
