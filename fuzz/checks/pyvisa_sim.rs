@@ -10,7 +10,7 @@
 //! - no panic, loading, compiling or answering;
 //! - `load` of every resource the file declares (the keys of `resources`, at most
 //!   [`MAX_RESOURCES`]; `ASRL1::INSTR` when there are none) is a device or an error whose
-//!   line lies within the text;
+//!   line lies within the text (its lines as YAML counts them: a lone CR ends one too);
 //! - the eom framer cuts the requests (each followed by the device's `q` eom) into the same
 //!   frames and errors whether the bytes come whole, in pieces of 1–8 bytes or byte by byte,
 //!   and every frame is within its limit;
@@ -56,7 +56,7 @@ pub(crate) fn check(data: &[u8]) {
     for resource in resources(&text) {
         match pyvisa_sim::load(&text, &resource) {
             Err(e) => {
-                let lines = text.lines().count().max(1);
+                let lines = yaml_lines(&text);
                 assert!(
                     e.at.line >= 1 && e.at.line <= lines + 1,
                     "line {} of {lines}: {e}",
@@ -78,6 +78,17 @@ pub(crate) fn check(data: &[u8]) {
             }
         }
     }
+}
+
+/// How many lines YAML reads in `text`: a line break is LF, CR LF or a lone CR.
+fn yaml_lines(text: &str) -> usize {
+    let lone_cr = text
+        .as_bytes()
+        .windows(2)
+        .filter(|w| w[0] == b'\r' && w[1] != b'\n')
+        .count()
+        + usize::from(text.ends_with('\r'));
+    text.bytes().filter(|&b| b == b'\n').count() + lone_cr + 1
 }
 
 /// The resource names the file declares (its `resources` keys), or [`FALLBACK`].
