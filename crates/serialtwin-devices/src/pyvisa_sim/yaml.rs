@@ -220,31 +220,42 @@ pub fn parse(text: &str) -> Result<Node, YamlError> {
         if anchor != 0 {
             anchors.insert(anchor, (node.clone(), height));
         }
-        match stack.last_mut() {
-            Some(Open::Seq(items, _, _, tallest)) => {
-                *tallest = (*tallest).max(height);
-                items.push(node);
-            }
-            Some(Open::Map(items, key, _, _, tallest)) => match key.take() {
-                Some(k) => {
-                    *tallest = (*tallest).max(height);
-                    items.push((k, node));
-                }
-                None => match node.value {
-                    Value::Scalar(k) => *key = Some(k),
-                    _ => return Err(YamlError::new(node.at, "a key must be a string")),
-                },
-            },
-            None if root.is_some() => {
-                return Err(YamlError::new(
-                    node.at,
-                    "more than one document (a device file is one)",
-                ));
-            }
-            None => root = Some(node),
-        }
+        attach(&mut stack, &mut root, node, height)?;
     }
     root.ok_or_else(|| YamlError::new(last, "an empty file"))
+}
+
+/// Put a finished node (of `height`) into the container being built, or make it the root.
+fn attach(
+    stack: &mut [Open],
+    root: &mut Option<Node>,
+    node: Node,
+    height: usize,
+) -> Result<(), YamlError> {
+    match stack.last_mut() {
+        Some(Open::Seq(items, _, _, tallest)) => {
+            *tallest = (*tallest).max(height);
+            items.push(node);
+        }
+        Some(Open::Map(items, key, _, _, tallest)) => match key.take() {
+            Some(k) => {
+                *tallest = (*tallest).max(height);
+                items.push((k, node));
+            }
+            None => match node.value {
+                Value::Scalar(k) => *key = Some(k),
+                _ => return Err(YamlError::new(node.at, "a key must be a string")),
+            },
+        },
+        None if root.is_some() => {
+            return Err(YamlError::new(
+                node.at,
+                "more than one document (a device file is one)",
+            ));
+        }
+        None => *root = Some(node),
+    }
+    Ok(())
 }
 
 /// The error of a node nested too deep.
