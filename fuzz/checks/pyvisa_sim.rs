@@ -119,7 +119,7 @@ fn probe(script: &ScriptConfig, delimiter: &[u8]) -> Option<Vec<u8>> {
     let rule = script
         .rules
         .iter()
-        .map(|r| r.get_ref())
+        .map(toml::Spanned::get_ref)
         .find(|r| r.python.is_none() && r.reply.is_some() && r.request.is_some())?;
     let request = unescape(rule.request.as_ref()?.get_ref()).ok()?;
     let split = !delimiter.is_empty() && request.windows(delimiter.len()).any(|w| w == delimiter);
