@@ -19,6 +19,7 @@ pub fn framing(query: &[u8], reply: &[u8]) -> Framing {
         query: query.clone(),
         reply: reply.clone(),
         discarding: false,
+        searched: 0,
     })
 }
 
@@ -29,6 +30,10 @@ pub struct EomFramer {
     reply: Vec<u8>,
     /// Inside a request longer than [`MAX_LEN`], dropped up to its end.
     discarding: bool,
+    /// How many starting positions at the front of the buffer are known not to begin the
+    /// terminator: a request that arrives a byte at a time is searched once, not once per
+    /// byte.
+    searched: usize,
 }
 
 impl Framer for EomFramer {
@@ -36,11 +41,20 @@ impl Framer for EomFramer {
         let eom = self.query.len();
         loop {
             let window = buf.len().min(MAX_LEN + eom);
+            let from = self.searched.min(window);
             let found = if eom == 0 {
                 // No terminator (the loader refuses one): no request ever ends.
                 None
             } else {
-                buf[..window].windows(eom).position(|w| w == self.query)
+                buf[from..window]
+                    .windows(eom)
+                    .position(|w| w == self.query)
+                    .map(|i| i + from)
+            };
+            // Positions whose whole terminator-length window was seen: not a start.
+            self.searched = match found {
+                Some(_) => 0,
+                None => window.saturating_sub(eom.saturating_sub(1)),
             };
             match (self.discarding, found) {
                 (true, Some(i)) => {
@@ -51,6 +65,7 @@ impl Framer for EomFramer {
                     // Keep what could be the start of the terminator.
                     let dropped = window.saturating_sub(eom.saturating_sub(1));
                     buf.advance(dropped);
+                    self.searched = 0;
                     if dropped == 0 || buf.len() < eom {
                         return Ok(None);
                     }
@@ -63,6 +78,7 @@ impl Framer for EomFramer {
                 (false, None) if buf.len() >= MAX_LEN + eom => {
                     self.discarding = true;
                     buf.advance(window.saturating_sub(eom.saturating_sub(1)));
+                    self.searched = 0;
                     return Err(FrameError::TooLong { limit: MAX_LEN });
                 }
                 (false, None) => return Ok(None),
@@ -78,6 +94,7 @@ impl Framer for EomFramer {
 
     fn reset(&mut self) {
         self.discarding = false;
+        self.searched = 0;
     }
 
     fn max_frame_len(&self) -> usize {
@@ -116,6 +133,29 @@ mod tests {
         let mut out = BytesMut::new();
         lf.build().encode(b"1.000", &mut out).unwrap();
         assert_eq!(&out[..], b"1.000\r\n");
+    }
+
+    #[test]
+    fn bytes_one_at_a_time_cut_what_a_whole_read_cuts() {
+        for (eom, input) in [
+            (&b"\r\n"[..], &b"?IDN\r\nA\rB\r\n\r\n\r\rX\r\n"[..]),
+            (b"\n", b"a\nbb\n\nccc\n"),
+            (b"END", b"xENyENDzEENDENDEND"),
+        ] {
+            let framing = framing(eom, b"\n");
+            let whole = cut(&framing, input);
+            let mut framer = framing.build();
+            let mut buf = BytesMut::new();
+            let mut bytewise = Vec::new();
+            for &b in input {
+                buf.extend_from_slice(&[b]);
+                while let Some(frame) = framer.decode(&mut buf).transpose() {
+                    bytewise.push(frame);
+                }
+            }
+            let show = |v: &[Result<Bytes, FrameError>]| format!("{v:?}");
+            assert_eq!(show(&bytewise), show(&whole), "{input:?}");
+        }
     }
 
     #[test]
