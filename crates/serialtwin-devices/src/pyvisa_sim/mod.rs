@@ -38,8 +38,8 @@ pub use self::model::MODEL;
 use self::yaml::{Node, YamlError};
 use crate::scripted::python::{self, Property, PyFormat, PyType, PyValue, Specs};
 use crate::scripted::{
-    ChannelGroup, ErrorModel, ErrorQueue, PythonRule, Raised, ReplyItem, ReplySpec, RuleConfig, ScriptConfig,
-    Scripted, StatusRegister, escape_bytes,
+    ChannelGroup, ErrorModel, ErrorQueue, PythonRule, Raised, ReplyItem, ReplySpec, RuleConfig,
+    ScriptConfig, Scripted, StatusRegister, escape_bytes,
 };
 
 /// The spec this reads: pyvisa-sim 0.7.1's `SPEC_VERSION`.
@@ -81,9 +81,7 @@ fn eom_key(resource: &str) -> Option<&'static str> {
 /// pyvisa-sim's `to_bytes`: the two-character escapes `\r` and `\n` become CR and LF (a
 /// single-quoted YAML string keeps them as written), then UTF-8.
 fn to_bytes(text: &str) -> Vec<u8> {
-    text.replace("\\r", "\r")
-        .replace("\\n", "\n")
-        .into_bytes()
+    text.replace("\\r", "\r").replace("\\n", "\n").into_bytes()
 }
 
 /// `bytes` as a template of the scripted model that renders exactly them: escapes for
@@ -103,7 +101,9 @@ fn literal_reply(bytes: &[u8]) -> ReplySpec {
 /// Where the file is wrong, or uses what is not compiled yet (see the module's doc).
 pub fn load(text: &str, resource: &str) -> Result<Loaded, YamlError> {
     load_with(text, resource, &mut |name| {
-        Err(format!("cannot read {name:?}: no directory to read it from"))
+        Err(format!(
+            "cannot read {name:?}: no directory to read it from"
+        ))
     })
 }
 
@@ -170,11 +170,7 @@ pub fn load_with(
 }
 
 /// The device `device_name` of the file `root`, which `resource` names.
-fn device_of<'a>(
-    root: &'a Node,
-    device_name: &str,
-    resource: &str,
-) -> Result<&'a Node, YamlError> {
+fn device_of<'a>(root: &'a Node, device_name: &str, resource: &str) -> Result<&'a Node, YamlError> {
     let devices = root
         .get("devices")
         .ok_or_else(|| YamlError::new(root.at, "no `devices`"))?;
@@ -236,7 +232,9 @@ fn compile(
         }
     }
     script.errors.before_rule = Some(script.rules.len());
-    script.rules.push(python_rule(None, PythonRule::RaiseIfNotUtf8));
+    script
+        .rules
+        .push(python_rule(None, PythonRule::RaiseIfNotUtf8));
     script.rules.extend(setters);
     Ok(Loaded {
         device: device_name.to_owned(),
@@ -341,7 +339,10 @@ fn channel_group(name: &str, node: &Node, resource: &Node) -> Result<ChannelGrou
     if let Some(properties) = node.get("properties") {
         let entries = properties.map("`properties`")?;
         for (i, (property_name, property_node)) in entries.iter().enumerate() {
-            if entries[i + 1..].iter().any(|(later, _)| later == property_name) {
+            if entries[i + 1..]
+                .iter()
+                .any(|(later, _)| later == property_name)
+            {
                 continue;
             }
             let parts = property(property_name, property_node, true)?;
@@ -946,19 +947,28 @@ resources:
         assert_eq!(loaded.script.properties.len(), 4);
         assert_eq!(ask(&mut psu, b"*IDN?"), [b"ACME,PSU-1,SN001,1.0".to_vec()]);
         assert_eq!(ask(&mut psu, b"FOO"), [b"ERR".to_vec()]);
-        assert_eq!(ask(&mut psu, b"SYST:ERR?"), [br#"-113,"Undefined header""#.to_vec()]);
+        assert_eq!(
+            ask(&mut psu, b"SYST:ERR?"),
+            [br#"-113,"Undefined header""#.to_vec()]
+        );
         assert_eq!(ask(&mut psu, b"SYST:ERR?"), [br#"0,"No error""#.to_vec()]);
         // A setter without `r` is silent; its getter formats the new value.
         assert_eq!(ask(&mut psu, b"VOLT?"), [b"1.000".to_vec()]);
         assert!(ask(&mut psu, b"VOLT 12.5").is_empty());
         assert_eq!(ask(&mut psu, b"VOLT?"), [b"12.500".to_vec()]);
         // Out of spec: `e`, and nothing queued.
-        assert_eq!(ask(&mut psu, b"VOLT 31.0"), [br#"-222,"Data out of range""#.to_vec()]);
+        assert_eq!(
+            ask(&mut psu, b"VOLT 31.0"),
+            [br#"-222,"Data out of range""#.to_vec()]
+        );
         assert_eq!(ask(&mut psu, b"SYST:ERR?"), [br#"0,"No error""#.to_vec()]);
         assert_eq!(ask(&mut psu, b"VOLT?"), [b"12.500".to_vec()]);
         // stringparser's `{:f}` needs two digits: `VOLT 5` is a command error.
         assert_eq!(ask(&mut psu, b"VOLT 5"), [b"ERR".to_vec()]);
-        assert_eq!(ask(&mut psu, b"SYST:ERR?"), [br#"-113,"Undefined header""#.to_vec()]);
+        assert_eq!(
+            ask(&mut psu, b"SYST:ERR?"),
+            [br#"-113,"Undefined header""#.to_vec()]
+        );
         // Out of spec without `e`: the next setters, then a command error.
         assert_eq!(ask(&mut psu, b"MODE 2"), [b"ERR".to_vec()]);
         assert_eq!(ask(&mut psu, b"MODE 1"), [b"OK".to_vec()]);
@@ -980,7 +990,10 @@ resources:
         assert!(replies.frames().is_empty());
         // MODE 2 and RAIL N25V queued, a raise did not (checked with pyvisa-sim).
         for _ in 0..2 {
-            assert_eq!(ask(&mut psu, b"SYST:ERR?"), [br#"-113,"Undefined header""#.to_vec()]);
+            assert_eq!(
+                ask(&mut psu, b"SYST:ERR?"),
+                [br#"-113,"Undefined header""#.to_vec()]
+            );
         }
         assert_eq!(ask(&mut psu, b"SYST:ERR?"), [br#"0,"No error""#.to_vec()]);
         // RANDOM values; a broken directive raises on every use.
@@ -998,7 +1011,11 @@ resources:
         let mut ctx = Context::for_test(serialtwin_core::SimClock::at_unix(0, 1.0));
         psu.set("volt", "2.5", &mut ctx).unwrap();
         assert_eq!(ask(&mut psu, b"VOLT?"), [b"2.500".to_vec()]);
-        assert!(psu.set("volt", "40", &mut ctx).unwrap_err().contains("maximum"));
+        assert!(
+            psu.set("volt", "40", &mut ctx)
+                .unwrap_err()
+                .contains("maximum")
+        );
         assert!(psu.set("nothing", "1", &mut ctx).is_err());
     }
 
@@ -1014,14 +1031,21 @@ resources:
                     setter: {q: '{}', r: 'set'}\n      other:\n        getter: {q: 'H', r: 'one {}'}\n      \
                     other:\n        default: z\n        getter: {q: 'H', r: 'two {}'}\n";
         let (mut d, loaded) = device(text, "ASRL1::INSTR");
-        assert_eq!(loaded.script.properties.len(), 2, "a repeated property counts once");
+        assert_eq!(
+            loaded.script.properties.len(),
+            2,
+            "a repeated property counts once"
+        );
         assert_eq!(ask(&mut d, b"A"), [b"second".to_vec()]);
         assert_eq!(ask(&mut d, b"G"), [b"dialogue".to_vec()]);
         assert_eq!(ask(&mut d, b"H"), [b"two z".to_vec()]);
         assert_eq!(ask(&mut d, b"*ESR?"), [b"0".to_vec()]);
         assert_eq!(ask(&mut d, b"ERR?"), [b"none".to_vec()]);
         assert_eq!(ask(&mut d, b"anything"), [b"set".to_vec()]);
-        assert_eq!(d.script().property("any"), Some(&PyValue::Str("anything".into())));
+        assert_eq!(
+            d.script().property("any"),
+            Some(&PyValue::Str("anything".into()))
+        );
     }
 
     #[test]
@@ -1069,19 +1093,38 @@ resources:
         assert_eq!(ask(&mut pre, b"F?"), [b"1.000".to_vec()]);
         assert!(ask(&mut pre, b"F 5.0").is_empty());
         assert_eq!(ask(&mut pre, b"F?"), [b"5.000".to_vec()]);
-        assert_eq!(ask(&mut pre, b"I 2;F?;NAME?"), [b"1.000".to_vec(), b"pre".to_vec()]);
-        assert_eq!(ask(&mut pre, b"F 11.0"), [b"ERROR".to_vec()], "out of spec, no e");
+        assert_eq!(
+            ask(&mut pre, b"I 2;F?;NAME?"),
+            [b"1.000".to_vec(), b"pre".to_vec()]
+        );
+        assert_eq!(
+            ask(&mut pre, b"F 11.0"),
+            [b"ERROR".to_vec()],
+            "out of spec, no e"
+        );
         // A channel not in `ids`: the group does not answer.
         assert_eq!(ask(&mut pre, b"I 9;F?"), [b"ERROR".to_vec()]);
         let (mut inline, _) = device(text, "ASRL2::INSTR");
-        assert_eq!(ask(&mut inline, b"CH 1:VOLT?"), [b"+1.00000000E+00".to_vec()]);
+        assert_eq!(
+            ask(&mut inline, b"CH 1:VOLT?"),
+            [b"+1.00000000E+00".to_vec()]
+        );
         assert!(ask(&mut inline, b"CH 1:VOLT 2.0").is_empty());
-        assert_eq!(ask(&mut inline, b"CH 1:VOLT?"), [b"+2.00000000E+00".to_vec()]);
-        assert_eq!(ask(&mut inline, b"CH 3:VOLT?"), [b"+1.00000000E+00".to_vec()]);
+        assert_eq!(
+            ask(&mut inline, b"CH 1:VOLT?"),
+            [b"+2.00000000E+00".to_vec()]
+        );
+        assert_eq!(
+            ask(&mut inline, b"CH 3:VOLT?"),
+            [b"+1.00000000E+00".to_vec()]
+        );
         assert_eq!(ask(&mut inline, b"CH 3:VOLT 9.0"), [b"BAD".to_vec()]);
         assert_eq!(ask(&mut inline, b"CH 3:NAME?"), [b"inline".to_vec()]);
         // The resource's `channel_ids` replace the group's: channel 2 is not one.
-        assert!(ask(&mut inline, b"CH 2:VOLT?").is_empty(), "unknown: silence");
+        assert!(
+            ask(&mut inline, b"CH 2:VOLT?").is_empty(),
+            "unknown: silence"
+        );
     }
 
     #[test]
@@ -1108,7 +1151,10 @@ resources:
         assert!(e.reason.starts_with("other.yaml:3:3: "), "{e}");
         let e = load_with(main, "ASRL4::INSTR", &mut read).unwrap_err();
         assert!(e.reason.contains("missing.yaml: no such file"), "{e}");
-        assert!(load(main, "ASRL1::INSTR").is_err(), "no directory to read it from");
+        assert!(
+            load(main, "ASRL1::INSTR").is_err(),
+            "no directory to read it from"
+        );
     }
 
     #[test]
@@ -1177,7 +1223,11 @@ resources:
                 6,
                 "2 value fields",
             ),
-            ("    properties:\n      v: {getter: {r: 'x'}}\n", 6, "needs `q`"),
+            (
+                "    properties:\n      v: {getter: {r: 'x'}}\n",
+                6,
+                "needs `q`",
+            ),
             (
                 "    error:\n      error_queue: [{q: 'E?'}]\n",
                 6,

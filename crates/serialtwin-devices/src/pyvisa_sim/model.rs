@@ -11,8 +11,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serialtwin_core::Settable;
 use serde_spanned::Spanned;
+use serialtwin_core::Settable;
 
 use super::rname::{self, Resource};
 use super::{SimDevice, eom, load_with};
@@ -99,7 +99,10 @@ fn build(b: &Build<'_>) -> Result<Vec<Built>, BuildError> {
         .map_err(|e| at_file(format!(" {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| at_file(format!(" {e}")))?;
     // A device in another file: beside this one, as pyvisa-sim looks for it.
-    let beside = path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    let beside = path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     let mut read_other = |name: &str| -> Result<String, String> {
         let other = beside.join(name);
         let bytes =
@@ -264,8 +267,14 @@ mod tests {
             address(&config.resource).map(|a| a.map(|a| (a, config.resource.span())))
         };
         let local = "127.0.0.1:10001".parse().unwrap();
-        assert_eq!(at("TCPIP::localhost::10001::SOCKET"), Ok(Some((local, 27..60))));
-        assert_eq!(at("TCPIP0::127.0.0.1::10001::SOCKET"), Ok(Some((local, 27..61))));
+        assert_eq!(
+            at("TCPIP::localhost::10001::SOCKET"),
+            Ok(Some((local, 27..60)))
+        );
+        assert_eq!(
+            at("TCPIP0::127.0.0.1::10001::SOCKET"),
+            Ok(Some((local, 27..61)))
+        );
         assert_eq!(
             at("tcpip::LocalHost::7::socket").unwrap().unwrap().0,
             "127.0.0.1:7".parse().unwrap()

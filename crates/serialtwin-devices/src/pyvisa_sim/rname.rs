@@ -169,11 +169,19 @@ mod tests {
         for (name, kind, protocol) in [
             ("TCPIP::localhost::INSTR", "TCPIP INSTR", "VXI-11"),
             ("TCPIP0::10.0.0.1::hislip0::INSTR", "TCPIP INSTR", "HiSLIP"),
-            ("USB0::0x1111::0x2222::0x3333::0::INSTR", "USB INSTR", "USBTMC"),
+            (
+                "USB0::0x1111::0x2222::0x3333::0::INSTR",
+                "USB INSTR",
+                "USBTMC",
+            ),
             ("USB::0x1111::0x2222::0x4444::0::RAW", "USB RAW", "USB bulk"),
             ("GPIB0::8::INSTR", "GPIB INSTR", "488"),
         ] {
-            let Ok(Resource::Protocol { kind: k, protocol: p }) = parse(name) else {
+            let Ok(Resource::Protocol {
+                kind: k,
+                protocol: p,
+            }) = parse(name)
+            else {
                 panic!("{name}: {:?}", parse(name));
             };
             assert_eq!(k, kind, "{name}");

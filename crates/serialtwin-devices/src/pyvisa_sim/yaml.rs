@@ -325,15 +325,33 @@ mod tests {
         // not a stack overflow (found by the `pyvisa_sim` fuzz target).
         let flow = format!("{}{}", "[".repeat(3000), "]".repeat(3000));
         let e = parse(&flow).unwrap_err();
-        assert!(e.reason.contains("deep") || e.reason.contains("recursion"), "{e}");
+        assert!(
+            e.reason.contains("deep") || e.reason.contains("recursion"),
+            "{e}"
+        );
         let block = format!("{}x\n", "- ".repeat(20_000));
         let e = parse(&block).unwrap_err();
-        assert_eq!(e.reason, "nodes nested more than 256 deep (aliases expanded)");
-        assert_eq!(e.at, At { line: 1, col: 2 * 256 + 1 });
+        assert_eq!(
+            e.reason,
+            "nodes nested more than 256 deep (aliases expanded)"
+        );
+        assert_eq!(
+            e.at,
+            At {
+                line: 1,
+                col: 2 * 256 + 1
+            }
+        );
         let mut aliases = format!("a0: &a0 {}x{}\n", "[".repeat(40), "]".repeat(40));
         for i in 1..20 {
             let p = i - 1;
-            writeln!(aliases, "a{i}: &a{i} {}*a{p}{}", "[".repeat(40), "]".repeat(40)).unwrap();
+            writeln!(
+                aliases,
+                "a{i}: &a{i} {}*a{p}{}",
+                "[".repeat(40),
+                "]".repeat(40)
+            )
+            .unwrap();
         }
         let e = parse(&aliases).unwrap_err();
         assert!(e.reason.contains("more than 256 deep"), "{e}");

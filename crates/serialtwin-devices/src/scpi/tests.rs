@@ -595,7 +595,11 @@ fn an_overlong_line_queues_an_input_buffer_overrun() {
     // The framer drops the line and hands on `lines::OVERRUN` where it ends.
     let mut scpi = example();
     assert!(ask(&mut scpi, "\n").is_empty(), "no reply");
-    assert_eq!(one(&mut scpi, "*ESR?"), "8", "a device-dependent error (DDE)");
+    assert_eq!(
+        one(&mut scpi, "*ESR?"),
+        "8",
+        "a device-dependent error (DDE)"
+    );
     assert_eq!(errors(&mut scpi), ["-363,\"Input buffer overrun\""]);
     let framing = scpi.framing();
     let mut framer = framing.build();

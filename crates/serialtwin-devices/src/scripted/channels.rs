@@ -162,7 +162,11 @@ pub(super) fn compile(group: &ChannelGroup) -> Result<Group, ScriptError> {
         .getters
         .iter()
         .map(|(request, name, format)| {
-            Ok((key(request), property(name)?, Getter::new(format.as_deref())))
+            Ok((
+                key(request),
+                property(name)?,
+                Getter::new(format.as_deref()),
+            ))
         })
         .collect::<Result<_, ScriptError>>()?;
     let setters = group
@@ -276,8 +280,8 @@ impl Group {
                 }
             }
         } else {
-            let selected = selected_channel
-                .ok_or_else(|| Raised("KeyError: 'selected_channel'".into()))?;
+            let selected =
+                selected_channel.ok_or_else(|| Raised("KeyError: 'selected_channel'".into()))?;
             let Some(id) = self
                 .ids
                 .iter()
@@ -314,7 +318,9 @@ impl Group {
                         Some((_, old)) => *old = value,
                         None => slot.push((state.selected.clone(), value)),
                     }
-                    Ok(Some(setter.reply.clone().map_or(Answer::Silence, Answer::Reply)))
+                    Ok(Some(
+                        setter.reply.clone().map_or(Answer::Silence, Answer::Reply),
+                    ))
                 }
                 Err(PyError::Value(_)) => Ok(Some(
                     setter
@@ -357,8 +363,20 @@ mod tests {
         assert_eq!(k.for_id("2").unwrap(), b"CH 2:VOLT?");
         assert_eq!(key("{ch_id}{{x}}{ch_id}").for_id("1").unwrap(), b"1{x}1");
         assert_eq!(key("NO FIELD").for_id("1").unwrap(), b"NO FIELD");
-        assert!(key("CH {}").for_id("1").unwrap_err().0.contains("IndexError"));
-        assert!(key("CH {x}").for_id("1").unwrap_err().0.contains("KeyError"));
+        assert!(
+            key("CH {}")
+                .for_id("1")
+                .unwrap_err()
+                .0
+                .contains("IndexError")
+        );
+        assert!(
+            key("CH {x}")
+                .for_id("1")
+                .unwrap_err()
+                .0
+                .contains("KeyError")
+        );
         assert_eq!(key("CH {ch_id}").raw, b"CH {ch_id}");
     }
 }

@@ -83,8 +83,8 @@ use regex::bytes::{Captures, Regex};
 use serialtwin_core::{BoxFramer, Context, Device, Framing, Replies, Reply, Settable};
 
 pub use self::config::{
-    ChannelGroup, ErrorModel, ErrorQueue, MatchMode, PythonRule, ReplyItem, ReplySpec,
-    RuleConfig, ScriptConfig, StatusRegister,
+    ChannelGroup, ErrorModel, ErrorQueue, MatchMode, PythonRule, ReplyItem, ReplySpec, RuleConfig,
+    ScriptConfig, StatusRegister,
 };
 pub use self::model::MODEL;
 pub use self::template::escape_bytes;
@@ -215,7 +215,10 @@ enum Answer {
         cycle: bool,
     },
     /// A property's value, formatted.
-    Get { property: usize, format: Getter },
+    Get {
+        property: usize,
+        format: Getter,
+    },
     /// Random values.
     Random(python::random::RandomReply),
     /// Set a property from the pattern's value.
@@ -441,7 +444,9 @@ fn compile_rule(
         state,
         regex: match &pattern {
             Pattern::Regex(r) => Some(r),
-            Pattern::Exact(_) | Pattern::Normalised(_) | Pattern::Parsed(_) | Pattern::NotUtf8 => None,
+            Pattern::Exact(_) | Pattern::Normalised(_) | Pattern::Parsed(_) | Pattern::NotUtf8 => {
+                None
+            }
         },
     };
     let answer = match (&rule.reply, &rule.sequence) {
@@ -509,7 +514,10 @@ fn compile_python(
         None => Err(ScriptError::at(span.clone(), ScriptErrorKind::NoPattern)),
     };
     let (pattern, answer) = match python {
-        PythonRule::Get { property: name, format } => {
+        PythonRule::Get {
+            property: name,
+            format,
+        } => {
             let format = Getter::new(format.as_deref());
             (
                 exact()?,
@@ -671,7 +679,11 @@ impl Scripted {
             matched: vec![0; script.rules.len()],
             registers: vec![0; script.errors.registers.len()],
             queues: vec![std::collections::VecDeque::new(); script.errors.queues.len()],
-            values: script.properties.iter().map(|p| p.initial.clone()).collect(),
+            values: script
+                .properties
+                .iter()
+                .map(|p| p.initial.clone())
+                .collect(),
             channel_states: script.channels.iter().map(channels::Group::state).collect(),
             normaliser: Normaliser::new(&script, &framing),
             script,
@@ -812,7 +824,12 @@ impl Scripted {
         replies: &mut Replies,
     ) -> Result<bool, Raised> {
         let selected = script.selected_channel.map(|i| &self.values[i]);
-        match channels::answer(&script.channels, &mut self.channel_states, selected, request)? {
+        match channels::answer(
+            &script.channels,
+            &mut self.channel_states,
+            selected,
+            request,
+        )? {
             Some(channels::Answer::Reply(bytes)) => {
                 replies.push(bytes);
                 Ok(true)

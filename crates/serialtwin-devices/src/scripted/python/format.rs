@@ -38,10 +38,15 @@ pub(crate) fn too_long() -> String {
 /// exponent is within -4..16 (with at least `.0`), scientific beyond.
 #[must_use]
 pub fn py_repr_float(x: f64) -> String {
-    format_float_short(x, FloatCode::Repr, 0, Flags {
-        add_dot_0: true,
-        ..Flags::default()
-    })
+    format_float_short(
+        x,
+        FloatCode::Repr,
+        0,
+        Flags {
+            add_dot_0: true,
+            ..Flags::default()
+        },
+    )
 }
 
 /// A parsed format string: its literal text and its replacement fields, ready to render.
@@ -292,9 +297,11 @@ impl RawField {
                 };
             }
             if *numbering == Numbering::Manual && empty {
-                return Err("cannot switch from manual field specification to automatic \
+                return Err(
+                    "cannot switch from manual field specification to automatic \
                             field numbering"
-                    .into());
+                        .into(),
+                );
             }
             if *numbering == Numbering::Auto && !empty {
                 return Err("cannot switch from automatic field numbering to manual \
@@ -328,7 +335,10 @@ impl RawField {
                 return Err(format!("Unknown conversion specifier {c}"));
             }
             Some(c) => {
-                return Err(format!("Unknown conversion specifier \\x{:x}", u32::from(c)));
+                return Err(format!(
+                    "Unknown conversion specifier \\x{:x}",
+                    u32::from(c)
+                ));
             }
         };
         if self.expanding {
@@ -451,7 +461,9 @@ fn spec_integer(s: &[char], pos: &mut usize) -> Result<Option<usize>, String> {
         None => Ok(None),
         Some(n) => match usize::try_from(n) {
             Ok(n) if n <= MAX_WIDTH => Ok(Some(n)),
-            _ => Err(format!("a width or precision above {MAX_WIDTH} is not served")),
+            _ => Err(format!(
+                "a width or precision above {MAX_WIDTH} is not served"
+            )),
         },
     }
 }
@@ -819,7 +831,10 @@ fn group_digits(digits: &str, min_width: usize, grouping: Option<(char, usize)>)
     let mut min_width = isize::try_from(min_width).unwrap_or(isize::MAX);
     let mut use_sep = false;
     loop {
-        let wanted = usize::try_from(min_width).unwrap_or(0).max(remaining).max(1);
+        let wanted = usize::try_from(min_width)
+            .unwrap_or(0)
+            .max(remaining)
+            .max(1);
         let l = size.min(wanted);
         let chars = remaining.min(l);
         let zeros = l - chars;
@@ -1100,8 +1115,14 @@ mod tests {
             ("{[}]}", "attribute and item access are not served"),
             ("{!r}", "conversion !r is not served"),
             ("{0!a:>5}", "conversion !a is not served"),
-            ("{:{}}", "nested replacement fields in a format spec are not served"),
-            ("{:>{0}}", "nested replacement fields in a format spec are not served"),
+            (
+                "{:{}}",
+                "nested replacement fields in a format spec are not served",
+            ),
+            (
+                "{:>{0}}",
+                "nested replacement fields in a format spec are not served",
+            ),
             ("{:70000}", "a width or precision above 65536 is not served"),
         ] {
             assert_eq!(PyFormat::parse(text), Err(message.to_string()), "{text:?}");

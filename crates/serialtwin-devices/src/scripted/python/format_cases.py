@@ -6,6 +6,7 @@ test time. Regenerate with the Python whose behaviour is served (pyvisa-sim runs
     target/pyenv-pyvisa-sim/bin/python \
         crates/serialtwin-devices/src/scripted/python/format_cases.py \
         > crates/serialtwin-devices/src/scripted/python/format_cases.rs
+    rustfmt --edition 2024 crates/serialtwin-devices/src/scripted/python/format_cases.rs
 
 Three tables:
 - CASES: (format string, value, Ok(result) or Err(message)) over type letters, precisions,

@@ -204,11 +204,7 @@ fn python_float(text: &str) -> Result<f64, PyError> {
 
 /// Python's `int(text)` (base 10).
 fn python_int(text: &str) -> Result<i128, PyError> {
-    let bad = || {
-        PyError::Value(format!(
-            "invalid literal for int() with base 10: {text:?}"
-        ))
-    };
+    let bad = || PyError::Value(format!("invalid literal for int() with base 10: {text:?}"));
     let s = py_strip(text);
     let (negative, body) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -261,12 +257,16 @@ impl Specs {
         if let Some(min) = &self.min
             && less(&value, min)
         {
-            return Err(PyError::Value(format!("{value} is less than the minimum {min}")));
+            return Err(PyError::Value(format!(
+                "{value} is less than the minimum {min}"
+            )));
         }
         if let Some(max) = &self.max
             && less(max, &value)
         {
-            return Err(PyError::Value(format!("{value} is more than the maximum {max}")));
+            return Err(PyError::Value(format!(
+                "{value} is more than the maximum {max}"
+            )));
         }
         if !self.valid.is_empty() && !self.valid.contains(&value) {
             return Err(PyError::Value(format!(
@@ -325,15 +325,23 @@ mod tests {
         }
         assert_eq!(f("-inf"), Ok(PyValue::Float(f64::NEG_INFINITY)));
         assert!(matches!(f("nan"), Ok(PyValue::Float(x)) if x.is_nan()));
-        for bad in ["", ".", "1__0", "_1", "1_", "1e", "e5", "0x10", "1.0.0", "- 1", "1_.5"] {
+        for bad in [
+            "", ".", "1__0", "_1", "1_", "1e", "e5", "0x10", "1.0.0", "- 1", "1_.5",
+        ] {
             assert!(matches!(f(bad), Err(PyError::Value(_))), "{bad:?}");
         }
         let i = |v: PyValue| PyType::Int.convert(&v);
         assert_eq!(i(PyValue::Float(5.9)), Ok(PyValue::Int(5)));
         assert_eq!(i(PyValue::Float(-5.9)), Ok(PyValue::Int(-5)));
         assert_eq!(i(PyValue::Str(" -0_7 ".into())), Ok(PyValue::Int(-7)));
-        assert!(matches!(i(PyValue::Str("5.0".into())), Err(PyError::Value(_))));
-        assert!(matches!(i(PyValue::Float(f64::NAN)), Err(PyError::Value(_))));
+        assert!(matches!(
+            i(PyValue::Str("5.0".into())),
+            Err(PyError::Value(_))
+        ));
+        assert!(matches!(
+            i(PyValue::Float(f64::NAN)),
+            Err(PyError::Value(_))
+        ));
         assert!(matches!(
             i(PyValue::Float(f64::INFINITY)),
             Err(PyError::Other(_))
@@ -352,10 +360,16 @@ mod tests {
             max: Some(PyValue::Float(6.0)),
             valid: Vec::new(),
         };
-        assert_eq!(specs.validate(&PyValue::Float(6.0)), Ok(PyValue::Float(6.0)));
+        assert_eq!(
+            specs.validate(&PyValue::Float(6.0)),
+            Ok(PyValue::Float(6.0))
+        );
         assert!(specs.validate(&PyValue::Float(6.001)).is_err());
         assert!(specs.validate(&PyValue::Float(0.5)).is_err());
-        assert!(specs.validate(&PyValue::Float(f64::NAN)).is_ok(), "NaN passes");
+        assert!(
+            specs.validate(&PyValue::Float(f64::NAN)).is_ok(),
+            "NaN passes"
+        );
         let choice = Specs {
             kind: PyType::Int,
             min: None,

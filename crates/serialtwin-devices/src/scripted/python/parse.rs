@@ -194,7 +194,9 @@ impl Pattern {
             let _ = write!(regex, "({reg})");
             if channel && name == "ch_id" {
                 if !spec.is_empty() {
-                    return Err(format!("{{ch_id:{spec}}}: a channel's id is matched as text"));
+                    return Err(format!(
+                        "{{ch_id:{spec}}}: a channel's id is matched as text"
+                    ));
                 }
                 channel_group = Some(fields.len() + 1);
                 fields.push((String::new(), Convert::Str));
@@ -275,7 +277,11 @@ impl Pattern {
                 let magnitude = i128::from_str_radix(digits, base).ok()?;
                 Some(PyValue::Int(if negative { -magnitude } else { magnitude }))
             }
-            Convert::Float => text.trim_start_matches(' ').parse().ok().map(PyValue::Float),
+            Convert::Float => text
+                .trim_start_matches(' ')
+                .parse()
+                .ok()
+                .map(PyValue::Float),
             Convert::Percent => text
                 .trim_start_matches(' ')
                 .strip_suffix('%')?
@@ -305,14 +311,23 @@ mod tests {
         assert_eq!(parse("VOLT {:+f}", "VOLT +0.5"), Some(PyValue::Float(0.5)));
         assert_eq!(parse("VOLT {:f}", "VOLT 1.5\n"), Some(PyValue::Float(1.5)));
         assert_eq!(parse("VOLT {:f}", "VOLT 1.5\r"), None);
-        assert_eq!(parse("!FREQ {:.2f}", "!FREQ 100.123"), Some(PyValue::Float(100.123)));
+        assert_eq!(
+            parse("!FREQ {:.2f}", "!FREQ 100.123"),
+            Some(PyValue::Float(100.123))
+        );
         assert_eq!(parse("!FREQ {:.2f}", "!freq 10.0"), None);
         assert_eq!(parse("OUTP {:d}", "OUTP 1"), Some(PyValue::Int(1)));
         assert_eq!(parse("OUTP {:d}", "OUTP -12"), Some(PyValue::Int(-12)));
         assert_eq!(parse("OUTP {:d}", "OUTP 1.0"), None);
-        assert_eq!(parse("INST {:s}", "INST P25V"), Some(PyValue::Str("P25V".into())));
+        assert_eq!(
+            parse("INST {:s}", "INST P25V"),
+            Some(PyValue::Str("P25V".into()))
+        );
         assert_eq!(parse("INST {}", "INST "), Some(PyValue::Str(String::new())));
-        assert_eq!(parse("INST {:8}", "INST a b"), Some(PyValue::Str("a b".into())));
+        assert_eq!(
+            parse("INST {:8}", "INST a b"),
+            Some(PyValue::Str("a b".into()))
+        );
         assert_eq!(parse("X {:x}", "X 1f"), Some(PyValue::Int(31)));
         assert_eq!(parse("X {:#x}", "X 0x1f"), Some(PyValue::Int(31)));
         assert_eq!(parse("X {:#x}", "X 1f"), None);
@@ -338,10 +353,16 @@ mod tests {
             Some((Some("x".into()), PyValue::Float(10.5)))
         );
         let p = Pattern::for_channel("F {:.3f}").unwrap();
-        assert_eq!(p.parse_for_channel("F 10.5"), Some((None, PyValue::Float(10.5))));
+        assert_eq!(
+            p.parse_for_channel("F 10.5"),
+            Some((None, PyValue::Float(10.5)))
+        );
         assert!(Pattern::for_channel("CH {ch_id}").is_err(), "no value");
         assert!(Pattern::for_channel("CH {ch_id:d} {}").is_err());
-        assert!(Pattern::new("CH {ch_id} {}").is_err(), "a mapping outside a channel");
+        assert!(
+            Pattern::new("CH {ch_id} {}").is_err(),
+            "a mapping outside a channel"
+        );
     }
 
     #[test]

@@ -73,8 +73,8 @@ impl RandomReply {
 }
 
 fn build(reply: &str) -> Result<Built, String> {
-    let directive = Regex::new(r"\{RANDOM\((\d*.\d*), (\d*.\d*), (\d*)\).*\}")
-        .map_err(|e| e.to_string())?;
+    let directive =
+        Regex::new(r"\{RANDOM\((\d*.\d*), (\d*.\d*), (\d*)\).*\}").map_err(|e| e.to_string())?;
     let Some(found) = directive.captures(reply) else {
         return Err(
             "Exception: pyvisa-sim: Wrong RANDOM directive, see documentation for correct usage."
@@ -97,12 +97,15 @@ fn build(reply: &str) -> Result<Built, String> {
         .convert(&PyValue::Str(group(3).to_owned()))
         .map_err(|e| e.to_string())?
     {
-        PyValue::Int(n) => usize::try_from(n.max(0))
-            .map_err(|_| format!("RANDOM asks for {n} values"))?,
+        PyValue::Int(n) => {
+            usize::try_from(n.max(0)).map_err(|_| format!("RANDOM asks for {n} values"))?
+        }
         PyValue::Float(_) | PyValue::Str(_) => 0,
     };
     if count > MAX_COUNT {
-        return Err(format!("RANDOM asks for {count} values; this gives at most {MAX_COUNT}"));
+        return Err(format!(
+            "RANDOM asks for {count} values; this gives at most {MAX_COUNT}"
+        ));
     }
     let rest = Regex::new(r"RANDOM\((\d*.\d*), (\d*.\d*), (\d*)\)")
         .map_err(|e| e.to_string())?
