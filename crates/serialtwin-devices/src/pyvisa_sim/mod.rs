@@ -333,6 +333,9 @@ fn channel_group(name: &str, node: &Node, resource: &Node) -> Result<ChannelGrou
         for dialogue in dialogues.seq("`dialogues`")? {
             let request = text(to_bytes(query(dialogue, "a dialogue")?));
             let reply = stripped(dialogue, "r", "a dialogue's `r`")?.map(to_bytes);
+            if let (Some(bytes), Some(node)) = (&reply, dialogue.get("r")) {
+                check_reply_len(node, &String::from_utf8_lossy(bytes))?;
+            }
             group.dialogues.push((request, reply));
         }
     }
@@ -412,6 +415,26 @@ fn eoms(device: &Node, resource: &str) -> Result<(Vec<u8>, Vec<u8>), YamlError> 
         ));
     }
     Ok((query, part("r")?))
+}
+
+/// Refuse, at `node`, a reply `text` (a getter's format, or a RANDOM reply) that is longer
+/// than a reply may be whatever the value: it would raise on every use.
+fn check_reply_len(node: &Node, text: &str) -> Result<(), YamlError> {
+    let least = if python::random::is_random(text) {
+        python::random::RandomReply::new(text).least_len()
+    } else {
+        PyFormat::parse(text).ok().map(|f| f.least_len())
+    };
+    match least {
+        Some(least) if least > python::format::MAX_RENDERED => Err(YamlError::new(
+            node.at,
+            format!(
+                "this reply is at least {least} bytes long, more than the {} served",
+                python::format::MAX_RENDERED
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Whether a node is what Python reads as false: an empty scalar, sequence or mapping.
@@ -560,6 +583,9 @@ fn rule(dialogue: &Node) -> Result<Spanned<RuleConfig>, YamlError> {
     if let Ok(text) = std::str::from_utf8(&reply)
         && python::random::is_random(text)
     {
+        if let Some(node) = dialogue.get("r") {
+            check_reply_len(node, text)?;
+        }
         return Ok(python_rule(
             Some(&request),
             PythonRule::Random(text.to_owned()),
@@ -610,6 +636,9 @@ fn property(name: &str, node: &Node, channel: bool) -> Result<PropertyParts, Yam
             getter.map("a getter")?;
             let request = to_bytes(query(getter, "a getter")?);
             let format = stripped(getter, "r", "a getter's `r`")?.map(str::to_owned);
+            if let (Some(text), Some(node)) = (&format, getter.get("r")) {
+                check_reply_len(node, text)?;
+            }
             if let Some(text) = &format
                 && !python::random::is_random(text)
                 && let Err(why) = PyFormat::parse(text)
@@ -1155,6 +1184,33 @@ resources:
             load(main, "ASRL1::INSTR").is_err(),
             "no directory to read it from"
         );
+    }
+
+    #[test]
+    fn a_reply_longer_than_served_is_refused_where_written() {
+        let base = "spec: '1.1'\nresources: {ASRL1::INSTR: {device: d}}\ndevices:\n  d:\n";
+        for (extra, line) in [
+            (
+                "    properties:\n      v:\n        getter: {q: 'V?', r: '{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}{0:65536}'}\n",
+                7,
+            ),
+            (
+                "    dialogues:\n      - {q: 'R?', r: '{RANDOM(0, 1, 256):65536.2f}'}\n",
+                6,
+            ),
+        ] {
+            let e = load(&format!("{base}{extra}"), "ASRL1::INSTR").unwrap_err();
+            assert_eq!(e.at.line, line, "{e}");
+            assert!(e.reason.contains("more than the 1048576 served"), "{e}");
+        }
+        // Within the bound: served.
+        load(
+            &format!(
+                "{base}    dialogues:\n      - {{q: 'R?', r: '{{RANDOM(0, 1, 8):65536.2f}}'}}\n"
+            ),
+            "ASRL1::INSTR",
+        )
+        .unwrap();
     }
 
     #[test]

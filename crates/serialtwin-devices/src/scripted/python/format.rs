@@ -166,6 +166,20 @@ impl PyFormat {
         self.pieces.iter().any(|p| matches!(p, Piece::Field(_)))
     }
 
+    /// The fewest bytes any rendering has: its text, and each field's width. A format whose
+    /// least is over [`MAX_RENDERED`] refuses every value, so a file can be refused for it
+    /// where it is written.
+    #[must_use]
+    pub fn least_len(&self) -> usize {
+        self.pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(text) => text.len(),
+                Piece::Field(field) => field.spec.width.unwrap_or(0),
+            })
+            .fold(0, usize::saturating_add)
+    }
+
     /// Appends `self.format(value)` to `out`, as Python gives it.
     ///
     /// # Errors

@@ -47,6 +47,19 @@ impl RandomReply {
         self.built.as_ref().err().map(String::as_str)
     }
 
+    /// The fewest bytes any reply has (its values' least renderings and the `, ` between
+    /// them), when it is not broken.
+    #[must_use]
+    pub fn least_len(&self) -> Option<usize> {
+        let built = self.built.as_ref().ok()?;
+        Some(
+            built
+                .count
+                .saturating_mul(built.format.least_len())
+                .saturating_add(2 * built.count.saturating_sub(1)),
+        )
+    }
+
     /// One reply.
     ///
     /// # Errors
