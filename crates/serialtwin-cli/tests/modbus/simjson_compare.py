@@ -118,6 +118,7 @@ def serve_with_pymodbus(doc, server_name, device_name):
     def run():
         async def main():
             modbus = ModbusSerialServer(framer=framer, context=datastore, **server)
+            # Built, not yet listening: check_device's first read waits for that.
             ready.set()
             await modbus.serve_forever()
 
@@ -322,6 +323,15 @@ def check_device(doc, server_name, device_name, link):
     ranged = {}
     for who, path in (("pymodbus", theirs_path), ("serialtwin", link)):
         c = open_client(path, device)
+        # pymodbus's server says it is ready before it has opened its port, and opening it
+        # (pyserial) drops what was written before: a request sent then goes unanswered. One
+        # read, on both sides alike, asked until it is answered (a handful of tries as a
+        # safety net), so the plan starts on a listening server.
+        for _ in range(6):
+            if ask(c, device.unit, (3, 0, 1)) != ["silent"]:
+                break
+        else:
+            raise SystemExit(f"{who}: no answer to a first read")
         answers[who] = [ask(c, device.unit, r) for r in plan]
         ranged[who] = [by_range(c, device, *spec) for spec in device.ranges]
         if "device_id" not in device.server:
