@@ -39,6 +39,62 @@ fn config(dir: &Path, file: &str, resources: &[&str]) -> PathBuf {
     write_config(dir, "sim.toml", &text)
 }
 
+/// One comparison of pyvisa-sim with what serialtwin serves: `resources` of `file` (in
+/// `dir`), each named to pyvisa-sim as `sim_names` says (the same, but for a SOCKET served on
+/// another port), compared by `compare.py` against `sim` (`FILE@sim`, or `@sim`) reading the
+/// definitions in `definitions`.
+struct Comparison<'a> {
+    dir: &'a Path,
+    file: &'a str,
+    resources: &'a [&'a str],
+    sim_names: &'a [&'a str],
+    sim: String,
+    definitions: &'a Path,
+    what: &'a str,
+    checks: usize,
+}
+
+impl Comparison<'_> {
+    /// Serve, compare, and assert: `checks` checks passed, the run stopped cleanly, and only
+    /// `keep` is left in the directory. An ASRL port is opened by its link, a SOCKET by its
+    /// own name.
+    fn run(&self, python: &Path, keep: &[&Path]) {
+        let config = config(self.dir, self.file, self.resources);
+        let socket = self.dir.join("run/control.sock");
+        let run = start(
+            self.dir,
+            &[
+                config.to_str().unwrap(),
+                "--control",
+                socket.to_str().unwrap(),
+            ],
+        );
+        let mut cmd = Command::new(python);
+        cmd.arg("-c")
+            .arg(include_str!("pyvisa_sim/compare.py"))
+            .arg(&self.sim)
+            .arg(self.definitions);
+        for ((resource, sim_name), port) in
+            self.resources.iter().zip(self.sim_names).zip(&run.ports)
+        {
+            match port["link"].as_str() {
+                Some(link) => cmd.arg(format!("{sim_name}=ASRL{link}::INSTR")),
+                None => cmd.arg(format!("{sim_name}={resource}")),
+            };
+        }
+        let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
+        let stderr = run.stderr();
+        let (status, extra) = run.stop_with(Signal::SIGTERM);
+        common::python_checks(&out, self.what, self.checks, &stderr);
+        assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
+        let left: Vec<PathBuf> = leftovers(self.dir)
+            .into_iter()
+            .filter(|p| !keep.contains(&p.as_path()))
+            .collect();
+        assert_eq!(left, Vec::<PathBuf>::new());
+    }
+}
+
 #[test]
 fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
     let python = common::python::venv_of("tests/python/pyvisa-sim.txt", "pyenv-pyvisa-sim")
@@ -61,38 +117,20 @@ fn pyvisa_sim_and_the_port_answer_the_same_bytes() {
         "ASRL2::INSTR",
         "ASRL9::INSTR",
     ];
-    let config = config(&dir, "main.yaml", &resources);
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
-    let links = run.links();
-    let mut cmd = Command::new(&python);
-    cmd.arg("-c")
-        .arg(include_str!("pyvisa_sim/compare.py"))
-        .arg(format!("{}@sim", main.display()))
-        .arg(&main);
-    for (resource, link) in resources.iter().zip(&links) {
-        cmd.arg(format!("{resource}=ASRL{}::INSTR", link.display()));
-    }
-    let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
-    let stderr = run.stderr();
-    let (status, extra) = run.stop_with(Signal::SIGTERM);
     // Per device of the example: the sentinel, its dialogues and their lower-cased forms, 4
     // unknown forms, a delimited pair, its getters, each setter's cases with the getter after
     // each, 4 requests per register or queue.
-    common::python_checks(&out, "pyvisa-sim against the port", EXAMPLE_CHECKS, &stderr);
-    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
-    let left: Vec<PathBuf> = leftovers(&dir)
-        .into_iter()
-        .filter(|p| *p != yaml && *p != main)
-        .collect();
-    assert_eq!(left, Vec::<PathBuf>::new());
+    Comparison {
+        dir: &dir,
+        file: "main.yaml",
+        resources: &resources,
+        sim_names: &resources,
+        sim: format!("{}@sim", main.display()),
+        definitions: &main,
+        what: "pyvisa-sim against the port",
+        checks: EXAMPLE_CHECKS,
+    }
+    .run(&python, &[&yaml, &main]);
 }
 
 /// pyvisa-sim's own bundled file, as installed in the venv `python` belongs to.
@@ -136,45 +174,22 @@ fn the_bundled_default_files_asrl_and_socket_devices_answer_as_pyvisa_sim_does()
         "ASRL5::INSTR",
         served_socket.as_str(),
     ];
-    let config = config(&dir, "default.yaml", &resources);
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let mut sim_names = resources;
+    sim_names[5] = SOCKET;
     let definitions = dir.join("bundled.yaml");
     std::fs::write(&definitions, &bundled).unwrap();
-    let mut cmd = Command::new(&python);
     // `@sim` alone: pyvisa-sim reads its bundled file, the one the port serves a copy of.
-    cmd.arg("-c")
-        .arg(include_str!("pyvisa_sim/compare.py"))
-        .arg("@sim")
-        .arg(&definitions);
-    for (resource, port) in resources[..5].iter().zip(&run.ports) {
-        let link = port["link"].as_str().expect("an ASRL port has a link");
-        cmd.arg(format!("{resource}=ASRL{link}::INSTR"));
+    Comparison {
+        dir: &dir,
+        file: "default.yaml",
+        resources: &resources,
+        sim_names: &sim_names,
+        sim: "@sim".into(),
+        definitions: &definitions,
+        what: "pyvisa-sim's bundled file against the ports and the endpoint",
+        checks: BUNDLED_CHECKS,
     }
-    assert!(run.ports[5]["link"].is_null(), "{:?}", run.ports);
-    cmd.arg(format!("{SOCKET}={served_socket}"));
-    let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
-    let stderr = run.stderr();
-    let (status, extra) = run.stop_with(Signal::SIGTERM);
-    common::python_checks(
-        &out,
-        "pyvisa-sim's bundled file against the ports and the endpoint",
-        BUNDLED_CHECKS,
-        &stderr,
-    );
-    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
-    let left: Vec<PathBuf> = leftovers(&dir)
-        .into_iter()
-        .filter(|p| *p != yaml && *p != definitions)
-        .collect();
-    assert_eq!(left, Vec::<PathBuf>::new());
+    .run(&python, &[&yaml, &definitions]);
 }
 
 #[test]
@@ -190,37 +205,17 @@ fn pyvisa_sims_own_channel_devices_answer_as_it_does() {
     let yaml = dir.join("channels.yaml");
     std::fs::copy(&fixture, &yaml).unwrap();
     let resources = ["ASRL1::INSTR", "ASRL2::INSTR"];
-    let config = config(&dir, "channels.yaml", &resources);
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
-    let mut cmd = Command::new(&python);
-    cmd.arg("-c")
-        .arg(include_str!("pyvisa_sim/compare.py"))
-        .arg(format!("{}@sim", yaml.display()))
-        .arg(&yaml);
-    for (resource, port) in resources.iter().zip(&run.ports) {
-        let link = port["link"].as_str().expect("an ASRL port has a link");
-        cmd.arg(format!("{resource}=ASRL{link}::INSTR"));
+    Comparison {
+        dir: &dir,
+        file: "channels.yaml",
+        resources: &resources,
+        sim_names: &resources,
+        sim: format!("{}@sim", yaml.display()),
+        definitions: &yaml,
+        what: "pyvisa-sim's channels against the port",
+        checks: CHANNEL_CHECKS,
     }
-    let out = common::output_within_for(cmd.stderr(Stdio::piped()), PYTHON_PATIENCE);
-    let stderr = run.stderr();
-    let (status, extra) = run.stop_with(Signal::SIGTERM);
-    common::python_checks(
-        &out,
-        "pyvisa-sim's channels against the port",
-        CHANNEL_CHECKS,
-        &stderr,
-    );
-    assert!(status.success() && extra.is_empty(), "{status:?} {extra:?}");
-    let left: Vec<PathBuf> = leftovers(&dir).into_iter().filter(|p| *p != yaml).collect();
-    assert_eq!(left, Vec::<PathBuf>::new());
+    .run(&python, &[&yaml]);
 }
 
 /// The checks the channel file's script makes (see compare.py).
