@@ -12,8 +12,9 @@
 //!   the settings with `TCGETS2` (rustix's `tcgetattr`), which also sees `BOTHER` rates.
 //!   Parity and data bits are never visible: the kernel forces `CS8` and clears `PARENB`.
 //! - **Sessions.** Opens and closes of `/dev/pts/N` come from one process-wide inotify watcher
-//!   (`sessions`). When the last client leaves we discard output it will never read, clear an
-//!   exclusive lock (`TIOCEXCL`) it left, and tell the serving loop to drop its partial frame —
+//!   (`sessions`). When the last client leaves, the watcher readies the line for the next one at
+//!   once (the canary set again, an exclusive lock (`TIOCEXCL`) it left cleared); the port then
+//!   discards output it will never read and tells the serving loop to drop its partial frame —
 //!   but only if no newer client can have started talking in between.
 
 mod client;
@@ -230,7 +231,8 @@ impl PtyPort {
         set_packet_mode(master.as_fd())?;
         rustix::io::ioctl_fionbio(&master, true)?;
 
-        let sessions = match sessions::watch(&path, std::os::fd::AsRawFd::as_raw_fd(&slave)) {
+        let slave = Arc::new(slave);
+        let sessions = match sessions::watch(&path, &slave) {
             Ok(link) => Some(link),
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "cannot watch for client sessions");
@@ -242,7 +244,7 @@ impl PtyPort {
             reactor: Some(reactor),
             master,
             writer: None,
-            slave: Arc::new(slave),
+            slave,
             path,
             events: VecDeque::new(),
             settings,
@@ -364,22 +366,15 @@ impl PtyPort {
         sessions::sync();
         let clean = self.sessions.is_some() && !self.has_client_now();
         let left_behind = if clean {
-            // First, so that it lands as close to the sync as possible: a client that opens
-            // after the sync must not have its own `tcsetattr` overtaken. Decided by the line's
-            // settings, not by `rearm_pending`: the departed client's last `tcsetattr` may not
-            // have been read yet (its status byte comes after this), and a canary it cleared
-            // and nobody set again fails the next open that asks for what the pty cannot show
-            // (even parity: glibc sees "nothing changed" and says EINVAL).
-            self.rearm_canary();
+            // The line itself (canary, exclusive lock) was readied for the next client by
+            // whichever drain of the watcher saw the close, this sync's or the watcher's own
+            // (`sessions::ready_line`), before this port's task may have had its turn.
+            self.rearm_pending = false;
             self.own_flush = true;
             if let Err(e) = rustix::termios::tcflush(&*self.slave, QueueSelector::IFlush) {
                 warn!(path = %self.path.display(), error = %e, "cannot discard stale output");
             }
-            let left_behind = self.drain_departed_input();
-            if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*self.slave) {
-                warn!(path = %self.path.display(), error = %e, "cannot clear exclusive mode");
-            }
-            left_behind
+            self.drain_departed_input()
         } else {
             // A client opened since the last one left (one that reopens at once). Our output
             // may already be its answer, and what waits to be read may be its request, read
@@ -442,21 +437,16 @@ impl PtyPort {
     /// our change landing in between would make it see "nothing changed"; and a client may
     /// still be configuring: our read-modify-write then undoes its next change, which
     /// serialport-rs reports as "Settings did not apply correctly" — tried, seen in one run in
-    /// four), and not only when the client leaves (it may reopen before we notice). We re-arm
-    /// when the client's next bytes arrive — it has finished configuring by then — or when it
-    /// leaves without sending any. Nothing else of the client's settings is touched. A client
+    /// four). We re-arm when the client's next bytes arrive — it has finished configuring by
+    /// then — and when it leaves: the session watcher's thread does that the moment it learns
+    /// of the close (`sessions::ready_line`), since a client may reopen before this port's
+    /// task gets its turn on a busy runtime, and again here once the task does. Nothing else
+    /// of the client's settings is touched. A client
     /// that sets the line twice before its first request (pymodbus's `connect`) is beyond
     /// any re-arm: its calls come microseconds apart, faster than a wake-up (see README).
     fn rearm_canary(&mut self) {
         self.rearm_pending = false;
-        let Ok(mut t) = rustix::termios::tcgetattr(&self.master) else {
-            return;
-        };
-        if t.local_modes.contains(CANARY) {
-            return;
-        }
-        t.local_modes.insert(CANARY);
-        if let Err(e) = rustix::termios::tcsetattr(&self.master, OptionalActions::Now, &t) {
+        if let Err(e) = arm_canary(self.master.as_fd()) {
             warn!(path = %self.path.display(), error = %e, "cannot re-arm the ECHONL canary");
         }
     }
@@ -533,6 +523,17 @@ impl Transport for PtyPort {
         }
         self.has_client()
     }
+}
+
+/// Set [`CANARY`] on the line if a client cleared it (see [`PtyPort::rearm_canary`]). `line` is
+/// the master or a slave descriptor: both reach the slave's settings.
+fn arm_canary(line: BorrowedFd<'_>) -> rustix::io::Result<()> {
+    let mut t = rustix::termios::tcgetattr(line)?;
+    if t.local_modes.contains(CANARY) {
+        return Ok(());
+    }
+    t.local_modes.insert(CANARY);
+    rustix::termios::tcsetattr(line, OptionalActions::Now, &t)
 }
 
 /// Raw mode at `baud`, 8N1, no flow control, reads return as soon as a byte is there; `EXTPROC`
@@ -617,5 +618,51 @@ mod tests {
         next.write_all(b"INC\r\n").unwrap();
         assert_eq!(port.drain_departed_input(), b"INC\r\n");
         drop(next);
+    }
+
+    /// What pyserial does when it opens at 2400 8E1: raw mode and even parity, set through
+    /// glibc's `tcsetattr` (whose Debian and Fedora builds fail when nothing changed), then an
+    /// exclusive lock as serialport-rs takes one.
+    fn open_at_even_parity(path: &Path) -> io::Result<std::fs::File> {
+        use nix::sys::termios::{self, BaudRate, ControlFlags, SetArg};
+        let line = client(path);
+        let mut t = termios::tcgetattr(&line)?;
+        termios::cfmakeraw(&mut t);
+        t.control_flags.insert(ControlFlags::PARENB);
+        termios::cfsetspeed(&mut t, BaudRate::B2400)?;
+        termios::tcsetattr(&line, SetArg::TCSANOW, &t)?;
+        rustix::termios::ioctl_tiocexcl(&line)?;
+        Ok(line)
+    }
+
+    /// A client that reopens at once must find the line ready whether or not the port's serving
+    /// task has run since its predecessor left (a busy runtime may not have): here it never
+    /// runs. The session watcher sets the canary again and clears the exclusive lock on its own.
+    #[tokio::test]
+    async fn the_line_is_ready_for_the_next_client_without_the_serving_task() {
+        let port = PtyPort::open(&PtyOptions::default()).unwrap();
+        let ready = || {
+            let t = rustix::termios::tcgetattr(&*port.slave).unwrap();
+            t.local_modes.contains(CANARY) && !port.probe().exclusive().unwrap()
+        };
+        for open in 1..=5 {
+            let line = open_at_even_parity(port.path())
+                .unwrap_or_else(|e| panic!("open {open} at even parity failed: {e}"));
+            assert!(
+                !ready(),
+                "open {open}: the client cleared the canary and locked the line"
+            );
+            drop(line);
+            // The watcher's thread gets to it when the kernel schedules it: wait for it, with a
+            // deadline only as a safety net.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !ready() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "open {open}: the line was not readied after the client left"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! any one tokio runtime: test suites create many).
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -38,8 +38,9 @@ struct Entry {
     state: Arc<SessionState>,
     /// The slave's path, `/dev/pts/N`.
     path: PathBuf,
-    /// Our own descriptor of the slave (not a client's; see [`recount`]).
-    held: RawFd,
+    /// Our own descriptor of the slave: not a client's (see [`recount`]), and how the line is
+    /// readied for the next client (see [`ready_line`]).
+    slave: Arc<OwnedFd>,
 }
 
 struct Watcher {
@@ -151,9 +152,9 @@ fn watcher() -> std::io::Result<&'static Watcher> {
     w.map_err(std::io::Error::from)
 }
 
-/// Start watching the slave at `path` for client opens and closes; `held` is our own
+/// Start watching the slave at `path` for client opens and closes; `slave` is our own
 /// descriptor of it, which is not a client.
-pub(crate) fn watch(path: &Path, held: RawFd) -> std::io::Result<SessionLink> {
+pub(crate) fn watch(path: &Path, slave: &Arc<OwnedFd>) -> std::io::Result<SessionLink> {
     let watcher = watcher()?;
     let state = Arc::new(SessionState::default());
     // Hold the map lock across add_watch so the reader cannot see an event for this wd before
@@ -168,7 +169,7 @@ pub(crate) fn watch(path: &Path, held: RawFd) -> std::io::Result<SessionLink> {
         Entry {
             state: state.clone(),
             path: path.to_owned(),
-            held,
+            slave: slave.clone(),
         },
     );
     drop(ports);
@@ -262,20 +263,26 @@ fn clients_from_proc() -> ProcScan {
 }
 
 /// Set every port's open count from `scan` (after lost events), and tell each port about a
-/// session that began or ended meanwhile. Our own descriptor of each slave is not a client.
+/// session that began or ended meanwhile; the ports whose session ended are pushed to `ended`.
+/// Our own descriptor of each slave is not a client.
 /// When some processes could not be looked at, a port that seemed in use keeps its count
 /// rather than be declared free: replies to a client we cannot see must not be dropped.
 ///
 /// Not exact: an open or close that happens while `/proc` is read may be counted both by the
 /// scan and by its own event. That is a count off by one after a rare overflow, where without
 /// this every event lost in the overflow would stay lost.
-fn recount(ports: &HashMap<WatchDescriptor, Entry>, scan: &ProcScan) {
+fn recount(
+    ports: &HashMap<WatchDescriptor, Entry>,
+    scan: &ProcScan,
+    ended: &mut Vec<WatchDescriptor>,
+) {
     let me = std::process::id();
-    for entry in ports.values() {
+    for (wd, entry) in ports {
+        let held = entry.slave.as_raw_fd();
         let found = scan
             .open
             .iter()
-            .filter(|(pid, fd, path)| *path == entry.path && !(*pid == me && *fd == entry.held))
+            .filter(|(pid, fd, path)| *path == entry.path && !(*pid == me && *fd == held))
             .count();
         let found = u32::try_from(found).unwrap_or(u32::MAX);
         let state = &entry.state;
@@ -292,6 +299,7 @@ fn recount(ports: &HashMap<WatchDescriptor, Entry>, scan: &ProcScan) {
             (1.., 0) => {
                 state.closed.fetch_add(1, Ordering::SeqCst);
                 state.waker.wake();
+                ended.push(*wd);
             }
             _ => {}
         }
@@ -299,14 +307,27 @@ fn recount(ports: &HashMap<WatchDescriptor, Entry>, scan: &ProcScan) {
     }
 }
 
-/// Read and dispatch every queued inotify event. Holding the map lock across the read keeps
-/// events in order whichever thread drains them.
+/// Read and dispatch every queued inotify event, then ready the line of each port whose last
+/// client left and that no client has opened since (see [`ready_line`]). Holding the map lock
+/// across the read keeps events in order whichever thread drains them.
 fn drain(watcher: &'static Watcher) -> nix::Result<()> {
     let mut ports = watcher.ports.lock().unwrap_or_else(PoisonError::into_inner);
+    // Ports whose session ended in this drain; decided on once every queued event is read, so
+    // that a client that reopened meanwhile is counted and its line left alone.
+    let mut ended = Vec::new();
     loop {
         let events = match watcher.inotify.read_events() {
             Ok(events) => events,
-            Err(nix::Error::EAGAIN) => return Ok(()),
+            Err(nix::Error::EAGAIN) => {
+                for wd in &ended {
+                    if let Some(entry) = ports.get(wd)
+                        && entry.state.open_count.load(Ordering::SeqCst) == 0
+                    {
+                        ready_line(entry);
+                    }
+                }
+                return Ok(());
+            }
             Err(nix::Error::EINTR) => continue,
             Err(e) => return Err(e),
         };
@@ -324,7 +345,7 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
                         Err(e) => return Err(e),
                     }
                 }
-                recount(&ports, &clients_from_proc());
+                recount(&ports, &clients_from_proc(), &mut ended);
                 break;
             }
             let Some(entry) = ports.get(&event.wd) else {
@@ -347,12 +368,31 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
                 if before == 1 {
                     state.closed.fetch_add(1, Ordering::SeqCst);
                     state.waker.wake();
+                    if !ended.contains(&event.wd) {
+                        ended.push(event.wd);
+                    }
                 }
             } else if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                 debug!("session watcher: watch removed");
                 ports.remove(&event.wd);
             }
         }
+    }
+}
+
+/// The last client left: make the line ready for the next one at once, from the thread that
+/// learnt of it. The port's serving task cleans up after the client too (`on_closed`), but it
+/// runs when its runtime gets to it, and a client that reopens at once (mppsolar reopens for
+/// every command) may be quicker than a busy runtime: it would find the canary its predecessor
+/// cleared — and glibc fails a reopen at even parity with EINVAL (see `PtyPort::rearm_canary`)
+/// — or the exclusive lock a killed client left, and its open fails with EBUSY. Both steps
+/// are idempotent: the serving task's own ones then change nothing.
+fn ready_line(entry: &Entry) {
+    if let Err(e) = super::arm_canary(entry.slave.as_fd()) {
+        warn!(path = %entry.path.display(), error = %e, "cannot re-arm the ECHONL canary");
+    }
+    if let Err(e) = rustix::termios::ioctl_tiocnxcl(&*entry.slave) {
+        warn!(path = %entry.path.display(), error = %e, "cannot clear exclusive mode");
     }
 }
 
@@ -373,7 +413,7 @@ mod tests {
     fn recount_now() {
         let watcher = watcher().unwrap();
         let ports = watcher.ports.lock().unwrap_or_else(PoisonError::into_inner);
-        recount(&ports, &clients_from_proc());
+        recount(&ports, &clients_from_proc(), &mut Vec::new());
     }
 
     fn lose_events(port: &PtyPort, open_count: u32) {
