@@ -437,13 +437,12 @@ impl PtyPort {
     /// our change landing in between would make it see "nothing changed"; and a client may
     /// still be configuring: our read-modify-write then undoes its next change, which
     /// serialport-rs reports as "Settings did not apply correctly" — tried, seen in one run in
-    /// four). We re-arm when the client's next bytes arrive — it has finished configuring by
-    /// then — and when it leaves: the session watcher's thread does that the moment it learns
-    /// of the close (`sessions::ready_line`), since a client may reopen before this port's
-    /// task gets its turn on a busy runtime, and again here once the task does. Nothing else
-    /// of the client's settings is touched. A client
-    /// that sets the line twice before its first request (pymodbus's `connect`) is beyond
-    /// any re-arm: its calls come microseconds apart, faster than a wake-up (see README).
+    /// four). We re-arm here when the client's next bytes arrive — it has finished configuring
+    /// by then. When it leaves, the session watcher's thread re-arms the moment it learns of the
+    /// close (`sessions::ready_line`): a client may reopen before this port's task gets its turn
+    /// on a busy runtime. Nothing else of the client's settings is touched. A client that sets
+    /// the line twice before its first request (pymodbus's `connect`) is beyond any re-arm: its
+    /// calls come microseconds apart, faster than a wake-up (see README).
     fn rearm_canary(&mut self) {
         self.rearm_pending = false;
         if let Err(e) = arm_canary(self.master.as_fd()) {

@@ -381,12 +381,12 @@ fn drain(watcher: &'static Watcher) -> nix::Result<()> {
 }
 
 /// The last client left: make the line ready for the next one at once, from the thread that
-/// learnt of it. The port's serving task cleans up after the client too (`on_closed`), but it
-/// runs when its runtime gets to it, and a client that reopens at once (mppsolar reopens for
-/// every command) may be quicker than a busy runtime: it would find the canary its predecessor
-/// cleared — and glibc fails a reopen at even parity with EINVAL (see `PtyPort::rearm_canary`)
-/// — or the exclusive lock a killed client left, and its open fails with EBUSY. Both steps
-/// are idempotent: the serving task's own ones then change nothing.
+/// learnt of it. The port's serving task cleans up the rest (stale output, unread input:
+/// `on_closed`), but it runs when its runtime gets to it, and a client that reopens at once
+/// (mppsolar reopens for every command) may be quicker than a busy runtime. It would find the
+/// canary its predecessor cleared — glibc fails a reopen at even parity with EINVAL (see
+/// `PtyPort::rearm_canary`) — or the exclusive lock a killed client left, and its open would
+/// fail with EBUSY.
 fn ready_line(entry: &Entry) {
     if let Err(e) = super::arm_canary(entry.slave.as_fd()) {
         warn!(path = %entry.path.display(), error = %e, "cannot re-arm the ECHONL canary");
