@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{run_to_end, start, work_dir, write_config};
+use common::{run_to_end, start_config, work_dir, write_config};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -79,15 +79,7 @@ fn compare(dir: &Path, args: &[&str]) -> Vec<Value> {
 fn pymodbus_and_serialtwin_answer_one_client_identically_from_the_same_files() {
     let dir = work_dir("modbus-simjson");
     let config = files_in(&dir);
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (run, _) = start_config(&dir, &config);
     let (meter, plant) = (link_of(&run, "meter"), link_of(&run, "plant"));
     let meter_json = dir.join("simjson_meter.json");
     let plant_json = dir.join("simjson_plant.json");

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::scratch::Scratch;
-use common::{Running, ctl, debian, run_to_end, start, work_dir, write_config};
+use common::{Running, ctl, debian, run_to_end, start, start_config, work_dir, write_config};
 use serde_json::Value;
 
 /// Where the route starts and where it heads (its first leg, 2.7 km long, outlasts the test).
@@ -527,15 +527,7 @@ fn gpsd_reads_a_recorded_log_played_as_a_device() {
             dir.display()
         ),
     );
-    let socket = dir.join("run/control.sock");
-    let running = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (running, _) = start_config(&dir, &config);
     let link = running.links()[0].clone();
     let port = free_port().to_string();
     let gpsd_socket = dir.join("gpsd.sock");

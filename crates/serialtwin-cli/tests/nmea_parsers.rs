@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{output_within, python, python_checks, start, work_dir, write_config};
+use common::{output_within, python, python_checks, start_config, work_dir, write_config};
 
 const SCRIPT: &str = include_str!("nmea/parsers.py");
 
@@ -24,15 +24,7 @@ fn pynmea2_and_pynmeagps_parse_600_sentences_at_10_hz() {
             dir.display()
         ),
     );
-    let socket = dir.join("run/control.sock");
-    let running = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (running, _) = start_config(&dir, &config);
     let link = running.links()[0].clone();
     let out = output_within(
         Command::new(venv.join("bin/python"))

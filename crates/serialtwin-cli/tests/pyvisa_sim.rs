@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{leftovers, run_to_end, start, work_dir, write_config};
+use common::{leftovers, run_to_end, start, start_config, work_dir, write_config};
 use nix::sys::signal::Signal;
 
 /// The whole pyvisa script's safety net (it takes seconds; the venv is made before).
@@ -276,15 +276,7 @@ fn the_shipped_example_answers_the_readme_command() {
     std::fs::copy(root.join("examples/pyvisa-sim.yaml"), &yaml).unwrap();
     let text = example.replace("/tmp/serialtwin/", &format!("{}/", dir.display()));
     let config = write_config(&dir, "pyvisa-sim.toml", &text);
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (run, _) = start_config(&dir, &config);
     let script = command.replace("/tmp/serialtwin/", &format!("{}/", dir.display()));
     let port = common::output_within_for(
         Command::new(&python)

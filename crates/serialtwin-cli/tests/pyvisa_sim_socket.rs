@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ctl, leftovers, start, work_dir, write_config};
+use common::{ctl, leftovers, start_config, work_dir, write_config};
 use nix::sys::signal::Signal;
 
 /// The whole pyvisa script's safety net (it takes seconds; the venv is made before).
@@ -84,15 +84,7 @@ fn pyvisa_sim_and_the_endpoint_answer_the_same_bytes() {
             dir.display()
         ),
     );
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (run, socket) = start_config(&dir, &config);
     // Readiness shows each at its resource's address: the first with no pty at all.
     let lsg_addr: SocketAddr = format!("127.0.0.1:{lsg}").parse().unwrap();
     let other_addr: SocketAddr = format!("127.0.0.1:{other}").parse().unwrap();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{leftovers, run_to_end, start, work_dir, write_config};
+use common::{leftovers, run_to_end, start_config, work_dir, write_config};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 
@@ -123,15 +123,7 @@ fn pyvisa_runs_a_measurement_script_against_a_generated_instrument() {
     let out = run_to_end(&dir, &["check", good.to_str().unwrap()]);
     assert!(out.status.success(), "seed {seed}: {out:?}\n{table}");
 
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            good.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (run, socket) = start_config(&dir, &good);
     assert_eq!(run.ports[0]["model"], "scpi");
     let link = run.links()[0].clone();
     let out = common::output_within_for(
@@ -220,15 +212,7 @@ fn the_shipped_example_answers_the_readme_command() {
     let link = dir.join("ttyUSB-scpi");
     let text = example.replace("/tmp/serialtwin/ttyUSB-scpi", link.to_str().unwrap());
     let config = write_config(&dir, "scpi.toml", &text);
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (run, _) = start_config(&dir, &config);
     let script = command.replace("/tmp/serialtwin/ttyUSB-scpi", link.to_str().unwrap());
     let out = common::output_within_for(
         Command::new(&python)

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{leftovers, run_to_end, start, work_dir, write_config};
+use common::{leftovers, run_to_end, start_config, work_dir, write_config};
 use nix::sys::signal::Signal;
 
 /// A config with one power supply at `dir/ttyUSB-psu`, its table's body being `table`.
@@ -109,15 +109,7 @@ fn a_model_from_the_registry_is_listed_checked_and_served() {
     }
 
     // `run` serves it on a pty; pyserial gets the supply's answers.
-    let socket = dir.join("run/control.sock");
-    let run = start(
-        &dir,
-        &[
-            good.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (run, socket) = start_config(&dir, &good);
     assert_eq!(run.ports[0]["model"], "scpi-psu");
     let link = run.links()[0].clone();
     let answers = ask(

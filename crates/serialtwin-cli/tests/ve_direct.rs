@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{bin, output_within_for, python, python_checks, start, work_dir, write_config};
+use common::{bin, output_within_for, python, python_checks, start_config, work_dir, write_config};
 
 const SCRIPT: &str = include_str!("ved/clients.py");
 
@@ -49,15 +49,7 @@ fn vedirect_m8_and_mppsolar_read_checksummed_blocks() {
             link.display()
         ),
     );
-    let socket = dir.join("run/control.sock");
-    let running = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (running, _) = start_config(&dir, &config);
     let mppsolar = venv.join("bin/mppsolar");
     let out = clients(
         &home,
@@ -85,15 +77,7 @@ fn hex_is_answered_between_blocks_with_async_frames_or_paused_text() {
             home.display()
         ),
     );
-    let socket = dir.join("run/control.sock");
-    let running = start(
-        &dir,
-        &[
-            config.to_str().unwrap(),
-            "--control",
-            socket.to_str().unwrap(),
-        ],
-    );
+    let (running, socket) = start_config(&dir, &config);
     let link = |n: u32| home.join(format!("ttyUSB{n}"));
     let with_async = |n: u32, mode: &str, name: &str| {
         clients(

@@ -83,6 +83,24 @@ pub fn start(dir: &Path, args: &[&str]) -> Running {
     start_with_env(dir, args, &[])
 }
 
+/// [`start`] on `config`, with the control socket at `<dir>/run/control.sock`; returns the
+/// socket's path too, for [`ctl`].
+///
+/// # Panics
+/// As [`start`].
+pub fn start_config(dir: &Path, config: &Path) -> (Running, PathBuf) {
+    let socket = dir.join("run/control.sock");
+    let run = start(
+        dir,
+        &[
+            config.to_str().unwrap(),
+            "--control",
+            socket.to_str().unwrap(),
+        ],
+    );
+    (run, socket)
+}
+
 /// [`start`], with `env` set for the child.
 pub fn start_with_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Running {
     static N: AtomicU32 = AtomicU32::new(0);
